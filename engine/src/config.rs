@@ -1,0 +1,1105 @@
+//! The process configuration: employees, teams, pipelines with their stages, custom fields and
+//! intake sources, read from one `leadflow.toml` or a folder of TOML files.
+//!
+//! Loading is whole-or-nothing: every problem in every file is collected and reported with its
+//! file, line and column, and no partial configuration is ever returned. The engine never reads
+//! files itself; the caller passes the texts as [`Source`]s.
+
+use crate::field::FieldType;
+use crate::ids::{EmployeeId, EntityKind, PipelineId, StageId, TeamId};
+use chrono::Duration;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use toml::Spanned;
+
+/// One configuration file's name (as shown in errors) and text.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The path shown in error messages.
+    pub path: String,
+    /// The file's TOML text.
+    pub text: String,
+}
+
+/// One problem in a configuration file, with its location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, as given in its [`Source`].
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+/// Every problem found while loading a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "the configuration has {n} error{}",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a stage is still open, or ends the lead/deal as won or lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Semantic {
+    /// Work goes on.
+    InProgress,
+    /// Won: converted lead, closed deal. Final.
+    Success,
+    /// Lost: junk lead, failed deal. May be reopened.
+    Failure,
+}
+
+impl Semantic {
+    /// The name used in config files and projections.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Semantic::InProgress => "in_progress",
+            Semantic::Success => "success",
+            Semantic::Failure => "failure",
+        }
+    }
+}
+
+/// A set of field names of which at least one must be filled (`company_name|inn`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// The alternatives; any one filled satisfies the requirement.
+    pub any_of: Vec<String>,
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.any_of.join(" or "))
+    }
+}
+
+/// Requirements that apply only when a field has a given value (legal entity ⇒ INN…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionalRequirement {
+    /// The field whose value is tested.
+    pub field: String,
+    /// The value that switches the requirements on.
+    pub equals: String,
+    /// What is then required.
+    pub required: Vec<Requirement>,
+}
+
+/// One stage of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// Id, unique within the pipeline.
+    pub id: StageId,
+    /// Display name.
+    pub name: String,
+    /// Open, won or lost.
+    pub semantic: Semantic,
+    /// Target time in the stage, for reports.
+    pub target: Option<Duration>,
+    /// Fields that must be filled to enter the stage.
+    pub required: Vec<Requirement>,
+    /// Fields that must be filled to enter the stage when a condition holds.
+    pub required_when: Vec<ConditionalRequirement>,
+    /// If set, the only stages from which this one may be entered.
+    pub from: Option<Vec<StageId>>,
+    /// For failure stages: the allowed reasons; when non-empty a reason is required.
+    pub reasons: Vec<String>,
+}
+
+/// An ordered list of stages for leads or for deals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pipeline {
+    /// Id, e.g. `lead`, `goods`.
+    pub id: PipelineId,
+    /// Display name.
+    pub name: String,
+    /// `Lead` or `Deal`.
+    pub entity: EntityKind,
+    /// The stages in order; the first is where new items start.
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// The stage with this id.
+    pub fn stage(&self, id: &StageId) -> Option<&Stage> {
+        self.stages.iter().find(|s| &s.id == id)
+    }
+
+    /// Where new items start.
+    pub fn first_stage(&self) -> &Stage {
+        &self.stages[0]
+    }
+}
+
+/// A person who works leads and deals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Employee {
+    /// Id used on the command line (`--as petrova`).
+    pub id: EmployeeId,
+    /// Full name.
+    pub name: String,
+    /// The team the employee belongs to.
+    pub team: Option<TeamId>,
+    /// The employee's manager: set explicitly, or the team's manager.
+    pub manager: Option<EmployeeId>,
+    /// E-mail for notifications.
+    pub email: Option<String>,
+    /// Inactive employees keep their history but cannot be given work.
+    pub active: bool,
+}
+
+/// A group of employees that owns pipelines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    /// Id, e.g. `first_line`.
+    pub id: TeamId,
+    /// Display name.
+    pub name: String,
+    /// The head of the team.
+    pub manager: Option<EmployeeId>,
+    /// The pipelines this team works.
+    pub pipelines: Vec<PipelineId>,
+}
+
+/// A typed custom field of leads, deals, contacts or companies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDef {
+    /// Id used in commands and rules.
+    pub id: String,
+    /// The entity that has the field.
+    pub entity: EntityKind,
+    /// The value type.
+    pub ty: FieldType,
+    /// Display label.
+    pub label: String,
+    /// Group on the card (e.g. `product`, `client`).
+    pub group: Option<String>,
+    /// Options of an enum field.
+    pub options: Vec<String>,
+}
+
+/// Built-in fields that stage requirements may name, per entity.
+pub fn builtin_fields(entity: EntityKind) -> &'static [&'static str] {
+    match entity {
+        EntityKind::Lead => &[
+            "title",
+            "name",
+            "phone",
+            "email",
+            "source",
+            "client_type",
+            "responsible",
+            "comment",
+            "contact",
+            "company",
+        ],
+        EntityKind::Deal => &[
+            "title",
+            "amount",
+            "contact",
+            "company",
+            "responsible",
+            "lead",
+            "comment",
+        ],
+        EntityKind::Contact => &["name", "phone", "email", "company", "responsible"],
+        EntityKind::Company => &["name", "inn", "bank_account", "bik", "phone", "email"],
+        EntityKind::Task => &[],
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Currency of amounts, e.g. `RUB`.
+    pub currency: String,
+    /// The actor used when a command names none.
+    pub default_actor: Option<EmployeeId>,
+    /// Where leads come from: `web_form`, `call`…
+    pub sources: Vec<String>,
+    /// Employees by id.
+    pub employees: BTreeMap<EmployeeId, Employee>,
+    /// Teams by id.
+    pub teams: BTreeMap<TeamId, Team>,
+    /// Custom fields, in file order.
+    pub fields: Vec<FieldDef>,
+    /// Pipelines, in file order.
+    pub pipelines: Vec<Pipeline>,
+}
+
+impl Config {
+    /// Loads and validates a configuration from one or more files.
+    pub fn load(sources: &[Source]) -> Result<Config, ConfigErrors> {
+        Loader::default().load(sources)
+    }
+
+    /// Parses a single TOML text (handy in tests).
+    pub fn from_toml(path: &str, text: &str) -> Result<Config, ConfigErrors> {
+        Config::load(&[Source {
+            path: path.to_owned(),
+            text: text.to_owned(),
+        }])
+    }
+
+    /// The pipeline with this id.
+    pub fn pipeline(&self, id: &PipelineId) -> Option<&Pipeline> {
+        self.pipelines.iter().find(|p| &p.id == id)
+    }
+
+    /// The lead pipeline (there is exactly one).
+    pub fn lead_pipeline(&self) -> &Pipeline {
+        self.pipelines
+            .iter()
+            .find(|p| p.entity == EntityKind::Lead)
+            .expect("validated: exactly one lead pipeline")
+    }
+
+    /// The first deal pipeline, used when a deal names none.
+    pub fn default_deal_pipeline(&self) -> Option<&Pipeline> {
+        self.pipelines.iter().find(|p| p.entity == EntityKind::Deal)
+    }
+
+    /// The custom field `id` of `entity`.
+    pub fn field(&self, entity: EntityKind, id: &str) -> Option<&FieldDef> {
+        self.fields
+            .iter()
+            .find(|f| f.entity == entity && f.id == id)
+    }
+
+    /// The employee with this id.
+    pub fn employee(&self, id: &EmployeeId) -> Option<&Employee> {
+        self.employees.get(id)
+    }
+
+    /// The team that works `pipeline`, if any.
+    pub fn team_of_pipeline(&self, pipeline: &PipelineId) -> Option<&Team> {
+        self.teams.values().find(|t| t.pipelines.contains(pipeline))
+    }
+
+    /// Active members of a team, by id.
+    pub fn members(&self, team: &TeamId) -> Vec<&Employee> {
+        self.employees
+            .values()
+            .filter(|e| e.active && e.team.as_ref() == Some(team))
+            .collect()
+    }
+}
+
+// ---- raw file format ------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    currency: Option<Spanned<String>>,
+    default_actor: Option<Spanned<String>>,
+    sources: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    employees: Vec<RawEmployee>,
+    #[serde(default)]
+    teams: Vec<RawTeam>,
+    #[serde(default)]
+    fields: Vec<RawField>,
+    #[serde(default)]
+    pipelines: Vec<RawPipeline>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmployee {
+    id: Spanned<String>,
+    name: String,
+    team: Option<Spanned<String>>,
+    manager: Option<Spanned<String>>,
+    email: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeam {
+    id: Spanned<String>,
+    name: String,
+    manager: Option<Spanned<String>>,
+    #[serde(default)]
+    pipelines: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    id: Spanned<String>,
+    entity: Spanned<String>,
+    #[serde(rename = "type")]
+    ty: Spanned<FieldType>,
+    label: Option<String>,
+    group: Option<String>,
+    #[serde(default)]
+    options: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    id: Spanned<String>,
+    name: String,
+    entity: Spanned<String>,
+    stages: Spanned<Vec<RawStage>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    id: Spanned<String>,
+    name: String,
+    #[serde(default = "in_progress")]
+    semantic: Semantic,
+    target: Option<Spanned<String>>,
+    #[serde(default)]
+    required: Vec<Spanned<String>>,
+    #[serde(default)]
+    required_when: Vec<RawConditional>,
+    from: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    reasons: Vec<String>,
+}
+
+fn in_progress() -> Semantic {
+    Semantic::InProgress
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConditional {
+    field: Spanned<String>,
+    equals: String,
+    required: Vec<Spanned<String>>,
+}
+
+/// Parses durations like `90s`, `30m`, `2h`, `1d`, `1d 4h` (days are calendar days here).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("bad duration '{text}': write it like 30m, 2h, 1d or 1d 4h");
+    let mut total = Duration::zero();
+    let mut seen = false;
+    for part in text.split_whitespace() {
+        let split = part.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (n, unit) = part.split_at(split);
+        let n: i64 = n.parse().map_err(|_| bad())?;
+        let d = match unit {
+            "s" => Duration::try_seconds(n),
+            "m" | "min" => Duration::try_minutes(n),
+            "h" => Duration::try_hours(n),
+            "d" => Duration::try_days(n),
+            "w" => Duration::try_weeks(n),
+            _ => None,
+        }
+        .ok_or_else(bad)?;
+        total = total.checked_add(&d).ok_or_else(bad)?;
+        seen = true;
+    }
+    if seen { Ok(total) } else { Err(bad()) }
+}
+
+#[derive(Default)]
+struct Loader {
+    errors: Vec<ConfigError>,
+}
+
+struct Located<'a, T> {
+    file: &'a Source,
+    item: T,
+}
+
+impl Loader {
+    fn err(&mut self, src: &Source, span: std::ops::Range<usize>, message: impl Into<String>) {
+        let (line, col) = line_col(&src.text, span.start);
+        self.errors.push(ConfigError {
+            file: src.path.clone(),
+            line,
+            col,
+            message: message.into(),
+        });
+    }
+
+    fn load(mut self, sources: &[Source]) -> Result<Config, ConfigErrors> {
+        let mut files = Vec::new();
+        for src in sources {
+            match toml::from_str::<RawFile>(&src.text) {
+                Ok(raw) => files.push((src, raw)),
+                Err(e) => {
+                    let span = e.span().unwrap_or(0..0);
+                    let msg = e.message().trim().to_owned();
+                    self.err(src, span, msg);
+                }
+            }
+        }
+        if sources.is_empty() {
+            self.errors.push(ConfigError {
+                file: "(none)".into(),
+                line: 1,
+                col: 1,
+                message: "no configuration files were given".into(),
+            });
+        }
+
+        let mut currency: Option<String> = None;
+        let mut default_actor: Option<Located<Spanned<String>>> = None;
+        let mut sources_list: Option<Vec<String>> = None;
+        let mut employees = Vec::new();
+        let mut teams = Vec::new();
+        let mut fields = Vec::new();
+        let mut pipelines = Vec::new();
+        for (src, raw) in files {
+            if let Some(c) = raw.currency {
+                if currency.is_some() {
+                    self.err(src, c.span(), "currency is set in more than one file");
+                }
+                let code = c.get_ref();
+                if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+                    self.err(
+                        src,
+                        c.span(),
+                        format!("currency '{code}' is not a code like RUB"),
+                    );
+                }
+                currency = Some(c.into_inner());
+            }
+            if let Some(a) = raw.default_actor {
+                if default_actor.is_some() {
+                    self.err(src, a.span(), "default_actor is set in more than one file");
+                }
+                default_actor = Some(Located { file: src, item: a });
+            }
+            if let Some(list) = raw.sources {
+                if sources_list.is_some() {
+                    self.err(src, list[0].span(), "sources are set in more than one file");
+                }
+                let mut seen = BTreeSet::new();
+                for s in &list {
+                    if !seen.insert(s.get_ref().clone()) {
+                        self.err(
+                            src,
+                            s.span(),
+                            format!("source '{}' is listed twice", s.get_ref()),
+                        );
+                    }
+                    check_ident(&mut self, src, s, "source");
+                }
+                sources_list = Some(list.into_iter().map(Spanned::into_inner).collect());
+            }
+            employees.extend(
+                raw.employees
+                    .into_iter()
+                    .map(|item| Located { file: src, item }),
+            );
+            teams.extend(
+                raw.teams
+                    .into_iter()
+                    .map(|item| Located { file: src, item }),
+            );
+            fields.extend(
+                raw.fields
+                    .into_iter()
+                    .map(|item| Located { file: src, item }),
+            );
+            pipelines.extend(
+                raw.pipelines
+                    .into_iter()
+                    .map(|item| Located { file: src, item }),
+            );
+        }
+
+        let pipeline_ids: BTreeMap<String, EntityKind> = pipelines
+            .iter()
+            .filter_map(|p| {
+                p.item
+                    .entity
+                    .get_ref()
+                    .parse::<EntityKind>()
+                    .ok()
+                    .map(|k| (p.item.id.get_ref().clone(), k))
+            })
+            .collect();
+        let team_ids: BTreeSet<String> =
+            teams.iter().map(|t| t.item.id.get_ref().clone()).collect();
+        let employee_ids: BTreeSet<String> = employees
+            .iter()
+            .map(|e| e.item.id.get_ref().clone())
+            .collect();
+
+        // Teams.
+        let mut out_teams = BTreeMap::new();
+        for Located { file, item: t } in &teams {
+            check_ident(&mut self, file, &t.id, "team id");
+            if let Some(m) = &t.manager
+                && !employee_ids.contains(m.get_ref())
+            {
+                self.err(
+                    file,
+                    m.span(),
+                    format!(
+                        "unknown employee '{}' as manager of team '{}'",
+                        m.get_ref(),
+                        t.id.get_ref()
+                    ),
+                );
+            }
+            for p in &t.pipelines {
+                if !pipeline_ids.contains_key(p.get_ref()) {
+                    self.err(
+                        file,
+                        p.span(),
+                        format!(
+                            "unknown pipeline '{}' in team '{}'",
+                            p.get_ref(),
+                            t.id.get_ref()
+                        ),
+                    );
+                }
+            }
+            let team = Team {
+                id: TeamId(t.id.get_ref().clone()),
+                name: t.name.clone(),
+                manager: t.manager.as_ref().map(|m| EmployeeId(m.get_ref().clone())),
+                pipelines: t
+                    .pipelines
+                    .iter()
+                    .map(|p| PipelineId(p.get_ref().clone()))
+                    .collect(),
+            };
+            if out_teams.insert(team.id.clone(), team).is_some() {
+                self.err(
+                    file,
+                    t.id.span(),
+                    format!("team '{}' is defined twice", t.id.get_ref()),
+                );
+            }
+        }
+
+        // Employees.
+        let mut out_employees = BTreeMap::new();
+        for Located { file, item: e } in &employees {
+            check_ident(&mut self, file, &e.id, "employee id");
+            if e.id.get_ref() == "system" {
+                self.err(
+                    file,
+                    e.id.span(),
+                    "'system' is reserved for the engine's own actions",
+                );
+            }
+            if let Some(t) = &e.team
+                && !team_ids.contains(t.get_ref())
+            {
+                self.err(
+                    file,
+                    t.span(),
+                    format!(
+                        "unknown team '{}' for employee '{}'",
+                        t.get_ref(),
+                        e.id.get_ref()
+                    ),
+                );
+            }
+            if let Some(m) = &e.manager
+                && !employee_ids.contains(m.get_ref())
+            {
+                self.err(
+                    file,
+                    m.span(),
+                    format!(
+                        "unknown employee '{}' as manager of '{}'",
+                        m.get_ref(),
+                        e.id.get_ref()
+                    ),
+                );
+            }
+            let email = match &e.email {
+                Some(addr) => match crate::field::normalize_email(addr.get_ref()) {
+                    Ok(a) => Some(a),
+                    Err(msg) => {
+                        self.err(file, addr.span(), msg);
+                        None
+                    }
+                },
+                None => None,
+            };
+            let id = EmployeeId(e.id.get_ref().clone());
+            let team = e.team.as_ref().map(|t| TeamId(t.get_ref().clone()));
+            let manager = e
+                .manager
+                .as_ref()
+                .map(|m| EmployeeId(m.get_ref().clone()))
+                .or_else(|| {
+                    team.as_ref()
+                        .and_then(|t| out_teams.get(t))
+                        .and_then(|t: &Team| t.manager.clone())
+                        .filter(|m| m != &id)
+                });
+            let employee = Employee {
+                id: id.clone(),
+                name: e.name.clone(),
+                team,
+                manager,
+                email,
+                active: e.active,
+            };
+            if out_employees.insert(id, employee).is_some() {
+                self.err(
+                    file,
+                    e.id.span(),
+                    format!("employee '{}' is defined twice", e.id.get_ref()),
+                );
+            }
+        }
+
+        if let Some(Located { file, item: a }) = &default_actor
+            && !employee_ids.contains(a.get_ref())
+            && a.get_ref() != "system"
+        {
+            self.err(
+                file,
+                a.span(),
+                format!("unknown employee '{}' as default_actor", a.get_ref()),
+            );
+        }
+
+        // Fields.
+        let mut out_fields: Vec<FieldDef> = Vec::new();
+        for Located { file, item: f } in &fields {
+            check_ident(&mut self, file, &f.id, "field id");
+            let entity = match f.entity.get_ref().parse::<EntityKind>() {
+                Ok(k) if k != EntityKind::Task => Some(k),
+                _ => {
+                    self.err(
+                        file,
+                        f.entity.span(),
+                        format!(
+                            "unknown entity '{}': expected lead, deal, contact or company",
+                            f.entity.get_ref()
+                        ),
+                    );
+                    None
+                }
+            };
+            let ty = *f.ty.get_ref();
+            if ty == FieldType::Enum && f.options.is_empty() {
+                self.err(
+                    file,
+                    f.ty.span(),
+                    format!("enum field '{}' needs options", f.id.get_ref()),
+                );
+            }
+            if ty != FieldType::Enum && !f.options.is_empty() {
+                self.err(
+                    file,
+                    f.ty.span(),
+                    format!("field '{}' has options but is not an enum", f.id.get_ref()),
+                );
+            }
+            let Some(entity) = entity else { continue };
+            if builtin_fields(entity).contains(&f.id.get_ref().as_str()) {
+                self.err(
+                    file,
+                    f.id.span(),
+                    format!(
+                        "field '{}' clashes with the built-in {entity} field of that name",
+                        f.id.get_ref()
+                    ),
+                );
+            }
+            if out_fields
+                .iter()
+                .any(|o| o.entity == entity && &o.id == f.id.get_ref())
+            {
+                self.err(
+                    file,
+                    f.id.span(),
+                    format!("{entity} field '{}' is defined twice", f.id.get_ref()),
+                );
+            }
+            out_fields.push(FieldDef {
+                id: f.id.get_ref().clone(),
+                entity,
+                ty,
+                label: f.label.clone().unwrap_or_else(|| f.id.get_ref().clone()),
+                group: f.group.clone(),
+                options: f.options.clone(),
+            });
+        }
+
+        // Pipelines.
+        let mut out_pipelines: Vec<Pipeline> = Vec::new();
+        for Located { file, item: p } in &pipelines {
+            check_ident(&mut self, file, &p.id, "pipeline id");
+            let entity = match p.entity.get_ref().as_str() {
+                "lead" => EntityKind::Lead,
+                "deal" => EntityKind::Deal,
+                other => {
+                    self.err(
+                        file,
+                        p.entity.span(),
+                        format!("unknown pipeline entity '{other}': expected lead or deal"),
+                    );
+                    continue;
+                }
+            };
+            if out_pipelines
+                .iter()
+                .any(|o| o.id.as_str() == p.id.get_ref())
+            {
+                self.err(
+                    file,
+                    p.id.span(),
+                    format!("pipeline '{}' is defined twice", p.id.get_ref()),
+                );
+            }
+            if p.stages.get_ref().is_empty() {
+                self.err(
+                    file,
+                    p.stages.span(),
+                    format!("pipeline '{}' has no stages", p.id.get_ref()),
+                );
+                continue;
+            }
+            let stage_ids: BTreeSet<&String> =
+                p.stages.get_ref().iter().map(|s| s.id.get_ref()).collect();
+            let known_field = |name: &str| {
+                builtin_fields(entity).contains(&name)
+                    || out_fields
+                        .iter()
+                        .any(|f| f.entity == entity && f.id == name)
+            };
+            let mut stages: Vec<Stage> = Vec::new();
+            for s in p.stages.get_ref() {
+                check_ident(&mut self, file, &s.id, "stage id");
+                if stages.iter().any(|o| o.id.as_str() == s.id.get_ref()) {
+                    self.err(
+                        file,
+                        s.id.span(),
+                        format!(
+                            "stage '{}' is defined twice in pipeline '{}'",
+                            s.id.get_ref(),
+                            p.id.get_ref()
+                        ),
+                    );
+                }
+                let target = match &s.target {
+                    Some(t) => match parse_duration(t.get_ref()) {
+                        Ok(d) => Some(d),
+                        Err(msg) => {
+                            self.err(file, t.span(), msg);
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                let requirements = |list: &[Spanned<String>],
+                                    this: &mut Loader|
+                 -> Vec<Requirement> {
+                    list.iter()
+                        .map(|r| {
+                            let any_of: Vec<String> =
+                                r.get_ref().split('|').map(|a| a.trim().to_owned()).collect();
+                            for a in &any_of {
+                                if !known_field(a) {
+                                    this.err(file, r.span(), format!("unknown {entity} field '{a}' in the requirements of stage '{}'", s.id.get_ref()));
+                                }
+                            }
+                            Requirement { any_of }
+                        })
+                        .collect()
+                };
+                let required = requirements(&s.required, &mut self);
+                let mut required_when = Vec::new();
+                for c in &s.required_when {
+                    if !known_field(c.field.get_ref()) {
+                        self.err(
+                            file,
+                            c.field.span(),
+                            format!(
+                                "unknown {entity} field '{}' in a condition of stage '{}'",
+                                c.field.get_ref(),
+                                s.id.get_ref()
+                            ),
+                        );
+                    }
+                    required_when.push(ConditionalRequirement {
+                        field: c.field.get_ref().clone(),
+                        equals: c.equals.clone(),
+                        required: requirements(&c.required, &mut self),
+                    });
+                }
+                let from = s.from.as_ref().map(|list| {
+                    list.iter()
+                        .map(|f| {
+                            if !stage_ids.contains(f.get_ref()) {
+                                self.err(
+                                    file,
+                                    f.span(),
+                                    format!(
+                                        "unknown stage '{}' in 'from' of stage '{}'",
+                                        f.get_ref(),
+                                        s.id.get_ref()
+                                    ),
+                                );
+                            }
+                            StageId(f.get_ref().clone())
+                        })
+                        .collect()
+                });
+                if !s.reasons.is_empty() && s.semantic != Semantic::Failure {
+                    self.err(
+                        file,
+                        s.id.span(),
+                        format!(
+                            "stage '{}' lists reasons but is not a failure stage",
+                            s.id.get_ref()
+                        ),
+                    );
+                }
+                stages.push(Stage {
+                    id: StageId(s.id.get_ref().clone()),
+                    name: s.name.clone(),
+                    semantic: s.semantic,
+                    target,
+                    required,
+                    required_when,
+                    from,
+                    reasons: s.reasons.clone(),
+                });
+            }
+            if stages[0].semantic != Semantic::InProgress {
+                self.err(
+                    file,
+                    p.stages.get_ref()[0].id.span(),
+                    format!(
+                        "the first stage of pipeline '{}' must be in_progress",
+                        p.id.get_ref()
+                    ),
+                );
+            }
+            out_pipelines.push(Pipeline {
+                id: PipelineId(p.id.get_ref().clone()),
+                name: p.name.clone(),
+                entity,
+                stages,
+            });
+        }
+        let lead_pipelines = out_pipelines
+            .iter()
+            .filter(|p| p.entity == EntityKind::Lead)
+            .count();
+        if lead_pipelines != 1 && self.errors.is_empty() {
+            let (file, span) = match pipelines.iter().find(|p| p.item.entity.get_ref() == "lead") {
+                Some(p) if lead_pipelines > 1 => (p.file, p.item.entity.span()),
+                _ => (&sources[0], 0..0),
+            };
+            self.err(
+                file,
+                span,
+                format!("exactly one pipeline must have entity = \"lead\", found {lead_pipelines}"),
+            );
+        }
+
+        if !self.errors.is_empty() {
+            return Err(ConfigErrors(self.errors));
+        }
+        Ok(Config {
+            currency: currency.unwrap_or_else(|| "RUB".to_owned()),
+            default_actor: default_actor.map(|a| EmployeeId(a.item.into_inner())),
+            sources: sources_list.unwrap_or_else(|| {
+                ["web_form", "call", "email", "manual", "import"]
+                    .map(String::from)
+                    .to_vec()
+            }),
+            employees: out_employees,
+            teams: out_teams,
+            fields: out_fields,
+            pipelines: out_pipelines,
+        })
+    }
+}
+
+fn check_ident(loader: &mut Loader, file: &Source, id: &Spanned<String>, what: &str) {
+    let s = id.get_ref();
+    let ok = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' || c == '.'
+        })
+        && s.starts_with(|c: char| c.is_ascii_lowercase());
+    if !ok {
+        loader.err(
+            file,
+            id.span(),
+            format!("{what} '{s}' must start with a lowercase letter and use only a-z, 0-9, _ - ."),
+        );
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The configuration `leadflow init` writes and `leadflow demo` uses: a first line that works
+/// leads, two deal teams (goods, services), the default lead pipeline of the specification and
+/// two deal pipelines, with the qualification card of a countertop workshop.
+pub const DEFAULT_CONFIG: &str = include_str!("../../examples/leadflow.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        Config::from_toml("x.toml", text)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    const MINIMAL: &str = r#"
+[[pipelines]]
+id = "lead"
+name = "Leads"
+entity = "lead"
+stages = [ { id = "new", name = "New" }, { id = "done", name = "Done", semantic = "success" } ]
+"#;
+
+    #[test]
+    fn the_default_config_loads() {
+        let config = Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap();
+        assert_eq!(config.lead_pipeline().id.as_str(), "lead");
+        assert!(config.pipeline(&"goods".into()).is_some());
+        assert!(config.pipeline(&"services".into()).is_some());
+    }
+
+    #[test]
+    fn a_minimal_config_loads() {
+        let config = Config::from_toml("x.toml", MINIMAL).unwrap();
+        assert_eq!(config.lead_pipeline().first_stage().id.as_str(), "new");
+        assert_eq!(config.currency, "RUB");
+    }
+
+    #[test]
+    fn toml_syntax_errors_carry_line_and_column() {
+        let errs = errors("currency = \"RUB\"\n[[employees]\nid = 1\n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("x.toml:2:"), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_where_they_are() {
+        let errs = errors(&format!(
+            "{MINIMAL}\n[[employees]]\nid = \"a\"\nname = \"A\"\ncolour = \"red\"\n"
+        ));
+        assert!(errs[0].contains("unknown field `colour`"), "{errs:?}");
+    }
+
+    #[test]
+    fn every_reference_error_is_reported_at_once() {
+        let text = format!(
+            "{MINIMAL}
+[[employees]]
+id = \"petrova\"
+name = \"Petrova\"
+team = \"nobody\"
+manager = \"ghost\"
+
+[[teams]]
+id = \"sales\"
+name = \"Sales\"
+pipelines = [\"missing\"]
+"
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("x.toml:11:8: unknown team 'nobody'")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().any(|e| e.contains("unknown employee 'ghost'")));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("unknown pipeline 'missing'"))
+        );
+    }
+
+    #[test]
+    fn stage_requirements_must_name_known_fields() {
+        let text = MINIMAL.replace(
+            "{ id = \"done\", name = \"Done\", semantic = \"success\" }",
+            "{ id = \"done\", name = \"Done\", semantic = \"success\", required = [\"budget\"], target = \"2 hours\" }",
+        );
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("unknown lead field 'budget'")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("bad duration '2 hours'")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_config_needs_exactly_one_lead_pipeline() {
+        let errs = errors("currency = \"RUB\"\n");
+        assert!(
+            errs[0].contains("exactly one pipeline must have entity = \"lead\""),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1d 4h").unwrap(), Duration::hours(28));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::minutes(30));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\nпривет x", 16), (2, 8));
+        assert_eq!(line_col("abc", 0), (1, 1));
+    }
+}

@@ -1,0 +1,24 @@
+//! leadflow's domain: the sales entities, the commands that change them, the events those commands
+//! produce, and the pure functions that fold events into state.
+//!
+//! Nothing here performs I/O. The engine knows nothing about SQLite, files, sockets, the wall
+//! clock or async runtimes: callers hand it a [`Config`], the current state of the entities a
+//! command touches, and the time from a [`Clock`], and get back events or a [`Rejection`].
+
+pub mod clock;
+pub mod command;
+pub mod config;
+pub mod decide;
+pub mod event;
+pub mod field;
+pub mod ids;
+pub mod model;
+pub mod projection;
+
+pub use clock::{Clock, ManualClock};
+pub use command::Command;
+pub use config::{Config, ConfigError, ConfigErrors, Source};
+pub use decide::{Decision, Lookup, Rejection, decide};
+pub use event::{Actor, DecodeError, Event, EventMeta};
+pub use ids::{EntityKind, StreamId};
+pub use model::Entity;

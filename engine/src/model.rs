@@ -102,7 +102,6 @@ pub struct Task {
     pub deal: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
-    pub completed_by: Option<String>,
     pub result: Option<String>,
     pub version: i64,
 }
@@ -242,7 +241,6 @@ pub fn apply(prior: Option<Entity>, event: &Event, at: DateTime<Utc>) -> Option<
                 deal: e.deal,
                 created_at: at,
                 completed_at: None,
-                completed_by: None,
                 result: None,
                 version: 1,
             }));

@@ -1,0 +1,480 @@
+//! Appending to and reading from the event log.
+
+use crate::chain::{GENESIS, Hash, Hashed, event_hash};
+use crate::error::Error;
+use crate::project::Projector;
+use chrono::{DateTime, Utc};
+use leadflow_engine::command::Target;
+use leadflow_engine::{
+    Command, Config, Entity, EntityKind, Event, EventMeta, Lookup, StreamId, decide,
+};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use std::collections::HashMap;
+
+/// Formats a time the way the log stores it: RFC 3339, UTC, microseconds, sortable as text.
+pub fn fmt_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Parses a stored time.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// An event as stored in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// Global position, from 1, without gaps.
+    pub position: i64,
+    /// The stream it belongs to.
+    pub stream: StreamId,
+    /// Its version within the stream, from 1.
+    pub version: i64,
+    /// Stored type name, e.g. `lead.created`.
+    pub event_type: String,
+    /// Schema version of the payload.
+    pub schema_version: i64,
+    /// JSON payload as stored.
+    pub payload: String,
+    /// Business time (RFC 3339).
+    pub occurred_at: String,
+    /// When it was committed (RFC 3339).
+    pub recorded_at: String,
+    /// `employee:…`, `robot:…`, `system` or `api:…`.
+    pub actor: String,
+    /// Position of the event that caused this one.
+    pub causation: Option<i64>,
+    /// Position of the first event of the chain.
+    pub correlation: i64,
+    /// The chain hash.
+    pub hash: Hash,
+}
+
+impl RecordedEvent {
+    /// The domain event, upcast to the current schema.
+    pub fn decode(&self) -> Result<Event, Error> {
+        Event::decode(&self.event_type, self.schema_version as u32, &self.payload).map_err(
+            |source| Error::Decode {
+                position: self.position,
+                source,
+            },
+        )
+    }
+
+    /// The business time.
+    pub fn occurred_at(&self) -> Result<DateTime<Utc>, Error> {
+        parse_time(&self.occurred_at).ok_or_else(|| Error::Corrupt {
+            position: self.position,
+            why: format!("occurred_at '{}' is not a time", self.occurred_at),
+        })
+    }
+
+    pub(crate) fn hashed<'a>(&'a self, stream_name: &'a str) -> Hashed<'a> {
+        Hashed {
+            position: self.position,
+            stream: stream_name,
+            version: self.version,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            payload: &self.payload,
+            occurred_at: &self.occurred_at,
+            recorded_at: &self.recorded_at,
+            actor: &self.actor,
+            causation: self.causation,
+            correlation: self.correlation,
+        }
+    }
+}
+
+pub(crate) const SELECT_EVENT: &str = "SELECT e.position, s.kind, s.entity_id, e.version, e.type, e.schema_version, e.payload, \
+     e.occurred_at, e.recorded_at, e.actor, e.causation, e.correlation, e.hash \
+     FROM events e JOIN streams s ON s.stream_key = e.stream_key";
+
+pub(crate) fn row_to_event(r: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, Error>> {
+    let position: i64 = r.get(0)?;
+    let kind: String = r.get(1)?;
+    let hash: Vec<u8> = r.get(12)?;
+    let Ok(kind) = kind.parse::<EntityKind>() else {
+        return Ok(Err(Error::Corrupt {
+            position,
+            why: format!("unknown stream kind '{kind}'"),
+        }));
+    };
+    let Ok(hash) = Hash::try_from(hash.as_slice()) else {
+        return Ok(Err(Error::Corrupt {
+            position,
+            why: "hash is not 32 bytes".into(),
+        }));
+    };
+    Ok(Ok(RecordedEvent {
+        position,
+        stream: StreamId::new(kind, r.get(2)?),
+        version: r.get(3)?,
+        event_type: r.get(4)?,
+        schema_version: r.get(5)?,
+        payload: r.get(6)?,
+        occurred_at: r.get(7)?,
+        recorded_at: r.get(8)?,
+        actor: r.get(9)?,
+        causation: r.get(10)?,
+        correlation: r.get(11)?,
+        hash,
+    }))
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Only this stream.
+    pub stream: Option<StreamId>,
+    /// Only these types; a trailing `*` matches a prefix (`lead.*`).
+    pub types: Vec<String>,
+    /// Only this actor (`employee:petrova`, `system`…).
+    pub actor: Option<String>,
+    /// Only events that occurred at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events that occurred before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+pub(crate) fn read_log(
+    conn: &Connection,
+    filter: &LogFilter,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, Error> {
+    let mut sql = format!("{SELECT_EVENT} WHERE e.position > ?1");
+    let mut args: Vec<rusqlite::types::Value> = vec![after.into()];
+    let arg = |v: rusqlite::types::Value, args: &mut Vec<rusqlite::types::Value>| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    if let Some(s) = &filter.stream {
+        let a = arg(s.kind.as_str().to_owned().into(), &mut args);
+        let b = arg(s.id.into(), &mut args);
+        sql += &format!(" AND s.kind = {a} AND s.entity_id = {b}");
+    }
+    if !filter.types.is_empty() {
+        let mut alts = Vec::new();
+        for t in &filter.types {
+            match t.strip_suffix('*') {
+                Some(prefix) => {
+                    let p = arg(
+                        format!("{}%", prefix.replace(['%', '_'], "")).into(),
+                        &mut args,
+                    );
+                    alts.push(format!("e.type LIKE {p}"));
+                }
+                None => {
+                    let p = arg(t.clone().into(), &mut args);
+                    alts.push(format!("e.type = {p}"));
+                }
+            }
+        }
+        sql += &format!(" AND ({})", alts.join(" OR "));
+    }
+    if let Some(a) = &filter.actor {
+        let p = arg(a.clone().into(), &mut args);
+        sql += &format!(" AND e.actor = {p}");
+    }
+    if let Some(t) = filter.since {
+        let p = arg(fmt_time(t).into(), &mut args);
+        sql += &format!(" AND e.occurred_at >= {p}");
+    }
+    if let Some(t) = filter.until {
+        let p = arg(fmt_time(t).into(), &mut args);
+        sql += &format!(" AND e.occurred_at < {p}");
+    }
+    let p = arg((limit.min(i64::MAX as usize) as i64).into(), &mut args);
+    sql += &format!(" ORDER BY e.position LIMIT {p}");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_event)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r??);
+    }
+    Ok(out)
+}
+
+pub(crate) fn read_stream(
+    conn: &Connection,
+    stream: StreamId,
+) -> Result<Vec<RecordedEvent>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT_EVENT} WHERE s.kind = ?1 AND s.entity_id = ?2 ORDER BY e.version"
+    ))?;
+    let rows = stmt.query_map(params![stream.kind.as_str(), stream.id], row_to_event)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r??);
+    }
+    Ok(out)
+}
+
+pub(crate) fn head(conn: &Connection) -> Result<Option<(i64, Hash)>, Error> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match row {
+        None => Ok(None),
+        Some((p, h)) => Hash::try_from(h.as_slice())
+            .map(|h| Some((p, h)))
+            .map_err(|_| Error::Corrupt {
+                position: p,
+                why: "hash is not 32 bytes".into(),
+            }),
+    }
+}
+
+pub(crate) fn stream_version(conn: &Connection, stream: StreamId) -> Result<i64, Error> {
+    Ok(conn
+        .prepare_cached("SELECT version FROM streams WHERE kind = ?1 AND entity_id = ?2")?
+        .query_row(params![stream.kind.as_str(), stream.id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// What one append wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// Position of the first event appended.
+    pub first_position: i64,
+    /// Position of the last event appended.
+    pub last_position: i64,
+    /// The stream's version after the append.
+    pub version: i64,
+}
+
+/// What executing a command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    /// The stream the command targeted (for a create: the new entity).
+    pub stream: StreamId,
+    /// The events appended; empty if the command changed nothing.
+    pub events: Vec<Event>,
+    /// Where they were appended; `None` if nothing was.
+    pub appended: Option<Appended>,
+}
+
+/// A write transaction: appends and the projection updates they cause. Created by
+/// [`crate::Store::write`]; commits when the closure returns `Ok`, rolls back otherwise.
+pub struct Tx<'c> {
+    tx: Transaction<'c>,
+    recorded_at: String,
+    head_position: i64,
+    head_hash: Hash,
+    projector: Projector,
+    next_ids: HashMap<EntityKind, i64>,
+}
+
+/// Events are applied to the projection cache and flushed to SQL in groups of this size.
+const FLUSH_EVERY: usize = 4096;
+
+impl<'c> Tx<'c> {
+    pub(crate) fn begin(tx: Transaction<'c>, recorded_at: DateTime<Utc>) -> Result<Self, Error> {
+        let (head_position, head_hash) = head(&tx)?.unwrap_or((0, GENESIS));
+        Ok(Tx {
+            tx,
+            recorded_at: fmt_time(recorded_at),
+            head_position,
+            head_hash,
+            projector: Projector::new("main"),
+            next_ids: HashMap::new(),
+        })
+    }
+
+    pub(crate) fn commit(mut self) -> Result<(), Error> {
+        self.projector.flush(&self.tx)?;
+        crate::project::set_checkpoint(&self.tx, "main", self.head_position)?;
+        self.tx.commit()?;
+        Ok(())
+    }
+
+    /// Appends `events` to `stream`, which must be at `expected_version` (0 for a new stream);
+    /// otherwise nothing is appended and [`Error::Conflict`] is returned.
+    pub fn append(
+        &mut self,
+        stream: StreamId,
+        expected_version: i64,
+        events: &[Event],
+        meta: &EventMeta,
+    ) -> Result<Appended, Error> {
+        let existing: Option<(i64, i64)> = self
+            .tx
+            .prepare_cached(
+                "SELECT stream_key, version FROM streams WHERE kind = ?1 AND entity_id = ?2",
+            )?
+            .query_row(params![stream.kind.as_str(), stream.id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let actual = existing.map_or(0, |(_, v)| v);
+        if actual != expected_version {
+            return Err(Error::Conflict {
+                stream,
+                expected: expected_version,
+                actual,
+            });
+        }
+        if let Some(e) = events.iter().find(|e| e.entity_kind() != stream.kind) {
+            return Err(Error::Corrupt {
+                position: self.head_position + 1,
+                why: format!("a {} event cannot go to stream {stream}", e.event_type()),
+            });
+        }
+        let key = match existing {
+            Some((key, _)) => key,
+            None => {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO streams (kind, entity_id, version) VALUES (?1, ?2, 0)",
+                    )?
+                    .execute(params![stream.kind.as_str(), stream.id])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        let stream_name = stream.to_string();
+        let occurred_at = fmt_time(meta.occurred_at);
+        let actor = meta.actor.to_string();
+        let first = self.head_position + 1;
+        let correlation = meta.correlation.unwrap_or(first);
+        let mut version = actual;
+        {
+            let mut insert = self.tx.prepare_cached(
+                "INSERT INTO events (position, stream_key, version, type, schema_version, payload, occurred_at, \
+                 recorded_at, actor, causation, correlation, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for event in events {
+                let position = self.head_position + 1;
+                version += 1;
+                let payload = event.payload();
+                let hash = event_hash(
+                    &self.head_hash,
+                    &Hashed {
+                        position,
+                        stream: &stream_name,
+                        version,
+                        event_type: event.event_type(),
+                        schema_version: event.schema_version() as i64,
+                        payload: &payload,
+                        occurred_at: &occurred_at,
+                        recorded_at: &self.recorded_at,
+                        actor: &actor,
+                        causation: meta.causation,
+                        correlation,
+                    },
+                );
+                insert.execute(params![
+                    position,
+                    key,
+                    version,
+                    event.event_type(),
+                    event.schema_version() as i64,
+                    payload,
+                    occurred_at,
+                    self.recorded_at,
+                    actor,
+                    meta.causation,
+                    correlation,
+                    &hash[..],
+                ])?;
+                self.head_position = position;
+                self.head_hash = hash;
+                self.projector
+                    .apply(&self.tx, position, stream, event, meta.occurred_at)?;
+            }
+        }
+        self.tx
+            .prepare_cached("UPDATE streams SET version = ?1 WHERE stream_key = ?2")?
+            .execute(params![version, key])?;
+        if self.projector.pending() >= FLUSH_EVERY {
+            self.projector.flush(&self.tx)?;
+        }
+        Ok(Appended {
+            stream,
+            first_position: first,
+            last_position: self.head_position,
+            version,
+        })
+    }
+
+    /// Loads the entity's current state (including changes made earlier in this transaction),
+    /// decides the command, and appends its events. A rejection appends nothing.
+    pub fn execute(
+        &mut self,
+        config: &Config,
+        command: &Command,
+        meta: &EventMeta,
+    ) -> Result<Executed, Error> {
+        leadflow_engine::decide::check_actor(config, &meta.actor)?;
+        let (stream, current) = match command.target() {
+            Target::New(kind) => (StreamId::new(kind, self.next_id(kind)?), None),
+            Target::Existing(stream) => (stream, self.load(stream)?),
+        };
+        let decision = decide(config, command, stream, current.as_ref(), &Exists(self))?;
+        if decision.events.is_empty() {
+            return Ok(Executed {
+                stream,
+                events: vec![],
+                appended: None,
+            });
+        }
+        let appended = self.append(stream, decision.expected_version, &decision.events, meta)?;
+        if let Target::New(kind) = command.target() {
+            self.next_ids.insert(kind, stream.id + 1);
+        }
+        Ok(Executed {
+            stream,
+            events: decision.events,
+            appended: Some(appended),
+        })
+    }
+
+    /// The entity's state as of this transaction.
+    pub fn load(&mut self, stream: StreamId) -> Result<Option<Entity>, Error> {
+        self.projector.load(&self.tx, stream)
+    }
+
+    /// The id the next entity of `kind` will get.
+    pub fn next_id(&mut self, kind: EntityKind) -> Result<i64, Error> {
+        if let Some(id) = self.next_ids.get(&kind) {
+            return Ok(*id);
+        }
+        let id: i64 = self
+            .tx
+            .prepare_cached("SELECT coalesce(max(entity_id), 0) + 1 FROM streams WHERE kind = ?1")?
+            .query_row([kind.as_str()], |r| r.get(0))?;
+        self.next_ids.insert(kind, id);
+        Ok(id)
+    }
+
+    /// The position of the newest event, including this transaction's.
+    pub fn head_position(&self) -> i64 {
+        self.head_position
+    }
+
+    fn exists(&self, stream: StreamId) -> bool {
+        self.projector.cached(stream)
+            || self
+                .tx
+                .prepare_cached("SELECT 1 FROM streams WHERE kind = ?1 AND entity_id = ?2")
+                .and_then(|mut s| s.exists(params![stream.kind.as_str(), stream.id]))
+                .unwrap_or(false)
+    }
+}
+
+struct Exists<'a, 'c>(&'a Tx<'c>);
+
+impl Lookup for Exists<'_, '_> {
+    fn exists(&self, stream: StreamId) -> bool {
+        self.0.exists(stream)
+    }
+}

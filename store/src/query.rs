@@ -1,0 +1,195 @@
+//! Read queries over the projection tables, for the CLI and reports.
+
+use crate::error::Error;
+use crate::log::parse_time;
+use crate::project::{
+    COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, TASK_COLUMNS, company_row,
+    contact_row, deal_row, lead_row, task_row,
+};
+use chrono::{DateTime, Utc};
+use leadflow_engine::StreamId;
+use leadflow_engine::model::{Company, Contact, Deal, Lead, Task};
+use rusqlite::{Connection, params_from_iter, types::Value as Sql};
+
+/// Filters for listing leads or deals.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only this pipeline.
+    pub pipeline: Option<String>,
+    /// Only this stage.
+    pub stage: Option<String>,
+    /// Only this responsible employee.
+    pub responsible: Option<String>,
+    /// At most this many rows (newest first).
+    pub limit: usize,
+}
+
+fn where_clause(f: &ListFilter, responsible_col: &str) -> (String, Vec<Sql>) {
+    let mut conds = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    if let Some(p) = &f.pipeline {
+        args.push(p.clone().into());
+        conds.push(format!("pipeline = ?{}", args.len()));
+    }
+    if let Some(s) = &f.stage {
+        args.push(s.clone().into());
+        conds.push(format!("stage = ?{}", args.len()));
+    }
+    if let Some(r) = &f.responsible {
+        args.push(r.clone().into());
+        conds.push(format!("{responsible_col} = ?{}", args.len()));
+    }
+    let w = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    (w, args)
+}
+
+fn limit(n: usize) -> i64 {
+    if n == 0 {
+        -1
+    } else {
+        n.min(i64::MAX as usize) as i64
+    }
+}
+
+/// Leads matching `f`, newest first.
+pub fn leads(conn: &Connection, f: &ListFilter) -> Result<Vec<Lead>, Error> {
+    let (w, args) = where_clause(f, "responsible");
+    let sql = format!(
+        "SELECT {LEAD_COLUMNS} FROM leads{w} ORDER BY id DESC LIMIT {}",
+        limit(f.limit)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), lead_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deals matching `f`, newest first.
+pub fn deals(conn: &Connection, f: &ListFilter) -> Result<Vec<Deal>, Error> {
+    let (w, args) = where_clause(f, "responsible");
+    let sql = format!(
+        "SELECT {DEAL_COLUMNS} FROM deals{w} ORDER BY id DESC LIMIT {}",
+        limit(f.limit)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), deal_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Contacts, newest first.
+pub fn contacts(conn: &Connection, n: usize) -> Result<Vec<Contact>, Error> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY id DESC LIMIT {}",
+        limit(n)
+    ))?;
+    let rows = stmt.query_map([], contact_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Companies, newest first.
+pub fn companies(conn: &Connection, n: usize) -> Result<Vec<Company>, Error> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COMPANY_COLUMNS} FROM companies ORDER BY id DESC LIMIT {}",
+        limit(n)
+    ))?;
+    let rows = stmt.query_map([], company_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Filters for listing tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this assignee.
+    pub assignee: Option<String>,
+    /// Only tasks not yet done.
+    pub open: bool,
+    /// Only open tasks due before this time.
+    pub overdue_at: Option<DateTime<Utc>>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+/// Tasks matching `f`, by due time.
+pub fn tasks(conn: &Connection, f: &TaskFilter) -> Result<Vec<Task>, Error> {
+    let mut conds = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    if let Some(a) = &f.assignee {
+        args.push(a.clone().into());
+        conds.push(format!("assignee = ?{}", args.len()));
+    }
+    if f.open || f.overdue_at.is_some() {
+        conds.push("completed_at IS NULL".to_owned());
+    }
+    if let Some(t) = f.overdue_at {
+        args.push(crate::log::fmt_time(t).into());
+        conds.push(format!("due_at < ?{}", args.len()));
+    }
+    let w = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks{w} ORDER BY due_at, id LIMIT {}",
+        limit(f.limit)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), task_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A period a lead or deal spent in a stage.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Visit {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The stage.
+    pub stage: String,
+    /// When it was entered.
+    pub entered_at: DateTime<Utc>,
+    /// When it was left; `None` while it is the current stage.
+    pub left_at: Option<DateTime<Utc>>,
+}
+
+/// The stage history of a lead or deal, oldest first.
+pub fn stage_history(conn: &Connection, stream: StreamId) -> Result<Vec<Visit>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT pipeline, stage, entered_at, left_at FROM stage_history WHERE kind = ?1 AND entity_id = ?2 ORDER BY position",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![stream.kind.as_str(), stream.id], |r| {
+        let entered: String = r.get(2)?;
+        let left: Option<String> = r.get(3)?;
+        Ok(Visit {
+            pipeline: r.get(0)?,
+            stage: r.get(1)?,
+            entered_at: parse_time(&entered).unwrap_or_default(),
+            left_at: left.and_then(|l| parse_time(&l)),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many leads or deals stand in each stage: `(pipeline, stage, count)`.
+pub fn stage_counts(conn: &Connection, table: &str) -> Result<Vec<(String, String, i64)>, Error> {
+    let table = if table == "deals" { "deals" } else { "leads" };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT pipeline, stage, count(*) FROM {table} GROUP BY pipeline, stage"
+    ))?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The chain hash at a position, if the log reaches it.
+pub fn hash_at(conn: &Connection, position: i64) -> Result<Option<Vec<u8>>, Error> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row(
+            "SELECT hash FROM events WHERE position = ?1",
+            [position],
+            |r| r.get(0),
+        )
+        .optional()?)
+}

@@ -1,0 +1,99 @@
+//! Schema migrations, keyed on SQLite's `user_version`, and the database's identity
+//! (`application_id`), so leadflow neither touches a foreign database nor one from a newer
+//! leadflow.
+
+use crate::error::Error;
+use rusqlite::Connection;
+use std::path::Path;
+
+/// `PRAGMA application_id` of leadflow databases: "LFLW".
+pub const APPLICATION_ID: i64 = 0x4C46_4C57;
+
+/// The schema version this leadflow writes.
+pub const LATEST: i64 = 1;
+
+/// Migration steps; step `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+const V1: &str = r#"
+CREATE TABLE streams (
+    stream_key INTEGER PRIMARY KEY,
+    kind       TEXT    NOT NULL,
+    entity_id  INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    UNIQUE (kind, entity_id)
+);
+
+CREATE TABLE events (
+    position       INTEGER PRIMARY KEY,
+    stream_key     INTEGER NOT NULL REFERENCES streams (stream_key),
+    version        INTEGER NOT NULL,
+    type           TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL,
+    payload        TEXT    NOT NULL,
+    occurred_at    TEXT    NOT NULL,
+    recorded_at    TEXT    NOT NULL,
+    actor          TEXT    NOT NULL,
+    causation      INTEGER,
+    correlation    INTEGER NOT NULL,
+    hash           BLOB    NOT NULL,
+    UNIQUE (stream_key, version)
+);
+
+CREATE VIEW event_log AS
+SELECT e.position,
+       s.kind || '-' || s.entity_id AS stream,
+       e.version, e.type, e.schema_version, e.payload, e.occurred_at, e.recorded_at,
+       e.actor, e.causation, e.correlation, lower(hex(e.hash)) AS hash
+FROM events e JOIN streams s USING (stream_key);
+"#;
+
+/// Refuses databases that are not leadflow's (or are from a newer leadflow).
+pub fn check_identity(conn: &Connection, path: Option<&Path>) -> Result<(), Error> {
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    if app != APPLICATION_ID && (app != 0 || tables > 0) {
+        return Err(Error::NotLeadflow {
+            path: path.map(Path::to_owned).unwrap_or_default(),
+        });
+    }
+    if version > LATEST {
+        return Err(Error::NewerSchema {
+            found: version,
+            supported: LATEST,
+        });
+    }
+    Ok(())
+}
+
+/// Brings the schema up to [`LATEST`], one transaction per step.
+pub fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > LATEST {
+            return Err(Error::NewerSchema {
+                found: version,
+                supported: LATEST,
+            });
+        }
+        if version == LATEST {
+            // Projection tables are derived data, recreated whenever missing.
+            crate::project::ensure(&tx, "main")?;
+            tx.commit()?;
+            return Ok(());
+        }
+        tracing::info!(
+            from = version,
+            to = version + 1,
+            "migrating the database schema"
+        );
+        tx.execute_batch(MIGRATIONS[version as usize])?;
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};",
+            version + 1
+        ))?;
+        tx.commit()?;
+    }
+}

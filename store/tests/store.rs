@@ -1,0 +1,236 @@
+//! Store behaviour on in-memory and temporary databases: appends, conflicts, projections,
+//! replay and the hash chain.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use leadflow_engine::command::{NewDeal, NewLead};
+use leadflow_engine::{Actor, Command, Config, Entity, EntityKind, EventMeta, StreamId};
+use leadflow_store::{Error, Options, Store};
+
+fn config() -> Config {
+    Config::from_toml("leadflow.toml", leadflow_engine::config::DEFAULT_CONFIG).unwrap()
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
+}
+
+fn meta(at: DateTime<Utc>) -> EventMeta {
+    EventMeta::root(at, Actor::Employee("ivanov".into()))
+}
+
+fn run(
+    store: &mut Store,
+    config: &Config,
+    cmd: Command,
+    at: DateTime<Utc>,
+) -> Result<leadflow_store::Executed, Error> {
+    store.write(at, |tx| tx.execute(config, &cmd, &meta(at)))
+}
+
+fn new_lead(phone: &str) -> Command {
+    Command::CreateLead(NewLead {
+        name: Some("Ivan".into()),
+        phones: vec![phone.into()],
+        source: Some("web_form".into()),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_created_lead_is_projected_and_its_stream_has_one_event() {
+    let config = config();
+    let mut store = Store::open_in_memory().unwrap();
+    let out = run(&mut store, &config, new_lead("8 912 345-67-89"), t0()).unwrap();
+    assert_eq!(out.stream, StreamId::new(EntityKind::Lead, 1));
+    let Some(Entity::Lead(lead)) = store.load(out.stream).unwrap() else {
+        panic!("no lead")
+    };
+    assert_eq!(lead.phones, vec!["+79123456789"]);
+    assert_eq!(lead.stage.as_str(), "new");
+    assert_eq!(store.read_stream(out.stream).unwrap().len(), 1);
+    assert_eq!(store.checkpoint().unwrap(), 1);
+}
+
+#[test]
+fn a_rejected_command_appends_nothing() {
+    let config = config();
+    let mut store = Store::open_in_memory().unwrap();
+    run(&mut store, &config, new_lead("+7 912 000 00 00"), t0()).unwrap();
+    let err = run(
+        &mut store,
+        &config,
+        Command::MoveLead {
+            id: 1,
+            stage: "qualified".into(),
+            reason: None,
+        },
+        t0(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("missing required fields: responsible"),
+        "{err}"
+    );
+    assert_eq!(store.last_position().unwrap(), 1);
+}
+
+#[test]
+fn a_stale_expected_version_is_a_conflict_and_appends_nothing() {
+    let config = config();
+    let mut store = Store::open_in_memory().unwrap();
+    run(&mut store, &config, new_lead("+7 912 000 00 00"), t0()).unwrap();
+    let stream = StreamId::new(EntityKind::Lead, 1);
+    let ev = leadflow_engine::Event::LeadAssigned(leadflow_engine::event::Assigned {
+        from: None,
+        to: "petrova".into(),
+    });
+    let err = store
+        .write(t0(), |tx| {
+            tx.append(stream, 0, std::slice::from_ref(&ev), &meta(t0()))
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(store.last_position().unwrap(), 1);
+}
+
+#[test]
+fn stage_history_records_entered_and_left_times() {
+    let config = config();
+    let mut store = Store::open_in_memory().unwrap();
+    run(&mut store, &config, new_lead("+7 912 000 00 00"), t0()).unwrap();
+    run(
+        &mut store,
+        &config,
+        Command::AssignLead {
+            id: 1,
+            to: "petrova".into(),
+        },
+        t0(),
+    )
+    .unwrap();
+    let later = t0() + Duration::minutes(30);
+    run(
+        &mut store,
+        &config,
+        Command::MoveLead {
+            id: 1,
+            stage: "in_work".into(),
+            reason: None,
+        },
+        later,
+    )
+    .unwrap();
+    let visits = leadflow_store::query::stage_history(
+        store.connection(),
+        StreamId::new(EntityKind::Lead, 1),
+    )
+    .unwrap();
+    assert_eq!(visits.len(), 2);
+    assert_eq!(
+        (visits[0].stage.as_str(), visits[0].left_at),
+        ("new", Some(later))
+    );
+    assert_eq!(
+        (visits[1].stage.as_str(), visits[1].left_at),
+        ("in_work", None)
+    );
+}
+
+#[test]
+fn replay_rebuilds_identical_projections_and_the_chain_verifies() {
+    let config = config();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("x.db"), &Options::default()).unwrap();
+    for i in 0..20 {
+        let at = t0() + Duration::minutes(i);
+        run(
+            &mut store,
+            &config,
+            new_lead(&format!("+7 912 000 00 {i:02}")),
+            at,
+        )
+        .unwrap();
+        run(
+            &mut store,
+            &config,
+            Command::AssignLead {
+                id: i + 1,
+                to: "petrova".into(),
+            },
+            at,
+        )
+        .unwrap();
+        run(
+            &mut store,
+            &config,
+            Command::MoveLead {
+                id: i + 1,
+                stage: "in_work".into(),
+                reason: None,
+            },
+            at,
+        )
+        .unwrap();
+    }
+    run(
+        &mut store,
+        &config,
+        Command::CreateDeal(NewDeal {
+            title: "Kitchen".into(),
+            amount: Some("150000".into()),
+            lead: Some(3),
+            ..Default::default()
+        }),
+        t0(),
+    )
+    .unwrap();
+    assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+    let report = store.verify_chain(&mut |_| {}).unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.events, 61);
+    store.replay(&mut |_| {}).unwrap();
+    assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+    assert_eq!(store.checkpoint().unwrap(), 61);
+}
+
+#[test]
+fn a_database_from_a_newer_leadflow_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.db");
+    drop(Store::open(&path, &Options::default()).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(conn);
+    let err = Store::open(&path, &Options::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("newer than this leadflow supports"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_foreign_sqlite_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE x (y)")
+        .unwrap();
+    let err = Store::open(&path, &Options::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("is not a leadflow database"),
+        "{err}"
+    );
+}

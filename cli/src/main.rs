@@ -1,1 +1,57 @@
-fn main() {}
+//! The `leadflow` binary: parses the command line, installs logging, resolves the configuration
+//! and database, runs one command, and turns any error into one message and an exit code
+//! (0 ok, 1 a business "no" or failed verification, 2 any other error).
+
+mod cli;
+mod ctx;
+mod demo;
+mod entity;
+mod error;
+mod import;
+mod init;
+mod logcmd;
+mod output;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use ctx::Ctx;
+use error::CliError;
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Init { ref dir, force } => {
+            init::init(dir.as_deref().unwrap_or(std::path::Path::new(".")), force)
+        }
+        Command::Demo(args) => demo::demo(args),
+        _ => {
+            let mut ctx = Ctx::open(&cli)?;
+            tracing::debug!(config = %ctx.config_path.display(), actor = %ctx.actor, "resolved");
+            match cli.command {
+                Command::Lead(c) => entity::lead(&mut ctx, c),
+                Command::Deal(c) => entity::deal(&mut ctx, c),
+                Command::Contact(c) => entity::contact(&mut ctx, c),
+                Command::Company(c) => entity::company(&mut ctx, c),
+                Command::Task(c) => entity::task(&mut ctx, c),
+                Command::Import(a) => import::import(&mut ctx, a),
+                Command::Events(a) => logcmd::events(&ctx, a),
+                Command::Replay => logcmd::replay(&mut ctx),
+                Command::Verify(a) => logcmd::verify(&mut ctx, a),
+                Command::Init { .. } | Command::Demo(_) => unreachable!("handled above"),
+            }
+        }
+    }
+}

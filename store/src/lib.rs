@@ -150,14 +150,18 @@ impl Store {
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): everything it appends commits
     /// together, durably, or not at all. `recorded_at` is stamped on every event appended.
-    pub fn write<T>(
+    ///
+    /// The closure's error type is the caller's, so it can abort with its own errors (a bad
+    /// import row, say); anything it returns as `Err` rolls the whole transaction back.
+    pub fn write<T, E: From<Error>>(
         &mut self,
         recorded_at: DateTime<Utc>,
-        f: impl FnOnce(&mut Tx<'_>) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let tx = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::from)?;
         let mut w = Tx::begin(tx, recorded_at)?;
         let out = f(&mut w)?;
         w.commit()?;

@@ -193,3 +193,46 @@ pub fn hash_at(conn: &Connection, position: i64) -> Result<Option<Vec<u8>>, Erro
         )
         .optional()?)
 }
+
+/// One stage of a funnel.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FunnelStage {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The stage.
+    pub stage: String,
+    /// Leads or deals that ever entered the stage.
+    pub reached: i64,
+    /// Leads or deals in the stage now.
+    pub current: i64,
+}
+
+/// For every stage that leads (`kind` = lead) or deals ever entered: how many entered it and
+/// how many are in it now, from the stage history.
+pub fn funnel(
+    conn: &Connection,
+    kind: leadflow_engine::EntityKind,
+) -> Result<Vec<FunnelStage>, Error> {
+    let mut stmt = conn.prepare(
+        "SELECT pipeline, stage, count(DISTINCT entity_id), count(*) FILTER (WHERE left_at IS NULL) \
+         FROM stage_history WHERE kind = ?1 GROUP BY pipeline, stage ORDER BY pipeline, min(position)",
+    )?;
+    let rows = stmt.query_map([kind.as_str()], |r| {
+        Ok(FunnelStage {
+            pipeline: r.get(0)?,
+            stage: r.get(1)?,
+            reached: r.get(2)?,
+            current: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Total amount of deals in success stages named `stage`: `(count, sum of minor units)`.
+pub fn deal_totals(conn: &Connection, stage: &str) -> Result<(i64, i64), Error> {
+    Ok(conn.query_row(
+        "SELECT count(*), coalesce(sum(amount), 0) FROM deals WHERE stage = ?1",
+        [stage],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}

@@ -1,0 +1,498 @@
+//! Command-line arguments (clap derive; the doc comments are the help text).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// leadflow — an event-sourced workflow engine for sales pipelines.
+///
+/// Every change is an appended, hash-chained event in an SQLite log. The configuration
+/// (leadflow.toml or a folder of TOML files) and the database (leadflow.db beside it) are found
+/// by flag, by environment variable, or by searching the current folder and its parents.
+#[derive(Debug, Parser)]
+#[command(
+    name = "leadflow",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Configuration file or folder [default: leadflow.toml or leadflow.d/ found upwards]
+    #[arg(long, global = true, env = "LEADFLOW_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Database file [default: leadflow.db beside the configuration]
+    #[arg(long, global = true, env = "LEADFLOW_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Act as this employee (or `system`) [default: default_actor from the configuration]
+    #[arg(
+        long = "as",
+        global = true,
+        env = "LEADFLOW_AS",
+        value_name = "EMPLOYEE"
+    )]
+    pub actor: Option<String>,
+
+    /// Use this time as "now" instead of the wall clock (RFC 3339 or `YYYY-MM-DD HH:MM`, UTC)
+    #[arg(long, global = true, env = "LEADFLOW_NOW", value_name = "TIME")]
+    pub now: Option<String>,
+
+    /// Print machine-readable JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Durability of commits: full (fsync every commit), normal or off
+    #[arg(
+        long,
+        global = true,
+        env = "LEADFLOW_SYNCHRONOUS",
+        value_name = "MODE",
+        default_value = "full"
+    )]
+    pub synchronous: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a configuration and an empty database in DIR (default: the current folder)
+    Init {
+        /// Where to create leadflow.toml and leadflow.db
+        dir: Option<PathBuf>,
+        /// Overwrite an existing leadflow.toml
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create, change, move, assign and list leads
+    #[command(subcommand)]
+    Lead(LeadCmd),
+    /// Create, change, move, assign and list deals
+    #[command(subcommand)]
+    Deal(DealCmd),
+    /// Create, change and list contacts (people)
+    #[command(subcommand)]
+    Contact(ContactCmd),
+    /// Create, change and list companies (legal entities)
+    #[command(subcommand)]
+    Company(CompanyCmd),
+    /// Create, complete and list tasks
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Import leads from a CSV or JSON Lines file, all or nothing
+    Import(ImportArgs),
+    /// List, filter, export or follow the event log
+    Events(EventsArgs),
+    /// Drop the projection tables and rebuild them from the log
+    Replay,
+    /// Check the hash chain, and that the projections equal a fresh replay
+    Verify(VerifyArgs),
+    /// Run the demo: a few hundred leads and deals through the pipelines on a simulated week
+    Demo(DemoArgs),
+}
+
+/// Options shared by every command that changes an existing lead or deal.
+#[derive(Debug, Args)]
+pub struct Expect {
+    /// Fail with a conflict unless the entity is at this version (optimistic concurrency)
+    #[arg(long, value_name = "N")]
+    pub expect_version: Option<i64>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct LeadFields {
+    /// Title (default: the name, phone or e-mail)
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Contact person's name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Phone; repeat for several (on update: replaces the list)
+    #[arg(long = "phone", value_name = "PHONE")]
+    pub phones: Vec<String>,
+    /// E-mail; repeat for several (on update: replaces the list)
+    #[arg(long = "email", value_name = "EMAIL")]
+    pub emails: Vec<String>,
+    /// Where the lead came from (see `sources` in the configuration)
+    #[arg(long)]
+    pub source: Option<String>,
+    /// individual or legal
+    #[arg(long)]
+    pub client_type: Option<String>,
+    /// Comment
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Link to an existing contact (the Client field)
+    #[arg(long, value_name = "ID")]
+    pub contact: Option<String>,
+    /// Link to an existing company (the Client field)
+    #[arg(long, value_name = "ID")]
+    pub company: Option<String>,
+    /// Custom field value; repeat for several
+    #[arg(long = "field", short = 'f', value_name = "NAME=VALUE")]
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeadCmd {
+    /// Create a lead in the first stage of the lead pipeline
+    Create {
+        #[command(flatten)]
+        fields: LeadFields,
+        /// Responsible employee
+        #[arg(long)]
+        responsible: Option<String>,
+        /// Start in this stage instead of the first
+        #[arg(long)]
+        stage: Option<String>,
+    },
+    /// Change fields of a lead
+    Update {
+        /// Lead id (42 or lead-42)
+        id: String,
+        #[command(flatten)]
+        fields: LeadFields,
+        /// Clear a field; repeat for several
+        #[arg(long, value_name = "FIELD")]
+        clear: Vec<String>,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Move a lead to another stage
+    Move {
+        /// Lead id
+        id: String,
+        /// Target stage
+        stage: String,
+        /// Reason (required by failure stages that list reasons)
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Make an employee responsible for a lead
+    Assign {
+        /// Lead id
+        id: String,
+        /// Employee id
+        employee: String,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Show a lead with its stage history
+    Show {
+        /// Lead id
+        id: String,
+    },
+    /// List leads, newest first
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this pipeline
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    /// Only this stage
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Only this responsible employee
+    #[arg(long)]
+    pub responsible: Option<String>,
+    /// At most this many rows (0: all)
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct DealFields {
+    /// Title
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Amount, e.g. 125000.50
+    #[arg(long)]
+    pub amount: Option<String>,
+    /// Linked contact
+    #[arg(long, value_name = "ID")]
+    pub contact: Option<String>,
+    /// Linked company
+    #[arg(long, value_name = "ID")]
+    pub company: Option<String>,
+    /// Comment
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Custom field value; repeat for several
+    #[arg(long = "field", short = 'f', value_name = "NAME=VALUE")]
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DealCmd {
+    /// Create a deal in a deal pipeline
+    Create {
+        #[command(flatten)]
+        fields: DealFields,
+        /// Pipeline [default: the first deal pipeline]
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Start in this stage instead of the first
+        #[arg(long)]
+        stage: Option<String>,
+        /// Responsible employee
+        #[arg(long)]
+        responsible: Option<String>,
+        /// The lead this deal came from
+        #[arg(long, value_name = "ID")]
+        lead: Option<String>,
+    },
+    /// Change fields of a deal
+    Update {
+        /// Deal id (7 or deal-7)
+        id: String,
+        #[command(flatten)]
+        fields: DealFields,
+        /// Clear a field; repeat for several
+        #[arg(long, value_name = "FIELD")]
+        clear: Vec<String>,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Move a deal to another stage
+    Move {
+        /// Deal id
+        id: String,
+        /// Target stage
+        stage: String,
+        /// Reason (required by failure stages that list reasons)
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Make an employee responsible for a deal
+    Assign {
+        /// Deal id
+        id: String,
+        /// Employee id
+        employee: String,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Show a deal with its stage history
+    Show {
+        /// Deal id
+        id: String,
+    },
+    /// List deals, newest first
+    List(ListArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct PartyFields {
+    /// Name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Phone; repeat for several (on update: replaces the list)
+    #[arg(long = "phone", value_name = "PHONE")]
+    pub phones: Vec<String>,
+    /// E-mail; repeat for several (on update: replaces the list)
+    #[arg(long = "email", value_name = "EMAIL")]
+    pub emails: Vec<String>,
+    /// Responsible employee
+    #[arg(long)]
+    pub responsible: Option<String>,
+    /// Custom field value; repeat for several
+    #[arg(long = "field", short = 'f', value_name = "NAME=VALUE")]
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactCmd {
+    /// Create a contact
+    Create {
+        #[command(flatten)]
+        fields: PartyFields,
+        /// The company the person works for
+        #[arg(long, value_name = "ID")]
+        company: Option<String>,
+    },
+    /// Change fields of a contact
+    Update {
+        /// Contact id
+        id: String,
+        #[command(flatten)]
+        fields: PartyFields,
+        /// The company the person works for
+        #[arg(long, value_name = "ID")]
+        company: Option<String>,
+        /// Clear a field; repeat for several
+        #[arg(long, value_name = "FIELD")]
+        clear: Vec<String>,
+    },
+    /// Show a contact
+    Show {
+        /// Contact id
+        id: String,
+    },
+    /// List contacts, newest first
+    List {
+        /// At most this many rows (0: all)
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompanyCmd {
+    /// Create a company
+    Create {
+        #[command(flatten)]
+        fields: PartyFields,
+        #[command(flatten)]
+        requisites: Requisites,
+    },
+    /// Change fields of a company
+    Update {
+        /// Company id
+        id: String,
+        #[command(flatten)]
+        fields: PartyFields,
+        #[command(flatten)]
+        requisites: Requisites,
+        /// Clear a field; repeat for several
+        #[arg(long, value_name = "FIELD")]
+        clear: Vec<String>,
+    },
+    /// Show a company
+    Show {
+        /// Company id
+        id: String,
+    },
+    /// List companies, newest first
+    List {
+        /// At most this many rows (0: all)
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct Requisites {
+    /// Taxpayer number (10 or 12 digits, checksum verified)
+    #[arg(long)]
+    pub inn: Option<String>,
+    /// Settlement account (20 digits, checked against the BIK)
+    #[arg(long)]
+    pub bank_account: Option<String>,
+    /// Bank identification code (9 digits)
+    #[arg(long)]
+    pub bik: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// Set a task for an employee
+    Create {
+        /// call, email, meeting, send_offer or other
+        #[arg(long, default_value = "call")]
+        kind: String,
+        /// What to do
+        #[arg(long)]
+        title: String,
+        /// Who does it
+        #[arg(long)]
+        assignee: String,
+        /// When it is due: a time, or +2h / +1d from now
+        #[arg(long)]
+        due: String,
+        /// The lead it is about
+        #[arg(long, value_name = "ID")]
+        lead: Option<String>,
+        /// The deal it is about
+        #[arg(long, value_name = "ID")]
+        deal: Option<String>,
+    },
+    /// Mark a task done
+    Complete {
+        /// Task id
+        id: String,
+        /// What came of it
+        #[arg(long)]
+        result: Option<String>,
+    },
+    /// List tasks by due time
+    List {
+        /// Only this assignee
+        #[arg(long)]
+        assignee: Option<String>,
+        /// Only tasks not yet done
+        #[arg(long)]
+        open: bool,
+        /// Only open tasks past their due time
+        #[arg(long)]
+        overdue: bool,
+        /// At most this many rows (0: all)
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file: .csv (with a header row) or .jsonl (one lead object per line)
+    pub file: PathBuf,
+    /// csv or jsonl [default: from the file extension]
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this stream, e.g. lead-42
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Only this type (lead.created, or a prefix like lead.*); repeat for several
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Only this actor: an employee id, system, employee:ID, robot:RULE or api:TOKEN
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only events that occurred at or after this time
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only events that occurred before this time
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Start after this position
+    #[arg(long, value_name = "POS", default_value_t = 0)]
+    pub after: i64,
+    /// At most this many events (0: all)
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Keep printing new events as they are appended (Ctrl-C to stop)
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A head kept from an earlier `verify`, as POSITION:HASH, to detect cut-off newest events
+    #[arg(long, value_name = "POS:HASH")]
+    pub head: Option<String>,
+    /// Only check the hash chain, not the projections
+    #[arg(long)]
+    pub chain_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to put the demo's leadflow.toml and leadflow.db [default: a new temporary folder]
+    pub dir: Option<PathBuf>,
+    /// How many leads to drive through the pipelines
+    #[arg(long, default_value_t = 300)]
+    pub leads: usize,
+    /// Seed of the simulation
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}

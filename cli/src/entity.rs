@@ -1,0 +1,817 @@
+//! `lead`, `deal`, `contact`, `company` and `task`: commands that change entities, and the
+//! `show` and `list` queries over the projections.
+
+use crate::cli::{
+    CompanyCmd, ContactCmd, DealCmd, DealFields, LeadCmd, LeadFields, ListArgs, PartyFields,
+    Requisites, TaskCmd,
+};
+use crate::ctx::{Ctx, parse_time};
+use crate::error::CliError;
+use crate::output::{Table, clip, json_line, json_pretty, opt, time};
+use leadflow_engine::command::{FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask};
+use leadflow_engine::field::format_money;
+use leadflow_engine::{Command, Entity, EntityKind, StreamId};
+use leadflow_store::Executed;
+use leadflow_store::query::{self, ListFilter, TaskFilter};
+use serde_json::{Value, json};
+
+/// Parses `42` or `lead-42` as the id of an entity of `kind`.
+pub fn parse_id(kind: EntityKind, text: &str) -> Result<i64, CliError> {
+    let t = text.trim();
+    let digits = match t.split_once('-') {
+        Some((k, rest)) if k == kind.as_str() => rest,
+        Some(_) => {
+            return Err(CliError::Usage(format!(
+                "'{t}' is not a {kind} id; write 42 or {kind}-42"
+            )));
+        }
+        None => t,
+    };
+    match digits.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(CliError::Usage(format!(
+            "'{t}' is not a {kind} id; write 42 or {kind}-42"
+        ))),
+    }
+}
+
+fn opt_id(kind: EntityKind, text: &Option<String>) -> Result<Option<i64>, CliError> {
+    text.as_deref().map(|t| parse_id(kind, t)).transpose()
+}
+
+/// Parses `NAME=VALUE` pairs.
+pub fn parse_fields(pairs: &[String]) -> Result<FieldInputs, CliError> {
+    let mut out = FieldInputs::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("bad --field '{p}': write NAME=VALUE")))?;
+        out.insert(k.trim().to_owned(), Value::from(v));
+    }
+    Ok(out)
+}
+
+fn clears(out: &mut FieldInputs, fields: &[String]) {
+    for f in fields {
+        out.insert(f.clone(), Value::Null);
+    }
+}
+
+/// Runs a command in one write transaction, optionally checking the entity's version first.
+fn execute(ctx: &mut Ctx, cmd: Command, expect: Option<i64>) -> Result<Executed, CliError> {
+    let meta = ctx.meta();
+    let config = &ctx.config;
+    let out = ctx.store.write(ctx.clock.now(), |tx| {
+        if let (Some(expected), leadflow_engine::command::Target::Existing(stream)) =
+            (expect, cmd.target())
+        {
+            let actual = tx.load(stream)?.map_or(0, |e| e.version());
+            if actual != expected {
+                return Err(leadflow_store::Error::Conflict {
+                    stream,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        tx.execute(config, &cmd, &meta)
+    })?;
+    Ok(out)
+}
+
+fn report(ctx: &Ctx, out: &Executed, what: &str) {
+    if ctx.json {
+        let events: Vec<Value> = match &out.appended {
+            Some(a) => out
+                .events
+                .iter()
+                .zip(a.first_position..)
+                .map(|(e, p)| json!({"position": p, "type": e.event_type()}))
+                .collect(),
+            None => vec![],
+        };
+        json_line(
+            &json!({"stream": out.stream.to_string(), "id": out.stream.id, "changed": out.appended.is_some(), "events": events}),
+        );
+    } else {
+        match &out.appended {
+            Some(a) => println!(
+                "{} {what} (position {}, version {})",
+                out.stream, a.last_position, a.version
+            ),
+            None => println!("{} unchanged: nothing to do", out.stream),
+        }
+    }
+}
+
+fn lead_inputs(f: &LeadFields, update: bool) -> Result<FieldInputs, CliError> {
+    let mut out = parse_fields(&f.fields)?;
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            out.insert(k.to_owned(), Value::from(v.as_str()));
+        }
+    };
+    put("title", &f.title);
+    put("name", &f.name);
+    put("source", &f.source);
+    put("client_type", &f.client_type);
+    put("comment", &f.comment);
+    put("contact", &f.contact);
+    put("company", &f.company);
+    if update && !f.phones.is_empty() {
+        out.insert("phones".into(), Value::from(f.phones.clone()));
+    }
+    if update && !f.emails.is_empty() {
+        out.insert("emails".into(), Value::from(f.emails.clone()));
+    }
+    Ok(out)
+}
+
+pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
+    match cmd {
+        LeadCmd::Create {
+            fields,
+            responsible,
+            stage,
+        } => {
+            let new = NewLead {
+                title: fields.title.clone(),
+                name: fields.name.clone(),
+                phones: fields.phones.clone(),
+                emails: fields.emails.clone(),
+                source: fields.source.clone(),
+                client_type: fields.client_type.clone(),
+                responsible: responsible.map(|r| r.as_str().into()),
+                stage: stage.map(|s| s.as_str().into()),
+                fields: parse_fields(&fields.fields)?,
+                comment: fields.comment.clone(),
+                contact: opt_id(EntityKind::Contact, &fields.contact)?,
+                company: opt_id(EntityKind::Company, &fields.company)?,
+            };
+            let out = execute(ctx, Command::CreateLead(new), None)?;
+            report(ctx, &out, "created");
+        }
+        LeadCmd::Update {
+            id,
+            fields,
+            clear,
+            expect,
+        } => {
+            let id = parse_id(EntityKind::Lead, &id)?;
+            let mut changes = lead_inputs(&fields, true)?;
+            clears(&mut changes, &clear);
+            if changes.is_empty() {
+                return Err(CliError::Usage(
+                    "nothing to update: give at least one field".into(),
+                ));
+            }
+            let out = execute(
+                ctx,
+                Command::UpdateLead { id, changes },
+                expect.expect_version,
+            )?;
+            report(ctx, &out, "updated");
+        }
+        LeadCmd::Move {
+            id,
+            stage,
+            reason,
+            expect,
+        } => {
+            let id = parse_id(EntityKind::Lead, &id)?;
+            let out = execute(
+                ctx,
+                Command::MoveLead {
+                    id,
+                    stage: stage.as_str().into(),
+                    reason,
+                },
+                expect.expect_version,
+            )?;
+            report(ctx, &out, &format!("moved to {stage}"));
+        }
+        LeadCmd::Assign {
+            id,
+            employee,
+            expect,
+        } => {
+            let id = parse_id(EntityKind::Lead, &id)?;
+            let out = execute(
+                ctx,
+                Command::AssignLead {
+                    id,
+                    to: employee.as_str().into(),
+                },
+                expect.expect_version,
+            )?;
+            report(ctx, &out, &format!("assigned to {employee}"));
+        }
+        LeadCmd::Show { id } => show(
+            ctx,
+            StreamId::new(EntityKind::Lead, parse_id(EntityKind::Lead, &id)?),
+        )?,
+        LeadCmd::List(args) => {
+            let leads = query::leads(ctx.store.connection(), &filter(&args))?;
+            if ctx.json {
+                leads.iter().for_each(json_line);
+                return Ok(());
+            }
+            let mut t = Table::new(&[
+                "ID",
+                "STAGE",
+                "RESPONSIBLE",
+                "TITLE",
+                "PHONE",
+                "SOURCE",
+                "CREATED",
+            ]);
+            for l in &leads {
+                t.row(vec![
+                    l.id.to_string(),
+                    l.stage.to_string(),
+                    opt(&l.responsible),
+                    clip(&l.title, 32),
+                    l.phones.first().cloned().unwrap_or_else(|| "-".into()),
+                    l.source.clone(),
+                    time(l.created_at),
+                ]);
+            }
+            t.print();
+        }
+    }
+    Ok(())
+}
+
+fn filter(args: &ListArgs) -> ListFilter {
+    ListFilter {
+        pipeline: args.pipeline.clone(),
+        stage: args.stage.clone(),
+        responsible: args.responsible.clone(),
+        limit: args.limit,
+    }
+}
+
+fn deal_inputs(f: &DealFields) -> Result<FieldInputs, CliError> {
+    let mut out = parse_fields(&f.fields)?;
+    for (k, v) in [
+        ("title", &f.title),
+        ("amount", &f.amount),
+        ("contact", &f.contact),
+        ("company", &f.company),
+        ("comment", &f.comment),
+    ] {
+        if let Some(v) = v {
+            out.insert(k.to_owned(), Value::from(v.as_str()));
+        }
+    }
+    Ok(out)
+}
+
+pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
+    match cmd {
+        DealCmd::Create {
+            fields,
+            pipeline,
+            stage,
+            responsible,
+            lead,
+        } => {
+            let title = fields
+                .title
+                .clone()
+                .ok_or_else(|| CliError::Usage("a deal needs --title".into()))?;
+            let new = NewDeal {
+                title,
+                pipeline: pipeline.map(|p| p.as_str().into()),
+                stage: stage.map(|s| s.as_str().into()),
+                amount: fields.amount.as_deref().map(Value::from),
+                responsible: responsible.map(|r| r.as_str().into()),
+                contact: opt_id(EntityKind::Contact, &fields.contact)?,
+                company: opt_id(EntityKind::Company, &fields.company)?,
+                lead: opt_id(EntityKind::Lead, &lead)?,
+                fields: parse_fields(&fields.fields)?,
+                comment: fields.comment.clone(),
+            };
+            let out = execute(ctx, Command::CreateDeal(new), None)?;
+            report(ctx, &out, "created");
+        }
+        DealCmd::Update {
+            id,
+            fields,
+            clear,
+            expect,
+        } => {
+            let id = parse_id(EntityKind::Deal, &id)?;
+            let mut changes = deal_inputs(&fields)?;
+            clears(&mut changes, &clear);
+            if changes.is_empty() {
+                return Err(CliError::Usage(
+                    "nothing to update: give at least one field".into(),
+                ));
+            }
+            let out = execute(
+                ctx,
+                Command::UpdateDeal { id, changes },
+                expect.expect_version,
+            )?;
+            report(ctx, &out, "updated");
+        }
+        DealCmd::Move {
+            id,
+            stage,
+            reason,
+            expect,
+        } => {
+            let id = parse_id(EntityKind::Deal, &id)?;
+            let out = execute(
+                ctx,
+                Command::MoveDeal {
+                    id,
+                    stage: stage.as_str().into(),
+                    reason,
+                },
+                expect.expect_version,
+            )?;
+            report(ctx, &out, &format!("moved to {stage}"));
+        }
+        DealCmd::Assign {
+            id,
+            employee,
+            expect,
+        } => {
+            let id = parse_id(EntityKind::Deal, &id)?;
+            let out = execute(
+                ctx,
+                Command::AssignDeal {
+                    id,
+                    to: employee.as_str().into(),
+                },
+                expect.expect_version,
+            )?;
+            report(ctx, &out, &format!("assigned to {employee}"));
+        }
+        DealCmd::Show { id } => show(
+            ctx,
+            StreamId::new(EntityKind::Deal, parse_id(EntityKind::Deal, &id)?),
+        )?,
+        DealCmd::List(args) => {
+            let deals = query::deals(ctx.store.connection(), &filter(&args))?;
+            if ctx.json {
+                deals.iter().for_each(json_line);
+                return Ok(());
+            }
+            let mut t = Table::new(&[
+                "ID",
+                "PIPELINE",
+                "STAGE",
+                "RESPONSIBLE",
+                "TITLE",
+                "AMOUNT",
+                "CREATED",
+            ]);
+            for d in &deals {
+                t.row(vec![
+                    d.id.to_string(),
+                    d.pipeline.to_string(),
+                    d.stage.to_string(),
+                    opt(&d.responsible),
+                    clip(&d.title, 32),
+                    d.amount.map_or_else(
+                        || "-".into(),
+                        |a| format!("{} {}", format_money(a), d.currency),
+                    ),
+                    time(d.created_at),
+                ]);
+            }
+            t.print();
+        }
+    }
+    Ok(())
+}
+
+fn party_inputs(f: &PartyFields, company: &Option<String>) -> Result<FieldInputs, CliError> {
+    let mut out = parse_fields(&f.fields)?;
+    if let Some(n) = &f.name {
+        out.insert("name".into(), Value::from(n.as_str()));
+    }
+    if let Some(c) = company {
+        out.insert("company".into(), Value::from(c.as_str()));
+    }
+    if !f.phones.is_empty() {
+        out.insert("phones".into(), Value::from(f.phones.clone()));
+    }
+    if !f.emails.is_empty() {
+        out.insert("emails".into(), Value::from(f.emails.clone()));
+    }
+    if f.responsible.is_some() {
+        return Err(CliError::Usage(
+            "the responsible of an existing contact or company cannot be changed yet".into(),
+        ));
+    }
+    Ok(out)
+}
+
+pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
+    match cmd {
+        ContactCmd::Create { fields, company } => {
+            let new = NewContact {
+                name: fields
+                    .name
+                    .clone()
+                    .ok_or_else(|| CliError::Usage("a contact needs --name".into()))?,
+                phones: fields.phones.clone(),
+                emails: fields.emails.clone(),
+                company: opt_id(EntityKind::Company, &company)?,
+                responsible: fields.responsible.as_deref().map(Into::into),
+                fields: parse_fields(&fields.fields)?,
+            };
+            let out = execute(ctx, Command::CreateContact(new), None)?;
+            report(ctx, &out, "created");
+        }
+        ContactCmd::Update {
+            id,
+            fields,
+            company,
+            clear,
+        } => {
+            let id = parse_id(EntityKind::Contact, &id)?;
+            let mut changes = party_inputs(&fields, &company)?;
+            clears(&mut changes, &clear);
+            if changes.is_empty() {
+                return Err(CliError::Usage(
+                    "nothing to update: give at least one field".into(),
+                ));
+            }
+            let out = execute(ctx, Command::UpdateContact { id, changes }, None)?;
+            report(ctx, &out, "updated");
+        }
+        ContactCmd::Show { id } => show(
+            ctx,
+            StreamId::new(EntityKind::Contact, parse_id(EntityKind::Contact, &id)?),
+        )?,
+        ContactCmd::List { limit } => {
+            let rows = query::contacts(ctx.store.connection(), limit)?;
+            if ctx.json {
+                rows.iter().for_each(json_line);
+                return Ok(());
+            }
+            let mut t = Table::new(&["ID", "NAME", "PHONE", "EMAIL", "COMPANY", "CREATED"]);
+            for c in &rows {
+                t.row(vec![
+                    c.id.to_string(),
+                    clip(&c.name, 32),
+                    c.phones.first().cloned().unwrap_or_else(|| "-".into()),
+                    c.emails.first().cloned().unwrap_or_else(|| "-".into()),
+                    opt(&c.company),
+                    time(c.created_at),
+                ]);
+            }
+            t.print();
+        }
+    }
+    Ok(())
+}
+
+pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
+    match cmd {
+        CompanyCmd::Create {
+            fields,
+            requisites:
+                Requisites {
+                    inn,
+                    bank_account,
+                    bik,
+                },
+        } => {
+            let new = NewCompany {
+                name: fields
+                    .name
+                    .clone()
+                    .ok_or_else(|| CliError::Usage("a company needs --name".into()))?,
+                inn,
+                bank_account,
+                bik,
+                phones: fields.phones.clone(),
+                emails: fields.emails.clone(),
+                responsible: fields.responsible.as_deref().map(Into::into),
+                fields: parse_fields(&fields.fields)?,
+            };
+            let out = execute(ctx, Command::CreateCompany(new), None)?;
+            report(ctx, &out, "created");
+        }
+        CompanyCmd::Update {
+            id,
+            fields,
+            requisites,
+            clear,
+        } => {
+            let id = parse_id(EntityKind::Company, &id)?;
+            let mut changes = party_inputs(&fields, &None)?;
+            for (k, v) in [
+                ("inn", &requisites.inn),
+                ("bank_account", &requisites.bank_account),
+                ("bik", &requisites.bik),
+            ] {
+                if let Some(v) = v {
+                    changes.insert(k.to_owned(), Value::from(v.as_str()));
+                }
+            }
+            clears(&mut changes, &clear);
+            if changes.is_empty() {
+                return Err(CliError::Usage(
+                    "nothing to update: give at least one field".into(),
+                ));
+            }
+            let out = execute(ctx, Command::UpdateCompany { id, changes }, None)?;
+            report(ctx, &out, "updated");
+        }
+        CompanyCmd::Show { id } => show(
+            ctx,
+            StreamId::new(EntityKind::Company, parse_id(EntityKind::Company, &id)?),
+        )?,
+        CompanyCmd::List { limit } => {
+            let rows = query::companies(ctx.store.connection(), limit)?;
+            if ctx.json {
+                rows.iter().for_each(json_line);
+                return Ok(());
+            }
+            let mut t = Table::new(&["ID", "NAME", "INN", "BIK", "ACCOUNT", "CREATED"]);
+            for c in &rows {
+                t.row(vec![
+                    c.id.to_string(),
+                    clip(&c.name, 32),
+                    opt(&c.inn),
+                    opt(&c.bik),
+                    opt(&c.bank_account),
+                    time(c.created_at),
+                ]);
+            }
+            t.print();
+        }
+    }
+    Ok(())
+}
+
+pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
+    match cmd {
+        TaskCmd::Create {
+            kind,
+            title,
+            assignee,
+            due,
+            lead,
+            deal,
+        } => {
+            let due_at = parse_time(&due, Some(ctx.clock.now()))?;
+            let new = NewTask {
+                kind,
+                title,
+                assignee: assignee.as_str().into(),
+                due_at,
+                lead: opt_id(EntityKind::Lead, &lead)?,
+                deal: opt_id(EntityKind::Deal, &deal)?,
+            };
+            let out = execute(ctx, Command::CreateTask(new), None)?;
+            report(ctx, &out, "created");
+        }
+        TaskCmd::Complete { id, result } => {
+            let id = parse_id(EntityKind::Task, &id)?;
+            let out = execute(ctx, Command::CompleteTask { id, result }, None)?;
+            report(ctx, &out, "completed");
+        }
+        TaskCmd::List {
+            assignee,
+            open,
+            overdue,
+            limit,
+        } => {
+            let now = ctx.clock.now();
+            let f = TaskFilter {
+                assignee,
+                open,
+                overdue_at: overdue.then_some(now),
+                limit,
+            };
+            let rows = query::tasks(ctx.store.connection(), &f)?;
+            if ctx.json {
+                rows.iter().for_each(json_line);
+                return Ok(());
+            }
+            let mut t = Table::new(&["ID", "KIND", "ASSIGNEE", "DUE", "STATUS", "ABOUT", "TITLE"]);
+            for task in &rows {
+                let status = match task.completed_at {
+                    Some(_) => "done",
+                    None if task.due_at < now => "overdue",
+                    None => "open",
+                };
+                let about = match (task.lead, task.deal) {
+                    (Some(l), _) => format!("lead-{l}"),
+                    (None, Some(d)) => format!("deal-{d}"),
+                    _ => "-".into(),
+                };
+                t.row(vec![
+                    task.id.to_string(),
+                    task.kind.as_str().into(),
+                    task.assignee.to_string(),
+                    time(task.due_at),
+                    status.into(),
+                    about,
+                    clip(&task.title, 40),
+                ]);
+            }
+            t.print();
+        }
+    }
+    Ok(())
+}
+
+fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
+    let entity = ctx
+        .store
+        .load(stream)?
+        .ok_or(leadflow_store::Error::Rejected(
+            leadflow_engine::Rejection::NotFound { stream },
+        ))?;
+    let history = query::stage_history(ctx.store.connection(), stream)?;
+    if ctx.json {
+        let state = match &entity {
+            Entity::Lead(l) => serde_json::to_value(l),
+            Entity::Deal(d) => serde_json::to_value(d),
+            Entity::Contact(c) => serde_json::to_value(c),
+            Entity::Company(c) => serde_json::to_value(c),
+            Entity::Task(t) => serde_json::to_value(t),
+        }
+        .expect("serialisable");
+        json_pretty(
+            &json!({"stream": stream.to_string(), "state": state, "stage_history": history}),
+        );
+        return Ok(());
+    }
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: String| lines.push((k.to_owned(), v));
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    let fields = |f: &std::collections::BTreeMap<String, Value>,
+                  entity: EntityKind,
+                  put: &mut dyn FnMut(&str, String)| {
+        for (k, v) in f {
+            let def = ctx.config.field(entity, k);
+            let shown = match (def.map(|d| d.ty), v) {
+                (Some(leadflow_engine::field::FieldType::Money), Value::Number(n)) => {
+                    format!(
+                        "{} {}",
+                        format_money(n.as_i64().unwrap_or_default()),
+                        ctx.config.currency
+                    )
+                }
+                (_, Value::String(s)) => s.clone(),
+                (_, other) => other.to_string(),
+            };
+            let label = def.map_or(k.clone(), |d| format!("{} ({k})", d.label));
+            put(&label, shown);
+        }
+    };
+    match &entity {
+        Entity::Lead(l) => {
+            put("lead", format!("{} — {}", stream, l.title));
+            put(
+                "stage",
+                format!(
+                    "{} / {}{}",
+                    l.pipeline,
+                    l.stage,
+                    l.stage_reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+            );
+            put("responsible", opt(&l.responsible));
+            put("name", opt(&l.name));
+            put("phones", list(&l.phones));
+            put("e-mails", list(&l.emails));
+            put("source", l.source.clone());
+            put("client type", opt(&l.client_type.map(|c| c.as_str())));
+            put(
+                "client",
+                match (l.contact, l.company) {
+                    (None, None) => "-".into(),
+                    (c, co) => [
+                        c.map(|c| format!("contact-{c}")),
+                        co.map(|c| format!("company-{c}")),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                },
+            );
+            put("comment", opt(&l.comment));
+            fields(&l.fields, EntityKind::Lead, &mut put);
+            put("created", time(l.created_at));
+            put("updated", time(l.updated_at));
+            put("version", l.version.to_string());
+        }
+        Entity::Deal(d) => {
+            put("deal", format!("{} — {}", stream, d.title));
+            put(
+                "stage",
+                format!(
+                    "{} / {}{}",
+                    d.pipeline,
+                    d.stage,
+                    d.stage_reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+            );
+            put(
+                "amount",
+                d.amount.map_or_else(
+                    || "-".into(),
+                    |a| format!("{} {}", format_money(a), d.currency),
+                ),
+            );
+            put("responsible", opt(&d.responsible));
+            put("contact", opt(&d.contact.map(|c| format!("contact-{c}"))));
+            put("company", opt(&d.company.map(|c| format!("company-{c}"))));
+            put("lead", opt(&d.lead.map(|c| format!("lead-{c}"))));
+            put("comment", opt(&d.comment));
+            fields(&d.fields, EntityKind::Deal, &mut put);
+            put("created", time(d.created_at));
+            put("updated", time(d.updated_at));
+            put("version", d.version.to_string());
+        }
+        Entity::Contact(c) => {
+            put("contact", format!("{} — {}", stream, c.name));
+            put("phones", list(&c.phones));
+            put("e-mails", list(&c.emails));
+            put("company", opt(&c.company.map(|c| format!("company-{c}"))));
+            put("responsible", opt(&c.responsible));
+            fields(&c.fields, EntityKind::Contact, &mut put);
+            put("created", time(c.created_at));
+            put("version", c.version.to_string());
+        }
+        Entity::Company(c) => {
+            put("company", format!("{} — {}", stream, c.name));
+            put("INN", opt(&c.inn));
+            put("BIK", opt(&c.bik));
+            put("bank account", opt(&c.bank_account));
+            put("phones", list(&c.phones));
+            put("e-mails", list(&c.emails));
+            put("responsible", opt(&c.responsible));
+            fields(&c.fields, EntityKind::Company, &mut put);
+            put("created", time(c.created_at));
+            put("version", c.version.to_string());
+        }
+        Entity::Task(t) => {
+            put("task", format!("{} — {}", stream, t.title));
+            put("kind", t.kind.as_str().into());
+            put("assignee", t.assignee.to_string());
+            put("due", time(t.due_at));
+            put("completed", opt(&t.completed_at.map(time)));
+        }
+    }
+    let width = lines
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (k, v) in &lines {
+        println!("{k:<width$}  {v}");
+    }
+    if !history.is_empty() {
+        println!("\nstage history:");
+        let mut t = Table::new(&["STAGE", "ENTERED", "LEFT", "TIME IN STAGE"]);
+        let now = ctx.clock.now();
+        for v in &history {
+            let spent = v.left_at.unwrap_or(now) - v.entered_at;
+            t.row(vec![
+                v.stage.clone(),
+                time(v.entered_at),
+                v.left_at.map_or_else(|| "(current)".into(), time),
+                human_duration(spent),
+            ]);
+        }
+        t.print();
+    }
+    Ok(())
+}
+
+/// `3d 4h`, `2h 5m`, `40s`.
+pub fn human_duration(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    let (days, hours, mins) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
+    match (days, hours, mins) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}

@@ -1,0 +1,57 @@
+//! The CLI's error: one clear message for the user, and the exit code.
+
+use leadflow_engine::ConfigErrors;
+use std::path::Path;
+
+/// Everything that can end a command unsuccessfully.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad arguments or environment.
+    #[error("{0}")]
+    Usage(String),
+    /// The configuration does not load.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] leadflow_store::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A row of an import file is bad; nothing was imported.
+    #[error("{file}:{line}: {message}; nothing was imported")]
+    Import {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// `verify` found a problem (already printed).
+    #[error("{0}")]
+    Verify(String),
+}
+
+impl CliError {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        CliError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// 1 for a business "no" (rejection, conflict, failed verification, bad import row),
+    /// 2 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Store(
+                leadflow_store::Error::Rejected(_) | leadflow_store::Error::Conflict { .. },
+            )
+            | CliError::Import { .. }
+            | CliError::Verify(_) => 1,
+            _ => 2,
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! `events`, `replay` and `verify`: the log as ops and auditors see it.
+
+use crate::cli::{EventsArgs, VerifyArgs};
+use crate::ctx::{Ctx, parse_time};
+use crate::error::CliError;
+use crate::output::{Table, clip, json_line};
+use indicatif::{ProgressBar, ProgressStyle};
+use leadflow_store::{LogFilter, RecordedEvent, from_hex, to_hex};
+use serde_json::{Value, json};
+
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn event_json(e: &RecordedEvent) -> Value {
+    json!({
+        "position": e.position,
+        "stream": e.stream.to_string(),
+        "version": e.version,
+        "type": e.event_type,
+        "schema_version": e.schema_version,
+        "payload": serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::String(e.payload.clone())),
+        "occurred_at": e.occurred_at,
+        "recorded_at": e.recorded_at,
+        "actor": e.actor,
+        "causation": e.causation,
+        "correlation": e.correlation,
+        "hash": to_hex(&e.hash),
+    })
+}
+
+pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
+    let filter = LogFilter {
+        stream: args
+            .stream
+            .as_deref()
+            .map(|s| s.parse().map_err(CliError::Usage))
+            .transpose()?,
+        types: args.types.clone(),
+        actor: args.actor.as_deref().map(|a| {
+            if a.contains(':') || a == "system" {
+                a.to_owned()
+            } else {
+                format!("employee:{a}")
+            }
+        }),
+        since: args
+            .since
+            .as_deref()
+            .map(|t| parse_time(t, None))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|t| parse_time(t, None))
+            .transpose()?,
+    };
+    const PAGE: usize = 2048;
+    let mut after = args.after;
+    let mut left = if args.limit == 0 {
+        usize::MAX
+    } else {
+        args.limit
+    };
+    let mut table = Table::new(&[
+        "POS", "OCCURRED", "STREAM", "VER", "TYPE", "ACTOR", "PAYLOAD",
+    ]);
+    loop {
+        let page = ctx.store.read_log(&filter, after, PAGE.min(left))?;
+        for e in &page {
+            if ctx.json || args.follow {
+                if ctx.json {
+                    json_line(&event_json(e));
+                } else {
+                    println!(
+                        "{} {} {} v{} {} {} {}",
+                        e.position,
+                        e.occurred_at,
+                        e.stream,
+                        e.version,
+                        e.event_type,
+                        e.actor,
+                        e.payload
+                    );
+                }
+            } else {
+                table.row(vec![
+                    e.position.to_string(),
+                    e.occurred_at
+                        .get(..16)
+                        .unwrap_or(&e.occurred_at)
+                        .replace('T', " "),
+                    e.stream.to_string(),
+                    e.version.to_string(),
+                    e.event_type.clone(),
+                    e.actor.clone(),
+                    clip(&e.payload, 60),
+                ]);
+            }
+            after = e.position;
+        }
+        left -= page.len();
+        if left == 0 {
+            break;
+        }
+        if page.len() < PAGE.min(left) {
+            if !args.follow {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+    if !ctx.json && !args.follow {
+        table.print();
+    }
+    Ok(())
+}
+
+pub fn replay(ctx: &mut Ctx) -> Result<(), CliError> {
+    let total = ctx.store.last_position()?;
+    let bar = progress(total as u64, "replay");
+    let start = std::time::Instant::now();
+    let reached = ctx.store.replay(&mut |p| bar.set_position(p as u64))?;
+    bar.finish_and_clear();
+    if ctx.json {
+        json_line(&json!({"replayed": reached, "seconds": start.elapsed().as_secs_f64()}));
+    } else {
+        println!(
+            "rebuilt the projections from {reached} events in {:.1}s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn parse_head(text: &str) -> Result<(i64, leadflow_store::Hash), CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "bad --head '{text}': write POSITION:HASH as printed by `leadflow verify`"
+        ))
+    };
+    let (p, h) = text.split_once(':').ok_or_else(bad)?;
+    let p: i64 = p.trim().parse().map_err(|_| bad())?;
+    let h = from_hex(h.trim()).ok_or_else(bad)?;
+    Ok((p, h))
+}
+
+pub fn verify(ctx: &mut Ctx, args: VerifyArgs) -> Result<(), CliError> {
+    let kept = args.head.as_deref().map(parse_head).transpose()?;
+    let total = ctx.store.last_position()?;
+    let bar = progress(total as u64, "chain");
+    let report = ctx
+        .store
+        .verify_chain(&mut |p| bar.set_position(p as u64))?;
+    bar.finish_and_clear();
+    let mut problems: Vec<String> = Vec::new();
+    if let Some(p) = &report.problem {
+        problems.push(format!(
+            "chain: broken at position {}: {}",
+            p.position, p.why
+        ));
+    }
+    if let Some((pos, hash)) = kept {
+        match leadflow_store::query::hash_at(ctx.store.connection(), pos)? {
+            None => problems.push(format!(
+                "head: the kept head is at position {pos}, but the log ends at {total}: the newest events were cut off"
+            )),
+            Some(h) if h != hash => problems.push(format!(
+                "head: the hash at position {pos} differs from the kept head: the log was rewritten from there or earlier"
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut diffs = Vec::new();
+    if !args.chain_only && report.problem.is_none() {
+        let bar = progress(total as u64, "replay");
+        diffs = ctx
+            .store
+            .verify_projections(&mut |p| bar.set_position(p as u64))?;
+        bar.finish_and_clear();
+        for d in &diffs {
+            problems.push(format!(
+                "projections: table {} differs from a fresh replay ({} live rows not reproduced, {} replayed rows missing; first key {}); run `leadflow replay`",
+                d.table,
+                d.only_live,
+                d.only_replayed,
+                d.first_key.map_or("-".into(), |k| k.to_string())
+            ));
+        }
+    }
+    let head = report.head.map(|(p, h)| format!("{p}:{}", to_hex(&h)));
+    if ctx.json {
+        json_line(&json!({
+            "ok": problems.is_empty(),
+            "events": report.events,
+            "head": head,
+            "first_bad_position": report.problem.as_ref().map(|p| p.position),
+            "problems": problems,
+        }));
+    } else {
+        match &report.problem {
+            None => println!("chain: ok, {} events", report.events),
+            Some(_) => {}
+        }
+        if kept.is_some() && !problems.iter().any(|p| p.starts_with("head:")) {
+            println!("head: matches the kept head");
+        }
+        if !args.chain_only && report.problem.is_none() && diffs.is_empty() {
+            println!("projections: ok, equal to a fresh replay");
+        }
+        if let Some(h) = &head {
+            println!("head: {h}");
+            if report.problem.is_none() {
+                println!(
+                    "      (keep this elsewhere; `leadflow verify --head {h}` later proves nothing was cut off)"
+                );
+            }
+        }
+        for p in &problems {
+            eprintln!("{p}");
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Verify(format!(
+            "verification failed: {} problem{}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        )))
+    }
+}

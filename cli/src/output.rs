@@ -1,0 +1,85 @@
+//! Printing: aligned tables for people, JSON for programs. Data goes to stdout.
+
+use serde::Serialize;
+use std::io::Write;
+
+/// A table printed with aligned columns.
+pub struct Table {
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(headers: &[&'static str]) -> Self {
+        Table {
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn print(&self) {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut dyn Write| {
+            let mut s = String::new();
+            for (i, c) in cells.enumerate() {
+                if i > 0 {
+                    s.push_str("  ");
+                }
+                s.push_str(c);
+                if i + 1 < widths.len() {
+                    s.extend(std::iter::repeat_n(
+                        ' ',
+                        widths[i].saturating_sub(c.chars().count()),
+                    ));
+                }
+            }
+            let _ = writeln!(out, "{}", s.trim_end());
+        };
+        line(&mut self.headers.iter().copied(), &mut out);
+        for r in &self.rows {
+            line(&mut r.iter().map(String::as_str), &mut out);
+        }
+    }
+}
+
+/// Prints a value as one line of JSON.
+pub fn json_line(v: &impl Serialize) {
+    println!("{}", serde_json::to_string(v).expect("serialisable"));
+}
+
+/// Prints a value as pretty JSON.
+pub fn json_pretty(v: &impl Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
+}
+
+/// Shortens text for a table cell.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut c: String = s.chars().take(max.saturating_sub(1)).collect();
+        c.push('…');
+        c
+    }
+}
+
+/// A time for tables: `2026-03-02 09:00`.
+pub fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M").to_string()
+}
+
+/// An optional value for tables.
+pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string)
+}

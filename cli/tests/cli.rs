@@ -1,0 +1,564 @@
+//! The real `leadflow` binary on temporary folders: every kind of bad input is refused with a
+//! message that names the problem, a non-zero exit code, and nothing appended.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A folder with the default configuration and an empty database.
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = env.run(&["init", env.path().to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        c.current_dir(self.path())
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_DB")
+            .env_remove("LEADFLOW_AS")
+            .env_remove("LEADFLOW_NOW")
+            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
+            .env("RUST_LOG", "off");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail with `code`, append nothing, and say `needle` on stderr.
+    fn refused(&self, args: &[&str], code: i32, needle: &str) {
+        let before = self.events();
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err:?}"
+        );
+        assert_eq!(self.events(), before, "{args:?} appended events");
+    }
+
+    fn events(&self) -> usize {
+        self.ok(&["--json", "events"]).lines().count()
+    }
+
+    fn db(&self) -> PathBuf {
+        self.path().join("leadflow.db")
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn with_lead(env: &Env) {
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+        "--phone",
+        "8 912 345-67-89",
+    ]);
+}
+
+#[test]
+fn a_lead_goes_through_the_pipeline_and_shows_its_history() {
+    let env = Env::new();
+    assert_eq!(
+        env.ok(&[
+            "lead",
+            "create",
+            "--name",
+            "Ivan",
+            "--phone",
+            "8 912 345-67-89"
+        ])
+        .trim(),
+        "lead-1 created (position 1, version 1)"
+    );
+    env.ok(&["lead", "assign", "1", "petrova"]);
+    env.ok(&[
+        "--as",
+        "petrova",
+        "--now",
+        "2026-03-02T10:30:00Z",
+        "lead",
+        "move",
+        "lead-1",
+        "in_work",
+    ]);
+    env.ok(&[
+        "lead",
+        "update",
+        "1",
+        "-f",
+        "material=granite",
+        "-f",
+        "dimensions=2400x600",
+        "-f",
+        "budget=120000",
+        "-f",
+        "urgency=this_week",
+    ]);
+    env.ok(&[
+        "--now",
+        "2026-03-02T12:00:00Z",
+        "lead",
+        "move",
+        "1",
+        "qualified",
+    ]);
+    let show = env.ok(&["--now", "2026-03-02T13:00:00Z", "lead", "show", "1"]);
+    assert!(show.contains("+79123456789"), "{show}");
+    assert!(show.contains("120000.00 RUB"), "{show}");
+    assert!(
+        show.contains("in_work    2026-03-02 10:30  2026-03-02 12:00  1h 30m"),
+        "{show}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "lead", "show", "1"])).unwrap();
+    assert_eq!(json["state"]["stage"], "qualified");
+    assert_eq!(json["stage_history"].as_array().unwrap().len(), 3);
+    let list = env.ok(&["lead", "list", "--stage", "qualified"]);
+    assert!(list.lines().nth(1).unwrap().starts_with("1 "), "{list}");
+    let events = env.ok(&[
+        "--json",
+        "events",
+        "--stream",
+        "lead-1",
+        "--type",
+        "lead.stage_changed",
+    ]);
+    assert_eq!(events.lines().count(), 2);
+    let by_petrova = env.ok(&["--json", "events", "--actor", "petrova"]);
+    assert_eq!(by_petrova.lines().count(), 1);
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn an_unknown_stage_is_refused_with_the_known_stages() {
+    let env = Env::new();
+    with_lead(&env);
+    env.refused(
+        &["lead", "move", "1", "nowhere"],
+        1,
+        "unknown stage 'nowhere' in pipeline 'lead'; its stages are: new, in_work",
+    );
+}
+
+#[test]
+fn a_forbidden_transition_is_refused() {
+    let env = Env::new();
+    with_lead(&env);
+    env.refused(&["lead", "move", "1", "converted"], 1, "cannot move lead-1 from 'new' to 'converted': 'converted' can be entered only from qualified, offer_sent");
+}
+
+#[test]
+fn a_missing_required_field_is_named() {
+    let env = Env::new();
+    with_lead(&env);
+    env.ok(&["lead", "assign", "1", "ivanov"]);
+    env.ok(&["lead", "move", "1", "in_work"]);
+    env.refused(&["lead", "move", "1", "qualified"], 1, "lead-1 cannot enter stage 'qualified': missing required fields: material, dimensions, budget, urgency");
+}
+
+#[test]
+fn conditionally_required_fields_apply_to_legal_entities_only() {
+    let env = Env::new();
+    with_lead(&env);
+    env.ok(&["lead", "assign", "1", "ivanov"]);
+    env.ok(&["lead", "move", "1", "in_work"]);
+    env.ok(&[
+        "lead",
+        "update",
+        "1",
+        "-f",
+        "material=quartz",
+        "-f",
+        "dimensions=1x1",
+        "-f",
+        "budget=1",
+        "-f",
+        "urgency=later",
+        "--client-type",
+        "legal",
+    ]);
+    env.ok(&["lead", "move", "1", "qualified"]);
+    env.refused(
+        &["lead", "move", "1", "offer_sent"],
+        1,
+        "missing required fields: company_name or inn, bank_account, bik",
+    );
+    env.ok(&["lead", "update", "1", "--client-type", "individual"]);
+    env.ok(&["lead", "move", "1", "offer_sent"]);
+}
+
+#[test]
+fn a_wrong_field_type_is_refused() {
+    let env = Env::new();
+    with_lead(&env);
+    env.refused(
+        &["lead", "update", "1", "-f", "budget=lots"],
+        1,
+        "field 'budget': expected an amount like 1250.50, got 'lots'",
+    );
+    env.refused(
+        &["lead", "update", "1", "-f", "material=cardboard"],
+        1,
+        "field 'material': expected one of granite, marble, quartz, acrylic, wood, got 'cardboard'",
+    );
+    env.refused(
+        &["lead", "update", "1", "-f", "colour=red"],
+        1,
+        "unknown lead field 'colour'",
+    );
+}
+
+#[test]
+fn malformed_phones_and_emails_are_refused() {
+    let env = Env::new();
+    env.refused(
+        &["lead", "create", "--name", "X", "--phone", "12ab"],
+        1,
+        "malformed phone '12ab'",
+    );
+    env.refused(
+        &["lead", "create", "--name", "X", "--email", "ivan@"],
+        1,
+        "malformed e-mail 'ivan@'",
+    );
+    env.refused(
+        &["contact", "create", "--name", "X", "--phone", "123"],
+        1,
+        "expected 7 to 15 digits",
+    );
+}
+
+#[test]
+fn unknown_employees_are_refused() {
+    let env = Env::new();
+    with_lead(&env);
+    env.refused(
+        &["lead", "assign", "1", "ghost"],
+        1,
+        "unknown employee 'ghost'",
+    );
+    env.refused(
+        &["--as", "ghost", "lead", "create", "--name", "X"],
+        2,
+        "unknown employee 'ghost' in --as",
+    );
+    env.refused(
+        &["lead", "assign", "1", "kuznetsov"],
+        1,
+        "employee 'kuznetsov' is not in team 'first_line', which works pipeline 'lead'",
+    );
+}
+
+#[test]
+fn company_requisites_are_checked() {
+    let env = Env::new();
+    env.refused(
+        &[
+            "company",
+            "create",
+            "--name",
+            "OOO Kamen",
+            "--inn",
+            "7707083894",
+        ],
+        1,
+        "invalid INN '7707083894': check digit does not match",
+    );
+    env.refused(
+        &[
+            "company",
+            "create",
+            "--name",
+            "OOO Kamen",
+            "--bank-account",
+            "40702810938000012345",
+        ],
+        1,
+        "a bank account needs the bank's BIK",
+    );
+    env.ok(&[
+        "company",
+        "create",
+        "--name",
+        "OOO Kamen",
+        "--inn",
+        "7707083893",
+    ]);
+}
+
+#[test]
+fn a_stale_expected_version_is_a_conflict() {
+    let env = Env::new();
+    with_lead(&env);
+    env.refused(
+        &["lead", "assign", "1", "ivanov", "--expect-version", "0"],
+        1,
+        "conflict on lead-1: expected version 0, but it is at 1",
+    );
+    env.ok(&["lead", "assign", "1", "ivanov", "--expect-version", "1"]);
+}
+
+#[test]
+fn references_to_missing_entities_are_refused() {
+    let env = Env::new();
+    env.refused(
+        &["deal", "create", "--title", "Kitchen", "--contact", "5"],
+        1,
+        "contact-5 does not exist",
+    );
+    env.refused(&["lead", "show", "9"], 1, "lead-9 does not exist");
+    env.refused(
+        &["deal", "create", "--title", "Kitchen", "--pipeline", "cars"],
+        1,
+        "unknown pipeline 'cars'; known deal pipelines: goods, services",
+    );
+    env.refused(&["lead", "show", "deal-3"], 2, "'deal-3' is not a lead id");
+}
+
+#[test]
+fn configuration_errors_carry_file_line_and_column() {
+    let env = Env::new();
+    let cfg = env.path().join("leadflow.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "team = \"first_line\"",
+        "team = \"first_lime\"",
+        1,
+    );
+    std::fs::write(&cfg, text.clone()).unwrap();
+    let line = text.lines().position(|l| l.contains("first_lime")).unwrap() + 1;
+    let out = env.run(&["lead", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "leadflow.toml:{line}:8: unknown team 'first_lime' for employee 'ivanov'"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_import_row_names_its_line_and_imports_nothing() {
+    let env = Env::new();
+    let csv = env.path().join("leads.csv");
+    std::fs::write(&csv, "name,phone,email,budget\nIvan,8 912 000-00-01,,100000\n\"Olga, \"\"Kamen\"\"\",+7 912 000 00 02,olga@example.ru,\nPavel,not a phone,,\n").unwrap();
+    env.refused(
+        &["import", csv.to_str().unwrap()],
+        1,
+        "leads.csv:4: field 'phone': malformed phone 'not a phone'",
+    );
+    std::fs::write(&csv, "name,phone,colour\nIvan,8 912 000-00-01,red\n").unwrap();
+    env.refused(
+        &["import", csv.to_str().unwrap()],
+        1,
+        "leads.csv:2: unknown column 'colour'",
+    );
+    std::fs::write(&csv, "name,phone\nIvan,8 912 000-00-01,extra\n").unwrap();
+    env.refused(
+        &["import", csv.to_str().unwrap()],
+        1,
+        "leads.csv:2: expected 2 cells like the header, got 3",
+    );
+    let jsonl = env.path().join("leads.jsonl");
+    std::fs::write(&jsonl, "{\"name\":\"Ivan\",\"phones\":[\"89120000001\"]}\n{\"name\":\"Olga\",\"fields\":{\"urgency\":\"yesterday\"}}\n").unwrap();
+    env.refused(
+        &["import", jsonl.to_str().unwrap()],
+        1,
+        "leads.jsonl:2: field 'urgency': expected one of this_week, this_month, later",
+    );
+    std::fs::write(&jsonl, "{\"name\":\"Ivan\"}\n[1,2]\n").unwrap();
+    env.refused(
+        &["import", jsonl.to_str().unwrap()],
+        1,
+        "leads.jsonl:2: expected a JSON object",
+    );
+}
+
+#[test]
+fn a_good_import_creates_every_lead() {
+    let env = Env::new();
+    let csv = env.path().join("leads.csv");
+    let mut text = String::from("name,phone,source,budget\n");
+    for i in 0..250 {
+        text += &format!(
+            "Client {i},+7 912 000 {:02} {:02},call,{}\n",
+            i / 100,
+            i % 100,
+            1000 + i
+        );
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = env.ok(&["import", csv.to_str().unwrap()]);
+    assert!(
+        out.contains("imported 250 leads (lead-1..lead-250)"),
+        "{out}"
+    );
+    let last: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "lead", "show", "250"])).unwrap();
+    assert_eq!(last["state"]["source"], "call");
+    assert_eq!(last["state"]["fields"]["budget"], 124900);
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn verify_names_the_tampered_position_and_a_cut_off_head() {
+    let env = Env::new();
+    for _ in 0..5 {
+        with_lead(&env);
+    }
+    let out = env.ok(&["verify"]);
+    let head = out
+        .lines()
+        .find_map(|l| l.strip_prefix("head: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    conn.execute("DELETE FROM events WHERE position = 5", [])
+        .unwrap();
+    conn.execute("UPDATE streams SET version = 0 WHERE entity_id = 5", [])
+        .unwrap();
+    conn.execute("DELETE FROM streams WHERE entity_id = 5", [])
+        .unwrap();
+    drop(conn);
+    let out = env.run(&["verify", "--chain-only"]);
+    assert!(
+        out.status.success(),
+        "a cut-off tail alone passes the chain check: {}",
+        stderr(&out)
+    );
+    let out = env.run(&["verify", "--chain-only", "--head", &head]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the kept head is at position 5, but the log ends at 4"),
+        "{}",
+        stderr(&out)
+    );
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    conn.execute(
+        "UPDATE events SET payload = replace(payload, 'Ivan', 'Ivanov') WHERE position = 3",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = env.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("chain: broken at position 3: hash mismatch"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn verify_reports_projections_that_differ_from_a_replay_and_replay_repairs_them() {
+    let env = Env::new();
+    with_lead(&env);
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    conn.execute("UPDATE leads SET stage = 'converted' WHERE id = 1", [])
+        .unwrap();
+    drop(conn);
+    let out = env.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("projections: table leads differs from a fresh replay"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["replay"]);
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn a_database_from_a_newer_leadflow_is_left_alone() {
+    let env = Env::new();
+    rusqlite::Connection::open(env.db())
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 42")
+        .unwrap();
+    env.refused_without_events(
+        &["lead", "list"],
+        "schema version 42, newer than this leadflow supports",
+    );
+}
+
+#[test]
+fn commands_find_the_configuration_in_a_parent_folder() {
+    let env = Env::new();
+    let sub = env.path().join("a/b");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = env
+        .cmd()
+        .current_dir(&sub)
+        .args(["lead", "create", "--name", "Ivan"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = env
+        .cmd()
+        .current_dir(elsewhere.path())
+        .args(["lead", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no leadflow.toml or leadflow.d/"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_demo_runs_and_its_log_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["demo", target.to_str().unwrap(), "--leads", "60"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("hash chain intact; projections equal to a fresh replay"),
+        "{text}"
+    );
+    assert!(text.contains("lead funnel"), "{text}");
+}
+
+impl Env {
+    /// For failures before the database can be read at all.
+    fn refused_without_events(&self, args: &[&str], needle: &str) {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+    }
+}

@@ -281,12 +281,18 @@ const FLUSH_EVERY: usize = 4096;
 impl<'c> Tx<'c> {
     pub(crate) fn begin(tx: Transaction<'c>, recorded_at: DateTime<Utc>) -> Result<Self, Error> {
         let (head_position, head_hash) = head(&tx)?.unwrap_or((0, GENESIS));
+        let mut projector = Projector::new("main");
+        // Projections behind the log (another process's replay was interrupted, or is running
+        // in pages): bring them up to date under this write lock before deciding anything.
+        while crate::project::checkpoint(&tx, "main")? < head_position {
+            crate::project::catch_up_page(&tx, &mut projector, 8192)?;
+        }
         Ok(Tx {
             tx,
             recorded_at: fmt_time(recorded_at),
             head_position,
             head_hash,
-            projector: Projector::new("main"),
+            projector,
             next_ids: HashMap::new(),
         })
     }

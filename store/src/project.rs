@@ -175,44 +175,61 @@ pub(crate) fn set_checkpoint(conn: &Connection, schema: &str, position: i64) -> 
     Ok(())
 }
 
-/// Applies events after the checkpoint of `schema` in pages, one transaction per page.
-/// Returns the new checkpoint.
+/// Applies events after the checkpoint of `schema` in pages, one transaction per page, until
+/// the projections reach the head of the log. Returns the new checkpoint.
+///
+/// Each page re-reads the checkpoint under the write lock, so two processes catching up at once
+/// never apply an event twice.
 pub fn rebuild(
     conn: &mut Connection,
     schema: &'static str,
     progress: &mut dyn FnMut(i64),
 ) -> Result<i64, Error> {
     const PAGE: i64 = 8192;
-    let mut position = checkpoint(conn, schema)?;
     loop {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let page = {
-            let mut stmt = tx.prepare_cached(&format!(
-                "{SELECT_EVENT} WHERE e.position > ?1 ORDER BY e.position LIMIT ?2"
-            ))?;
-            let rows = stmt.query_map(params![position, PAGE], row_to_event)?;
-            let mut page = Vec::with_capacity(PAGE as usize);
-            for r in rows {
-                page.push(r??);
-            }
-            page
-        };
-        if page.is_empty() {
-            tx.commit()?;
+        let mut projector = Projector::new(schema);
+        let applied = catch_up_page(&tx, &mut projector, PAGE)?;
+        let position = checkpoint(&tx, schema)?;
+        tx.commit()?;
+        if applied == 0 {
             return Ok(position);
         }
-        let mut projector = Projector::new(schema);
-        for rec in &page {
-            let event = rec.decode()?;
-            let at = rec.occurred_at()?;
-            projector.apply(&tx, rec.position, rec.stream, &event, at)?;
-            position = rec.position;
-        }
-        projector.flush(&tx)?;
-        set_checkpoint(&tx, schema, position)?;
-        tx.commit()?;
         progress(position);
     }
+}
+
+/// Applies up to `limit` events after the checkpoint of the projector's schema, flushes them
+/// and moves the checkpoint. Returns how many events were applied.
+pub(crate) fn catch_up_page(
+    conn: &Connection,
+    projector: &mut Projector,
+    limit: i64,
+) -> Result<usize, Error> {
+    let schema = projector.schema;
+    let after = checkpoint(conn, schema)?;
+    let page = {
+        let mut stmt = conn.prepare_cached(&format!(
+            "{SELECT_EVENT} WHERE e.position > ?1 ORDER BY e.position LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![after, limit], row_to_event)?;
+        let mut page = Vec::with_capacity(limit.clamp(0, 8192) as usize);
+        for r in rows {
+            page.push(r??);
+        }
+        page
+    };
+    let Some(last) = page.last().map(|r| r.position) else {
+        return Ok(0);
+    };
+    for rec in &page {
+        let event = rec.decode()?;
+        let at = rec.occurred_at()?;
+        projector.apply(conn, rec.position, rec.stream, &event, at)?;
+    }
+    projector.flush(conn)?;
+    set_checkpoint(conn, schema, last)?;
+    Ok(page.len())
 }
 
 /// Applies events to entity states held in memory, and writes them back on [`Projector::flush`].

@@ -234,3 +234,40 @@ fn a_foreign_sqlite_database_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_write_after_an_interrupted_replay_first_catches_the_projections_up() {
+    let config = config();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.db");
+    let mut store = Store::open(&path, &Options::default()).unwrap();
+    for i in 0..5 {
+        run(
+            &mut store,
+            &config,
+            new_lead(&format!("+7 912 000 00 {i:02}")),
+            t0(),
+        )
+        .unwrap();
+    }
+    // Another process began a replay: tables emptied, checkpoint back to 0, then it died.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("DELETE FROM leads; DELETE FROM stage_history; UPDATE projection_state SET position = 0;").unwrap();
+    drop(other);
+    run(
+        &mut store,
+        &config,
+        Command::AssignLead {
+            id: 3,
+            to: "petrova".into(),
+        },
+        t0(),
+    )
+    .unwrap();
+    assert_eq!(store.checkpoint().unwrap(), 6);
+    assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+    let Some(Entity::Lead(lead)) = store.load(StreamId::new(EntityKind::Lead, 3)).unwrap() else {
+        panic!("lead-3 lost")
+    };
+    assert_eq!(lead.version, 2);
+}

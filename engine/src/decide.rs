@@ -563,7 +563,7 @@ impl Ctx<'_> {
                 let s = self.stage(pipeline, id)?;
                 if s.semantic != Semantic::InProgress {
                     return Err(Rejection::ForbiddenTransition {
-                        stream: StreamId::new(pipeline.entity, 0),
+                        stream,
                         from: pipeline.first_stage().id.clone(),
                         to: id.clone(),
                         why: "a new item cannot start in a closing stage; create it and move it"
@@ -577,7 +577,7 @@ impl Ctx<'_> {
 
     fn create_lead(&self, stream: StreamId, new: &NewLead) -> Result<Event, Rejection> {
         let pipeline = self.config.lead_pipeline();
-        let stage = self.initial_stage(pipeline, new.stage.as_ref())?;
+        let stage = self.initial_stage(stream, pipeline, new.stage.as_ref())?;
         let phones = self.phones("phone", &new.phones)?;
         let emails = self.emails("email", &new.emails)?;
         let client_type = match &new.client_type {
@@ -633,7 +633,7 @@ impl Ctx<'_> {
                     }
                 })?,
             };
-        let stage = self.initial_stage(pipeline, new.stage.as_ref())?;
+        let stage = self.initial_stage(stream, pipeline, new.stage.as_ref())?;
         if let Some(r) = &new.responsible {
             self.check_assignee(r, Some(&pipeline.id))?;
         }

@@ -1,0 +1,456 @@
+//! Decisions, given/when/then: the state a command meets, the command, and the events or the
+//! rejection that come out. No storage: state is folded with `model::apply`.
+
+use chrono::{DateTime, TimeZone, Utc};
+use leadflow_engine::command::{NewCompany, NewDeal, NewLead, NewTask};
+use leadflow_engine::decide::check_actor;
+use leadflow_engine::{
+    Actor, Command, Config, Entity, EntityKind, Event, Lookup, Rejection, StreamId, decide, model,
+};
+use std::collections::BTreeMap;
+
+struct World {
+    config: Config,
+    entities: BTreeMap<StreamId, Entity>,
+    next: BTreeMap<EntityKind, i64>,
+}
+
+impl Lookup for World {
+    fn exists(&self, stream: StreamId) -> bool {
+        self.entities.contains_key(&stream)
+    }
+}
+
+fn at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
+}
+
+impl World {
+    fn new() -> World {
+        let mut text = leadflow_engine::config::DEFAULT_CONFIG.to_owned();
+        text.push_str("\n[[employees]]\nid = \"retired\"\nname = \"Retired\"\nteam = \"first_line\"\nactive = false\n");
+        World {
+            config: Config::from_toml("leadflow.toml", &text).unwrap(),
+            entities: BTreeMap::new(),
+            next: BTreeMap::new(),
+        }
+    }
+
+    /// Decides and, on success, applies the events.
+    fn when(&mut self, cmd: Command) -> Result<Vec<Event>, Rejection> {
+        let stream = match cmd.target() {
+            leadflow_engine::command::Target::New(kind) => {
+                let n = self.next.entry(kind).or_insert(1);
+                StreamId::new(kind, *n)
+            }
+            leadflow_engine::command::Target::Existing(s) => s,
+        };
+        let current = self.entities.get(&stream).cloned();
+        let decision = decide(&self.config, &cmd, stream, current.as_ref(), self)?;
+        let mut state = current;
+        for e in &decision.events {
+            state = model::apply(state, e, at());
+        }
+        if let Some(s) = state {
+            self.entities.insert(stream, s);
+            if current_is_new(&cmd) {
+                *self.next.get_mut(&stream.kind).unwrap() += 1;
+            }
+        }
+        Ok(decision.events)
+    }
+
+    fn given(&mut self, cmds: Vec<Command>) {
+        for c in cmds {
+            self.when(c.clone())
+                .unwrap_or_else(|r| panic!("given {c:?}: {r}"));
+        }
+    }
+
+    fn lead_in_work() -> World {
+        let mut w = World::new();
+        w.given(vec![
+            Command::CreateLead(NewLead {
+                name: Some("Ivan".into()),
+                phones: vec!["89120000001".into()],
+                ..Default::default()
+            }),
+            Command::AssignLead {
+                id: 1,
+                to: "ivanov".into(),
+            },
+            Command::MoveLead {
+                id: 1,
+                stage: "in_work".into(),
+                reason: None,
+            },
+        ]);
+        w
+    }
+}
+
+fn current_is_new(cmd: &Command) -> bool {
+    matches!(cmd.target(), leadflow_engine::command::Target::New(_))
+}
+
+fn rejection(w: &mut World, cmd: Command) -> String {
+    w.when(cmd).unwrap_err().to_string()
+}
+
+#[test]
+fn a_new_lead_starts_in_the_first_stage_with_normalised_contacts() {
+    let mut w = World::new();
+    let events = w
+        .when(Command::CreateLead(NewLead {
+            phones: vec!["8 (912) 000-00-01".into(), "+7 912 000 00 01".into()],
+            emails: vec!["Ivan@Example.RU".into()],
+            ..Default::default()
+        }))
+        .unwrap();
+    let Event::LeadCreated(c) = &events[0] else {
+        panic!()
+    };
+    assert_eq!(c.stage.as_str(), "new");
+    assert_eq!(
+        c.phones,
+        vec!["+79120000001"],
+        "the same number twice is kept once"
+    );
+    assert_eq!(c.emails, vec!["ivan@example.ru"]);
+    assert_eq!(
+        c.title, "+79120000001",
+        "without a title or name, the phone names the lead"
+    );
+    assert_eq!(c.source, "manual");
+}
+
+#[test]
+fn a_failure_stage_with_reasons_needs_a_known_reason() {
+    let mut w = World::lead_in_work();
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::MoveLead {
+                id: 1,
+                stage: "junk".into(),
+                reason: None
+            }
+        ),
+        "stage 'junk' needs a reason, one of: spam, duplicate, existing_client, not_target, no_answer"
+    );
+    assert!(
+        rejection(
+            &mut w,
+            Command::MoveLead {
+                id: 1,
+                stage: "junk".into(),
+                reason: Some("boredom".into())
+            }
+        )
+        .starts_with("unknown reason 'boredom' for stage 'junk'")
+    );
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::MoveLead {
+                id: 1,
+                stage: "new".into(),
+                reason: Some("why not".into())
+            }
+        ),
+        "stage 'new' takes no reason: only failure stages with reasons do"
+    );
+    let events = w
+        .when(Command::MoveLead {
+            id: 1,
+            stage: "junk".into(),
+            reason: Some("spam".into()),
+        })
+        .unwrap();
+    assert!(
+        matches!(&events[0], Event::LeadStageChanged(s) if s.reason.as_deref() == Some("spam"))
+    );
+}
+
+#[test]
+fn a_junk_lead_can_be_reopened_but_a_converted_one_cannot() {
+    let mut w = World::lead_in_work();
+    w.given(vec![Command::MoveLead {
+        id: 1,
+        stage: "junk".into(),
+        reason: Some("no_answer".into()),
+    }]);
+    w.given(vec![Command::MoveLead {
+        id: 1,
+        stage: "in_work".into(),
+        reason: None,
+    }]);
+    w.given(vec![
+        Command::UpdateLead {
+            id: 1,
+            changes: [
+                ("material", "granite"),
+                ("dimensions", "1x1"),
+                ("budget", "1"),
+                ("urgency", "later"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+            .collect(),
+        },
+        Command::MoveLead {
+            id: 1,
+            stage: "qualified".into(),
+            reason: None,
+        },
+        Command::MoveLead {
+            id: 1,
+            stage: "converted".into(),
+            reason: None,
+        },
+    ]);
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::MoveLead {
+                id: 1,
+                stage: "in_work".into(),
+                reason: None
+            }
+        ),
+        "cannot move lead-1 from 'converted' to 'in_work': 'converted' is a success stage and closes the lead"
+    );
+}
+
+#[test]
+fn moving_to_the_current_stage_is_refused() {
+    let mut w = World::lead_in_work();
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::MoveLead {
+                id: 1,
+                stage: "in_work".into(),
+                reason: None
+            }
+        ),
+        "lead-1 is already in stage 'in_work'"
+    );
+}
+
+#[test]
+fn inactive_employees_cannot_act_or_be_given_work() {
+    let mut w = World::lead_in_work();
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::AssignLead {
+                id: 1,
+                to: "retired".into()
+            }
+        ),
+        "employee 'retired' is inactive and cannot be given work"
+    );
+    assert!(check_actor(&w.config, &Actor::Employee("retired".into())).is_err());
+    assert!(check_actor(&w.config, &Actor::Employee("nobody".into())).is_err());
+    assert!(check_actor(&w.config, &Actor::System).is_ok());
+}
+
+#[test]
+fn assigning_the_current_responsible_changes_nothing() {
+    let mut w = World::lead_in_work();
+    assert_eq!(
+        w.when(Command::AssignLead {
+            id: 1,
+            to: "ivanov".into()
+        })
+        .unwrap(),
+        vec![]
+    );
+}
+
+#[test]
+fn an_update_records_only_what_changed() {
+    let mut w = World::lead_in_work();
+    let mut changes = BTreeMap::new();
+    changes.insert("name".to_owned(), serde_json::Value::from("Ivan"));
+    changes.insert(
+        "phones".to_owned(),
+        serde_json::Value::from("+7 912 000 00 01; 8 912 000 00 02"),
+    );
+    let events = w.when(Command::UpdateLead { id: 1, changes }).unwrap();
+    let Event::LeadUpdated(u) = &events[0] else {
+        panic!()
+    };
+    assert_eq!(u.changes.len(), 1, "{u:?}");
+    assert_eq!(
+        u.changes["phones"],
+        serde_json::json!(["+79120000001", "+79120000002"])
+    );
+}
+
+#[test]
+fn the_responsible_and_the_stage_are_not_plain_fields() {
+    let mut w = World::lead_in_work();
+    for (field, hint) in [
+        ("responsible", "use `lead assign`"),
+        ("stage", "use `lead move`"),
+        ("source", ""),
+    ] {
+        let changes = [(field.to_owned(), serde_json::Value::from("x"))]
+            .into_iter()
+            .collect();
+        let r = rejection(&mut w, Command::UpdateLead { id: 1, changes });
+        if field == "source" {
+            assert!(
+                r.starts_with("unknown source 'x'; known sources: web_form"),
+                "{r}"
+            );
+        } else {
+            assert!(r.contains(hint), "{r}");
+        }
+    }
+}
+
+#[test]
+fn a_task_is_completed_once() {
+    let mut w = World::lead_in_work();
+    w.given(vec![Command::CreateTask(NewTask {
+        kind: "call".into(),
+        title: "call back".into(),
+        assignee: "ivanov".into(),
+        due_at: at(),
+        lead: Some(1),
+        deal: None,
+    })]);
+    w.given(vec![Command::CompleteTask {
+        id: 1,
+        result: None,
+    }]);
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::CompleteTask {
+                id: 1,
+                result: None
+            }
+        ),
+        "task-1 is already completed"
+    );
+    assert!(
+        rejection(
+            &mut w,
+            Command::CreateTask(NewTask {
+                kind: "dance".into(),
+                title: "x".into(),
+                assignee: "ivanov".into(),
+                due_at: at(),
+                lead: None,
+                deal: None
+            })
+        )
+        .contains("unknown task kind 'dance'")
+    );
+}
+
+#[test]
+fn commands_on_missing_entities_are_refused() {
+    let mut w = World::new();
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::MoveLead {
+                id: 7,
+                stage: "in_work".into(),
+                reason: None
+            }
+        ),
+        "lead-7 does not exist"
+    );
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::CompleteTask {
+                id: 2,
+                result: None
+            }
+        ),
+        "task-2 does not exist"
+    );
+}
+
+#[test]
+fn a_deal_needs_its_stage_requirements_and_a_team_member() {
+    let mut w = World::new();
+    w.given(vec![Command::CreateCompany(NewCompany {
+        name: "OOO Kamen".into(),
+        inn: Some("7707083893".into()),
+        ..Default::default()
+    })]);
+    w.given(vec![Command::CreateDeal(NewDeal {
+        title: "Kitchen".into(),
+        pipeline: Some("goods".into()),
+        ..Default::default()
+    })]);
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::MoveDeal {
+                id: 1,
+                stage: "invoice".into(),
+                reason: None
+            }
+        ),
+        "deal-1 cannot enter stage 'invoice': missing required fields: amount, contact or company"
+    );
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::AssignDeal {
+                id: 1,
+                to: "morozova".into()
+            }
+        ),
+        "employee 'morozova' is not in team 'goods', which works pipeline 'goods'"
+    );
+    w.given(vec![Command::UpdateDeal {
+        id: 1,
+        changes: [
+            ("amount".to_owned(), serde_json::Value::from("99 000,50")),
+            ("company".to_owned(), serde_json::Value::from(1)),
+        ]
+        .into_iter()
+        .collect(),
+    }]);
+    let Some(Entity::Deal(d)) = w.entities.get(&StreamId::new(EntityKind::Deal, 1)) else {
+        panic!()
+    };
+    assert_eq!(d.amount, Some(9_900_050));
+    w.given(vec![Command::MoveDeal {
+        id: 1,
+        stage: "invoice".into(),
+        reason: None,
+    }]);
+    assert!(
+        rejection(
+            &mut w,
+            Command::CreateDeal(NewDeal {
+                title: "X".into(),
+                amount: Some("-5".into()),
+                ..Default::default()
+            })
+        )
+        .contains("must not be negative")
+    );
+    assert!(
+        rejection(
+            &mut w,
+            Command::CreateDeal(NewDeal {
+                title: "X".into(),
+                stage: Some("won".into()),
+                ..Default::default()
+            })
+        )
+        .contains("cannot start in a closing stage")
+    );
+}

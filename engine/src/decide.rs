@@ -554,6 +554,7 @@ impl Ctx<'_> {
 
     fn initial_stage<'p>(
         &self,
+        stream: StreamId,
         pipeline: &'p Pipeline,
         stage: Option<&StageId>,
     ) -> Result<&'p Stage, Rejection> {

@@ -78,11 +78,8 @@ fn db_path(cli: &Cli, config_path: &Path) -> PathBuf {
     if let Some(db) = &cli.db {
         return db.clone();
     }
-    let base = if config_path.is_dir() {
-        config_path.parent().unwrap_or(Path::new("."))
-    } else {
-        config_path.parent().unwrap_or(Path::new("."))
-    };
+    // Beside leadflow.toml, or beside the leadflow.d/ folder.
+    let base = config_path.parent().unwrap_or(Path::new("."));
     let base = if base.as_os_str().is_empty() {
         Path::new(".")
     } else {

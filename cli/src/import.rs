@@ -249,7 +249,7 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
             })?;
             first.get_or_insert(out.stream);
             count += 1;
-            if count % 1024 == 0 {
+            if count.is_multiple_of(1024) {
                 bar.set_position(bytes);
             }
             Ok(())

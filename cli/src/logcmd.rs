@@ -209,9 +209,8 @@ pub fn verify(ctx: &mut Ctx, args: VerifyArgs) -> Result<(), CliError> {
             "problems": problems,
         }));
     } else {
-        match &report.problem {
-            None => println!("chain: ok, {} events", report.events),
-            Some(_) => {}
+        if report.problem.is_none() {
+            println!("chain: ok, {} events", report.events);
         }
         if kept.is_some() && !problems.iter().any(|p| p.starts_with("head:")) {
             println!("head: matches the kept head");

@@ -467,7 +467,7 @@ impl Ctx<'_> {
             let matches = match &v {
                 Value::String(s) => s == &cond.equals,
                 Value::Null => false,
-                other => other.to_string() == cond.equals,
+                other => serde_json::from_str::<Value>(&cond.equals).ok().as_ref() == Some(other),
             };
             if matches {
                 cond.required.iter().for_each(&mut need);

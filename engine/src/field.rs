@@ -289,7 +289,7 @@ pub fn validate_bank_account(account: &str, bik: &str) -> Result<String, String>
         .enumerate()
         .map(|(i, digit)| digit * [7, 1, 3][i % 3])
         .sum();
-    if sum % 10 == 0 {
+    if sum.is_multiple_of(10) {
         Ok(acc.to_owned())
     } else {
         Err(format!(

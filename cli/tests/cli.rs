@@ -562,3 +562,35 @@ impl Env {
         assert!(stderr(&out).contains(needle), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn a_configuration_folder_is_merged_and_its_errors_name_the_file() {
+    let env = Env::new();
+    let folder = env.path().join("leadflow.d");
+    std::fs::create_dir(&folder).unwrap();
+    let full = std::fs::read_to_string(env.path().join("leadflow.toml")).unwrap();
+    let (people, rest) = full.split_at(full.find("# ---- the qualification card").unwrap());
+    std::fs::write(folder.join("people.toml"), people).unwrap();
+    std::fs::write(folder.join("pipelines.toml"), rest).unwrap();
+    std::fs::remove_file(env.path().join("leadflow.toml")).unwrap();
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+        "--responsible",
+        "petrova",
+    ]);
+    std::fs::write(
+        folder.join("zz-extra.toml"),
+        "[[employees]]\nid = \"petrova\"\nname = \"Again\"\n",
+    )
+    .unwrap();
+    let out = env.run(&["lead", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("zz-extra.toml:2:6: employee 'petrova' is defined twice"),
+        "{}",
+        stderr(&out)
+    );
+}

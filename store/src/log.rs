@@ -404,6 +404,7 @@ impl<'c> Tx<'c> {
         if self.projector.pending() >= FLUSH_EVERY {
             self.projector.flush(&self.tx)?;
         }
+        tracing::debug!(%stream, first, last = self.head_position, version, "appended");
         Ok(Appended {
             stream,
             first_position: first,

@@ -70,7 +70,7 @@ pub(crate) fn chain(
             } else {
                 format!("position {position} is out of order")
             };
-            return fail(expected, why, expected - 1, head);
+            return fail(position.min(expected), why, expected - 1, head);
         }
         let kind: Option<String> = r.get(1)?;
         let entity: Option<i64> = r.get(2)?;

@@ -1167,3 +1167,38 @@ fn a_fixed_scenario_exercises_acceptance_rejection_and_conversion() {
     assert_eq!(deal.stage.as_str(), "invoice");
     check(&steps).unwrap();
 }
+
+#[test]
+fn a_task_due_time_is_projected_exactly_as_decided() {
+    // The clock may stand between two microseconds; a task due "an hour from now" then carries
+    // nanoseconds in its event, and its projection must hold the same due time.
+    let world = World::new();
+    let mut store = world.store;
+    let at = t0() + Duration::nanoseconds(1_500);
+    let executed = store
+        .write(at, |tx| {
+            tx.execute(
+                &world.config,
+                &Command::CreateTask(NewTask {
+                    kind: "call".into(),
+                    title: "Call back".into(),
+                    assignee: "ivanov".into(),
+                    due_at: at + Duration::hours(1),
+                    lead: None,
+                    deal: None,
+                }),
+                &meta_by(at, Actor::Employee("ivanov".into())),
+            )
+        })
+        .unwrap();
+    let [Event::TaskCreated(created)] = executed.events.as_slice() else {
+        panic!("expected one task.created, got {:?}", executed.events)
+    };
+    let Some(Entity::Task(task)) = store.load(executed.stream).unwrap() else {
+        panic!("no task")
+    };
+    assert_eq!(
+        task.due_at, created.due_at,
+        "the projected due time differs from the event's"
+    );
+}

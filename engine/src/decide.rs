@@ -739,7 +739,8 @@ impl Ctx<'_> {
             kind,
             title,
             assignee: new.assignee.clone(),
-            due_at: new.due_at,
+            // The log keeps times to the microsecond; so does the decision.
+            due_at: chrono::SubsecRound::trunc_subsecs(new.due_at, 6),
             lead: self.reference(EntityKind::Lead, new.lead)?,
             deal: self.reference(EntityKind::Deal, new.deal)?,
         }))

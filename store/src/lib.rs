@@ -14,7 +14,7 @@ pub mod query;
 mod schema;
 mod verify;
 
-pub use chain::{GENESIS, Hash, event_hash, from_hex, to_hex};
+pub use chain::{GENESIS, Hash, Hashed, event_hash, from_hex, to_hex};
 pub use error::Error;
 pub use log::{Appended, Executed, LogFilter, RecordedEvent, Tx};
 pub use verify::{ChainReport, ProjectionDiff};
@@ -234,7 +234,7 @@ impl Store {
 
     /// The highest position in the log (0 when empty).
     pub fn last_position(&self) -> Result<i64, Error> {
-        Ok(self.head()?.map_or(0, |(p, _)| p))
+        log::last_position(&self.conn)
     }
 
     /// Applies events the projections have not seen yet (after an interrupted replay).

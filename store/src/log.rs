@@ -232,6 +232,15 @@ pub(crate) fn head(conn: &Connection) -> Result<Option<(i64, Hash)>, Error> {
     }
 }
 
+/// The highest position in the log, without reading (or trusting) its hash.
+pub(crate) fn last_position(conn: &Connection) -> Result<i64, Error> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
 pub(crate) fn stream_version(conn: &Connection, stream: StreamId) -> Result<i64, Error> {
     Ok(conn
         .prepare_cached("SELECT version FROM streams WHERE kind = ?1 AND entity_id = ?2")?
@@ -282,6 +291,16 @@ impl<'c> Tx<'c> {
     pub(crate) fn begin(tx: Transaction<'c>, recorded_at: DateTime<Utc>) -> Result<Self, Error> {
         let (head_position, head_hash) = head(&tx)?.unwrap_or((0, GENESIS));
         let mut projector = Projector::new("main");
+        let checkpoint = crate::project::checkpoint(&tx, "main")?;
+        if checkpoint > head_position {
+            return Err(Error::Corrupt {
+                position: head_position + 1,
+                why: format!(
+                    "the projections reflect the log up to position {checkpoint}, but the log ends at {head_position}: \
+                     events were removed; run `leadflow verify`"
+                ),
+            });
+        }
         // Projections behind the log (another process's replay was interrupted, or is running
         // in pages): bring them up to date under this write lock before deciding anything.
         while crate::project::checkpoint(&tx, "main")? < head_position {

@@ -271,3 +271,30 @@ fn a_write_after_an_interrupted_replay_first_catches_the_projections_up() {
     };
     assert_eq!(lead.version, 2);
 }
+
+#[test]
+fn appending_after_the_newest_events_were_cut_off_is_refused_as_corruption() {
+    let config = config();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.db");
+    let mut store = Store::open(&path, &Options::default()).unwrap();
+    for i in 0..3 {
+        run(
+            &mut store,
+            &config,
+            new_lead(&format!("+7 912 000 00 {i:02}")),
+            t0(),
+        )
+        .unwrap();
+    }
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch(
+            "DELETE FROM events WHERE position = 3; DELETE FROM streams WHERE entity_id = 3;",
+        )
+        .unwrap();
+    drop(other);
+    let err = run(&mut store, &config, new_lead("+7 912 000 00 99"), t0()).unwrap_err();
+    assert!(err.to_string().contains("corrupt row at position 3: the projections reflect the log up to position 3, but the log ends at 2"), "{err}");
+    assert_eq!(store.last_position().unwrap(), 2);
+}

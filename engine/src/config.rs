@@ -5,6 +5,7 @@
 //! file, line and column, and no partial configuration is ever returned. The engine never reads
 //! files itself; the caller passes the texts as [`Source`]s.
 
+use crate::calendar::{self, Calendar};
 use crate::field::FieldType;
 use crate::ids::{EmployeeId, EntityKind, PipelineId, StageId, TeamId};
 use chrono::Duration;
@@ -251,6 +252,8 @@ pub struct Config {
     pub fields: Vec<FieldDef>,
     /// Pipelines, in file order.
     pub pipelines: Vec<Pipeline>,
+    /// Working days and hours, for deadlines in working time.
+    pub calendar: Calendar,
 }
 
 impl Config {
@@ -327,6 +330,19 @@ struct RawFile {
     fields: Vec<RawField>,
     #[serde(default)]
     pipelines: Vec<RawPipeline>,
+    calendar: Option<Spanned<RawCalendar>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCalendar {
+    timezone: Option<Spanned<String>>,
+    days: Option<Spanned<Vec<Spanned<String>>>>,
+    hours: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    holidays: Vec<Spanned<String>>,
+    #[serde(default)]
+    working_weekends: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -479,7 +495,14 @@ impl Loader {
         let mut teams = Vec::new();
         let mut fields = Vec::new();
         let mut pipelines = Vec::new();
+        let mut calendar: Option<Calendar> = None;
         for (src, raw) in files {
+            if let Some(c) = raw.calendar {
+                if calendar.is_some() {
+                    self.err(src, c.span(), "[calendar] is set in more than one file");
+                }
+                calendar = Some(self.calendar(src, c.into_inner()));
+            }
             if let Some(c) = raw.currency {
                 if currency.is_some() {
                     self.err(src, c.span(), "currency is set in more than one file");
@@ -946,7 +969,97 @@ impl Loader {
             teams: out_teams,
             fields: out_fields,
             pipelines: out_pipelines,
+            calendar: calendar.unwrap_or_default(),
         })
+    }
+
+    fn calendar(&mut self, src: &Source, raw: RawCalendar) -> Calendar {
+        let mut cal = Calendar::default();
+        if let Some(tz) = &raw.timezone {
+            match tz.get_ref().parse() {
+                Ok(z) => cal.timezone = z,
+                Err(_) => self.err(
+                    src,
+                    tz.span(),
+                    format!(
+                        "unknown time zone '{}': use an IANA name like Europe/Moscow",
+                        tz.get_ref()
+                    ),
+                ),
+            }
+        }
+        if let Some(days) = &raw.days {
+            cal.weekdays = [false; 7];
+            for d in days.get_ref() {
+                match calendar::parse_weekday(d.get_ref()) {
+                    Some(w) => cal.weekdays[w.num_days_from_monday() as usize] = true,
+                    None => self.err(
+                        src,
+                        d.span(),
+                        format!(
+                            "unknown weekday '{}': use mon, tue, wed, thu, fri, sat, sun",
+                            d.get_ref()
+                        ),
+                    ),
+                }
+            }
+            if !cal.weekdays.contains(&true) {
+                self.err(
+                    src,
+                    days.span(),
+                    "the calendar needs at least one working weekday",
+                );
+            }
+        }
+        if let Some(hours) = &raw.hours {
+            cal.hours.clear();
+            for h in hours.get_ref() {
+                match calendar::parse_hours(h.get_ref()) {
+                    Some((a, b)) => {
+                        if cal.hours.last().is_some_and(|(_, prev_end)| *prev_end > a) {
+                            self.err(src, h.span(), format!("working hours '{}' overlap or come before the previous interval", h.get_ref()));
+                        }
+                        cal.hours.push((a, b));
+                    }
+                    None => self.err(
+                        src,
+                        h.span(),
+                        format!(
+                            "bad working hours '{}': write them like 09:00-18:00",
+                            h.get_ref()
+                        ),
+                    ),
+                }
+            }
+            if cal.hours.is_empty() {
+                self.err(
+                    src,
+                    hours.span(),
+                    "the calendar needs working hours, e.g. [\"09:00-18:00\"]",
+                );
+            }
+        }
+        let mut dates =
+            |list: &[Spanned<String>], this: &mut Loader| -> BTreeSet<chrono::NaiveDate> {
+                list.iter()
+                    .filter_map(|d| {
+                        match chrono::NaiveDate::parse_from_str(d.get_ref(), "%Y-%m-%d") {
+                            Ok(date) => Some(date),
+                            Err(_) => {
+                                this.err(
+                                    src,
+                                    d.span(),
+                                    format!("bad date '{}': write it like 2026-01-07", d.get_ref()),
+                                );
+                                None
+                            }
+                        }
+                    })
+                    .collect()
+            };
+        cal.holidays = dates(&raw.holidays, self);
+        cal.working_weekends = dates(&raw.working_weekends, self);
+        cal
     }
 }
 
@@ -1086,6 +1199,28 @@ pipelines = [\"missing\"]
             errs[0].contains("exactly one pipeline must have entity = \"lead\""),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn the_calendar_is_read_and_checked() {
+        let config = Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap();
+        assert_eq!(config.calendar.timezone.name(), "Europe/Moscow");
+        assert_eq!(config.calendar.day_length(), Duration::hours(8));
+        let errs = errors(&format!(
+            "{MINIMAL}\n[calendar]\ntimezone = \"Mars/Olympus\"\ndays = [\"mon\", \"funday\"]\nhours = [\"14:00-18:00\", \"09:00-13:00\", \"late\"]\nholidays = [\"2026-02-30\"]\n"
+        ));
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert!(
+            errs[0].contains("x.toml:9:12: unknown time zone 'Mars/Olympus'"),
+            "{errs:?}"
+        );
+        assert!(errs[1].contains("unknown weekday 'funday'"), "{errs:?}");
+        assert!(
+            errs[2].contains("working hours '09:00-13:00' overlap"),
+            "{errs:?}"
+        );
+        assert!(errs[3].contains("bad working hours 'late'"), "{errs:?}");
+        assert!(errs[4].contains("bad date '2026-02-30'"), "{errs:?}");
     }
 
     #[test]

@@ -1039,7 +1039,7 @@ impl Loader {
                 );
             }
         }
-        let mut dates =
+        let dates =
             |list: &[Spanned<String>], this: &mut Loader| -> BTreeSet<chrono::NaiveDate> {
                 list.iter()
                     .filter_map(|d| {

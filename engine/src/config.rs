@@ -1039,24 +1039,23 @@ impl Loader {
                 );
             }
         }
-        let dates =
-            |list: &[Spanned<String>], this: &mut Loader| -> BTreeSet<chrono::NaiveDate> {
-                list.iter()
-                    .filter_map(|d| {
-                        match chrono::NaiveDate::parse_from_str(d.get_ref(), "%Y-%m-%d") {
-                            Ok(date) => Some(date),
-                            Err(_) => {
-                                this.err(
-                                    src,
-                                    d.span(),
-                                    format!("bad date '{}': write it like 2026-01-07", d.get_ref()),
-                                );
-                                None
-                            }
+        let dates = |list: &[Spanned<String>], this: &mut Loader| -> BTreeSet<chrono::NaiveDate> {
+            list.iter()
+                .filter_map(
+                    |d| match chrono::NaiveDate::parse_from_str(d.get_ref(), "%Y-%m-%d") {
+                        Ok(date) => Some(date),
+                        Err(_) => {
+                            this.err(
+                                src,
+                                d.span(),
+                                format!("bad date '{}': write it like 2026-01-07", d.get_ref()),
+                            );
+                            None
                         }
-                    })
-                    .collect()
-            };
+                    },
+                )
+                .collect()
+        };
         cal.holidays = dates(&raw.holidays, self);
         cal.working_weekends = dates(&raw.working_weekends, self);
         cal

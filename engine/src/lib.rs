@@ -8,6 +8,7 @@
 pub mod calendar;
 pub mod clock;
 pub mod command;
+pub mod condition;
 pub mod config;
 pub mod decide;
 pub mod event;
@@ -15,6 +16,7 @@ pub mod field;
 pub mod ids;
 pub mod model;
 pub mod projection;
+pub mod robot;
 
 pub use clock::{Clock, ManualClock};
 pub use command::Command;

@@ -1,0 +1,232 @@
+//! Rule conditions in CEL, the Common Expression Language: a standard, side-effect-free
+//! expression language (`lead.client_type == "legal" && !has(lead.fields.inn)`).
+//!
+//! A condition is compiled once when the rule set loads, checked against a typed sample of the
+//! variables it will see (so `lead.fields.budget > "lots"` or a misspelt field is reported at
+//! load time, not when a lead arrives), and evaluated against JSON variables at run time.
+
+use crate::config::Config;
+use crate::field::FieldType;
+use crate::ids::EntityKind;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+/// A compiled condition.
+#[derive(Clone)]
+pub struct Condition {
+    source: String,
+    program: Arc<cel::Program>,
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Condition({:?})", self.source)
+    }
+}
+
+impl PartialEq for Condition {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+/// A problem in a condition: where in the expression text (0-based line and column, in
+/// characters) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionError {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl Condition {
+    /// Parses a CEL expression.
+    pub fn compile(source: &str) -> Result<Condition, ConditionError> {
+        match cel::Program::compile(source) {
+            Ok(p) => Ok(Condition {
+                source: source.to_owned(),
+                program: Arc::new(p),
+            }),
+            Err(errs) => {
+                let first = errs.errors.first();
+                let (line, col) = first.map_or((1, 0), |e| {
+                    (e.pos.0.max(1) as usize, e.pos.1.max(0) as usize)
+                });
+                let message = first.map_or_else(|| errs.to_string(), |e| e.msg.clone());
+                Err(ConditionError {
+                    line: line - 1,
+                    col,
+                    message: format!("bad condition: {message}"),
+                })
+            }
+        }
+    }
+
+    /// The expression text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates the condition with these variables; it must yield true or false.
+    pub fn eval(&self, vars: &Map<String, Value>) -> Result<bool, String> {
+        let mut ctx = cel::Context::default();
+        for (k, v) in vars {
+            ctx.add_variable(k.as_str(), v)
+                .map_err(|e| format!("cannot pass '{k}' to the condition: {e}"))?;
+        }
+        match self.program.execute(&ctx) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "the condition must be true or false, but gave {other:?}"
+            )),
+            Err(e) => Err(explain(&e.to_string())),
+        }
+    }
+
+    /// Checks the condition against a typed sample of the variables a rule on `entity` sees.
+    pub fn check(&self, config: &Config, entity: Option<EntityKind>) -> Result<(), String> {
+        self.eval(&sample_variables(config, entity)).map(|_| ())
+    }
+}
+
+fn explain(message: &str) -> String {
+    if let Some(key) = message.strip_prefix("No such key: ") {
+        return format!(
+            "no field or variable '{key}' (see docs/RULES.md for what conditions can use)"
+        );
+    }
+    if let Some(var) = message
+        .strip_prefix("Undeclared reference to '")
+        .and_then(|m| m.strip_suffix('\''))
+    {
+        return format!(
+            "unknown variable '{var}': conditions can use lead, deal, task, event, responsible, time"
+        );
+    }
+    format!("the condition fails on a sample of its variables: {message}")
+}
+
+fn sample_value(ty: FieldType, options: &[String]) -> Value {
+    match ty {
+        FieldType::String => json!("text"),
+        FieldType::Number => json!(1.5),
+        FieldType::Money => json!(100_000),
+        FieldType::Bool => json!(true),
+        FieldType::Enum => json!(options.first().cloned().unwrap_or_default()),
+        FieldType::Date => json!("2026-01-01"),
+        FieldType::Phone => json!("+79120000000"),
+        FieldType::Email => json!("client@example.ru"),
+    }
+}
+
+fn custom_fields(config: &Config, entity: EntityKind) -> Value {
+    let fields: Map<String, Value> = config
+        .fields
+        .iter()
+        .filter(|f| f.entity == entity)
+        .map(|f| (f.id.clone(), sample_value(f.ty, &f.options)))
+        .collect();
+    Value::Object(fields)
+}
+
+/// A sample of the variables a condition sees, with every field present and typed, for
+/// load-time checks.
+pub fn sample_variables(config: &Config, entity: Option<EntityKind>) -> Map<String, Value> {
+    let lead = json!({
+        "id": 1, "title": "text", "name": "text", "phones": ["+79120000000"], "emails": ["client@example.ru"],
+        "phone": "+79120000000", "email": "client@example.ru",
+        "source": "web_form", "client_type": "legal", "responsible": "employee", "pipeline": "lead", "stage": "new",
+        "stage_reason": "text", "comment": "text", "contact": 1, "company": 1, "repeat": false,
+        "created_at": "2026-01-01T09:00:00Z", "stage_entered_at": "2026-01-01T09:00:00Z",
+        "fields": custom_fields(config, EntityKind::Lead),
+    });
+    let deal = json!({
+        "id": 1, "title": "text", "pipeline": "goods", "stage": "new", "stage_reason": "text", "amount": 100_000,
+        "currency": "RUB", "responsible": "employee", "contact": 1, "company": 1, "lead": 1, "comment": "text",
+        "created_at": "2026-01-01T09:00:00Z", "stage_entered_at": "2026-01-01T09:00:00Z",
+        "fields": custom_fields(config, EntityKind::Deal),
+    });
+    let task = json!({"id": 1, "kind": "call", "title": "text", "assignee": "employee", "due_at": "2026-01-01T09:00:00Z", "lead": 1, "deal": 1});
+    let mut vars = Map::new();
+    match entity {
+        Some(EntityKind::Deal) => {
+            vars.insert("deal".into(), deal);
+        }
+        Some(EntityKind::Lead) => {
+            vars.insert("lead".into(), lead);
+        }
+        Some(EntityKind::Task) => {
+            vars.insert("task".into(), task);
+            vars.insert("lead".into(), lead);
+            vars.insert("deal".into(), deal);
+        }
+        _ => {
+            vars.insert("lead".into(), lead);
+            vars.insert("deal".into(), deal);
+        }
+    }
+    vars.insert("event".into(), json!({"type": "text", "position": 1, "actor": "employee:someone", "name": "text", "from": "new", "to": "new", "reason": "text", "field": "text"}));
+    vars.insert("responsible".into(), json!({"id": "employee", "name": "text", "team": "team", "manager": "employee", "missed_deadlines": 0, "incidents": 0}));
+    vars.insert("time".into(), json!({"now": "2026-01-01T09:00:00Z", "hour": 9, "minute": 0, "weekday": 1, "working": true}));
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::from_toml("leadflow.toml", crate::config::DEFAULT_CONFIG).unwrap()
+    }
+
+    #[test]
+    fn conditions_evaluate_over_json() {
+        let c =
+            Condition::compile(r#"lead.client_type == "legal" && !has(lead.fields.inn)"#).unwrap();
+        let mut vars = Map::new();
+        vars.insert("lead".into(), json!({"client_type": "legal", "fields": {}}));
+        assert_eq!(c.eval(&vars), Ok(true));
+        vars.insert(
+            "lead".into(),
+            json!({"client_type": "legal", "fields": {"inn": "7707083893"}}),
+        );
+        assert_eq!(c.eval(&vars), Ok(false));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let e = Condition::compile("lead.title ==").unwrap_err();
+        assert_eq!(e.line, 0);
+        assert!(e.message.starts_with("bad condition"), "{e:?}");
+    }
+
+    #[test]
+    fn type_errors_and_unknown_fields_are_found_at_load_time() {
+        let config = config();
+        let ok = Condition::compile("lead.fields.budget > 50000 && size(lead.phones) > 0").unwrap();
+        assert_eq!(ok.check(&config, Some(EntityKind::Lead)), Ok(()));
+        let wrong_type = Condition::compile(r#"lead.fields.budget > "lots""#).unwrap();
+        assert!(wrong_type.check(&config, Some(EntityKind::Lead)).is_err());
+        let unknown = Condition::compile("lead.fields.colour == 'red'").unwrap();
+        assert!(
+            unknown
+                .check(&config, Some(EntityKind::Lead))
+                .unwrap_err()
+                .contains("'colour'")
+        );
+        let not_bool = Condition::compile("lead.title").unwrap();
+        assert!(
+            not_bool
+                .check(&config, Some(EntityKind::Lead))
+                .unwrap_err()
+                .contains("must be true or false")
+        );
+        let unknown_var = Condition::compile("customer.name == 'x'").unwrap();
+        assert!(
+            unknown_var
+                .check(&config, Some(EntityKind::Lead))
+                .unwrap_err()
+                .contains("unknown variable 'customer'")
+        );
+    }
+}

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod model;
 pub mod projection;
 pub mod robot;
+pub mod rules;
 
 pub use clock::{Clock, ManualClock};
 pub use command::Command;

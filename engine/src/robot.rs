@@ -66,6 +66,8 @@ pub enum Emits {
     StageFromParam(&'static str),
     /// The field named by this parameter changes.
     FieldFromParam(&'static str),
+    /// This field of the entity changes (e.g. `responsible` for `assign`).
+    Field(&'static str),
     /// Some of the entity's fields change.
     AnyField,
     /// A new entity of this kind is created (a deal by `convert_lead`, a task…).

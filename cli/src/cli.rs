@@ -90,6 +90,24 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Run the demo: a few hundred leads and deals through the pipelines on a simulated week
     Demo(DemoArgs),
+    /// Check rule sets and print their JSON Schema
+    #[command(subcommand)]
+    Rules(RulesCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCmd {
+    /// Load a rule set (a folder of TOML files) and report every problem with file:line:col
+    Check {
+        /// The rule folder [default: rules/ beside the configuration]
+        dir: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of rule files (for editor completion and validation)
+    Schema {
+        /// Leave out the stage, field, team and employee names of the configuration
+        #[arg(long)]
+        generic: bool,
+    },
 }
 
 /// Options shared by every command that changes an existing lead or deal.

@@ -12,6 +12,9 @@ pub enum CliError {
     /// The configuration does not load.
     #[error(transparent)]
     Config(#[from] ConfigErrors),
+    /// The rule set does not load.
+    #[error("the rule set has {} error{}{}", .0.0.len(), if .0.0.len() == 1 { "" } else { "s" }, .0.0.iter().map(|e| format!("\n  {e}")).collect::<String>())]
+    Rules(ConfigErrors),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] leadflow_store::Error),

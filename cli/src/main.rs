@@ -11,6 +11,7 @@ mod import;
 mod init;
 mod logcmd;
 mod output;
+mod rulescmd;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -37,6 +38,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             init::init(dir.as_deref().unwrap_or(std::path::Path::new(".")), force)
         }
         Command::Demo(args) => demo::demo(args),
+        Command::Rules(cmd) => rulescmd::rules(cli.config.as_deref(), cli.json, cmd),
         _ => {
             let mut ctx = Ctx::open(&cli)?;
             tracing::debug!(config = %ctx.config_path.display(), actor = %ctx.actor, "resolved");
@@ -50,7 +52,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Events(a) => logcmd::events(&ctx, a),
                 Command::Replay => logcmd::replay(&mut ctx),
                 Command::Verify(a) => logcmd::verify(&mut ctx, a),
-                Command::Init { .. } | Command::Demo(_) => unreachable!("handled above"),
+                Command::Init { .. } | Command::Demo(_) | Command::Rules(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

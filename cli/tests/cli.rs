@@ -594,3 +594,65 @@ fn a_configuration_folder_is_merged_and_its_errors_name_the_file() {
         stderr(&out)
     );
 }
+
+#[test]
+fn rules_check_reports_every_problem_with_its_location() {
+    let env = Env::new();
+    let rules = env.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("intake.toml"),
+        "[[rules]]\nid = \"assign-first-line\"\ntrigger = { on = \"created\", entity = \"lead\", sources = [\"web_form\"] }\n\n  [[rules.robots]]\n  robot = \"assign\"\n  strategy = \"round_robin\"\n  team = \"first_line\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        env.ok(&["rules", "check"]).trim(),
+        format!("{}: 1 rules in 1 files, no errors", rules.display())
+    );
+    std::fs::write(
+        rules.join("qualification.toml"),
+        "[[rules]]\nid = \"q\"\ntrigger = { on = \"stage_entered\", entity = \"lead\", stage = \"in_wrok\" }\n\n  [[rules.robots]]\n  robot = \"schedule_deadline\"\n  name = \"qualification\"\n  after = \"2 hours\"\n",
+    )
+    .unwrap();
+    let out = env.run(&["rules", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("the rule set has 2 errors"), "{err}");
+    assert!(
+        err.contains(
+            "qualification.toml:3:60: rule 'q': unknown stage 'in_wrok' in any lead pipeline"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "qualification.toml:8:11: rule 'q': robot 'schedule_deadline': bad duration '2 hours'"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn rules_schema_describes_every_robot_and_the_configured_names() {
+    let env = Env::new();
+    let schema: serde_json::Value = serde_json::from_str(&env.ok(&["rules", "schema"])).unwrap();
+    let robots = schema["definitions"]["rule"]["properties"]["robots"]["items"]["oneOf"]
+        .as_array()
+        .unwrap();
+    assert!(
+        robots
+            .iter()
+            .any(|r| r["properties"]["robot"]["const"] == "escalate_to_manager")
+    );
+    let stages = schema["definitions"]["trigger"]["properties"]["stage"]["enum"]
+        .as_array()
+        .unwrap();
+    assert!(stages.iter().any(|s| s == "in_work"), "{stages:?}");
+    let generic: serde_json::Value =
+        serde_json::from_str(&env.ok(&["rules", "schema", "--generic"])).unwrap();
+    assert!(
+        generic["definitions"]["trigger"]["properties"]["stage"]
+            .get("enum")
+            .is_none()
+    );
+}

@@ -1,0 +1,89 @@
+//! `rules check` and `rules schema`.
+
+use crate::cli::RulesCmd;
+use crate::ctx::{find_config, load_config};
+use crate::error::CliError;
+use crate::output::json_pretty;
+use leadflow_engine::config::Source;
+use leadflow_engine::rules::{RuleSet, json_schema};
+use leadflow_robots::Registry;
+use std::path::{Path, PathBuf};
+
+/// Reads every `*.toml` file in a rule folder (or one file), in name order.
+pub fn read_rule_files(dir: &Path) -> Result<Vec<Source>, CliError> {
+    let mut files = Vec::new();
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir).map_err(|e| CliError::io(dir, e))? {
+            let p = entry.map_err(|e| CliError::io(dir, e))?.path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                files.push(p);
+            }
+        }
+        files.sort();
+    } else if dir.is_file() {
+        files.push(dir.to_owned());
+    } else {
+        return Err(CliError::Usage(format!(
+            "no rule folder at {}",
+            dir.display()
+        )));
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).map_err(|e| CliError::io(&f, e))?;
+            Ok(Source {
+                path: f.display().to_string(),
+                text,
+            })
+        })
+        .collect()
+}
+
+pub fn rules(config: Option<&Path>, json: bool, cmd: RulesCmd) -> Result<(), CliError> {
+    match cmd {
+        RulesCmd::Check { dir } => {
+            let config_path = find_config(config)?;
+            let config = load_config(&config_path)?;
+            let dir = dir.unwrap_or_else(|| {
+                config_path
+                    .parent()
+                    .map_or_else(|| PathBuf::from("rules"), |p| p.join("rules"))
+            });
+            let sources = read_rule_files(&dir)?;
+            let set =
+                RuleSet::load(&sources, &config, &Registry::builtin()).map_err(CliError::Rules)?;
+            for w in &set.warnings {
+                eprintln!("warning: {w}");
+            }
+            if json {
+                crate::output::json_line(&serde_json::json!({
+                    "ok": true,
+                    "rules": set.rules.iter().map(|r| &r.id).collect::<Vec<_>>(),
+                    "files": sources.len(),
+                    "warnings": set.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                }));
+            } else {
+                println!(
+                    "{}: {} rules in {} files, no errors",
+                    dir.display(),
+                    set.rules.len(),
+                    sources.len()
+                );
+            }
+            Ok(())
+        }
+        RulesCmd::Schema { generic } => {
+            let config = if generic {
+                None
+            } else {
+                match find_config(config) {
+                    Ok(p) => Some(load_config(&p)?),
+                    Err(_) => None,
+                }
+            };
+            json_pretty(&json_schema(&Registry::builtin(), config.as_ref()));
+            Ok(())
+        }
+    }
+}

@@ -18,6 +18,7 @@ pub mod model;
 pub mod projection;
 pub mod robot;
 pub mod rules;
+pub mod template;
 
 pub use clock::{Clock, ManualClock};
 pub use command::Command;

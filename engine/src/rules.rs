@@ -1074,11 +1074,26 @@ impl Loader<'_> {
             .filter(|e| matches!(e, EntityKind::Lead | EntityKind::Deal))
             .unwrap_or(EntityKind::Lead);
         match kind {
-            ParamKind::Text | ParamKind::Template => {
+            ParamKind::Text => {
                 if text.is_none() {
                     bad(self, "text in quotes");
                 }
             }
+            ParamKind::Template => match &text {
+                Some(t) => {
+                    if let Err(m) = crate::template::check(
+                        t,
+                        &crate::condition::sample_variables(self.config, entity),
+                    ) {
+                        self.err(
+                            src,
+                            at,
+                            format!("rule '{id}': robot '{robot}': '{key}': {m}"),
+                        );
+                    }
+                }
+                None => bad(self, "text in quotes"),
+            },
             ParamKind::Bool => {
                 if value.get_ref().as_bool().is_none() {
                     bad(self, "true or false");

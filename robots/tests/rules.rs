@@ -306,3 +306,13 @@ delay = "1h"
         set.warnings[0]
     );
 }
+
+#[test]
+fn message_templates_are_checked_against_the_variables() {
+    let e = one_error(&rule(
+        "{ on = \"created\", entity = \"lead\" }",
+        "  robot = \"notify\"\n  to = \"responsible\"\n  text = \"New lead {lead.titel}\"",
+    ));
+    assert!(e.starts_with("rules/a.toml:8:10: rule 'r': robot 'notify': 'text': unknown placeholder '{lead.titel}'"), "{e}");
+    assert!(load(&rule("{ on = \"created\", entity = \"lead\" }", "  robot = \"notify\"\n  to = \"responsible\"\n  text = \"New lead {lead.title}, budget {lead.fields.budget|money}\"")).is_ok());
+}

@@ -316,3 +316,30 @@ fn message_templates_are_checked_against_the_variables() {
     assert!(e.starts_with("rules/a.toml:8:10: rule 'r': robot 'notify': 'text': unknown placeholder '{lead.titel}'"), "{e}");
     assert!(load(&rule("{ on = \"created\", entity = \"lead\" }", "  robot = \"notify\"\n  to = \"responsible\"\n  text = \"New lead {lead.title}, budget {lead.fields.budget|money}\"")).is_ok());
 }
+
+#[test]
+fn docs_rules_md_describes_every_robot_and_trigger() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/RULES.md")).unwrap();
+    for robot in leadflow_engine::robot::RobotCatalog::robots(&Registry::builtin()) {
+        assert!(
+            doc.contains(&format!("| `{}` |", robot.name)),
+            "docs/RULES.md lacks robot {}",
+            robot.name
+        );
+        for p in &robot.params {
+            assert!(
+                doc.contains(&format!("`{}`", p.name)),
+                "docs/RULES.md lacks parameter {} of {}",
+                p.name,
+                robot.name
+            );
+        }
+    }
+    for trigger in leadflow_engine::rules::TRIGGERS {
+        assert!(
+            doc.contains(&format!("| `{trigger}` |")),
+            "docs/RULES.md lacks trigger {trigger}"
+        );
+    }
+}

@@ -656,3 +656,29 @@ fn rules_schema_describes_every_robot_and_the_configured_names() {
             .is_none()
     );
 }
+
+#[test]
+fn events_follow_prints_events_appended_by_other_processes() {
+    use std::io::BufRead;
+    let env = Env::new();
+    with_lead(&env);
+    let mut follow = env
+        .cmd()
+        .args(["--json", "events", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["position"], 1);
+    env.ok(&["lead", "assign", "1", "petrova"]);
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    assert_eq!(second["position"], 2);
+    assert_eq!(second["type"], "lead.assigned");
+    assert_eq!(second["payload"]["to"], "petrova");
+    assert_eq!(second["actor"], "employee:admin");
+    assert_eq!(second["causation"], serde_json::Value::Null);
+    assert_eq!(second["hash"].as_str().unwrap().len(), 64);
+}

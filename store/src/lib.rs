@@ -137,6 +137,18 @@ impl Store {
             options.synchronous.pragma(),
             options.cache_kib.max(2048)
         ))?;
+        // A write runs a dozen distinct statements (log, streams, each projection table);
+        // rusqlite's default cache of 16 would keep re-preparing them.
+        conn.set_prepared_statement_cache_capacity(64);
+        // SQLite checkpoints the WAL into the database file once it holds this many pages
+        // (its default); bulk transactions raise it for their commit (see `Tx::commit`). A
+        // WAL that grew (by a bulk import or a replay) is cut back to 64 MiB at the next
+        // checkpoint.
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {};",
+            log::WAL_CHECKPOINT_PAGES,
+            log::BULK_WAL_CHECKPOINT_PAGES * 4096
+        ))?;
         let mut store = Store { conn, path };
         schema::migrate(&mut store.conn)?;
         store.catch_up()?;
@@ -164,7 +176,14 @@ impl Store {
             .map_err(Error::from)?;
         let mut w = Tx::begin(tx, recorded_at)?;
         let out = f(&mut w)?;
-        w.commit()?;
+        let bulk = w.bulk();
+        let committed = w.commit();
+        if bulk {
+            self.conn
+                .pragma_update(None, "wal_autocheckpoint", log::WAL_CHECKPOINT_PAGES)
+                .map_err(Error::from)?;
+        }
+        committed?;
         Ok(out)
     }
 
@@ -218,18 +237,18 @@ impl Store {
         verify::projections(&mut self.conn, progress)
     }
 
-    /// Drops every projection table and rebuilds it from the log, committing every few
-    /// thousand events; `progress` is told the position reached. If interrupted, the next
-    /// open finishes the job from the last commit.
+    /// Drops every projection table and rebuilds it from the log, in one transaction: other
+    /// connections see the old projections until the new ones are complete, and an interrupted
+    /// replay leaves the old ones as they were. `progress` is told how many events have been
+    /// applied so far. Returns the checkpoint (the head of the log).
     pub fn replay(&mut self, progress: &mut dyn FnMut(i64)) -> Result<i64, Error> {
-        {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            project::recreate(&tx, "main")?;
-            tx.commit()?;
-        }
-        project::rebuild(&mut self.conn, "main", progress)
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        project::recreate(&tx, "main")?;
+        let head = project::rebuild_from_scratch(&tx, "main", progress)?;
+        tx.commit()?;
+        Ok(head)
     }
 
     /// The highest position in the log (0 when empty).

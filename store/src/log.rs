@@ -3,7 +3,7 @@
 use crate::chain::{GENESIS, Hash, Hashed, event_hash};
 use crate::error::Error;
 use crate::project::Projector;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use leadflow_engine::command::Target;
 use leadflow_engine::{
     Command, Config, Entity, EntityKind, Event, EventMeta, Lookup, StreamId, decide,
@@ -11,16 +11,72 @@ use leadflow_engine::{
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use std::collections::HashMap;
 
-/// Formats a time the way the log stores it: RFC 3339, UTC, microseconds, sortable as text.
+/// The format of stored times.
+const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+
+/// Formats a time the way the log stores it: RFC 3339, UTC, microseconds, sortable as text
+/// (`2026-03-02T09:00:00.000000Z`).
+///
+/// Hot (every event and projection row has a few), so the common case is written digit by
+/// digit; years outside 0–9999 and leap seconds go through chrono's formatter, which the fast
+/// path matches byte for byte.
 pub fn fmt_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    let (year, nanos) = (t.year(), t.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        return t.format(TIME_FORMAT).to_string();
+    }
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 6, nanos / 1000);
+    String::from_utf8(b.to_vec()).expect("ASCII digits")
 }
 
-/// Parses a stored time.
+/// Parses a stored time (any RFC 3339 time; the format [`fmt_time`] writes is read without
+/// going through chrono's general parser).
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    parse_stored_time(s).or_else(|| {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` exactly; `None` for anything else (including leap seconds).
+fn parse_stored_time(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != 27 || b[26] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let seps = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ];
+    if seps.iter().any(|&(i, c)| b[i] != c) {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    let time = date.and_hms_micro_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?)?;
+    Some(time.and_utc())
 }
 
 /// An event as stored in the log.
@@ -215,11 +271,8 @@ pub(crate) fn read_stream(
 
 pub(crate) fn head(conn: &Connection) -> Result<Option<(i64, Hash)>, Error> {
     let row: Option<(i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     match row {
         None => Ok(None),
@@ -280,12 +333,28 @@ pub struct Tx<'c> {
     recorded_at: String,
     head_position: i64,
     head_hash: Hash,
+    /// The head when the transaction began.
+    begun_at: i64,
     projector: Projector,
     next_ids: HashMap<EntityKind, i64>,
 }
 
 /// Events are applied to the projection cache and flushed to SQL in groups of this size.
 const FLUSH_EVERY: usize = 4096;
+
+/// WAL pages after which a commit checkpoints the WAL into the database file: SQLite's
+/// default, right for commands of one or a few events (a small WAL is rewritten in place,
+/// which makes its fsyncs cheaper than appending to a growing file).
+pub(crate) const WAL_CHECKPOINT_PAGES: i64 = 1000;
+
+/// A transaction that appends at least this many events is a bulk one (an import batch).
+const BULK_EVENTS: i64 = 256;
+
+/// The checkpoint threshold for bulk commits (64 MiB of WAL). A batch of a thousand events
+/// dirties a few thousand pages, so at the default threshold every batch paid a checkpoint
+/// (copying its pages into the database file and fsyncing it); with this one consecutive
+/// batches share one, and a page they all touch is copied back once.
+pub(crate) const BULK_WAL_CHECKPOINT_PAGES: i64 = 16_384;
 
 impl<'c> Tx<'c> {
     pub(crate) fn begin(tx: Transaction<'c>, recorded_at: DateTime<Utc>) -> Result<Self, Error> {
@@ -303,22 +372,38 @@ impl<'c> Tx<'c> {
         }
         // Projections behind the log (another process's replay was interrupted, or is running
         // in pages): bring them up to date under this write lock before deciding anything.
-        while crate::project::checkpoint(&tx, "main")? < head_position {
-            crate::project::catch_up_page(&tx, &mut projector, 8192)?;
+        if checkpoint < head_position {
+            if checkpoint == 0 {
+                crate::project::rebuild_from_scratch(&tx, "main", &mut |_| {})?;
+            }
+            while crate::project::checkpoint(&tx, "main")? < head_position {
+                crate::project::catch_up_page(&tx, &mut projector, 8192)?;
+            }
         }
         Ok(Tx {
             tx,
             recorded_at: fmt_time(recorded_at),
             head_position,
             head_hash,
+            begun_at: head_position,
             projector,
             next_ids: HashMap::new(),
         })
     }
 
+    /// Whether this transaction is a bulk one, committed with the larger WAL checkpoint
+    /// threshold ([`crate::Store::write`] restores the default afterwards).
+    pub(crate) fn bulk(&self) -> bool {
+        self.head_position - self.begun_at >= BULK_EVENTS
+    }
+
     pub(crate) fn commit(mut self) -> Result<(), Error> {
         self.projector.flush(&self.tx)?;
         crate::project::set_checkpoint(&self.tx, "main", self.head_position)?;
+        if self.bulk() {
+            self.tx
+                .pragma_update(None, "wal_autocheckpoint", BULK_WAL_CHECKPOINT_PAGES)?;
+        }
         self.tx.commit()?;
         Ok(())
     }
@@ -358,11 +443,18 @@ impl<'c> Tx<'c> {
         let key = match existing {
             Some((key, _)) => key,
             None => {
+                // A new stream's head row is written with its version after this append.
                 self.tx
                     .prepare_cached(
-                        "INSERT INTO streams (kind, entity_id, version) VALUES (?1, ?2, 0)",
+                        "INSERT INTO streams (kind, entity_id, version) VALUES (?1, ?2, ?3)",
                     )?
-                    .execute(params![stream.kind.as_str(), stream.id])?;
+                    .execute(params![
+                        stream.kind.as_str(),
+                        stream.id,
+                        events.len() as i64
+                    ])?;
+                // No events, so no projection row either: nothing to load.
+                self.projector.created(stream);
                 self.tx.last_insert_rowid()
             }
         };
@@ -417,9 +509,11 @@ impl<'c> Tx<'c> {
                     .apply(&self.tx, position, stream, event, meta.occurred_at)?;
             }
         }
-        self.tx
-            .prepare_cached("UPDATE streams SET version = ?1 WHERE stream_key = ?2")?
-            .execute(params![version, key])?;
+        if existing.is_some() {
+            self.tx
+                .prepare_cached("UPDATE streams SET version = ?1 WHERE stream_key = ?2")?
+                .execute(params![version, key])?;
+        }
         if self.projector.pending() >= FLUSH_EVERY {
             self.projector.flush(&self.tx)?;
         }
@@ -474,10 +568,15 @@ impl<'c> Tx<'c> {
         if let Some(id) = self.next_ids.get(&kind) {
             return Ok(*id);
         }
+        // The kind is written into the SQL (a fixed word, one statement per kind): bound as a
+        // parameter, SQLite re-plans this statement at every run.
         let id: i64 = self
             .tx
-            .prepare_cached("SELECT coalesce(max(entity_id), 0) + 1 FROM streams WHERE kind = ?1")?
-            .query_row([kind.as_str()], |r| r.get(0))?;
+            .prepare_cached(&format!(
+                "SELECT coalesce(max(entity_id), 0) + 1 FROM streams WHERE kind = '{}'",
+                kind.as_str()
+            ))?
+            .query_row([], |r| r.get(0))?;
         self.next_ids.insert(kind, id);
         Ok(id)
     }
@@ -502,5 +601,67 @@ struct Exists<'a, 'c>(&'a Tx<'c>);
 impl Lookup for Exists<'_, '_> {
     fn exists(&self, stream: StreamId) -> bool {
         self.0.exists(stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn chrono_fmt(t: DateTime<Utc>) -> String {
+        t.format(TIME_FORMAT).to_string()
+    }
+
+    #[test]
+    fn stored_times_format_and_parse_as_chrono_does() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut times = vec![
+            DateTime::UNIX_EPOCH,
+            Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-1, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
+        ];
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let secs = (x % 400_000_000_000) as i64 - 62_000_000_000;
+            times.push(DateTime::from_timestamp(secs, (x >> 40) as u32 % 1_000_000_000).unwrap());
+        }
+        for t in times {
+            let s = fmt_time(t);
+            assert_eq!(s, chrono_fmt(t), "{t:?}");
+            let chrono_parsed = DateTime::parse_from_rfc3339(&s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc));
+            assert_eq!(parse_time(&s), chrono_parsed, "{s}");
+        }
+    }
+
+    #[test]
+    fn other_rfc3339_times_still_parse() {
+        for s in [
+            "2026-03-02T12:00:00+03:00",
+            "2026-03-02T09:00:00Z",
+            "2026-03-02T09:00:00.5Z",
+            "2026-03-02t09:00:00.000000z",
+            "2016-12-31T23:59:60.000000Z",
+        ] {
+            let want = DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc));
+            assert!(want.is_some(), "{s}");
+            assert_eq!(parse_time(s), want, "{s}");
+        }
+        for s in [
+            "2026-13-02T09:00:00.000000Z",
+            "2026-03-02T09:00:00.00000xZ",
+            "",
+        ] {
+            assert_eq!(parse_time(s), None, "{s}");
+        }
     }
 }

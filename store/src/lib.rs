@@ -256,7 +256,8 @@ impl Store {
         log::last_position(&self.conn)
     }
 
-    /// Applies events the projections have not seen yet (after an interrupted replay).
+    /// Applies events the projections have not seen yet (after projection tables were dropped
+    /// or emptied by hand, or a database written by an older leadflow).
     fn catch_up(&mut self) -> Result<(), Error> {
         let head = self.last_position()?;
         let checkpoint = self.checkpoint()?;

@@ -79,6 +79,25 @@ fn execute(ctx: &mut Ctx, cmd: Command, expect: Option<i64>) -> Result<Executed,
     Ok(out)
 }
 
+/// Runs an update command built from `changes` plus the fields to clear; refuses an empty one.
+fn update(
+    ctx: &mut Ctx,
+    mut changes: FieldInputs,
+    clear: &[String],
+    expect: Option<i64>,
+    command: impl FnOnce(FieldInputs) -> Command,
+) -> Result<(), CliError> {
+    clears(&mut changes, clear);
+    if changes.is_empty() {
+        return Err(CliError::Usage(
+            "nothing to update: give at least one field".into(),
+        ));
+    }
+    let out = execute(ctx, command(changes), expect)?;
+    report(ctx, &out, "updated");
+    Ok(())
+}
+
 fn report(ctx: &Ctx, out: &Executed, what: &str) {
     if ctx.json {
         let events: Vec<Value> = match &out.appended {
@@ -158,19 +177,13 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
             expect,
         } => {
             let id = parse_id(EntityKind::Lead, &id)?;
-            let mut changes = lead_inputs(&fields, true)?;
-            clears(&mut changes, &clear);
-            if changes.is_empty() {
-                return Err(CliError::Usage(
-                    "nothing to update: give at least one field".into(),
-                ));
-            }
-            let out = execute(
+            update(
                 ctx,
-                Command::UpdateLead { id, changes },
+                lead_inputs(&fields, true)?,
+                &clear,
                 expect.expect_version,
+                |changes| Command::UpdateLead { id, changes },
             )?;
-            report(ctx, &out, "updated");
         }
         LeadCmd::Move {
             id,
@@ -179,15 +192,12 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
             expect,
         } => {
             let id = parse_id(EntityKind::Lead, &id)?;
-            let out = execute(
-                ctx,
-                Command::MoveLead {
-                    id,
-                    stage: stage.as_str().into(),
-                    reason,
-                },
-                expect.expect_version,
-            )?;
+            let cmd = Command::MoveLead {
+                id,
+                stage: stage.as_str().into(),
+                reason,
+            };
+            let out = execute(ctx, cmd, expect.expect_version)?;
             report(ctx, &out, &format!("moved to {stage}"));
         }
         LeadCmd::Assign {
@@ -196,14 +206,11 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
             expect,
         } => {
             let id = parse_id(EntityKind::Lead, &id)?;
-            let out = execute(
-                ctx,
-                Command::AssignLead {
-                    id,
-                    to: employee.as_str().into(),
-                },
-                expect.expect_version,
-            )?;
+            let cmd = Command::AssignLead {
+                id,
+                to: employee.as_str().into(),
+            };
+            let out = execute(ctx, cmd, expect.expect_version)?;
             report(ctx, &out, &format!("assigned to {employee}"));
         }
         LeadCmd::Show { id } => show(
@@ -302,19 +309,13 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
             expect,
         } => {
             let id = parse_id(EntityKind::Deal, &id)?;
-            let mut changes = deal_inputs(&fields)?;
-            clears(&mut changes, &clear);
-            if changes.is_empty() {
-                return Err(CliError::Usage(
-                    "nothing to update: give at least one field".into(),
-                ));
-            }
-            let out = execute(
+            update(
                 ctx,
-                Command::UpdateDeal { id, changes },
+                deal_inputs(&fields)?,
+                &clear,
                 expect.expect_version,
+                |changes| Command::UpdateDeal { id, changes },
             )?;
-            report(ctx, &out, "updated");
         }
         DealCmd::Move {
             id,
@@ -323,15 +324,12 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
             expect,
         } => {
             let id = parse_id(EntityKind::Deal, &id)?;
-            let out = execute(
-                ctx,
-                Command::MoveDeal {
-                    id,
-                    stage: stage.as_str().into(),
-                    reason,
-                },
-                expect.expect_version,
-            )?;
+            let cmd = Command::MoveDeal {
+                id,
+                stage: stage.as_str().into(),
+                reason,
+            };
+            let out = execute(ctx, cmd, expect.expect_version)?;
             report(ctx, &out, &format!("moved to {stage}"));
         }
         DealCmd::Assign {
@@ -340,14 +338,11 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
             expect,
         } => {
             let id = parse_id(EntityKind::Deal, &id)?;
-            let out = execute(
-                ctx,
-                Command::AssignDeal {
-                    id,
-                    to: employee.as_str().into(),
-                },
-                expect.expect_version,
-            )?;
+            let cmd = Command::AssignDeal {
+                id,
+                to: employee.as_str().into(),
+            };
+            let out = execute(ctx, cmd, expect.expect_version)?;
             report(ctx, &out, &format!("assigned to {employee}"));
         }
         DealCmd::Show { id } => show(
@@ -435,15 +430,10 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
             clear,
         } => {
             let id = parse_id(EntityKind::Contact, &id)?;
-            let mut changes = party_inputs(&fields, &company)?;
-            clears(&mut changes, &clear);
-            if changes.is_empty() {
-                return Err(CliError::Usage(
-                    "nothing to update: give at least one field".into(),
-                ));
-            }
-            let out = execute(ctx, Command::UpdateContact { id, changes }, None)?;
-            report(ctx, &out, "updated");
+            let changes = party_inputs(&fields, &company)?;
+            update(ctx, changes, &clear, None, |changes| {
+                Command::UpdateContact { id, changes }
+            })?;
         }
         ContactCmd::Show { id } => show(
             ctx,
@@ -516,14 +506,9 @@ pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
                     changes.insert(k.to_owned(), Value::from(v.as_str()));
                 }
             }
-            clears(&mut changes, &clear);
-            if changes.is_empty() {
-                return Err(CliError::Usage(
-                    "nothing to update: give at least one field".into(),
-                ));
-            }
-            let out = execute(ctx, Command::UpdateCompany { id, changes }, None)?;
-            report(ctx, &out, "updated");
+            update(ctx, changes, &clear, None, |changes| {
+                Command::UpdateCompany { id, changes }
+            })?;
         }
         CompanyCmd::Show { id } => show(
             ctx,

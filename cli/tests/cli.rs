@@ -682,3 +682,20 @@ fn events_follow_prints_events_appended_by_other_processes() {
     assert_eq!(second["causation"], serde_json::Value::Null);
     assert_eq!(second["hash"].as_str().unwrap().len(), 64);
 }
+
+#[test]
+fn an_update_without_fields_is_refused_and_a_no_op_appends_nothing() {
+    let env = Env::new();
+    with_lead(&env);
+    env.refused(
+        &["lead", "update", "1"],
+        2,
+        "nothing to update: give at least one field",
+    );
+    let before = env.events();
+    assert_eq!(
+        env.ok(&["lead", "update", "1", "--name", "Ivan"]).trim(),
+        "lead-1 unchanged: nothing to do"
+    );
+    assert_eq!(env.events(), before);
+}

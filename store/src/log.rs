@@ -150,12 +150,18 @@ pub(crate) const SELECT_EVENT: &str = "SELECT e.position, s.kind, s.entity_id, e
 
 pub(crate) fn row_to_event(r: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, Error>> {
     let position: i64 = r.get(0)?;
-    let kind: String = r.get(1)?;
+    // NULLs when a verifying LEFT JOIN finds no stream row.
+    let kind: Option<String> = r.get(1)?;
+    let entity: Option<i64> = r.get(2)?;
     let hash: Vec<u8> = r.get(12)?;
-    let Ok(kind) = kind.parse::<EntityKind>() else {
+    let (Some(Ok(kind)), Some(entity)) = (kind.as_deref().map(str::parse::<EntityKind>), entity)
+    else {
         return Ok(Err(Error::Corrupt {
             position,
-            why: format!("unknown stream kind '{kind}'"),
+            why: format!(
+                "the row's stream is unknown ({})",
+                kind.as_deref().unwrap_or("no stream row")
+            ),
         }));
     };
     let Ok(hash) = Hash::try_from(hash.as_slice()) else {
@@ -166,7 +172,7 @@ pub(crate) fn row_to_event(r: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent
     };
     Ok(Ok(RecordedEvent {
         position,
-        stream: StreamId::new(kind, r.get(2)?),
+        stream: StreamId::new(kind, entity),
         version: r.get(3)?,
         event_type: r.get(4)?,
         schema_version: r.get(5)?,

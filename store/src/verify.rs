@@ -2,9 +2,8 @@
 
 use crate::chain::{GENESIS, Hash, event_hash};
 use crate::error::Error;
-use crate::log::RecordedEvent;
+use crate::log::row_to_event;
 use crate::project::{self, TABLES};
-use leadflow_engine::{EntityKind, StreamId};
 use rusqlite::Connection;
 
 /// The outcome of checking the hash chain.
@@ -72,37 +71,22 @@ pub(crate) fn chain(
             };
             return fail(position.min(expected), why, expected - 1, head);
         }
-        let kind: Option<String> = r.get(1)?;
-        let entity: Option<i64> = r.get(2)?;
-        let stream = match (kind.as_deref().map(str::parse::<EntityKind>), entity) {
-            (Some(Ok(k)), Some(id)) => StreamId::new(k, id),
-            _ => {
-                return fail(
-                    position,
-                    "the row's stream is unknown".into(),
-                    position - 1,
-                    head,
-                );
+        let rec = match row_to_event(r)? {
+            Ok(rec) => rec,
+            Err(Error::Corrupt { why, .. }) => {
+                let why = if why.contains("32 bytes") {
+                    format!("hash mismatch: {why}")
+                } else {
+                    why
+                };
+                return fail(position, why, position - 1, head);
             }
+            Err(other) => return Err(other),
         };
-        let hash: Vec<u8> = r.get(12)?;
-        let rec = RecordedEvent {
-            position,
-            stream,
-            version: r.get(3)?,
-            event_type: r.get(4)?,
-            schema_version: r.get(5)?,
-            payload: r.get(6)?,
-            occurred_at: r.get(7)?,
-            recorded_at: r.get(8)?,
-            actor: r.get(9)?,
-            causation: r.get(10)?,
-            correlation: r.get(11)?,
-            hash: Hash::try_from(hash.as_slice()).unwrap_or([0xff; 32]),
-        };
+        let stream = rec.stream;
         let name = stream.to_string();
         let computed = event_hash(&prev, &rec.hashed(&name));
-        if computed != rec.hash || hash.len() != 32 {
+        if computed != rec.hash {
             return fail(
                 position,
                 "hash mismatch: the row was edited, inserted or moved, or an earlier row was"

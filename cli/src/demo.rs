@@ -666,7 +666,9 @@ fn print_summary(
     println!("head: {head}");
     println!();
     let cfg = dir.join("leadflow.toml");
-    println!("explore it:");
+    println!(
+        "explore it (`cargo install --path cli` puts leadflow on your PATH, or write `cargo run --` for `leadflow`):"
+    );
     println!("  export LEADFLOW_CONFIG={}", cfg.display());
     println!("  leadflow lead list --stage qualified");
     println!("  leadflow lead show 7");

@@ -998,45 +998,64 @@ pub(crate) fn task_row(r: &Row<'_>) -> rusqlite::Result<Task> {
 
 /// Reads an entity's row.
 pub fn load(conn: &Connection, s: &str, stream: StreamId) -> Result<Option<Entity>, Error> {
+    fn one<T>(
+        conn: &Connection,
+        columns: &str,
+        table: &str,
+        id: i64,
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+        wrap: fn(T) -> Entity,
+    ) -> Result<Option<Entity>, Error> {
+        let sql = format!("SELECT {columns} FROM {table} WHERE id = ?1");
+        Ok(conn
+            .prepare_cached(&sql)?
+            .query_row([id], row)
+            .optional()?
+            .map(wrap))
+    }
     let id = stream.id;
-    let e = match stream.kind {
-        EntityKind::Lead => conn
-            .prepare_cached(&format!(
-                "SELECT {LEAD_COLUMNS} FROM {s}.leads WHERE id = ?1"
-            ))?
-            .query_row([id], lead_row)
-            .optional()?
-            .map(Entity::Lead),
-        EntityKind::Deal => conn
-            .prepare_cached(&format!(
-                "SELECT {DEAL_COLUMNS} FROM {s}.deals WHERE id = ?1"
-            ))?
-            .query_row([id], deal_row)
-            .optional()?
-            .map(Entity::Deal),
-        EntityKind::Contact => conn
-            .prepare_cached(&format!(
-                "SELECT {CONTACT_COLUMNS} FROM {s}.contacts WHERE id = ?1"
-            ))?
-            .query_row([id], contact_row)
-            .optional()?
-            .map(Entity::Contact),
-        EntityKind::Company => conn
-            .prepare_cached(&format!(
-                "SELECT {COMPANY_COLUMNS} FROM {s}.companies WHERE id = ?1"
-            ))?
-            .query_row([id], company_row)
-            .optional()?
-            .map(Entity::Company),
-        EntityKind::Task => conn
-            .prepare_cached(&format!(
-                "SELECT {TASK_COLUMNS} FROM {s}.tasks WHERE id = ?1"
-            ))?
-            .query_row([id], task_row)
-            .optional()?
-            .map(Entity::Task),
-    };
-    Ok(e)
+    match stream.kind {
+        EntityKind::Lead => one(
+            conn,
+            LEAD_COLUMNS,
+            &format!("{s}.leads"),
+            id,
+            lead_row,
+            Entity::Lead,
+        ),
+        EntityKind::Deal => one(
+            conn,
+            DEAL_COLUMNS,
+            &format!("{s}.deals"),
+            id,
+            deal_row,
+            Entity::Deal,
+        ),
+        EntityKind::Contact => one(
+            conn,
+            CONTACT_COLUMNS,
+            &format!("{s}.contacts"),
+            id,
+            contact_row,
+            Entity::Contact,
+        ),
+        EntityKind::Company => one(
+            conn,
+            COMPANY_COLUMNS,
+            &format!("{s}.companies"),
+            id,
+            company_row,
+            Entity::Company,
+        ),
+        EntityKind::Task => one(
+            conn,
+            TASK_COLUMNS,
+            &format!("{s}.tasks"),
+            id,
+            task_row,
+            Entity::Task,
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -699,3 +699,62 @@ fn an_update_without_fields_is_refused_and_a_no_op_appends_nothing() {
     );
     assert_eq!(env.events(), before);
 }
+
+#[test]
+fn malformed_arguments_name_what_to_write_instead() {
+    let env = Env::new();
+    with_lead(&env);
+    env.refused(
+        &["events", "--since", "yesterday"],
+        2,
+        "bad time 'yesterday': write 2026-03-02T09:00:00Z",
+    );
+    env.refused(
+        &["events", "--stream", "lead"],
+        2,
+        "'lead' is not a stream id like lead-42",
+    );
+    env.refused(
+        &["verify", "--head", "12"],
+        2,
+        "bad --head '12': write POSITION:HASH",
+    );
+    env.refused(
+        &[
+            "task",
+            "create",
+            "--title",
+            "call",
+            "--assignee",
+            "ivanov",
+            "--due",
+            "soon",
+        ],
+        2,
+        "bad time 'soon'",
+    );
+    env.refused(
+        &["lead", "update", "1", "-f", "budget"],
+        2,
+        "bad --field 'budget': write NAME=VALUE",
+    );
+    env.refused(
+        &["--synchronous", "sometimes", "lead", "list"],
+        2,
+        "unknown synchronous mode 'sometimes'",
+    );
+    let data = env.path().join("leads.xlsx");
+    std::fs::write(&data, "x").unwrap();
+    env.refused(
+        &["import", data.to_str().unwrap()],
+        2,
+        "cannot tell the format of",
+    );
+    let out = env.run(&["init", env.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("already exists; pass --force to overwrite it"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -178,26 +178,9 @@ pub enum LeadCmd {
         expect: Expect,
     },
     /// Move a lead to another stage
-    Move {
-        /// Lead id
-        id: String,
-        /// Target stage
-        stage: String,
-        /// Reason (required by failure stages that list reasons)
-        #[arg(long)]
-        reason: Option<String>,
-        #[command(flatten)]
-        expect: Expect,
-    },
+    Move(MoveArgs),
     /// Make an employee responsible for a lead
-    Assign {
-        /// Lead id
-        id: String,
-        /// Employee id
-        employee: String,
-        #[command(flatten)]
-        expect: Expect,
-    },
+    Assign(AssignArgs),
     /// Show a lead with its stage history
     Show {
         /// Lead id
@@ -205,6 +188,31 @@ pub enum LeadCmd {
     },
     /// List leads, newest first
     List(ListArgs),
+}
+
+/// `move ID STAGE`, for leads and deals.
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// The id (42, or lead-42 / deal-42)
+    pub id: String,
+    /// Target stage
+    pub stage: String,
+    /// Reason (required by failure stages that list reasons)
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub expect: Expect,
+}
+
+/// `assign ID EMPLOYEE`, for leads and deals.
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    /// The id (42, or lead-42 / deal-42)
+    pub id: String,
+    /// Employee id
+    pub employee: String,
+    #[command(flatten)]
+    pub expect: Expect,
 }
 
 #[derive(Debug, Args)]
@@ -277,26 +285,9 @@ pub enum DealCmd {
         expect: Expect,
     },
     /// Move a deal to another stage
-    Move {
-        /// Deal id
-        id: String,
-        /// Target stage
-        stage: String,
-        /// Reason (required by failure stages that list reasons)
-        #[arg(long)]
-        reason: Option<String>,
-        #[command(flatten)]
-        expect: Expect,
-    },
+    Move(MoveArgs),
     /// Make an employee responsible for a deal
-    Assign {
-        /// Deal id
-        id: String,
-        /// Employee id
-        employee: String,
-        #[command(flatten)]
-        expect: Expect,
-    },
+    Assign(AssignArgs),
     /// Show a deal with its stage history
     Show {
         /// Deal id

@@ -2,8 +2,8 @@
 //! `show` and `list` queries over the projections.
 
 use crate::cli::{
-    CompanyCmd, ContactCmd, DealCmd, DealFields, LeadCmd, LeadFields, ListArgs, PartyFields,
-    Requisites, TaskCmd,
+    AssignArgs, CompanyCmd, ContactCmd, DealCmd, DealFields, LeadCmd, LeadFields, ListArgs,
+    MoveArgs, PartyFields, Requisites, TaskCmd,
 };
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
@@ -98,6 +98,33 @@ fn update(
     Ok(())
 }
 
+/// `lead move` and `deal move`.
+fn move_to(ctx: &mut Ctx, kind: EntityKind, args: MoveArgs) -> Result<(), CliError> {
+    let id = parse_id(kind, &args.id)?;
+    let stage = args.stage.as_str().into();
+    let reason = args.reason;
+    let cmd = match kind {
+        EntityKind::Deal => Command::MoveDeal { id, stage, reason },
+        _ => Command::MoveLead { id, stage, reason },
+    };
+    let out = execute(ctx, cmd, args.expect.expect_version)?;
+    report(ctx, &out, &format!("moved to {}", args.stage));
+    Ok(())
+}
+
+/// `lead assign` and `deal assign`.
+fn assign(ctx: &mut Ctx, kind: EntityKind, args: AssignArgs) -> Result<(), CliError> {
+    let id = parse_id(kind, &args.id)?;
+    let to = args.employee.as_str().into();
+    let cmd = match kind {
+        EntityKind::Deal => Command::AssignDeal { id, to },
+        _ => Command::AssignLead { id, to },
+    };
+    let out = execute(ctx, cmd, args.expect.expect_version)?;
+    report(ctx, &out, &format!("assigned to {}", args.employee));
+    Ok(())
+}
+
 fn report(ctx: &Ctx, out: &Executed, what: &str) {
     if ctx.json {
         let events: Vec<Value> = match &out.appended {
@@ -185,34 +212,8 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
                 |changes| Command::UpdateLead { id, changes },
             )?;
         }
-        LeadCmd::Move {
-            id,
-            stage,
-            reason,
-            expect,
-        } => {
-            let id = parse_id(EntityKind::Lead, &id)?;
-            let cmd = Command::MoveLead {
-                id,
-                stage: stage.as_str().into(),
-                reason,
-            };
-            let out = execute(ctx, cmd, expect.expect_version)?;
-            report(ctx, &out, &format!("moved to {stage}"));
-        }
-        LeadCmd::Assign {
-            id,
-            employee,
-            expect,
-        } => {
-            let id = parse_id(EntityKind::Lead, &id)?;
-            let cmd = Command::AssignLead {
-                id,
-                to: employee.as_str().into(),
-            };
-            let out = execute(ctx, cmd, expect.expect_version)?;
-            report(ctx, &out, &format!("assigned to {employee}"));
-        }
+        LeadCmd::Move(args) => move_to(ctx, EntityKind::Lead, args)?,
+        LeadCmd::Assign(args) => assign(ctx, EntityKind::Lead, args)?,
         LeadCmd::Show { id } => show(
             ctx,
             StreamId::new(EntityKind::Lead, parse_id(EntityKind::Lead, &id)?),
@@ -317,34 +318,8 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
                 |changes| Command::UpdateDeal { id, changes },
             )?;
         }
-        DealCmd::Move {
-            id,
-            stage,
-            reason,
-            expect,
-        } => {
-            let id = parse_id(EntityKind::Deal, &id)?;
-            let cmd = Command::MoveDeal {
-                id,
-                stage: stage.as_str().into(),
-                reason,
-            };
-            let out = execute(ctx, cmd, expect.expect_version)?;
-            report(ctx, &out, &format!("moved to {stage}"));
-        }
-        DealCmd::Assign {
-            id,
-            employee,
-            expect,
-        } => {
-            let id = parse_id(EntityKind::Deal, &id)?;
-            let cmd = Command::AssignDeal {
-                id,
-                to: employee.as_str().into(),
-            };
-            let out = execute(ctx, cmd, expect.expect_version)?;
-            report(ctx, &out, &format!("assigned to {employee}"));
-        }
+        DealCmd::Move(args) => move_to(ctx, EntityKind::Deal, args)?,
+        DealCmd::Assign(args) => assign(ctx, EntityKind::Deal, args)?,
         DealCmd::Show { id } => show(
             ctx,
             StreamId::new(EntityKind::Deal, parse_id(EntityKind::Deal, &id)?),

@@ -771,11 +771,10 @@ impl Ctx<'_> {
                 }
                 "phones" | "phone" => Value::from(self.phones("phone", &string_list(k, v)?)?),
                 "emails" | "email" => Value::from(self.emails("email", &string_list(k, v)?)?),
+                // A lead's contact name may be cleared; every other title or name must stay.
+                "name" if entity == EntityKind::Lead && v.is_null() => Value::Null,
                 "title" | "name" => match v.as_str().map(str::trim) {
                     Some(t) if !t.is_empty() => Value::from(t),
-                    Some(_) | None if k == "name" && entity == EntityKind::Lead && v.is_null() => {
-                        Value::Null
-                    }
                     _ => return Err(invalid(k, "must not be empty".into())),
                 },
                 "comment" => match v.as_str().map(str::trim) {

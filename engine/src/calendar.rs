@@ -119,6 +119,39 @@ impl Calendar {
         start + amount
     }
 
+    /// The moment a duration written in a rule (`2h`, `1d 4h`) after `start`. In working time,
+    /// a day is one working day of this calendar (its [`Calendar::day_length`]) and a week
+    /// five; otherwise days and weeks are calendar ones.
+    pub fn after(
+        &self,
+        start: DateTime<Utc>,
+        text: &str,
+        working: bool,
+    ) -> Result<DateTime<Utc>, String> {
+        if !working {
+            let d = crate::config::parse_duration(text)?;
+            return start
+                .checked_add_signed(d)
+                .ok_or_else(|| format!("'{text}' after {start} is out of range"));
+        }
+        let mut total = Duration::zero();
+        for part in text.split_whitespace() {
+            let (days, rest) = match part.strip_suffix('d') {
+                Some(n) => (n.parse::<i64>().ok(), None),
+                None => match part.strip_suffix('w') {
+                    Some(n) => (n.parse::<i64>().ok().map(|w| w * 5), None),
+                    None => (None, Some(part)),
+                },
+            };
+            total += match (days, rest) {
+                (Some(n), _) => self.day_length() * n.clamp(0, 100_000) as i32,
+                (None, Some(p)) => crate::config::parse_duration(p)?,
+                (None, None) => return Err(crate::config::parse_duration(part).unwrap_err()),
+            };
+        }
+        Ok(self.add_working(start, total))
+    }
+
     /// Working time between two instants (zero if `to` is not after `from`).
     pub fn working_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
         if to <= from {

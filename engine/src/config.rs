@@ -231,7 +231,7 @@ pub fn builtin_fields(entity: EntityKind) -> &'static [&'static str] {
         ],
         EntityKind::Contact => &["name", "phone", "email", "company", "responsible"],
         EntityKind::Company => &["name", "inn", "bank_account", "bik", "phone", "email"],
-        EntityKind::Task => &[],
+        EntityKind::Task | EntityKind::Ruleset | EntityKind::System => &[],
     }
 }
 
@@ -721,7 +721,7 @@ impl Loader {
         for Located { file, item: f } in &fields {
             check_ident(&mut self, file, &f.id, "field id");
             let entity = match f.entity.get_ref().parse::<EntityKind>() {
-                Ok(k) if k != EntityKind::Task => Some(k),
+                Ok(k) if k.is_entity() && k != EntityKind::Task => Some(k),
                 _ => {
                     self.err(
                         file,

@@ -230,6 +230,222 @@ pub struct TaskCompleted {
     pub result: Option<String>,
 }
 
+/// One rule file as it was activated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// A rule set came into force; the rules in force at any position are the last activated
+/// before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesetActivated {
+    /// SHA-256 of the files (paths and texts), hex.
+    pub hash: String,
+    pub files: Vec<RuleFile>,
+}
+
+/// A named deadline was set for a lead or deal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineScheduled {
+    pub name: String,
+    pub due_at: DateTime<Utc>,
+    /// The rule that set it.
+    pub rule: String,
+    /// The hash of the rule set in force when it was set.
+    pub ruleset: String,
+}
+
+/// A pending deadline was called off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineCancelled {
+    pub name: String,
+    /// The position of its `deadline.scheduled`.
+    pub scheduled: i64,
+    pub reason: String,
+}
+
+/// A deadline's time came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineElapsed {
+    pub name: String,
+    /// The position of its `deadline.scheduled`.
+    pub scheduled: i64,
+    pub due_at: DateTime<Utc>,
+}
+
+/// A robot call kept for later: its robot and parameters as the rule file gave them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelayedRobot {
+    pub robot: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Value>,
+}
+
+/// The rest of a rule's robots were put off (by the rule's `delay` or a `wait` robot). They
+/// are stored here, so they run as they were when scheduled whatever rule set is in force
+/// when they resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobotsDelayed {
+    pub rule: String,
+    pub ruleset: String,
+    pub due_at: DateTime<Utc>,
+    /// The position of the event that triggered the rule.
+    pub trigger: i64,
+    /// The stage the entity was in; leaving it cancels these robots unless `survive_move`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<StageId>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub survive_move: bool,
+    pub robots: Vec<DelayedRobot>,
+}
+
+/// Delayed robots' time came; they run as this event's effects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RobotsResumed {
+    /// The position of the `robots.delayed`.
+    pub delayed: i64,
+}
+
+/// Delayed robots were called off (the entity left the stage, say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RobotsCancelled {
+    /// The position of the `robots.delayed`.
+    pub delayed: i64,
+    pub reason: String,
+}
+
+/// A lead's client is already known: the contacts, companies and earlier leads it matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepeatDetected {
+    /// What matched: `phone`, `email`, `inn`.
+    pub by: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub companies: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leads: Vec<i64>,
+}
+
+/// A task passed its due time undone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskOverdue {
+    pub due_at: DateTime<Utc>,
+}
+
+/// A lead or deal saw no activity for as long as an `idle` rule waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdleDetected {
+    /// The `idle` rule.
+    pub rule: String,
+    /// The last activity.
+    pub since: DateTime<Utc>,
+}
+
+/// Something went wrong that someone must answer for: a missed deadline, a robot that failed,
+/// a chain of rules stopped at the depth limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentRecorded {
+    pub kind: String,
+    /// Whose incident it is (the responsible at the time), if anyone's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee: Option<EmployeeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub text: String,
+}
+
+/// An employee's incidents of a kind reached the threshold; their manager was told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscalationRecorded {
+    pub employee: EmployeeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<EmployeeId>,
+    /// The incident kind counted.
+    pub kind: String,
+    /// How many were counted.
+    pub count: i64,
+    /// Within how long, as written in the rule (`30d`).
+    pub window: String,
+    pub rule: String,
+}
+
+/// How a notification travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// The in-app inbox (`leadflow inbox EMPLOYEE`).
+    Inbox,
+    /// An HTTP POST, delivered from the outbox.
+    Webhook,
+    /// An e-mail, delivered from the outbox.
+    Email,
+}
+
+impl Channel {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Inbox => "inbox",
+            Channel::Webhook => "webhook",
+            Channel::Email => "email",
+        }
+    }
+}
+
+/// A message was queued: in an employee's inbox, or in the outbox for a webhook or e-mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationQueued {
+    pub channel: Channel,
+    /// The employee it is for (inbox, e-mail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<EmployeeId>,
+    /// The URL (webhook) or address (e-mail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "is_normal")]
+    pub priority: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Unique per message, for receivers to drop duplicate deliveries.
+    pub key: String,
+}
+
+fn is_normal(p: &str) -> bool {
+    p.is_empty() || p == "normal"
+}
+
+/// A cron rule's time came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleFired {
+    pub rule: String,
+    /// The scheduled time (the latest one, when several passed while nothing ran).
+    pub due_at: DateTime<Utc>,
+}
+
+/// One manager's line of a KPI report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KpiRow {
+    pub employee: EmployeeId,
+    pub leads_in: i64,
+    pub converted: i64,
+    pub lost: i64,
+    pub overdue: i64,
+}
+
+/// A KPI summary was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportSent {
+    pub to: Vec<EmployeeId>,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub rows: Vec<KpiRow>,
+    pub rule: String,
+}
+
 /// Why a stored event could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -255,8 +471,9 @@ pub enum DecodeError {
 }
 
 macro_rules! events {
-    ($( $(#[$doc:meta])* $variant:ident($ty:ty) = $name:literal, $ver:literal, $kind:ident; )*) => {
-        /// Everything that can happen to leads, deals, contacts, companies and tasks.
+    ($( $(#[$doc:meta])* $variant:ident($ty:ty) = $name:literal, $ver:literal, $($kind:ident)|+; )*) => {
+        /// Everything that can happen to leads, deals, contacts, companies and tasks, and what the
+        /// rules engine records about them.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Event {
             $( $(#[$doc])* $variant($ty), )*
@@ -276,9 +493,9 @@ macro_rules! events {
                 match self { $( Event::$variant(_) => $ver, )* }
             }
 
-            /// The kind of entity whose stream holds this event.
-            pub fn entity_kind(&self) -> EntityKind {
-                match self { $( Event::$variant(_) => EntityKind::$kind, )* }
+            /// Whether a stream of this kind may hold this event.
+            pub fn fits(&self, kind: EntityKind) -> bool {
+                match self { $( Event::$variant(_) => matches!(kind, $(EntityKind::$kind)|+), )* }
             }
 
             /// The JSON payload as stored.
@@ -337,6 +554,73 @@ events! {
     TaskCreated(TaskCreated) = "task.created", 1, Task;
     /// A task was done.
     TaskCompleted(TaskCompleted) = "task.completed", 1, Task;
+    /// A task passed its due time undone.
+    TaskOverdue(TaskOverdue) = "task.overdue", 1, Task;
+    /// A lead's client is already known.
+    LeadRepeatDetected(RepeatDetected) = "lead.repeat_detected", 1, Lead;
+    /// A lead or deal was idle for as long as a rule waits.
+    IdleDetected(IdleDetected) = "idle.detected", 1, Lead | Deal;
+    /// A rule set came into force.
+    RulesetActivated(RulesetActivated) = "ruleset.activated", 1, Ruleset;
+    /// A named deadline was set.
+    DeadlineScheduled(DeadlineScheduled) = "deadline.scheduled", 1, Lead | Deal;
+    /// A pending deadline was called off.
+    DeadlineCancelled(DeadlineCancelled) = "deadline.cancelled", 1, Lead | Deal;
+    /// A deadline's time came.
+    DeadlineElapsed(DeadlineElapsed) = "deadline.elapsed", 1, Lead | Deal;
+    /// Robots were put off until later.
+    RobotsDelayed(RobotsDelayed) = "robots.delayed", 1, Lead | Deal | Task | Contact | Company | System;
+    /// Delayed robots' time came.
+    RobotsResumed(RobotsResumed) = "robots.resumed", 1, Lead | Deal | Task | Contact | Company | System;
+    /// Delayed robots were called off.
+    RobotsCancelled(RobotsCancelled) = "robots.cancelled", 1, Lead | Deal | Task | Contact | Company | System;
+    /// An incident went into the journal.
+    IncidentRecorded(IncidentRecorded) = "incident.recorded", 1, Lead | Deal | Task | Contact | Company | System;
+    /// An escalation to a manager went into the journal.
+    EscalationRecorded(EscalationRecorded) = "escalation.recorded", 1, Lead | Deal | Task | Contact | Company | System;
+    /// A message was queued for an inbox or the outbox.
+    NotificationQueued(NotificationQueued) = "notification.queued", 1, Lead | Deal | Task | Contact | Company | System;
+    /// A cron rule's time came.
+    ScheduleFired(ScheduleFired) = "schedule.fired", 1, System;
+    /// A KPI report was sent.
+    ReportSent(ReportSent) = "report.sent", 1, System;
+}
+
+impl Event {
+    /// Whether the event is activity on its entity (a business change), as opposed to the
+    /// engine's bookkeeping (timers, journals, notifications). Idle rules count activity only.
+    pub fn is_activity(&self) -> bool {
+        !matches!(
+            self,
+            Event::IdleDetected(_)
+                | Event::RulesetActivated(_)
+                | Event::DeadlineScheduled(_)
+                | Event::DeadlineCancelled(_)
+                | Event::DeadlineElapsed(_)
+                | Event::RobotsDelayed(_)
+                | Event::RobotsResumed(_)
+                | Event::RobotsCancelled(_)
+                | Event::IncidentRecorded(_)
+                | Event::EscalationRecorded(_)
+                | Event::NotificationQueued(_)
+                | Event::ScheduleFired(_)
+                | Event::ReportSent(_)
+                | Event::TaskOverdue(_)
+        )
+    }
+
+    /// Whether the event starts a new chain for the rules' depth limit: a timer that fired
+    /// (time passed between cause and effect, so no loop without a pause runs through it).
+    pub fn is_timer_firing(&self) -> bool {
+        matches!(
+            self,
+            Event::DeadlineElapsed(_)
+                | Event::RobotsResumed(_)
+                | Event::TaskOverdue(_)
+                | Event::IdleDetected(_)
+                | Event::ScheduleFired(_)
+        )
+    }
 }
 
 /// Rewrites a payload stored under an older schema version into the current shape.

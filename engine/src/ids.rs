@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The kinds of entity that own an event stream.
+/// The kinds of event stream: one per entity kind, plus the rule-set history (`ruleset-1`) and
+/// the engine's own stream (`system-1`: schedule firings, reports, incidents about no entity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntityKind {
@@ -18,10 +19,14 @@ pub enum EntityKind {
     Company,
     /// A call, e-mail, meeting or offer to send.
     Task,
+    /// Not an entity: the history of activated rule sets.
+    Ruleset,
+    /// Not an entity: what the engine does on its own (schedules, reports).
+    System,
 }
 
 impl EntityKind {
-    /// Every kind, in a stable order.
+    /// Every entity kind (the kinds with a projection table), in a stable order.
     pub const ALL: [EntityKind; 5] = [
         EntityKind::Lead,
         EntityKind::Deal,
@@ -29,6 +34,22 @@ impl EntityKind {
         EntityKind::Company,
         EntityKind::Task,
     ];
+
+    /// Every stream kind: the entities, then `ruleset` and `system`.
+    pub const STREAMS: [EntityKind; 7] = [
+        EntityKind::Lead,
+        EntityKind::Deal,
+        EntityKind::Contact,
+        EntityKind::Company,
+        EntityKind::Task,
+        EntityKind::Ruleset,
+        EntityKind::System,
+    ];
+
+    /// Whether streams of this kind hold an entity (as opposed to `ruleset` and `system`).
+    pub fn is_entity(self) -> bool {
+        !matches!(self, EntityKind::Ruleset | EntityKind::System)
+    }
 
     /// The stream-name prefix and the word users type: `lead`, `deal`…
     pub fn as_str(self) -> &'static str {
@@ -38,6 +59,8 @@ impl EntityKind {
             EntityKind::Contact => "contact",
             EntityKind::Company => "company",
             EntityKind::Task => "task",
+            EntityKind::Ruleset => "ruleset",
+            EntityKind::System => "system",
         }
     }
 }
@@ -51,7 +74,7 @@ impl fmt::Display for EntityKind {
 impl FromStr for EntityKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        EntityKind::ALL
+        EntityKind::STREAMS
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| format!("unknown entity kind '{s}'"))

@@ -1,12 +1,30 @@
-//! leadflow's robots: what each built-in robot takes (its [`RobotSpec`]), collected in the
-//! [`Registry`] that rule sets are validated against.
+//! leadflow's robots and the rules runtime.
 //!
-//! The robots' run-time implementations behind the engine's robot trait arrive with the rules
-//! runtime; the specs come first so that rule files can already be checked (`leadflow rules
-//! check`) and editors can complete them from the JSON Schema (`leadflow rules schema`).
+//! Each built-in robot has a [`RobotSpec`] (its parameters, checked when a rule set loads) and
+//! an implementation of the [`Robot`] trait; the [`Registry`] holds both. The [`runtime`]
+//! matches the log's events to rules and runs their robots, exactly once per event.
+
+pub mod builtin;
+pub mod context;
+pub mod runtime;
+
+pub use context::{Ctx, RobotError};
+pub use runtime::{Report, Runtime};
 
 use leadflow_engine::EntityKind;
 use leadflow_engine::robot::{Emits, ParamKind, ParamSpec, RobotCatalog, RobotSpec};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A robot call's parameters, as JSON.
+pub type Params = BTreeMap<String, serde_json::Value>;
+
+/// A robot: given its context and parameters, it appends its effects (or fails, which the
+/// runtime records as an incident; nothing it appended before failing is kept).
+pub trait Robot: Send + Sync {
+    /// Runs the robot once.
+    fn run(&self, ctx: &mut Ctx<'_, '_>, params: &Params) -> Result<(), RobotError>;
+}
 
 const fn req(name: &'static str, kind: ParamKind, doc: &'static str) -> ParamSpec {
     ParamSpec {
@@ -29,10 +47,22 @@ const fn opt(name: &'static str, kind: ParamKind, doc: &'static str) -> ParamSpe
 const RECIPIENTS: &[&str] = &["responsible", "manager", "team", "employee"];
 const TASK_KINDS: &[&str] = &["call", "email", "meeting", "send_offer", "other"];
 
-/// The robots a rule set can call.
-#[derive(Debug, Clone)]
+/// The robots a rule set can call: their specs and implementations.
+#[derive(Clone)]
 pub struct Registry {
     robots: Vec<RobotSpec>,
+    impls: HashMap<&'static str, Arc<dyn Robot>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field(
+                "robots",
+                &self.robots.iter().map(|r| r.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Default for Registry {
@@ -302,7 +332,32 @@ impl Registry {
                 emits: vec![Emits::AnyField],
             },
         ];
-        Registry { robots }
+        let mut impls: HashMap<&'static str, Arc<dyn Robot>> = HashMap::new();
+        impls.insert("set_stage", Arc::new(builtin::SetStage));
+        impls.insert("set_field", Arc::new(builtin::SetField));
+        impls.insert("assign", Arc::new(builtin::Assign));
+        impls.insert("schedule_deadline", Arc::new(builtin::ScheduleDeadline));
+        impls.insert("cancel_deadline", Arc::new(builtin::CancelDeadline));
+        impls.insert("notify", Arc::new(builtin::Notify));
+        impls.insert("webhook", Arc::new(builtin::Webhook));
+        impls.insert("create_task", Arc::new(builtin::CreateTask));
+        impls.insert("record_incident", Arc::new(builtin::RecordIncident));
+        impls.insert("escalate_to_manager", Arc::new(builtin::EscalateToManager));
+        Registry { robots, impls }
+    }
+
+    /// Adds (or replaces) a robot.
+    pub fn with(mut self, spec: RobotSpec, robot: Arc<dyn Robot>) -> Registry {
+        self.robots.retain(|r| r.name != spec.name);
+        self.impls.insert(spec.name, robot);
+        self.robots.push(spec);
+        self
+    }
+
+    /// The implementation of the robot called `name` (`wait` has none: the runtime handles
+    /// it).
+    pub fn implementation(&self, name: &str) -> Option<&Arc<dyn Robot>> {
+        self.impls.get(name)
     }
 }
 

@@ -16,7 +16,7 @@ mod verify;
 
 pub use chain::{GENESIS, Hash, Hashed, event_hash, from_hex, to_hex};
 pub use error::Error;
-pub use log::{Appended, Executed, LogFilter, RecordedEvent, Tx};
+pub use log::{Appended, Executed, LogFilter, RecordedEvent, Tx, fmt_time, parse_time};
 pub use verify::{ChainReport, ProjectionDiff};
 
 use chrono::{DateTime, Utc};

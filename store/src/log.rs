@@ -440,7 +440,7 @@ impl<'c> Tx<'c> {
                 actual,
             });
         }
-        if let Some(e) = events.iter().find(|e| e.entity_kind() != stream.kind) {
+        if let Some(e) = events.iter().find(|e| !e.fits(stream.kind)) {
             return Err(Error::Corrupt {
                 position: self.head_position + 1,
                 why: format!("a {} event cannot go to stream {stream}", e.event_type()),
@@ -590,6 +590,84 @@ impl<'c> Tx<'c> {
     /// The position of the newest event, including this transaction's.
     pub fn head_position(&self) -> i64 {
         self.head_position
+    }
+
+    /// The current version of a stream, including this transaction's appends.
+    pub fn version(&self, stream: StreamId) -> Result<i64, Error> {
+        stream_version(&self.tx, stream)
+    }
+
+    /// The connection, for queries over the projections; everything appended so far in this
+    /// transaction is written to the tables first, so queries see it.
+    pub fn conn(&mut self) -> Result<&Connection, Error> {
+        self.projector.flush(&self.tx)?;
+        Ok(&self.tx)
+    }
+
+    /// Up to `limit` events after position `after`, including this transaction's, in position
+    /// order.
+    pub fn read_after(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        read_log(&self.tx, &LogFilter::default(), after, limit)
+    }
+
+    /// One event by position.
+    pub fn event_at(&self, position: i64) -> Result<Option<RecordedEvent>, Error> {
+        Ok(read_log(&self.tx, &LogFilter::default(), position - 1, 1)?
+            .into_iter()
+            .next()
+            .filter(|e| e.position == position))
+    }
+
+    /// The position a named cursor has reached (`None` if it was never set).
+    pub fn cursor(&self, name: &str) -> Result<Option<i64>, Error> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT position FROM rule_cursor WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Moves a named cursor; it commits (or not) with everything else in the transaction.
+    pub fn set_cursor(&self, name: &str, position: i64) -> Result<(), Error> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO rule_cursor (name, position) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            )?
+            .execute(params![name, position])?;
+        Ok(())
+    }
+
+    /// Runs `f` so that whatever it appends stays only if it returns `Ok`: on `Err`, its
+    /// appends are rolled back (an SQLite savepoint) and the transaction goes on as before it.
+    /// A robot runs this way, so a robot that fails half-way leaves nothing behind.
+    pub fn atomically<T, E: From<Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.projector.flush(&self.tx)?;
+        let saved = (self.head_position, self.head_hash, self.next_ids.clone());
+        self.tx
+            .execute_batch("SAVEPOINT robot")
+            .map_err(Error::from)?;
+        match f(self) {
+            Ok(v) => {
+                self.tx
+                    .execute_batch("RELEASE robot")
+                    .map_err(Error::from)?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.tx
+                    .execute_batch("ROLLBACK TO robot; RELEASE robot")
+                    .map_err(Error::from)?;
+                (self.head_position, self.head_hash, self.next_ids) = saved;
+                // Cached states may hold rolled-back changes: forget them (the tables were
+                // flushed before the savepoint, so they hold the truth).
+                self.projector.discard();
+                Err(e)
+            }
+        }
     }
 
     fn exists(&self, stream: StreamId) -> bool {

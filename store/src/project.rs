@@ -25,6 +25,13 @@ pub const TABLES: &[&str] = &[
     "companies",
     "tasks",
     "stage_history",
+    "timers",
+    "incidents",
+    "escalations",
+    "inbox",
+    "outbox",
+    "idle_marks",
+    "schedules",
     "projection_state",
 ];
 
@@ -133,6 +140,77 @@ CREATE TABLE IF NOT EXISTS {s}.stage_history (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS {s}.stage_history_open ON stage_history (kind, entity_id) WHERE left_at IS NULL;
 CREATE INDEX IF NOT EXISTS {s}.stage_history_by_entity ON stage_history (kind, entity_id);
+
+CREATE TABLE IF NOT EXISTS {s}.timers (
+    due_at       TEXT    NOT NULL,
+    id           INTEGER NOT NULL,
+    what         TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    entity_id    INTEGER NOT NULL,
+    name         TEXT,
+    stage        TEXT,
+    survive_move INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (due_at, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {s}.timers_by_stream ON timers (kind, entity_id);
+
+CREATE TABLE IF NOT EXISTS {s}.incidents (
+    position INTEGER PRIMARY KEY,
+    at       TEXT    NOT NULL,
+    kind     TEXT    NOT NULL,
+    employee TEXT,
+    rule     TEXT,
+    stream   TEXT    NOT NULL,
+    text     TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {s}.incidents_by_employee ON incidents (employee, kind, at);
+
+CREATE TABLE IF NOT EXISTS {s}.escalations (
+    position INTEGER PRIMARY KEY,
+    at       TEXT    NOT NULL,
+    employee TEXT    NOT NULL,
+    manager  TEXT,
+    kind     TEXT    NOT NULL,
+    count    INTEGER NOT NULL,
+    window   TEXT    NOT NULL,
+    rule     TEXT    NOT NULL,
+    stream   TEXT    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS {s}.inbox (
+    position INTEGER PRIMARY KEY,
+    at       TEXT    NOT NULL,
+    employee TEXT    NOT NULL,
+    priority TEXT    NOT NULL,
+    text     TEXT    NOT NULL,
+    rule     TEXT,
+    stream   TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {s}.inbox_by_employee ON inbox (employee, position);
+
+CREATE TABLE IF NOT EXISTS {s}.outbox (
+    position INTEGER PRIMARY KEY,
+    at       TEXT    NOT NULL,
+    channel  TEXT    NOT NULL,
+    target   TEXT,
+    employee TEXT,
+    text     TEXT    NOT NULL,
+    key      TEXT    NOT NULL,
+    stream   TEXT    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS {s}.idle_marks (
+    kind      TEXT    NOT NULL,
+    entity_id INTEGER NOT NULL,
+    rule      TEXT    NOT NULL,
+    since     TEXT    NOT NULL,
+    PRIMARY KEY (kind, entity_id, rule)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS {s}.schedules (
+    rule   TEXT PRIMARY KEY,
+    due_at TEXT NOT NULL
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS {s}.projection_state (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
@@ -312,6 +390,10 @@ impl StreamFold {
         event: &Event,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), Error> {
+        side_tables(conn, writer.schema, position, self.stream, event, at)?;
+        if !self.stream.kind.is_entity() {
+            return Ok(());
+        }
         let p = project(self.entity.take(), event, at);
         if p.left.is_some()
             && let Some((entered, visit)) = self.open.take()
@@ -450,6 +532,10 @@ impl Projector {
         event: &Event,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), Error> {
+        side_tables(conn, self.schema, position, stream, event, at)?;
+        if !stream.kind.is_entity() {
+            return Ok(());
+        }
         let slot = self.slot(conn, stream)?;
         let p = project(slot.state.take(), event, at);
         let ignored = p.entity.is_none();
@@ -466,6 +552,13 @@ impl Projector {
         self.dirty.insert(stream);
         self.pending += 1;
         Ok(())
+    }
+
+    /// Forgets every cached state without writing it (after a rollback).
+    pub fn discard(&mut self) {
+        self.cache.clear();
+        self.dirty.clear();
+        self.pending = 0;
     }
 
     /// Writes every changed entity to its table and empties the cache.
@@ -634,6 +727,9 @@ fn table(kind: EntityKind) -> &'static Table {
         EntityKind::Contact => &CONTACTS,
         EntityKind::Company => &COMPANIES,
         EntityKind::Task => &TASKS,
+        EntityKind::Ruleset | EntityKind::System => {
+            unreachable!("{kind} streams hold no entity, so no entity row is ever written")
+        }
     }
 }
 
@@ -710,6 +806,152 @@ impl Sql {
         texts
             .entry((schema, self))
             .or_insert_with(|| Box::leak(self.build(schema).into_boxed_str()))
+    }
+}
+
+/// Maintains the tables that are not entity rows: timers, the incident and escalation journals,
+/// the inbox and outbox, idle marks and cron state. Each row depends only on its own event (and
+/// earlier events of the same stream), so a stream-by-stream rebuild writes the same rows as
+/// the live path.
+fn side_tables(
+    conn: &Connection,
+    schema: &str,
+    position: i64,
+    stream: StreamId,
+    event: &Event,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    let run = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<(), Error> {
+        conn.prepare_cached(&sql.replace("{s}", schema))?
+            .execute(p)?;
+        Ok(())
+    };
+    let kind = stream.kind.as_str();
+    let name = stream.to_string();
+    let unset = |id: i64| {
+        run(
+            "DELETE FROM {s}.timers WHERE kind = ?1 AND entity_id = ?2 AND id = ?3",
+            &[&kind, &stream.id, &id],
+        )
+    };
+    const TIMER: &str = "INSERT INTO {s}.timers (due_at, id, what, kind, entity_id, name, stage, survive_move) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    let none: Option<&str> = None;
+    match event {
+        Event::DeadlineScheduled(d) => run(
+            TIMER,
+            &[
+                &fmt_time(d.due_at),
+                &position,
+                &"deadline",
+                &kind,
+                &stream.id,
+                &d.name,
+                &none,
+                &false,
+            ],
+        ),
+        Event::DeadlineCancelled(d) => unset(d.scheduled),
+        Event::DeadlineElapsed(d) => unset(d.scheduled),
+        Event::RobotsDelayed(d) => run(
+            TIMER,
+            &[
+                &fmt_time(d.due_at),
+                &position,
+                &"robots",
+                &kind,
+                &stream.id,
+                &d.rule,
+                &d.stage.as_ref().map(|s| s.as_str()),
+                &d.survive_move,
+            ],
+        ),
+        Event::RobotsResumed(r) => unset(r.delayed),
+        Event::RobotsCancelled(r) => unset(r.delayed),
+        Event::TaskCreated(t) => run(
+            TIMER,
+            &[
+                &fmt_time(t.due_at),
+                &position,
+                &"task",
+                &kind,
+                &stream.id,
+                &none,
+                &none,
+                &false,
+            ],
+        ),
+        Event::TaskCompleted(_) | Event::TaskOverdue(_) => run(
+            "DELETE FROM {s}.timers WHERE kind = ?1 AND entity_id = ?2 AND what = 'task'",
+            &[&kind, &stream.id],
+        ),
+        Event::IncidentRecorded(i) => run(
+            "INSERT INTO {s}.incidents (position, at, kind, employee, rule, stream, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            &[
+                &position,
+                &fmt_time(at),
+                &i.kind,
+                &i.employee.as_ref().map(|e| e.as_str()),
+                &i.rule,
+                &name,
+                &i.text,
+            ],
+        ),
+        Event::EscalationRecorded(e) => run(
+            "INSERT INTO {s}.escalations (position, at, employee, manager, kind, count, window, rule, stream) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            &[
+                &position,
+                &fmt_time(at),
+                &e.employee.as_str(),
+                &e.manager.as_ref().map(|m| m.as_str()),
+                &e.kind,
+                &e.count,
+                &e.window,
+                &e.rule,
+                &name,
+            ],
+        ),
+        Event::NotificationQueued(n) => match n.channel {
+            leadflow_engine::event::Channel::Inbox => run(
+                "INSERT INTO {s}.inbox (position, at, employee, priority, text, rule, stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &[
+                    &position,
+                    &fmt_time(at),
+                    &n.to.as_ref().map_or("", |e| e.as_str()),
+                    &if n.priority.is_empty() {
+                        "normal"
+                    } else {
+                        n.priority.as_str()
+                    },
+                    &n.text,
+                    &n.rule,
+                    &name,
+                ],
+            ),
+            channel => run(
+                "INSERT INTO {s}.outbox (position, at, channel, target, employee, text, key, stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                &[
+                    &position,
+                    &fmt_time(at),
+                    &channel.as_str(),
+                    &n.target,
+                    &n.to.as_ref().map(|e| e.as_str()),
+                    &n.text,
+                    &n.key,
+                    &name,
+                ],
+            ),
+        },
+        Event::IdleDetected(i) => run(
+            "INSERT OR REPLACE INTO {s}.idle_marks (kind, entity_id, rule, since) VALUES (?1, ?2, ?3, ?4)",
+            &[&kind, &stream.id, &i.rule, &fmt_time(i.since)],
+        ),
+        Event::ScheduleFired(f) => run(
+            "INSERT OR REPLACE INTO {s}.schedules (rule, due_at) VALUES (?1, ?2)",
+            &[&f.rule, &fmt_time(f.due_at)],
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -1055,6 +1297,7 @@ pub fn load(conn: &Connection, s: &str, stream: StreamId) -> Result<Option<Entit
             task_row,
             Entity::Task,
         ),
+        EntityKind::Ruleset | EntityKind::System => Ok(None),
     }
 }
 

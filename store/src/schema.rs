@@ -10,10 +10,10 @@ use std::path::Path;
 pub const APPLICATION_ID: i64 = 0x4C46_4C57;
 
 /// The schema version this leadflow writes.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 /// Migration steps; step `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = r#"
 CREATE TABLE streams (
@@ -46,6 +46,15 @@ SELECT e.position,
        e.version, e.type, e.schema_version, e.payload, e.occurred_at, e.recorded_at,
        e.actor, e.causation, e.correlation, lower(hex(e.hash)) AS hash
 FROM events e JOIN streams s USING (stream_key);
+"#;
+
+/// Version 2: the rules runtime's cursor. Not a projection: replay leaves it alone, since the
+/// robots' effects it stands for are already in the log.
+const V2: &str = r#"
+CREATE TABLE rule_cursor (
+    name     TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
 "#;
 
 /// Refuses databases that are not leadflow's (or are from a newer leadflow).

@@ -159,10 +159,12 @@ fn compare(
     project::rebuild(conn, "fresh", progress)?;
     let mut diffs = Vec::new();
     for table in TABLES {
-        let key = if *table == "stage_history" {
-            "position"
-        } else {
-            "id"
+        // The numeric column that best points at a differing row.
+        let key = match *table {
+            "stage_history" | "incidents" | "escalations" | "inbox" | "outbox" => "position",
+            "idle_marks" => "entity_id",
+            "schedules" => "NULL",
+            _ => "id",
         };
         let count = |a: &str, b: &str| -> Result<(i64, Option<i64>), Error> {
             Ok(conn.query_row(

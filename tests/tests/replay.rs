@@ -926,7 +926,7 @@ impl World {
                         id,
                         changes: changes(&[("name", json!("Nobody"))]),
                     },
-                    K::Task => C::CompleteTask { id, result: None },
+                    K::Task | K::Ruleset | K::System => C::CompleteTask { id, result: None },
                 };
                 (
                     vec![cmd],

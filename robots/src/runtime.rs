@@ -1,0 +1,992 @@
+//! The rules runtime: reacts to the log's events in position order and fires timers.
+//!
+//! **Exactly once.** A cursor (`rule_cursor`) holds the last position processed. Processing an
+//! event — matching rules, evaluating conditions, running robots — appends the robots' effects
+//! and moves the cursor in the same transaction, so a crash either keeps both or neither, and
+//! a restart resumes at the cursor. Replay never runs a robot: it folds the stored effects.
+//!
+//! **Timers.** Deadlines, delayed robots and task due times are rows of the `timers`
+//! projection, keyed on `(due_at, id)`. [`Runtime::tick`] appends the firing event of each due
+//! timer (`deadline.elapsed`, `robots.resumed`, `task.overdue`), plus `schedule.fired` for cron
+//! rules and `idle.detected` for idle rules, and then processes them like any other event.
+
+use crate::context::{Ctx, RobotError, variables};
+use crate::{Params, Registry};
+use chrono::{DateTime, Utc};
+use leadflow_engine::event::{
+    DeadlineElapsed, DelayedRobot, IdleDetected, IncidentRecorded, RobotsCancelled, RobotsDelayed,
+    RobotsResumed, RuleFile, RulesetActivated, ScheduleFired, TaskOverdue,
+};
+use leadflow_engine::rules::{Rule, RuleSet, Trigger, TriggerKey};
+use leadflow_engine::{Actor, Config, Entity, EntityKind, Event, EventMeta, StreamId};
+use leadflow_store::{RecordedEvent, Store, Tx, fmt_time, parse_time};
+use rusqlite::OptionalExtension;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+
+/// The cursor's name in `rule_cursor`.
+const CURSOR: &str = "rules";
+
+/// Rules stop firing in a chain this many causation steps deep (a timer firing starts a new
+/// chain); an incident is recorded instead.
+pub const DEPTH_LIMIT: usize = 16;
+
+/// Events processed per transaction: bounds how much one commit holds.
+const EVENTS_PER_TX: usize = 256;
+
+/// Timers fired per transaction.
+const TIMERS_PER_TX: usize = 1000;
+
+/// The stream of rule-set activations.
+pub const RULESET_STREAM: StreamId = StreamId {
+    kind: EntityKind::Ruleset,
+    id: 1,
+};
+
+/// The engine's own stream.
+pub const SYSTEM_STREAM: StreamId = StreamId {
+    kind: EntityKind::System,
+    id: 1,
+};
+
+/// What a call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Events the rules looked at.
+    pub processed: usize,
+    /// Rules that fired (ran robots or delayed them).
+    pub fired: usize,
+    /// Timers, schedules and idle checks that fired.
+    pub timers: usize,
+    /// Incidents recorded by the runtime itself (robot failures, depth limit).
+    pub incidents: usize,
+}
+
+impl Report {
+    fn add(&mut self, o: &Report) {
+        self.processed += o.processed;
+        self.fired += o.fired;
+        self.timers += o.timers;
+        self.incidents += o.incidents;
+    }
+}
+
+/// A rule set, the configuration and the robots, ready to process a store.
+pub struct Runtime {
+    config: Config,
+    rules: RuleSet,
+    registry: Registry,
+    hash: String,
+}
+
+/// The SHA-256 of a rule set's files (paths and texts), hex.
+pub fn ruleset_hash(rules: &RuleSet) -> String {
+    let mut h = Sha256::new();
+    for s in &rules.sources {
+        h.update((s.path.len() as u64).to_le_bytes());
+        h.update(s.path.as_bytes());
+        h.update((s.text.len() as u64).to_le_bytes());
+        h.update(s.text.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Runtime {
+    /// A runtime for a validated rule set.
+    pub fn new(config: Config, rules: RuleSet, registry: Registry) -> Runtime {
+        let hash = ruleset_hash(&rules);
+        Runtime {
+            config,
+            rules,
+            registry,
+            hash,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The rule set.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The rule set's hash, as `ruleset.activated` records it.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Appends `ruleset.activated` unless this rule set is the one in force. The first
+    /// activation in a database starts the cursor at the activation: rules react to what
+    /// happens from then on, not to history.
+    pub fn activate(&self, store: &mut Store, now: DateTime<Utc>) -> Result<bool, RobotError> {
+        store.write(now, |tx| self.activate_in(tx, now))
+    }
+
+    fn activate_in(&self, tx: &mut Tx<'_>, now: DateTime<Utc>) -> Result<bool, RobotError> {
+        let version = tx.version(RULESET_STREAM)?;
+        let current: Option<String> = tx
+            .conn()?
+            .prepare_cached(
+                "SELECT json_extract(e.payload, '$.hash') FROM events e JOIN streams s ON s.stream_key = e.stream_key \
+                 WHERE s.kind = 'ruleset' AND s.entity_id = 1 AND e.version = ?1",
+            )
+            .and_then(|mut s| s.query_row([version], |r| r.get(0)).optional())
+            .map_err(|e| RobotError::Store(e.into()))?;
+        if current.as_deref() == Some(self.hash.as_str()) {
+            if tx.cursor(CURSOR)?.is_none() {
+                let head = tx.head_position();
+                tx.set_cursor(CURSOR, head)?;
+            }
+            return Ok(false);
+        }
+        let event = Event::RulesetActivated(RulesetActivated {
+            hash: self.hash.clone(),
+            files: self
+                .rules
+                .sources
+                .iter()
+                .map(|s| RuleFile {
+                    path: s.path.clone(),
+                    text: s.text.clone(),
+                })
+                .collect(),
+        });
+        let appended = tx.append(
+            RULESET_STREAM,
+            version,
+            &[event],
+            &EventMeta::root(now, Actor::System),
+        )?;
+        if tx.cursor(CURSOR)?.is_none() {
+            tx.set_cursor(CURSOR, appended.last_position)?;
+        }
+        tracing::info!(hash = %self.hash, rules = self.rules.rules.len(), "rule set activated");
+        Ok(true)
+    }
+
+    /// Processes every event after the cursor, including the robots' own effects, until the
+    /// cursor reaches the head of the log.
+    pub fn process(&self, store: &mut Store, now: DateTime<Utc>) -> Result<Report, RobotError> {
+        let mut total = Report::default();
+        loop {
+            let (report, more) = store.write(now, |tx| {
+                self.activate_in(tx, now)?;
+                let mut report = Report::default();
+                let more = self.process_in(tx, now, &mut report, EVENTS_PER_TX)?;
+                Ok::<_, RobotError>((report, more))
+            })?;
+            total.add(&report);
+            if !more {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Processes up to `budget` events in the caller's transaction; whether more are left.
+    fn process_in(
+        &self,
+        tx: &mut Tx<'_>,
+        now: DateTime<Utc>,
+        report: &mut Report,
+        budget: usize,
+    ) -> Result<bool, RobotError> {
+        let mut cursor = match tx.cursor(CURSOR)? {
+            Some(c) => c,
+            None => tx.head_position(),
+        };
+        let mut done = 0;
+        while done < budget {
+            let page = tx.read_after(cursor, (budget - done).min(64))?;
+            if page.is_empty() {
+                tx.set_cursor(CURSOR, cursor)?;
+                return Ok(false);
+            }
+            for rec in &page {
+                self.handle(tx, rec, now, report)?;
+                cursor = rec.position;
+                done += 1;
+                report.processed += 1;
+            }
+        }
+        tx.set_cursor(CURSOR, cursor)?;
+        Ok(tx.head_position() > cursor)
+    }
+
+    /// Reacts to one event.
+    fn handle(
+        &self,
+        tx: &mut Tx<'_>,
+        rec: &RecordedEvent,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<(), RobotError> {
+        let event = rec.decode()?;
+        match &event {
+            Event::RobotsResumed(r) => return self.resume(tx, rec, &event, r.delayed, now, report),
+            Event::LeadStageChanged(s) | Event::DealStageChanged(s) => {
+                self.cancel_delayed(tx, rec, &s.from, now)?;
+            }
+            _ => {}
+        }
+        let mut keys = RuleSet::keys_of(&self.config, &event);
+        match &event {
+            Event::DeadlineElapsed(d) => keys.push(TriggerKey::DeadlineElapsed(d.name.clone())),
+            Event::LeadRepeatDetected(_) => keys.push(TriggerKey::RepeatDetected),
+            Event::TaskOverdue(_) => keys.push(TriggerKey::TaskOverdue),
+            Event::IdleDetected(_) => keys.push(TriggerKey::Idle(rec.stream.kind)),
+            Event::ScheduleFired(_) => keys.push(TriggerKey::Schedule),
+            _ => {}
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut fired: HashSet<&str> = HashSet::new();
+        let mut entity: Option<Option<Entity>> = None;
+        let mut depth: Option<usize> = None;
+        for key in &keys {
+            for rule in self.rules.by_key(key) {
+                if fired.contains(rule.id.as_str()) {
+                    continue;
+                }
+                let state = match &entity {
+                    Some(e) => e.clone(),
+                    None => {
+                        let e = if rec.stream.kind.is_entity() {
+                            tx.load(rec.stream)?
+                        } else {
+                            None
+                        };
+                        entity = Some(e.clone());
+                        e
+                    }
+                };
+                if !trigger_applies(&self.config, rule, &event, state.as_ref()) {
+                    continue;
+                }
+                let d = match depth {
+                    Some(d) => d,
+                    None => *depth.insert(chain_depth(tx, rec)?),
+                };
+                if d >= DEPTH_LIMIT {
+                    let names: Vec<&str> = self.rules.by_key(key).map(|r| r.id.as_str()).collect();
+                    self.runtime_incident(
+                        tx,
+                        rec,
+                        now,
+                        "depth_limit",
+                        Some(&rule.id),
+                        format!(
+                            "rules stopped at depth {DEPTH_LIMIT}: {} → {} keeps triggering rules without a pause ({}); check the rule set for a loop (`leadflow rules check` warns of them)",
+                            rec.event_type,
+                            rec.stream,
+                            names.join(", ")
+                        ),
+                        report,
+                    )?;
+                    return Ok(());
+                }
+                if let Some(cond) = &rule.condition {
+                    let related = match &state {
+                        Some(Entity::Task(t)) => {
+                            let s = match (t.lead, t.deal) {
+                                (_, Some(d)) => Some(StreamId::new(EntityKind::Deal, d)),
+                                (Some(l), None) => Some(StreamId::new(EntityKind::Lead, l)),
+                                _ => None,
+                            };
+                            match s {
+                                Some(s) => tx.load(s)?,
+                                None => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    let responsible = responsible_of(state.as_ref());
+                    let vars = variables(
+                        tx,
+                        &self.config,
+                        rec,
+                        &event,
+                        state.as_ref(),
+                        related.as_ref(),
+                        responsible.as_ref(),
+                        now,
+                    )?;
+                    match cond.eval(&vars) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(m) => {
+                            self.runtime_incident(
+                                tx,
+                                rec,
+                                now,
+                                "condition_failed",
+                                Some(&rule.id),
+                                format!(
+                                    "the condition of rule '{}' could not be evaluated: {m}",
+                                    rule.id
+                                ),
+                                report,
+                            )?;
+                            continue;
+                        }
+                    }
+                }
+                fired.insert(rule.id.as_str());
+                report.fired += 1;
+                let calls: Vec<DelayedRobot> = rule
+                    .robots
+                    .iter()
+                    .map(|c| DelayedRobot {
+                        robot: c.robot.clone(),
+                        params: c
+                            .params
+                            .iter()
+                            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+                            .collect(),
+                    })
+                    .collect();
+                let subject = subject_of(rec);
+                if let Some(delay) = rule.delay {
+                    let due_at = if rule.delay_working {
+                        self.config.calendar.add_working(now, delay)
+                    } else {
+                        now + delay
+                    };
+                    self.delay(tx, rec, rule, subject, state.as_ref(), calls, due_at, now)?;
+                    continue;
+                }
+                self.run_robots(
+                    tx,
+                    rec,
+                    &event,
+                    rule,
+                    subject,
+                    state.as_ref(),
+                    &calls,
+                    now,
+                    report,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs robot calls in order; a `wait` puts the rest off, a failure stops the rule and is
+    /// recorded as an incident.
+    #[allow(clippy::too_many_arguments)]
+    fn run_robots(
+        &self,
+        tx: &mut Tx<'_>,
+        rec: &RecordedEvent,
+        event: &Event,
+        rule: &Rule,
+        subject: StreamId,
+        state: Option<&Entity>,
+        calls: &[DelayedRobot],
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<(), RobotError> {
+        self.run_calls(
+            tx,
+            rec,
+            event,
+            &rule.id,
+            rule.survive_move,
+            subject,
+            state,
+            calls,
+            now,
+            report,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_calls(
+        &self,
+        tx: &mut Tx<'_>,
+        rec: &RecordedEvent,
+        event: &Event,
+        rule: &str,
+        survive_move: bool,
+        subject: StreamId,
+        state: Option<&Entity>,
+        calls: &[DelayedRobot],
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<(), RobotError> {
+        for (i, call) in calls.iter().enumerate() {
+            if call.robot == "wait" {
+                let text = call
+                    .params
+                    .get("for")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("0s");
+                let working = call
+                    .params
+                    .get("working_time")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                let due_at = self
+                    .config
+                    .calendar
+                    .after(now, text, working)
+                    .map_err(RobotError::Failed)?;
+                let rest = calls[i + 1..].to_vec();
+                if rest.is_empty() {
+                    return Ok(());
+                }
+                let stage = state.and_then(|e| e.stage()).map(|(_, s)| s.clone());
+                let meta = robot_meta(rule, rec, now);
+                let version = tx.version(subject)?;
+                tx.append(
+                    subject,
+                    version,
+                    &[Event::RobotsDelayed(RobotsDelayed {
+                        rule: rule.to_owned(),
+                        ruleset: self.hash.clone(),
+                        due_at,
+                        trigger: rec.position,
+                        stage,
+                        survive_move,
+                        robots: rest,
+                    })],
+                    &meta,
+                )?;
+                return Ok(());
+            }
+            let Some(robot) = self.registry.implementation(&call.robot) else {
+                self.runtime_incident(
+                    tx,
+                    rec,
+                    now,
+                    "robot_failed",
+                    Some(rule),
+                    format!("rule '{rule}': no robot called '{}'", call.robot),
+                    report,
+                )?;
+                return Ok(());
+            };
+            let params: Params = call.params.clone();
+            let outcome = tx.atomically(|tx| {
+                let mut ctx = Ctx {
+                    tx,
+                    config: &self.config,
+                    rule,
+                    ruleset: &self.hash,
+                    trigger: rec,
+                    event,
+                    subject,
+                    now,
+                };
+                robot.run(&mut ctx, &params)
+            });
+            match outcome {
+                Ok(()) => {}
+                Err(RobotError::Store(e)) => return Err(RobotError::Store(e)),
+                Err(e) => {
+                    tracing::warn!(rule, robot = %call.robot, error = %e, "robot failed");
+                    self.runtime_incident(
+                        tx,
+                        rec,
+                        now,
+                        "robot_failed",
+                        Some(rule),
+                        format!("rule '{rule}', robot '{}': {e}", call.robot),
+                        report,
+                    )?;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn delay(
+        &self,
+        tx: &mut Tx<'_>,
+        rec: &RecordedEvent,
+        rule: &Rule,
+        subject: StreamId,
+        state: Option<&Entity>,
+        robots: Vec<DelayedRobot>,
+        due_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RobotError> {
+        let stage = state.and_then(|e| e.stage()).map(|(_, s)| s.clone());
+        let version = tx.version(subject)?;
+        tx.append(
+            subject,
+            version,
+            &[Event::RobotsDelayed(RobotsDelayed {
+                rule: rule.id.clone(),
+                ruleset: self.hash.clone(),
+                due_at,
+                trigger: rec.position,
+                stage,
+                survive_move: rule.survive_move,
+                robots,
+            })],
+            &robot_meta(&rule.id, rec, now),
+        )?;
+        Ok(())
+    }
+
+    /// Runs the robots a `robots.delayed` put off.
+    fn resume(
+        &self,
+        tx: &mut Tx<'_>,
+        rec: &RecordedEvent,
+        event: &Event,
+        delayed: i64,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<(), RobotError> {
+        let Some(original) = tx.event_at(delayed)? else {
+            return Ok(());
+        };
+        let Event::RobotsDelayed(d) = original.decode()? else {
+            return Ok(());
+        };
+        let state = if rec.stream.kind.is_entity() {
+            tx.load(rec.stream)?
+        } else {
+            None
+        };
+        report.fired += 1;
+        self.run_calls(
+            tx,
+            rec,
+            event,
+            &d.rule,
+            d.survive_move,
+            rec.stream,
+            state.as_ref(),
+            &d.robots,
+            now,
+            report,
+        )
+    }
+
+    /// Cancels the delayed robots scheduled while the entity was in the stage it just left,
+    /// unless their rule lets them survive the move.
+    fn cancel_delayed(
+        &self,
+        tx: &mut Tx<'_>,
+        rec: &RecordedEvent,
+        left: &leadflow_engine::ids::StageId,
+        now: DateTime<Utc>,
+    ) -> Result<(), RobotError> {
+        let stream = rec.stream;
+        let pending: Vec<i64> = {
+            let conn = tx.conn()?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM timers WHERE kind = ?1 AND entity_id = ?2 AND what = 'robots' \
+                     AND stage = ?3 AND survive_move = 0 ORDER BY id",
+                )
+                .map_err(|e| RobotError::Store(e.into()))?;
+            let rows = stmt
+                .query_map(
+                    rusqlite::params![stream.kind.as_str(), stream.id, left.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(|e| RobotError::Store(e.into()))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| RobotError::Store(e.into()))?
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<Event> = pending
+            .into_iter()
+            .map(|delayed| {
+                Event::RobotsCancelled(RobotsCancelled {
+                    delayed,
+                    reason: format!("left stage '{left}'"),
+                })
+            })
+            .collect();
+        let meta = EventMeta {
+            occurred_at: now,
+            actor: Actor::System,
+            causation: Some(rec.position),
+            correlation: Some(rec.correlation),
+        };
+        let version = tx.version(stream)?;
+        tx.append(stream, version, &events, &meta)?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn runtime_incident(
+        &self,
+        tx: &mut Tx<'_>,
+        rec: &RecordedEvent,
+        now: DateTime<Utc>,
+        kind: &str,
+        rule: Option<&str>,
+        text: String,
+        report: &mut Report,
+    ) -> Result<(), RobotError> {
+        let subject = subject_of(rec);
+        let employee = if subject.kind.is_entity() {
+            responsible_of(tx.load(subject)?.as_ref())
+        } else {
+            None
+        };
+        let meta = EventMeta {
+            occurred_at: now,
+            actor: Actor::System,
+            causation: Some(rec.position),
+            correlation: Some(rec.correlation),
+        };
+        let version = tx.version(subject)?;
+        tx.append(
+            subject,
+            version,
+            &[Event::IncidentRecorded(IncidentRecorded {
+                kind: kind.to_owned(),
+                employee,
+                rule: rule.map(str::to_owned),
+                text,
+            })],
+            &meta,
+        )?;
+        report.incidents += 1;
+        Ok(())
+    }
+
+    /// Fires everything due at or before `now` — timers, cron schedules, idle rules — and
+    /// processes the events that causes (and any other unprocessed event).
+    pub fn tick(&self, store: &mut Store, now: DateTime<Utc>) -> Result<Report, RobotError> {
+        let mut total = self.process(store, now)?;
+        loop {
+            let fired = store.write(now, |tx| self.fire_timers(tx, now, TIMERS_PER_TX))?;
+            total.timers += fired;
+            total.add(&self.process(store, now)?);
+            if fired < TIMERS_PER_TX {
+                break;
+            }
+        }
+        let fired = store.write(now, |tx| {
+            let s = self.fire_schedules(tx, now)?;
+            let i = self.fire_idle(tx, now)?;
+            Ok::<_, RobotError>(s + i)
+        })?;
+        total.timers += fired;
+        total.add(&self.process(store, now)?);
+        Ok(total)
+    }
+
+    /// Appends the firing events of up to `limit` due timers; how many fired.
+    fn fire_timers(
+        &self,
+        tx: &mut Tx<'_>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, RobotError> {
+        type Row = (String, i64, String, String, i64, Option<String>);
+        let due: Vec<Row> = {
+            let conn = tx.conn()?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT due_at, id, what, kind, entity_id, name FROM timers WHERE due_at <= ?1 \
+                     ORDER BY due_at, id LIMIT ?2",
+                )
+                .map_err(|e| RobotError::Store(e.into()))?;
+            let rows = stmt
+                .query_map(rusqlite::params![fmt_time(now), limit as i64], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .map_err(|e| RobotError::Store(e.into()))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| RobotError::Store(e.into()))?
+        };
+        for (due_at, id, what, kind, entity, name) in &due {
+            let Ok(kind) = kind.parse::<EntityKind>() else {
+                continue;
+            };
+            let stream = StreamId::new(kind, *entity);
+            let due_at = parse_time(due_at).unwrap_or(now);
+            let event = match what.as_str() {
+                "deadline" => Event::DeadlineElapsed(DeadlineElapsed {
+                    name: name.clone().unwrap_or_default(),
+                    scheduled: *id,
+                    due_at,
+                }),
+                "robots" => Event::RobotsResumed(RobotsResumed { delayed: *id }),
+                _ => Event::TaskOverdue(TaskOverdue { due_at }),
+            };
+            let meta = EventMeta {
+                occurred_at: now,
+                actor: Actor::System,
+                causation: Some(*id),
+                correlation: None,
+            };
+            let version = tx.version(stream)?;
+            tx.append(stream, version, &[event], &meta)?;
+        }
+        Ok(due.len())
+    }
+
+    /// Appends `schedule.fired` for every cron rule whose time came since it last fired (once,
+    /// however many times passed while nothing ran).
+    fn fire_schedules(&self, tx: &mut Tx<'_>, now: DateTime<Utc>) -> Result<usize, RobotError> {
+        let mut fired = 0;
+        for rule in &self.rules.rules {
+            let Trigger::Schedule { cron } = &rule.trigger else {
+                continue;
+            };
+            let Ok(schedule) = leadflow_engine::rules::check_cron(cron) else {
+                continue;
+            };
+            let last: Option<String> = tx
+                .conn()?
+                .prepare_cached("SELECT due_at FROM schedules WHERE rule = ?1")
+                .and_then(|mut s| s.query_row([&rule.id], |r| r.get(0)).optional())
+                .map_err(|e| RobotError::Store(e.into()))?;
+            let since = match last.as_deref().and_then(parse_time) {
+                Some(t) => t,
+                None => self.activated_at(tx)?.unwrap_or(now),
+            };
+            let tz = self.config.calendar.timezone;
+            let mut latest = None;
+            for t in schedule.after(&since.with_timezone(&tz)) {
+                let t = t.with_timezone(&Utc);
+                if t > now {
+                    break;
+                }
+                latest = Some(t);
+            }
+            if let Some(due_at) = latest {
+                let version = tx.version(SYSTEM_STREAM)?;
+                tx.append(
+                    SYSTEM_STREAM,
+                    version,
+                    &[Event::ScheduleFired(ScheduleFired {
+                        rule: rule.id.clone(),
+                        due_at,
+                    })],
+                    &EventMeta::root(now, Actor::System),
+                )?;
+                fired += 1;
+            }
+        }
+        Ok(fired)
+    }
+
+    /// When the rule set in force was activated.
+    fn activated_at(&self, tx: &mut Tx<'_>) -> Result<Option<DateTime<Utc>>, RobotError> {
+        let t: Option<String> = tx
+            .conn()?
+            .prepare_cached(
+                "SELECT e.occurred_at FROM events e JOIN streams s ON s.stream_key = e.stream_key \
+                 WHERE s.kind = 'ruleset' AND s.entity_id = 1 ORDER BY e.version DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .map_err(|e| RobotError::Store(e.into()))?;
+        Ok(t.as_deref().and_then(parse_time))
+    }
+
+    /// Appends `idle.detected` for every lead or deal an idle rule's wait has passed over
+    /// since its last activity (once per quiet spell).
+    fn fire_idle(&self, tx: &mut Tx<'_>, now: DateTime<Utc>) -> Result<usize, RobotError> {
+        let mut fired = 0;
+        for rule in &self.rules.rules {
+            let Trigger::Idle {
+                entity,
+                after,
+                stages,
+            } = &rule.trigger
+            else {
+                continue;
+            };
+            let table = if *entity == EntityKind::Deal {
+                "deals"
+            } else {
+                "leads"
+            };
+            let stages: Vec<String> = if stages.is_empty() {
+                self.config
+                    .pipelines
+                    .iter()
+                    .filter(|p| p.entity == *entity)
+                    .flat_map(|p| {
+                        p.stages
+                            .iter()
+                            .filter(|s| s.semantic == leadflow_engine::config::Semantic::InProgress)
+                            .map(|s| s.id.to_string())
+                    })
+                    .collect()
+            } else {
+                stages.iter().map(|s| s.to_string()).collect()
+            };
+            let cutoff = fmt_time(now - *after);
+            let found: Vec<(i64, String)> = {
+                let conn = tx.conn()?;
+                let marks = vec!["?"; stages.len()].join(", ");
+                let sql = format!(
+                    "SELECT t.id, t.updated_at FROM {table} t WHERE t.updated_at <= ?1 AND t.stage IN ({marks}) \
+                     AND NOT EXISTS (SELECT 1 FROM idle_marks m WHERE m.kind = '{}' AND m.entity_id = t.id \
+                     AND m.rule = ?2 AND m.since >= t.updated_at) ORDER BY t.id",
+                    entity.as_str()
+                );
+                let mut args: Vec<&dyn rusqlite::ToSql> = vec![&cutoff, &rule.id];
+                args.extend(stages.iter().map(|s| s as &dyn rusqlite::ToSql));
+                let mut stmt = conn
+                    .prepare_cached(&sql)
+                    .map_err(|e| RobotError::Store(e.into()))?;
+                let rows = stmt
+                    .query_map(args.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(|e| RobotError::Store(e.into()))?;
+                rows.collect::<Result<_, _>>()
+                    .map_err(|e| RobotError::Store(e.into()))?
+            };
+            for (id, since) in found {
+                let stream = StreamId::new(*entity, id);
+                let version = tx.version(stream)?;
+                tx.append(
+                    stream,
+                    version,
+                    &[Event::IdleDetected(IdleDetected {
+                        rule: rule.id.clone(),
+                        since: parse_time(&since).unwrap_or(now),
+                    })],
+                    &EventMeta::root(now, Actor::System),
+                )?;
+                fired += 1;
+            }
+        }
+        Ok(fired)
+    }
+
+    /// The earliest pending timer's due time, for `run` to sleep until.
+    pub fn next_due(&self, store: &Store) -> Result<Option<DateTime<Utc>>, RobotError> {
+        let t: Option<String> = store
+            .connection()
+            .query_row("SELECT min(due_at) FROM timers", [], |r| r.get(0))
+            .map_err(|e| RobotError::Store(e.into()))?;
+        Ok(t.as_deref().and_then(parse_time))
+    }
+
+    /// The next cron time of any schedule rule after `now`.
+    pub fn next_schedule(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let tz = self.config.calendar.timezone;
+        self.rules
+            .rules
+            .iter()
+            .filter_map(|r| match &r.trigger {
+                Trigger::Schedule { cron } => leadflow_engine::rules::check_cron(cron).ok(),
+                _ => None,
+            })
+            .filter_map(|s| s.after(&now.with_timezone(&tz)).next())
+            .map(|t| t.with_timezone(&Utc))
+            .min()
+    }
+}
+
+/// Metadata for what a rule appends.
+fn robot_meta(rule: &str, rec: &RecordedEvent, now: DateTime<Utc>) -> EventMeta {
+    EventMeta {
+        occurred_at: now,
+        actor: Actor::Robot(rule.to_owned()),
+        causation: Some(rec.position),
+        correlation: Some(rec.correlation),
+    }
+}
+
+/// The stream a rule triggered by `rec` is about.
+fn subject_of(rec: &RecordedEvent) -> StreamId {
+    if rec.stream.kind == EntityKind::Ruleset {
+        SYSTEM_STREAM
+    } else {
+        rec.stream
+    }
+}
+
+fn responsible_of(e: Option<&Entity>) -> Option<leadflow_engine::ids::EmployeeId> {
+    match e? {
+        Entity::Lead(l) => l.responsible.clone(),
+        Entity::Deal(d) => d.responsible.clone(),
+        Entity::Contact(c) => c.responsible.clone(),
+        Entity::Company(c) => c.responsible.clone(),
+        Entity::Task(t) => Some(t.assignee.clone()),
+    }
+}
+
+/// Whether the trigger's filters (sources, pipelines, the stage's pipeline, the idle rule's
+/// id, the schedule's rule) accept the event.
+fn trigger_applies(config: &Config, rule: &Rule, event: &Event, entity: Option<&Entity>) -> bool {
+    let pipeline = entity.and_then(|e| e.stage()).map(|(p, _)| p);
+    match &rule.trigger {
+        Trigger::Created {
+            sources, pipelines, ..
+        } => {
+            let source_ok = sources.is_empty()
+                || matches!(event, Event::LeadCreated(l) if sources.contains(&l.source));
+            let pipeline_ok =
+                pipelines.is_empty() || pipeline.is_some_and(|p| pipelines.contains(p));
+            source_ok
+                && pipeline_ok
+                && matches!(event, Event::LeadCreated(_) | Event::DealCreated(_))
+        }
+        Trigger::StageEntered {
+            pipeline: Some(want),
+            ..
+        } => pipeline == Some(want),
+        Trigger::Won { pipelines, .. } | Trigger::Lost { pipelines, .. } => {
+            pipelines.is_empty() || pipeline.is_some_and(|p| pipelines.contains(p))
+        }
+        Trigger::Idle { .. } => matches!(event, Event::IdleDetected(i) if i.rule == rule.id),
+        Trigger::Schedule { .. } => matches!(event, Event::ScheduleFired(f) if f.rule == rule.id),
+        _ => {
+            let _ = config;
+            true
+        }
+    }
+}
+
+/// How many causation steps lead from `rec` back to the start of its chain, up to the depth
+/// limit. A timer firing starts a new chain.
+fn chain_depth(tx: &mut Tx<'_>, rec: &RecordedEvent) -> Result<usize, RobotError> {
+    let timer_types = [
+        "deadline.elapsed",
+        "robots.resumed",
+        "task.overdue",
+        "idle.detected",
+        "schedule.fired",
+    ];
+    let mut depth = 0;
+    let mut ty = rec.event_type.clone();
+    let mut cause = rec.causation;
+    let conn = tx.conn()?;
+    while depth < DEPTH_LIMIT {
+        if timer_types.contains(&ty.as_str()) {
+            break;
+        }
+        let Some(pos) = cause else { break };
+        let row: Option<(Option<i64>, String)> = conn
+            .prepare_cached("SELECT causation, type FROM events WHERE position = ?1")
+            .and_then(|mut s| {
+                s.query_row([pos], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| RobotError::Store(e.into()))?;
+        let Some((c, t)) = row else { break };
+        depth += 1;
+        cause = c;
+        ty = t;
+    }
+    Ok(depth)
+}

@@ -185,6 +185,22 @@ impl Runtime {
         }
     }
 
+    /// Processes at most `budget` events in one transaction (for callers that interleave
+    /// processing with other work, and for crash tests).
+    pub fn process_some(
+        &self,
+        store: &mut Store,
+        now: DateTime<Utc>,
+        budget: usize,
+    ) -> Result<Report, RobotError> {
+        store.write(now, |tx| {
+            self.activate_in(tx, now)?;
+            let mut report = Report::default();
+            self.process_in(tx, now, &mut report, budget)?;
+            Ok(report)
+        })
+    }
+
     /// Processes up to `budget` events in the caller's transaction; whether more are left.
     fn process_in(
         &self,
@@ -835,7 +851,8 @@ impl Runtime {
             let cutoff = fmt_time(now - *after);
             let found: Vec<(i64, String)> = {
                 let conn = tx.conn()?;
-                let marks = vec!["?"; stages.len()].join(", ");
+                let marks: Vec<String> = (0..stages.len()).map(|i| format!("?{}", i + 3)).collect();
+                let marks = marks.join(", ");
                 let sql = format!(
                     "SELECT t.id, t.updated_at FROM {table} t WHERE t.updated_at <= ?1 AND t.stage IN ({marks}) \
                      AND NOT EXISTS (SELECT 1 FROM idle_marks m WHERE m.kind = '{}' AND m.entity_id = t.id \

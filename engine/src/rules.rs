@@ -1024,16 +1024,15 @@ impl Loader<'_> {
                 self.err(src, value.span().start, format!("rule '{id}': robot '{robot}' has no parameter '{key}'; its parameters are: {}", known.join(", ")));
                 continue;
             };
-            self.param(
-                src,
-                id,
-                &robot,
-                p.kind,
-                key,
-                value,
-                entity,
-                pipeline.as_ref(),
-            );
+            // `convert_lead`'s `lead_stage` is a stage of the lead pipeline, whatever deal
+            // pipeline the call names.
+            let lead_pipeline = self.config.lead_pipeline().id.clone();
+            let (entity, pipeline) = if key == "lead_stage" {
+                (Some(EntityKind::Lead), Some(&lead_pipeline))
+            } else {
+                (entity, pipeline.as_ref())
+            };
+            self.param(src, id, &robot, p.kind, key, value, entity, pipeline);
         }
         if self.errors.len() > before {
             return None;

@@ -5,8 +5,14 @@
 //! matches the log's events to rules and runs their robots, exactly once per event.
 
 pub mod builtin;
+pub mod client;
 pub mod context;
+pub mod convert;
+pub mod external;
+pub mod report;
+pub mod require;
 pub mod runtime;
+pub mod scenario;
 
 pub use context::{Ctx, RobotError};
 pub use runtime::{Report, Runtime};
@@ -295,15 +301,19 @@ impl Registry {
             },
             RobotSpec {
                 name: "send_report",
-                doc: "sends a KPI summary (leads in, converted, lost, overdue) per manager",
+                doc: "sends a KPI summary per employee (leads in, converted, lost, overdue tasks): to = manager gives each team manager their teams' rows; team gives every member of the team the team's rows; employee gives one employee the rows of the team, or of everyone",
                 params: vec![
                     req(
                         "to",
                         K::OneOf(&["manager", "team", "employee"]),
                         "who gets it",
                     ),
-                    opt("team", K::Team, "the team"),
-                    opt("employee", K::Employee, "the employee"),
+                    opt(
+                        "team",
+                        K::Team,
+                        "the team (required for to = team; limits manager and employee reports to it)",
+                    ),
+                    opt("employee", K::Employee, "the employee (to = employee)"),
                     opt("period", K::Duration, "the period covered (default 1d)"),
                 ],
                 emits: vec![],
@@ -343,6 +353,15 @@ impl Registry {
         impls.insert("create_task", Arc::new(builtin::CreateTask));
         impls.insert("record_incident", Arc::new(builtin::RecordIncident));
         impls.insert("escalate_to_manager", Arc::new(builtin::EscalateToManager));
+        impls.insert("convert_lead", Arc::new(convert::ConvertLead));
+        impls.insert("require_fields", Arc::new(require::RequireFields));
+        impls.insert("detect_repeat", Arc::new(client::DetectRepeat));
+        impls.insert(
+            "find_or_create_company",
+            Arc::new(client::FindOrCreateCompany),
+        );
+        impls.insert("send_report", Arc::new(report::SendReport));
+        impls.insert("command", Arc::new(external::External));
         Registry { robots, impls }
     }
 

@@ -343,3 +343,27 @@ fn docs_rules_md_describes_every_robot_and_trigger() {
         );
     }
 }
+
+#[test]
+fn convert_lead_takes_its_lead_stage_from_the_lead_pipeline_whatever_the_deal_pipeline() {
+    let text = |stage: &str| {
+        format!(
+            r#"
+[[rules]]
+id = "convert"
+trigger = {{ on = "stage_entered", entity = "lead", stage = "qualified" }}
+[[rules.robots]]
+robot = "convert_lead"
+deal = true
+pipeline = "goods"
+lead_stage = "{stage}"
+"#
+        )
+    };
+    assert!(load(&text("converted")).is_ok());
+    let errors = load(&text("invoice")).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.contains("unknown stage 'invoice'")),
+        "{errors:?}"
+    );
+}

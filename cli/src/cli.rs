@@ -41,6 +41,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Rule folder whose robots run after every change [default: rules/ beside the
+    /// configuration, if it exists]
+    #[arg(long, global = true, env = "LEADFLOW_RULES", value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+
     /// Durability of commits: full (fsync every commit), normal or off
     #[arg(
         long,
@@ -93,13 +98,84 @@ pub enum Command {
     /// Check rule sets and print their JSON Schema
     #[command(subcommand)]
     Rules(RulesCmd),
+    /// Fire every timer, schedule and idle rule due up to now (or --now), run the rules
+    Tick,
+    /// Run the rules as a service: react to new events, fire timers when due (SIGINT/SIGTERM
+    /// stop it)
+    Run,
+    /// Show an employee's notifications, newest first (`!` marks high priority)
+    Inbox(InboxArgs),
+    /// Show the incident and escalation journal, for auditors
+    Journal(JournalArgs),
+    /// Run a scenario file (rules, commands, clock advances, expectations) on a virtual clock
+    Simulate(SimulateArgs),
+}
+
+/// `inbox EMPLOYEE`.
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// The employee whose inbox to show
+    pub employee: String,
+    /// At most this many notifications (0: all)
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// How `journal` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JournalFormat {
+    /// Aligned columns
+    Table,
+    /// Comma-separated values with a header row
+    Csv,
+    /// JSON Lines, one record per line
+    Json,
+}
+
+/// `journal` filters and format.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// Only this employee
+    #[arg(long)]
+    pub employee: Option<String>,
+    /// Only this kind (e.g. missed_deadline)
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only employees of this team
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Only records made by this rule
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Only records made at or after this time
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only records made before this time
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only escalations [default: incidents and escalations]
+    #[arg(long)]
+    pub escalations: bool,
+    /// Only incidents [default: incidents and escalations]
+    #[arg(long)]
+    pub incidents: bool,
+    /// table, csv or json [default: table, or json with --json]
+    #[arg(long, value_enum)]
+    pub format: Option<JournalFormat>,
+}
+
+/// `simulate SCENARIO`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The scenario file
+    pub scenario: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCmd {
     /// Load a rule set (a folder of TOML files) and report every problem with file:line:col
     Check {
-        /// The rule folder [default: rules/ beside the configuration]
+        /// The rule folder [default: --rules, else rules/ beside the configuration]
         dir: Option<PathBuf>,
     },
     /// Print the JSON Schema of rule files (for editor completion and validation)

@@ -35,6 +35,8 @@ pub struct Ctx {
     pub actor: Actor,
     pub clock: Box<dyn Clock>,
     pub json: bool,
+    /// The rule folder: `--rules`, else `rules/` beside the configuration if it exists.
+    pub rules_dir: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -50,6 +52,7 @@ impl Ctx {
         };
         let store = Store::open(&db, &options)?;
         let actor = resolve_actor(cli.actor.as_deref(), &config)?;
+        let rules_dir = crate::automation::rules_dir(cli.rules.as_deref(), &config_path);
         Ok(Ctx {
             config,
             config_path,
@@ -57,6 +60,7 @@ impl Ctx {
             actor,
             clock: clock(cli)?,
             json: cli.json,
+            rules_dir,
         })
     }
 

@@ -1,6 +1,7 @@
 //! `lead`, `deal`, `contact`, `company` and `task`: commands that change entities, and the
 //! `show` and `list` queries over the projections.
 
+use crate::automation;
 use crate::cli::{
     AssignArgs, CompanyCmd, ContactCmd, DealCmd, DealFields, LeadCmd, LeadFields, ListArgs,
     MoveArgs, PartyFields, Requisites, TaskCmd,
@@ -57,8 +58,19 @@ fn clears(out: &mut FieldInputs, fields: &[String]) {
     }
 }
 
-/// Runs a command in one write transaction, optionally checking the entity's version first.
-fn execute(ctx: &mut Ctx, cmd: Command, expect: Option<i64>) -> Result<Executed, CliError> {
+/// A command's outcome: what it appended, and what the rules did after it (`None` without a
+/// rule set).
+pub struct Done {
+    /// The command's own events.
+    pub out: Executed,
+    /// The robots' events it caused.
+    pub effects: Option<automation::Effects>,
+}
+
+/// Runs a command in one write transaction, optionally checking the entity's version first,
+/// then the rules until they have reacted to it.
+fn execute(ctx: &mut Ctx, cmd: Command, expect: Option<i64>) -> Result<Done, CliError> {
+    let rules = automation::prepare(ctx)?;
     let meta = ctx.meta();
     let config = &ctx.config;
     let out = ctx.store.write(ctx.clock.now(), |tx| {
@@ -76,7 +88,17 @@ fn execute(ctx: &mut Ctx, cmd: Command, expect: Option<i64>) -> Result<Executed,
         }
         tx.execute(config, &cmd, &meta)
     })?;
-    Ok(out)
+    let effects = match &rules {
+        Some(rt) => {
+            let done = match &out.appended {
+                Some(a) => format!("{} was recorded (position {})", out.stream, a.last_position),
+                None => format!("{} was unchanged", out.stream),
+            };
+            Some(automation::settle(ctx, rt, Some(&out), &done)?)
+        }
+        None => None,
+    };
+    Ok(Done { out, effects })
 }
 
 /// Runs an update command built from `changes` plus the fields to clear; refuses an empty one.
@@ -125,7 +147,8 @@ fn assign(ctx: &mut Ctx, kind: EntityKind, args: AssignArgs) -> Result<(), CliEr
     Ok(())
 }
 
-fn report(ctx: &Ctx, out: &Executed, what: &str) {
+fn report(ctx: &Ctx, done: &Done, what: &str) {
+    let out = &done.out;
     if ctx.json {
         let events: Vec<Value> = match &out.appended {
             Some(a) => out
@@ -136,9 +159,12 @@ fn report(ctx: &Ctx, out: &Executed, what: &str) {
                 .collect(),
             None => vec![],
         };
-        json_line(
-            &json!({"stream": out.stream.to_string(), "id": out.stream.id, "changed": out.appended.is_some(), "events": events}),
-        );
+        let mut v = json!({"stream": out.stream.to_string(), "id": out.stream.id, "changed": out.appended.is_some(), "events": events});
+        if let Some(effects) = &done.effects {
+            v["robots"] = automation::effects_json(effects);
+            v["incidents"] = effects.incidents.into();
+        }
+        json_line(&v);
     } else {
         match &out.appended {
             Some(a) => println!(
@@ -146,6 +172,9 @@ fn report(ctx: &Ctx, out: &Executed, what: &str) {
                 out.stream, a.last_position, a.version
             ),
             None => println!("{} unchanged: nothing to do", out.stream),
+        }
+        if let Some(effects) = &done.effects {
+            automation::print_effects(effects);
         }
     }
 }

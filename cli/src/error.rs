@@ -35,9 +35,27 @@ pub enum CliError {
     /// `verify` found a problem (already printed).
     #[error("{0}")]
     Verify(String),
+    /// Running the rules failed (the database, not a robot: robot failures are incidents).
+    #[error("running the rules failed: {0}")]
+    Robot(#[source] leadflow_robots::RobotError),
+    /// A command was recorded, but running the rules after it failed.
+    #[error(
+        "{done}, but running the rules failed: {source}; they run again with the next command, `leadflow tick` or `leadflow run`"
+    )]
+    RulesFailed {
+        /// What the command recorded.
+        done: String,
+        /// Why the rules failed.
+        #[source]
+        source: leadflow_robots::RobotError,
+    },
+    /// `simulate` found differences from the scenario's expectations (already printed).
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 impl CliError {
+    /// A file could not be read or written.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         CliError::Io {
             path: path.as_ref().display().to_string(),
@@ -45,15 +63,16 @@ impl CliError {
         }
     }
 
-    /// 1 for a business "no" (rejection, conflict, failed verification, bad import row),
-    /// 2 for everything else.
+    /// 1 for a business "no" (rejection, conflict, failed verification, bad import row,
+    /// scenario mismatch), 2 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Store(
                 leadflow_store::Error::Rejected(_) | leadflow_store::Error::Conflict { .. },
             )
             | CliError::Import { .. }
-            | CliError::Verify(_) => 1,
+            | CliError::Verify(_)
+            | CliError::Mismatch(_) => 1,
             _ => 2,
         }
     }

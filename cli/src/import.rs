@@ -217,6 +217,7 @@ fn clip_json(v: &Value) -> String {
 
 pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     let format = format_of(&args)?;
+    let rules = crate::automation::prepare(ctx)?;
     let size = std::fs::metadata(&args.file)
         .map_err(|e| CliError::io(&args.file, e))?
         .len();
@@ -258,6 +259,10 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     })?;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
+    if let Some(rt) = &rules {
+        let done = format!("{count} leads were imported");
+        crate::automation::settle(ctx, rt, None, &done)?;
+    }
     if ctx.json {
         json_line(
             &json!({"imported": count, "first": first.map(|s| s.to_string()), "seconds": secs}),

@@ -1,10 +1,57 @@
-//! `init [DIR]`: scaffold a configuration and an empty database.
+//! `init [DIR]`: scaffold a configuration, an empty database and a rule folder.
 
 use crate::error::CliError;
 use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_store::{Options, Store};
 use std::path::Path;
 
+/// The rule file `init` leaves in `rules/`: every line a comment, so the rule set is empty (and
+/// commands run as without rules) until one is uncommented.
+pub const EXAMPLE_RULES: &str = r#"# Rules: trigger -> optional condition -> robots. Every *.toml file in this folder is part of
+# the rule set; `leadflow rules check` reports every problem with file:line:col, and commands
+# refuse to run while the rule set does not load. Triggers, conditions and robots are described
+# in docs/RULES.md; `leadflow rules schema` prints a JSON Schema for editors.
+#
+# Uncomment to assign new web-form leads round robin within the first line, and give them two
+# working hours (one working day with only an e-mail) to be qualified; `leadflow tick` or the
+# `leadflow run` service fires the deadline.
+#
+# [[rules]]
+# id = "assign-first-line"
+# trigger = { on = "created", entity = "lead", sources = ["web_form"] }
+#
+#   [[rules.robots]]
+#   robot = "assign"
+#   strategy = "round_robin"
+#   team = "first_line"
+#
+#   [[rules.robots]]
+#   robot = "schedule_deadline"
+#   name = "qualification"
+#   after = [{ if = "size(lead.phones) > 0", after = "2h" }, { after = "1d" }]
+#   working_time = true
+#
+# [[rules]]
+# id = "qualification-missed"
+# trigger = { on = "deadline_elapsed", name = "qualification" }
+#
+#   [[rules.robots]]
+#   robot = "notify"
+#   to = "responsible"
+#   text = "{lead.title}: the qualification deadline has passed"
+#   priority = "high"
+#
+#   [[rules.robots]]
+#   robot = "record_incident"
+#   kind = "missed_deadline"
+#
+#   [[rules.robots]]
+#   robot = "escalate_to_manager"
+#   kind = "missed_deadline"
+"#;
+
+/// Writes `leadflow.toml`, creates `leadflow.db`, and `rules/example.toml` unless a `rules/`
+/// folder is already there.
 pub fn init(dir: &Path, force: bool) -> Result<(), CliError> {
     std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
     let config = dir.join("leadflow.toml");
@@ -18,7 +65,18 @@ pub fn init(dir: &Path, force: bool) -> Result<(), CliError> {
     let db = dir.join("leadflow.db");
     let store = Store::open(&db, &Options::default())?;
     drop(store);
-    println!("created {} and {}", config.display(), db.display());
+    let rules = dir.join("rules");
+    if !rules.exists() {
+        std::fs::create_dir(&rules).map_err(|e| CliError::io(&rules, e))?;
+        let example = rules.join("example.toml");
+        std::fs::write(&example, EXAMPLE_RULES).map_err(|e| CliError::io(&example, e))?;
+    }
+    println!(
+        "created {}, {} and {}",
+        config.display(),
+        db.display(),
+        rules.display()
+    );
     println!(
         "next: edit the teams, employees and pipelines in leadflow.toml, then try `leadflow lead create --name Ivan --phone '+7 912 345-67-89'`"
     );

@@ -2,6 +2,7 @@
 //! and database, runs one command, and turns any error into one message and an exit code
 //! (0 ok, 1 a business "no" or failed verification, 2 any other error).
 
+mod automation;
 mod cli;
 mod ctx;
 mod demo;
@@ -9,9 +10,12 @@ mod entity;
 mod error;
 mod import;
 mod init;
+mod journal;
 mod logcmd;
 mod output;
 mod rulescmd;
+mod service;
+mod simulate;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -20,11 +24,19 @@ use error::CliError;
 
 fn main() {
     let cli = Cli::parse();
+    // The service logs what it does by default; one-shot commands only warnings.
+    let default_filter = if matches!(cli.command, Command::Run) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = run(cli) {
         eprintln!("error: {e}");
@@ -38,7 +50,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             init::init(dir.as_deref().unwrap_or(std::path::Path::new(".")), force)
         }
         Command::Demo(args) => demo::demo(args),
-        Command::Rules(cmd) => rulescmd::rules(cli.config.as_deref(), cli.json, cmd),
+        Command::Rules(cmd) => {
+            rulescmd::rules(cli.config.as_deref(), cli.rules.as_deref(), cli.json, cmd)
+        }
+        Command::Simulate(ref args) => simulate::simulate(args, cli.json),
         _ => {
             let mut ctx = Ctx::open(&cli)?;
             tracing::debug!(config = %ctx.config_path.display(), actor = %ctx.actor, "resolved");
@@ -52,7 +67,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Events(a) => logcmd::events(&ctx, a),
                 Command::Replay => logcmd::replay(&mut ctx),
                 Command::Verify(a) => logcmd::verify(&mut ctx, a),
-                Command::Init { .. } | Command::Demo(_) | Command::Rules(_) => {
+                Command::Tick => automation::tick(&mut ctx),
+                Command::Run => service::run(ctx, cli.now.is_some()),
+                Command::Inbox(a) => journal::inbox(&ctx, a),
+                Command::Journal(a) => journal::journal(&ctx, a),
+                Command::Init { .. }
+                | Command::Demo(_)
+                | Command::Rules(_)
+                | Command::Simulate(_) => {
                     unreachable!("handled above")
                 }
             }

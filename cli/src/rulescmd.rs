@@ -40,16 +40,24 @@ pub fn read_rule_files(dir: &Path) -> Result<Vec<Source>, CliError> {
         .collect()
 }
 
-pub fn rules(config: Option<&Path>, json: bool, cmd: RulesCmd) -> Result<(), CliError> {
+/// `rules check` and `rules schema`; `rules_dir` is the global `--rules`.
+pub fn rules(
+    config: Option<&Path>,
+    rules_dir: Option<&Path>,
+    json: bool,
+    cmd: RulesCmd,
+) -> Result<(), CliError> {
     match cmd {
         RulesCmd::Check { dir } => {
             let config_path = find_config(config)?;
             let config = load_config(&config_path)?;
-            let dir = dir.unwrap_or_else(|| {
-                config_path
-                    .parent()
-                    .map_or_else(|| PathBuf::from("rules"), |p| p.join("rules"))
-            });
+            let dir = dir
+                .or_else(|| rules_dir.map(Path::to_owned))
+                .unwrap_or_else(|| {
+                    config_path
+                        .parent()
+                        .map_or_else(|| PathBuf::from("rules"), |p| p.join("rules"))
+                });
             let sources = read_rule_files(&dir)?;
             let set =
                 RuleSet::load(&sources, &config, &Registry::builtin()).map_err(CliError::Rules)?;

@@ -598,8 +598,12 @@ fn a_configuration_folder_is_merged_and_its_errors_name_the_file() {
 #[test]
 fn rules_check_reports_every_problem_with_its_location() {
     let env = Env::new();
+    // `init` left rules/example.toml, all comments: an empty rule set that loads.
     let rules = env.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
+    assert_eq!(
+        env.ok(&["rules", "check"]).trim(),
+        format!("{}: 0 rules in 1 files, no errors", rules.display())
+    );
     std::fs::write(
         rules.join("intake.toml"),
         "[[rules]]\nid = \"assign-first-line\"\ntrigger = { on = \"created\", entity = \"lead\", sources = [\"web_form\"] }\n\n  [[rules.robots]]\n  robot = \"assign\"\n  strategy = \"round_robin\"\n  team = \"first_line\"\n",
@@ -607,7 +611,7 @@ fn rules_check_reports_every_problem_with_its_location() {
     .unwrap();
     assert_eq!(
         env.ok(&["rules", "check"]).trim(),
-        format!("{}: 1 rules in 1 files, no errors", rules.display())
+        format!("{}: 1 rules in 2 files, no errors", rules.display())
     );
     std::fs::write(
         rules.join("qualification.toml"),

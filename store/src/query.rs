@@ -236,3 +236,188 @@ pub fn deal_totals(conn: &Connection, stage: &str) -> Result<(i64, i64), Error> 
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?)
 }
+
+/// A notification in an employee's in-app inbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Notification {
+    /// The position of the `notification.queued` event.
+    pub position: i64,
+    /// When it was queued.
+    pub at: DateTime<Utc>,
+    /// Who it is for.
+    pub employee: String,
+    /// `normal` or `high`.
+    pub priority: String,
+    /// The message.
+    pub text: String,
+    /// The rule that sent it.
+    pub rule: Option<String>,
+    /// The stream it is about, e.g. `lead-42`.
+    pub stream: String,
+}
+
+/// An employee's inbox, newest first; at most `n` notifications (0: all).
+pub fn inbox(conn: &Connection, employee: &str, n: usize) -> Result<Vec<Notification>, Error> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT position, at, employee, priority, text, rule, stream FROM inbox \
+         WHERE employee = ?1 ORDER BY position DESC LIMIT {}",
+        limit(n)
+    ))?;
+    let rows = stmt.query_map([employee], |r| {
+        let at: String = r.get(1)?;
+        Ok(Notification {
+            position: r.get(0)?,
+            at: parse_time(&at).unwrap_or_default(),
+            employee: r.get(2)?,
+            priority: r.get(3)?,
+            text: r.get(4)?,
+            rule: r.get(5)?,
+            stream: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Which journal a [`JournalEntry`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalRecord {
+    /// The incident journal (`incident.recorded`).
+    Incident,
+    /// The escalation journal (`escalation.recorded`).
+    Escalation,
+}
+
+impl JournalRecord {
+    /// `incident` or `escalation`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalRecord::Incident => "incident",
+            JournalRecord::Escalation => "escalation",
+        }
+    }
+}
+
+/// Filters for [`journal`].
+#[derive(Debug, Clone, Default)]
+pub struct JournalFilter {
+    /// Only these employees (`None`: everyone; an empty list matches nothing).
+    pub employees: Option<Vec<String>>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only records made by this rule.
+    pub rule: Option<String>,
+    /// Only records made at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only records made before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Include incidents.
+    pub incidents: bool,
+    /// Include escalations.
+    pub escalations: bool,
+}
+
+/// One row of the incident or escalation journal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JournalEntry {
+    /// Incident or escalation.
+    pub record: JournalRecord,
+    /// The position of the event that recorded it.
+    pub position: i64,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+    /// The employee concerned (an incident may have none).
+    pub employee: Option<String>,
+    /// The kind, e.g. `missed_deadline`.
+    pub kind: String,
+    /// The rule that recorded it (runtime incidents may have none).
+    pub rule: Option<String>,
+    /// The stream it is about.
+    pub stream: String,
+    /// The manager notified (escalations).
+    pub manager: Option<String>,
+    /// How many incidents led to it (escalations).
+    pub count: Option<i64>,
+    /// The window they were counted in (escalations).
+    pub window: Option<String>,
+    /// The details (incidents).
+    pub text: Option<String>,
+}
+
+/// Incidents and escalations matching `f`, in log order.
+pub fn journal(conn: &Connection, f: &JournalFilter) -> Result<Vec<JournalEntry>, Error> {
+    if f.employees.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let mut conds = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    if let Some(list) = &f.employees {
+        let mut marks = Vec::new();
+        for e in list {
+            args.push(e.clone().into());
+            marks.push(format!("?{}", args.len()));
+        }
+        conds.push(format!("employee IN ({})", marks.join(", ")));
+    }
+    if let Some(k) = &f.kind {
+        args.push(k.clone().into());
+        conds.push(format!("kind = ?{}", args.len()));
+    }
+    if let Some(r) = &f.rule {
+        args.push(r.clone().into());
+        conds.push(format!("rule = ?{}", args.len()));
+    }
+    if let Some(t) = f.since {
+        args.push(crate::log::fmt_time(t).into());
+        conds.push(format!("at >= ?{}", args.len()));
+    }
+    if let Some(t) = f.until {
+        args.push(crate::log::fmt_time(t).into());
+        conds.push(format!("at < ?{}", args.len()));
+    }
+    let w = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let mut parts = Vec::new();
+    if f.incidents {
+        parts.push(format!(
+            "SELECT 'incident', position, at, employee, kind, rule, stream, NULL, NULL, NULL, text \
+             FROM incidents{w}"
+        ));
+    }
+    if f.escalations {
+        parts.push(format!(
+            "SELECT 'escalation', position, at, employee, kind, rule, stream, manager, count, window, NULL \
+             FROM escalations{w}"
+        ));
+    }
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("{} ORDER BY 2", parts.join(" UNION ALL "));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |r| {
+        let record: String = r.get(0)?;
+        let at: String = r.get(2)?;
+        Ok(JournalEntry {
+            record: if record == "incident" {
+                JournalRecord::Incident
+            } else {
+                JournalRecord::Escalation
+            },
+            position: r.get(1)?,
+            at: parse_time(&at).unwrap_or_default(),
+            employee: r.get(3)?,
+            kind: r.get(4)?,
+            rule: r.get(5)?,
+            stream: r.get(6)?,
+            manager: r.get(7)?,
+            count: r.get(8)?,
+            window: r.get(9)?,
+            text: r.get(10)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

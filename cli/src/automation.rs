@@ -1,0 +1,238 @@
+//! Rules in the CLI: finding and loading the rule set, running its robots after every command
+//! that appends, and `tick`.
+//!
+//! The rule folder is `--rules DIR` / `LEADFLOW_RULES`, else `rules/` beside the configuration
+//! when that folder exists. A folder without any rule (only comments, as `init` leaves it) is
+//! the same as no folder: nothing is activated and commands behave as without rules.
+
+use crate::ctx::Ctx;
+use crate::error::CliError;
+use crate::output::json_line;
+use crate::rulescmd::read_rule_files;
+use chrono::{DateTime, SecondsFormat, Utc};
+use leadflow_engine::Config;
+use leadflow_engine::rules::RuleSet;
+use leadflow_robots::{Registry, Runtime};
+use leadflow_store::{Executed, LogFilter, RecordedEvent, Store};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// The rule folder to use: the one given (which must then exist), else `rules/` beside the
+/// configuration if it is there.
+pub fn rules_dir(given: Option<&Path>, config_path: &Path) -> Option<PathBuf> {
+    if let Some(dir) = given {
+        return Some(dir.to_owned());
+    }
+    let base = match config_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = base.join("rules");
+    dir.is_dir().then_some(dir)
+}
+
+/// Loads and validates the rule set in `dir`: `None` if it has no rules, every problem with
+/// file:line:col if it does not load.
+pub fn load_rule_set(dir: &Path, config: &Config) -> Result<Option<RuleSet>, CliError> {
+    let sources = read_rule_files(dir)?;
+    let set = RuleSet::load(&sources, config, &Registry::builtin()).map_err(CliError::Rules)?;
+    for w in &set.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok((!set.rules.is_empty()).then_some(set))
+}
+
+/// The runtime for the context's rule folder, or `None` when there is no rule set.
+pub fn load(ctx: &Ctx) -> Result<Option<Runtime>, CliError> {
+    let Some(dir) = &ctx.rules_dir else {
+        return Ok(None);
+    };
+    Ok(load_rule_set(dir, &ctx.config)?
+        .map(|set| Runtime::new(ctx.config.clone(), set, Registry::builtin())))
+}
+
+/// Before a command appends: loads the rule set (a bad one fails here, before anything is
+/// appended) and activates it if it is not the one in force, so that the rules see the
+/// command's events.
+pub fn prepare(ctx: &mut Ctx) -> Result<Option<Runtime>, CliError> {
+    let Some(rt) = load(ctx)? else {
+        return Ok(None);
+    };
+    rt.activate(&mut ctx.store, ctx.clock.now())
+        .map_err(CliError::Robot)?;
+    Ok(Some(rt))
+}
+
+/// What the rules did after a command.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// The robots' events caused by the command (at most [`EFFECTS_SHOWN`]).
+    pub events: Vec<RecordedEvent>,
+    /// How many there were in all.
+    pub total: usize,
+    /// Robot failures recorded as incidents.
+    pub incidents: usize,
+}
+
+/// How many robot events a command lists.
+pub const EFFECTS_SHOWN: usize = 20;
+
+/// After a command appended (or changed nothing): runs the rules until every event is
+/// processed, and collects the robots' events caused by the command (those of its
+/// correlation). `done` says what was recorded, for the message if the rules fail.
+pub fn settle(
+    ctx: &mut Ctx,
+    rt: &Runtime,
+    out: Option<&Executed>,
+    done: &str,
+) -> Result<Effects, CliError> {
+    let report = rt
+        .process(&mut ctx.store, ctx.clock.now())
+        .map_err(|source| CliError::RulesFailed {
+            done: done.to_owned(),
+            source,
+        })?;
+    let mut effects = Effects {
+        incidents: report.incidents,
+        ..Effects::default()
+    };
+    if report.incidents > 0 {
+        eprintln!(
+            "warning: {} robot failure{} recorded as incidents; see `leadflow journal --incidents`",
+            report.incidents,
+            if report.incidents == 1 { "" } else { "s" }
+        );
+    }
+    let Some(appended) = out.and_then(|o| o.appended.as_ref()) else {
+        return Ok(effects);
+    };
+    let correlation = appended.first_position;
+    let mut after = appended.last_position;
+    loop {
+        let page = ctx.store.read_log(&LogFilter::default(), after, 256)?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for e in page {
+            if e.correlation == correlation {
+                effects.total += 1;
+                if effects.events.len() < EFFECTS_SHOWN {
+                    effects.events.push(e);
+                }
+            }
+        }
+    }
+    Ok(effects)
+}
+
+/// Prints the robots' events after a command's own line.
+pub fn print_effects(effects: &Effects) {
+    for e in &effects.events {
+        println!(
+            "  {} {} v{} by {} (position {})",
+            e.event_type, e.stream, e.version, e.actor, e.position
+        );
+    }
+    if effects.total > effects.events.len() {
+        println!(
+            "  … and {} more robot events",
+            effects.total - effects.events.len()
+        );
+    }
+}
+
+/// The robots' events as JSON, for `--json` outputs.
+pub fn effects_json(effects: &Effects) -> serde_json::Value {
+    json!(
+        effects
+            .events
+            .iter()
+            .map(|e| json!({"position": e.position, "stream": e.stream.to_string(), "type": e.event_type, "actor": e.actor}))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// An RFC 3339 time with seconds, for summaries.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The earlier of the next timer and the next cron time.
+pub fn next_wake(
+    rt: &Runtime,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, CliError> {
+    let due = rt.next_due(store).map_err(CliError::Robot)?;
+    Ok(match (due, rt.next_schedule(now)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// How many events of `ty` were appended after `after`.
+pub fn count_after(store: &Store, ty: &str, after: i64) -> Result<usize, CliError> {
+    let filter = LogFilter {
+        types: vec![ty.to_owned()],
+        ..LogFilter::default()
+    };
+    let (mut n, mut after) = (0, after);
+    loop {
+        let page = store.read_log(&filter, after, 1024)?;
+        let Some(last) = page.last() else {
+            return Ok(n);
+        };
+        after = last.position;
+        n += page.len();
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The error when `tick` or `run` find no rule set.
+pub fn no_rules(ctx: &Ctx) -> CliError {
+    match &ctx.rules_dir {
+        Some(dir) => CliError::Usage(format!(
+            "{} has no rules: nothing to run; add rule files (see docs/RULES.md)",
+            dir.display()
+        )),
+        None => CliError::Usage(
+            "no rule set: create rules/ beside the configuration or pass --rules DIR".into(),
+        ),
+    }
+}
+
+/// `tick`: fires everything due up to now (`--now` or the wall clock) and runs the rules.
+pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
+    let rt = load(ctx)?.ok_or_else(|| no_rules(ctx))?;
+    let now = ctx.clock.now();
+    let before = ctx.store.last_position()?;
+    let report = rt.tick(&mut ctx.store, now).map_err(CliError::Robot)?;
+    let incidents = count_after(&ctx.store, "incident.recorded", before)?;
+    let escalations = count_after(&ctx.store, "escalation.recorded", before)?;
+    let next = next_wake(&rt, &ctx.store, now)?;
+    if ctx.json {
+        json_line(&json!({
+            "now": rfc3339(now),
+            "timers": report.timers,
+            "processed": report.processed,
+            "fired": report.fired,
+            "incidents": incidents,
+            "escalations": escalations,
+            "next_due": next.map(rfc3339),
+        }));
+    } else {
+        println!(
+            "tick at {}: {} fired, {} processed, {} fired, {}, {}; next due {}",
+            rfc3339(now),
+            plural(report.timers, "timer", "timers"),
+            plural(report.processed, "event", "events"),
+            plural(report.fired, "rule", "rules"),
+            plural(incidents, "incident", "incidents"),
+            plural(escalations, "escalation", "escalations"),
+            next.map_or_else(|| "never".to_owned(), rfc3339)
+        );
+    }
+    Ok(())
+}

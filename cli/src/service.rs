@@ -1,0 +1,210 @@
+//! `run`: the rules as a long-running service.
+//!
+//! One current-thread tokio runtime; all SQLite work happens inline on that thread between
+//! awaits (the connection never crosses threads), so a signal is only acted on between
+//! transactions: SIGINT or SIGTERM lets the current work commit, logs, and exits 0.
+//!
+//! The loop: every [`POLL`] it compares the head of the log with the one it last saw and
+//! processes new events appended by anyone; it sleeps until the earliest of the next timer, the
+//! next cron time, the next poll (and, with idle rules, the next idle check), then ticks. The
+//! rule folder is re-read when its files change; a rule set that no longer loads is logged and
+//! the loaded one kept.
+
+use crate::automation::{self, next_wake};
+use crate::ctx::Ctx;
+use crate::error::CliError;
+use chrono::{DateTime, Utc};
+use leadflow_engine::rules::Trigger;
+use leadflow_robots::{Report, Runtime};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How often the head of the log is polled for events other processes appended.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// How often idle rules ("no activity for N days") are checked, when there are any.
+pub const IDLE_CHECK: Duration = Duration::from_secs(60);
+
+/// After a failure (a locked or unavailable database), how long to wait before trying again.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// `run`: starts the runtime and serves until SIGINT or SIGTERM.
+pub fn run(ctx: Ctx, now_given: bool) -> Result<(), CliError> {
+    if now_given {
+        return Err(CliError::Usage(
+            "`run` follows the wall clock; --now (LEADFLOW_NOW) is for `tick` and commands".into(),
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::io("the tokio runtime", e))?;
+    rt.block_on(async {
+        let shutdown = shutdown_signal()?;
+        serve(ctx, shutdown).await
+    })
+}
+
+/// Resolves with the signal's name on SIGINT or SIGTERM. The handlers are installed at once,
+/// so a signal that arrives while the loop is busy is not lost.
+fn shutdown_signal() -> Result<impl Future<Output = &'static str>, CliError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let io = |e| CliError::io("signal handler", e);
+        let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+        let mut term = signal(SignalKind::terminate()).map_err(io)?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        })
+    }
+}
+
+/// A cheap summary of a rule folder's files, to notice edits.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "toml")
+                && let Ok(m) = e.metadata()
+            {
+                out.push((p, m.len(), m.modified().ok()));
+            }
+        }
+    } else if let Ok(m) = std::fs::metadata(dir) {
+        out.push((dir.to_owned(), m.len(), m.modified().ok()));
+    }
+    out.sort();
+    out
+}
+
+fn has_idle_rules(rt: &Runtime) -> bool {
+    rt.rules()
+        .rules
+        .iter()
+        .any(|r| matches!(r.trigger, Trigger::Idle { .. }))
+}
+
+fn log_report(what: &str, r: &Report) {
+    if r.processed + r.timers + r.fired + r.incidents > 0 {
+        tracing::info!(
+            timers = r.timers,
+            processed = r.processed,
+            fired = r.fired,
+            incidents = r.incidents,
+            "{what}"
+        );
+    }
+}
+
+/// The service loop; returns when `shutdown` resolves.
+pub async fn serve(
+    mut ctx: Ctx,
+    shutdown: impl Future<Output = &'static str>,
+) -> Result<(), CliError> {
+    tokio::pin!(shutdown);
+    let mut rt = automation::load(&ctx)?.ok_or_else(|| automation::no_rules(&ctx))?;
+    let dir = ctx.rules_dir.clone();
+    let mut files = dir.as_deref().map(fingerprint).unwrap_or_default();
+    let db = ctx
+        .store
+        .path()
+        .map_or_else(|| "memory".into(), |p| p.display().to_string());
+    tracing::info!(
+        db = %db,
+        rules = rt.rules().rules.len(),
+        dir = %dir.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+        "leadflow run: started"
+    );
+    let mut seen: Option<i64> = None;
+    let mut wake: Option<DateTime<Utc>> = None;
+    let mut idle_at: Option<DateTime<Utc>> = None;
+    loop {
+        // Rule files edited: load them again (the CLI's commands will activate the new set;
+        // keeping the old one would make the two take turns activating theirs).
+        if let Some(dir) = &dir {
+            let now_files = fingerprint(dir);
+            if now_files != files {
+                files = now_files;
+                match automation::load(&ctx) {
+                    Ok(Some(new)) => {
+                        tracing::info!(
+                            rules = new.rules().rules.len(),
+                            "rule files changed: reloaded"
+                        );
+                        rt = new;
+                        // Tick at once: the new set may have other schedules and idle rules.
+                        seen = None;
+                    }
+                    Ok(None) => tracing::warn!(
+                        "rule files changed and have no rules now; keeping the loaded rule set"
+                    ),
+                    Err(e) => tracing::error!(
+                        "rule files changed but do not load; keeping the loaded rule set: {e}"
+                    ),
+                }
+            }
+        }
+        let pause = match step(&mut ctx, &rt, &mut seen, &mut wake, &mut idle_at) {
+            Ok(()) => {
+                let now = Utc::now();
+                let until = [wake, idle_at].into_iter().flatten().min();
+                until.map_or(POLL, |t| {
+                    (t - now).to_std().unwrap_or(Duration::ZERO).min(POLL)
+                })
+            }
+            Err(e) => {
+                tracing::error!("{e}; trying again in {}s", RETRY.as_secs());
+                seen = None;
+                RETRY
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            signal = &mut shutdown => {
+                tracing::info!(signal, "leadflow run: stopping");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One pass: a tick if something is due (or on the first pass), else processing if the log
+/// grew; then when to wake next.
+fn step(
+    ctx: &mut Ctx,
+    rt: &Runtime,
+    seen: &mut Option<i64>,
+    wake: &mut Option<DateTime<Utc>>,
+    idle_at: &mut Option<DateTime<Utc>>,
+) -> Result<(), CliError> {
+    let now = Utc::now();
+    let head = ctx.store.last_position()?;
+    let due = seen.is_none() || wake.is_some_and(|t| t <= now) || idle_at.is_some_and(|t| t <= now);
+    if due {
+        let r = rt.tick(&mut ctx.store, now).map_err(CliError::Robot)?;
+        log_report("tick", &r);
+        *idle_at = has_idle_rules(rt)
+            .then(|| now + chrono::Duration::from_std(IDLE_CHECK).unwrap_or_default());
+    } else if Some(head) != *seen {
+        let r = rt.process(&mut ctx.store, now).map_err(CliError::Robot)?;
+        log_report("processed", &r);
+    } else {
+        return Ok(());
+    }
+    *seen = Some(ctx.store.last_position()?);
+    *wake = next_wake(rt, &ctx.store, now)?;
+    Ok(())
+}

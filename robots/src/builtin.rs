@@ -165,13 +165,13 @@ pub(crate) fn pick_member(
             args.extend(open.iter().map(|s| s as &dyn rusqlite::ToSql));
             conn.prepare_cached(&sql)
                 .and_then(|mut s| s.query_row(args.as_slice(), |r| r.get(0)))
-                .map_err(|e| RobotError::Store(e.into()))?
+                .map_err(RobotError::from)?
         } else {
             conn.prepare_cached(&format!(
                 "SELECT coalesce(max(id), 0) FROM {table} WHERE responsible = ?1"
             ))
             .and_then(|mut s| s.query_row([&m.0], |r| r.get(0)))
-            .map_err(|e| RobotError::Store(e.into()))?
+            .map_err(RobotError::from)?
         };
         if best.is_none_or(|(b, bi, _)| (score, i) < (b, bi)) {
             best = Some((score, i, m));
@@ -206,7 +206,7 @@ impl Robot for Assign {
                             r.get::<_, String>(0)
                         })
                     })
-                    .map_err(|e| RobotError::Store(e.into()))?;
+                    .map_err(RobotError::from)?;
                 match first.strip_prefix("employee:") {
                     Some(e) => EmployeeId(e.to_owned()),
                     None => {
@@ -266,7 +266,7 @@ fn pending_deadline(ctx: &mut Ctx<'_, '_>, name: &str) -> Result<Option<i64>, Ro
             )
             .optional()
         })
-        .map_err(|e| RobotError::Store(e.into()))
+        .map_err(RobotError::from)
 }
 
 /// `schedule_deadline`: a named deadline after a (possibly condition-dependent) duration.
@@ -529,7 +529,7 @@ impl Robot for EscalateToManager {
                     r.get(0)
                 })
             })
-            .map_err(|e| RobotError::Store(e.into()))?;
+            .map_err(RobotError::from)?;
         if count < threshold {
             return Ok(());
         }

@@ -103,7 +103,7 @@ pub(crate) fn company_by_inn(ctx: &mut Ctx<'_, '_>, inn: &str) -> Result<Option<
         .conn()?
         .prepare_cached("SELECT min(id) FROM companies WHERE inn = ?1")
         .and_then(|mut s| s.query_row([inn], |r| r.get(0)))
-        .map_err(|e| RobotError::Store(e.into()))
+        .map_err(RobotError::from)
 }
 
 /// Ids from `table` (whose `column` is a JSON array of normalised values) holding any of
@@ -125,14 +125,11 @@ fn matching(
          AND (?2 IS NULL OR t.id < ?2) ORDER BY t.id"
     );
     let conn = ctx.tx.conn()?;
-    let mut stmt = conn
-        .prepare_cached(&sql)
-        .map_err(|e| RobotError::Store(e.into()))?;
+    let mut stmt = conn.prepare_cached(&sql).map_err(RobotError::from)?;
     let rows = stmt
         .query_map(rusqlite::params![wanted, before], |r| r.get(0))
-        .map_err(|e| RobotError::Store(e.into()))?;
-    rows.collect::<Result<_, _>>()
-        .map_err(|e| RobotError::Store(e.into()))
+        .map_err(RobotError::from)?;
+    rows.collect::<Result<_, _>>().map_err(RobotError::from)
 }
 
 /// Contacts whose phones or e-mails include any of the lead's, oldest first.
@@ -271,14 +268,11 @@ fn query_ids(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<i64>, RobotError> {
-    let mut stmt = conn
-        .prepare_cached(sql)
-        .map_err(|e| RobotError::Store(e.into()))?;
+    let mut stmt = conn.prepare_cached(sql).map_err(RobotError::from)?;
     let rows = stmt
         .query_map(params, |r| r.get(0))
-        .map_err(|e| RobotError::Store(e.into()))?;
-    rows.collect::<Result<_, _>>()
-        .map_err(|e| RobotError::Store(e.into()))
+        .map_err(RobotError::from)?;
+    rows.collect::<Result<_, _>>().map_err(RobotError::from)
 }
 
 /// The lead's latest `lead.repeat_detected`, if any.
@@ -292,7 +286,7 @@ fn last_repeat(ctx: &mut Ctx<'_, '_>, lead: i64) -> Result<Option<RepeatDetected
              ORDER BY e.version DESC LIMIT 1",
         )
         .and_then(|mut s| s.query_row([lead], |r| r.get(0)).optional())
-        .map_err(|e| RobotError::Store(e.into()))?;
+        .map_err(RobotError::from)?;
     Ok(payload.and_then(|p| serde_json::from_str(&p).ok()))
 }
 

@@ -33,6 +33,12 @@ impl From<leadflow_store::Error> for RobotError {
     }
 }
 
+impl From<rusqlite::Error> for RobotError {
+    fn from(e: rusqlite::Error) -> Self {
+        RobotError::Store(e.into())
+    }
+}
+
 /// A robot's run-time context.
 pub struct Ctx<'a, 't> {
     /// The write transaction everything is appended in.
@@ -251,7 +257,7 @@ pub(crate) fn variables(
                 "SELECT count(*) FROM incidents WHERE employee = ?1 AND (?2 IS NULL OR kind = ?2) AND at >= ?3",
             )
             .and_then(|mut s| s.query_row(rusqlite::params![id.as_str(), kind, since], |r| r.get(0)))
-            .map_err(|e| RobotError::Store(e.into()))
+            .map_err(RobotError::from)
         };
         let mut r = Map::new();
         r.insert("id".into(), json!(id.as_str()));
@@ -293,5 +299,5 @@ fn is_repeat(tx: &mut Tx<'_>, lead: i64) -> Result<bool, RobotError> {
          WHERE s.kind = 'lead' AND s.entity_id = ?1 AND e.type = 'lead.repeat_detected' LIMIT 1",
     )
     .and_then(|mut s| s.exists([lead]))
-    .map_err(|e| RobotError::Store(e.into()))
+    .map_err(RobotError::from)
 }

@@ -204,14 +204,11 @@ impl Kpi {
         let counts = |sql: &str,
                       args: &[&dyn rusqlite::ToSql]|
          -> Result<HashMap<String, i64>, RobotError> {
-            let mut stmt = conn
-                .prepare_cached(sql)
-                .map_err(|e| RobotError::Store(e.into()))?;
+            let mut stmt = conn.prepare_cached(sql).map_err(RobotError::from)?;
             let rows = stmt
                 .query_map(args, |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(|e| RobotError::Store(e.into()))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|e| RobotError::Store(e.into()))
+                .map_err(RobotError::from)?;
+            rows.collect::<Result<_, _>>().map_err(RobotError::from)
         };
         const ENTERED: &str = "SELECT l.responsible, count(DISTINCT l.id) FROM stage_history h \
              JOIN leads l ON l.id = h.entity_id \

@@ -134,7 +134,7 @@ impl Runtime {
                  WHERE s.kind = 'ruleset' AND s.entity_id = 1 AND e.version = ?1",
             )
             .and_then(|mut s| s.query_row([version], |r| r.get(0)).optional())
-            .map_err(|e| RobotError::Store(e.into()))?;
+            .map_err(RobotError::from)?;
         if current.as_deref() == Some(self.hash.as_str()) {
             if tx.cursor(CURSOR)?.is_none() {
                 let head = tx.head_position();
@@ -371,14 +371,21 @@ impl Runtime {
                     } else {
                         now + delay
                     };
-                    self.delay(tx, rec, rule, subject, state.as_ref(), calls, due_at, now)?;
+                    let delayed = Delayed {
+                        rule: &rule.id,
+                        survive_move: rule.survive_move,
+                        subject,
+                        state: state.as_ref(),
+                    };
+                    self.delay(tx, rec, &delayed, calls, due_at, now)?;
                     continue;
                 }
-                self.run_robots(
+                self.run_calls(
                     tx,
                     rec,
                     &event,
-                    rule,
+                    &rule.id,
+                    rule.survive_move,
                     subject,
                     state.as_ref(),
                     &calls,
@@ -392,33 +399,6 @@ impl Runtime {
 
     /// Runs robot calls in order; a `wait` puts the rest off, a failure stops the rule and is
     /// recorded as an incident.
-    #[allow(clippy::too_many_arguments)]
-    fn run_robots(
-        &self,
-        tx: &mut Tx<'_>,
-        rec: &RecordedEvent,
-        event: &Event,
-        rule: &Rule,
-        subject: StreamId,
-        state: Option<&Entity>,
-        calls: &[DelayedRobot],
-        now: DateTime<Utc>,
-        report: &mut Report,
-    ) -> Result<(), RobotError> {
-        self.run_calls(
-            tx,
-            rec,
-            event,
-            &rule.id,
-            rule.survive_move,
-            subject,
-            state,
-            calls,
-            now,
-            report,
-        )
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn run_calls(
         &self,
@@ -454,24 +434,13 @@ impl Runtime {
                 if rest.is_empty() {
                     return Ok(());
                 }
-                let stage = state.and_then(|e| e.stage()).map(|(_, s)| s.clone());
-                let meta = robot_meta(rule, rec, now);
-                let version = tx.version(subject)?;
-                tx.append(
+                let delayed = Delayed {
+                    rule,
+                    survive_move,
                     subject,
-                    version,
-                    &[Event::RobotsDelayed(RobotsDelayed {
-                        rule: rule.to_owned(),
-                        ruleset: self.hash.clone(),
-                        due_at,
-                        trigger: rec.position,
-                        stage,
-                        survive_move,
-                        robots: rest,
-                    })],
-                    &meta,
-                )?;
-                return Ok(());
+                    state,
+                };
+                return self.delay(tx, rec, &delayed, rest, due_at, now);
             }
             let Some(robot) = self.registry.implementation(&call.robot) else {
                 self.runtime_incident(
@@ -520,33 +489,31 @@ impl Runtime {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Puts robot calls off until `due_at` (a rule's `delay`, or what follows a `wait`).
     fn delay(
         &self,
         tx: &mut Tx<'_>,
         rec: &RecordedEvent,
-        rule: &Rule,
-        subject: StreamId,
-        state: Option<&Entity>,
+        d: &Delayed<'_>,
         robots: Vec<DelayedRobot>,
         due_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), RobotError> {
-        let stage = state.and_then(|e| e.stage()).map(|(_, s)| s.clone());
-        let version = tx.version(subject)?;
+        let stage = d.state.and_then(|e| e.stage()).map(|(_, s)| s.clone());
+        let version = tx.version(d.subject)?;
         tx.append(
-            subject,
+            d.subject,
             version,
             &[Event::RobotsDelayed(RobotsDelayed {
-                rule: rule.id.clone(),
+                rule: d.rule.to_owned(),
                 ruleset: self.hash.clone(),
                 due_at,
                 trigger: rec.position,
                 stage,
-                survive_move: rule.survive_move,
+                survive_move: d.survive_move,
                 robots,
             })],
-            &robot_meta(&rule.id, rec, now),
+            &robot_meta(d.rule, rec, now),
         )?;
         Ok(())
     }
@@ -604,15 +571,14 @@ impl Runtime {
                     "SELECT id FROM timers WHERE kind = ?1 AND entity_id = ?2 AND what = 'robots' \
                      AND stage = ?3 AND survive_move = 0 ORDER BY id",
                 )
-                .map_err(|e| RobotError::Store(e.into()))?;
+                .map_err(RobotError::from)?;
             let rows = stmt
                 .query_map(
                     rusqlite::params![stream.kind.as_str(), stream.id, left.as_str()],
                     |r| r.get(0),
                 )
-                .map_err(|e| RobotError::Store(e.into()))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|e| RobotError::Store(e.into()))?
+                .map_err(RobotError::from)?;
+            rows.collect::<Result<_, _>>().map_err(RobotError::from)?
         };
         if pending.is_empty() {
             return Ok(());
@@ -713,7 +679,7 @@ impl Runtime {
                     "SELECT due_at, id, what, kind, entity_id, name FROM timers WHERE due_at <= ?1 \
                      ORDER BY due_at, id LIMIT ?2",
                 )
-                .map_err(|e| RobotError::Store(e.into()))?;
+                .map_err(RobotError::from)?;
             let rows = stmt
                 .query_map(rusqlite::params![fmt_time(now), limit as i64], |r| {
                     Ok((
@@ -725,9 +691,8 @@ impl Runtime {
                         r.get(5)?,
                     ))
                 })
-                .map_err(|e| RobotError::Store(e.into()))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|e| RobotError::Store(e.into()))?
+                .map_err(RobotError::from)?;
+            rows.collect::<Result<_, _>>().map_err(RobotError::from)?
         };
         for (due_at, id, what, kind, entity, name) in &due {
             let Ok(kind) = kind.parse::<EntityKind>() else {
@@ -771,7 +736,7 @@ impl Runtime {
                 .conn()?
                 .prepare_cached("SELECT due_at FROM schedules WHERE rule = ?1")
                 .and_then(|mut s| s.query_row([&rule.id], |r| r.get(0)).optional())
-                .map_err(|e| RobotError::Store(e.into()))?;
+                .map_err(RobotError::from)?;
             let since = match last.as_deref().and_then(parse_time) {
                 Some(t) => t,
                 None => self.activated_at(tx)?.unwrap_or(now),
@@ -811,7 +776,7 @@ impl Runtime {
                  WHERE s.kind = 'ruleset' AND s.entity_id = 1 ORDER BY e.version DESC LIMIT 1",
             )
             .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-            .map_err(|e| RobotError::Store(e.into()))?;
+            .map_err(RobotError::from)?;
         Ok(t.as_deref().and_then(parse_time))
     }
 
@@ -861,14 +826,11 @@ impl Runtime {
                 );
                 let mut args: Vec<&dyn rusqlite::ToSql> = vec![&cutoff, &rule.id];
                 args.extend(stages.iter().map(|s| s as &dyn rusqlite::ToSql));
-                let mut stmt = conn
-                    .prepare_cached(&sql)
-                    .map_err(|e| RobotError::Store(e.into()))?;
+                let mut stmt = conn.prepare_cached(&sql).map_err(RobotError::from)?;
                 let rows = stmt
                     .query_map(args.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(|e| RobotError::Store(e.into()))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(|e| RobotError::Store(e.into()))?
+                    .map_err(RobotError::from)?;
+                rows.collect::<Result<_, _>>().map_err(RobotError::from)?
             };
             for (id, since) in found {
                 let stream = StreamId::new(*entity, id);
@@ -893,7 +855,7 @@ impl Runtime {
         let t: Option<String> = store
             .connection()
             .query_row("SELECT min(due_at) FROM timers", [], |r| r.get(0))
-            .map_err(|e| RobotError::Store(e.into()))?;
+            .map_err(RobotError::from)?;
         Ok(t.as_deref().and_then(parse_time))
     }
 
@@ -911,6 +873,14 @@ impl Runtime {
             .map(|t| t.with_timezone(&Utc))
             .min()
     }
+}
+
+/// Whose robots are being put off, and where.
+struct Delayed<'a> {
+    rule: &'a str,
+    survive_move: bool,
+    subject: StreamId,
+    state: Option<&'a Entity>,
 }
 
 /// Metadata for what a rule appends.
@@ -999,7 +969,7 @@ fn chain_depth(tx: &mut Tx<'_>, rec: &RecordedEvent) -> Result<usize, RobotError
                 s.query_row([pos], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
             })
-            .map_err(|e| RobotError::Store(e.into()))?;
+            .map_err(RobotError::from)?;
         let Some((c, t)) = row else { break };
         depth += 1;
         cause = c;

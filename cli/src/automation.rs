@@ -156,19 +156,6 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The earlier of the next timer and the next cron time.
-pub fn next_wake(
-    rt: &Runtime,
-    store: &Store,
-    now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, CliError> {
-    let due = rt.next_due(store).map_err(CliError::Robot)?;
-    Ok(match (due, rt.next_schedule(now)) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    })
-}
-
 /// How many events of `ty` were appended after `after`.
 pub fn count_after(store: &Store, ty: &str, after: i64) -> Result<usize, CliError> {
     let filter = LogFilter {
@@ -211,7 +198,7 @@ pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
     let report = rt.tick(&mut ctx.store, now).map_err(CliError::Robot)?;
     let incidents = count_after(&ctx.store, "incident.recorded", before)?;
     let escalations = count_after(&ctx.store, "escalation.recorded", before)?;
-    let next = next_wake(&rt, &ctx.store, now)?;
+    let next = rt.next_wake(&ctx.store, now).map_err(CliError::Robot)?;
     if ctx.json {
         json_line(&json!({
             "now": rfc3339(now),

@@ -6,15 +6,15 @@
 //!
 //! The loop: every [`POLL`] it compares the head of the log with the one it last saw and
 //! processes new events appended by anyone; it sleeps until the earliest of the next timer, the
-//! next cron time, the next poll (and, with idle rules, the next idle check), then ticks. The
+//! next cron time, the moment the next lead or deal turns idle for an idle rule, and the next
+//! poll, then ticks. The
 //! rule folder is re-read when its files change; a rule set that no longer loads is logged and
 //! the loaded one kept.
 
-use crate::automation::{self, next_wake};
+use crate::automation;
 use crate::ctx::Ctx;
 use crate::error::CliError;
 use chrono::{DateTime, Utc};
-use leadflow_engine::rules::Trigger;
 use leadflow_robots::{Report, Runtime};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -22,9 +22,6 @@ use std::time::{Duration, SystemTime};
 
 /// How often the head of the log is polled for events other processes appended.
 pub const POLL: Duration = Duration::from_millis(250);
-
-/// How often idle rules ("no activity for N days") are checked, when there are any.
-pub const IDLE_CHECK: Duration = Duration::from_secs(60);
 
 /// After a failure (a locked or unavailable database), how long to wait before trying again.
 const RETRY: Duration = Duration::from_secs(2);
@@ -90,13 +87,6 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     out
 }
 
-fn has_idle_rules(rt: &Runtime) -> bool {
-    rt.rules()
-        .rules
-        .iter()
-        .any(|r| matches!(r.trigger, Trigger::Idle { .. }))
-}
-
 fn log_report(what: &str, r: &Report) {
     if r.processed + r.timers + r.fired + r.incidents > 0 {
         tracing::info!(
@@ -130,7 +120,6 @@ pub async fn serve(
     );
     let mut seen: Option<i64> = None;
     let mut wake: Option<DateTime<Utc>> = None;
-    let mut idle_at: Option<DateTime<Utc>> = None;
     loop {
         // Rule files edited: load them again (the CLI's commands will activate the new set;
         // keeping the old one would make the two take turns activating theirs).
@@ -157,11 +146,10 @@ pub async fn serve(
                 }
             }
         }
-        let pause = match step(&mut ctx, &rt, &mut seen, &mut wake, &mut idle_at) {
+        let pause = match step(&mut ctx, &rt, &mut seen, &mut wake) {
             Ok(()) => {
                 let now = Utc::now();
-                let until = [wake, idle_at].into_iter().flatten().min();
-                until.map_or(POLL, |t| {
+                wake.map_or(POLL, |t| {
                     (t - now).to_std().unwrap_or(Duration::ZERO).min(POLL)
                 })
             }
@@ -188,16 +176,13 @@ fn step(
     rt: &Runtime,
     seen: &mut Option<i64>,
     wake: &mut Option<DateTime<Utc>>,
-    idle_at: &mut Option<DateTime<Utc>>,
 ) -> Result<(), CliError> {
     let now = Utc::now();
     let head = ctx.store.last_position()?;
-    let due = seen.is_none() || wake.is_some_and(|t| t <= now) || idle_at.is_some_and(|t| t <= now);
+    let due = seen.is_none() || wake.is_some_and(|t| t <= now);
     if due {
         let r = rt.tick(&mut ctx.store, now).map_err(CliError::Robot)?;
         log_report("tick", &r);
-        *idle_at = has_idle_rules(rt)
-            .then(|| now + chrono::Duration::from_std(IDLE_CHECK).unwrap_or_default());
     } else if Some(head) != *seen {
         let r = rt.process(&mut ctx.store, now).map_err(CliError::Robot)?;
         log_report("processed", &r);
@@ -205,6 +190,6 @@ fn step(
         return Ok(());
     }
     *seen = Some(ctx.store.last_position()?);
-    *wake = next_wake(rt, &ctx.store, now)?;
+    *wake = rt.next_wake(&ctx.store, now).map_err(CliError::Robot)?;
     Ok(())
 }

@@ -538,11 +538,11 @@ fn commands_find_the_configuration_in_a_parent_folder() {
 }
 
 #[test]
-fn the_demo_runs_and_its_log_verifies() {
+fn the_demo_runs_scenarios_a_and_b_and_its_log_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("demo");
     let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .args(["demo", target.to_str().unwrap(), "--leads", "60"])
+        .args(["demo", target.to_str().unwrap(), "--leads", "100"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -551,7 +551,48 @@ fn the_demo_runs_and_its_log_verifies() {
         text.contains("hash chain intact; projections equal to a fresh replay"),
         "{text}"
     );
-    assert!(text.contains("lead funnel"), "{text}");
+    // The robots did the converting: every converted lead has a deal they created.
+    let reached = |stage: &str| -> i64 {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(stage))
+            .unwrap_or_else(|| panic!("no funnel row for {stage}: {text}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert!(reached("converted") > 0, "{text}");
+    assert_eq!(
+        reached("converted"),
+        reached("transfer_goods") + reached("transfer_services"),
+        "{text}"
+    );
+    assert!(reached("quality_control") > 0, "{text}");
+    // Deadlines were missed, journalled, and the third miss went to the manager.
+    let escalations = text
+        .lines()
+        .filter(|l| l.contains("Elena Smirnova (head of sales)  missed_deadline"))
+        .count();
+    assert!(escalations > 0, "{text}");
+    assert!(text.contains("missed_deadline"), "{text}");
+    // The demo's folder is a working installation: its rules and journal are there for
+    // `leadflow` to use.
+    let journal = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["journal", "--format", "csv"])
+        .env("LEADFLOW_CONFIG", target.join("leadflow.toml"))
+        .output()
+        .unwrap();
+    assert!(journal.status.success(), "{}", stderr(&journal));
+    let csv = String::from_utf8(journal.stdout).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("escalation,")).count(),
+        escalations,
+        "{csv}"
+    );
+    let check = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["rules", "check"])
+        .env("LEADFLOW_CONFIG", target.join("leadflow.toml"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
 }
 
 impl Env {

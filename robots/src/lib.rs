@@ -15,7 +15,7 @@ pub mod runtime;
 pub mod scenario;
 
 pub use context::{Ctx, RobotError};
-pub use runtime::{Report, Runtime};
+pub use runtime::{Advanced, Report, Runtime};
 
 use leadflow_engine::EntityKind;
 use leadflow_engine::robot::{Emits, ParamKind, ParamSpec, RobotCatalog, RobotSpec};

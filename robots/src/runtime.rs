@@ -63,12 +63,25 @@ pub struct Report {
 }
 
 impl Report {
-    fn add(&mut self, o: &Report) {
+    /// Adds another report's counts to this one.
+    pub fn add(&mut self, o: &Report) {
         self.processed += o.processed;
         self.fired += o.fired;
         self.timers += o.timers;
         self.incidents += o.incidents;
     }
+}
+
+/// How many ticks [`Runtime::advance`] makes at one instant before it gives up on it.
+pub const TICKS_PER_INSTANT: usize = 1000;
+
+/// What [`Runtime::advance`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advanced {
+    /// The ticks' work, summed.
+    pub report: Report,
+    /// Where timers kept falling due at once, over and over, if they did.
+    pub stuck_at: Option<DateTime<Utc>>,
 }
 
 /// A rule set, the configuration and the robots, ready to process a store.
@@ -798,21 +811,7 @@ impl Runtime {
             } else {
                 "leads"
             };
-            let stages: Vec<String> = if stages.is_empty() {
-                self.config
-                    .pipelines
-                    .iter()
-                    .filter(|p| p.entity == *entity)
-                    .flat_map(|p| {
-                        p.stages
-                            .iter()
-                            .filter(|s| s.semantic == leadflow_engine::config::Semantic::InProgress)
-                            .map(|s| s.id.to_string())
-                    })
-                    .collect()
-            } else {
-                stages.iter().map(|s| s.to_string()).collect()
-            };
+            let stages = self.idle_stages(*entity, stages);
             let cutoff = fmt_time(now - *after);
             let found: Vec<(i64, String)> = {
                 let conn = tx.conn()?;
@@ -857,6 +856,121 @@ impl Runtime {
             .query_row("SELECT min(due_at) FROM timers", [], |r| r.get(0))
             .map_err(RobotError::from)?;
         Ok(t.as_deref().and_then(parse_time))
+    }
+
+    /// The stages an idle rule watches: those it names, or every in-progress stage of its
+    /// entity's pipelines.
+    fn idle_stages(
+        &self,
+        entity: EntityKind,
+        named: &[leadflow_engine::ids::StageId],
+    ) -> Vec<String> {
+        if !named.is_empty() {
+            return named.iter().map(|s| s.to_string()).collect();
+        }
+        self.config
+            .pipelines
+            .iter()
+            .filter(|p| p.entity == entity)
+            .flat_map(|p| {
+                p.stages
+                    .iter()
+                    .filter(|s| s.semantic == leadflow_engine::config::Semantic::InProgress)
+                    .map(|s| s.id.to_string())
+            })
+            .collect()
+    }
+
+    /// When the next lead or deal becomes idle for an idle rule, after `now`.
+    pub fn next_idle(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, RobotError> {
+        let mut next: Option<DateTime<Utc>> = None;
+        for rule in &self.rules.rules {
+            let Trigger::Idle {
+                entity,
+                after,
+                stages,
+            } = &rule.trigger
+            else {
+                continue;
+            };
+            let stages = self.idle_stages(*entity, stages);
+            if stages.is_empty() {
+                continue;
+            }
+            let table = if *entity == EntityKind::Deal {
+                "deals"
+            } else {
+                "leads"
+            };
+            let marks = vec!["?"; stages.len()].join(", ");
+            let sql = format!(
+                "SELECT min(updated_at) FROM {table} WHERE updated_at > ?1 AND stage IN ({marks})"
+            );
+            let cutoff = fmt_time(now - *after);
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&cutoff];
+            args.extend(stages.iter().map(|s| s as &dyn rusqlite::ToSql));
+            let oldest: Option<String> = store
+                .connection()
+                .query_row(&sql, args.as_slice(), |r| r.get(0))
+                .map_err(RobotError::from)?;
+            if let Some(due) = oldest.as_deref().and_then(parse_time).map(|t| t + *after) {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        Ok(next)
+    }
+
+    /// The next moment anything falls due after `now`: a timer, a cron time or an idle rule.
+    pub fn next_wake(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, RobotError> {
+        Ok([
+            self.next_due(store)?,
+            self.next_schedule(now),
+            self.next_idle(store, now)?,
+        ]
+        .into_iter()
+        .flatten()
+        .min())
+    }
+
+    /// Moves a virtual clock from `from` to `to`, ticking at every moment something falls due
+    /// on the way, in time order, so each timer fires at its own due time.
+    ///
+    /// A rule set that keeps scheduling something due at once would never let the clock move:
+    /// after [`TICKS_PER_INSTANT`] ticks at one instant the clock jumps to `to`, and
+    /// [`Advanced::stuck_at`] says where it stuck.
+    pub fn advance(
+        &self,
+        store: &mut Store,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Advanced, RobotError> {
+        let mut out = Advanced::default();
+        let mut now = from;
+        let mut same = 0;
+        while let Some(due) = self.next_wake(store, now)?.filter(|t| *t <= to) {
+            let at = due.max(now);
+            if at == now {
+                same += 1;
+                if same > TICKS_PER_INSTANT {
+                    out.stuck_at = Some(at);
+                    break;
+                }
+            } else {
+                same = 0;
+            }
+            now = at;
+            out.report.add(&self.tick(store, at)?);
+        }
+        out.report.add(&self.tick(store, to)?);
+        Ok(out)
     }
 
     /// The next cron time of any schedule rule after `now`.

@@ -72,15 +72,16 @@
 //! [`Mismatch`]es say which step expected what and what was found. A refused command is a
 //! mismatch unless the step has `expect_error`.
 
+use crate::runtime::TICKS_PER_INSTANT;
 use crate::{Registry, Report, RobotError, Runtime};
 use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
 use leadflow_engine::calendar::Calendar;
 use leadflow_engine::command::{NewCompany, NewContact, NewDeal, NewLead, NewTask};
 use leadflow_engine::config::{ConfigError, ConfigErrors, DEFAULT_CONFIG, line_col};
 use leadflow_engine::ids::EmployeeId;
-use leadflow_engine::rules::{RuleSet, Trigger};
+use leadflow_engine::rules::RuleSet;
 use leadflow_engine::{Actor, Command, Config, EntityKind, EventMeta, Source, StreamId};
-use leadflow_store::{LogFilter, RecordedEvent, Store, fmt_time, parse_time};
+use leadflow_store::{LogFilter, RecordedEvent, Store, parse_time};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -89,10 +90,6 @@ use toml::Spanned;
 
 /// The name of the scenario file inside a scenario folder.
 pub const SCENARIO_FILE: &str = "scenario.toml";
-
-/// At most this many ticks at one instant (timers that keep scheduling timers due at once)
-/// before the run says the clock cannot move on.
-const TICKS_PER_INSTANT: usize = 1000;
 
 /// Why a scenario could not be loaded or run (as opposed to a [`Mismatch`]: the scenario ran,
 /// and something was not as expected).
@@ -1203,7 +1200,7 @@ pub fn run_in(scenario: &Scenario, store: &mut Store) -> Result<Outcome, Scenari
     let mut now = scenario.start;
     let mut report = Report::default();
     runtime.activate(store, now)?;
-    add(&mut report, &runtime.process(store, now)?);
+    report.add(&runtime.process(store, now)?);
     let mut window = first;
     let mut mismatches = Vec::new();
     let mut runs = Vec::new();
@@ -1265,7 +1262,7 @@ pub fn run_in(scenario: &Scenario, store: &mut Store) -> Result<Outcome, Scenari
                         ));
                     }
                 }
-                add(&mut report, &runtime.process(store, now)?);
+                report.add(&runtime.process(store, now)?);
             }
             Action::Advance(d) => {
                 let target = now + *d;
@@ -1325,13 +1322,6 @@ pub fn run_in(scenario: &Scenario, store: &mut Store) -> Result<Outcome, Scenari
     })
 }
 
-fn add(total: &mut Report, r: &Report) {
-    total.processed += r.processed;
-    total.fired += r.fired;
-    total.timers += r.timers;
-    total.incidents += r.incidents;
-}
-
 /// A time in the calendar's zone, for messages.
 fn fmt_local(t: DateTime<Utc>, calendar: &Calendar) -> String {
     t.with_timezone(&calendar.timezone)
@@ -1339,7 +1329,8 @@ fn fmt_local(t: DateTime<Utc>, calendar: &Calendar) -> String {
         .to_string()
 }
 
-/// Moves the clock to `target`, ticking at every moment something falls due on the way.
+/// Moves the clock to `target` through [`Runtime::advance`]; a clock stuck on the way is a
+/// mismatch.
 fn advance(
     scenario: &Scenario,
     runtime: &Runtime,
@@ -1349,97 +1340,16 @@ fn advance(
     report: &mut Report,
     fail: &mut dyn FnMut(String),
 ) -> Result<(), ScenarioError> {
-    let mut same = 0;
-    loop {
-        let next = [
-            runtime.next_due(store)?,
-            runtime.next_schedule(*now),
-            next_idle(scenario, store, *now)?,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let Some(due) = next.filter(|t| *t <= target) else {
-            break;
-        };
-        let at = due.max(*now);
-        if at == *now {
-            same += 1;
-            if same > TICKS_PER_INSTANT {
-                fail(format!(
-                    "timers keep falling due at {} ({TICKS_PER_INSTANT} ticks there): a rule schedules something due at once, over and over; the clock jumps to the target",
-                    fmt_local(at, &scenario.config.calendar)
-                ));
-                break;
-            }
-        } else {
-            same = 0;
-        }
-        *now = at;
-        add(report, &runtime.tick(store, at)?);
+    let done = runtime.advance(store, *now, target)?;
+    if let Some(at) = done.stuck_at {
+        fail(format!(
+            "timers keep falling due at {} ({TICKS_PER_INSTANT} ticks there): a rule schedules something due at once, over and over; the clock jumps to the target",
+            fmt_local(at, &scenario.config.calendar)
+        ));
     }
+    report.add(&done.report);
     *now = target;
-    add(report, &runtime.tick(store, target)?);
     Ok(())
-}
-
-/// When the next lead or deal becomes idle for an idle rule, after `now`.
-fn next_idle(
-    scenario: &Scenario,
-    store: &Store,
-    now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, ScenarioError> {
-    let mut next: Option<DateTime<Utc>> = None;
-    for rule in &scenario.rules.rules {
-        let Trigger::Idle {
-            entity,
-            after,
-            stages,
-        } = &rule.trigger
-        else {
-            continue;
-        };
-        let table = if *entity == EntityKind::Deal {
-            "deals"
-        } else {
-            "leads"
-        };
-        let stages: Vec<String> = if stages.is_empty() {
-            scenario
-                .config
-                .pipelines
-                .iter()
-                .filter(|p| p.entity == *entity)
-                .flat_map(|p| {
-                    p.stages
-                        .iter()
-                        .filter(|s| s.semantic == leadflow_engine::config::Semantic::InProgress)
-                        .map(|s| s.id.to_string())
-                })
-                .collect()
-        } else {
-            stages.iter().map(|s| s.to_string()).collect()
-        };
-        if stages.is_empty() {
-            continue;
-        }
-        let marks = vec!["?"; stages.len()].join(", ");
-        let sql = format!(
-            "SELECT min(updated_at) FROM {table} WHERE updated_at > ?1 AND stage IN ({marks})"
-        );
-        let cutoff = fmt_time(now - *after);
-        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&cutoff];
-        args.extend(stages.iter().map(|s| s as &dyn rusqlite::ToSql));
-        let oldest: Option<String> = store
-            .connection()
-            .query_row(&sql, args.as_slice(), |r| r.get(0))
-            .map_err(leadflow_store::Error::from)?;
-        if let Some(t) = oldest.as_deref().and_then(parse_time) {
-            let due = t + *after;
-            next = Some(next.map_or(due, |n| n.min(due)));
-        }
-    }
-    Ok(next)
 }
 
 /// The events after position `after`, with their payloads.

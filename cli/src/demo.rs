@@ -233,11 +233,7 @@ impl Sim {
 
     /// Performs `step` for lead `id` (`None` before it arrives); returns the lead's id (once it
     /// exists) and its next step and when, if it has one.
-    fn step(
-        &mut self,
-        id: Option<i64>,
-        step: Step,
-    ) -> Result<(Option<i64>, Next), CliError> {
+    fn step(&mut self, id: Option<i64>, step: Step) -> Result<(Option<i64>, Next), CliError> {
         let Some(id) = id else {
             let id = self.arrive()?;
             let next = id.map(|_| (Step::TakeInWork, self.later(5, 60)));
@@ -397,11 +393,7 @@ impl Sim {
         card
     }
 
-    fn offer(
-        &mut self,
-        who: &str,
-        lead: &leadflow_engine::model::Lead,
-    ) -> Result<Next, CliError> {
+    fn offer(&mut self, who: &str, lead: &leadflow_engine::model::Lead) -> Result<Next, CliError> {
         let id = lead.id;
         if lead.stage.as_str() == "in_work" {
             // Still waiting for the check cycle, or the card is incomplete: finish it by hand.
@@ -453,11 +445,7 @@ impl Sim {
         Ok(Some((Step::Close, self.later(60, 480))))
     }
 
-    fn close(
-        &mut self,
-        who: &str,
-        lead: &leadflow_engine::model::Lead,
-    ) -> Result<Next, CliError> {
+    fn close(&mut self, who: &str, lead: &leadflow_engine::model::Lead) -> Result<Next, CliError> {
         let id = lead.id;
         self.complete_tasks_of(Some(id), None, 90)?;
         let roll = self.rng.below(100);
@@ -499,11 +487,7 @@ impl Sim {
             .map_err(leadflow_store::Error::from)?)
     }
 
-    fn deal_progress(
-        &mut self,
-        lead_id: i64,
-        n: u8,
-    ) -> Result<Next, CliError> {
+    fn deal_progress(&mut self, lead_id: i64, n: u8) -> Result<Next, CliError> {
         let Some(&deal_id) = self.deals.get(&lead_id) else {
             return Ok(None);
         };

@@ -1415,7 +1415,10 @@ impl Report<'_> {
              ```\n\n\
              Sizes: `LEADFLOW_BENCH_EVENTS`, `LEADFLOW_BENCH_LEADS`, `LEADFLOW_BENCH_SINGLE`, \
              `LEADFLOW_BENCH_RUNS`, `LEADFLOW_BENCH_EVENTS5`; `LEADFLOW_BENCH_DIR` for the databases, \
-             `LEADFLOW_BENCH_OUT` for this file."
+             `LEADFLOW_BENCH_OUT` for this file.\n\n\
+             See also [BENCHMARKS-RULES.md](BENCHMARKS-RULES.md) (the rules runtime) and \
+             [BENCHMARKS-RUN.md](BENCHMARKS-RUN.md) (how late `leadflow run` fires deadlines, \
+             `cargo bench -p leadflow-cli --bench lateness`)."
         );
         o
     }

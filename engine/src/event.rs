@@ -589,6 +589,8 @@ events! {
 impl Event {
     /// Whether the event is activity on its entity (a business change), as opposed to the
     /// engine's bookkeeping (timers, journals, notifications). Idle rules count activity only.
+    /// Bookkeeping changes no field of an entity, only its version (see
+    /// [`crate::model::Entity::add_version`]).
     pub fn is_activity(&self) -> bool {
         !matches!(
             self,

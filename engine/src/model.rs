@@ -139,6 +139,19 @@ impl Entity {
         }
     }
 
+    /// Counts `n` more events of the stream: all that the engine's bookkeeping events
+    /// ([`Event::is_activity`] false) do to an entity, so a projection may apply them without
+    /// loading it.
+    pub fn add_version(&mut self, n: i64) {
+        match self {
+            Entity::Lead(l) => l.version += n,
+            Entity::Deal(d) => d.version += n,
+            Entity::Contact(c) => c.version += n,
+            Entity::Company(c) => c.version += n,
+            Entity::Task(t) => t.version += n,
+        }
+    }
+
     /// The pipeline and stage of a lead or deal.
     pub fn stage(&self) -> Option<(&PipelineId, &StageId)> {
         match self {
@@ -318,18 +331,8 @@ pub fn apply(prior: Option<Entity>, event: &Event, at: DateTime<Utc>) -> Option<
     }
     // Every event of the stream counts towards its version, folded or not, so the version
     // always equals the stream's and optimistic concurrency compares one number.
-    bump(&mut state);
+    state.add_version(1);
     Some(state)
-}
-
-fn bump(state: &mut Entity) {
-    match state {
-        Entity::Lead(l) => l.version += 1,
-        Entity::Deal(d) => d.version += 1,
-        Entity::Contact(c) => c.version += 1,
-        Entity::Company(c) => c.version += 1,
-        Entity::Task(t) => t.version += 1,
-    }
 }
 
 fn text(v: &Value) -> Option<String> {

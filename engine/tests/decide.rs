@@ -454,3 +454,107 @@ fn a_deal_needs_its_stage_requirements_and_a_team_member() {
         .contains("cannot start in a closing stage")
     );
 }
+
+/// A sample payload of every bookkeeping event type (`is_activity` false).
+const BOOKKEEPING: &[(&str, &str)] = &[
+    (
+        "idle.detected",
+        r#"{"rule":"r","since":"2026-03-02T09:00:00Z"}"#,
+    ),
+    ("ruleset.activated", r#"{"hash":"h","files":[]}"#),
+    (
+        "deadline.scheduled",
+        r#"{"name":"n","due_at":"2026-03-02T09:00:00Z","rule":"r","ruleset":"h"}"#,
+    ),
+    (
+        "deadline.cancelled",
+        r#"{"name":"n","scheduled":1,"reason":"x"}"#,
+    ),
+    (
+        "deadline.elapsed",
+        r#"{"name":"n","scheduled":1,"due_at":"2026-03-02T09:00:00Z"}"#,
+    ),
+    (
+        "robots.delayed",
+        r#"{"rule":"r","ruleset":"h","due_at":"2026-03-02T09:00:00Z","trigger":1,"robots":[]}"#,
+    ),
+    ("robots.resumed", r#"{"delayed":1}"#),
+    ("robots.cancelled", r#"{"delayed":1,"reason":"x"}"#),
+    (
+        "incident.recorded",
+        r#"{"kind":"k","employee":"ivanov","text":"t"}"#,
+    ),
+    (
+        "escalation.recorded",
+        r#"{"employee":"ivanov","manager":"smirnova","kind":"k","count":3,"window":"30d","rule":"r"}"#,
+    ),
+    (
+        "notification.queued",
+        r#"{"channel":"inbox","to":"ivanov","text":"t","key":"k"}"#,
+    ),
+    (
+        "schedule.fired",
+        r#"{"rule":"r","due_at":"2026-03-02T09:00:00Z"}"#,
+    ),
+    (
+        "report.sent",
+        r#"{"to":["smirnova"],"since":"2026-03-02T09:00:00Z","until":"2026-03-02T09:00:00Z","rows":[],"rule":"r"}"#,
+    ),
+    ("task.overdue", r#"{"due_at":"2026-03-02T09:00:00Z"}"#),
+];
+
+/// The store projects bookkeeping events without loading the entity (it only adds to the
+/// version), so the model must do exactly that to every kind of entity.
+#[test]
+fn bookkeeping_events_change_nothing_but_the_version() {
+    let mut w = World::lead_in_work();
+    w.given(vec![
+        Command::CreateTask(NewTask {
+            kind: "call".into(),
+            title: "call back".into(),
+            assignee: "ivanov".into(),
+            due_at: at(),
+            lead: Some(1),
+            deal: None,
+        }),
+        Command::CreateCompany(NewCompany {
+            name: "OOO Stone".into(),
+            ..Default::default()
+        }),
+        Command::CreateContact(leadflow_engine::command::NewContact {
+            name: "Olga".into(),
+            ..Default::default()
+        }),
+        Command::CreateDeal(NewDeal {
+            title: "Countertop".into(),
+            pipeline: Some("goods".into()),
+            ..Default::default()
+        }),
+    ]);
+    assert_eq!(w.entities.len(), 5, "one entity of every kind");
+    let bookkeeping: Vec<&str> = Event::TYPES
+        .iter()
+        .map(|(ty, _)| *ty)
+        .filter(|ty| BOOKKEEPING.iter().any(|(t, _)| t == ty))
+        .collect();
+    assert_eq!(
+        bookkeeping.len(),
+        BOOKKEEPING.len(),
+        "every sample is a known event type"
+    );
+    for (ty, payload) in BOOKKEEPING {
+        let event = Event::decode(ty, 1, payload).unwrap_or_else(|e| panic!("{ty}: {e}"));
+        assert!(!event.is_activity(), "{ty} is bookkeeping");
+        for entity in w.entities.values() {
+            let mut expected = entity.clone();
+            expected.add_version(1);
+            let later = at() + chrono::Duration::hours(1);
+            assert_eq!(
+                model::apply(Some(entity.clone()), &event, later),
+                Some(expected),
+                "{ty} on {}",
+                entity.stream()
+            );
+        }
+    }
+}

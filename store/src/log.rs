@@ -343,6 +343,9 @@ pub struct Tx<'c> {
     begun_at: i64,
     projector: Projector,
     next_ids: HashMap<EntityKind, i64>,
+    /// Streams looked up or appended to in this transaction: their key and version (`None`:
+    /// no such stream yet), so a version check followed by an append reads `streams` once.
+    heads: HashMap<StreamId, Option<(i64, i64)>>,
 }
 
 /// Events are applied to the projection cache and flushed to SQL in groups of this size.
@@ -394,6 +397,7 @@ impl<'c> Tx<'c> {
             begun_at: head_position,
             projector,
             next_ids: HashMap::new(),
+            heads: HashMap::new(),
         })
     }
 
@@ -423,15 +427,7 @@ impl<'c> Tx<'c> {
         events: &[Event],
         meta: &EventMeta,
     ) -> Result<Appended, Error> {
-        let existing: Option<(i64, i64)> = self
-            .tx
-            .prepare_cached(
-                "SELECT stream_key, version FROM streams WHERE kind = ?1 AND entity_id = ?2",
-            )?
-            .query_row(params![stream.kind.as_str(), stream.id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
+        let existing = self.head_of(stream)?;
         let actual = existing.map_or(0, |(_, v)| v);
         if actual != expected_version {
             return Err(Error::Conflict {
@@ -520,6 +516,7 @@ impl<'c> Tx<'c> {
                 .prepare_cached("UPDATE streams SET version = ?1 WHERE stream_key = ?2")?
                 .execute(params![version, key])?;
         }
+        self.heads.insert(stream, Some((key, version)));
         if self.projector.pending() >= FLUSH_EVERY {
             self.projector.flush(&self.tx)?;
         }
@@ -593,8 +590,26 @@ impl<'c> Tx<'c> {
     }
 
     /// The current version of a stream, including this transaction's appends.
-    pub fn version(&self, stream: StreamId) -> Result<i64, Error> {
-        stream_version(&self.tx, stream)
+    pub fn version(&mut self, stream: StreamId) -> Result<i64, Error> {
+        Ok(self.head_of(stream)?.map_or(0, |(_, v)| v))
+    }
+
+    /// The stream's key and version, from this transaction's memory or the `streams` table.
+    fn head_of(&mut self, stream: StreamId) -> Result<Option<(i64, i64)>, Error> {
+        if let Some(h) = self.heads.get(&stream) {
+            return Ok(*h);
+        }
+        let h: Option<(i64, i64)> = self
+            .tx
+            .prepare_cached(
+                "SELECT stream_key, version FROM streams WHERE kind = ?1 AND entity_id = ?2",
+            )?
+            .query_row(params![stream.kind.as_str(), stream.id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        self.heads.insert(stream, h);
+        Ok(h)
     }
 
     /// The connection, for queries over the projections; everything appended so far in this
@@ -662,6 +677,7 @@ impl<'c> Tx<'c> {
                     .execute_batch("ROLLBACK TO robot; RELEASE robot")
                     .map_err(Error::from)?;
                 (self.head_position, self.head_hash, self.next_ids) = saved;
+                self.heads.clear();
                 // Cached states may hold rolled-back changes: forget them (the tables were
                 // flushed before the savepoint, so they hold the truth).
                 self.projector.discard();

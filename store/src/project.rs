@@ -152,7 +152,10 @@ CREATE TABLE IF NOT EXISTS {s}.timers (
     survive_move INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (due_at, id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS {s}.timers_by_stream ON timers (kind, entity_id);
+-- Keyed to the timer itself, so firing or cancelling one seeks straight to it however many
+-- its stream has pending (replaces timers_by_stream on (kind, entity_id)).
+DROP INDEX IF EXISTS {s}.timers_by_stream;
+CREATE INDEX IF NOT EXISTS {s}.timers_of_stream ON timers (kind, entity_id, id);
 
 CREATE TABLE IF NOT EXISTS {s}.incidents (
     position INTEGER PRIMARY KEY,
@@ -465,6 +468,9 @@ pub struct Projector {
     schema: &'static str,
     cache: HashMap<StreamId, Slot>,
     dirty: HashSet<StreamId>,
+    /// Bookkeeping events of entities not in the cache, counted instead of loading them:
+    /// they only add to the version (see `Entity::add_version`).
+    bumps: HashMap<StreamId, i64>,
     pending: usize,
     writer: Writer,
 }
@@ -484,6 +490,7 @@ impl Projector {
             schema,
             cache: HashMap::new(),
             dirty: HashSet::new(),
+            bumps: HashMap::new(),
             pending: 0,
             writer: Writer::new(schema),
         }
@@ -516,8 +523,15 @@ impl Projector {
         Ok(match self.cache.entry(stream) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
-                let state = load(conn, self.schema, stream)?;
+                let mut state = load(conn, self.schema, stream)?;
                 let stored = state.as_ref().map(index_key);
+                if let Some(n) = self.bumps.remove(&stream) {
+                    // Counted bookkeeping is now part of the cached state, written with it.
+                    if let Some(e) = &mut state {
+                        e.add_version(n);
+                    }
+                    self.dirty.insert(stream);
+                }
                 v.insert(Slot { state, stored })
             }
         })
@@ -534,6 +548,12 @@ impl Projector {
     ) -> Result<(), Error> {
         side_tables(conn, self.schema, position, stream, event, at)?;
         if !stream.kind.is_entity() {
+            return Ok(());
+        }
+        if !event.is_activity() && !self.cache.contains_key(&stream) {
+            // A deadline firing, a notification, a journal entry: no need to load the entity.
+            *self.bumps.entry(stream).or_default() += 1;
+            self.pending += 1;
             return Ok(());
         }
         let slot = self.slot(conn, stream)?;
@@ -558,6 +578,7 @@ impl Projector {
     pub fn discard(&mut self) {
         self.cache.clear();
         self.dirty.clear();
+        self.bumps.clear();
         self.pending = 0;
     }
 
@@ -574,6 +595,11 @@ impl Projector {
             {
                 self.writer.save(conn, e, stored.as_ref())?;
             }
+        }
+        let mut bumps: Vec<(StreamId, i64)> = self.bumps.drain().collect();
+        bumps.sort_unstable();
+        for (stream, n) in bumps {
+            self.writer.add_version(conn, stream, n)?;
         }
         self.cache.clear();
         self.pending = 0;
@@ -1000,6 +1026,18 @@ impl Writer {
 
     /// Writes an entity's row; `stored` is what its row holds in indexed columns, `None` if it
     /// has no row.
+    /// Adds `n` to the version of the entity's row (if it has one).
+    fn add_version(&self, conn: &Connection, stream: StreamId, n: i64) -> Result<(), Error> {
+        let sql = format!(
+            "UPDATE {}.{} SET version = version + ?1 WHERE id = ?2",
+            self.schema,
+            table(stream.kind).name
+        );
+        conn.prepare_cached(&sql)?
+            .execute(rusqlite::params![n, stream.id])?;
+        Ok(())
+    }
+
     fn save(&self, conn: &Connection, e: &Entity, stored: Option<&IndexKey>) -> Result<(), Error> {
         let how = match stored {
             None => Write::Insert,

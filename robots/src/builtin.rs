@@ -253,20 +253,12 @@ impl Robot for Assign {
 /// The pending deadline called `name` of the subject: its scheduling position.
 fn pending_deadline(ctx: &mut Ctx<'_, '_>, name: &str) -> Result<Option<i64>, RobotError> {
     let subject = ctx.subject;
-    use rusqlite::OptionalExtension;
-    ctx.tx
-        .conn()?
-        .prepare_cached(
-            "SELECT id FROM timers WHERE kind = ?1 AND entity_id = ?2 AND what = 'deadline' AND name = ?3",
-        )
-        .and_then(|mut s| {
-            s.query_row(
-                rusqlite::params![subject.kind.as_str(), subject.id, name],
-                |r| r.get(0),
-            )
-            .optional()
-        })
-        .map_err(RobotError::from)
+    Ok(ctx
+        .tx
+        .pending_timers(subject)?
+        .into_iter()
+        .find(|t| t.what == "deadline" && t.name.as_deref() == Some(name))
+        .map(|t| t.id))
 }
 
 /// `schedule_deadline`: a named deadline after a (possibly condition-dependent) duration.

@@ -577,22 +577,14 @@ impl Runtime {
         now: DateTime<Utc>,
     ) -> Result<(), RobotError> {
         let stream = rec.stream;
-        let pending: Vec<i64> = {
-            let conn = tx.conn()?;
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id FROM timers WHERE kind = ?1 AND entity_id = ?2 AND what = 'robots' \
-                     AND stage = ?3 AND survive_move = 0 ORDER BY id",
-                )
-                .map_err(RobotError::from)?;
-            let rows = stmt
-                .query_map(
-                    rusqlite::params![stream.kind.as_str(), stream.id, left.as_str()],
-                    |r| r.get(0),
-                )
-                .map_err(RobotError::from)?;
-            rows.collect::<Result<_, _>>().map_err(RobotError::from)?
-        };
+        let pending: Vec<i64> = tx
+            .pending_timers(stream)?
+            .into_iter()
+            .filter(|t| {
+                t.what == "robots" && !t.survive_move && t.stage.as_deref() == Some(left.as_str())
+            })
+            .map(|t| t.id)
+            .collect();
         if pending.is_empty() {
             return Ok(());
         }

@@ -612,6 +612,15 @@ impl<'c> Tx<'c> {
         Ok(h)
     }
 
+    /// The stream's pending timers (deadlines, delayed robots, a task's due time), in the
+    /// order they were set.
+    pub fn pending_timers(
+        &mut self,
+        stream: StreamId,
+    ) -> Result<Vec<crate::project::PendingTimer>, Error> {
+        crate::project::pending_timers(&self.tx, "main", stream)
+    }
+
     /// The connection, for queries over the projections; everything appended so far in this
     /// transaction is written to the tables first, so queries see it.
     pub fn conn(&mut self) -> Result<&Connection, Error> {

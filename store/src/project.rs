@@ -152,10 +152,10 @@ CREATE TABLE IF NOT EXISTS {s}.timers (
     survive_move INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (due_at, id)
 ) WITHOUT ROWID;
--- Keyed to the timer itself, so firing or cancelling one seeks straight to it however many
--- its stream has pending (replaces timers_by_stream on (kind, entity_id)).
+-- No index by stream: firing in due order then deletes rows that sit together, while an index
+-- by stream would be updated at random places. A stream's pending timers are found from its
+-- scheduling events instead (`pending_timers`). Older databases had timers_by_stream.
 DROP INDEX IF EXISTS {s}.timers_by_stream;
-CREATE INDEX IF NOT EXISTS {s}.timers_of_stream ON timers (kind, entity_id, id);
 
 CREATE TABLE IF NOT EXISTS {s}.incidents (
     position INTEGER PRIMARY KEY,
@@ -854,11 +854,12 @@ fn side_tables(
     };
     let kind = stream.kind.as_str();
     let name = stream.to_string();
-    let unset = |id: i64| {
-        run(
-            "DELETE FROM {s}.timers WHERE kind = ?1 AND entity_id = ?2 AND id = ?3",
-            &[&kind, &stream.id, &id],
-        )
+    const UNSET: &str = "DELETE FROM {s}.timers WHERE due_at = ?1 AND id = ?2";
+    // A timer set by the event at `id` (of this stream): its row is keyed by its due time,
+    // which that event holds.
+    let unset = |id: i64| match due_of(conn, id)? {
+        Some(due) => run(UNSET, &[&fmt_time(due), &id]),
+        None => Ok(()),
     };
     const TIMER: &str = "INSERT INTO {s}.timers (due_at, id, what, kind, entity_id, name, stage, survive_move) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -878,7 +879,7 @@ fn side_tables(
             ],
         ),
         Event::DeadlineCancelled(d) => unset(d.scheduled),
-        Event::DeadlineElapsed(d) => unset(d.scheduled),
+        Event::DeadlineElapsed(d) => run(UNSET, &[&fmt_time(d.due_at), &d.scheduled]),
         Event::RobotsDelayed(d) => run(
             TIMER,
             &[
@@ -907,10 +908,12 @@ fn side_tables(
                 &false,
             ],
         ),
-        Event::TaskCompleted(_) | Event::TaskOverdue(_) => run(
-            "DELETE FROM {s}.timers WHERE kind = ?1 AND entity_id = ?2 AND what = 'task'",
-            &[&kind, &stream.id],
-        ),
+        Event::TaskCompleted(_) | Event::TaskOverdue(_) => {
+            for t in pending_timers(conn, schema, stream)? {
+                run(UNSET, &[&fmt_time(t.due_at), &t.id])?;
+            }
+            Ok(())
+        }
         Event::IncidentRecorded(i) => run(
             "INSERT INTO {s}.incidents (position, at, kind, employee, rule, stream, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             &[
@@ -979,6 +982,91 @@ fn side_tables(
         ),
         _ => Ok(()),
     }
+}
+
+/// The due time an event that sets a timer (`deadline.scheduled`, `robots.delayed`,
+/// `task.created`) gave it.
+#[derive(serde::Deserialize)]
+struct DueAt {
+    due_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The due time set by the event at `position`, if it sets one.
+fn due_of(
+    conn: &Connection,
+    position: i64,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
+    let payload: Option<String> = conn
+        .prepare_cached("SELECT payload FROM main.events WHERE position = ?1")?
+        .query_row([position], |r| r.get(0))
+        .optional()?;
+    Ok(payload
+        .and_then(|p| serde_json::from_str::<DueAt>(&p).ok())
+        .map(|d| d.due_at))
+}
+
+/// A pending timer: a row of the `timers` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTimer {
+    /// The position of the event that set it.
+    pub id: i64,
+    /// When it falls due.
+    pub due_at: chrono::DateTime<chrono::Utc>,
+    /// `deadline`, `robots` or `task`.
+    pub what: String,
+    /// The deadline's name, or the rule of delayed robots.
+    pub name: Option<String>,
+    /// For delayed robots: the stage they were put off in.
+    pub stage: Option<String>,
+    /// For delayed robots: whether they survive the entity leaving that stage.
+    pub survive_move: bool,
+}
+
+/// The stream's pending timers, in the order they were set: its timer-setting events whose
+/// rows are still in `timers` (the table has no index by stream; see its DDL).
+pub(crate) fn pending_timers(
+    conn: &Connection,
+    schema: &str,
+    stream: StreamId,
+) -> Result<Vec<PendingTimer>, Error> {
+    let key: Option<i64> = conn
+        .prepare_cached("SELECT stream_key FROM main.streams WHERE kind = ?1 AND entity_id = ?2")?
+        .query_row(params![stream.kind.as_str(), stream.id], |r| r.get(0))
+        .optional()?;
+    let Some(key) = key else {
+        return Ok(Vec::new());
+    };
+    let set: Vec<(i64, String)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT position, payload FROM main.events WHERE stream_key = ?1 \
+             AND type IN ('deadline.scheduled', 'robots.delayed', 'task.created') ORDER BY version",
+        )?;
+        let rows = stmt.query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT what, name, stage, survive_move FROM {schema}.timers WHERE due_at = ?1 AND id = ?2"
+    ))?;
+    let mut out = Vec::new();
+    for (id, payload) in set {
+        let Ok(DueAt { due_at }) = serde_json::from_str::<DueAt>(&payload) else {
+            continue;
+        };
+        let row = stmt
+            .query_row(params![fmt_time(due_at), id], |r| {
+                Ok(PendingTimer {
+                    id,
+                    due_at,
+                    what: r.get(0)?,
+                    name: r.get(1)?,
+                    stage: r.get(2)?,
+                    survive_move: r.get(3)?,
+                })
+            })
+            .optional()?;
+        out.extend(row);
+    }
+    Ok(out)
 }
 
 /// Writes projection rows to one schema.
@@ -1535,6 +1623,171 @@ mod tests {
 
         // Stream order, from scratch.
         assert_eq!(store.replay(&mut |_| {}).unwrap(), 33);
+        assert_eq!(snapshot(&store.conn), live);
+    }
+
+    /// Every event that sets a timer adds its row; every event that ends one removes it, by
+    /// the timer's key; a stream's pending timers are found without an index by stream; and
+    /// bookkeeping events, projected without loading the entity, still count in its version.
+    #[test]
+    fn timers_are_set_found_and_cleared_by_every_event_that_ends_them() {
+        use leadflow_engine::event::{
+            DeadlineCancelled, DeadlineElapsed, DeadlineScheduled, RobotsCancelled, RobotsDelayed,
+            RobotsResumed, TaskOverdue,
+        };
+        let mut store = Store::open_in_memory().unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+        let lead = StreamId::new(EntityKind::Lead, 1);
+        let due = |h: i64| t0 + Duration::hours(h) + Duration::nanoseconds(123_456_789);
+        let meta = EventMeta::root(t0, Actor::System);
+        let deadline = |name: &str, h: i64| {
+            Event::DeadlineScheduled(DeadlineScheduled {
+                name: name.into(),
+                due_at: due(h),
+                rule: "r".into(),
+                ruleset: "h".into(),
+            })
+        };
+        let delayed = |h: i64, survive_move: bool| {
+            Event::RobotsDelayed(RobotsDelayed {
+                rule: "later".into(),
+                ruleset: "h".into(),
+                due_at: due(h),
+                trigger: 1,
+                stage: Some("new".into()),
+                survive_move,
+                robots: vec![],
+            })
+        };
+        let task = |id: i64, h: i64| {
+            Event::TaskCreated(TaskCreated {
+                id,
+                kind: TaskKind::Call,
+                title: "call".into(),
+                assignee: "petrova".into(),
+                due_at: due(h),
+                lead: Some(1),
+                deal: None,
+            })
+        };
+        store
+            .write(t0, |tx| {
+                tx.append(
+                    lead,
+                    0,
+                    &[
+                        Event::LeadCreated(LeadCreated {
+                            id: 1,
+                            title: "lead".into(),
+                            name: None,
+                            phones: vec![],
+                            emails: vec![],
+                            source: "web_form".into(),
+                            client_type: None,
+                            responsible: None,
+                            pipeline: "lead".into(),
+                            stage: "new".into(),
+                            fields: BTreeMap::new(),
+                            comment: None,
+                            contact: None,
+                            company: None,
+                        }),
+                        deadline("a", 1),
+                        deadline("b", 2),
+                        delayed(3, false),
+                        delayed(4, true),
+                    ],
+                    &meta,
+                )?;
+                tx.append(StreamId::new(EntityKind::Task, 1), 0, &[task(1, 5)], &meta)?;
+                tx.append(StreamId::new(EntityKind::Task, 2), 0, &[task(2, 6)], &meta)?;
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        let pending = store.write(t0, |tx| tx.pending_timers(lead)).unwrap();
+        let seen: Vec<String> = pending
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} {:?} {:?} {}",
+                    t.id, t.what, t.name, t.stage, t.survive_move
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                "2 deadline Some(\"a\") None false",
+                "3 deadline Some(\"b\") None false",
+                "4 robots Some(\"later\") Some(\"new\") false",
+                "5 robots Some(\"later\") Some(\"new\") true",
+            ]
+        );
+        assert_eq!(pending[0].due_at, due(1));
+        let count = |store: &Store| -> i64 {
+            store
+                .conn
+                .query_row("SELECT count(*) FROM timers", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count(&store), 6);
+
+        store
+            .write(t0 + Duration::hours(7), |tx| {
+                tx.append(
+                    lead,
+                    5,
+                    &[
+                        Event::DeadlineElapsed(DeadlineElapsed {
+                            name: "a".into(),
+                            scheduled: 2,
+                            due_at: due(1),
+                        }),
+                        Event::DeadlineCancelled(DeadlineCancelled {
+                            name: "b".into(),
+                            scheduled: 3,
+                            reason: "done".into(),
+                        }),
+                        Event::RobotsResumed(RobotsResumed { delayed: 4 }),
+                        Event::RobotsCancelled(RobotsCancelled {
+                            delayed: 5,
+                            reason: "left".into(),
+                        }),
+                    ],
+                    &meta,
+                )?;
+                tx.append(
+                    StreamId::new(EntityKind::Task, 1),
+                    1,
+                    &[Event::TaskCompleted(TaskCompleted { result: None })],
+                    &meta,
+                )?;
+                tx.append(
+                    StreamId::new(EntityKind::Task, 2),
+                    1,
+                    &[Event::TaskOverdue(TaskOverdue { due_at: due(6) })],
+                    &meta,
+                )?;
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert_eq!(count(&store), 0);
+        assert!(
+            store
+                .write(t0, |tx| tx.pending_timers(lead))
+                .unwrap()
+                .is_empty()
+        );
+        let version: i64 = store
+            .conn
+            .query_row("SELECT version FROM leads WHERE id = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            version, 9,
+            "every event of the stream counts, bookkeeping too"
+        );
+        let live = snapshot(&store.conn);
+        store.replay(&mut |_| {}).unwrap();
         assert_eq!(snapshot(&store.conn), live);
     }
 }

@@ -687,52 +687,27 @@ impl Runtime {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<usize, RobotError> {
-        type Row = (String, i64, String, String, i64, Option<String>);
-        let due: Vec<Row> = {
-            let conn = tx.conn()?;
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT due_at, id, what, kind, entity_id, name FROM timers WHERE due_at <= ?1 \
-                     ORDER BY due_at, id LIMIT ?2",
-                )
-                .map_err(RobotError::from)?;
-            let rows = stmt
-                .query_map(rusqlite::params![fmt_time(now), limit as i64], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                })
-                .map_err(RobotError::from)?;
-            rows.collect::<Result<_, _>>().map_err(RobotError::from)?
-        };
-        for (due_at, id, what, kind, entity, name) in &due {
-            let Ok(kind) = kind.parse::<EntityKind>() else {
-                continue;
-            };
-            let stream = StreamId::new(kind, *entity);
-            let due_at = parse_time(due_at).unwrap_or(now);
-            let event = match what.as_str() {
+        let due = tx.due_timers(now, limit)?;
+        for (stream, timer) in &due {
+            let event = match timer.what.as_str() {
                 "deadline" => Event::DeadlineElapsed(DeadlineElapsed {
-                    name: name.clone().unwrap_or_default(),
-                    scheduled: *id,
-                    due_at,
+                    name: timer.name.clone().unwrap_or_default(),
+                    scheduled: timer.id,
+                    due_at: timer.due_at,
                 }),
-                "robots" => Event::RobotsResumed(RobotsResumed { delayed: *id }),
-                _ => Event::TaskOverdue(TaskOverdue { due_at }),
+                "robots" => Event::RobotsResumed(RobotsResumed { delayed: timer.id }),
+                _ => Event::TaskOverdue(TaskOverdue {
+                    due_at: timer.due_at,
+                }),
             };
             let meta = EventMeta {
                 occurred_at: now,
                 actor: Actor::System,
-                causation: Some(*id),
+                causation: Some(timer.id),
                 correlation: None,
             };
-            let version = tx.version(stream)?;
-            tx.append(stream, version, &[event], &meta)?;
+            let version = tx.version(*stream)?;
+            tx.append(*stream, version, &[event], &meta)?;
         }
         Ok(due.len())
     }

@@ -346,7 +346,15 @@ pub struct Tx<'c> {
     /// Streams looked up or appended to in this transaction: their key and version (`None`:
     /// no such stream yet), so a version check followed by an append reads `streams` once.
     heads: HashMap<StreamId, Option<(i64, i64)>>,
+    /// The events appended in this transaction, as read back they would be, while they fit
+    /// in [`RECENT_MAX`]: reading the log after them is then served from memory.
+    recent: Vec<RecordedEvent>,
+    /// Whether `recent` holds every event appended in this transaction.
+    recent_complete: bool,
 }
+
+/// At most this many appended events are kept in memory for reading back.
+const RECENT_MAX: usize = 8192;
 
 /// Events are applied to the projection cache and flushed to SQL in groups of this size.
 const FLUSH_EVERY: usize = 4096;
@@ -398,6 +406,8 @@ impl<'c> Tx<'c> {
             projector,
             next_ids: HashMap::new(),
             heads: HashMap::new(),
+            recent: Vec::new(),
+            recent_complete: true,
         })
     }
 
@@ -509,6 +519,27 @@ impl<'c> Tx<'c> {
                 self.head_hash = hash;
                 self.projector
                     .apply(&self.tx, position, stream, event, meta.occurred_at)?;
+                if self.recent_complete {
+                    if self.recent.len() < RECENT_MAX {
+                        self.recent.push(RecordedEvent {
+                            position,
+                            stream,
+                            version,
+                            event_type: event.event_type().to_owned(),
+                            schema_version: event.schema_version() as i64,
+                            payload,
+                            occurred_at: occurred_at.clone(),
+                            recorded_at: self.recorded_at.clone(),
+                            actor: actor.clone(),
+                            causation: meta.causation,
+                            correlation,
+                            hash,
+                        });
+                    } else {
+                        self.recent_complete = false;
+                        self.recent = Vec::new();
+                    }
+                }
             }
         }
         if existing.is_some() {
@@ -612,6 +643,70 @@ impl<'c> Tx<'c> {
         Ok(h)
     }
 
+    /// Up to `limit` timers due at or before `now`, earliest first, with their streams (whose
+    /// heads this transaction then knows without asking again).
+    pub fn due_timers(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, crate::project::PendingTimer)>, Error> {
+        type Row = (
+            String,
+            i64,
+            String,
+            String,
+            i64,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT t.due_at, t.id, t.what, t.kind, t.entity_id, t.name, s.stream_key, s.version \
+                 FROM timers t LEFT JOIN streams s ON s.kind = t.kind AND s.entity_id = t.entity_id \
+                 WHERE t.due_at <= ?1 ORDER BY t.due_at, t.id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![fmt_time(now), limit as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (due_at, id, what, kind, entity, name, key, version) in rows {
+            let (Ok(kind), Some(due_at)) = (kind.parse::<EntityKind>(), parse_time(&due_at)) else {
+                return Err(Error::Corrupt {
+                    position: id,
+                    why: format!("timer row ({due_at}, {id}) has a bad kind '{kind}' or due time"),
+                });
+            };
+            let stream = StreamId::new(kind, entity);
+            if let (Some(key), Some(version)) = (key, version) {
+                self.heads.entry(stream).or_insert(Some((key, version)));
+            }
+            out.push((
+                stream,
+                crate::project::PendingTimer {
+                    id,
+                    due_at,
+                    what,
+                    name,
+                    stage: None,
+                    survive_move: false,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
     /// The stream's pending timers (deadlines, delayed robots, a task's due time), in the
     /// order they were set.
     pub fn pending_timers(
@@ -631,6 +726,14 @@ impl<'c> Tx<'c> {
     /// Up to `limit` events after position `after`, including this transaction's, in position
     /// order.
     pub fn read_after(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        if let Some(first) = self.recent.first().map(|r| r.position)
+            && self.recent_complete
+            && after + 1 >= first
+        {
+            // Everything after `after` was appended in this transaction and is in memory.
+            let skip = usize::try_from(after + 1 - first).unwrap_or(usize::MAX);
+            return Ok(self.recent.iter().skip(skip).take(limit).cloned().collect());
+        }
         read_log(&self.tx, &LogFilter::default(), after, limit)
     }
 
@@ -687,6 +790,8 @@ impl<'c> Tx<'c> {
                     .map_err(Error::from)?;
                 (self.head_position, self.head_hash, self.next_ids) = saved;
                 self.heads.clear();
+                let head = self.head_position;
+                self.recent.retain(|r| r.position <= head);
                 // Cached states may hold rolled-back changes: forget them (the tables were
                 // flushed before the savepoint, so they hold the truth).
                 self.projector.discard();

@@ -687,7 +687,7 @@ impl Runtime {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<usize, RobotError> {
-        let due = tx.due_timers(now, limit)?;
+        let due = tx.take_due_timers(now, limit)?;
         for (stream, timer) in &due {
             let event = match timer.what.as_str() {
                 "deadline" => Event::DeadlineElapsed(DeadlineElapsed {

@@ -643,9 +643,11 @@ impl<'c> Tx<'c> {
         Ok(h)
     }
 
-    /// Up to `limit` timers due at or before `now`, earliest first, with their streams (whose
-    /// heads this transaction then knows without asking again).
-    pub fn due_timers(
+    /// Takes up to `limit` timers due at or before `now`, earliest first, with their streams
+    /// (whose heads this transaction then knows without asking again): their rows are removed
+    /// in one range delete, so the caller must append each one's firing event
+    /// (`deadline.elapsed`, `robots.resumed`, `task.overdue`) in this transaction.
+    pub fn take_due_timers(
         &mut self,
         now: DateTime<Utc>,
         limit: usize,
@@ -681,6 +683,7 @@ impl<'c> Tx<'c> {
             rows.collect::<Result<_, _>>()?
         };
         let mut out = Vec::with_capacity(rows.len());
+        let mut last = None;
         for (due_at, id, what, kind, entity, name, key, version) in rows {
             let (Ok(kind), Some(due_at)) = (kind.parse::<EntityKind>(), parse_time(&due_at)) else {
                 return Err(Error::Corrupt {
@@ -692,6 +695,7 @@ impl<'c> Tx<'c> {
             if let (Some(key), Some(version)) = (key, version) {
                 self.heads.entry(stream).or_insert(Some((key, version)));
             }
+            last = Some((fmt_time(due_at), id));
             out.push((
                 stream,
                 crate::project::PendingTimer {
@@ -703,6 +707,14 @@ impl<'c> Tx<'c> {
                     survive_move: false,
                 },
             ));
+        }
+        if let Some((due_at, id)) = last {
+            // Exactly the rows selected: every key up to the last one taken.
+            self.tx
+                .prepare_cached("DELETE FROM timers WHERE (due_at, id) <= (?1, ?2)")?
+                .execute(params![due_at, id])?;
+            self.projector
+                .taken(out.iter().map(|(stream, t)| (*stream, t.id)));
         }
         Ok(out)
     }

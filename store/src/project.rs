@@ -471,6 +471,9 @@ pub struct Projector {
     /// Bookkeeping events of entities not in the cache, counted instead of loading them:
     /// they only add to the version (see `Entity::add_version`).
     bumps: HashMap<StreamId, i64>,
+    /// Timers whose rows were removed in bulk when they were taken to fire (see
+    /// `Tx::take_due_timers`): their firing events need not remove them again.
+    taken: HashMap<StreamId, Vec<i64>>,
     pending: usize,
     writer: Writer,
 }
@@ -491,6 +494,7 @@ impl Projector {
             cache: HashMap::new(),
             dirty: HashSet::new(),
             bumps: HashMap::new(),
+            taken: HashMap::new(),
             pending: 0,
             writer: Writer::new(schema),
         }
@@ -546,7 +550,31 @@ impl Projector {
         event: &Event,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), Error> {
-        side_tables(conn, self.schema, position, stream, event, at)?;
+        let mut take = |id: Option<i64>| match self.taken.get_mut(&stream) {
+            Some(ids) => {
+                // A task has one timer, so its overdue event (which names none) takes it.
+                let at = match id {
+                    Some(id) => ids.iter().position(|t| *t == id),
+                    None => (!ids.is_empty()).then_some(0),
+                };
+                let found = at.map(|i| ids.swap_remove(i)).is_some();
+                if ids.is_empty() {
+                    self.taken.remove(&stream);
+                }
+                found
+            }
+            None => false,
+        };
+        let taken = match event {
+            Event::DeadlineElapsed(d) => take(Some(d.scheduled)),
+            Event::RobotsResumed(r) => take(Some(r.delayed)),
+            Event::TaskOverdue(_) => take(None),
+            _ => false,
+        };
+        if !taken {
+            // (A taken timer's row is gone already: nothing else in those events to project.)
+            side_tables(conn, self.schema, position, stream, event, at)?;
+        }
         if !stream.kind.is_entity() {
             return Ok(());
         }
@@ -572,6 +600,14 @@ impl Projector {
         self.dirty.insert(stream);
         self.pending += 1;
         Ok(())
+    }
+
+    /// Records that the rows of these timers were removed, so that projecting their firing
+    /// events skips removing them.
+    pub fn taken(&mut self, timers: impl IntoIterator<Item = (StreamId, i64)>) {
+        for (stream, id) in timers {
+            self.taken.entry(stream).or_default().push(id);
+        }
     }
 
     /// Forgets every cached state without writing it (after a rollback).
@@ -1785,6 +1821,104 @@ mod tests {
         assert_eq!(
             version, 9,
             "every event of the stream counts, bookkeeping too"
+        );
+        let live = snapshot(&store.conn);
+        store.replay(&mut |_| {}).unwrap();
+        assert_eq!(snapshot(&store.conn), live);
+    }
+
+    /// Taking due timers removes exactly the earliest rows, in one range delete; the firing
+    /// events appended for them then leave the table as a replay of the log builds it.
+    #[test]
+    fn taking_due_timers_removes_exactly_the_earliest_and_replays_the_same() {
+        use leadflow_engine::event::{DeadlineElapsed, DeadlineScheduled, TaskOverdue};
+        let mut store = Store::open_in_memory().unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+        let meta = EventMeta::root(t0, Actor::System);
+        let lead = StreamId::new(EntityKind::Lead, 1);
+        let task = StreamId::new(EntityKind::Task, 1);
+        let due = |m: i64| t0 + Duration::minutes(m);
+        store
+            .write(t0, |tx| {
+                let mut events = vec![Event::LeadCreated(LeadCreated {
+                    id: 1,
+                    title: "lead".into(),
+                    name: None,
+                    phones: vec![],
+                    emails: vec![],
+                    source: "web_form".into(),
+                    client_type: None,
+                    responsible: None,
+                    pipeline: "lead".into(),
+                    stage: "new".into(),
+                    fields: BTreeMap::new(),
+                    comment: None,
+                    contact: None,
+                    company: None,
+                })];
+                // Due at minutes 30, 10, 20 and 10 again: the same instant twice.
+                for (name, m) in [("c", 30), ("a", 10), ("b", 20), ("a2", 10)] {
+                    events.push(Event::DeadlineScheduled(DeadlineScheduled {
+                        name: name.into(),
+                        due_at: due(m),
+                        rule: "r".into(),
+                        ruleset: "h".into(),
+                    }));
+                }
+                tx.append(lead, 0, &events, &meta)?;
+                tx.append(
+                    task,
+                    0,
+                    &[Event::TaskCreated(TaskCreated {
+                        id: 1,
+                        kind: TaskKind::Call,
+                        title: "call".into(),
+                        assignee: "petrova".into(),
+                        due_at: due(15),
+                        lead: Some(1),
+                        deal: None,
+                    })],
+                    &meta,
+                )?;
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        let left = |store: &Store| -> Vec<i64> {
+            let mut stmt = store
+                .conn
+                .prepare("SELECT id FROM timers ORDER BY due_at, id")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(left(&store), vec![3, 5, 6, 4, 2]);
+        store
+            .write(due(60), |tx| {
+                let taken = tx.take_due_timers(due(25), 3)?;
+                let ids: Vec<(StreamId, i64)> = taken.iter().map(|(s, t)| (*s, t.id)).collect();
+                assert_eq!(ids, vec![(lead, 3), (lead, 5), (task, 6)]);
+                for (stream, t) in &taken {
+                    let event = if *stream == task {
+                        Event::TaskOverdue(TaskOverdue { due_at: t.due_at })
+                    } else {
+                        Event::DeadlineElapsed(DeadlineElapsed {
+                            name: t.name.clone().unwrap_or_default(),
+                            scheduled: t.id,
+                            due_at: t.due_at,
+                        })
+                    };
+                    let v = tx.version(*stream)?;
+                    tx.append(*stream, v, &[event], &meta)?;
+                }
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert_eq!(
+            left(&store),
+            vec![4, 2],
+            "the one due at 20 (within now, beyond the limit) and the one due at 30"
         );
         let live = snapshot(&store.conn);
         store.replay(&mut |_| {}).unwrap();

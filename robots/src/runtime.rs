@@ -775,22 +775,15 @@ impl Runtime {
     /// since its last activity (once per quiet spell).
     fn fire_idle(&self, tx: &mut Tx<'_>, now: DateTime<Utc>) -> Result<usize, RobotError> {
         let mut fired = 0;
-        for rule in &self.rules.rules {
-            let Trigger::Idle {
-                entity,
-                after,
-                stages,
-            } = &rule.trigger
-            else {
-                continue;
-            };
-            let table = if *entity == EntityKind::Deal {
-                "deals"
-            } else {
-                "leads"
-            };
-            let stages = self.idle_stages(*entity, stages);
-            let cutoff = fmt_time(now - *after);
+        for IdleRule {
+            rule,
+            entity,
+            after,
+            table,
+            stages,
+        } in self.idle_rules()
+        {
+            let cutoff = fmt_time(now - after);
             let found: Vec<(i64, String)> = {
                 let conn = tx.conn()?;
                 let marks: Vec<String> = (0..stages.len()).map(|i| format!("?{}", i + 3)).collect();
@@ -810,7 +803,7 @@ impl Runtime {
                 rows.collect::<Result<_, _>>().map_err(RobotError::from)?
             };
             for (id, since) in found {
-                let stream = StreamId::new(*entity, id);
+                let stream = StreamId::new(entity, id);
                 let version = tx.version(stream)?;
                 tx.append(
                     stream,
@@ -834,6 +827,31 @@ impl Runtime {
             .query_row("SELECT min(due_at) FROM timers", [], |r| r.get(0))
             .map_err(RobotError::from)?;
         Ok(t.as_deref().and_then(parse_time))
+    }
+
+    /// The idle rules, with what their queries need.
+    fn idle_rules(&self) -> impl Iterator<Item = IdleRule<'_>> {
+        self.rules
+            .rules
+            .iter()
+            .filter_map(|rule| match &rule.trigger {
+                Trigger::Idle {
+                    entity,
+                    after,
+                    stages,
+                } => Some(IdleRule {
+                    rule,
+                    entity: *entity,
+                    after: *after,
+                    table: if *entity == EntityKind::Deal {
+                        "deals"
+                    } else {
+                        "leads"
+                    },
+                    stages: self.idle_stages(*entity, stages),
+                }),
+                _ => None,
+            })
     }
 
     /// The stages an idle rule watches: those it names, or every in-progress stage of its
@@ -866,36 +884,28 @@ impl Runtime {
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, RobotError> {
         let mut next: Option<DateTime<Utc>> = None;
-        for rule in &self.rules.rules {
-            let Trigger::Idle {
-                entity,
-                after,
-                stages,
-            } = &rule.trigger
-            else {
-                continue;
-            };
-            let stages = self.idle_stages(*entity, stages);
+        for IdleRule {
+            after,
+            table,
+            stages,
+            ..
+        } in self.idle_rules()
+        {
             if stages.is_empty() {
                 continue;
             }
-            let table = if *entity == EntityKind::Deal {
-                "deals"
-            } else {
-                "leads"
-            };
             let marks = vec!["?"; stages.len()].join(", ");
             let sql = format!(
                 "SELECT min(updated_at) FROM {table} WHERE updated_at > ?1 AND stage IN ({marks})"
             );
-            let cutoff = fmt_time(now - *after);
+            let cutoff = fmt_time(now - after);
             let mut args: Vec<&dyn rusqlite::ToSql> = vec![&cutoff];
             args.extend(stages.iter().map(|s| s as &dyn rusqlite::ToSql));
             let oldest: Option<String> = store
                 .connection()
                 .query_row(&sql, args.as_slice(), |r| r.get(0))
                 .map_err(RobotError::from)?;
-            if let Some(due) = oldest.as_deref().and_then(parse_time).map(|t| t + *after) {
+            if let Some(due) = oldest.as_deref().and_then(parse_time).map(|t| t + after) {
                 next = Some(next.map_or(due, |n| n.min(due)));
             }
         }
@@ -965,6 +975,15 @@ impl Runtime {
             .map(|t| t.with_timezone(&Utc))
             .min()
     }
+}
+
+/// An idle rule: its entity, its wait, the entity's table and the stages it watches.
+struct IdleRule<'a> {
+    rule: &'a Rule,
+    entity: EntityKind,
+    after: chrono::Duration,
+    table: &'static str,
+    stages: Vec<String>,
 }
 
 /// Whose robots are being put off, and where.

@@ -1493,6 +1493,26 @@ mod tests {
         out
     }
 
+    /// A bare lead `id` in the first stage of the lead pipeline.
+    fn lead_created(id: i64) -> Event {
+        Event::LeadCreated(LeadCreated {
+            id,
+            title: "lead".into(),
+            name: None,
+            phones: vec![],
+            emails: vec![],
+            source: "web_form".into(),
+            client_type: None,
+            responsible: None,
+            pipeline: "lead".into(),
+            stage: "new".into(),
+            fields: BTreeMap::new(),
+            comment: None,
+            contact: None,
+            company: None,
+        })
+    }
+
     fn changes(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
         pairs
             .iter()
@@ -1712,22 +1732,7 @@ mod tests {
                     lead,
                     0,
                     &[
-                        Event::LeadCreated(LeadCreated {
-                            id: 1,
-                            title: "lead".into(),
-                            name: None,
-                            phones: vec![],
-                            emails: vec![],
-                            source: "web_form".into(),
-                            client_type: None,
-                            responsible: None,
-                            pipeline: "lead".into(),
-                            stage: "new".into(),
-                            fields: BTreeMap::new(),
-                            comment: None,
-                            contact: None,
-                            company: None,
-                        }),
+                        lead_created(1),
                         deadline("a", 1),
                         deadline("b", 2),
                         delayed(3, false),
@@ -1840,22 +1845,7 @@ mod tests {
         let due = |m: i64| t0 + Duration::minutes(m);
         store
             .write(t0, |tx| {
-                let mut events = vec![Event::LeadCreated(LeadCreated {
-                    id: 1,
-                    title: "lead".into(),
-                    name: None,
-                    phones: vec![],
-                    emails: vec![],
-                    source: "web_form".into(),
-                    client_type: None,
-                    responsible: None,
-                    pipeline: "lead".into(),
-                    stage: "new".into(),
-                    fields: BTreeMap::new(),
-                    comment: None,
-                    contact: None,
-                    company: None,
-                })];
+                let mut events = vec![lead_created(1)];
                 // Due at minutes 30, 10, 20 and 10 again: the same instant twice.
                 for (name, m) in [("c", 30), ("a", 10), ("b", 20), ("a2", 10)] {
                     events.push(Event::DeadlineScheduled(DeadlineScheduled {

@@ -116,6 +116,17 @@ impl Runtime {
         }
     }
 
+    /// Loads rule files against the configuration with the built-in robots (whole or
+    /// nothing: every problem is in the error, with its file:line:col).
+    pub fn load(
+        config: Config,
+        sources: &[leadflow_engine::Source],
+    ) -> Result<Runtime, leadflow_engine::config::ConfigErrors> {
+        let registry = Registry::builtin();
+        let rules = RuleSet::load(sources, &config, &registry)?;
+        Ok(Runtime::new(config, rules, registry))
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config

@@ -8,9 +8,8 @@ use leadflow_engine::command::{NewCompany, NewContact, NewLead, NewTask};
 use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_engine::ids::EmployeeId;
 use leadflow_engine::model::Lead;
-use leadflow_engine::rules::RuleSet;
 use leadflow_engine::{Actor, Command, Config, Entity, EntityKind, EventMeta, Source, StreamId};
-use leadflow_robots::{Registry, Runtime};
+use leadflow_robots::Runtime;
 use leadflow_store::Store;
 use serde_json::{Value, json};
 
@@ -21,17 +20,14 @@ const ACCOUNT: &str = "40702810938000012345";
 
 fn runtime_with(config_text: &str, rules: &str) -> Runtime {
     let config = Config::from_toml("leadflow.toml", config_text).unwrap_or_else(|e| panic!("{e}"));
-    let registry = Registry::builtin();
-    let set = RuleSet::load(
+    Runtime::load(
+        config,
         &[Source {
             path: "rules.toml".into(),
             text: rules.into(),
         }],
-        &config,
-        &registry,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    Runtime::new(config, set, registry)
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn runtime(rules: &str) -> Runtime {

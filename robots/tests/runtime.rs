@@ -4,9 +4,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use leadflow_engine::command::NewLead;
 use leadflow_engine::config::DEFAULT_CONFIG;
-use leadflow_engine::rules::RuleSet;
 use leadflow_engine::{Actor, Command, Config, Entity, EventMeta, Source, StreamId};
-use leadflow_robots::{Registry, Runtime};
+use leadflow_robots::Runtime;
 use leadflow_store::Store;
 
 fn config() -> Config {
@@ -14,18 +13,14 @@ fn config() -> Config {
 }
 
 fn runtime(rules: &str) -> Runtime {
-    let config = config();
-    let registry = Registry::builtin();
-    let set = RuleSet::load(
+    Runtime::load(
+        config(),
         &[Source {
             path: "rules.toml".into(),
             text: rules.into(),
         }],
-        &config,
-        &registry,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    Runtime::new(config, set, registry)
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Monday 2 March 2026, 10:00 Moscow time.

@@ -16,9 +16,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use leadflow_engine::command::NewLead;
 use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_engine::event::DeadlineScheduled;
-use leadflow_engine::rules::RuleSet;
 use leadflow_engine::{Actor, Command, Config, EntityKind, Event, EventMeta, Source, StreamId};
-use leadflow_robots::{Registry, Runtime};
+use leadflow_robots::Runtime;
 use leadflow_store::{Options, Store, Synchronous, fmt_time};
 use rusqlite::params;
 use std::path::{Path, PathBuf};
@@ -60,18 +59,14 @@ fn rules(extra: usize) -> String {
 }
 
 fn runtime(text: &str) -> Runtime {
-    let config = config();
-    let registry = Registry::builtin();
-    let set = RuleSet::load(
+    Runtime::load(
+        config(),
         &[Source {
             path: "rules.toml".into(),
             text: text.into(),
         }],
-        &config,
-        &registry,
     )
-    .expect("bench rules load");
-    Runtime::new(config, set, registry)
+    .expect("bench rules load")
 }
 
 fn options() -> Options {

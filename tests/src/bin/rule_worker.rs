@@ -5,9 +5,8 @@
 use chrono::{TimeZone, Utc};
 use leadflow_engine::command::NewLead;
 use leadflow_engine::config::DEFAULT_CONFIG;
-use leadflow_engine::rules::RuleSet;
 use leadflow_engine::{Actor, Command, Config, EventMeta, Source};
-use leadflow_robots::{Registry, Runtime};
+use leadflow_robots::Runtime;
 use leadflow_store::{Options, Store};
 use std::io::Write;
 
@@ -36,17 +35,14 @@ fn main() {
     let db = &args[1];
     let now = Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap();
     let config = Config::from_toml("leadflow.toml", DEFAULT_CONFIG).expect("default config");
-    let registry = Registry::builtin();
-    let rules = RuleSet::load(
+    let rt = Runtime::load(
+        config.clone(),
         &[Source {
             path: "rules.toml".into(),
             text: RULES.into(),
         }],
-        &config,
-        &registry,
     )
     .expect("rules load");
-    let rt = Runtime::new(config.clone(), rules, registry);
     let mut store = Store::open(db, &Options::default()).expect("open");
     match args[2].as_str() {
         "seed" => {

@@ -33,7 +33,8 @@ pub struct Cli {
     )]
     pub actor: Option<String>,
 
-    /// Use this time as "now" instead of the wall clock (RFC 3339 or `YYYY-MM-DD HH:MM`, UTC)
+    /// Use this time as "now" instead of the wall clock (RFC 3339, or `YYYY-MM-DD HH:MM` in the
+    /// calendar's time zone)
     #[arg(long, global = true, env = "LEADFLOW_NOW", value_name = "TIME")]
     pub now: Option<String>,
 

@@ -4,7 +4,7 @@
 
 use crate::cli::Cli;
 use crate::error::CliError;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use leadflow_engine::{Actor, Clock, Config, EventMeta, config::Source};
 use leadflow_store::{Options, Store};
 use std::path::{Path, PathBuf};
@@ -44,6 +44,7 @@ impl Ctx {
     pub fn open(cli: &Cli) -> Result<Ctx, CliError> {
         let config_path = find_config(cli.config.as_deref())?;
         let config = load_config(&config_path)?;
+        let clock = clock(cli, &config)?;
         let db = db_path(cli, &config_path);
         let options = Options {
             synchronous: cli.synchronous.parse().map_err(CliError::Usage)?,
@@ -58,7 +59,7 @@ impl Ctx {
             config_path,
             store,
             actor,
-            clock: clock(cli)?,
+            clock,
             json: cli.json,
             rules_dir,
         })
@@ -70,10 +71,12 @@ impl Ctx {
     }
 }
 
-/// The clock: `--now` if given, else the wall clock.
-pub fn clock(cli: &Cli) -> Result<Box<dyn Clock>, CliError> {
+/// The clock: `--now` (read in the calendar's zone) if given, else the wall clock.
+pub fn clock(cli: &Cli, config: &Config) -> Result<Box<dyn Clock>, CliError> {
     Ok(match &cli.now {
-        Some(t) => Box::new(FixedClock(parse_time(t, None)?)),
+        Some(t) => Box::new(FixedClock(
+            parse_time(t, config, None).map_err(|e| CliError::Usage(format!("--now: {e}")))?,
+        )),
         None => Box::new(SystemClock),
     })
 }
@@ -186,32 +189,14 @@ fn employee_list(config: &Config) -> String {
         .join(", ")
 }
 
-/// Parses a time: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` or `YYYY-MM-DD` (UTC), or `+2h`, `+1d 4h`
-/// from `now` when given.
-pub fn parse_time(text: &str, now: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, CliError> {
-    let t = text.trim();
-    if let (Some(rest), Some(now)) = (t.strip_prefix('+'), now) {
-        let d = leadflow_engine::config::parse_duration(rest).map_err(CliError::Usage)?;
-        return Ok(now + d);
-    }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return Ok(dt.with_timezone(&Utc));
-    }
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(n) = NaiveDateTime::parse_from_str(t, fmt) {
-            return Ok(n.and_utc());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
-    }
-    Err(CliError::Usage(format!(
-        "bad time '{text}': write 2026-03-02T09:00:00Z, '2026-03-02 09:00', 2026-03-02{}",
-        if now.is_some() { " or +2h" } else { "" }
-    )))
+/// Reads a time typed on the command line with the engine's one parser
+/// ([`leadflow_engine::time::parse_time`]): RFC 3339 with an offset, or a local date and time
+/// in the calendar's zone, or `+2h`, `+1d 4h` from `now` when given; bounded to 1970–2999.
+pub fn parse_time(
+    text: &str,
+    config: &Config,
+    now: Option<DateTime<Utc>>,
+) -> Result<DateTime<Utc>, CliError> {
+    leadflow_engine::time::parse_time(text, config.calendar.timezone, now)
+        .map_err(|e| CliError::Usage(e.to_string()))
 }

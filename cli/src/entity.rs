@@ -551,7 +551,7 @@ pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
             lead,
             deal,
         } => {
-            let due_at = parse_time(&due, Some(ctx.clock.now()))?;
+            let due_at = parse_time(&due, &ctx.config, Some(ctx.clock.now()))?;
             let new = NewTask {
                 kind,
                 title,

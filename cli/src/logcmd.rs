@@ -58,12 +58,12 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
         since: args
             .since
             .as_deref()
-            .map(|t| parse_time(t, None))
+            .map(|t| parse_time(t, &ctx.config, None))
             .transpose()?,
         until: args
             .until
             .as_deref()
-            .map(|t| parse_time(t, None))
+            .map(|t| parse_time(t, &ctx.config, None))
             .transpose()?,
     };
     const PAGE: usize = 2048;

@@ -27,6 +27,11 @@ pub struct Calendar {
 /// the config always has working time within a week of any date not in a holiday run).
 const HORIZON_DAYS: i64 = 3660;
 
+/// The longest working-time duration a rule may give, in working days (about 17 months of
+/// five-day weeks): working time is counted day by day within the calendar's ten-year horizon,
+/// which leaves room for holidays.
+pub const MAX_WORKING_DAYS: i64 = 366;
+
 impl Default for Calendar {
     /// Monday to Friday, 09:00–18:00 UTC, no holidays.
     fn default() -> Self {
@@ -97,59 +102,113 @@ impl Calendar {
 
     /// The moment `amount` of working time after `start`. A deadline that uses up the last
     /// minute of a working day falls at the end of that day, not the start of the next.
+    /// Saturates at [`crate::time::LATEST`] (a moment that never comes) if the calendar has
+    /// no working time left within its horizon (ten years); [`Calendar::checked_add_working`]
+    /// says so instead.
     pub fn add_working(&self, start: DateTime<Utc>, amount: Duration) -> DateTime<Utc> {
+        self.checked_add_working(start, amount)
+            .unwrap_or(crate::time::LATEST)
+    }
+
+    /// The moment `amount` of working time after `start`, or `None` if the calendar does not
+    /// have that much working time within ten years of `start`.
+    pub fn checked_add_working(
+        &self,
+        start: DateTime<Utc>,
+        amount: Duration,
+    ) -> Option<DateTime<Utc>> {
         let mut left = amount;
         if left <= Duration::zero() {
-            return start;
+            return Some(start);
         }
-        let first = self.local_date(start) - Duration::days(1);
+        let first = self.local_date(start).checked_sub_days(chrono::Days::new(1))?;
         for day in 0..HORIZON_DAYS {
-            for (a, b) in self.intervals(first + Duration::days(day)) {
+            let date = first.checked_add_days(chrono::Days::new(day as u64))?;
+            for (a, b) in self.intervals(date) {
                 let from = a.max(start);
                 if from >= b {
                     continue;
                 }
                 let available = b - from;
                 if left <= available {
-                    return from + left;
+                    return from.checked_add_signed(left);
                 }
                 left -= available;
             }
         }
-        start + amount
+        None
     }
 
-    /// The moment a duration written in a rule (`2h`, `1d 4h`) after `start`. In working time,
-    /// a day is one working day of this calendar (its [`Calendar::day_length`]) and a week
-    /// five; otherwise days and weeks are calendar ones.
+    /// The most working time a rule may ask for: [`MAX_WORKING_DAYS`] working days of this
+    /// calendar.
+    pub fn max_working(&self) -> Duration {
+        self.day_length() * MAX_WORKING_DAYS as i32
+    }
+
+    /// Reads a duration of working time written in a rule (`2h`, `1d 4h`): a day is one
+    /// working day of this calendar (its [`Calendar::day_length`]) and a week five. At most
+    /// [`Calendar::max_working`].
+    pub fn working_duration(&self, text: &str) -> Result<Duration, String> {
+        let too_long = || {
+            format!(
+                "working-time duration '{}' is too long: at most {MAX_WORKING_DAYS} working days",
+                text.trim()
+            )
+        };
+        let mut total = Duration::zero();
+        let mut seen = false;
+        for part in text.split_whitespace() {
+            let days = match (part.strip_suffix('d'), part.strip_suffix('w')) {
+                (Some(n), _) => n.parse::<i64>().ok(),
+                (_, Some(n)) => n.parse::<i64>().ok().and_then(|w| w.checked_mul(5)),
+                _ => None,
+            };
+            let d = match days {
+                Some(n) if n > MAX_WORKING_DAYS => return Err(too_long()),
+                Some(n) => self.day_length() * n as i32,
+                None if part.ends_with(['d', 'w']) => {
+                    return Err(crate::config::parse_duration(part)
+                        .err()
+                        .unwrap_or_else(too_long));
+                }
+                None => crate::config::parse_duration(part).map_err(|m| {
+                    if m.contains("too long") {
+                        too_long()
+                    } else {
+                        m
+                    }
+                })?,
+            };
+            total = total.checked_add(&d).ok_or_else(too_long)?;
+            seen = true;
+        }
+        if !seen {
+            return Err(crate::config::parse_duration(text).unwrap_err());
+        }
+        if total > self.max_working() {
+            return Err(too_long());
+        }
+        Ok(total)
+    }
+
+    /// The moment a duration written in a rule (`2h`, `1d 4h`) after `start`. In working time
+    /// it is read by [`Calendar::working_duration`]; otherwise days and weeks are calendar
+    /// ones. An error says what is wrong with the text, or that the moment is out of reach.
     pub fn after(
         &self,
         start: DateTime<Utc>,
         text: &str,
         working: bool,
     ) -> Result<DateTime<Utc>, String> {
+        let out_of_range = || format!("'{text}' after {start} is out of range");
         if !working {
             let d = crate::config::parse_duration(text)?;
-            return start
-                .checked_add_signed(d)
-                .ok_or_else(|| format!("'{text}' after {start} is out of range"));
+            return start.checked_add_signed(d).ok_or_else(out_of_range);
         }
-        let mut total = Duration::zero();
-        for part in text.split_whitespace() {
-            let (days, rest) = match part.strip_suffix('d') {
-                Some(n) => (n.parse::<i64>().ok(), None),
-                None => match part.strip_suffix('w') {
-                    Some(n) => (n.parse::<i64>().ok().map(|w| w * 5), None),
-                    None => (None, Some(part)),
-                },
-            };
-            total += match (days, rest) {
-                (Some(n), _) => self.day_length() * n.clamp(0, 100_000) as i32,
-                (None, Some(p)) => crate::config::parse_duration(p)?,
-                (None, None) => return Err(crate::config::parse_duration(part).unwrap_err()),
-            };
-        }
-        Ok(self.add_working(start, total))
+        let total = self.working_duration(text)?;
+        self.checked_add_working(start, total).ok_or_else(|| {
+            format!("the calendar has no {text} of working time within ten years after {start}")
+        })
     }
 
     /// Working time between two instants (zero if `to` is not after `from`).
@@ -158,8 +217,12 @@ impl Calendar {
             return Duration::zero();
         }
         let mut total = Duration::zero();
-        let mut date = self.local_date(from) - Duration::days(1);
-        let last = self.local_date(to) + Duration::days(1);
+        let (Some(mut date), Some(last)) = (
+            self.local_date(from).pred_opt(),
+            self.local_date(to).succ_opt(),
+        ) else {
+            return Duration::zero();
+        };
         while date <= last {
             for (a, b) in self.intervals(date) {
                 let (s, e) = (a.max(from), b.min(to));
@@ -167,7 +230,10 @@ impl Calendar {
                     total += e - s;
                 }
             }
-            date += Duration::days(1);
+            match date.succ_opt() {
+                Some(next) => date = next,
+                None => break,
+            }
         }
         total
     }
@@ -175,8 +241,9 @@ impl Calendar {
     /// Whether `t` falls in working hours.
     pub fn is_working_time(&self, t: DateTime<Utc>) -> bool {
         let d = self.local_date(t);
-        [d - Duration::days(1), d]
+        [d.pred_opt(), Some(d)]
             .into_iter()
+            .flatten()
             .flat_map(|d| self.intervals(d))
             .any(|(a, b)| a <= t && t < b)
     }
@@ -307,6 +374,41 @@ mod tests {
             c.add_working(fri, Duration::hours(2)),
             Utc.with_ymd_and_hms(2026, 3, 30, 8, 0, 0).unwrap()
         ); // Mon 10:00 local
+    }
+
+    #[test]
+    fn working_durations_are_working_days_and_bounded() {
+        let c = moscow();
+        assert_eq!(c.working_duration("1d 4h"), Ok(Duration::hours(12)));
+        assert_eq!(c.working_duration("1w"), Ok(Duration::hours(40)));
+        assert_eq!(c.working_duration("366d"), Ok(c.max_working()));
+        for long in ["367d", "74w", "9999999999d", "2929h", "366d 1m"] {
+            let e = c.working_duration(long).unwrap_err();
+            assert!(e.contains("too long: at most 366 working days"), "{long}: {e}");
+        }
+        assert!(c.working_duration("").is_err());
+        assert!(c.working_duration("99999999999999999999w").is_err());
+        assert!(c.working_duration("2 parsecs").is_err());
+        assert!(c.working_duration("xd").is_err());
+        let far = c.after(msk(2, 9, 0), "366d", true).unwrap();
+        assert!(far > msk(2, 9, 0) + Duration::days(366), "{far}");
+    }
+
+    #[test]
+    fn a_calendar_without_working_time_says_so_instead_of_overflowing() {
+        let c = Calendar {
+            weekdays: [false; 7],
+            ..Calendar::default()
+        };
+        let start = msk(2, 9, 0);
+        assert_eq!(c.checked_add_working(start, Duration::hours(1)), None);
+        assert_eq!(c.add_working(start, Duration::hours(1)), crate::time::LATEST);
+        let e = c.after(start, "2h", true).unwrap_err();
+        assert!(e.contains("no 2h of working time within ten years"), "{e}");
+        assert_eq!(
+            c.after(DateTime::<Utc>::MAX_UTC, "1s", false),
+            Err(format!("'1s' after {} is out of range", DateTime::<Utc>::MAX_UTC))
+        );
     }
 
     #[test]

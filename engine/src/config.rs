@@ -422,7 +422,9 @@ struct RawConditional {
     required: Vec<Spanned<String>>,
 }
 
-/// Parses durations like `90s`, `30m`, `2h`, `1d`, `1d 4h` (days are calendar days here).
+/// Parses durations like `90s`, `30m`, `2h`, `1d`, `1d 4h` (days are calendar days here), at
+/// most [`crate::time::MAX_DURATION`] (3660 days, ten years) so that nothing computed from one
+/// can overflow.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("bad duration '{text}': write it like 30m, 2h, 1d or 1d 4h");
     let mut total = Duration::zero();
@@ -443,7 +445,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total = total.checked_add(&d).ok_or_else(bad)?;
         seen = true;
     }
-    if seen { Ok(total) } else { Err(bad()) }
+    if !seen {
+        return Err(bad());
+    }
+    if total > crate::time::MAX_DURATION {
+        return Err(format!(
+            "duration '{}' is too long: at most 3660d (ten years)",
+            text.trim()
+        ));
+    }
+    Ok(total)
 }
 
 #[derive(Default)]
@@ -1229,6 +1240,12 @@ pipelines = [\"missing\"]
         assert!(parse_duration("").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_duration("3660d").unwrap(), Duration::days(3660));
+        for long in ["3661d", "3000000d", "9999999999d", "523w", "87841h", "3660d 1s"] {
+            let e = parse_duration(long).unwrap_err();
+            assert!(e.contains("too long: at most 3660d"), "{long}: {e}");
+        }
+        assert!(parse_duration("99999999999999999999d").is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod projection;
 pub mod robot;
 pub mod rules;
 pub mod template;
+pub mod time;
 
 pub use clock::{Clock, ManualClock};
 pub use command::Command;
@@ -27,3 +28,4 @@ pub use decide::{Decision, Lookup, Rejection, decide};
 pub use event::{Actor, DecodeError, Event, EventMeta};
 pub use ids::{EntityKind, StreamId};
 pub use model::Entity;
+pub use time::TimeError;

@@ -525,11 +525,25 @@ impl Loader<'_> {
         }
         let before = self.errors.len();
         let trigger = self.trigger(src, &id, raw.trigger);
+        let max_working = self.config.calendar.max_working();
         let delay = raw
             .delay
             .as_ref()
             .and_then(|d| match parse_duration(d.get_ref()) {
-                Ok(d) => Some(d),
+                Ok(t) if raw.delay_working && t > max_working => {
+                    self.err(
+                        src,
+                        d.span().start,
+                        format!(
+                            "rule '{id}': delay '{}' in working time is too long: at most {} working hours ({} working days)",
+                            d.get_ref().trim(),
+                            max_working.num_hours(),
+                            crate::calendar::MAX_WORKING_DAYS
+                        ),
+                    );
+                    None
+                }
+                Ok(t) => Some(t),
                 Err(m) => {
                     self.err(src, d.span().start, format!("rule '{id}': {m}"));
                     None
@@ -1018,6 +1032,11 @@ impl Loader<'_> {
             .and_then(|p| p.get_ref().as_str())
             .map(PipelineId::from)
             .or_else(|| trigger_pipeline.cloned());
+        // Durations of a call with `working_time = true` count working time.
+        let working = params
+            .get("working_time")
+            .and_then(|w| w.get_ref().as_bool())
+            .unwrap_or(false);
         for (key, value) in &params {
             let Some(p) = spec.param(key) else {
                 let known: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
@@ -1032,7 +1051,7 @@ impl Loader<'_> {
             } else {
                 (entity, pipeline.as_ref())
             };
-            self.param(src, id, &robot, p.kind, key, value, entity, pipeline);
+            self.param(src, id, &robot, p.kind, key, value, entity, pipeline, working);
         }
         if self.errors.len() > before {
             return None;
@@ -1058,8 +1077,17 @@ impl Loader<'_> {
         value: &Spanned<toml::Value>,
         entity: Option<EntityKind>,
         pipeline: Option<&PipelineId>,
+        working: bool,
     ) {
         let at = value.span().start;
+        let calendar = &self.config.calendar;
+        let duration = |s: &str| {
+            if working {
+                calendar.working_duration(s)
+            } else {
+                parse_duration(s)
+            }
+        };
         let bad = |this: &mut Self, what: &str| {
             this.err(
                 src,
@@ -1103,14 +1131,14 @@ impl Loader<'_> {
                     bad(self, "a whole number above 0");
                 }
             }
-            ParamKind::Duration => match text.as_deref().map(parse_duration) {
+            ParamKind::Duration => match text.as_deref().map(duration) {
                 Some(Ok(_)) => {}
                 Some(Err(m)) => self.err(src, at, format!("rule '{id}': robot '{robot}': {m}")),
                 None => bad(self, "a duration in quotes, like \"2h\""),
             },
             ParamKind::DurationCases => match value.get_ref() {
                 toml::Value::String(s) => {
-                    if let Err(m) = parse_duration(s) {
+                    if let Err(m) = duration(s) {
                         self.err(src, at, format!("rule '{id}': robot '{robot}': {m}"));
                     }
                 }
@@ -1118,7 +1146,7 @@ impl Loader<'_> {
                     for case in cases {
                         let table = case.as_table();
                         let after = table.and_then(|t| t.get("after")).and_then(|a| a.as_str());
-                        match after.map(parse_duration) {
+                        match after.map(duration) {
                             Some(Ok(_)) => {}
                             Some(Err(m)) => {
                                 self.err(src, at, format!("rule '{id}': robot '{robot}': {m}"))

@@ -74,7 +74,7 @@
 
 use crate::runtime::TICKS_PER_INSTANT;
 use crate::{Registry, Report, RobotError, Runtime};
-use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use leadflow_engine::calendar::Calendar;
 use leadflow_engine::command::{NewCompany, NewContact, NewDeal, NewLead, NewTask};
 use leadflow_engine::config::{ConfigError, ConfigErrors, DEFAULT_CONFIG, line_col};
@@ -612,32 +612,14 @@ fn read_toml_files(path: &Path) -> Result<Vec<Source>, String> {
 }
 
 /// A moment written in a scenario: RFC 3339 with an offset, or a local date and time in the
-/// calendar's zone.
+/// calendar's zone — read by the engine's one time parser, as the CLI reads `--now`.
 fn time_of(v: &toml::Value, calendar: &Calendar) -> Result<DateTime<Utc>, String> {
     let text = match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Datetime(d) => d.to_string(),
         other => return Err(format!("expected a time, found {}", other.type_str())),
     };
-    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(local) = NaiveDateTime::parse_from_str(text.trim(), format)
-            && let Some(t) = calendar.timezone.from_local_datetime(&local).earliest()
-        {
-            return Ok(t.with_timezone(&Utc));
-        }
-    }
-    Err(format!(
-        "bad time '{text}': write it like 2026-03-02T10:00:00+03:00, or 2026-03-02 10:00 in the calendar's time zone ({})",
-        calendar.timezone.name()
-    ))
+    leadflow_engine::time::parse_time(&text, calendar.timezone, None).map_err(|e| e.to_string())
 }
 
 /// A TOML value as JSON (times become RFC 3339 text).
@@ -1264,9 +1246,11 @@ pub fn run_in(scenario: &Scenario, store: &mut Store) -> Result<Outcome, Scenari
                 }
                 report.add(&runtime.process(store, now)?);
             }
-            Action::Advance(d) => {
-                let target = now + *d;
-                advance(
+            Action::Advance(d) => match now
+                .checked_add_signed(*d)
+                .filter(|t| leadflow_engine::time::in_range(*t))
+            {
+                Some(target) => advance(
                     scenario,
                     &runtime,
                     store,
@@ -1274,8 +1258,12 @@ pub fn run_in(scenario: &Scenario, store: &mut Store) -> Result<Outcome, Scenari
                     target,
                     &mut report,
                     &mut fail,
-                )?;
-            }
+                )?,
+                None => fail(format!(
+                    "advancing the clock from {} passes 2999-12-31, the latest time leadflow takes",
+                    fmt_local(now, &scenario.config.calendar)
+                )),
+            },
             Action::Until(target) => {
                 if *target < now {
                     fail(format!(

@@ -17,12 +17,25 @@ const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 /// Formats a time the way the log stores it: RFC 3339, UTC, microseconds, sortable as text
 /// (`2026-03-02T09:00:00.000000Z`).
 ///
+/// The text always has four-digit years, so text order is time order whatever the value: a
+/// time before year 0 is stored as `0000-01-01T00:00:00.000000Z` and one after 9999 as
+/// `9999-12-31T23:59:59.999999Z` (the nearest times the format can hold; chrono's own form,
+/// `+10240-…`, would sort before every other time and break the timer queue). Times people
+/// and rules give are bounded far inside this range (`leadflow_engine::time`), so only a
+/// hand-made event can reach the clamp.
+///
 /// Hot (every event and projection row has a few), so the common case is written digit by
-/// digit; years outside 0–9999 and leap seconds go through chrono's formatter, which the fast
-/// path matches byte for byte.
+/// digit; leap seconds go through chrono's formatter, which the fast path matches byte for
+/// byte.
 pub fn fmt_time(t: DateTime<Utc>) -> String {
     let (year, nanos) = (t.year(), t.nanosecond());
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+    if year < 0 {
+        return "0000-01-01T00:00:00.000000Z".to_owned();
+    }
+    if year > 9999 {
+        return "9999-12-31T23:59:59.999999Z".to_owned();
+    }
+    if nanos >= 1_000_000_000 {
         return t.format(TIME_FORMAT).to_string();
     }
     let mut b = *b"0000-00-00T00:00:00.000000Z";
@@ -858,6 +871,9 @@ mod tests {
             times.push(DateTime::from_timestamp(secs, (x >> 40) as u32 % 1_000_000_000).unwrap());
         }
         for t in times {
+            if !(0..=9999).contains(&t.year()) {
+                continue;
+            }
             let s = fmt_time(t);
             assert_eq!(s, chrono_fmt(t), "{t:?}");
             let chrono_parsed = DateTime::parse_from_rfc3339(&s)
@@ -865,6 +881,79 @@ mod tests {
                 .map(|t| t.with_timezone(&Utc));
             assert_eq!(parse_time(&s), chrono_parsed, "{s}");
         }
+    }
+
+    #[test]
+    fn stored_times_sort_as_the_times_do_whatever_their_year() {
+        let mut times = vec![
+            DateTime::<Utc>::MIN_UTC,
+            Utc.with_ymd_and_hms(-1, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(10_240, 8, 21, 20, 41, 43).unwrap(),
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        times.sort();
+        let stored: Vec<String> = times.iter().map(|&t| fmt_time(t)).collect();
+        for (pair, t) in stored.windows(2).zip(&times) {
+            assert!(pair[0] <= pair[1], "{} sorts after {} ({t})", pair[0], pair[1]);
+        }
+        for s in &stored {
+            assert_eq!(s.len(), 27, "{s}");
+            assert!(parse_time(s).is_some(), "{s} does not read back");
+        }
+        assert_eq!(
+            fmt_time(Utc.with_ymd_and_hms(10_240, 8, 21, 20, 41, 43).unwrap()),
+            "9999-12-31T23:59:59.999999Z"
+        );
+        assert_eq!(fmt_time(DateTime::<Utc>::MIN_UTC), "0000-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn a_deadline_beyond_year_9999_never_breaks_taking_the_due_timers() {
+        use leadflow_engine::Actor;
+        use leadflow_engine::command::NewLead;
+        use leadflow_engine::event::DeadlineScheduled;
+        let config =
+            Config::from_toml("leadflow.toml", leadflow_engine::config::DEFAULT_CONFIG).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+        let meta = EventMeta::root(t0, Actor::Employee("ivanov".into()));
+        let mut store = crate::Store::open_in_memory().unwrap();
+        let lead = Command::CreateLead(NewLead {
+            name: Some("Ivan".into()),
+            phones: vec!["+79378922084".into()],
+            source: Some("web_form".into()),
+            ..Default::default()
+        });
+        store
+            .write(t0, |tx| tx.execute(&config, &lead, &meta))
+            .unwrap();
+        let stream = StreamId::new(EntityKind::Lead, 1);
+        let deadline = |name: &str, due_at| {
+            Event::DeadlineScheduled(DeadlineScheduled {
+                name: name.into(),
+                due_at,
+                rule: "r".into(),
+                ruleset: "h".into(),
+            })
+        };
+        let far = Utc.with_ymd_and_hms(10_240, 8, 21, 20, 41, 43).unwrap();
+        store
+            .write(t0, |tx| {
+                tx.append(stream, 1, &[deadline("far", far)], &meta)?;
+                tx.append(stream, 2, &[deadline("soon", t0 + chrono::Duration::hours(1))], &meta)
+            })
+            .unwrap();
+        let mut taken = |at| {
+            store
+                .write(t0, |tx| tx.take_due_timers(at, 10))
+                .map(|v| v.into_iter().map(|(_, t)| t.name.unwrap()).collect::<Vec<_>>())
+        };
+        assert_eq!(taken(t0).unwrap(), Vec::<String>::new());
+        assert_eq!(taken(t0 + chrono::Duration::hours(2)).unwrap(), ["soon"]);
+        assert_eq!(taken(far).unwrap(), ["far"]);
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! Times and durations through the real `leadflow` binary: bounds on what rule files and
+//! `--now` may say, times typed without an offset read in the calendar's zone, `recorded_at`
+//! the real moment of the commit, and writes dated before the log's last event refused unless
+//! `--backdate` is given.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A folder with the default configuration (Europe/Moscow), an empty database and
+    /// `init`'s `rules/`.
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = env.run(&["init", env.path().to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env
+    }
+
+    /// Also a rule file `rules/NAME`.
+    fn with_rules(text: &str) -> Env {
+        let env = Env::new();
+        env.write_rules("time.toml", text);
+        env
+    }
+
+    fn write_rules(&self, name: &str, text: &str) {
+        std::fs::write(self.path().join("rules").join(name), text).unwrap();
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The binary in the folder, at 2026-03-02 09:00 UTC (Monday, 12:00 in Moscow).
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        c.current_dir(self.path())
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_DB")
+            .env_remove("LEADFLOW_AS")
+            .env_remove("LEADFLOW_RULES")
+            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
+            .env("RUST_LOG", "off");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail with `code`, append nothing, and say each of `needles`
+    /// on stderr; returns stderr.
+    fn refused(&self, args: &[&str], code: i32, needles: &[&str]) -> String {
+        let before = self.events().len();
+        let out = self.run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        for needle in needles {
+            assert!(
+                err.contains(needle),
+                "{args:?}: expected {needle:?} in {err:?}"
+            );
+        }
+        assert_eq!(self.events().len(), before, "{args:?} appended events");
+        err
+    }
+
+    /// The log as JSON values.
+    fn events(&self) -> Vec<Value> {
+        self.ok(&["--json", "events"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn instant(v: &Value) -> DateTime<Utc> {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));
+    DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+        .with_timezone(&Utc)
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A rule that sets a deadline `after` on every new lead.
+fn deadline_rule(after: &str) -> String {
+    format!(
+        r#"[[rules]]
+id = "qualify"
+trigger = {{ on = "created", entity = "lead" }}
+
+  [[rules.robots]]
+  robot = "schedule_deadline"
+  name = "qualification"
+  after = "{after}"
+"#
+    )
+}
+
+#[test]
+fn rules_check_refuses_durations_too_long_with_their_location() {
+    let env = Env::with_rules(&deadline_rule("3000000d"));
+    let out = env.run(&["rules", "check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "time.toml:8:11: rule 'qualify': robot 'schedule_deadline': duration '3000000d' is too long: at most 3660d (ten years)"
+        ),
+        "{err}"
+    );
+    // The other places a rule gives a duration.
+    env.write_rules(
+        "time.toml",
+        r#"[[rules]]
+id = "late"
+trigger = { on = "created", entity = "lead" }
+delay = "9999999999d"
+
+  [[rules.robots]]
+  robot = "notify"
+  to = "responsible"
+  text = "hi"
+
+[[rules]]
+id = "late-working"
+trigger = { on = "created", entity = "lead" }
+delay = "3000d"
+delay_working = true
+
+  [[rules.robots]]
+  robot = "notify"
+  to = "responsible"
+  text = "hi"
+
+[[rules]]
+id = "quiet"
+trigger = { on = "idle", entity = "lead", after = "9999999999d" }
+
+  [[rules.robots]]
+  robot = "notify"
+  to = "responsible"
+  text = "hi"
+
+[[rules]]
+id = "waits"
+trigger = { on = "created", entity = "lead" }
+
+  [[rules.robots]]
+  robot = "wait"
+  for = "9999999999d"
+
+  [[rules.robots]]
+  robot = "wait"
+  for = "400d"
+  working_time = true
+
+  [[rules.robots]]
+  robot = "notify"
+  to = "responsible"
+  text = "hi"
+"#,
+    );
+    let out = env.run(&["rules", "check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for needle in [
+        "time.toml:4:9: rule 'late': duration '9999999999d' is too long",
+        "time.toml:14:9: rule 'late-working': delay '3000d' in working time is too long",
+        "time.toml:24:51: rule 'quiet': duration '9999999999d' is too long",
+        "time.toml:37:9: rule 'waits': robot 'wait': duration '9999999999d' is too long",
+        "time.toml:41:9: rule 'waits': robot 'wait': working-time duration '400d' is too long: at most 366 working days",
+    ] {
+        assert!(err.contains(needle), "expected {needle:?} in {err}");
+    }
+}
+
+#[test]
+fn a_far_future_now_is_refused_and_tick_keeps_working() {
+    let env = Env::with_rules(&deadline_rule("2h"));
+    env.ok(&["lead", "create", "--name", "Ivan", "--phone", "+79378922084"]);
+    env.refused(
+        &["tick", "--now", "9999-12-31 23:59"],
+        2,
+        &[
+            "--now: time '9999-12-31 23:59' is out of range: times must lie between 1970-01-01 and 2999-12-31",
+        ],
+    );
+    env.refused(
+        &["--now", "+10240-08-21T20:41:43Z", "lead", "create", "--name", "Far"],
+        2,
+        &["--now: bad time '+10240-08-21T20:41:43Z'"],
+    );
+    // The deadline (12:00 Moscow + 2h) fires at its time: nothing is stuck.
+    env.ok(&["tick"]);
+    env.ok(&["tick", "--now", "2026-03-02 14:00"]);
+    let types: Vec<String> = env
+        .events()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        types.iter().any(|t| t == "deadline.elapsed"),
+        "no deadline fired: {types:?}"
+    );
+    env.ok(&["tick", "--now", "2999-12-31 23:00"]);
+}
+
+#[test]
+fn a_time_without_an_offset_is_in_the_calendar_zone() {
+    let env = Env::with_rules(&deadline_rule("2h"));
+    let out = env.ok(&["--json", "tick", "--now", "2026-03-02 15:00"]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        instant(&v["now"]),
+        utc("2026-03-02T12:00:00Z"),
+        "15:00 in Moscow is 12:00 UTC: {v}"
+    );
+    env.ok(&[
+        "--now",
+        "2026-03-02 15:00",
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+    ]);
+    let created = env.events().pop().unwrap();
+    assert_eq!(
+        instant(&created["occurred_at"]),
+        utc("2026-03-02T12:00:00Z")
+    );
+    // --since reads the same way: everything happened at 12:00 UTC, 15:00 in Moscow.
+    let since = |t: &str| env.ok(&["--json", "events", "--since", t]).lines().count();
+    assert_eq!(since("2026-03-02 15:00"), env.events().len());
+    assert_eq!(since("2026-03-02 15:01"), 0);
+}

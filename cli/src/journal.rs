@@ -133,7 +133,10 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
     }
     let time_arg = |t: &Option<String>, flag: &str| {
         t.as_deref()
-            .map(|t| parse_time(t, &ctx.config, None).map_err(|e| CliError::Usage(format!("{flag}: {e}"))))
+            .map(|t| {
+                parse_time(t, &ctx.config, None)
+                    .map_err(|e| CliError::Usage(format!("{flag}: {e}")))
+            })
             .transpose()
     };
     let both = !args.incidents && !args.escalations;

@@ -181,6 +181,20 @@ trigger = { on = "created", entity = "lead" }
   robot = "notify"
   to = "responsible"
   text = "hi"
+
+[[rules]]
+id = "windows"
+trigger = { on = "created", entity = "lead" }
+
+  [[rules.robots]]
+  robot = "escalate_to_manager"
+  kind = "missed_deadline"
+  window = "9999999999d"
+
+  [[rules.robots]]
+  robot = "send_report"
+  to = "manager"
+  period = "9999999999d"
 "#,
     );
     let out = env.run(&["rules", "check"]);
@@ -192,6 +206,8 @@ trigger = { on = "created", entity = "lead" }
         "time.toml:24:51: rule 'quiet': duration '9999999999d' is too long",
         "time.toml:37:9: rule 'waits': robot 'wait': duration '9999999999d' is too long",
         "time.toml:41:9: rule 'waits': robot 'wait': working-time duration '400d' is too long: at most 366 working days",
+        "time.toml:56:12: rule 'windows': robot 'escalate_to_manager': duration '9999999999d' is too long",
+        "time.toml:61:12: rule 'windows': robot 'send_report': duration '9999999999d' is too long",
     ] {
         assert!(err.contains(needle), "expected {needle:?} in {err}");
     }
@@ -200,7 +216,14 @@ trigger = { on = "created", entity = "lead" }
 #[test]
 fn a_far_future_now_is_refused_and_tick_keeps_working() {
     let env = Env::with_rules(&deadline_rule("2h"));
-    env.ok(&["lead", "create", "--name", "Ivan", "--phone", "+79378922084"]);
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+        "--phone",
+        "+79378922084",
+    ]);
     env.refused(
         &["tick", "--now", "9999-12-31 23:59"],
         2,
@@ -209,7 +232,14 @@ fn a_far_future_now_is_refused_and_tick_keeps_working() {
         ],
     );
     env.refused(
-        &["--now", "+10240-08-21T20:41:43Z", "lead", "create", "--name", "Far"],
+        &[
+            "--now",
+            "+10240-08-21T20:41:43Z",
+            "lead",
+            "create",
+            "--name",
+            "Far",
+        ],
         2,
         &["--now: bad time '+10240-08-21T20:41:43Z'"],
     );

@@ -121,7 +121,9 @@ impl Calendar {
         if left <= Duration::zero() {
             return Some(start);
         }
-        let first = self.local_date(start).checked_sub_days(chrono::Days::new(1))?;
+        let first = self
+            .local_date(start)
+            .checked_sub_days(chrono::Days::new(1))?;
         for day in 0..HORIZON_DAYS {
             let date = first.checked_add_days(chrono::Days::new(day as u64))?;
             for (a, b) in self.intervals(date) {
@@ -384,7 +386,10 @@ mod tests {
         assert_eq!(c.working_duration("366d"), Ok(c.max_working()));
         for long in ["367d", "74w", "9999999999d", "2929h", "366d 1m"] {
             let e = c.working_duration(long).unwrap_err();
-            assert!(e.contains("too long: at most 366 working days"), "{long}: {e}");
+            assert!(
+                e.contains("too long: at most 366 working days"),
+                "{long}: {e}"
+            );
         }
         assert!(c.working_duration("").is_err());
         assert!(c.working_duration("99999999999999999999w").is_err());
@@ -402,12 +407,18 @@ mod tests {
         };
         let start = msk(2, 9, 0);
         assert_eq!(c.checked_add_working(start, Duration::hours(1)), None);
-        assert_eq!(c.add_working(start, Duration::hours(1)), crate::time::LATEST);
+        assert_eq!(
+            c.add_working(start, Duration::hours(1)),
+            crate::time::LATEST
+        );
         let e = c.after(start, "2h", true).unwrap_err();
         assert!(e.contains("no 2h of working time within ten years"), "{e}");
         assert_eq!(
             c.after(DateTime::<Utc>::MAX_UTC, "1s", false),
-            Err(format!("'1s' after {} is out of range", DateTime::<Utc>::MAX_UTC))
+            Err(format!(
+                "'1s' after {} is out of range",
+                DateTime::<Utc>::MAX_UTC
+            ))
         );
     }
 

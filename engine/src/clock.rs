@@ -24,10 +24,17 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward (or backward, for a negative duration).
+    /// Moves the clock forward (or backward, for a negative duration); a move past the
+    /// representable range stops at its end instead of overflowing.
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        *now += by;
+        *now = now
+            .checked_add_signed(by)
+            .unwrap_or(if by > Duration::zero() {
+                DateTime::<Utc>::MAX_UTC
+            } else {
+                DateTime::<Utc>::MIN_UTC
+            });
     }
 
     /// Sets the clock to `to`.
@@ -54,5 +61,11 @@ mod tests {
         assert_eq!(clock.now(), start);
         clock.advance(Duration::hours(2));
         assert_eq!(clock.now(), start + Duration::hours(2));
+        clock.advance(Duration::MAX);
+        assert_eq!(
+            clock.now(),
+            DateTime::<Utc>::MAX_UTC,
+            "saturates, no overflow"
+        );
     }
 }

@@ -1241,7 +1241,14 @@ pipelines = [\"missing\"]
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert_eq!(parse_duration("3660d").unwrap(), Duration::days(3660));
-        for long in ["3661d", "3000000d", "9999999999d", "523w", "87841h", "3660d 1s"] {
+        for long in [
+            "3661d",
+            "3000000d",
+            "9999999999d",
+            "523w",
+            "87841h",
+            "3660d 1s",
+        ] {
             let e = parse_duration(long).unwrap_err();
             assert!(e.contains("too long: at most 3660d"), "{long}: {e}");
         }

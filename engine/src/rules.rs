@@ -1051,7 +1051,9 @@ impl Loader<'_> {
             } else {
                 (entity, pipeline.as_ref())
             };
-            self.param(src, id, &robot, p.kind, key, value, entity, pipeline, working);
+            self.param(
+                src, id, &robot, p.kind, key, value, entity, pipeline, working,
+            );
         }
         if self.errors.len() > before {
             return None;

@@ -42,7 +42,9 @@ pub enum TimeError {
         relative: bool,
     },
     /// A local time skipped by a daylight-saving change.
-    #[error("time '{text}' does not exist in {zone}: the clocks skip it when daylight saving time begins; give a time outside the gap or with an offset")]
+    #[error(
+        "time '{text}' does not exist in {zone}: the clocks skip it when daylight saving time begins; give a time outside the gap or with an offset"
+    )]
     Nonexistent {
         /// The text given.
         text: String,
@@ -239,7 +241,10 @@ mod tests {
                 zone: "Europe/Berlin".into()
             }
         );
-        assert!(e.to_string().contains("'2026-03-29 02:30' does not exist in Europe/Berlin"));
+        assert!(
+            e.to_string()
+                .contains("'2026-03-29 02:30' does not exist in Europe/Berlin")
+        );
         assert_eq!(
             parse_time("2026-10-25 02:30", BERLIN, None),
             Ok(utc(2026, 10, 25, 0, 30)),

@@ -506,7 +506,12 @@ impl Robot for EscalateToManager {
                 ctx.subject
             )));
         };
-        let since = leadflow_store::fmt_time(ctx.now - span);
+        let since = ctx.now.checked_sub_signed(span).ok_or_else(|| {
+            RobotError::Failed(format!(
+                "window '{window}' reaches before the start of time"
+            ))
+        })?;
+        let since = leadflow_store::fmt_time(since);
         // Incidents since the last escalation for the same employee and kind: the 3rd, 6th…
         // incident escalates, not every one after the 3rd.
         let count: i64 = ctx

@@ -47,7 +47,11 @@ impl Robot for SendReport {
         let span = parse_duration(period)
             .map_err(|m| RobotError::Failed(format!("send_report: 'period': {m}")))?;
         let until = ctx.now;
-        let since = until - span;
+        let since = until.checked_sub_signed(span).ok_or_else(|| {
+            RobotError::Failed(format!(
+                "send_report: 'period' {period} reaches before the start of time"
+            ))
+        })?;
         let audiences = audiences(ctx.config, to, params)?;
         let kpi = Kpi::load(ctx, since, until)?;
         for audience in audiences {

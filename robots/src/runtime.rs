@@ -391,9 +391,26 @@ impl Runtime {
                 let subject = subject_of(rec);
                 if let Some(delay) = rule.delay {
                     let due_at = if rule.delay_working {
-                        self.config.calendar.add_working(now, delay)
+                        self.config.calendar.checked_add_working(now, delay)
                     } else {
-                        now + delay
+                        now.checked_add_signed(delay)
+                    };
+                    let Some(due_at) = due_at else {
+                        self.runtime_incident(
+                            tx,
+                            rec,
+                            now,
+                            "robot_failed",
+                            Some(&rule.id),
+                            format!(
+                                "rule '{}': its delay{} from {} is out of reach; the robots did not run",
+                                rule.id,
+                                if rule.delay_working { " in working time" } else { "" },
+                                fmt_time(now)
+                            ),
+                            report,
+                        )?;
+                        continue;
                     };
                     let delayed = Delayed {
                         rule: &rule.id,
@@ -449,11 +466,22 @@ impl Runtime {
                     .get("working_time")
                     .and_then(|v| v.as_bool())
                     .unwrap_or(false);
-                let due_at = self
-                    .config
-                    .calendar
-                    .after(now, text, working)
-                    .map_err(RobotError::Failed)?;
+                let due_at = match self.config.calendar.after(now, text, working) {
+                    Ok(t) => t,
+                    Err(m) => {
+                        tracing::warn!(rule, error = %m, "wait failed");
+                        self.runtime_incident(
+                            tx,
+                            rec,
+                            now,
+                            "robot_failed",
+                            Some(rule),
+                            format!("rule '{rule}', robot 'wait': {m}"),
+                            report,
+                        )?;
+                        return Ok(());
+                    }
+                };
                 let rest = calls[i + 1..].to_vec();
                 if rest.is_empty() {
                     return Ok(());
@@ -794,7 +822,11 @@ impl Runtime {
             stages,
         } in self.idle_rules()
         {
-            let cutoff = fmt_time(now - after);
+            let Some(cutoff) = now.checked_sub_signed(after) else {
+                tracing::warn!(rule = %rule.id, "idle rule's wait reaches before the start of time; skipped");
+                continue;
+            };
+            let cutoff = fmt_time(cutoff);
             let found: Vec<(i64, String)> = {
                 let conn = tx.conn()?;
                 let marks: Vec<String> = (0..stages.len()).map(|i| format!("?{}", i + 3)).collect();
@@ -896,6 +928,7 @@ impl Runtime {
     ) -> Result<Option<DateTime<Utc>>, RobotError> {
         let mut next: Option<DateTime<Utc>> = None;
         for IdleRule {
+            rule,
             after,
             table,
             stages,
@@ -909,14 +942,22 @@ impl Runtime {
             let sql = format!(
                 "SELECT min(updated_at) FROM {table} WHERE updated_at > ?1 AND stage IN ({marks})"
             );
-            let cutoff = fmt_time(now - after);
+            let Some(cutoff) = now.checked_sub_signed(after) else {
+                tracing::warn!(rule = %rule.id, "idle rule's wait reaches before the start of time; skipped");
+                continue;
+            };
+            let cutoff = fmt_time(cutoff);
             let mut args: Vec<&dyn rusqlite::ToSql> = vec![&cutoff];
             args.extend(stages.iter().map(|s| s as &dyn rusqlite::ToSql));
             let oldest: Option<String> = store
                 .connection()
                 .query_row(&sql, args.as_slice(), |r| r.get(0))
                 .map_err(RobotError::from)?;
-            if let Some(due) = oldest.as_deref().and_then(parse_time).map(|t| t + after) {
+            if let Some(due) = oldest
+                .as_deref()
+                .and_then(parse_time)
+                .and_then(|t| t.checked_add_signed(after))
+            {
                 next = Some(next.map_or(due, |n| n.min(due)));
             }
         }

@@ -898,7 +898,12 @@ mod tests {
         times.sort();
         let stored: Vec<String> = times.iter().map(|&t| fmt_time(t)).collect();
         for (pair, t) in stored.windows(2).zip(&times) {
-            assert!(pair[0] <= pair[1], "{} sorts after {} ({t})", pair[0], pair[1]);
+            assert!(
+                pair[0] <= pair[1],
+                "{} sorts after {} ({t})",
+                pair[0],
+                pair[1]
+            );
         }
         for s in &stored {
             assert_eq!(s.len(), 27, "{s}");
@@ -908,7 +913,10 @@ mod tests {
             fmt_time(Utc.with_ymd_and_hms(10_240, 8, 21, 20, 41, 43).unwrap()),
             "9999-12-31T23:59:59.999999Z"
         );
-        assert_eq!(fmt_time(DateTime::<Utc>::MIN_UTC), "0000-01-01T00:00:00.000000Z");
+        assert_eq!(
+            fmt_time(DateTime::<Utc>::MIN_UTC),
+            "0000-01-01T00:00:00.000000Z"
+        );
     }
 
     #[test]
@@ -943,13 +951,20 @@ mod tests {
         store
             .write(t0, |tx| {
                 tx.append(stream, 1, &[deadline("far", far)], &meta)?;
-                tx.append(stream, 2, &[deadline("soon", t0 + chrono::Duration::hours(1))], &meta)
+                tx.append(
+                    stream,
+                    2,
+                    &[deadline("soon", t0 + chrono::Duration::hours(1))],
+                    &meta,
+                )
             })
             .unwrap();
         let mut taken = |at| {
-            store
-                .write(t0, |tx| tx.take_due_timers(at, 10))
-                .map(|v| v.into_iter().map(|(_, t)| t.name.unwrap()).collect::<Vec<_>>())
+            store.write(t0, |tx| tx.take_due_timers(at, 10)).map(|v| {
+                v.into_iter()
+                    .map(|(_, t)| t.name.unwrap())
+                    .collect::<Vec<_>>()
+            })
         };
         assert_eq!(taken(t0).unwrap(), Vec::<String>::new());
         assert_eq!(taken(t0 + chrono::Duration::hours(2)).unwrap(), ["soon"]);

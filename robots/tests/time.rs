@@ -1,0 +1,226 @@
+//! Time arithmetic in the rules runtime never overflows: a delay, a `wait`, a window, a report
+//! period or an idle wait that cannot be reached (rule sets are bounded when loaded; these are
+//! set past the bounds by hand, as a hand-edited or future rule set might) is a `robot_failed`
+//! incident or a skipped check, never a panic, and the cursor moves on to the next event.
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use leadflow_engine::command::NewLead;
+use leadflow_engine::config::DEFAULT_CONFIG;
+use leadflow_engine::rules::{RuleSet, Trigger};
+use leadflow_engine::{Actor, Command, Config, EventMeta, Source};
+use leadflow_robots::{Registry, Runtime};
+use leadflow_store::Store;
+
+fn config() -> Config {
+    Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap()
+}
+
+/// The rule set loaded (it must be valid), then changed by `edit`.
+fn runtime(rules: &str, edit: impl FnOnce(&mut RuleSet)) -> Runtime {
+    let registry = Registry::builtin();
+    let mut set = RuleSet::load(
+        &[Source {
+            path: "rules.toml".into(),
+            text: rules.into(),
+        }],
+        &config(),
+        &registry,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    edit(&mut set);
+    Runtime::new(config(), set, registry)
+}
+
+/// Monday 2 March 2026, 10:00 Moscow time.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap()
+}
+
+fn lead(store: &mut Store, at: DateTime<Utc>) {
+    store
+        .write(at, |tx| {
+            tx.execute(
+                &config(),
+                &Command::CreateLead(NewLead {
+                    title: Some("Countertop".into()),
+                    phones: vec!["+79120000001".into()],
+                    source: Some("web_form".into()),
+                    ..Default::default()
+                }),
+                &EventMeta::root(at, Actor::Employee("admin".into())),
+            )
+        })
+        .unwrap();
+}
+
+/// `(kind, rule, text)` of every incident.
+fn incidents(store: &Store) -> Vec<(String, String, String)> {
+    let mut stmt = store
+        .connection()
+        .prepare("SELECT kind, coalesce(rule, ''), text FROM incidents ORDER BY position")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Two leads, each processed: the first robot failure must not stop the second lead's rules,
+/// nor leave the cursor behind. Returns the incidents.
+fn two_leads_fail_alone(rt: &Runtime) -> Vec<(String, String, String)> {
+    let mut store = Store::open_in_memory().unwrap();
+    rt.activate(&mut store, t0()).unwrap();
+    lead(&mut store, t0());
+    let first = rt.process(&mut store, t0()).unwrap();
+    assert_eq!(first.incidents, 1, "{first:?}");
+    lead(&mut store, t0());
+    let second = rt.process(&mut store, t0()).unwrap();
+    assert_eq!(second.incidents, 1, "{second:?}");
+    assert_eq!(
+        rt.process(&mut store, t0()).unwrap().processed,
+        0,
+        "the cursor is at the head"
+    );
+    rt.tick(&mut store, t0() + TimeDelta::days(1)).unwrap();
+    let all = incidents(&store);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(
+        all.iter().all(|(kind, _, _)| kind == "robot_failed"),
+        "{all:?}"
+    );
+    all
+}
+
+const DELAYED: &str = r#"
+[[rules]]
+id = "slow"
+trigger = { on = "created", entity = "lead" }
+delay = "1h"
+[[rules.robots]]
+robot = "record_incident"
+kind = "never"
+"#;
+
+#[test]
+fn a_delay_out_of_reach_is_an_incident_not_a_panic() {
+    let rt = runtime(DELAYED, |s| s.rules[0].delay = Some(TimeDelta::MAX));
+    let all = two_leads_fail_alone(&rt);
+    assert_eq!(all[0].1, "slow");
+    assert!(all[0].2.contains("its delay from"), "{all:?}");
+    assert!(all[0].2.contains("out of reach"), "{all:?}");
+}
+
+#[test]
+fn a_working_time_delay_out_of_reach_is_an_incident_not_a_panic() {
+    let rt = runtime(DELAYED, |s| {
+        s.rules[0].delay = Some(TimeDelta::MAX);
+        s.rules[0].delay_working = true;
+    });
+    let all = two_leads_fail_alone(&rt);
+    assert!(all[0].2.contains("delay in working time"), "{all:?}");
+}
+
+#[test]
+fn a_wait_out_of_reach_is_an_incident_and_later_commands_go_on() {
+    let rt = runtime(
+        r#"
+[[rules]]
+id = "waits"
+trigger = { on = "created", entity = "lead" }
+[[rules.robots]]
+robot = "wait"
+for = "1h"
+[[rules.robots]]
+robot = "record_incident"
+kind = "never"
+"#,
+        |s| {
+            s.rules[0].robots[0]
+                .params
+                .insert("for".into(), toml::Value::String("9999999999d".into()));
+        },
+    );
+    let all = two_leads_fail_alone(&rt);
+    assert!(
+        all[0].2.starts_with("rule 'waits', robot 'wait': "),
+        "{all:?}"
+    );
+    assert!(all[0].2.contains("too long"), "{all:?}");
+}
+
+#[test]
+fn an_escalation_window_out_of_reach_is_an_incident() {
+    let rt = runtime(
+        r#"
+[[rules]]
+id = "escalates"
+trigger = { on = "created", entity = "lead" }
+[[rules.robots]]
+robot = "assign"
+strategy = "named"
+employee = "petrova"
+[[rules.robots]]
+robot = "escalate_to_manager"
+kind = "missed_deadline"
+window = "30d"
+"#,
+        |s| {
+            s.rules[0].robots[1]
+                .params
+                .insert("window".into(), toml::Value::String("9999999999d".into()));
+        },
+    );
+    let all = two_leads_fail_alone(&rt);
+    assert!(all[0].2.contains("escalate_to_manager"), "{all:?}");
+}
+
+#[test]
+fn a_report_period_out_of_reach_is_an_incident() {
+    let rt = runtime(
+        r#"
+[[rules]]
+id = "reports"
+trigger = { on = "created", entity = "lead" }
+[[rules.robots]]
+robot = "send_report"
+to = "manager"
+period = "1d"
+"#,
+        |s| {
+            s.rules[0].robots[0]
+                .params
+                .insert("period".into(), toml::Value::String("9999999999d".into()));
+        },
+    );
+    let all = two_leads_fail_alone(&rt);
+    assert!(all[0].2.contains("send_report: 'period'"), "{all:?}");
+}
+
+#[test]
+fn an_idle_wait_out_of_reach_is_skipped_and_ticks_go_on() {
+    let rt = runtime(
+        r#"
+[[rules]]
+id = "quiet"
+trigger = { on = "idle", entity = "lead", after = "3d" }
+[[rules.robots]]
+robot = "record_incident"
+kind = "idle"
+"#,
+        |s| {
+            let Trigger::Idle { after, .. } = &mut s.rules[0].trigger else {
+                panic!("not an idle trigger")
+            };
+            *after = TimeDelta::MAX;
+        },
+    );
+    let mut store = Store::open_in_memory().unwrap();
+    rt.activate(&mut store, t0()).unwrap();
+    lead(&mut store, t0());
+    rt.process(&mut store, t0()).unwrap();
+    let later = t0() + TimeDelta::days(30);
+    let report = rt.tick(&mut store, later).unwrap();
+    assert_eq!(report.incidents, 0, "{report:?}");
+    assert_eq!(rt.next_wake(&store, later).unwrap(), None);
+    assert!(incidents(&store).is_empty());
+}

@@ -47,8 +47,10 @@ pub fn load(ctx: &Ctx) -> Result<Option<Runtime>, CliError> {
     let Some(dir) = &ctx.rules_dir else {
         return Ok(None);
     };
-    Ok(load_rule_set(dir, &ctx.config)?
-        .map(|set| Runtime::new(ctx.config.clone(), set, Registry::builtin())))
+    Ok(load_rule_set(dir, &ctx.config)?.map(|set| {
+        Runtime::new(ctx.config.clone(), set, Registry::builtin())
+            .with_wall_clock(std::sync::Arc::new(crate::ctx::SystemClock))
+    }))
 }
 
 /// Before a command appends: loads the rule set (a bad one fails here, before anything is

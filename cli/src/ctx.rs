@@ -65,6 +65,12 @@ impl Ctx {
         })
     }
 
+    /// The `recorded_at` of a write: always the wall clock, whatever `--now` says, so a back-
+    /// or forward-dated command shows for what it is.
+    pub fn recorded_at(&self) -> DateTime<Utc> {
+        SystemClock.now()
+    }
+
     /// Metadata for a command issued now by the resolved actor.
     pub fn meta(&self) -> EventMeta {
         EventMeta::root(self.clock.now(), self.actor.clone())

@@ -234,7 +234,7 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     let start = std::time::Instant::now();
     let meta = ctx.meta();
     let config = &ctx.config;
-    let (first, count) = ctx.store.write(ctx.clock.now(), |tx| {
+    let (first, count) = ctx.store.write(ctx.recorded_at(), |tx| {
         let mut first = None;
         let mut count = 0usize;
         read_records(&args.file, format, |line, bytes, record| {

@@ -286,3 +286,44 @@ fn a_time_without_an_offset_is_in_the_calendar_zone() {
     assert_eq!(since("2026-03-02 15:00"), env.events().len());
     assert_eq!(since("2026-03-02 15:01"), 0);
 }
+
+#[test]
+fn recorded_at_is_the_wall_clock_whatever_now_says() {
+    let env = Env::with_rules(&deadline_rule("2h"));
+    let before = Utc::now();
+    env.ok(&[
+        "--now",
+        "2030-01-01 10:00",
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+    ]);
+    env.ok(&["tick", "--now", "2030-01-02 10:00"]);
+    let after = Utc::now();
+    let events = env.events();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(
+        types.contains(&"lead.created")
+            && types.contains(&"deadline.scheduled")
+            && types.contains(&"deadline.elapsed"),
+        "{types:?}"
+    );
+    for e in &events {
+        let recorded = instant(&e["recorded_at"]);
+        assert!(
+            before - chrono::Duration::seconds(1) <= recorded && recorded <= after,
+            "recorded_at {recorded} is not the commit time ({before}..{after}): {e}"
+        );
+        assert!(
+            instant(&e["occurred_at"]) >= utc("2030-01-01T07:00:00Z"),
+            "occurred_at is business time: {e}"
+        );
+    }
+    let created = events.iter().find(|e| e["type"] == "lead.created").unwrap();
+    assert_eq!(
+        instant(&created["occurred_at"]),
+        utc("2030-01-01T07:00:00Z"),
+        "10:00 in Moscow"
+    );
+}

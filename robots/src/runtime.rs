@@ -18,11 +18,12 @@ use leadflow_engine::event::{
     RobotsResumed, RuleFile, RulesetActivated, ScheduleFired, TaskOverdue,
 };
 use leadflow_engine::rules::{Rule, RuleSet, Trigger, TriggerKey};
-use leadflow_engine::{Actor, Config, Entity, EntityKind, Event, EventMeta, StreamId};
+use leadflow_engine::{Actor, Clock, Config, Entity, EntityKind, Event, EventMeta, StreamId};
 use leadflow_store::{RecordedEvent, Store, Tx, fmt_time, parse_time};
 use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// The cursor's name in `rule_cursor`.
 const CURSOR: &str = "rules";
@@ -90,6 +91,8 @@ pub struct Runtime {
     rules: RuleSet,
     registry: Registry,
     hash: String,
+    /// Stamps `recorded_at`; `None`: the business time given to each call stamps both.
+    wall: Option<Arc<dyn Clock>>,
 }
 
 /// The SHA-256 of a rule set's files (paths and texts), hex.
@@ -113,7 +116,21 @@ impl Runtime {
             rules,
             registry,
             hash,
+            wall: None,
         }
+    }
+
+    /// Stamps the `recorded_at` of everything this runtime commits with `clock` (the wall
+    /// clock, in the CLI), whatever business time (`now`) its calls are given. Without one, a
+    /// runtime driven by a virtual clock (a simulation) stamps both times with it.
+    pub fn with_wall_clock(mut self, clock: Arc<dyn Clock>) -> Runtime {
+        self.wall = Some(clock);
+        self
+    }
+
+    /// The `recorded_at` of a write made at business time `now`.
+    fn recorded_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.wall.as_ref().map_or(now, |c| c.now())
     }
 
     /// Loads rule files against the configuration with the built-in robots (whole or
@@ -146,7 +163,7 @@ impl Runtime {
     /// activation in a database starts the cursor at the activation: rules react to what
     /// happens from then on, not to history.
     pub fn activate(&self, store: &mut Store, now: DateTime<Utc>) -> Result<bool, RobotError> {
-        store.write(now, |tx| self.activate_in(tx, now))
+        store.write(self.recorded_at(now), |tx| self.activate_in(tx, now))
     }
 
     fn activate_in(&self, tx: &mut Tx<'_>, now: DateTime<Utc>) -> Result<bool, RobotError> {
@@ -196,7 +213,7 @@ impl Runtime {
     pub fn process(&self, store: &mut Store, now: DateTime<Utc>) -> Result<Report, RobotError> {
         let mut total = Report::default();
         loop {
-            let (report, more) = store.write(now, |tx| {
+            let (report, more) = store.write(self.recorded_at(now), |tx| {
                 self.activate_in(tx, now)?;
                 let mut report = Report::default();
                 let more = self.process_in(tx, now, &mut report, EVENTS_PER_TX)?;
@@ -217,7 +234,7 @@ impl Runtime {
         now: DateTime<Utc>,
         budget: usize,
     ) -> Result<Report, RobotError> {
-        store.write(now, |tx| {
+        store.write(self.recorded_at(now), |tx| {
             self.activate_in(tx, now)?;
             let mut report = Report::default();
             self.process_in(tx, now, &mut report, budget)?;
@@ -693,7 +710,7 @@ impl Runtime {
         loop {
             // The firings and the rules' reactions to them commit together: one transaction
             // instead of two, and no firing is ever left unprocessed by a crash in between.
-            let (fired, report, more) = store.write(now, |tx| {
+            let (fired, report, more) = store.write(self.recorded_at(now), |tx| {
                 self.activate_in(tx, now)?;
                 let fired = self.fire_timers(tx, now, TIMERS_PER_TX)?;
                 let mut report = Report::default();
@@ -709,7 +726,7 @@ impl Runtime {
                 break;
             }
         }
-        let fired = store.write(now, |tx| {
+        let fired = store.write(self.recorded_at(now), |tx| {
             let s = self.fire_schedules(tx, now)?;
             let i = self.fire_idle(tx, now)?;
             Ok::<_, RobotError>(s + i)

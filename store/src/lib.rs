@@ -162,7 +162,9 @@ impl Store {
     }
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): everything it appends commits
-    /// together, durably, or not at all. `recorded_at` is stamped on every event appended.
+    /// together, durably, or not at all. `recorded_at` is stamped on every event appended:
+    /// the caller passes the real moment of the write (the CLI's wall clock; a simulation's
+    /// virtual clock), since the store reads no clock itself.
     ///
     /// The closure's error type is the caller's, so it can abort with its own errors (a bad
     /// import row, say); anything it returns as `Err` rolls the whole transaction back.

@@ -194,6 +194,7 @@ pub fn no_rules(ctx: &Ctx) -> CliError {
 
 /// `tick`: fires everything due up to now (`--now` or the wall clock) and runs the rules.
 pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
+    ctx.check_backdate()?;
     let rt = load(ctx)?.ok_or_else(|| no_rules(ctx))?;
     let now = ctx.clock.now();
     let before = ctx.store.last_position()?;

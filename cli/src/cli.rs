@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "LEADFLOW_NOW", value_name = "TIME")]
     pub now: Option<String>,
 
+    /// Allow a write whose --now is earlier than the log's last event (refused otherwise, so
+    /// that events are not dated before ones already recorded)
+    #[arg(long, global = true)]
+    pub backdate: bool,
+
     /// Print machine-readable JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,

@@ -6,7 +6,7 @@ use crate::cli::Cli;
 use crate::error::CliError;
 use chrono::{DateTime, Utc};
 use leadflow_engine::{Actor, Clock, Config, EventMeta, config::Source};
-use leadflow_store::{Options, Store};
+use leadflow_store::{LogFilter, Options, Store};
 use std::path::{Path, PathBuf};
 
 /// The wall clock. The CLI is the only place that reads it.
@@ -37,6 +37,9 @@ pub struct Ctx {
     pub json: bool,
     /// The rule folder: `--rules`, else `rules/` beside the configuration if it exists.
     pub rules_dir: Option<PathBuf>,
+    /// Whether a write dated by `--now` before the log's last event is refused (no
+    /// `--backdate`).
+    pub refuse_backdating: bool,
 }
 
 impl Ctx {
@@ -62,6 +65,7 @@ impl Ctx {
             clock,
             json: cli.json,
             rules_dir,
+            refuse_backdating: cli.now.is_some() && !cli.backdate,
         })
     }
 
@@ -69,6 +73,43 @@ impl Ctx {
     /// or forward-dated command shows for what it is.
     pub fn recorded_at(&self) -> DateTime<Utc> {
         SystemClock.now()
+    }
+
+    /// Before a write: refuses one whose `--now` is earlier than the log's last event's
+    /// `occurred_at`, naming both times in the calendar's zone, unless `--backdate` was given
+    /// (or there is no `--now`: the wall clock is what it is).
+    pub fn check_backdate(&self) -> Result<(), CliError> {
+        if !self.refuse_backdating {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let last = self.store.last_position()?;
+        if last == 0 {
+            return Ok(());
+        }
+        let Some(event) = self
+            .store
+            .read_log(&LogFilter::default(), last - 1, 1)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(());
+        };
+        let Some(at) = leadflow_store::parse_time(&event.occurred_at) else {
+            return Ok(());
+        };
+        if now >= at {
+            return Ok(());
+        }
+        let tz = self.config.calendar.timezone;
+        let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %:z");
+        Err(CliError::Usage(format!(
+            "--now {} is before the log's last event (position {}, {} at {}): events would be dated before ones already recorded; pass --backdate to record it anyway",
+            local(now),
+            event.position,
+            event.event_type,
+            local(at)
+        )))
     }
 
     /// Metadata for a command issued now by the resolved actor.

@@ -70,6 +70,7 @@ pub struct Done {
 /// Runs a command in one write transaction, optionally checking the entity's version first,
 /// then the rules until they have reacted to it.
 fn execute(ctx: &mut Ctx, cmd: Command, expect: Option<i64>) -> Result<Done, CliError> {
+    ctx.check_backdate()?;
     let rules = automation::prepare(ctx)?;
     let meta = ctx.meta();
     let config = &ctx.config;

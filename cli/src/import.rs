@@ -217,6 +217,7 @@ fn clip_json(v: &Value) -> String {
 
 pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     let format = format_of(&args)?;
+    ctx.check_backdate()?;
     let rules = crate::automation::prepare(ctx)?;
     let size = std::fs::metadata(&args.file)
         .map_err(|e| CliError::io(&args.file, e))?

@@ -110,6 +110,8 @@ fn a_lead_goes_through_the_pipeline_and_shows_its_history() {
         "in_work",
     ]);
     env.ok(&[
+        "--now",
+        "2026-03-02T10:30:00Z",
         "lead",
         "update",
         "1",

@@ -327,3 +327,97 @@ fn recorded_at_is_the_wall_clock_whatever_now_says() {
         "10:00 in Moscow"
     );
 }
+
+#[test]
+fn a_write_dated_before_the_last_event_is_refused_unless_backdated() {
+    let env = Env::new();
+    env.ok(&[
+        "--now",
+        "2026-03-02 15:00",
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+    ]);
+    let last = env.events().len();
+    let message = format!(
+        "--now 2026-03-02 14:00:00 +03:00 is before the log's last event (position {last}, lead.created at 2026-03-02 15:00:00 +03:00)"
+    );
+    env.refused(
+        &[
+            "--now",
+            "2026-03-02 14:00",
+            "lead",
+            "create",
+            "--name",
+            "Early",
+        ],
+        2,
+        &[&message, "pass --backdate to record it anyway"],
+    );
+    env.refused(
+        &[
+            "--now",
+            "2026-03-02T10:59:59Z",
+            "lead",
+            "update",
+            "1",
+            "-f",
+            "budget=1000",
+        ],
+        2,
+        &["is before the log's last event"],
+    );
+    let csv = env.path().join("leads.csv");
+    std::fs::write(&csv, "name,phone\nPetr,+79120000002\n").unwrap();
+    env.refused(
+        &["--now", "2026-03-02 14:00", "import", csv.to_str().unwrap()],
+        2,
+        &["is before the log's last event"],
+    );
+    // Not earlier: the same instant is fine.
+    env.ok(&[
+        "--now",
+        "2026-03-02T12:00:00Z",
+        "lead",
+        "create",
+        "--name",
+        "Same",
+    ]);
+    // --backdate records it, dated as asked.
+    env.ok(&[
+        "--backdate",
+        "--now",
+        "2026-03-02 14:00",
+        "lead",
+        "create",
+        "--name",
+        "Early",
+    ]);
+    let events = env.events();
+    let early = events.last().unwrap();
+    assert_eq!(early["type"], "lead.created");
+    assert_eq!(instant(&early["occurred_at"]), utc("2026-03-02T11:00:00Z"));
+    let help = env.ok(&["--help"]);
+    assert!(help.contains("--backdate"), "{help}");
+}
+
+#[test]
+fn a_tick_dated_before_the_last_event_is_refused_unless_backdated() {
+    let env = Env::with_rules(&deadline_rule("2h"));
+    env.ok(&[
+        "--now",
+        "2026-03-02 15:00",
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+    ]);
+    env.refused(
+        &["tick", "--now", "2026-03-02 14:59"],
+        2,
+        &["--now 2026-03-02 14:59:00 +03:00 is before the log's last event"],
+    );
+    env.ok(&["tick", "--now", "2026-03-02 14:59", "--backdate"]);
+    env.ok(&["tick", "--now", "2026-03-02 18:00"]);
+}

@@ -105,7 +105,14 @@ pub fn normalize_value(ty: FieldType, options: &[String], raw: &Value) -> Result
             )),
         },
         FieldType::Date => {
-            match text.and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()) {
+            // A date is a calendar day, not an instant: no zone applies. Four-digit years
+            // only, so stored dates sort as text (chrono would also take `+12345-01-01`).
+            let four_digit =
+                |d: &chrono::NaiveDate| (1000..=9999).contains(&chrono::Datelike::year(d));
+            match text
+                .and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
+                .filter(four_digit)
+            {
                 Some(d) => Ok(Value::String(d.format("%Y-%m-%d").to_string())),
                 None => Err(format!(
                     "expected a date like 2026-03-01, got {}",
@@ -400,6 +407,16 @@ mod tests {
             Ok(json!(true))
         );
         assert!(normalize_value(FieldType::Date, &[], &json!("2026-02-30")).is_err());
+        assert_eq!(
+            normalize_value(FieldType::Date, &[], &json!("1950-06-01")),
+            Ok(json!("1950-06-01"))
+        );
+        for far in ["+12345-01-01", "0999-12-31", "-0001-01-01"] {
+            assert!(
+                normalize_value(FieldType::Date, &[], &json!(far)).is_err(),
+                "{far}"
+            );
+        }
         assert!(normalize_value(FieldType::String, &[], &json!(5)).is_err());
     }
 

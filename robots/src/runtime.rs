@@ -535,7 +535,19 @@ impl Runtime {
                     subject,
                     now,
                 };
-                robot.run(&mut ctx, &params)
+                // A robot that panics (a bug) fails like one that returns an error: its
+                // appends are rolled back and an incident says so; the runtime goes on.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    robot.run(&mut ctx, &params)
+                }))
+                .unwrap_or_else(|panic| {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    Err(RobotError::Failed(format!("the robot crashed: {why}")))
+                })
             });
             match outcome {
                 Ok(()) => {}

@@ -70,12 +70,13 @@ impl Calendar {
             Some(t) => t.with_timezone(&Utc),
             None => {
                 let mut probe = local;
-                loop {
-                    probe += Duration::minutes(15);
+                while let Some(next) = probe.checked_add_signed(Duration::minutes(15)) {
+                    probe = next;
                     if let Some(t) = self.timezone.from_local_datetime(&probe).earliest() {
                         return t.with_timezone(&Utc);
                     }
                 }
+                local.and_utc()
             }
         }
     }

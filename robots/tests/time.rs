@@ -1,7 +1,8 @@
 //! Time arithmetic in the rules runtime never overflows: a delay, a `wait`, a window, a report
 //! period or an idle wait that cannot be reached (rule sets are bounded when loaded; these are
 //! set past the bounds by hand, as a hand-edited or future rule set might) is a `robot_failed`
-//! incident or a skipped check, never a panic, and the cursor moves on to the next event.
+//! incident or a skipped check, never a panic, and the cursor moves on to the next event. And
+//! scenario times are read like `--now`: in the calendar's zone, bounded.
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use leadflow_engine::command::NewLead;
@@ -223,4 +224,32 @@ kind = "idle"
     assert_eq!(report.incidents, 0, "{report:?}");
     assert_eq!(rt.next_wake(&store, later).unwrap(), None);
     assert!(incidents(&store).is_empty());
+}
+
+/// A scenario's own text, checked as if it were the seed scenario B's file (whose rules it
+/// then uses).
+fn scenario(text: &str) -> Result<leadflow_robots::scenario::Scenario, String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/scenarios/b-qualification/scenario.toml");
+    leadflow_robots::scenario::Scenario::parse(&path, text).map_err(|e| e.to_string())
+}
+
+#[test]
+fn scenario_times_are_read_in_the_calendar_zone_and_bounded() {
+    let ok = scenario("name = \"t\"\nstart = \"2026-03-02 10:00\"\n").unwrap();
+    assert_eq!(ok.start, t0(), "10:00 in Moscow");
+    let err = scenario(
+        "name = \"t\"\nstart = \"2026-03-02 10:00\"\n\n[[steps]]\nuntil = \"9999-12-31 23:59\"\n\n[[steps]]\nadvance = \"3000000d\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains(
+            "scenario.toml:5:9: time '9999-12-31 23:59' is out of range: times must lie between 1970-01-01 and 2999-12-31"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("scenario.toml:8:11: duration '3000000d' is too long"),
+        "{err}"
+    );
 }

@@ -63,6 +63,15 @@ impl CliError {
         }
     }
 
+    /// Names the database file in a storage error about the file (read-only, full, not a
+    /// database, an I/O error).
+    pub fn in_db(self, db: Option<&Path>) -> Self {
+        match (self, db) {
+            (CliError::Store(e), Some(db)) => CliError::Store(e.in_file(db)),
+            (other, _) => other,
+        }
+    }
+
     /// 1 for a business "no" (rejection, conflict, failed verification, bad import row,
     /// scenario mismatch), 2 for everything else.
     pub fn exit_code(&self) -> i32 {

@@ -264,14 +264,14 @@ pub(crate) fn set_checkpoint(conn: &Connection, schema: &str, position: i64) -> 
 /// [`rebuild_from_scratch`]; from a later checkpoint, in pages of one transaction each. Each
 /// transaction re-reads the checkpoint under the write lock, so two processes catching up at
 /// once never apply an event twice.
-pub fn rebuild(
-    conn: &mut Connection,
+pub(crate) fn rebuild(
+    store: &crate::Store,
     schema: &'static str,
     progress: &mut dyn FnMut(i64),
 ) -> Result<i64, Error> {
     const PAGE: i64 = 8192;
     loop {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = store.begin_immediate()?;
         if checkpoint(&tx, schema)? == 0 {
             let position = rebuild_from_scratch(&tx, schema, progress)?;
             tx.commit()?;

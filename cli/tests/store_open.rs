@@ -1,0 +1,256 @@
+//! How the real `leadflow` binary opens its database: commands that only read never take the
+//! write lock (they read while another process writes, and they read a read-only copy), a
+//! writer says what it waits for, and `verify` reads one snapshot while others write.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A folder with the default configuration, an empty database and one lead.
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = env.run(&["init", env.path().to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env.ok(&[
+            "lead",
+            "create",
+            "--name",
+            "Ivan",
+            "--phone",
+            "8 912 345-67-89",
+        ]);
+        env
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn db(&self) -> PathBuf {
+        self.path().join("leadflow.db")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        c.current_dir(self.path())
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_DB")
+            .env_remove("LEADFLOW_AS")
+            .env_remove("LEADFLOW_RULES")
+            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
+            .env("RUST_LOG", "warn");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Another process's write transaction, held until dropped (or committed).
+fn hold_write_lock(db: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    conn
+}
+
+#[test]
+fn reads_succeed_while_another_process_holds_the_write_lock() {
+    let env = Env::new();
+    let lock = hold_write_lock(&env.db());
+    for args in [
+        &["lead", "list"][..],
+        &["lead", "show", "1"],
+        &["events"],
+        &["--json", "events"],
+        &["journal"],
+        &["inbox", "petrova"],
+        &["verify"],
+    ] {
+        let started = std::time::Instant::now();
+        let out = env.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed while another process writes: {}",
+            stderr(&out)
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{args:?} waited for the write lock"
+        );
+    }
+    assert!(env.ok(&["lead", "list"]).contains("Ivan"));
+    drop(lock);
+}
+
+#[test]
+fn a_writer_says_it_waits_for_the_write_lock_and_goes_on_when_it_is_free() {
+    let env = Env::new();
+    let lock = hold_write_lock(&env.db());
+    let mut child = env
+        .cmd()
+        .args(["lead", "create", "--name", "Olga"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The writer's first line on stderr must say what it waits for; only then is the lock let go.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("waiting for the database write lock")
+            && line.contains("another leadflow process is writing")
+            && line.contains("leadflow.db"),
+        "{line:?}"
+    );
+    lock.execute_batch("COMMIT").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lead-2 created"));
+}
+
+/// Runs as an unprivileged user when the tests run as root (who ignores file permissions), so
+/// that a read-only file or folder is read-only for the child too.
+fn unprivileged(cmd: &mut Command, probe: &Path) {
+    if std::fs::metadata(probe).unwrap().uid() == 0 {
+        cmd.uid(65534).gid(65534);
+    }
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Reads and verifies work on a read-only copy; a write says which file cannot be written.
+fn check_read_only(env: &Env, expect_in_write_error: &str) {
+    let run = |args: &[&str]| {
+        let mut c = env.cmd();
+        unprivileged(&mut c, &env.db());
+        c.args(args).output().unwrap()
+    };
+    for args in [
+        &["lead", "list"][..],
+        &["--json", "events"],
+        &["lead", "show", "1"],
+        &["verify"],
+    ] {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed on a read-only database: {}",
+            stderr(&out)
+        );
+    }
+    assert!(String::from_utf8_lossy(&run(&["lead", "list"]).stdout).contains("Ivan"));
+    let out = run(&["lead", "create", "--name", "Olga"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot write") && err.contains(expect_in_write_error),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_read_only_folder_is_read_and_verified_and_a_write_names_the_folder() {
+    let env = Env::new();
+    chmod(&env.db(), 0o444);
+    chmod(&env.path().join("leadflow.toml"), 0o444);
+    chmod(env.path(), 0o555);
+    check_read_only(&env, "is read-only");
+    let out = {
+        let mut c = env.cmd();
+        unprivileged(&mut c, &env.db());
+        c.args(["lead", "create", "--name", "Olga"])
+            .output()
+            .unwrap()
+    };
+    assert!(
+        stderr(&out).contains(&env.db().display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    chmod(env.path(), 0o755);
+    chmod(&env.db(), 0o644);
+    // Nothing was written: the owner still finds one lead and a sound log.
+    assert_eq!(env.ok(&["--json", "lead", "list"]).lines().count(), 1);
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn a_read_only_file_in_a_writable_folder_is_read_and_a_write_names_the_file() {
+    let env = Env::new();
+    chmod(&env.db(), 0o444);
+    chmod(env.path(), 0o777);
+    check_read_only(
+        &env,
+        &format!("the file {} is read-only", env.db().display()),
+    );
+    chmod(env.path(), 0o755);
+    chmod(&env.db(), 0o644);
+}
+
+#[test]
+fn verify_passes_on_a_healthy_database_while_another_process_writes() {
+    let env = Arc::new(Env::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (env, stop, written) = (env.clone(), stop.clone(), written.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let name = format!("Lead {i}");
+                env.ok(&[
+                    "lead",
+                    "create",
+                    "--name",
+                    &name,
+                    "--phone",
+                    &format!("+7 912 000-{:02}-{:02}", i / 100 % 100, i % 100),
+                ]);
+                env.ok(&["lead", "assign", &(i + 1).to_string(), "petrova"]);
+                env.ok(&["lead", "move", &(i + 1).to_string(), "in_work"]);
+                written.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut failures = Vec::new();
+    for run in 0..20 {
+        let out = env.run(&["verify"]);
+        if !out.status.success() {
+            failures.push(format!("run {run}: {}", stderr(&out)));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        written.load(Ordering::Relaxed) > 0,
+        "the writer wrote nothing"
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+    env.ok(&["verify"]);
+}

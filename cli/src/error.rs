@@ -72,12 +72,14 @@ impl CliError {
         }
     }
 
-    /// 1 for a business "no" (rejection, conflict, failed verification, bad import row,
-    /// scenario mismatch), 2 for everything else.
+    /// 1 for a business "no" (rejection, conflict, failed verification or a broken log
+    /// refused, bad import row, scenario mismatch), 2 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Store(
-                leadflow_store::Error::Rejected(_) | leadflow_store::Error::Conflict { .. },
+                leadflow_store::Error::Rejected(_)
+                | leadflow_store::Error::Conflict { .. }
+                | leadflow_store::Error::Tampered { .. },
             )
             | CliError::Import { .. }
             | CliError::Verify(_)

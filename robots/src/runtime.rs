@@ -27,6 +27,10 @@ use std::collections::HashSet;
 /// The cursor's name in `rule_cursor`.
 const CURSOR: &str = "rules";
 
+/// The types of the events that fire timers: their cause is the event that set the timer, not
+/// a trigger the rules reacted to.
+const FIRINGS: [&str; 3] = ["deadline.elapsed", "robots.resumed", "task.overdue"];
+
 /// Rules stop firing in a chain this many causation steps deep (a timer firing starts a new
 /// chain); an incident is recorded instead.
 pub const DEPTH_LIMIT: usize = 16;
@@ -233,10 +237,32 @@ impl Runtime {
         report: &mut Report,
         budget: usize,
     ) -> Result<bool, RobotError> {
+        let head = tx.head_position();
         let mut cursor = match tx.cursor(CURSOR)? {
             Some(c) => c,
-            None => tx.head_position(),
+            None => head,
         };
+        if cursor > head {
+            return Err(RobotError::Store(leadflow_store::Error::Tampered {
+                position: head,
+                why: format!(
+                    "the rules' cursor (rule_cursor '{CURSOR}') is at position {cursor}, past the log's end: the log was cut or the cursor edited, and the robots would skip whatever comes next"
+                ),
+            }));
+        }
+        // The robots' reactions carry their trigger as cause, and triggers are processed in
+        // order: a reaction to a position past the cursor proves the rules got that far, so a
+        // cursor moved back never makes a rule act twice on one event.
+        if let Some(reached) = tx.last_cause_after(cursor, &FIRINGS)?
+            && reached > cursor
+        {
+            tracing::warn!(
+                cursor,
+                reached,
+                "the rules' cursor is behind the robots' reactions in the log (it was moved back): resuming after position {reached}"
+            );
+            cursor = reached;
+        }
         let mut done = 0;
         while done < budget {
             let page = tx.read_after(cursor, (budget - done).min(64))?;

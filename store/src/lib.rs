@@ -416,8 +416,18 @@ impl Store {
     /// connections see the old projections until the new ones are complete, and an interrupted
     /// replay leaves the old ones as they were. `progress` is told how many events have been
     /// applied so far. Returns the checkpoint (the head of the log).
+    ///
+    /// A broken hash chain is refused ([`Error::Tampered`], nothing rebuilt): projections
+    /// rebuilt from a tampered log would hide the tampering.
     pub fn replay(&mut self, progress: &mut dyn FnMut(i64)) -> Result<i64, Error> {
         let tx = self.begin_immediate()?;
+        let report = verify::chain(&tx, &mut |_| {})?;
+        if let Some(p) = report.problem {
+            return Err(Error::Tampered {
+                position: p.position,
+                why: p.why,
+            });
+        }
         project::recreate(&tx, "main")?;
         let head = project::rebuild_from_scratch(&tx, "main", progress)?;
         tx.commit()?;

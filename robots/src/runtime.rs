@@ -195,6 +195,28 @@ impl Runtime {
         Ok(true)
     }
 
+    /// Before a command: if the rules never ran in this database, starts the cursor at the
+    /// head of the log (no event is appended: a command that is then refused leaves the log
+    /// as it was, and the rule set is activated after a command that succeeds); if they did,
+    /// processes the backlog — events a crash between a command and its robots left
+    /// unprocessed — so that the command is decided on the state the robots leave.
+    pub fn prepare(&self, store: &mut Store, now: DateTime<Utc>) -> Result<Report, RobotError> {
+        match store.cursor(CURSOR)? {
+            None => {
+                store.write(now, |tx| {
+                    if tx.cursor(CURSOR)?.is_none() {
+                        let head = tx.head_position();
+                        tx.set_cursor(CURSOR, head)?;
+                    }
+                    Ok::<_, RobotError>(())
+                })?;
+                Ok(Report::default())
+            }
+            Some(cursor) if cursor < store.last_position()? => self.process(store, now),
+            Some(_) => Ok(Report::default()),
+        }
+    }
+
     /// Processes every event after the cursor, including the robots' own effects, until the
     /// cursor reaches the head of the log.
     pub fn process(&self, store: &mut Store, now: DateTime<Utc>) -> Result<Report, RobotError> {

@@ -372,6 +372,16 @@ impl Store {
         log::read_log(&self.conn, filter, after, limit)
     }
 
+    /// The position a named cursor has reached (`None` if it was never set).
+    pub fn cursor(&self, name: &str) -> Result<Option<i64>, Error> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .prepare_cached("SELECT position FROM rule_cursor WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
     /// The current version of a stream (0 if it has no events).
     pub fn stream_version(&self, stream: StreamId) -> Result<i64, Error> {
         log::stream_version(&self.conn, stream)

@@ -221,13 +221,15 @@ impl Runtime {
     /// cursor reaches the head of the log.
     pub fn process(&self, store: &mut Store, now: DateTime<Utc>) -> Result<Report, RobotError> {
         let mut total = Report::default();
+        let mut first = true;
         loop {
             let (report, more) = store.write(now, |tx| {
                 self.activate_in(tx, now)?;
                 let mut report = Report::default();
-                let more = self.process_in(tx, now, &mut report, EVENTS_PER_TX)?;
+                let more = self.process_in(tx, now, &mut report, EVENTS_PER_TX, first)?;
                 Ok::<_, RobotError>((report, more))
             })?;
+            first = false;
             total.add(&report);
             if !more {
                 return Ok(total);
@@ -246,18 +248,21 @@ impl Runtime {
         store.write(now, |tx| {
             self.activate_in(tx, now)?;
             let mut report = Report::default();
-            self.process_in(tx, now, &mut report, budget)?;
+            self.process_in(tx, now, &mut report, budget, true)?;
             Ok(report)
         })
     }
 
     /// Processes up to `budget` events in the caller's transaction; whether more are left.
+    /// With `check_cursor`, first checks the cursor against the log (a read of the backlog:
+    /// done once per call of [`Runtime::process`], not for each of its transactions).
     fn process_in(
         &self,
         tx: &mut Tx<'_>,
         now: DateTime<Utc>,
         report: &mut Report,
         budget: usize,
+        check_cursor: bool,
     ) -> Result<bool, RobotError> {
         let head = tx.head_position();
         let mut cursor = match tx.cursor(CURSOR)? {
@@ -275,7 +280,8 @@ impl Runtime {
         // The robots' reactions carry their trigger as cause, and triggers are processed in
         // order: a reaction to a position past the cursor proves the rules got that far, so a
         // cursor moved back never makes a rule act twice on one event.
-        if let Some(reached) = tx.last_cause_after(cursor, &FIRINGS)?
+        if check_cursor
+            && let Some(reached) = tx.last_cause_after(cursor, &FIRINGS)?
             && reached > cursor
         {
             tracing::warn!(
@@ -717,7 +723,8 @@ impl Runtime {
                 self.activate_in(tx, now)?;
                 let fired = self.fire_timers(tx, now, TIMERS_PER_TX)?;
                 let mut report = Report::default();
-                let more = self.process_in(tx, now, &mut report, TIMERS_PER_TX)?;
+                // `process` just checked the cursor against the log.
+                let more = self.process_in(tx, now, &mut report, TIMERS_PER_TX, false)?;
                 Ok::<_, RobotError>((fired, report, more))
             })?;
             total.timers += fired;

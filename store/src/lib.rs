@@ -17,7 +17,7 @@ mod verify;
 pub use chain::{GENESIS, Hash, Hashed, event_hash, from_hex, to_hex};
 pub use error::Error;
 pub use log::{Appended, Executed, LogFilter, RecordedEvent, Tx, fmt_time, parse_time};
-pub use project::PendingTimer;
+pub use project::{MatchKey, PendingTimer};
 pub use verify::{ChainReport, ProjectionDiff};
 
 use chrono::{DateTime, Utc};

@@ -809,6 +809,24 @@ impl<'c> Tx<'c> {
         crate::project::pending_timers(&self.tx, "main", stream)
     }
 
+    /// Ids of leads, contacts or companies (`kind`) that have any of `values` as a phone,
+    /// e-mail (case-insensitively) or INN, ascending; with `before`, only ids below it. An
+    /// index lookup per value in the `match_keys` projection, including this transaction's
+    /// appends.
+    pub fn matching(
+        &mut self,
+        what: crate::project::MatchKey,
+        values: &[String],
+        kind: EntityKind,
+        before: Option<i64>,
+    ) -> Result<Vec<i64>, Error> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.projector.flush(&self.tx)?;
+        crate::project::matching(&self.tx, what, values, kind, before)
+    }
+
     /// The connection, for queries over the projections; everything appended so far in this
     /// transaction is written to the tables first, so queries see it.
     pub fn conn(&mut self) -> Result<&Connection, Error> {

@@ -154,7 +154,7 @@ pub(crate) fn projections(
         // The numeric column that best points at a differing row.
         let key = match *table {
             "stage_history" | "incidents" | "escalations" | "inbox" | "outbox" => "position",
-            "idle_marks" => "entity_id",
+            "idle_marks" | "match_keys" => "entity_id",
             "schedules" => "NULL",
             _ => "id",
         };

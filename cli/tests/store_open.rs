@@ -254,3 +254,70 @@ fn verify_passes_on_a_healthy_database_while_another_process_writes() {
     assert!(failures.is_empty(), "{failures:#?}");
     env.ok(&["verify"]);
 }
+
+/// A small tmpfs, unmounted when dropped; `None` where mounting is not allowed (not root).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(kib: usize) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then_some(SmallDisk(dir))
+    }
+
+    /// Fills the disk up with a file of zeros.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = [0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_as_full_naming_the_file() {
+    let Some(disk) = SmallDisk::mount(512) else {
+        // Mounting needs root; store/tests/open.rs checks the same messages without a disk.
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .current_dir(&disk.0)
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_DB")
+            .env_remove("LEADFLOW_AS")
+            .env_remove("LEADFLOW_RULES")
+            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
+            .env("RUST_LOG", "off")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["init", "."]).status.success());
+    disk.fill();
+    let db = disk.0.join("leadflow.db").display().to_string();
+    // A write (the WAL cannot grow) and a read (the -shm file cannot be made): both say the
+    // disk is full and name the file.
+    for args in [&["lead", "create", "--name", "Ivan"][..], &["lead", "list"]] {
+        let out = run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("is full") && err.contains(&db) && !err.contains("disk I/O error"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -694,23 +694,31 @@ impl<'c> Tx<'c> {
         if let Some(h) = self.heads.get(&stream) {
             return Ok(*h);
         }
-        let h: Option<(i64, i64, Option<i64>, Option<i64>)> = self
+        let h: Option<(i64, i64, Option<i64>)> = self
             .tx
             .prepare_cached(
                 "SELECT s.stream_key, s.version, \
-                 (SELECT max(e.version) FROM events e WHERE e.stream_key = s.stream_key), \
-                 (SELECT max(e.position) FROM events e WHERE e.stream_key = s.stream_key) \
+                 (SELECT max(e.version) FROM events e WHERE e.stream_key = s.stream_key) \
                  FROM streams s WHERE s.kind = ?1 AND s.entity_id = ?2",
             )?
             .query_row(params![stream.kind.as_str(), stream.id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
         // The head row must agree with the stream's events (one index probe): appending on
         // top of a stream whose head was edited would hide the edit.
-        if let Some((_, version, top, last)) = h
+        if let Some((key, version, top)) = h
             && top.unwrap_or(0) != version
         {
+            let last: Option<i64> = self
+                .tx
+                .query_row(
+                    "SELECT max(position) FROM events WHERE stream_key = ?1",
+                    [key],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
             return Err(Error::Tampered {
                 position: last.unwrap_or(self.head_position),
                 why: format!(
@@ -719,7 +727,7 @@ impl<'c> Tx<'c> {
                 ),
             });
         }
-        let h = h.map(|(key, version, _, _)| (key, version));
+        let h = h.map(|(key, version, _)| (key, version));
         self.heads.insert(stream, h);
         Ok(h)
     }

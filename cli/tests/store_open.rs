@@ -215,6 +215,18 @@ fn a_read_only_file_in_a_writable_folder_is_read_and_a_write_names_the_file() {
 #[test]
 fn verify_passes_on_a_healthy_database_while_another_process_writes() {
     let env = Arc::new(Env::new());
+    // Enough rows that a verify spans several of the writer's commits.
+    let mut csv = String::from("name,phone\n");
+    for i in 0..3000 {
+        csv += &format!(
+            "Imported {i},+7 913 {:03}-{:02}-{:02}\n",
+            i / 10_000,
+            i / 100 % 100,
+            i % 100
+        );
+    }
+    std::fs::write(env.path().join("leads.csv"), csv).unwrap();
+    env.ok(&["import", "leads.csv"]);
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicUsize::new(0));
     let writer = {
@@ -232,8 +244,9 @@ fn verify_passes_on_a_healthy_database_while_another_process_writes() {
                     "--phone",
                     &format!("+7 912 000-{:02}-{:02}", i / 100 % 100, i % 100),
                 ]);
-                env.ok(&["lead", "assign", &(i + 1).to_string(), "petrova"]);
-                env.ok(&["lead", "move", &(i + 1).to_string(), "in_work"]);
+                let id = (i + 3001).to_string();
+                env.ok(&["lead", "assign", &id, "petrova"]);
+                env.ok(&["lead", "move", &id, "in_work"]);
                 written.fetch_add(1, Ordering::Relaxed);
             }
         })

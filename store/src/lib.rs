@@ -382,6 +382,19 @@ impl Store {
             .optional()?)
     }
 
+    /// Ids of leads, contacts or companies (`kind`) that have any of `values` as a phone,
+    /// e-mail (case-insensitively) or INN, ascending (an index lookup per value; see
+    /// [`Tx::matching`]). Phones must be normalised first (`engine::field`).
+    pub fn matching(
+        &self,
+        what: MatchKey,
+        values: &[String],
+        kind: leadflow_engine::EntityKind,
+        before: Option<i64>,
+    ) -> Result<Vec<i64>, Error> {
+        project::matching(&self.conn, what, values, kind, before)
+    }
+
     /// The current version of a stream (0 if it has no events).
     pub fn stream_version(&self, stream: StreamId) -> Result<i64, Error> {
         log::stream_version(&self.conn, stream)

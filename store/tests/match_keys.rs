@@ -129,6 +129,18 @@ fn match_keys_follow_every_change_and_equal_a_replay() {
         )
         .is_empty()
     );
+    // The same lookup outside a write, for queries.
+    assert_eq!(
+        store
+            .matching(
+                MatchKey::Email,
+                &["ivan@example.com".into()],
+                EntityKind::Lead,
+                None
+            )
+            .unwrap(),
+        [1]
+    );
     // An edited index row is a difference verify reports.
     store
         .connection()

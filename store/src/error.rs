@@ -193,22 +193,21 @@ fn writable_dir(path: &Path) -> bool {
     }
 }
 
-/// Whether a little more can be written beside `path` (probed with a 64 KiB file).
+/// Whether a little more can be written beside `path`: false only when a 64 KiB probe file
+/// fails for lack of space (any other failure says nothing about space).
 fn has_room(path: &Path) -> bool {
-    use std::io::Write;
+    use std::io::{ErrorKind, Write};
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let probe = dir.join(format!(".leadflow-space-{}", std::process::id()));
-    let ok = std::fs::File::create(&probe)
-        .and_then(|mut f| {
-            f.write_all(&[0u8; 65536])?;
-            f.sync_all()
-        })
-        .is_ok();
+    let result = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(&[0u8; 65536])?;
+        f.sync_all()
+    });
     let _ = std::fs::remove_file(&probe);
-    ok
+    !matches!(result, Err(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
 }
 
 /// Why a database cannot be written: the file, the folder, or the mount.

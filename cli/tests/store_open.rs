@@ -334,3 +334,43 @@ fn a_full_disk_is_reported_as_full_naming_the_file() {
         );
     }
 }
+
+#[test]
+fn a_read_only_mount_is_read_and_verified_and_a_write_says_it_is_read_only() {
+    let Some(disk) = SmallDisk::mount(4096) else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let env = Env {
+        dir: tempfile::tempdir_in(&disk.0).unwrap(),
+    };
+    let out = env.run(&["init", env.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["lead", "create", "--name", "Ivan"]);
+    let remount = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&disk.0)
+        .output()
+        .unwrap();
+    assert!(remount.status.success(), "{}", stderr(&remount));
+    // Root cannot write to a read-only mount either: no unprivileged user needed.
+    for args in [&["lead", "list"][..], &["--json", "events"], &["verify"]] {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let out = env.run(&["lead", "create", "--name", "Olga"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot write")
+            && err.contains(&format!(
+                "{} is on a read-only file system",
+                env.db().display()
+            )),
+        "{err}"
+    );
+    let _ = Command::new("mount")
+        .args(["-o", "remount,rw"])
+        .arg(&disk.0)
+        .output();
+}

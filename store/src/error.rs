@@ -212,9 +212,14 @@ fn has_room(path: &Path) -> bool {
 
 /// Why a database cannot be written: the file, the folder, or the mount.
 pub(crate) fn read_only_why(path: &Path) -> String {
-    let file_writable = std::fs::OpenOptions::new().write(true).open(path).is_ok();
-    if path.exists() && !file_writable {
-        return format!("the file {} is read-only", path.display());
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+            return format!("{} is on a read-only file system", path.display());
+        }
+        Err(_) if path.exists() => {
+            return format!("the file {} is read-only", path.display());
+        }
+        _ => {}
     }
     if !writable_dir(path) {
         let dir = path

@@ -374,3 +374,28 @@ fn a_read_only_mount_is_read_and_verified_and_a_write_says_it_is_read_only() {
         .arg(&disk.0)
         .output();
 }
+
+#[test]
+fn a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user() {
+    let env = Env::new();
+    if std::fs::metadata(env.db()).unwrap().uid() != 0 {
+        // Needs a second user: the owner writes the folder, the reader may not.
+        eprintln!("skipped: not root");
+        return;
+    }
+    chmod(env.path(), 0o755);
+    // The owner (root) can write here, so reading without the -shm file's locks could see a
+    // half-written change: the reader says so instead of guessing.
+    let out = {
+        let mut c = env.cmd();
+        c.uid(65534).gid(65534);
+        c.args(["lead", "list"]).output().unwrap()
+    };
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot read {}", env.db().display()))
+            && err.contains("a user who can write the folder"),
+        "{err}"
+    );
+}

@@ -58,6 +58,9 @@ pub enum Error {
         "cannot write {path}: {why}; this command writes — commands that only read (list, show, events, journal, inbox, verify) work on it"
     )]
     ReadOnly { path: PathBuf, why: String },
+    /// A read-only open could not read the database safely.
+    #[error("cannot read {path}: {why}")]
+    Unreadable { path: PathBuf, why: String },
     /// The disk (or file system) holding the database is full.
     #[error(
         "the disk holding {path} is full: {file} could not grow; nothing was committed — free some space and try again"
@@ -190,6 +193,27 @@ fn writable_dir(path: &Path) -> bool {
             true
         }
         Err(_) => false,
+    }
+}
+
+/// Whether nobody (but root) can create files in the folder of `path`: it is on a read-only
+/// file system, or its permissions grant writing to no one. Then no WAL writer can run there
+/// (it would have to create the -wal and -shm files), so the database cannot change under a
+/// reader that opens it without locks (`immutable=1`).
+pub(crate) fn nobody_writes_beside(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let probe = dir.join(format!(".leadflow-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => true,
+        Err(_) => std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o222 == 0),
     }
 }
 

@@ -137,8 +137,9 @@ impl Store {
     ///
     /// In WAL mode a reader needs the `-shm` file beside the database; in a read-only folder
     /// where it does not exist (the last writer closed cleanly and removed it) and cannot be
-    /// created, the database is opened `immutable=1` instead — safe because there is no
-    /// `-wal` file with changes to miss and nobody can write in that folder.
+    /// created, the database is opened `immutable=1` instead — only when that is safe: there
+    /// is no `-wal` file with changes to miss, and nobody can write in that folder (a
+    /// read-only file system, or a folder whose permissions grant writing to no one).
     pub fn open_read(path: impl AsRef<Path>, options: &Options) -> Result<Store, Error> {
         let path = path.as_ref();
         refuse_missing_or_empty(path)?;
@@ -170,11 +171,20 @@ impl Store {
             {
                 let wal = PathBuf::from(format!("{}-wal", path.display()));
                 if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
-                    return Err(Error::ReadOnly {
+                    return Err(Error::Unreadable {
                         path: path.to_owned(),
                         why: format!(
                             "its write-ahead log {} holds changes that cannot be read without the -shm file, which cannot be created in this read-only folder; copy the folder somewhere writable",
                             wal.display()
+                        ),
+                    });
+                }
+                if !error::nobody_writes_beside(path) {
+                    return Err(Error::Unreadable {
+                        path: path.to_owned(),
+                        why: format!(
+                            "SQLite cannot create {}-shm in its folder, which this user may not write but others may (so the database may change while it is read); run leadflow as a user who can write the folder, or read a copy",
+                            path.display()
                         ),
                     });
                 }

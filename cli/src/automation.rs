@@ -54,14 +54,24 @@ pub fn load(ctx: &Ctx) -> Result<Option<Runtime>, CliError> {
 }
 
 /// Before a command appends: loads the rule set (a bad one fails here, before anything is
-/// appended) and activates it if it is not the one in force, so that the rules see the
-/// command's events.
+/// appended) and runs the rules' backlog (what a crash left unprocessed), so the command is
+/// decided on the state the robots leave; on a database where the rules never ran, starts their
+/// cursor at the head. Nothing is appended for the command itself: the rule set is activated
+/// (if it is not the one in force) after a command that succeeds, by [`settle`], and the rules
+/// see the command's events — a refused command leaves the log as it was.
 pub fn prepare(ctx: &mut Ctx) -> Result<Option<Runtime>, CliError> {
     let Some(rt) = load(ctx)? else {
         return Ok(None);
     };
-    rt.activate(&mut ctx.store, ctx.clock.now())
+    let report = rt
+        .prepare(&mut ctx.store, ctx.clock.now())
         .map_err(CliError::Robot)?;
+    if report.processed > 0 {
+        tracing::info!(
+            processed = report.processed,
+            "ran the rules on events a previous command left unprocessed"
+        );
+    }
     Ok(Some(rt))
 }
 
@@ -179,24 +189,40 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The error when `tick` or `run` find no rule set.
-pub fn no_rules(ctx: &Ctx) -> CliError {
+/// What `tick` and `run` say when there is no rule set: nothing to run, which is not an
+/// error (a fresh `init` leaves only a commented example).
+pub fn no_rules_message(ctx: &Ctx) -> String {
     match &ctx.rules_dir {
-        Some(dir) => CliError::Usage(format!(
-            "{} has no rules: nothing to run; add rule files (see docs/RULES.md)",
+        Some(dir) => format!(
+            "no rules in {}: nothing to run (uncomment the example or add rule files; see docs/RULES.md)",
             dir.display()
-        )),
-        None => CliError::Usage(
-            "no rule set: create rules/ beside the configuration or pass --rules DIR".into(),
         ),
+        None => "no rule set: nothing to run (create rules/ beside the configuration or pass --rules DIR)"
+            .into(),
     }
 }
 
 /// `tick`: fires everything due up to now (`--now` or the wall clock) and runs the rules.
 pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
     ctx.check_backdate()?;
-    let rt = load(ctx)?.ok_or_else(|| no_rules(ctx))?;
     let now = ctx.clock.now();
+    let Some(rt) = load(ctx)? else {
+        if ctx.json {
+            json_line(&json!({
+                "now": rfc3339(now),
+                "rules": 0,
+                "timers": 0,
+                "processed": 0,
+                "fired": 0,
+                "incidents": 0,
+                "escalations": 0,
+                "next_due": null,
+            }));
+        } else {
+            println!("{}", no_rules_message(ctx));
+        }
+        return Ok(());
+    };
     let before = ctx.store.last_position()?;
     let report = rt.tick(&mut ctx.store, now).map_err(CliError::Robot)?;
     let incidents = count_after(&ctx.store, "incident.recorded", before)?;

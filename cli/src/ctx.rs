@@ -27,6 +27,16 @@ impl Clock for FixedClock {
     }
 }
 
+/// Whether a command only reads the database or may write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Opened read-only (`Store::open_read`): never takes the write lock, works on a
+    /// read-only file, folder or mount.
+    Read,
+    /// Opened for writing: migrates and catches up if needed; each write waits for the lock.
+    Write,
+}
+
 /// Everything a command needs.
 pub struct Ctx {
     pub config: Config,
@@ -43,8 +53,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Resolves configuration, database, actor and clock, and opens the store.
-    pub fn open(cli: &Cli) -> Result<Ctx, CliError> {
+    /// Resolves configuration, database, actor and clock, and opens the store for `access`.
+    pub fn open(cli: &Cli, access: Access) -> Result<Ctx, CliError> {
         let config_path = find_config(cli.config.as_deref())?;
         let config = load_config(&config_path)?;
         let clock = clock(cli, &config)?;
@@ -54,7 +64,10 @@ impl Ctx {
             create: false,
             ..Options::default()
         };
-        let store = Store::open(&db, &options)?;
+        let store = match access {
+            Access::Read => Store::open_read(&db, &options)?,
+            Access::Write => Store::open(&db, &options)?,
+        };
         let actor = resolve_actor(cli.actor.as_deref(), &config)?;
         let rules_dir = crate::automation::rules_dir(cli.rules.as_deref(), &config_path);
         Ok(Ctx {

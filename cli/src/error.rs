@@ -63,12 +63,23 @@ impl CliError {
         }
     }
 
-    /// 1 for a business "no" (rejection, conflict, failed verification, bad import row,
-    /// scenario mismatch), 2 for everything else.
+    /// Names the database file in a storage error about the file (read-only, full, not a
+    /// database, an I/O error).
+    pub fn in_db(self, db: Option<&Path>) -> Self {
+        match (self, db) {
+            (CliError::Store(e), Some(db)) => CliError::Store(e.in_file(db)),
+            (other, _) => other,
+        }
+    }
+
+    /// 1 for a business "no" (rejection, conflict, failed verification or a broken log
+    /// refused, bad import row, scenario mismatch), 2 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Store(
-                leadflow_store::Error::Rejected(_) | leadflow_store::Error::Conflict { .. },
+                leadflow_store::Error::Rejected(_)
+                | leadflow_store::Error::Conflict { .. }
+                | leadflow_store::Error::Tampered { .. },
             )
             | CliError::Import { .. }
             | CliError::Verify(_)

@@ -158,47 +158,48 @@ fn parse_head(text: &str) -> Result<(i64, leadflow_store::Hash), CliError> {
 
 pub fn verify(ctx: &mut Ctx, args: VerifyArgs) -> Result<(), CliError> {
     let kept = args.head.as_deref().map(parse_head).transpose()?;
-    let total = ctx.store.last_position()?;
-    let bar = progress(total as u64, "chain");
-    let report = ctx
-        .store
-        .verify_chain(&mut |p| bar.set_position(p as u64))?;
-    bar.finish_and_clear();
-    let mut problems: Vec<String> = Vec::new();
-    if let Some(p) = &report.problem {
-        problems.push(format!(
-            "chain: broken at position {}: {}",
-            p.position, p.why
-        ));
-    }
-    if let Some((pos, hash)) = kept {
-        match leadflow_store::query::hash_at(ctx.store.connection(), pos)? {
-            None => problems.push(format!(
-                "head: the kept head is at position {pos}, but the log ends at {total}: the newest events were cut off"
-            )),
-            Some(h) if h != hash => problems.push(format!(
-                "head: the hash at position {pos} differs from the kept head: the log was rewritten from there or earlier"
-            )),
-            Some(_) => {}
-        }
-    }
-    let mut diffs = Vec::new();
-    if !args.chain_only && report.problem.is_none() {
-        let bar = progress(total as u64, "replay");
-        diffs = ctx
-            .store
-            .verify_projections(&mut |p| bar.set_position(p as u64))?;
+    // The chain, the kept head, the projections and their fresh replay are read from one
+    // snapshot, so what other processes commit meanwhile cannot make them disagree.
+    let (report, problems, diffs) = ctx.store.snapshot(|snap| {
+        let total = snap.last_position()?;
+        let bar = progress(total as u64, "chain");
+        let report = snap.verify_chain(&mut |p| bar.set_position(p as u64))?;
         bar.finish_and_clear();
-        for d in &diffs {
+        let mut problems: Vec<String> = Vec::new();
+        if let Some(p) = &report.problem {
             problems.push(format!(
-                "projections: table {} differs from a fresh replay ({} live rows not reproduced, {} replayed rows missing; first key {}); run `leadflow replay`",
-                d.table,
-                d.only_live,
-                d.only_replayed,
-                d.first_key.map_or("-".into(), |k| k.to_string())
+                "chain: broken at position {}: {}",
+                p.position, p.why
             ));
         }
-    }
+        if let Some((pos, hash)) = kept {
+            match snap.hash_at(pos)? {
+                None => problems.push(format!(
+                    "head: the kept head is at position {pos}, but the log ends at {total}: the newest events were cut off"
+                )),
+                Some(h) if h != hash => problems.push(format!(
+                    "head: the hash at position {pos} differs from the kept head: the log was rewritten from there or earlier"
+                )),
+                Some(_) => {}
+            }
+        }
+        let mut diffs = Vec::new();
+        if !args.chain_only && report.problem.is_none() {
+            let bar = progress(total as u64, "replay");
+            diffs = snap.verify_projections(&mut |p| bar.set_position(p as u64))?;
+            bar.finish_and_clear();
+            for d in &diffs {
+                problems.push(format!(
+                    "projections: table {} differs from a fresh replay ({} live rows not reproduced, {} replayed rows missing; first key {}); run `leadflow replay`",
+                    d.table,
+                    d.only_live,
+                    d.only_replayed,
+                    d.first_key.map_or("-".into(), |k| k.to_string())
+                ));
+            }
+        }
+        Ok::<_, CliError>((report, problems, diffs))
+    })?;
     let head = report.head.map(|(p, h)| format!("{p}:{}", to_hex(&h)));
     if ctx.json {
         json_line(&json!({

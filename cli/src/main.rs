@@ -19,7 +19,7 @@ mod simulate;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use ctx::Ctx;
+use ctx::{Access, Ctx};
 use error::CliError;
 
 fn main() {
@@ -44,6 +44,23 @@ fn main() {
     }
 }
 
+/// Whether a command only reads the database (it then never takes the write lock and works on
+/// a read-only copy) or may write it.
+fn access(command: &Command) -> Access {
+    use cli::{CompanyCmd, ContactCmd, DealCmd, LeadCmd, TaskCmd};
+    let reads = match command {
+        Command::Lead(c) => matches!(c, LeadCmd::Show { .. } | LeadCmd::List(_)),
+        Command::Deal(c) => matches!(c, DealCmd::Show { .. } | DealCmd::List(_)),
+        Command::Contact(c) => matches!(c, ContactCmd::Show { .. } | ContactCmd::List { .. }),
+        Command::Company(c) => matches!(c, CompanyCmd::Show { .. } | CompanyCmd::List { .. }),
+        Command::Task(c) => matches!(c, TaskCmd::List { .. }),
+        Command::Events(_) | Command::Verify(_) | Command::Inbox(_) | Command::Journal(_) => true,
+        Command::Import(_) | Command::Replay | Command::Tick | Command::Run => false,
+        Command::Init { .. } | Command::Demo(_) | Command::Rules(_) | Command::Simulate(_) => false,
+    };
+    if reads { Access::Read } else { Access::Write }
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Init { ref dir, force } => {
@@ -55,9 +72,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Simulate(ref args) => simulate::simulate(args, cli.json),
         _ => {
-            let mut ctx = Ctx::open(&cli)?;
+            let mut ctx = Ctx::open(&cli, access(&cli.command))?;
             tracing::debug!(config = %ctx.config_path.display(), actor = %ctx.actor, "resolved");
-            match cli.command {
+            let db = ctx.store.path().map(std::path::Path::to_owned);
+            let result = match cli.command {
                 Command::Lead(c) => entity::lead(&mut ctx, c),
                 Command::Deal(c) => entity::deal(&mut ctx, c),
                 Command::Contact(c) => entity::contact(&mut ctx, c),
@@ -77,7 +95,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 | Command::Simulate(_) => {
                     unreachable!("handled above")
                 }
-            }
+            };
+            result.map_err(|e| e.in_db(db.as_deref()))
         }
     }
 }

@@ -1,5 +1,8 @@
 //! `run`: the rules as a long-running service.
 //!
+//! Without rules (a fresh `init` leaves only a commented example) it says there is nothing to
+//! run and exits 0.
+//!
 //! One current-thread tokio runtime; all SQLite work happens inline on that thread between
 //! awaits (the connection never crosses threads), so a signal is only acted on between
 //! transactions: SIGINT or SIGTERM lets the current work commit, logs, and exits 0.
@@ -105,7 +108,12 @@ pub async fn serve(
     shutdown: impl Future<Output = &'static str>,
 ) -> Result<(), CliError> {
     tokio::pin!(shutdown);
-    let mut rt = automation::load(&ctx)?.ok_or_else(|| automation::no_rules(&ctx))?;
+    let Some(mut rt) = automation::load(&ctx)? else {
+        // Nothing to run: say so and stop (a service that waits for rule files to appear
+        // would look like it works while doing nothing).
+        println!("{}", automation::no_rules_message(&ctx));
+        return Ok(());
+    };
     let dir = ctx.rules_dir.clone();
     let mut files = dir.as_deref().map(fingerprint).unwrap_or_default();
     let db = ctx

@@ -10,6 +10,7 @@ use leadflow_engine::event::RepeatDetected;
 use leadflow_engine::field::{validate_bank_account, validate_bik, validate_inn};
 use leadflow_engine::model::Lead;
 use leadflow_engine::{Command, Entity, EntityKind, Event};
+use leadflow_store::MatchKey;
 use rusqlite::OptionalExtension;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -106,37 +107,35 @@ pub(crate) fn company_by_inn(ctx: &mut Ctx<'_, '_>, inn: &str) -> Result<Option<
         .map_err(RobotError::from)
 }
 
-/// Ids from `table` (whose `column` is a JSON array of normalised values) holding any of
-/// `values`, oldest first; leads only before `before` (earlier leads).
+/// Ids of `kind` holding any of `values` as a `what` key, oldest first; only ids before
+/// `before` (earlier leads). An index lookup in the store's `match_keys` projection.
 fn matching(
     ctx: &mut Ctx<'_, '_>,
-    table: &str,
-    column: &str,
+    kind: EntityKind,
+    what: MatchKey,
     values: &[String],
     before: Option<i64>,
 ) -> Result<Vec<i64>, RobotError> {
-    if values.is_empty() {
-        return Ok(vec![]);
-    }
-    let wanted = Value::from(values.to_vec()).to_string();
-    let sql = format!(
-        "SELECT DISTINCT t.id FROM {table} t, json_each(t.{column}) j \
-         WHERE lower(j.value) IN (SELECT lower(value) FROM json_each(?1)) \
-         AND (?2 IS NULL OR t.id < ?2) ORDER BY t.id"
-    );
-    let conn = ctx.tx.conn()?;
-    let mut stmt = conn.prepare_cached(&sql).map_err(RobotError::from)?;
-    let rows = stmt
-        .query_map(rusqlite::params![wanted, before], |r| r.get(0))
-        .map_err(RobotError::from)?;
-    rows.collect::<Result<_, _>>().map_err(RobotError::from)
+    Ok(ctx.tx.matching(what, values, kind, before)?)
 }
 
 /// Contacts whose phones or e-mails include any of the lead's, oldest first.
 pub(crate) fn contacts_of(ctx: &mut Ctx<'_, '_>, lead: &Lead) -> Result<Vec<i64>, RobotError> {
     let mut found: BTreeSet<i64> = BTreeSet::new();
-    found.extend(matching(ctx, "contacts", "phones", &lead.phones, None)?);
-    found.extend(matching(ctx, "contacts", "emails", &lead.emails, None)?);
+    found.extend(matching(
+        ctx,
+        EntityKind::Contact,
+        MatchKey::Phone,
+        &lead.phones,
+        None,
+    )?);
+    found.extend(matching(
+        ctx,
+        EntityKind::Contact,
+        MatchKey::Email,
+        &lead.emails,
+        None,
+    )?);
     Ok(found.into_iter().collect())
 }
 
@@ -182,35 +181,18 @@ impl Robot for DetectRepeat {
         let mut leads = BTreeSet::new();
         let mut matched = Vec::new();
         for kind in MATCH_KINDS.iter().filter(|k| by.iter().any(|b| b == *k)) {
-            let (c, co, l) = match *kind {
-                "phone" => (
-                    matching(ctx, "contacts", "phones", &lead.phones, None)?,
-                    matching(ctx, "companies", "phones", &lead.phones, None)?,
-                    matching(ctx, "leads", "phones", &lead.phones, Some(lead.id))?,
-                ),
-                "email" => (
-                    matching(ctx, "contacts", "emails", &lead.emails, None)?,
-                    matching(ctx, "companies", "emails", &lead.emails, None)?,
-                    matching(ctx, "leads", "emails", &lead.emails, Some(lead.id))?,
-                ),
-                _ => match lead_text(&lead, "inn") {
-                    None => (vec![], vec![], vec![]),
-                    Some(inn) => {
-                        let conn = ctx.tx.conn()?;
-                        let co: Vec<i64> = query_ids(
-                            conn,
-                            "SELECT id FROM companies WHERE inn = ?1 ORDER BY id",
-                            rusqlite::params![inn],
-                        )?;
-                        let l: Vec<i64> = query_ids(
-                            conn,
-                            "SELECT id FROM leads WHERE id < ?2 AND trim(json_extract(fields, '$.inn')) = ?1 ORDER BY id",
-                            rusqlite::params![inn, lead.id],
-                        )?;
-                        (vec![], co, l)
-                    }
-                },
+            let (what, values) = match *kind {
+                "phone" => (MatchKey::Phone, lead.phones.clone()),
+                "email" => (MatchKey::Email, lead.emails.clone()),
+                _ => (MatchKey::Inn, lead_text(&lead, "inn").into_iter().collect()),
             };
+            let c = if what == MatchKey::Inn {
+                vec![]
+            } else {
+                matching(ctx, EntityKind::Contact, what, &values, None)?
+            };
+            let co = matching(ctx, EntityKind::Company, what, &values, None)?;
+            let l = matching(ctx, EntityKind::Lead, what, &values, Some(lead.id))?;
             if !(c.is_empty() && co.is_empty() && l.is_empty()) {
                 matched.push((*kind).to_owned());
             }
@@ -261,18 +243,6 @@ impl Robot for DetectRepeat {
         }
         Ok(())
     }
-}
-
-fn query_ids(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<i64>, RobotError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(RobotError::from)?;
-    let rows = stmt
-        .query_map(params, |r| r.get(0))
-        .map_err(RobotError::from)?;
-    rows.collect::<Result<_, _>>().map_err(RobotError::from)
 }
 
 /// The lead's latest `lead.repeat_detected`, if any.

@@ -28,6 +28,10 @@ use std::sync::Arc;
 /// The cursor's name in `rule_cursor`.
 const CURSOR: &str = "rules";
 
+/// The types of the events that fire timers: their cause is the event that set the timer, not
+/// a trigger the rules reacted to.
+const FIRINGS: [&str; 3] = ["deadline.elapsed", "robots.resumed", "task.overdue"];
+
 /// Rules stop firing in a chain this many causation steps deep (a timer firing starts a new
 /// chain); an incident is recorded instead.
 pub const DEPTH_LIMIT: usize = 16;
@@ -208,17 +212,41 @@ impl Runtime {
         Ok(true)
     }
 
+    /// Before a command: if the rules never ran in this database, starts the cursor at the
+    /// head of the log (no event is appended: a command that is then refused leaves the log
+    /// as it was, and the rule set is activated after a command that succeeds); if they did,
+    /// processes the backlog — events a crash between a command and its robots left
+    /// unprocessed — so that the command is decided on the state the robots leave.
+    pub fn prepare(&self, store: &mut Store, now: DateTime<Utc>) -> Result<Report, RobotError> {
+        match store.cursor(CURSOR)? {
+            None => {
+                store.write(self.recorded_at(now), |tx| {
+                    if tx.cursor(CURSOR)?.is_none() {
+                        let head = tx.head_position();
+                        tx.set_cursor(CURSOR, head)?;
+                    }
+                    Ok::<_, RobotError>(())
+                })?;
+                Ok(Report::default())
+            }
+            Some(cursor) if cursor < store.last_position()? => self.process(store, now),
+            Some(_) => Ok(Report::default()),
+        }
+    }
+
     /// Processes every event after the cursor, including the robots' own effects, until the
     /// cursor reaches the head of the log.
     pub fn process(&self, store: &mut Store, now: DateTime<Utc>) -> Result<Report, RobotError> {
         let mut total = Report::default();
+        let mut first = true;
         loop {
             let (report, more) = store.write(self.recorded_at(now), |tx| {
                 self.activate_in(tx, now)?;
                 let mut report = Report::default();
-                let more = self.process_in(tx, now, &mut report, EVENTS_PER_TX)?;
+                let more = self.process_in(tx, now, &mut report, EVENTS_PER_TX, first)?;
                 Ok::<_, RobotError>((report, more))
             })?;
+            first = false;
             total.add(&report);
             if !more {
                 return Ok(total);
@@ -237,23 +265,49 @@ impl Runtime {
         store.write(self.recorded_at(now), |tx| {
             self.activate_in(tx, now)?;
             let mut report = Report::default();
-            self.process_in(tx, now, &mut report, budget)?;
+            self.process_in(tx, now, &mut report, budget, true)?;
             Ok(report)
         })
     }
 
     /// Processes up to `budget` events in the caller's transaction; whether more are left.
+    /// With `check_cursor`, first checks the cursor against the log (a read of the backlog:
+    /// done once per call of [`Runtime::process`], not for each of its transactions).
     fn process_in(
         &self,
         tx: &mut Tx<'_>,
         now: DateTime<Utc>,
         report: &mut Report,
         budget: usize,
+        check_cursor: bool,
     ) -> Result<bool, RobotError> {
+        let head = tx.head_position();
         let mut cursor = match tx.cursor(CURSOR)? {
             Some(c) => c,
-            None => tx.head_position(),
+            None => head,
         };
+        if cursor > head {
+            return Err(RobotError::Store(leadflow_store::Error::Tampered {
+                position: head,
+                why: format!(
+                    "the rules' cursor (rule_cursor '{CURSOR}') is at position {cursor}, past the log's end: the log was cut or the cursor edited, and the robots would skip whatever comes next"
+                ),
+            }));
+        }
+        // The robots' reactions carry their trigger as cause, and triggers are processed in
+        // order: a reaction to a position past the cursor proves the rules got that far, so a
+        // cursor moved back never makes a rule act twice on one event.
+        if check_cursor
+            && let Some(reached) = tx.last_cause_after(cursor, &FIRINGS)?
+            && reached > cursor
+        {
+            tracing::warn!(
+                cursor,
+                reached,
+                "the rules' cursor is behind the robots' reactions in the log (it was moved back): resuming after position {reached}"
+            );
+            cursor = reached;
+        }
         let mut done = 0;
         while done < budget {
             let page = tx.read_after(cursor, (budget - done).min(64))?;
@@ -726,7 +780,8 @@ impl Runtime {
                 self.activate_in(tx, now)?;
                 let fired = self.fire_timers(tx, now, TIMERS_PER_TX)?;
                 let mut report = Report::default();
-                let more = self.process_in(tx, now, &mut report, TIMERS_PER_TX)?;
+                // `process` just checked the cursor against the log.
+                let more = self.process_in(tx, now, &mut report, TIMERS_PER_TX, false)?;
                 Ok::<_, RobotError>((fired, report, more))
             })?;
             total.timers += fired;

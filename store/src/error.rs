@@ -1,7 +1,8 @@
 //! The store's error type.
 
 use leadflow_engine::{DecodeError, Rejection, StreamId};
-use std::path::PathBuf;
+use rusqlite::ffi::ErrorCode;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +24,25 @@ pub enum Error {
         "the database has schema version {found}, newer than this leadflow supports ({supported}); upgrade leadflow — the database was not touched"
     )]
     NewerSchema { found: i64, supported: i64 },
+    /// A command that only reads found a database that must be migrated (or its projections
+    /// rebuilt) first, which takes a write.
+    #[error(
+        "{path} {why}; reading commands do not change the database: run `leadflow replay` (or any command that writes) once on a writable copy to bring it up to date"
+    )]
+    NeedsUpgrade { path: PathBuf, why: String },
     /// The file is an SQLite database but not a leadflow one.
     #[error("{path} is not a leadflow database (it holds other tables); refusing to touch it")]
     NotLeadflow { path: PathBuf },
+    /// The file is not an SQLite database at all.
+    #[error(
+        "{path} is not a database file (SQLite: file is not a database); pass the leadflow.db that `leadflow init` created"
+    )]
+    NotADatabase { path: PathBuf },
+    /// The file is empty: not a leadflow database (yet).
+    #[error(
+        "{path} is empty (0 bytes): not a leadflow database; `leadflow init` creates one (or remove the file)"
+    )]
+    Empty { path: PathBuf },
     /// The database file does not exist.
     #[error("no database at {path}; run `leadflow init` first")]
     Missing { path: PathBuf },
@@ -36,6 +53,33 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// A write was attempted on a database that cannot be written.
+    #[error(
+        "cannot write {path}: {why}; this command writes — commands that only read (list, show, events, journal, inbox, verify) work on it"
+    )]
+    ReadOnly { path: PathBuf, why: String },
+    /// A read-only open could not read the database safely.
+    #[error("cannot read {path}: {why}")]
+    Unreadable { path: PathBuf, why: String },
+    /// The disk (or file system) holding the database is full.
+    #[error(
+        "the disk holding {path} is full: {file} could not grow; nothing was committed — free some space and try again"
+    )]
+    DiskFull { path: PathBuf, file: String },
+    /// Reading or writing a database file failed at the operating-system level.
+    #[error("disk I/O error on {file} ({what}); nothing was committed — check the disk")]
+    DiskIo { file: String, what: String },
+    /// Another process held the write lock for longer than the busy timeout.
+    #[error(
+        "timed out after {waited_secs}s waiting for the write lock on {path}: another leadflow process (an import, `leadflow run`, `tick`…) is writing it; nothing was appended — try again when it is done"
+    )]
+    Locked { path: PathBuf, waited_secs: u64 },
+    /// The log is not what leadflow wrote (noticed when a writer opens it): nothing is
+    /// appended on top of it.
+    #[error(
+        "the log is broken at position {position}: {why}; refusing to append to it — run `leadflow verify` and restore the database from a backup"
+    )]
+    Tampered { position: i64, why: String },
     /// A stored event could not be decoded.
     #[error("event at position {position}: {source}")]
     Decode {
@@ -57,4 +101,162 @@ impl Error {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
     }
+
+    /// Names the database file in an SQLite error that is about the file: read-only, full,
+    /// not a database, an I/O error. Other errors are returned unchanged.
+    pub fn in_file(self, path: &Path) -> Error {
+        let (code, extended, message) = match &self {
+            Error::Sqlite(rusqlite::Error::SqliteFailure(e, m)) => {
+                (e.code, e.extended_code, m.clone().unwrap_or_default())
+            }
+            Error::Open {
+                source: rusqlite::Error::SqliteFailure(e, m),
+                ..
+            } => (e.code, e.extended_code, m.clone().unwrap_or_default()),
+            _ => return self,
+        };
+        let path = path.to_owned();
+        let file = |suffix: &str| format!("{}{suffix}", path.display());
+        match code {
+            ErrorCode::ReadOnly => Error::ReadOnly {
+                why: read_only_why(&path),
+                path,
+            },
+            ErrorCode::CannotOpen if !writable_dir(&path) => Error::ReadOnly {
+                why: read_only_why(&path),
+                path,
+            },
+            ErrorCode::DiskFull => Error::DiskFull {
+                file: file(" (or its -wal journal)"),
+                path,
+            },
+            ErrorCode::NotADatabase => Error::NotADatabase { path },
+            ErrorCode::SystemIoFailure => {
+                let (suffix, what) = io_what(extended);
+                if matches!(extended, SQLITE_IOERR_SHMSIZE | SQLITE_IOERR_SHMMAP)
+                    && !has_room(&path)
+                {
+                    return Error::DiskFull {
+                        file: file(suffix),
+                        path,
+                    };
+                }
+                let what = if message.is_empty() || message == "disk I/O error" {
+                    what.to_owned()
+                } else {
+                    format!("{what}: {message}")
+                };
+                Error::DiskIo {
+                    file: file(suffix),
+                    what,
+                }
+            }
+            _ => self,
+        }
+    }
+}
+
+// SQLite's extended I/O error codes (sqlite3.h), for the ones that say which file failed.
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_IOERR_READ: i32 = SQLITE_IOERR | (1 << 8);
+const SQLITE_IOERR_WRITE: i32 = SQLITE_IOERR | (3 << 8);
+const SQLITE_IOERR_FSYNC: i32 = SQLITE_IOERR | (4 << 8);
+const SQLITE_IOERR_TRUNCATE: i32 = SQLITE_IOERR | (6 << 8);
+const SQLITE_IOERR_SHMOPEN: i32 = SQLITE_IOERR | (18 << 8);
+pub(crate) const SQLITE_IOERR_SHMSIZE: i32 = SQLITE_IOERR | (19 << 8);
+const SQLITE_IOERR_SHMMAP: i32 = SQLITE_IOERR | (21 << 8);
+
+/// Which file an extended I/O error code is about, and what failed.
+fn io_what(extended: i32) -> (&'static str, &'static str) {
+    match extended {
+        SQLITE_IOERR_SHMOPEN => ("-shm", "cannot open the shared-memory file"),
+        SQLITE_IOERR_SHMSIZE => ("-shm", "cannot grow the shared-memory file"),
+        SQLITE_IOERR_SHMMAP => ("-shm", "cannot map the shared-memory file"),
+        SQLITE_IOERR_READ => ("", "read failed"),
+        SQLITE_IOERR_WRITE => (" (or its -wal journal)", "write failed"),
+        SQLITE_IOERR_FSYNC => (" (or its -wal journal)", "fsync failed"),
+        SQLITE_IOERR_TRUNCATE => (" (or its -wal journal)", "truncate failed"),
+        _ => ("", "disk I/O error"),
+    }
+}
+
+/// Whether the folder of `path` is writable (probed by creating and removing a file).
+fn writable_dir(path: &Path) -> bool {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let probe = dir.join(format!(".leadflow-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether nobody (but root) can create files in the folder of `path`: it is on a read-only
+/// file system, or its permissions grant writing to no one. Then no WAL writer can run there
+/// (it would have to create the -wal and -shm files), so the database cannot change under a
+/// reader that opens it without locks (`immutable=1`).
+pub(crate) fn nobody_writes_beside(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let probe = dir.join(format!(".leadflow-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => true,
+        Err(_) => std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o222 == 0),
+    }
+}
+
+/// Whether a little more can be written beside `path`: false only when a 64 KiB probe file
+/// fails for lack of space (any other failure says nothing about space).
+fn has_room(path: &Path) -> bool {
+    use std::io::{ErrorKind, Write};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let probe = dir.join(format!(".leadflow-space-{}", std::process::id()));
+    let result = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(&[0u8; 65536])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    !matches!(result, Err(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
+}
+
+/// Why a database cannot be written: the file, the folder, or the mount.
+pub(crate) fn read_only_why(path: &Path) -> String {
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+            return format!("{} is on a read-only file system", path.display());
+        }
+        Err(_) if path.exists() => {
+            return format!("the file {} is read-only", path.display());
+        }
+        _ => {}
+    }
+    if !writable_dir(path) {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        return format!(
+            "its folder {} is read-only (SQLite creates the -wal and -shm files beside the database)",
+            dir.display()
+        );
+    }
+    format!(
+        "the file {} was opened read-only (a read-only file system, or the -wal/-shm files are read-only)",
+        path.display()
+    )
 }

@@ -17,12 +17,12 @@ mod verify;
 pub use chain::{GENESIS, Hash, Hashed, event_hash, from_hex, to_hex};
 pub use error::Error;
 pub use log::{Appended, Executed, LogFilter, RecordedEvent, Tx, fmt_time, parse_time};
-pub use project::PendingTimer;
+pub use project::{MatchKey, PendingTimer};
 pub use verify::{ChainReport, ProjectionDiff};
 
 use chrono::{DateTime, Utc};
 use leadflow_engine::{Entity, StreamId};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -87,36 +87,127 @@ impl Default for Options {
     }
 }
 
+/// After this long waiting for another process's write lock, a writer says what it waits for.
+const WAIT_NOTICE: Duration = Duration::from_secs(1);
+
 /// An open leadflow database.
 pub struct Store {
     conn: Connection,
     path: Option<PathBuf>,
+    busy_timeout: Duration,
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish()
     }
 }
 
 impl Store {
-    /// Opens (and if needed creates and migrates) the database at `path`.
+    /// Opens (and if needed creates and migrates) the database at `path`, for reading and
+    /// writing. Opening takes the write lock only when the schema must be migrated or the
+    /// projections caught up; otherwise the first write does.
     pub fn open(path: impl AsRef<Path>, options: &Options) -> Result<Store, Error> {
         let path = path.as_ref();
-        if !options.create && !path.exists() {
-            return Err(Error::Missing {
-                path: path.to_owned(),
-            });
+        if !options.create {
+            refuse_missing_or_empty(path)?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
-            path: path.to_owned(),
-            source: e,
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+            Error::Open {
+                path: path.to_owned(),
+                source: e,
+            }
+            .in_file(path)
         })?;
-        Store::init(conn, Some(path.to_owned()), options)
+        Store::init(conn, Some(path.to_owned()), options).map_err(|e| e.in_file(path))
+    }
+
+    /// Opens the database at `path` for reading only (`mode=ro`): it never takes
+    /// the write lock, so it reads while another process writes, and it works on a read-only
+    /// file, folder or mount. A database that would need a migration or a projection rebuild
+    /// is refused with [`Error::NeedsUpgrade`] (that takes a write).
+    ///
+    /// In WAL mode a reader needs the `-shm` file beside the database; in a read-only folder
+    /// where it does not exist (the last writer closed cleanly and removed it) and cannot be
+    /// created, the database is opened `immutable=1` instead — only when that is safe: there
+    /// is no `-wal` file with changes to miss, and nobody can write in that folder (a
+    /// read-only file system, or a folder whose permissions grant writing to no one).
+    pub fn open_read(path: impl AsRef<Path>, options: &Options) -> Result<Store, Error> {
+        let path = path.as_ref();
+        refuse_missing_or_empty(path)?;
+        // `mode=ro` in the URI makes the database file read-only; the connection itself is
+        // opened read-write so that verify's scratch schema (an attached temporary database)
+        // can be written: SQLITE_OPEN_READONLY would make that read-only too.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let open = |uri: &str| {
+            Connection::open_with_flags(uri, flags).map_err(|e| {
+                Error::Open {
+                    path: path.to_owned(),
+                    source: e,
+                }
+                .in_file(path)
+            })
+        };
+        let uri = file_uri(path);
+        let conn = open(&format!("{uri}?mode=ro"))?;
+        conn.busy_timeout(options.busy_timeout)?;
+        let conn = match schema::check_identity(&conn, Some(path)) {
+            Ok(()) => conn,
+            Err(Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen
+                ) =>
+            {
+                let wal = PathBuf::from(format!("{}-wal", path.display()));
+                if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                    return Err(Error::Unreadable {
+                        path: path.to_owned(),
+                        why: format!(
+                            "its write-ahead log {} holds changes that cannot be read without the -shm file, which cannot be created in this read-only folder; copy the folder somewhere writable",
+                            wal.display()
+                        ),
+                    });
+                }
+                if !error::nobody_writes_beside(path) {
+                    return Err(Error::Unreadable {
+                        path: path.to_owned(),
+                        why: format!(
+                            "SQLite cannot create {}-shm in its folder, which this user may not write but others may (so the database may change while it is read); run leadflow as a user who can write the folder, or read a copy",
+                            path.display()
+                        ),
+                    });
+                }
+                drop(conn);
+                tracing::debug!(path = %path.display(), "read-only folder: opening the database immutable");
+                let conn = open(&format!("{uri}?mode=ro&immutable=1"))?;
+                schema::check_identity(&conn, Some(path)).map_err(|e| e.in_file(path))?;
+                conn
+            }
+            Err(e) => return Err(e.in_file(path)),
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;",
+            options.cache_kib.max(2048)
+        ))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::check_readable(&conn, path)?;
+        Ok(Store {
+            conn,
+            path: Some(path.to_owned()),
+            busy_timeout: options.busy_timeout,
+            read_only: true,
+        })
     }
 
     /// Opens a fresh database in memory (for tests).
@@ -128,9 +219,12 @@ impl Store {
         conn.busy_timeout(options.busy_timeout)?;
         schema::check_identity(&conn, path.as_deref())?;
         if path.is_some() {
-            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
-                tracing::warn!(mode, "the database could not be switched to WAL mode");
+                let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    tracing::warn!(mode, "the database could not be switched to WAL mode");
+                }
             }
         }
         conn.execute_batch(&format!(
@@ -150,10 +244,79 @@ impl Store {
             log::WAL_CHECKPOINT_PAGES,
             log::BULK_WAL_CHECKPOINT_PAGES * 4096
         ))?;
-        let mut store = Store { conn, path };
-        schema::migrate(&mut store.conn)?;
+        let mut store = Store {
+            conn,
+            path,
+            busy_timeout: options.busy_timeout,
+            read_only: false,
+        };
+        if schema::needs_migration(&store.conn)? {
+            schema::migrate(&store)?;
+        }
         store.catch_up()?;
         Ok(store)
+    }
+
+    /// Whether the store was opened with [`Store::open_read`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Begins a `BEGIN IMMEDIATE` transaction. If another process holds the write lock, says
+    /// so after [`WAIT_NOTICE`] (a warning on the tracing output) and keeps waiting up to the
+    /// busy timeout; then fails with [`Error::Locked`].
+    pub(crate) fn begin_immediate(&self) -> Result<rusqlite::Transaction<'_>, Error> {
+        if let Some(path) = &self.path
+            && self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false)
+        {
+            return Err(Error::ReadOnly {
+                path: path.clone(),
+                why: if self.read_only {
+                    "it was opened for reading only".into()
+                } else {
+                    error::read_only_why(path)
+                },
+            });
+        }
+        let total = self.busy_timeout;
+        let first = total.min(WAIT_NOTICE);
+        let named = |e: rusqlite::Error| match &self.path {
+            Some(p) => Error::from(e).in_file(p),
+            None => Error::from(e),
+        };
+        self.conn.busy_timeout(first).map_err(named)?;
+        let attempt = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        );
+        let tx = match attempt {
+            Err(e) if is_busy(&e) && total > first => {
+                let db = self
+                    .path
+                    .as_deref()
+                    .map_or_else(|| "the database".to_owned(), |p| p.display().to_string());
+                tracing::warn!(
+                    "waiting for the database write lock (another leadflow process is writing {db})…"
+                );
+                self.conn.busy_timeout(total - first).map_err(named)?;
+                rusqlite::Transaction::new_unchecked(
+                    &self.conn,
+                    rusqlite::TransactionBehavior::Immediate,
+                )
+            }
+            other => other,
+        };
+        self.conn.busy_timeout(total).map_err(named)?;
+        tx.map_err(|e| {
+            if is_busy(&e) {
+                Error::Locked {
+                    path: self.path.clone().unwrap_or_else(|| "memory".into()),
+                    waited_secs: total.as_secs(),
+                }
+            } else {
+                named(e)
+            }
+        })
     }
 
     /// The database file, if any.
@@ -173,14 +336,14 @@ impl Store {
         recorded_at: DateTime<Utc>,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(Error::from)?;
+        let tx = self.begin_immediate()?;
         let mut w = Tx::begin(tx, recorded_at)?;
         let out = f(&mut w)?;
         let bulk = w.bulk();
-        let committed = w.commit();
+        let committed = w.commit().map_err(|e| match &self.path {
+            Some(p) => e.in_file(p),
+            None => e,
+        });
         if bulk {
             self.conn
                 .pragma_update(None, "wal_autocheckpoint", log::WAL_CHECKPOINT_PAGES)
@@ -221,33 +384,85 @@ impl Store {
         log::read_log(&self.conn, filter, after, limit)
     }
 
+    /// The position a named cursor has reached (`None` if it was never set).
+    pub fn cursor(&self, name: &str) -> Result<Option<i64>, Error> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .prepare_cached("SELECT position FROM rule_cursor WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Ids of leads, contacts or companies (`kind`) that have any of `values` as a phone,
+    /// e-mail (case-insensitively) or INN, ascending (an index lookup per value; see
+    /// [`Tx::matching`]). Phones must be normalised first (`engine::field`).
+    pub fn matching(
+        &self,
+        what: MatchKey,
+        values: &[String],
+        kind: leadflow_engine::EntityKind,
+        before: Option<i64>,
+    ) -> Result<Vec<i64>, Error> {
+        project::matching(&self.conn, what, values, kind, before)
+    }
+
     /// The current version of a stream (0 if it has no events).
     pub fn stream_version(&self, stream: StreamId) -> Result<i64, Error> {
         log::stream_version(&self.conn, stream)
     }
 
-    /// Recomputes the hash chain; `progress` is told the position reached now and then.
+    /// Recomputes the hash chain (in one read snapshot); `progress` is told the position
+    /// reached now and then.
     pub fn verify_chain(&self, progress: &mut dyn FnMut(i64)) -> Result<ChainReport, Error> {
-        verify::chain(&self.conn, progress)
+        read_tx(&self.conn, |conn| verify::chain(conn, progress))
     }
 
     /// Rebuilds the projections in a scratch database from the log and compares them with the
-    /// live ones, table by table.
+    /// live ones, table by table (in one read snapshot).
     pub fn verify_projections(
         &mut self,
         progress: &mut dyn FnMut(i64),
     ) -> Result<Vec<ProjectionDiff>, Error> {
-        verify::projections(&mut self.conn, progress)
+        self.snapshot(|s| s.verify_projections(progress))
+    }
+
+    /// Runs `f` on one consistent snapshot of the database (a read transaction: nothing
+    /// another process commits meanwhile is seen, and no lock is taken that a writer waits
+    /// for), with a scratch schema attached for [`Snapshot::verify_projections`]. `verify`
+    /// reads the chain, the kept head, the projections and their fresh replay through one
+    /// snapshot, so a healthy database verifies while others write.
+    pub fn snapshot<T, E: From<Error>>(
+        &mut self,
+        f: impl FnOnce(&Snapshot<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // ATTACH is not allowed inside a transaction: attach first.
+        self.conn
+            .execute_batch("ATTACH DATABASE '' AS fresh")
+            .map_err(Error::from)?;
+        let out = read_tx(&self.conn, |conn| Ok::<_, Error>(f(&Snapshot { conn })));
+        let detached = self.conn.execute_batch("DETACH DATABASE fresh");
+        let out = out??;
+        detached.map_err(Error::from)?;
+        Ok(out)
     }
 
     /// Drops every projection table and rebuilds it from the log, in one transaction: other
     /// connections see the old projections until the new ones are complete, and an interrupted
     /// replay leaves the old ones as they were. `progress` is told how many events have been
     /// applied so far. Returns the checkpoint (the head of the log).
+    ///
+    /// A broken hash chain is refused ([`Error::Tampered`], nothing rebuilt): projections
+    /// rebuilt from a tampered log would hide the tampering.
     pub fn replay(&mut self, progress: &mut dyn FnMut(i64)) -> Result<i64, Error> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.begin_immediate()?;
+        let report = verify::chain(&tx, &mut |_| {})?;
+        if let Some(p) = report.problem {
+            return Err(Error::Tampered {
+                position: p.position,
+                why: p.why,
+            });
+        }
         project::recreate(&tx, "main")?;
         let head = project::rebuild_from_scratch(&tx, "main", progress)?;
         tx.commit()?;
@@ -270,7 +485,7 @@ impl Store {
                 head,
                 "projections are behind the log; catching up"
             );
-            project::rebuild(&mut self.conn, "main", &mut |_| {})?;
+            project::rebuild(self, "main", &mut |_| {})?;
         }
         Ok(())
     }
@@ -279,4 +494,97 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Refuses a path with no file, or an empty file (which SQLite would silently adopt as a new
+/// database).
+fn refuse_missing_or_empty(path: &Path) -> Result<(), Error> {
+    match std::fs::metadata(path) {
+        Err(_) => Err(Error::Missing {
+            path: path.to_owned(),
+        }),
+        Ok(m) if m.is_file() && m.len() == 0 => Err(Error::Empty {
+            path: path.to_owned(),
+        }),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// A `file:` URI for a path (percent-encoding what URIs reserve), without a query.
+fn file_uri(path: &Path) -> String {
+    let mut out = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether SQLite gave up waiting for a lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// A consistent read snapshot of the database; see [`Store::snapshot`].
+pub struct Snapshot<'a> {
+    conn: &'a Connection,
+}
+
+impl Snapshot<'_> {
+    /// Recomputes the hash chain; see [`Store::verify_chain`].
+    pub fn verify_chain(&self, progress: &mut dyn FnMut(i64)) -> Result<ChainReport, Error> {
+        verify::chain(self.conn, progress)
+    }
+
+    /// Compares the projections with a fresh replay; see [`Store::verify_projections`].
+    pub fn verify_projections(
+        &self,
+        progress: &mut dyn FnMut(i64),
+    ) -> Result<Vec<ProjectionDiff>, Error> {
+        verify::projections(self.conn, progress)
+    }
+
+    /// The highest position in the log (0 when empty).
+    pub fn last_position(&self) -> Result<i64, Error> {
+        log::last_position(self.conn)
+    }
+
+    /// The stored hash of the event at `position`, if there is one.
+    pub fn hash_at(&self, position: i64) -> Result<Option<Vec<u8>>, Error> {
+        query::hash_at(self.conn, position)
+    }
+
+    /// Read access for queries in [`query`] within the snapshot.
+    pub fn connection(&self) -> &Connection {
+        self.conn
+    }
+}
+
+/// Runs `f` in a read transaction on `conn` (its first read fixes the snapshot); the
+/// transaction ends when `f` returns, whatever it returns.
+fn read_tx<T, E: From<Error>>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute_batch("BEGIN DEFERRED").map_err(Error::from)?;
+    if let Err(e) = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(Error::from(e).into());
+    }
+    let out = f(conn);
+    let end = conn.execute_batch("COMMIT");
+    if end.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let out = out?;
+    end.map_err(Error::from)?;
+    Ok(out)
 }

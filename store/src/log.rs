@@ -321,6 +321,69 @@ pub(crate) fn stream_version(conn: &Connection, stream: StreamId) -> Result<i64,
         .unwrap_or(0))
 }
 
+/// Checks the newest event cheaply before anything is appended on top of it: its position
+/// follows its predecessor's, its hash covers its content and its predecessor's hash, and its
+/// stream's head row is at its version. (`verify` checks the whole log.)
+pub(crate) fn check_tail(conn: &Connection) -> Result<(), Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.position, s.kind, s.entity_id, e.version, e.type, e.schema_version, e.payload, \
+         e.occurred_at, e.recorded_at, e.actor, e.causation, e.correlation, e.hash, s.version \
+         FROM events e LEFT JOIN streams s ON s.stream_key = e.stream_key \
+         ORDER BY e.position DESC LIMIT 2",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut tail = Vec::with_capacity(2);
+    while let Some(r) = rows.next()? {
+        let head_version: Option<i64> = r.get(13)?;
+        tail.push((row_to_event(r)?, head_version));
+    }
+    let Some((last, head_version)) = tail.first() else {
+        return Ok(());
+    };
+    let broken = |position: i64, why: String| Err(Error::Tampered { position, why });
+    let last = match last {
+        Ok(e) => e,
+        Err(Error::Corrupt { position, why }) => return broken(*position, why.clone()),
+        Err(_) => unreachable!("row_to_event reports only corrupt rows"),
+    };
+    let (expected, prev_hash) = match tail.get(1) {
+        None => (1, GENESIS),
+        Some((Ok(prev), _)) => (prev.position + 1, prev.hash),
+        Some((Err(Error::Corrupt { position, why }), _)) => {
+            return broken(*position, why.clone());
+        }
+        Some((Err(_), _)) => unreachable!("row_to_event reports only corrupt rows"),
+    };
+    if last.position != expected {
+        return broken(
+            expected.min(last.position),
+            format!(
+                "position {expected} is missing or out of order (the newest row is {})",
+                last.position
+            ),
+        );
+    }
+    let name = last.stream.to_string();
+    if event_hash(&prev_hash, &last.hashed(&name)) != last.hash {
+        return broken(
+            last.position,
+            "the newest event's hash does not match its content and its predecessor's hash (a row was edited, inserted or moved)".into(),
+        );
+    }
+    if *head_version != Some(last.version) {
+        return broken(
+            last.position,
+            format!(
+                "stream {}: its head row says version {}, but its newest event is version {}",
+                last.stream,
+                head_version.map_or("-".into(), |v| v.to_string()),
+                last.version
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// What one append wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -388,15 +451,16 @@ pub(crate) const BULK_WAL_CHECKPOINT_PAGES: i64 = 16_384;
 
 impl<'c> Tx<'c> {
     pub(crate) fn begin(tx: Transaction<'c>, recorded_at: DateTime<Utc>) -> Result<Self, Error> {
+        check_tail(&tx)?;
         let (head_position, head_hash) = head(&tx)?.unwrap_or((0, GENESIS));
         let mut projector = Projector::new("main");
         let checkpoint = crate::project::checkpoint(&tx, "main")?;
         if checkpoint > head_position {
-            return Err(Error::Corrupt {
+            return Err(Error::Tampered {
                 position: head_position + 1,
                 why: format!(
                     "the projections reflect the log up to position {checkpoint}, but the log ends at {head_position}: \
-                     events were removed; run `leadflow verify`"
+                     events were removed"
                 ),
             });
         }
@@ -643,15 +707,40 @@ impl<'c> Tx<'c> {
         if let Some(h) = self.heads.get(&stream) {
             return Ok(*h);
         }
-        let h: Option<(i64, i64)> = self
+        let h: Option<(i64, i64, Option<i64>)> = self
             .tx
             .prepare_cached(
-                "SELECT stream_key, version FROM streams WHERE kind = ?1 AND entity_id = ?2",
+                "SELECT s.stream_key, s.version, \
+                 (SELECT max(e.version) FROM events e WHERE e.stream_key = s.stream_key) \
+                 FROM streams s WHERE s.kind = ?1 AND s.entity_id = ?2",
             )?
             .query_row(params![stream.kind.as_str(), stream.id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
+        // The head row must agree with the stream's events (one index probe): appending on
+        // top of a stream whose head was edited would hide the edit.
+        if let Some((key, version, top)) = h
+            && top.unwrap_or(0) != version
+        {
+            let last: Option<i64> = self
+                .tx
+                .query_row(
+                    "SELECT max(position) FROM events WHERE stream_key = ?1",
+                    [key],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            return Err(Error::Tampered {
+                position: last.unwrap_or(self.head_position),
+                why: format!(
+                    "stream {stream}: its head row says version {version}, but its events go up to version {}",
+                    top.unwrap_or(0)
+                ),
+            });
+        }
+        let h = h.map(|(key, version, _)| (key, version));
         self.heads.insert(stream, h);
         Ok(h)
     }
@@ -741,6 +830,24 @@ impl<'c> Tx<'c> {
         crate::project::pending_timers(&self.tx, "main", stream)
     }
 
+    /// Ids of leads, contacts or companies (`kind`) that have any of `values` as a phone,
+    /// e-mail (case-insensitively) or INN, ascending; with `before`, only ids below it. An
+    /// index lookup per value in the `match_keys` projection, including this transaction's
+    /// appends.
+    pub fn matching(
+        &mut self,
+        what: crate::project::MatchKey,
+        values: &[String],
+        kind: EntityKind,
+        before: Option<i64>,
+    ) -> Result<Vec<i64>, Error> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.projector.flush(&self.tx)?;
+        crate::project::matching(&self.tx, what, values, kind, before)
+    }
+
     /// The connection, for queries over the projections; everything appended so far in this
     /// transaction is written to the tables first, so queries see it.
     pub fn conn(&mut self) -> Result<&Connection, Error> {
@@ -777,6 +884,29 @@ impl<'c> Tx<'c> {
             .prepare_cached("SELECT position FROM rule_cursor WHERE name = ?1")?
             .query_row([name], |r| r.get(0))
             .optional()?)
+    }
+
+    /// The newest position after `after` that a later event names as its cause, leaving out
+    /// events of the `except` types (timer firings, whose cause is the event that set the
+    /// timer). For the rules runtime, whose reactions carry their trigger as cause, this is how
+    /// far the log itself says the rules got, whatever the cursor row says. Reads only the
+    /// events after `after`.
+    pub fn last_cause_after(&self, after: i64, except: &[&str]) -> Result<Option<i64>, Error> {
+        let marks: Vec<String> = (0..except.len()).map(|i| format!("?{}", i + 2)).collect();
+        let sql = format!(
+            "SELECT max(causation) FROM events WHERE position > ?1 AND causation > ?1{}",
+            if except.is_empty() {
+                String::new()
+            } else {
+                format!(" AND type NOT IN ({})", marks.join(", "))
+            }
+        );
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&after];
+        args.extend(except.iter().map(|t| t as &dyn rusqlite::ToSql));
+        Ok(self
+            .tx
+            .prepare_cached(&sql)?
+            .query_row(args.as_slice(), |r| r.get(0))?)
     }
 
     /// Moves a named cursor; it commits (or not) with everything else in the transaction.

@@ -32,6 +32,7 @@ pub const TABLES: &[&str] = &[
     "outbox",
     "idle_marks",
     "schedules",
+    "match_keys",
     "projection_state",
 ];
 
@@ -112,6 +113,14 @@ CREATE TABLE IF NOT EXISTS {s}.companies (
     version      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {s}.companies_by_inn ON companies (inn);
+
+CREATE TABLE IF NOT EXISTS {s}.match_keys (
+    what      TEXT    NOT NULL,
+    value     TEXT    NOT NULL,
+    kind      TEXT    NOT NULL,
+    entity_id INTEGER NOT NULL,
+    PRIMARY KEY (what, value, kind, entity_id)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS {s}.tasks (
     id           INTEGER PRIMARY KEY,
@@ -264,14 +273,14 @@ pub(crate) fn set_checkpoint(conn: &Connection, schema: &str, position: i64) -> 
 /// [`rebuild_from_scratch`]; from a later checkpoint, in pages of one transaction each. Each
 /// transaction re-reads the checkpoint under the write lock, so two processes catching up at
 /// once never apply an event twice.
-pub fn rebuild(
-    conn: &mut Connection,
+pub(crate) fn rebuild(
+    store: &crate::Store,
     schema: &'static str,
     progress: &mut dyn FnMut(i64),
 ) -> Result<i64, Error> {
     const PAGE: i64 = 8192;
     loop {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = store.begin_immediate()?;
         if checkpoint(&tx, schema)? == 0 {
             let position = rebuild_from_scratch(&tx, schema, progress)?;
             tx.commit()?;
@@ -648,6 +657,99 @@ impl Projector {
 type IndexKey = Vec<Option<String>>;
 
 fn index_key(e: &Entity) -> IndexKey {
+    let mut key = column_key(e);
+    key.extend(
+        match_keys(e)
+            .into_iter()
+            .map(|(what, value)| Some(format!("{}:{value}", what.as_str()))),
+    );
+    key
+}
+
+/// What [`match_keys`] holds for an entity: its normalised phones and e-mails (e-mails in
+/// lower case) and its INN (a company's, or a lead's custom field `inn`), each once.
+fn match_keys(e: &Entity) -> Vec<(MatchKey, String)> {
+    let mut out: Vec<(MatchKey, String)> = Vec::new();
+    let (phones, emails, inn) = match e {
+        Entity::Lead(l) => (&l.phones, &l.emails, text_field(&l.fields, "inn")),
+        Entity::Contact(c) => (&c.phones, &c.emails, None),
+        Entity::Company(c) => (&c.phones, &c.emails, c.inn.clone()),
+        Entity::Deal(_) | Entity::Task(_) => return out,
+    };
+    out.extend(phones.iter().map(|p| (MatchKey::Phone, p.to_lowercase())));
+    out.extend(emails.iter().map(|m| (MatchKey::Email, m.to_lowercase())));
+    out.extend(inn.map(|i| (MatchKey::Inn, i)));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A custom field as trimmed text (numbers as digits), `None` when empty.
+fn text_field(fields: &BTreeMap<String, Value>, key: &str) -> Option<String> {
+    let s = match fields.get(key)? {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    (!s.is_empty()).then_some(s)
+}
+
+/// What a lead, contact or company can be found by in [`match_keys`] (see
+/// [`crate::Tx::matching`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MatchKey {
+    /// A normalised phone number.
+    Phone,
+    /// An e-mail address, compared in lower case.
+    Email,
+    /// An INN.
+    Inn,
+}
+
+impl MatchKey {
+    /// The name stored in `match_keys.what`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKey::Phone => "phone",
+            MatchKey::Email => "email",
+            MatchKey::Inn => "inn",
+        }
+    }
+}
+
+/// Ids of `kind` (lead, contact or company) that have any of `values` as a `what` key, in
+/// ascending order; with `before`, only ids below it. One index lookup per value.
+pub(crate) fn matching(
+    conn: &Connection,
+    what: MatchKey,
+    values: &[String],
+    kind: EntityKind,
+    before: Option<i64>,
+) -> Result<Vec<i64>, Error> {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT entity_id FROM main.match_keys WHERE what = ?1 AND value = ?2 AND kind = ?3 \
+         AND entity_id < ?4",
+    )?;
+    for v in values {
+        let v = if what == MatchKey::Inn {
+            v.trim().to_owned()
+        } else {
+            v.to_lowercase()
+        };
+        let rows = stmt.query_map(
+            params![what.as_str(), v, kind.as_str(), before.unwrap_or(i64::MAX)],
+            |r| r.get::<_, i64>(0),
+        )?;
+        for id in rows {
+            ids.insert(id?);
+        }
+    }
+    Ok(ids.into_iter().collect())
+}
+
+/// The values of a row's indexed columns.
+fn column_key(e: &Entity) -> IndexKey {
     let s = |v: &str| Some(v.to_owned());
     match e {
         Entity::Lead(l) => vec![
@@ -1163,13 +1265,58 @@ impl Writer {
     }
 
     fn save(&self, conn: &Connection, e: &Entity, stored: Option<&IndexKey>) -> Result<(), Error> {
+        let key = index_key(e);
         let how = match stored {
             None => Write::Insert,
-            Some(k) if *k == index_key(e) => Write::UpdateUnindexed,
+            Some(k) if *k == key => Write::UpdateUnindexed,
             Some(_) => Write::Update,
         };
         let sql = Sql::Row(e.stream().kind, how).text(self.schema);
-        save(&mut conn.prepare_cached(sql)?, e)
+        save(&mut conn.prepare_cached(sql)?, e)?;
+        if how != Write::UpdateUnindexed {
+            self.save_match_keys(conn, e, stored, &key)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the entity's [`match_keys`] rows from what `stored` (its row's key before, if
+    /// any) says to what `key` says.
+    fn save_match_keys(
+        &self,
+        conn: &Connection,
+        e: &Entity,
+        stored: Option<&IndexKey>,
+        key: &IndexKey,
+    ) -> Result<(), Error> {
+        let columns = column_key(e).len();
+        let tail =
+            |k: &IndexKey| -> Vec<String> { k.iter().skip(columns).flatten().cloned().collect() };
+        let old = stored.map(tail).unwrap_or_default();
+        let new = tail(key);
+        if old == new {
+            return Ok(());
+        }
+        let stream = e.stream();
+        let split = |k: &str| k.split_once(':').map(|(a, b)| (a.to_owned(), b.to_owned()));
+        for k in old.iter().filter(|k| !new.contains(k)) {
+            if let Some((what, value)) = split(k) {
+                conn.prepare_cached(&format!(
+                    "DELETE FROM {}.match_keys WHERE what = ?1 AND value = ?2 AND kind = ?3 AND entity_id = ?4",
+                    self.schema
+                ))?
+                .execute(params![what, value, stream.kind.as_str(), stream.id])?;
+            }
+        }
+        for k in new.iter().filter(|k| !old.contains(k)) {
+            if let Some((what, value)) = split(k) {
+                conn.prepare_cached(&format!(
+                    "INSERT OR IGNORE INTO {}.match_keys (what, value, kind, entity_id) VALUES (?1, ?2, ?3, ?4)",
+                    self.schema
+                ))?
+                .execute(params![what, value, stream.kind.as_str(), stream.id])?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -76,10 +76,68 @@ pub fn check_identity(conn: &Connection, path: Option<&Path>) -> Result<(), Erro
     Ok(())
 }
 
-/// Brings the schema up to [`LATEST`], one transaction per step.
-pub fn migrate(conn: &mut Connection) -> Result<(), Error> {
+/// The projection tables missing from the database.
+fn missing_tables(conn: &Connection) -> Result<Vec<&'static str>, Error> {
+    let mut stmt =
+        conn.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1")?;
+    let mut missing = Vec::new();
+    for t in crate::project::TABLES {
+        if !stmt.exists([t])? {
+            missing.push(*t);
+        }
+    }
+    Ok(missing)
+}
+
+/// Whether opening for writing must take the write lock to migrate the schema or create
+/// projection tables (read without a write transaction).
+pub fn needs_migration(conn: &Connection) -> Result<bool, Error> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(version != LATEST || !missing_tables(conn)?.is_empty())
+}
+
+/// Checks that a database opened read-only can be read as it is: the current schema, every
+/// projection table, projections up to date with the log (one read snapshot).
+pub fn check_readable(conn: &Connection, path: &Path) -> Result<(), Error> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let needs = |why: String| Error::NeedsUpgrade {
+        path: path.to_owned(),
+        why,
+    };
+    if version < LATEST {
+        return Err(needs(format!(
+            "has schema version {version}, older than this leadflow's ({LATEST}), and must be migrated"
+        )));
+    }
+    let missing = missing_tables(conn)?;
+    if !missing.is_empty() {
+        return Err(needs(format!(
+            "lacks the projection table{} {} and must have its projections rebuilt",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
+        )));
+    }
+    let (checkpoint, head): (i64, i64) = conn.query_row(
+        "SELECT (SELECT position FROM projection_state WHERE id = 1), (SELECT coalesce(max(position), 0) FROM events)",
+        [],
+        |r| Ok((r.get::<_, Option<i64>>(0)?.unwrap_or(0), r.get(1)?)),
+    )?;
+    if checkpoint < head {
+        tracing::warn!(
+            "{}: the projections are built up to position {checkpoint} of {head}; what is shown may be out of date (a command that writes, or `leadflow replay`, brings them up to date)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Brings the schema up to [`LATEST`], one transaction per step, and creates missing
+/// projection tables. A projection table added by a newer leadflow starts empty while the
+/// others are built up to the log's end, so when any is missing all are recreated (checkpoint
+/// 0) and rebuilt by the caller's catch-up.
+pub fn migrate(store: &crate::Store) -> Result<(), Error> {
     loop {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = store.begin_immediate()?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > LATEST {
             return Err(Error::NewerSchema {
@@ -89,7 +147,17 @@ pub fn migrate(conn: &mut Connection) -> Result<(), Error> {
         }
         if version == LATEST {
             // Projection tables are derived data, recreated whenever missing.
-            crate::project::ensure(&tx, "main")?;
+            let missing = missing_tables(&tx)?;
+            let all = missing.len() == crate::project::TABLES.len();
+            if !missing.is_empty() && !all {
+                tracing::info!(
+                    missing = %missing.join(", "),
+                    "projection tables missing: rebuilding the projections"
+                );
+                crate::project::recreate(&tx, "main")?;
+            } else {
+                crate::project::ensure(&tx, "main")?;
+            }
             tx.commit()?;
             return Ok(());
         }

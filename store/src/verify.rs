@@ -139,30 +139,22 @@ pub(crate) fn chain(
     })
 }
 
+/// Builds the projections afresh in the attached `fresh` schema from the log and compares
+/// them with the live ones. Runs inside the caller's read transaction, so the log, the live
+/// tables and the scratch replay are one snapshot, whatever other processes write meanwhile
+/// (writing the attached scratch schema takes no lock on the database file).
 pub(crate) fn projections(
-    conn: &mut Connection,
-    progress: &mut dyn FnMut(i64),
-) -> Result<Vec<ProjectionDiff>, Error> {
-    conn.execute_batch("ATTACH DATABASE '' AS fresh")?;
-    let result = compare(conn, progress);
-    let detach = conn.execute_batch("DETACH DATABASE fresh");
-    let diffs = result?;
-    detach?;
-    Ok(diffs)
-}
-
-fn compare(
-    conn: &mut Connection,
+    conn: &Connection,
     progress: &mut dyn FnMut(i64),
 ) -> Result<Vec<ProjectionDiff>, Error> {
     project::recreate(conn, "fresh")?;
-    project::rebuild(conn, "fresh", progress)?;
+    project::rebuild_from_scratch(conn, "fresh", progress)?;
     let mut diffs = Vec::new();
     for table in TABLES {
         // The numeric column that best points at a differing row.
         let key = match *table {
             "stage_history" | "incidents" | "escalations" | "inbox" | "outbox" => "position",
-            "idle_marks" => "entity_id",
+            "idle_marks" | "match_keys" => "entity_id",
             "schedules" => "NULL",
             _ => "id",
         };
@@ -183,6 +175,10 @@ fn compare(
                 first_key: k1.or(k2),
             });
         }
+    }
+    // The scratch copy is not needed any more; empty it now rather than at detach.
+    for table in TABLES {
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS fresh.{table};"))?;
     }
     Ok(diffs)
 }

@@ -295,6 +295,6 @@ fn appending_after_the_newest_events_were_cut_off_is_refused_as_corruption() {
         .unwrap();
     drop(other);
     let err = run(&mut store, &config, new_lead("+7 912 000 00 99"), t0()).unwrap_err();
-    assert!(err.to_string().contains("corrupt row at position 3: the projections reflect the log up to position 3, but the log ends at 2"), "{err}");
+    assert!(err.to_string().contains("the log is broken at position 3: the projections reflect the log up to position 3, but the log ends at 2"), "{err}");
     assert_eq!(store.last_position().unwrap(), 2);
 }

@@ -1,0 +1,168 @@
+//! The rules runtime's bookkeeping around a command, through the real binary: a refused
+//! command appends nothing (not even the rule set's activation), the backlog a crash left runs
+//! before the next command is decided, and `tick` and `run` without rules say so and exit 0.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+const ROUND_ROBIN: &str = r#"
+[[rules]]
+id = "assign-first-line"
+trigger = { on = "created", entity = "lead", sources = ["web_form"] }
+
+  [[rules.robots]]
+  robot = "assign"
+  strategy = "round_robin"
+  team = "first_line"
+"#;
+
+impl Env {
+    /// A fresh `init` (its rules/ holds only the commented example).
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = env.run(&["init", env.path().to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env
+    }
+
+    fn with_rules(text: &str) -> Env {
+        let env = Env::new();
+        std::fs::write(env.path().join("rules").join("assign.toml"), text).unwrap();
+        env
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .current_dir(self.path())
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_DB")
+            .env_remove("LEADFLOW_AS")
+            .env_remove("LEADFLOW_RULES")
+            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
+            .env("RUST_LOG", "off")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn types(&self) -> Vec<String> {
+        self.ok(&["--json", "events"])
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["type"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_refused_command_on_a_fresh_database_appends_nothing_not_even_the_activation() {
+    let env = Env::with_rules(ROUND_ROBIN);
+    for args in [
+        &["lead", "move", "1", "in_work"][..],
+        &["lead", "create", "--name", "Ivan", "--source", "nowhere"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            env.types(),
+            Vec::<String>::new(),
+            "{args:?} appended events"
+        );
+    }
+    // The first command that succeeds activates the rule set, and the rules see it.
+    env.ok(&["lead", "create", "--name", "Ivan", "--source", "web_form"]);
+    let types = env.types();
+    assert!(types.contains(&"ruleset.activated".to_owned()), "{types:?}");
+    assert!(types.contains(&"lead.assigned".to_owned()), "{types:?}");
+    // A refused command with the rule set in force appends nothing either.
+    let before = env.types().len();
+    let out = env.run(&["lead", "move", "1", "nowhere"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.types().len(), before);
+}
+
+#[test]
+fn the_backlog_a_crash_left_runs_before_the_next_command_is_decided() {
+    let env = Env::with_rules(ROUND_ROBIN);
+    env.ok(&["lead", "create", "--name", "Ivan", "--source", "web_form"]);
+    // A command whose robots did not run (as after a crash between the two): recorded with
+    // an empty rule folder, so lead-2 is left without the responsible the rule gives.
+    let empty = env.path().join("no-rules");
+    std::fs::create_dir(&empty).unwrap();
+    env.ok(&[
+        "--rules",
+        empty.to_str().unwrap(),
+        "lead",
+        "create",
+        "--name",
+        "Olga",
+        "--phone",
+        "+7 912 345-67-89",
+        "--source",
+        "web_form",
+    ]);
+    // Entering in_work requires a responsible: the round-robin robot must run first.
+    let out = env.ok(&["lead", "move", "2", "in_work"]);
+    assert!(out.contains("lead-2 moved to in_work"), "{out}");
+    let show: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "lead", "show", "2"])).unwrap();
+    assert!(
+        show["state"]["responsible"].is_string(),
+        "{}",
+        show["state"]
+    );
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn tick_and_run_without_rules_say_so_and_exit_0() {
+    let env = Env::new();
+    // The README's steps on a fresh init.
+    let out = env.ok(&["rules", "check"]);
+    assert!(out.contains("0 rules"), "{out}");
+    let out = env.ok(&["tick"]);
+    assert!(
+        out.contains("no rules in") && out.contains("nothing to run"),
+        "{out}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["--json", "tick"])).unwrap();
+    assert_eq!(json["rules"], 0);
+    assert_eq!(json["timers"], 0);
+    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .current_dir(env.path())
+        .env_remove("LEADFLOW_NOW")
+        .env_remove("LEADFLOW_RULES")
+        .env("RUST_LOG", "off")
+        .arg("run")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to run"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(env.types(), Vec::<String>::new());
+}

@@ -1,0 +1,401 @@
+//! How the real `leadflow` binary opens its database: commands that only read never take the
+//! write lock (they read while another process writes, and they read a read-only copy), a
+//! writer says what it waits for, and `verify` reads one snapshot while others write.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A folder with the default configuration, an empty database and one lead.
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = env.run(&["init", env.path().to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env.ok(&[
+            "lead",
+            "create",
+            "--name",
+            "Ivan",
+            "--phone",
+            "8 912 345-67-89",
+        ]);
+        env
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn db(&self) -> PathBuf {
+        self.path().join("leadflow.db")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        c.current_dir(self.path())
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_DB")
+            .env_remove("LEADFLOW_AS")
+            .env_remove("LEADFLOW_RULES")
+            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
+            .env("RUST_LOG", "warn");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Another process's write transaction, held until dropped (or committed).
+fn hold_write_lock(db: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    conn
+}
+
+#[test]
+fn reads_succeed_while_another_process_holds_the_write_lock() {
+    let env = Env::new();
+    let lock = hold_write_lock(&env.db());
+    for args in [
+        &["lead", "list"][..],
+        &["lead", "show", "1"],
+        &["events"],
+        &["--json", "events"],
+        &["journal"],
+        &["inbox", "petrova"],
+        &["verify"],
+    ] {
+        let started = std::time::Instant::now();
+        let out = env.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed while another process writes: {}",
+            stderr(&out)
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{args:?} waited for the write lock"
+        );
+    }
+    assert!(env.ok(&["lead", "list"]).contains("Ivan"));
+    drop(lock);
+}
+
+#[test]
+fn a_writer_says_it_waits_for_the_write_lock_and_goes_on_when_it_is_free() {
+    let env = Env::new();
+    let lock = hold_write_lock(&env.db());
+    let mut child = env
+        .cmd()
+        .args(["lead", "create", "--name", "Olga"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The writer's first line on stderr must say what it waits for; only then is the lock let go.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("waiting for the database write lock")
+            && line.contains("another leadflow process is writing")
+            && line.contains("leadflow.db"),
+        "{line:?}"
+    );
+    lock.execute_batch("COMMIT").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lead-2 created"));
+}
+
+/// Runs as an unprivileged user when the tests run as root (who ignores file permissions), so
+/// that a read-only file or folder is read-only for the child too.
+fn unprivileged(cmd: &mut Command, probe: &Path) {
+    if std::fs::metadata(probe).unwrap().uid() == 0 {
+        cmd.uid(65534).gid(65534);
+    }
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Reads and verifies work on a read-only copy; a write says which file cannot be written.
+fn check_read_only(env: &Env, expect_in_write_error: &str) {
+    let run = |args: &[&str]| {
+        let mut c = env.cmd();
+        unprivileged(&mut c, &env.db());
+        c.args(args).output().unwrap()
+    };
+    for args in [
+        &["lead", "list"][..],
+        &["--json", "events"],
+        &["lead", "show", "1"],
+        &["verify"],
+    ] {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed on a read-only database: {}",
+            stderr(&out)
+        );
+    }
+    assert!(String::from_utf8_lossy(&run(&["lead", "list"]).stdout).contains("Ivan"));
+    let out = run(&["lead", "create", "--name", "Olga"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot write") && err.contains(expect_in_write_error),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_read_only_folder_is_read_and_verified_and_a_write_names_the_folder() {
+    let env = Env::new();
+    chmod(&env.db(), 0o444);
+    chmod(&env.path().join("leadflow.toml"), 0o444);
+    chmod(env.path(), 0o555);
+    check_read_only(&env, "is read-only");
+    let out = {
+        let mut c = env.cmd();
+        unprivileged(&mut c, &env.db());
+        c.args(["lead", "create", "--name", "Olga"])
+            .output()
+            .unwrap()
+    };
+    assert!(
+        stderr(&out).contains(&env.db().display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    chmod(env.path(), 0o755);
+    chmod(&env.db(), 0o644);
+    // Nothing was written: the owner still finds one lead and a sound log.
+    assert_eq!(env.ok(&["--json", "lead", "list"]).lines().count(), 1);
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn a_read_only_file_in_a_writable_folder_is_read_and_a_write_names_the_file() {
+    let env = Env::new();
+    chmod(&env.db(), 0o444);
+    chmod(env.path(), 0o777);
+    check_read_only(
+        &env,
+        &format!("the file {} is read-only", env.db().display()),
+    );
+    chmod(env.path(), 0o755);
+    chmod(&env.db(), 0o644);
+}
+
+#[test]
+fn verify_passes_on_a_healthy_database_while_another_process_writes() {
+    let env = Arc::new(Env::new());
+    // Enough rows that a verify spans several of the writer's commits.
+    let mut csv = String::from("name,phone\n");
+    for i in 0..3000 {
+        csv += &format!(
+            "Imported {i},+7 913 {:03}-{:02}-{:02}\n",
+            i / 10_000,
+            i / 100 % 100,
+            i % 100
+        );
+    }
+    std::fs::write(env.path().join("leads.csv"), csv).unwrap();
+    env.ok(&["import", "leads.csv"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (env, stop, written) = (env.clone(), stop.clone(), written.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let name = format!("Lead {i}");
+                env.ok(&[
+                    "lead",
+                    "create",
+                    "--name",
+                    &name,
+                    "--phone",
+                    &format!("+7 912 000-{:02}-{:02}", i / 100 % 100, i % 100),
+                ]);
+                let id = (i + 3001).to_string();
+                env.ok(&["lead", "assign", &id, "petrova"]);
+                env.ok(&["lead", "move", &id, "in_work"]);
+                written.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut failures = Vec::new();
+    for run in 0..20 {
+        let out = env.run(&["verify"]);
+        if !out.status.success() {
+            failures.push(format!("run {run}: {}", stderr(&out)));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        written.load(Ordering::Relaxed) > 0,
+        "the writer wrote nothing"
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+    env.ok(&["verify"]);
+}
+
+/// A small tmpfs, unmounted when dropped; `None` where mounting is not allowed (not root).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(kib: usize) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then_some(SmallDisk(dir))
+    }
+
+    /// Fills the disk up with a file of zeros.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = [0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_as_full_naming_the_file() {
+    let Some(disk) = SmallDisk::mount(512) else {
+        // Mounting needs root; store/tests/open.rs checks the same messages without a disk.
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .current_dir(&disk.0)
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_DB")
+            .env_remove("LEADFLOW_AS")
+            .env_remove("LEADFLOW_RULES")
+            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
+            .env("RUST_LOG", "off")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["init", "."]).status.success());
+    disk.fill();
+    let db = disk.0.join("leadflow.db").display().to_string();
+    // A write (the WAL cannot grow) and a read (the -shm file cannot be made): both say the
+    // disk is full and name the file.
+    for args in [&["lead", "create", "--name", "Ivan"][..], &["lead", "list"]] {
+        let out = run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("is full") && err.contains(&db) && !err.contains("disk I/O error"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_read_only_mount_is_read_and_verified_and_a_write_says_it_is_read_only() {
+    let Some(disk) = SmallDisk::mount(4096) else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let env = Env {
+        dir: tempfile::tempdir_in(&disk.0).unwrap(),
+    };
+    let out = env.run(&["init", env.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["lead", "create", "--name", "Ivan"]);
+    let remount = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&disk.0)
+        .output()
+        .unwrap();
+    assert!(remount.status.success(), "{}", stderr(&remount));
+    // Root cannot write to a read-only mount either: no unprivileged user needed.
+    for args in [&["lead", "list"][..], &["--json", "events"], &["verify"]] {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let out = env.run(&["lead", "create", "--name", "Olga"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot write")
+            && err.contains(&format!(
+                "{} is on a read-only file system",
+                env.db().display()
+            )),
+        "{err}"
+    );
+    let _ = Command::new("mount")
+        .args(["-o", "remount,rw"])
+        .arg(&disk.0)
+        .output();
+}
+
+#[test]
+fn a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user() {
+    let env = Env::new();
+    if std::fs::metadata(env.db()).unwrap().uid() != 0 {
+        // Needs a second user: the owner writes the folder, the reader may not.
+        eprintln!("skipped: not root");
+        return;
+    }
+    chmod(env.path(), 0o755);
+    // The owner (root) can write here, so reading without the -shm file's locks could see a
+    // half-written change: the reader says so instead of guessing.
+    let out = {
+        let mut c = env.cmd();
+        c.uid(65534).gid(65534);
+        c.args(["lead", "list"]).output().unwrap()
+    };
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot read {}", env.db().display()))
+            && err.contains("a user who can write the folder"),
+        "{err}"
+    );
+}

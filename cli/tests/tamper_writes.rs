@@ -1,0 +1,207 @@
+//! Tampering noticed by the commands that write, not only by `verify`: a writer refuses to
+//! append on top of a broken log tail or stream head, `replay` refuses a broken chain, and the
+//! rules never act twice on one event when their cursor is moved back, nor skip events when it
+//! is moved past the log's end. Through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+/// Every new lead gets a call task from its rule.
+const TASK_RULE: &str = r#"
+[[rules]]
+id = "call-task"
+trigger = { on = "created", entity = "lead" }
+
+  [[rules.robots]]
+  robot = "create_task"
+  kind = "call"
+  title = "call {lead.title}"
+  assignee = "employee"
+  employee = "petrova"
+"#;
+
+impl Env {
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = env.run(&["init", env.path().to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env
+    }
+
+    fn with_rules(text: &str) -> Env {
+        let env = Env::new();
+        std::fs::write(env.path().join("rules").join("tasks.toml"), text).unwrap();
+        env
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn db(&self) -> PathBuf {
+        self.path().join("leadflow.db")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .current_dir(self.path())
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_DB")
+            .env_remove("LEADFLOW_AS")
+            .env_remove("LEADFLOW_RULES")
+            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
+            .env("RUST_LOG", "off")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn sql(&self, sql: &str) {
+        rusqlite::Connection::open(self.db())
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        rusqlite::Connection::open(self.db())
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn events(&self) -> i64 {
+        self.count("SELECT count(*) FROM events")
+    }
+
+    /// Runs a command that must fail with `code`, append nothing, and say each of `needles`.
+    fn refused(&self, args: &[&str], code: i32, needles: &[&str]) {
+        let before = self.events();
+        let out = self.run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: expected {n:?} in {err:?}");
+        }
+        assert_eq!(self.events(), before, "{args:?} appended events");
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn leads(env: &Env, n: usize) {
+    for i in 0..n {
+        env.ok(&["lead", "create", "--name", &format!("Lead {i}")]);
+    }
+}
+
+#[test]
+fn a_writer_refuses_to_append_after_an_edited_newest_event() {
+    let env = Env::new();
+    leads(&env, 3);
+    env.sql(
+        "UPDATE events SET payload = json_set(payload, '$.title', 'Forged') WHERE position = 3",
+    );
+    env.refused(
+        &["lead", "create", "--name", "Olga"],
+        1,
+        &["the log is broken at position 3", "leadflow verify"],
+    );
+}
+
+#[test]
+fn a_writer_refuses_to_append_after_a_deleted_newest_event() {
+    let env = Env::new();
+    leads(&env, 3);
+    // The newest event cut, its stream head row and the projections left as they were.
+    env.sql("DELETE FROM events WHERE position = 3");
+    env.refused(
+        &["lead", "create", "--name", "Olga"],
+        1,
+        &["the log is broken at position"],
+    );
+}
+
+#[test]
+fn a_writer_refuses_to_append_to_a_stream_whose_head_row_was_edited() {
+    let env = Env::new();
+    leads(&env, 3);
+    env.sql("UPDATE streams SET version = version + 1 WHERE kind = 'lead' AND entity_id = 1");
+    env.refused(
+        &["lead", "update", "1", "--name", "Ivan"],
+        1,
+        &[
+            "the log is broken at position 1",
+            "stream lead-1: its head row says version 2",
+        ],
+    );
+}
+
+#[test]
+fn replay_refuses_a_broken_chain_and_rebuilds_nothing() {
+    let env = Env::new();
+    leads(&env, 3);
+    env.sql(
+        "UPDATE events SET payload = json_set(payload, '$.title', 'Forged') WHERE position = 2",
+    );
+    let out = env.run(&["replay"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the log is broken at position 2"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM leads WHERE title = 'Forged'"),
+        0,
+        "replay folded the forged event into the projections"
+    );
+}
+
+#[test]
+fn a_rule_never_acts_twice_on_an_event_when_its_cursor_is_moved_back() {
+    let env = Env::with_rules(TASK_RULE);
+    leads(&env, 2);
+    assert_eq!(env.count("SELECT count(*) FROM tasks"), 2);
+    env.sql("UPDATE rule_cursor SET position = 0");
+    leads(&env, 1);
+    env.ok(&["tick"]);
+    assert_eq!(
+        env.count("SELECT count(*) FROM tasks"),
+        3,
+        "the robots acted again on events they had processed"
+    );
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn a_rule_cursor_past_the_end_of_the_log_is_refused() {
+    let env = Env::with_rules(TASK_RULE);
+    leads(&env, 1);
+    env.sql("UPDATE rule_cursor SET position = position + 50");
+    let out = env.run(&["tick"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(err.contains("past the log's end"), "{err}");
+    let out = env.run(&["lead", "create", "--name", "Olga"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("past the log's end"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,152 @@
+//! The `match_keys` projection: normalised phones, e-mails and INNs of leads, contacts and
+//! companies, kept up to date by every change, rebuilt by replay and compared by verify.
+
+use chrono::{TimeZone, Utc};
+use leadflow_engine::command::{NewCompany, NewLead};
+use leadflow_engine::{Actor, Command, Config, EntityKind, EventMeta};
+use leadflow_store::{MatchKey, Store};
+use serde_json::Value;
+
+fn config() -> Config {
+    Config::from_toml("leadflow.toml", leadflow_engine::config::DEFAULT_CONFIG).unwrap()
+}
+
+fn run(store: &mut Store, config: &Config, cmd: Command) {
+    let at = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+    let meta = EventMeta::root(at, Actor::Employee("ivanov".into()));
+    store
+        .write(at, |tx| tx.execute(config, &cmd, &meta))
+        .unwrap();
+}
+
+fn find(store: &mut Store, what: MatchKey, value: &str, kind: EntityKind) -> Vec<i64> {
+    store
+        .write(Utc::now(), |tx| {
+            tx.matching(what, &[value.to_owned()], kind, None)
+        })
+        .unwrap()
+}
+
+#[test]
+fn match_keys_follow_every_change_and_equal_a_replay() {
+    let config = config();
+    let mut store = Store::open_in_memory().unwrap();
+    run(
+        &mut store,
+        &config,
+        Command::CreateLead(NewLead {
+            name: Some("Ivan".into()),
+            phones: vec!["8 912 345-67-89".into()],
+            emails: vec!["Ivan@Example.com".into()],
+            fields: [("inn".to_owned(), Value::from(" 7707083893 "))]
+                .into_iter()
+                .collect(),
+            source: Some("web_form".into()),
+            ..Default::default()
+        }),
+    );
+    run(
+        &mut store,
+        &config,
+        Command::CreateCompany(NewCompany {
+            name: "Stone LLC".into(),
+            inn: Some("7707083893".into()),
+            ..Default::default()
+        }),
+    );
+    assert_eq!(
+        find(
+            &mut store,
+            MatchKey::Phone,
+            "+79123456789",
+            EntityKind::Lead
+        ),
+        [1]
+    );
+    assert_eq!(
+        find(
+            &mut store,
+            MatchKey::Email,
+            "IVAN@example.COM",
+            EntityKind::Lead
+        ),
+        [1]
+    );
+    assert_eq!(
+        find(&mut store, MatchKey::Inn, "7707083893", EntityKind::Lead),
+        [1]
+    );
+    assert_eq!(
+        find(&mut store, MatchKey::Inn, "7707083893", EntityKind::Company),
+        [1]
+    );
+    // A changed phone: the old one no longer finds the lead, the new one does.
+    run(
+        &mut store,
+        &config,
+        Command::UpdateLead {
+            id: 1,
+            changes: [("phones".to_owned(), Value::from(vec!["+7 912 000-00-01"]))]
+                .into_iter()
+                .collect(),
+        },
+    );
+    assert!(
+        find(
+            &mut store,
+            MatchKey::Phone,
+            "+79123456789",
+            EntityKind::Lead
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        find(
+            &mut store,
+            MatchKey::Phone,
+            "+79120000001",
+            EntityKind::Lead
+        ),
+        [1]
+    );
+    assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+    store.replay(&mut |_| {}).unwrap();
+    assert_eq!(
+        find(
+            &mut store,
+            MatchKey::Phone,
+            "+79120000001",
+            EntityKind::Lead
+        ),
+        [1]
+    );
+    assert!(
+        find(
+            &mut store,
+            MatchKey::Phone,
+            "+79123456789",
+            EntityKind::Lead
+        )
+        .is_empty()
+    );
+    // The same lookup outside a write, for queries.
+    assert_eq!(
+        store
+            .matching(
+                MatchKey::Email,
+                &["ivan@example.com".into()],
+                EntityKind::Lead,
+                None
+            )
+            .unwrap(),
+        [1]
+    );
+    // An edited index row is a difference verify reports.
+    store
+        .connection()
+        .execute_batch("DELETE FROM match_keys WHERE what = 'email'")
+        .unwrap();
+    let diffs = store.verify_projections(&mut |_| {}).unwrap();
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(diffs[0].table, "match_keys");
+}

@@ -1,0 +1,155 @@
+//! Opening a database: for reading without the write lock, for writing with a wait that says
+//! what it waits for, and the files that are not leadflow databases, each refused by name.
+
+use leadflow_store::{Error, Options, Store};
+use std::path::Path;
+use std::time::Duration;
+
+fn created(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("leadflow.db");
+    drop(Store::open(&path, &Options::default()).unwrap());
+    path
+}
+
+fn existing() -> Options {
+    Options {
+        create: false,
+        busy_timeout: Duration::from_millis(300),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn a_writer_that_cannot_get_the_write_lock_says_it_timed_out_waiting_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = created(dir.path());
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Opening for writing takes no lock when nothing needs migrating.
+    let mut store = Store::open(&path, &existing()).unwrap();
+    let err = store
+        .write(chrono::Utc::now(), |_tx| Ok::<_, Error>(()))
+        .unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("waiting for the write lock")
+            && text.contains(&path.display().to_string())
+            && text.contains("another leadflow process"),
+        "{text}"
+    );
+    // Reading goes on meanwhile.
+    let reader = Store::open_read(&path, &existing()).unwrap();
+    assert_eq!(reader.last_position().unwrap(), 0);
+    other.execute_batch("COMMIT").unwrap();
+    store
+        .write(chrono::Utc::now(), |_tx| Ok::<_, Error>(()))
+        .unwrap();
+}
+
+#[test]
+fn a_read_of_a_database_that_needs_migrating_says_so_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = created(dir.path());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE rule_cursor; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+    let err = Store::open_read(&path, &existing()).unwrap_err();
+    assert!(matches!(err, Error::NeedsUpgrade { .. }), "{err:?}");
+    assert!(err.to_string().contains("schema version 1"), "{err}");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1, "a read migrated the database");
+    drop(conn);
+    // A writer migrates it.
+    drop(Store::open(&path, &existing()).unwrap());
+    Store::open_read(&path, &existing()).unwrap();
+}
+
+#[test]
+fn a_missing_projection_table_is_rebuilt_by_a_writer_and_refused_by_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = created(dir.path());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE escalations").unwrap();
+    drop(conn);
+    let err = Store::open_read(&path, &existing()).unwrap_err();
+    assert!(err.to_string().contains("escalations"), "{err}");
+    let mut store = Store::open(&path, &existing()).unwrap();
+    assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+}
+
+#[test]
+fn an_empty_file_is_not_adopted_as_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    for err in [
+        Store::open_read(&path, &existing()).unwrap_err(),
+        Store::open(&path, &existing()).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::Empty { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("empty.db is empty")
+                && err.to_string().contains("leadflow init"),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    std::fs::write(
+        &path,
+        "these are not SQLite pages, just text that is long enough ".repeat(100),
+    )
+    .unwrap();
+    for err in [
+        Store::open_read(&path, &existing()).unwrap_err(),
+        Store::open(&path, &existing()).unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains("not a database"),
+            "{text}"
+        );
+    }
+}
+
+fn sqlite_error(extended: i32) -> Error {
+    Error::Sqlite(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(extended),
+        None,
+    ))
+}
+
+#[test]
+fn a_full_disk_and_io_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leadflow.db");
+    let full = sqlite_error(rusqlite::ffi::SQLITE_FULL).in_file(&path);
+    assert!(matches!(full, Error::DiskFull { .. }), "{full:?}");
+    let text = full.to_string();
+    assert!(
+        text.contains("is full") && text.contains(&path.display().to_string()),
+        "{text}"
+    );
+    // The -shm file could not grow (here the disk has room, so it is an I/O error, named).
+    let shm = sqlite_error(rusqlite::ffi::SQLITE_IOERR_SHMSIZE)
+        .in_file(&path)
+        .to_string();
+    assert!(
+        shm.contains(&format!("{}-shm", path.display())) && shm.contains("shared-memory"),
+        "{shm}"
+    );
+    let write = sqlite_error(rusqlite::ffi::SQLITE_IOERR_WRITE)
+        .in_file(&path)
+        .to_string();
+    assert!(write.contains(&path.display().to_string()), "{write}");
+}

@@ -127,13 +127,17 @@ pub fn settle(
 /// Prints the robots' events after a command's own line.
 pub fn print_effects(effects: &Effects) {
     for e in &effects.events {
-        println!(
+        outln!(
             "  {} {} v{} by {} (position {})",
-            e.event_type, e.stream, e.version, e.actor, e.position
+            e.event_type,
+            e.stream,
+            e.version,
+            e.actor,
+            e.position
         );
     }
     if effects.total > effects.events.len() {
-        println!(
+        outln!(
             "  … and {} more robot events",
             effects.total - effects.events.len()
         );
@@ -210,7 +214,7 @@ pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
             "next_due": next.map(rfc3339),
         }));
     } else {
-        println!(
+        outln!(
             "tick at {}: {} fired, {} processed, {} fired, {}, {}; next due {}",
             rfc3339(now),
             plural(report.timers, "timer", "timers"),

@@ -167,11 +167,13 @@ fn report(ctx: &Ctx, done: &Done, what: &str) {
         json_line(&v);
     } else {
         match &out.appended {
-            Some(a) => println!(
+            Some(a) => outln!(
                 "{} {what} (position {}, version {})",
-                out.stream, a.last_position, a.version
+                out.stream,
+                a.last_position,
+                a.version
             ),
-            None => println!("{} unchanged: nothing to do", out.stream),
+            None => outln!("{} unchanged: nothing to do", out.stream),
         }
         if let Some(effects) = &done.effects {
             automation::print_effects(effects);
@@ -773,10 +775,10 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
         .max()
         .unwrap_or(0);
     for (k, v) in &lines {
-        println!("{k:<width$}  {v}");
+        outln!("{k:<width$}  {v}");
     }
     if !history.is_empty() {
-        println!("\nstage history:");
+        outln!("\nstage history:");
         let mut t = Table::new(&["STAGE", "ENTERED", "LEFT", "TIME IN STAGE"]);
         let now = ctx.clock.now();
         for v in &history {

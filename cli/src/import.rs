@@ -268,13 +268,13 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
             &json!({"imported": count, "first": first.map(|s| s.to_string()), "seconds": secs}),
         );
     } else if let Some(first) = first {
-        println!(
+        outln!(
             "imported {count} leads (lead-{}..lead-{}) in {secs:.1}s",
             first.id,
             first.id + count as i64 - 1
         );
     } else {
-        println!("imported nothing: {} has no rows", args.file.display());
+        outln!("imported nothing: {} has no rows", args.file.display());
     }
     Ok(())
 }

@@ -71,13 +71,13 @@ pub fn init(dir: &Path, force: bool) -> Result<(), CliError> {
         let example = rules.join("example.toml");
         std::fs::write(&example, EXAMPLE_RULES).map_err(|e| CliError::io(&example, e))?;
     }
-    println!(
+    outln!(
         "created {}, {} and {}",
         config.display(),
         db.display(),
         rules.display()
     );
-    println!(
+    outln!(
         "next: edit the teams, employees and pipelines in leadflow.toml, then try `leadflow lead create --name Ivan --phone '+7 912 345-67-89'`"
     );
     Ok(())

@@ -44,7 +44,7 @@ pub fn inbox(ctx: &Ctx, args: InboxArgs) -> Result<(), CliError> {
         return Ok(());
     }
     if rows.is_empty() {
-        println!("{}'s inbox is empty", args.employee);
+        outln!("{}'s inbox is empty", args.employee);
         return Ok(());
     }
     let mut t = Table::new(&["!", "AT", "STREAM", "TEXT"]);
@@ -177,12 +177,17 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
         JournalFormat::Json => rows.for_each(|r| json_line(&r)),
         JournalFormat::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-            let csv_err = |e: csv::Error| CliError::Usage(format!("writing CSV: {e}"));
+            let csv_err = |e: csv::Error| match e.kind() {
+                csv::ErrorKind::Io(io) => crate::output::stdout_failed(io),
+                _ => CliError::Usage(format!("writing CSV: {e}")),
+            };
             w.write_record(COLUMNS).map_err(csv_err)?;
             for r in rows {
                 w.write_record(r.cells()).map_err(csv_err)?;
             }
-            w.flush().map_err(|e| CliError::io("stdout", e))?;
+            if let Err(e) = w.flush() {
+                crate::output::stdout_failed(&e);
+            }
         }
         JournalFormat::Table => {
             let mut t = Table::new(&COLUMNS.map(|c| match c {
@@ -208,7 +213,7 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
                 n += 1;
             }
             if n == 0 {
-                println!("the journal has no matching records");
+                outln!("the journal has no matching records");
             } else {
                 t.print();
             }

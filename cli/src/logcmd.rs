@@ -83,7 +83,7 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
                 if ctx.json {
                     json_line(&event_json(e));
                 } else {
-                    println!(
+                    outln!(
                         "{} {} {} v{} {} {} {}",
                         e.position,
                         e.occurred_at,
@@ -136,7 +136,7 @@ pub fn replay(ctx: &mut Ctx) -> Result<(), CliError> {
     if ctx.json {
         json_line(&json!({"replayed": reached, "seconds": start.elapsed().as_secs_f64()}));
     } else {
-        println!(
+        outln!(
             "rebuilt the projections from {reached} events in {:.1}s",
             start.elapsed().as_secs_f64()
         );
@@ -210,18 +210,18 @@ pub fn verify(ctx: &mut Ctx, args: VerifyArgs) -> Result<(), CliError> {
         }));
     } else {
         if report.problem.is_none() {
-            println!("chain: ok, {} events", report.events);
+            outln!("chain: ok, {} events", report.events);
         }
         if kept.is_some() && !problems.iter().any(|p| p.starts_with("head:")) {
-            println!("head: matches the kept head");
+            outln!("head: matches the kept head");
         }
         if !args.chain_only && report.problem.is_none() && diffs.is_empty() {
-            println!("projections: ok, equal to a fresh replay");
+            outln!("projections: ok, equal to a fresh replay");
         }
         if let Some(h) = &head {
-            println!("head: {h}");
+            outln!("head: {h}");
             if report.problem.is_none() {
-                println!(
+                outln!(
                     "      (keep this elsewhere; `leadflow verify --head {h}` later proves nothing was cut off)"
                 );
             }

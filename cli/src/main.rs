@@ -2,6 +2,8 @@
 //! and database, runs one command, and turns any error into one message and an exit code
 //! (0 ok, 1 a business "no" or failed verification, 2 any other error).
 
+#[macro_use]
+mod output;
 mod automation;
 mod cli;
 mod ctx;
@@ -12,7 +14,6 @@ mod import;
 mod init;
 mod journal;
 mod logcmd;
-mod output;
 mod rulescmd;
 mod service;
 mod simulate;

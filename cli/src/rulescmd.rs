@@ -72,7 +72,7 @@ pub fn rules(
                     "warnings": set.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 }));
             } else {
-                println!(
+                outln!(
                     "{}: {} rules in {} files, no errors",
                     dir.display(),
                     set.rules.len(),

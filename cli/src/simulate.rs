@@ -36,7 +36,7 @@ pub fn simulate(args: &SimulateArgs, json: bool) -> Result<(), CliError> {
             })).collect::<Vec<_>>(),
         }));
     } else if n == 0 {
-        println!(
+        outln!(
             "{}: passed: {} steps, {} events, virtual clock at {}",
             scenario.name,
             scenario.steps.len(),
@@ -45,7 +45,7 @@ pub fn simulate(args: &SimulateArgs, json: bool) -> Result<(), CliError> {
         );
     } else {
         for m in &outcome.mismatches {
-            println!("{m}");
+            outln!("{m}");
         }
     }
     if n == 0 {

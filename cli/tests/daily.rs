@@ -1,0 +1,169 @@
+//! Daily use through the real `leadflow` binary: a closed pipe ends a command quietly, the
+//! shipped examples are right, times are shown in the calendar's zone, messages are plain, and
+//! the views a user reaches for (`config show`, `timers`, list search, inbox read state).
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A folder with the default configuration, an empty database and `init`'s `rules/`.
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let out = env.run(&["init", env.path().to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        let p = self.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The binary in the folder, at 2026-03-02 09:00 UTC (Monday, 12:00 in Moscow).
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        c.current_dir(self.path())
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_DB")
+            .env_remove("LEADFLOW_AS")
+            .env_remove("LEADFLOW_RULES")
+            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
+            .env("RUST_LOG", "off");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The log as JSON values.
+    fn events(&self) -> Vec<Value> {
+        json_lines(&self.ok(&["--json", "events"]))
+    }
+
+    /// The types of the log's events, in order.
+    fn types(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A closed pipe (defect 7)
+// ---------------------------------------------------------------------------------------------
+
+/// Runs the command with its stdout a pipe whose reading end is already closed, as
+/// `leadflow … | head` is once `head` has read enough: every write fails with EPIPE.
+fn into_closed_pipe(env: &Env, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = env.cmd();
+    cmd.args(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // The parent's copy of the writing end went into `cmd`; drop it so only the child holds it.
+    drop(cmd);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_pipe_closed_early_ends_reading_commands_quietly() {
+    let env = Env::new();
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+        "--phone",
+        "+7 912 345-67-89",
+    ]);
+    env.ok(&["lead", "assign", "1", "petrova"]);
+    for args in [
+        &["events", "--json"][..],
+        &["events"],
+        &["lead", "show", "1", "--json"],
+        &["lead", "show", "1"],
+        &["lead", "list"],
+        &["lead", "list", "--json"],
+        &["journal", "--format", "csv"],
+        &["verify"],
+    ] {
+        let out = into_closed_pipe(&env, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?} into a closed pipe: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            stderr(&out),
+            "",
+            "{args:?} into a closed pipe said something"
+        );
+    }
+    // A write still commits before it prints: the pipe closing loses nothing.
+    let out = into_closed_pipe(&env, &["lead", "create", "--name", "Olga"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(env.types().len(), 3);
+}
+
+#[test]
+fn a_pipe_closed_after_the_first_lines_ends_a_long_listing_quietly() {
+    use std::io::Read;
+    let env = Env::new();
+    let mut csv = String::from("name,phone\n");
+    for i in 0..3000 {
+        csv.push_str(&format!(
+            "Lead {i},+7 912 {:03}-{:02}-{:02}\n",
+            i % 1000,
+            i % 100,
+            i % 97
+        ));
+    }
+    env.write("leads.csv", &csv);
+    env.ok(&["import", "leads.csv"]);
+    let mut child = env
+        .cmd()
+        .args(["events", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 600];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}

@@ -167,3 +167,177 @@ fn a_pipe_closed_after_the_first_lines_ends_a_long_listing_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stderr(&out), "");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The shipped examples (defect 9)
+// ---------------------------------------------------------------------------------------------
+
+/// `init`'s rules/example.toml as its header tells a user to uncomment it: one leading `# `
+/// removed from every line from the first `# [[rules]]` down.
+fn uncommented_example(env: &Env) -> String {
+    let text = std::fs::read_to_string(env.path().join("rules/example.toml")).unwrap();
+    let start = text.find("# [[rules]]").expect("the example has a rule");
+    let (head, body) = text.split_at(start);
+    let mut out = head.to_owned();
+    for line in body.lines() {
+        let line = line
+            .strip_prefix("# ")
+            .or_else(|| line.strip_prefix('#'))
+            .unwrap_or(line);
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A fresh `init` with its example rule uncommented, checked by `rules check`.
+fn with_example_rules() -> Env {
+    let env = Env::new();
+    let text = uncommented_example(&env);
+    env.write("rules/example.toml", &text);
+    let out = env.ok(&["rules", "check"]);
+    assert!(out.contains("no errors"), "{out}");
+    env
+}
+
+fn journal_kinds(env: &Env) -> Vec<String> {
+    json_lines(&env.ok(&["journal", "--json"]))
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["record"].as_str().unwrap(),
+                r["kind"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_init_example_rule_leaves_a_lead_qualified_in_time_alone() {
+    let env = with_example_rules();
+    // Monday 12:00 in Moscow: assigned round robin, two working hours to qualify.
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+        "--phone",
+        "+7 912 345-67-89",
+        "--source",
+        "web_form",
+    ]);
+    assert!(env.types().contains(&"deadline.scheduled".to_owned()));
+    // Qualified within minutes.
+    let at = ["--now", "2026-03-02T09:10:00Z"];
+    let fields = [
+        "lead",
+        "update",
+        "1",
+        "-f",
+        "material=granite",
+        "-f",
+        "dimensions=2400x600",
+        "-f",
+        "budget=150000",
+        "-f",
+        "urgency=this_week",
+    ];
+    env.ok(&[&at[..], &fields[..]].concat());
+    env.ok(&[&at[..], &["lead", "move", "1", "in_work"]].concat());
+    env.ok(&[&at[..], &["lead", "move", "1", "qualified"]].concat());
+    assert!(
+        env.types().contains(&"deadline.cancelled".to_owned()),
+        "{:?}",
+        env.types()
+    );
+    // A week later nothing is due, nothing is journalled, nobody is told.
+    env.ok(&["tick", "--now", "2026-03-10T09:00:00Z"]);
+    assert_eq!(journal_kinds(&env), Vec::<String>::new());
+    assert!(
+        !env.types()
+            .iter()
+            .any(|t| t == "deadline.elapsed" || t == "notification.queued")
+    );
+    // A lead junked in time is left alone too.
+    env.ok(&[
+        "--now",
+        "2026-03-10T09:00:00Z",
+        "lead",
+        "create",
+        "--name",
+        "Spam",
+        "--phone",
+        "+7 912 000-00-00",
+        "--source",
+        "web_form",
+    ]);
+    env.ok(&[
+        "--now",
+        "2026-03-10T09:05:00Z",
+        "lead",
+        "move",
+        "2",
+        "junk",
+        "--reason",
+        "spam",
+    ]);
+    env.ok(&["tick", "--now", "2026-03-17T09:00:00Z"]);
+    assert_eq!(journal_kinds(&env), Vec::<String>::new());
+}
+
+#[test]
+fn the_init_example_rule_journals_a_lead_qualified_late() {
+    let env = with_example_rules();
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+        "--phone",
+        "+7 912 345-67-89",
+        "--source",
+        "web_form",
+    ]);
+    env.ok(&[
+        "--now",
+        "2026-03-02T09:10:00Z",
+        "lead",
+        "move",
+        "1",
+        "in_work",
+    ]);
+    // Two working hours after Monday 12:00 in Moscow (with the 13:00-14:00 break): 15:00.
+    env.ok(&["tick", "--now", "2026-03-02T11:59:00Z"]);
+    assert_eq!(journal_kinds(&env), Vec::<String>::new());
+    env.ok(&["tick", "--now", "2026-03-02T12:00:00Z"]);
+    assert_eq!(journal_kinds(&env), ["incident:missed_deadline"]);
+    let lead: Value = serde_json::from_str(&env.ok(&["lead", "show", "1", "--json"])).unwrap();
+    let responsible = lead["state"]["responsible"].as_str().unwrap().to_owned();
+    let inbox = json_lines(&env.ok(&["inbox", &responsible, "--json"]));
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert_eq!(inbox[0]["priority"], "high");
+}
+
+#[test]
+fn every_example_scenario_holds_through_the_binary() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios");
+    let mut folders: Vec<_> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    assert!(folders.len() >= 5, "{folders:?}");
+    let env = Env::new();
+    for f in folders {
+        let scenario = f.join("scenario.toml");
+        let out = env.run(&["simulate", scenario.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            scenario.display(),
+            stderr(&out)
+        );
+    }
+}

@@ -205,6 +205,7 @@ fn lead_inputs(f: &LeadFields, update: bool) -> Result<FieldInputs, CliError> {
 }
 
 pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     match cmd {
         LeadCmd::Create {
             fields,
@@ -272,7 +273,7 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
                     clip(&l.title, 32),
                     l.phones.first().cloned().unwrap_or_else(|| "-".into()),
                     l.source.clone(),
-                    time(l.created_at),
+                    time(tz, l.created_at),
                 ]);
             }
             t.print();
@@ -307,6 +308,7 @@ fn deal_inputs(f: &DealFields) -> Result<FieldInputs, CliError> {
 }
 
 pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     match cmd {
         DealCmd::Create {
             fields,
@@ -381,7 +383,7 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
                         || "-".into(),
                         |a| format!("{} {}", format_money(a), d.currency),
                     ),
-                    time(d.created_at),
+                    time(tz, d.created_at),
                 ]);
             }
             t.print();
@@ -413,6 +415,7 @@ fn party_inputs(f: &PartyFields, company: &Option<String>) -> Result<FieldInputs
 }
 
 pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     match cmd {
         ContactCmd::Create { fields, company } => {
             let new = NewContact {
@@ -459,7 +462,7 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
                     c.phones.first().cloned().unwrap_or_else(|| "-".into()),
                     c.emails.first().cloned().unwrap_or_else(|| "-".into()),
                     opt(&c.company),
-                    time(c.created_at),
+                    time(tz, c.created_at),
                 ]);
             }
             t.print();
@@ -469,6 +472,7 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
 }
 
 pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     match cmd {
         CompanyCmd::Create {
             fields,
@@ -534,7 +538,7 @@ pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
                     opt(&c.inn),
                     opt(&c.bik),
                     opt(&c.bank_account),
-                    time(c.created_at),
+                    time(tz, c.created_at),
                 ]);
             }
             t.print();
@@ -544,6 +548,7 @@ pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
 }
 
 pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     match cmd {
         TaskCmd::Create {
             kind,
@@ -604,7 +609,7 @@ pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
                     task.id.to_string(),
                     task.kind.as_str().into(),
                     task.assignee.to_string(),
-                    time(task.due_at),
+                    time(tz, task.due_at),
                     status.into(),
                     about,
                     clip(&task.title, 40),
@@ -617,6 +622,7 @@ pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
 }
 
 fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     let entity = ctx
         .store
         .load(stream)?
@@ -704,8 +710,8 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             );
             put("comment", opt(&l.comment));
             fields(&l.fields, EntityKind::Lead, &mut put);
-            put("created", time(l.created_at));
-            put("updated", time(l.updated_at));
+            put("created", time(tz, l.created_at));
+            put("updated", time(tz, l.updated_at));
             put("version", l.version.to_string());
         }
         Entity::Deal(d) => {
@@ -735,8 +741,8 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             put("lead", opt(&d.lead.map(|c| format!("lead-{c}"))));
             put("comment", opt(&d.comment));
             fields(&d.fields, EntityKind::Deal, &mut put);
-            put("created", time(d.created_at));
-            put("updated", time(d.updated_at));
+            put("created", time(tz, d.created_at));
+            put("updated", time(tz, d.updated_at));
             put("version", d.version.to_string());
         }
         Entity::Contact(c) => {
@@ -746,7 +752,7 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             put("company", opt(&c.company.map(|c| format!("company-{c}"))));
             put("responsible", opt(&c.responsible));
             fields(&c.fields, EntityKind::Contact, &mut put);
-            put("created", time(c.created_at));
+            put("created", time(tz, c.created_at));
             put("version", c.version.to_string());
         }
         Entity::Company(c) => {
@@ -758,15 +764,15 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             put("e-mails", list(&c.emails));
             put("responsible", opt(&c.responsible));
             fields(&c.fields, EntityKind::Company, &mut put);
-            put("created", time(c.created_at));
+            put("created", time(tz, c.created_at));
             put("version", c.version.to_string());
         }
         Entity::Task(t) => {
             put("task", format!("{} — {}", stream, t.title));
             put("kind", t.kind.as_str().into());
             put("assignee", t.assignee.to_string());
-            put("due", time(t.due_at));
-            put("completed", opt(&t.completed_at.map(time)));
+            put("due", time(tz, t.due_at));
+            put("completed", opt(&t.completed_at.map(|t| time(tz, t))));
         }
     }
     let width = lines
@@ -782,13 +788,19 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
         let mut t = Table::new(&["STAGE", "ENTERED", "LEFT", "TIME IN STAGE"]);
         let now = ctx.clock.now();
         for v in &history {
-            let spent = v.left_at.unwrap_or(now) - v.entered_at;
-            t.row(vec![
-                v.stage.clone(),
-                time(v.entered_at),
-                v.left_at.map_or_else(|| "(current)".into(), time),
-                human_duration(spent),
-            ]);
+            // A won or lost item is closed: its time stops when it entered the final stage.
+            let closed = v.left_at.is_none()
+                && ctx
+                    .config
+                    .pipeline(&v.pipeline.as_str().into())
+                    .and_then(|p| p.stage(&v.stage.as_str().into()))
+                    .is_some_and(|s| s.semantic != leadflow_engine::config::Semantic::InProgress);
+            let (left, spent) = match v.left_at {
+                Some(left) => (time(tz, left), human_duration(left - v.entered_at)),
+                None if closed => ("(closed)".into(), "-".into()),
+                None => ("(current)".into(), human_duration(now - v.entered_at)),
+            };
+            t.row(vec![v.stage.clone(), time(tz, v.entered_at), left, spent]);
         }
         t.print();
     }

@@ -51,7 +51,7 @@ pub fn inbox(ctx: &Ctx, args: InboxArgs) -> Result<(), CliError> {
     for n in &rows {
         t.row(vec![
             if n.priority == "high" { "!" } else { "" }.to_owned(),
-            time(n.at),
+            time(ctx.config.calendar.timezone, n.at),
             n.stream.clone(),
             clip(&n.text, 80),
         ]);
@@ -67,7 +67,7 @@ struct Row {
     position: i64,
     at: String,
     #[serde(skip)]
-    at_secs: String,
+    at_local: String,
     employee: Option<String>,
     team: Option<String>,
     kind: String,
@@ -162,7 +162,7 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
         record: e.record.as_str(),
         position: e.position,
         at: e.at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        at_secs: e.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        at_local: time(config.calendar.timezone, e.at),
         team: team_of(&e.employee),
         employee: e.employee,
         kind: e.kind,
@@ -207,7 +207,7 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
             let mut n = 0;
             for r in rows {
                 let mut cells = r.cells().map(|c| if c.is_empty() { "-".into() } else { c });
-                cells[2] = r.at_secs.clone();
+                cells[2] = r.at_local.clone();
                 cells[11] = clip(&cells[11], 60);
                 t.row(cells.to_vec());
                 n += 1;

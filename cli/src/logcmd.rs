@@ -3,7 +3,7 @@
 use crate::cli::{EventsArgs, VerifyArgs};
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
-use crate::output::{Table, clip, json_line};
+use crate::output::{Table, clip, json_line, time};
 use indicatif::{ProgressBar, ProgressStyle};
 use leadflow_store::{LogFilter, RecordedEvent, from_hex, to_hex};
 use serde_json::{Value, json};
@@ -66,6 +66,11 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
             .map(|t| parse_time(t, None))
             .transpose()?,
     };
+    let tz = ctx.config.calendar.timezone;
+    let occurred = |e: &RecordedEvent| {
+        e.occurred_at()
+            .map_or_else(|_| e.occurred_at.clone(), |t| time(tz, t))
+    };
     const PAGE: usize = 2048;
     let mut after = args.after;
     let mut left = if args.limit == 0 {
@@ -86,7 +91,7 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
                     outln!(
                         "{} {} {} v{} {} {} {}",
                         e.position,
-                        e.occurred_at,
+                        occurred(e),
                         e.stream,
                         e.version,
                         e.event_type,
@@ -97,10 +102,7 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
             } else {
                 table.row(vec![
                     e.position.to_string(),
-                    e.occurred_at
-                        .get(..16)
-                        .unwrap_or(&e.occurred_at)
-                        .replace('T', " "),
+                    occurred(e),
                     e.stream.to_string(),
                     e.version.to_string(),
                     e.event_type.clone(),

@@ -106,9 +106,17 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// A time for tables: `2026-03-02 09:00`.
-pub fn time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
+/// A time for people (tables, lines of text): in the calendar's zone `tz`, marked with the
+/// zone's abbreviation or, where it has none, its offset — `2026-03-02 12:00 MSK`,
+/// `2026-03-02 14:00 +05:00`. JSON keeps RFC 3339 instead.
+pub fn time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
+    let local = t.with_timezone(&tz);
+    let abbreviation = local.format("%Z").to_string();
+    if abbreviation.starts_with(['+', '-']) {
+        local.format("%Y-%m-%d %H:%M %:z").to_string()
+    } else {
+        format!("{} {abbreviation}", local.format("%Y-%m-%d %H:%M"))
+    }
 }
 
 /// An optional value for tables.

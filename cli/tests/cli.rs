@@ -134,7 +134,7 @@ fn a_lead_goes_through_the_pipeline_and_shows_its_history() {
     assert!(show.contains("+79123456789"), "{show}");
     assert!(show.contains("120000.00 RUB"), "{show}");
     assert!(
-        show.contains("in_work    2026-03-02 10:30  2026-03-02 12:00  1h 30m"),
+        show.contains("in_work    2026-03-02 13:30 MSK  2026-03-02 15:00 MSK  1h 30m"),
         "{show}"
     );
     let json: serde_json::Value =

@@ -341,3 +341,164 @@ fn every_example_scenario_holds_through_the_binary() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Times in the calendar's zone
+// ---------------------------------------------------------------------------------------------
+
+const DEADLINE: &str = r#"
+[[rules]]
+id = "call-back"
+trigger = { on = "created", entity = "lead" }
+
+  [[rules.robots]]
+  robot = "assign"
+  strategy = "round_robin"
+  team = "first_line"
+
+  [[rules.robots]]
+  robot = "schedule_deadline"
+  name = "call_back"
+  after = "2h"
+
+[[rules]]
+id = "call-back-missed"
+trigger = { on = "deadline_elapsed", name = "call_back" }
+
+  [[rules.robots]]
+  robot = "notify"
+  to = "responsible"
+  text = "call {lead.title} back"
+  priority = "high"
+
+  [[rules.robots]]
+  robot = "record_incident"
+  kind = "missed_call_back"
+
+  [[rules.robots]]
+  robot = "escalate_to_manager"
+  kind = "missed_call_back"
+  threshold = 1
+"#;
+
+#[test]
+fn tables_show_times_in_the_calendars_zone_and_json_keeps_rfc_3339() {
+    let env = Env::new();
+    env.write("rules/call-back.toml", DEADLINE);
+    // 09:00 UTC is 12:00 in Moscow.
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+        "--phone",
+        "+7 912 345-67-89",
+    ]);
+    env.ok(&["tick", "--now", "2026-03-02T11:00:00Z"]);
+    let show = env.ok(&["lead", "show", "1"]);
+    assert!(show.contains("created      2026-03-02 12:00 MSK"), "{show}");
+    assert!(
+        show.contains("new    2026-03-02 12:00 MSK  (current)"),
+        "{show}"
+    );
+    let list = env.ok(&["lead", "list"]);
+    assert!(list.contains("2026-03-02 12:00 MSK"), "{list}");
+    let events = env.ok(&["events", "--stream", "lead-1"]);
+    assert!(
+        events
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains(" 2026-03-02 12:00 MSK "),
+        "{events}"
+    );
+    assert!(!events.contains("09:00"), "{events}");
+    // The escalation reads the same in the inbox and the journal: 14:00 in Moscow.
+    let inbox = env.ok(&["inbox", "smirnova"]);
+    assert!(inbox.contains("2026-03-02 14:00 MSK"), "{inbox}");
+    let journal = env.ok(&["journal"]);
+    assert!(journal.contains("2026-03-02 14:00 MSK"), "{journal}");
+    assert!(!journal.contains("11:00"), "{journal}");
+    let tasks_due = env.ok(&[
+        "--now",
+        "2026-03-02T11:00:00Z",
+        "task",
+        "create",
+        "--title",
+        "call",
+        "--assignee",
+        "ivanov",
+        "--due",
+        "2026-03-03T06:00:00Z",
+    ]);
+    assert!(tasks_due.contains("task-1 created"), "{tasks_due}");
+    let tasks = env.ok(&["task", "list"]);
+    assert!(tasks.contains("2026-03-03 09:00 MSK"), "{tasks}");
+    // JSON keeps RFC 3339 with its offset.
+    let json: Value = serde_json::from_str(&env.ok(&["lead", "show", "1", "--json"])).unwrap();
+    let created = json["state"]["created_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+        "{created}"
+    );
+    assert!(created.starts_with("2026-03-02T09:00:00"), "{created}");
+    let inbox = json_lines(&env.ok(&["inbox", "smirnova", "--json"]));
+    let at = inbox[0]["at"].as_str().unwrap();
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(at).unwrap(),
+        chrono::DateTime::parse_from_rfc3339("2026-03-02T14:00:00+03:00").unwrap()
+    );
+}
+
+#[test]
+fn a_zone_without_an_abbreviation_is_marked_with_its_offset() {
+    let env = Env::new();
+    let config = std::fs::read_to_string(env.path().join("leadflow.toml")).unwrap();
+    let config = config.replace(
+        "timezone = \"Europe/Moscow\"",
+        "timezone = \"Asia/Yekaterinburg\"",
+    );
+    assert!(config.contains("Asia/Yekaterinburg"));
+    env.write("leadflow.toml", &config);
+    env.ok(&["lead", "create", "--name", "Ivan"]);
+    let show = env.ok(&["lead", "show", "1"]);
+    assert!(show.contains("2026-03-02 14:00 +05:00"), "{show}");
+}
+
+#[test]
+fn time_in_stage_of_a_closed_lead_stops_at_the_close() {
+    let env = Env::new();
+    env.ok(&["lead", "create", "--name", "Ivan"]);
+    env.ok(&[
+        "--now",
+        "2026-03-02T10:00:00Z",
+        "lead",
+        "move",
+        "1",
+        "junk",
+        "--reason",
+        "spam",
+    ]);
+    // 273 days later the lead is still closed, and its history says so.
+    let show = env.ok(&["--now", "2026-11-30T10:00:00Z", "lead", "show", "1"]);
+    assert!(
+        show.contains("new    2026-03-02 12:00 MSK  2026-03-02 13:00 MSK  1h 0m"),
+        "{show}"
+    );
+    assert!(
+        show.contains("junk   2026-03-02 13:00 MSK  (closed)              -"),
+        "{show}"
+    );
+    assert!(!show.contains("273d"), "{show}");
+    // An open lead's current stage counts to now.
+    env.ok(&[
+        "--now",
+        "2026-03-02T10:00:00Z",
+        "lead",
+        "create",
+        "--name",
+        "Olga",
+    ]);
+    let show = env.ok(&["--now", "2026-03-04T11:00:00Z", "lead", "show", "2"]);
+    assert!(show.contains("(current)  2d 1h"), "{show}");
+}

@@ -357,11 +357,11 @@ fn inbox_shows_an_employees_notifications_newest_first() {
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].starts_with("!  AT"), "{out}");
     assert!(
-        lines[1].starts_with("!  2026-03-02 11:00  lead-4  call Maria back"),
+        lines[1].starts_with("!  2026-03-02 14:00 MSK  lead-4  call Maria back"),
         "{out}"
     );
     assert!(
-        lines[2].starts_with("!  2026-03-02 11:00  lead-1  call Ivan back"),
+        lines[2].starts_with("!  2026-03-02 14:00 MSK  lead-1  call Ivan back"),
         "{out}"
     );
     let json = json_lines(&env.ok(&["--json", "inbox", "ivanov", "--limit", "1"]));

@@ -193,13 +193,34 @@ fn read_records(
         }
         Format::Jsonl => {
             let mut bytes = 0u64;
-            for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-                let line_text = line.map_err(|e| CliError::io(path, e))?;
-                bytes += line_text.len() as u64 + 1;
+            let mut reader = std::io::BufReader::new(file);
+            let mut raw = Vec::new();
+            for i in 0.. {
+                raw.clear();
+                let n = reader
+                    .read_until(b'\n', &mut raw)
+                    .map_err(|e| CliError::io(path, e))?;
+                if n == 0 {
+                    break;
+                }
+                bytes += n as u64;
+                let line_text = match std::str::from_utf8(&raw) {
+                    Ok(t) => t.trim_end_matches(['\n', '\r']),
+                    Err(e) => {
+                        return Err(CliError::Import {
+                            file: file_name,
+                            line: i + 1,
+                            message: format!(
+                                "not UTF-8 (byte {} of the line); JSON Lines files are UTF-8: save it as UTF-8",
+                                e.valid_up_to() + 1
+                            ),
+                        });
+                    }
+                };
                 if line_text.trim().is_empty() {
                     continue;
                 }
-                let parsed = match serde_json::from_str::<Value>(&line_text) {
+                let parsed = match serde_json::from_str::<Value>(line_text) {
                     Ok(Value::Object(m)) => Ok(m),
                     Ok(other) => Err(format!("expected a JSON object, got {}", clip_json(&other))),
                     Err(e) => Err(format!("malformed JSON: {e}")),
@@ -209,6 +230,11 @@ fn read_records(
         }
     }
     Ok(())
+}
+
+/// `1 lead`, `2 leads`.
+fn leads(n: usize) -> String {
+    format!("{n} lead{}", if n == 1 { "" } else { "s" })
 }
 
 fn clip_json(v: &Value) -> String {
@@ -260,7 +286,7 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     if let Some(rt) = &rules {
-        let done = format!("{count} leads were imported");
+        let done = format!("{} imported", leads(count));
         crate::automation::settle(ctx, rt, None, &done)?;
     }
     if ctx.json {
@@ -268,11 +294,12 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
             &json!({"imported": count, "first": first.map(|s| s.to_string()), "seconds": secs}),
         );
     } else if let Some(first) = first {
-        outln!(
-            "imported {count} leads (lead-{}..lead-{}) in {secs:.1}s",
-            first.id,
-            first.id + count as i64 - 1
-        );
+        let range = if count == 1 {
+            format!("lead-{}", first.id)
+        } else {
+            format!("lead-{}..lead-{}", first.id, first.id + count as i64 - 1)
+        };
+        outln!("imported {} ({range}) in {secs:.1}s", leads(count));
     } else {
         outln!("imported nothing: {} has no rows", args.file.display());
     }

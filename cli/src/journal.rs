@@ -19,7 +19,7 @@ fn known_employee(config: &Config, id: &str, flag: &str) -> Result<(), CliError>
         return Ok(());
     }
     let known: Vec<&str> = config.employees.keys().map(|e| e.as_str()).collect();
-    Err(CliError::Usage(format!(
+    Err(CliError::Unknown(format!(
         "unknown employee '{id}'{flag}; the configuration lists: {}",
         known.join(", ")
     )))
@@ -114,7 +114,7 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
     if let Some(team) = &args.team {
         if !config.teams.keys().any(|t| t.as_str() == team) {
             let known: Vec<&str> = config.teams.keys().map(|t| t.as_str()).collect();
-            return Err(CliError::Usage(format!(
+            return Err(CliError::Unknown(format!(
                 "unknown team '{team}' in --team; the configuration lists: {}",
                 known.join(", ")
             )));

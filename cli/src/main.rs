@@ -1,6 +1,6 @@
 //! The `leadflow` binary: parses the command line, installs logging, resolves the configuration
 //! and database, runs one command, and turns any error into one message and an exit code
-//! (0 ok, 1 a business "no" or failed verification, 2 any other error).
+//! (0 ok, 1 a "no": refused, unknown, failed verification; 2 could not run; see `CliError`).
 
 #[macro_use]
 mod output;

@@ -267,7 +267,7 @@ fn unknown_employees_are_refused() {
     );
     env.refused(
         &["--as", "ghost", "lead", "create", "--name", "X"],
-        2,
+        1,
         "unknown employee 'ghost' in --as",
     );
     env.refused(

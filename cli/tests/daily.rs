@@ -55,6 +55,20 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs a command that must fail with `code`, append nothing, and say `needle` on stderr.
+    fn refused(&self, args: &[&str], code: i32, needle: &str) -> String {
+        let before = self.events().len();
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err:?}"
+        );
+        assert_eq!(self.events().len(), before, "{args:?} appended events");
+        err
+    }
+
     /// The log as JSON values.
     fn events(&self) -> Vec<Value> {
         json_lines(&self.ok(&["--json", "events"]))
@@ -501,4 +515,116 @@ fn time_in_stage_of_a_closed_lead_stops_at_the_close() {
     ]);
     let show = env.ok(&["--now", "2026-03-04T11:00:00Z", "lead", "show", "2"]);
     assert!(show.contains("(current)  2d 1h"), "{show}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages (defect 13)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_condition_nested_too_deeply_gets_a_located_plain_message() {
+    let env = Env::new();
+    let deep = format!("{}true{}", "(".repeat(200), ")".repeat(200));
+    env.write(
+        "rules/deep.toml",
+        &format!(
+            "[[rules]]\nid = \"deep\"\ntrigger = {{ on = \"created\", entity = \"lead\" }}\ncondition = \"{deep}\"\n\n  [[rules.robots]]\n  robot = \"record_incident\"\n  kind = \"x\"\n"
+        ),
+    );
+    let out = env.run(&["rules", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("deep.toml:4:")
+            && err.contains("rule 'deep': bad condition: it nests more than 96 levels deep"),
+        "{err}"
+    );
+    for internal in ["OtherError", "ParseError", "pos:", "source_info"] {
+        assert!(!err.contains(internal), "{err}");
+    }
+    // Every appending command stops with the same message, and appends nothing.
+    env.refused(
+        &["lead", "create", "--name", "X"],
+        2,
+        "it nests more than 96 levels deep",
+    );
+}
+
+#[test]
+fn invalid_utf8_in_a_json_lines_import_names_its_line_and_imports_nothing() {
+    let env = Env::new();
+    let mut bytes = b"{\"name\": \"Ivan\"}\n{\"name\": \"Olga\"}\n{\"name\": \"".to_vec();
+    bytes.extend([0xcf, 0xe5, 0xf2, 0xf0]); // "Петр" in Windows-1251
+    bytes.extend(b"\"}\n");
+    std::fs::write(env.path().join("leads.jsonl"), bytes).unwrap();
+    let err = env.refused(&["import", "leads.jsonl"], 1, "leads.jsonl:3: not UTF-8");
+    assert!(err.contains("nothing was imported"), "{err}");
+    // The same bytes in a CSV file say the same.
+    let mut bytes = b"name\nIvan\n".to_vec();
+    bytes.extend([0xcf, 0xe5, 0xf2, 0xf0, b'\n']);
+    std::fs::write(env.path().join("leads.csv"), bytes).unwrap();
+    let out = env.run(&["import", "leads.csv"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("leads.csv:3:") && err.contains("nothing was imported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn creating_in_a_closing_stage_says_create() {
+    let env = Env::new();
+    let err = env.refused(
+        &["deal", "create", "--title", "X", "--stage", "won"],
+        1,
+        "cannot create deal-1 in stage 'won'",
+    );
+    assert!(!err.contains("cannot move"), "{err}");
+    env.refused(&["lead", "create", "--name", "X", "--stage", "converted"], 1, "cannot create lead-1 in stage 'converted': a new item cannot start in a closing stage; create it in 'new' and move it");
+}
+
+#[test]
+fn one_import_row_is_one_lead() {
+    let env = Env::new();
+    env.write("one.csv", "name,phone\nIvan,+7 912 345-67-89\n");
+    let out = env.ok(&["import", "one.csv"]);
+    assert!(out.starts_with("imported 1 lead (lead-1) in "), "{out}");
+    env.write("two.csv", "name\nOlga\nPavel\n");
+    let out = env.ok(&["import", "two.csv"]);
+    assert!(
+        out.starts_with("imported 2 leads (lead-2..lead-3) in "),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_unknown_name_is_exit_1_wherever_it_is_given() {
+    let env = Env::new();
+    env.ok(&["lead", "create", "--name", "Ivan"]);
+    env.refused(
+        &["lead", "assign", "1", "ghost"],
+        1,
+        "unknown employee 'ghost'",
+    );
+    env.refused(
+        &["--as", "ghost", "lead", "create", "--name", "X"],
+        1,
+        "unknown employee 'ghost' in --as",
+    );
+    env.refused(&["inbox", "ghost"], 1, "unknown employee 'ghost'");
+    env.refused(&["journal", "--team", "ghosts"], 1, "unknown team 'ghosts'");
+    env.refused(
+        &["lead", "move", "1", "nowhere"],
+        1,
+        "unknown stage 'nowhere'",
+    );
+    env.refused(&["lead", "show", "9"], 1, "lead-9");
+    // Malformed arguments could not run: 2.
+    env.refused(&["lead", "show", "x9"], 2, "is not a lead id");
+    env.refused(
+        &["lead", "list", "--limit", "many"],
+        2,
+        "invalid value 'many'",
+    );
 }

@@ -378,7 +378,7 @@ fn inbox_shows_an_employees_notifications_newest_first() {
     );
     env.refused(
         &["inbox", "nobody"],
-        2,
+        1,
         "unknown employee 'nobody'; the configuration lists: admin, ivanov",
     );
     env.refused(&["inbox", "ivanov", "--limit", "x"], 2, "invalid value 'x'");
@@ -482,12 +482,12 @@ fn journal_filters_incidents_and_escalations_and_prints_csv_and_json() {
     );
     env.refused(
         &["journal", "--employee", "nobody"],
-        2,
+        1,
         "unknown employee 'nobody' in --employee",
     );
     env.refused(
         &["journal", "--team", "nobody"],
-        2,
+        1,
         "unknown team 'nobody' in --team; the configuration lists: first_line, goods",
     );
 }

@@ -103,12 +103,56 @@ pub enum Command {
     /// Run the rules as a service: react to new events, fire timers when due (SIGINT/SIGTERM
     /// stop it)
     Run,
-    /// Show an employee's notifications, newest first (`!` marks high priority)
+    /// Show an employee's notifications, newest first (`!` marks high priority), and mark
+    /// them read
     Inbox(InboxArgs),
+    /// Show pending timers: deadlines, delayed robots and task due times, with who set them
+    Timers(TimersArgs),
     /// Show the incident and escalation journal, for auditors
     Journal(JournalArgs),
     /// Run a scenario file (rules, commands, clock advances, expectations) on a virtual clock
     Simulate(SimulateArgs),
+    /// Show the loaded configuration: pipelines, stages, fields, employees, teams
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the configuration as every file of it merged and validated (reads no database)
+    Show {
+        /// Only this part [default: all of them]
+        #[arg(value_enum)]
+        section: Option<ConfigSection>,
+    },
+}
+
+/// A part of the configuration `config show` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigSection {
+    /// Pipelines and their stages in order
+    Pipelines,
+    /// Every stage: semantic, target time, required fields, allowed previous stages, reasons
+    Stages,
+    /// Custom fields: entity, type, label, group, options
+    Fields,
+    /// Employees: team, manager, e-mail, active
+    Employees,
+    /// Teams: manager, pipelines, members
+    Teams,
+}
+
+impl ConfigSection {
+    /// The section's name, as typed.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfigSection::Pipelines => "pipelines",
+            ConfigSection::Stages => "stages",
+            ConfigSection::Fields => "fields",
+            ConfigSection::Employees => "employees",
+            ConfigSection::Teams => "teams",
+        }
+    }
 }
 
 /// `inbox EMPLOYEE`.
@@ -116,8 +160,34 @@ pub enum Command {
 pub struct InboxArgs {
     /// The employee whose inbox to show
     pub employee: String,
+    /// Only unread notifications
+    #[arg(long, conflicts_with = "read")]
+    pub unread: bool,
+    /// Only notifications already read
+    #[arg(long)]
+    pub read: bool,
+    /// Mark these notifications read (their numbers, the # column); records `notification.read`
+    #[arg(long = "mark-read", value_name = "N", num_args = 1.., conflicts_with = "mark_all_read")]
+    pub mark_read: Vec<i64>,
+    /// Mark every unread notification of the employee read
+    #[arg(long)]
+    pub mark_all_read: bool,
     /// At most this many notifications (0: all)
     #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// `timers`.
+#[derive(Debug, Args)]
+pub struct TimersArgs {
+    /// Only this stream's timers, e.g. lead-7
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Only timers due before this time
+    #[arg(long, value_name = "TIME")]
+    pub due_before: Option<String>,
+    /// At most this many (0: all)
+    #[arg(long, default_value_t = 0)]
     pub limit: usize,
 }
 
@@ -293,6 +363,11 @@ pub struct AssignArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Search: a phone (any format, matched normalised), an e-mail, an INN (10 or 12 digits
+    /// with a valid checksum), or else part of the title or name (a deal's: its contact's or
+    /// company's)
+    #[arg(long, short = 's', value_name = "TEXT")]
+    pub search: Option<String>,
     /// Only this pipeline
     #[arg(long)]
     pub pipeline: Option<String>,
@@ -302,9 +377,57 @@ pub struct ListArgs {
     /// Only this responsible employee
     #[arg(long)]
     pub responsible: Option<String>,
+    /// Only leads or deals whose responsible is in this team
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Only leads from this source (leads)
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only repeat leads: their client was already known (leads)
+    #[arg(long, conflicts_with = "first_time")]
+    pub repeat: bool,
+    /// Only first-time leads (leads)
+    #[arg(long)]
+    pub first_time: bool,
+    /// Only created at or after this time
+    #[arg(long, value_name = "TIME")]
+    pub created_since: Option<String>,
+    /// Only created before this time
+    #[arg(long, value_name = "TIME")]
+    pub created_until: Option<String>,
+    /// Only changed at or after this time
+    #[arg(long, value_name = "TIME")]
+    pub updated_since: Option<String>,
+    /// Only changed before this time
+    #[arg(long, value_name = "TIME")]
+    pub updated_until: Option<String>,
+    /// Order by this
+    #[arg(long, value_enum, default_value_t = SortBy::Created)]
+    pub sort: SortBy,
+    /// Oldest (A to Z) first [default: newest (Z to A) first]
+    #[arg(long)]
+    pub asc: bool,
     /// At most this many rows (0: all)
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Skip this many rows first (with --limit, pages through the list)
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+}
+
+/// The order of `lead list` and `deal list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortBy {
+    /// Creation time
+    Created,
+    /// Time of the last change
+    Updated,
+    /// Title
+    Title,
+    /// Pipeline and stage
+    Stage,
+    /// Responsible employee
+    Responsible,
 }
 
 #[derive(Debug, Args, Default)]

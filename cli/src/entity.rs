@@ -4,16 +4,17 @@
 use crate::automation;
 use crate::cli::{
     AssignArgs, CompanyCmd, ContactCmd, DealCmd, DealFields, LeadCmd, LeadFields, ListArgs,
-    MoveArgs, PartyFields, Requisites, TaskCmd,
+    MoveArgs, PartyFields, Requisites, SortBy, TaskCmd,
 };
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
 use crate::output::{Table, clip, json_line, json_pretty, opt, time};
 use leadflow_engine::command::{FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask};
+use leadflow_engine::field;
 use leadflow_engine::field::format_money;
 use leadflow_engine::{Command, Entity, EntityKind, StreamId};
 use leadflow_store::Executed;
-use leadflow_store::query::{self, ListFilter, TaskFilter};
+use leadflow_store::query::{self, ListFilter, Search, Sort, TaskFilter};
 use serde_json::{Value, json};
 
 /// Parses `42` or `lead-42` as the id of an entity of `kind`.
@@ -251,9 +252,16 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
             StreamId::new(EntityKind::Lead, parse_id(EntityKind::Lead, &id)?),
         )?,
         LeadCmd::List(args) => {
-            let leads = query::leads(ctx.store.connection(), &filter(&args))?;
+            let conn = ctx.store.connection();
+            let leads = query::leads(conn, &filter(ctx, &args)?)?;
+            let ids: Vec<i64> = leads.iter().map(|l| l.id).collect();
+            let repeat = query::repeat_leads(conn, &ids)?;
             if ctx.json {
-                leads.iter().for_each(json_line);
+                for l in &leads {
+                    let mut v = serde_json::to_value(l).expect("serialisable");
+                    v["repeat"] = repeat.contains(&l.id).into();
+                    json_line(&v);
+                }
                 return Ok(());
             }
             let mut t = Table::new(&[
@@ -263,6 +271,7 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
                 "TITLE",
                 "PHONE",
                 "SOURCE",
+                "REPEAT",
                 "CREATED",
             ]);
             for l in &leads {
@@ -273,6 +282,7 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
                     clip(&l.title, 32),
                     l.phones.first().cloned().unwrap_or_else(|| "-".into()),
                     l.source.clone(),
+                    if repeat.contains(&l.id) { "yes" } else { "-" }.into(),
                     time(tz, l.created_at),
                 ]);
             }
@@ -282,13 +292,84 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
     Ok(())
 }
 
-fn filter(args: &ListArgs) -> ListFilter {
-    ListFilter {
+/// What `--search` text is: a phone, an e-mail, an INN, or text.
+fn search(text: &str) -> Search {
+    let t = text.trim();
+    if t.contains('@')
+        && let Ok(e) = field::normalize_email(t)
+    {
+        return Search::Email(e);
+    }
+    if t.chars().all(|c| c.is_ascii_digit())
+        && matches!(t.len(), 10 | 12)
+        && let Ok(inn) = field::validate_inn(t)
+    {
+        return Search::Inn(inn);
+    }
+    let phone_like = t.chars().filter(char::is_ascii_digit).count() >= 5
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c) || c.is_alphabetic());
+    if phone_like && let Ok(p) = field::normalize_phone(t) {
+        return Search::Phone(p);
+    }
+    Search::Text(t.to_owned())
+}
+
+fn filter(ctx: &Ctx, args: &ListArgs) -> Result<ListFilter, CliError> {
+    let time = |t: &Option<String>, flag: &str| {
+        t.as_deref()
+            .map(|t| parse_time(t, None).map_err(|e| CliError::Usage(format!("{flag}: {e}"))))
+            .transpose()
+    };
+    let responsible_in = match &args.team {
+        None => None,
+        Some(team) => {
+            if !ctx.config.teams.keys().any(|t| t.as_str() == team) {
+                let known: Vec<&str> = ctx.config.teams.keys().map(|t| t.as_str()).collect();
+                return Err(CliError::Unknown(format!(
+                    "unknown team '{team}' in --team; the configuration lists: {}",
+                    known.join(", ")
+                )));
+            }
+            Some(
+                ctx.config
+                    .employees
+                    .values()
+                    .filter(|e| e.team.as_ref().is_some_and(|t| t.as_str() == team))
+                    .map(|e| e.id.to_string())
+                    .collect(),
+            )
+        }
+    };
+    Ok(ListFilter {
         pipeline: args.pipeline.clone(),
         stage: args.stage.clone(),
         responsible: args.responsible.clone(),
+        responsible_in,
+        source: args.source.clone(),
+        search: args.search.as_deref().map(search),
+        repeat: if args.repeat {
+            Some(true)
+        } else if args.first_time {
+            Some(false)
+        } else {
+            None
+        },
+        created_since: time(&args.created_since, "--created-since")?,
+        created_until: time(&args.created_until, "--created-until")?,
+        updated_since: time(&args.updated_since, "--updated-since")?,
+        updated_until: time(&args.updated_until, "--updated-until")?,
+        sort: match args.sort {
+            SortBy::Created => Sort::Created,
+            SortBy::Updated => Sort::Updated,
+            SortBy::Title => Sort::Title,
+            SortBy::Stage => Sort::Stage,
+            SortBy::Responsible => Sort::Responsible,
+        },
+        ascending: args.asc,
         limit: args.limit,
-    }
+        offset: args.offset,
+    })
 }
 
 fn deal_inputs(f: &DealFields) -> Result<FieldInputs, CliError> {
@@ -358,7 +439,7 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
             StreamId::new(EntityKind::Deal, parse_id(EntityKind::Deal, &id)?),
         )?,
         DealCmd::List(args) => {
-            let deals = query::deals(ctx.store.connection(), &filter(&args))?;
+            let deals = query::deals(ctx.store.connection(), &filter(ctx, &args)?)?;
             if ctx.json {
                 deals.iter().for_each(json_line);
                 return Ok(());
@@ -629,7 +710,36 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
         .ok_or(leadflow_store::Error::Rejected(
             leadflow_engine::Rejection::NotFound { stream },
         ))?;
-    let history = query::stage_history(ctx.store.connection(), stream)?;
+    let conn = ctx.store.connection();
+    let history = query::stage_history(conn, stream)?;
+    let name = stream.to_string();
+    // What is still to come and what was said about it.
+    const LATEST: usize = 5;
+    let timers = query::timers(
+        conn,
+        &query::TimerFilter {
+            stream: Some(stream),
+            ..Default::default()
+        },
+    )?;
+    let tasks = match stream.kind {
+        EntityKind::Lead | EntityKind::Deal => query::open_tasks_of(conn, stream)?,
+        _ => Vec::new(),
+    };
+    let notifications = query::inbox(
+        conn,
+        None,
+        &query::InboxFilter {
+            stream: Some(name.clone()),
+            limit: LATEST,
+            ..Default::default()
+        },
+    )?;
+    let incidents = query::incidents_of(conn, &name, LATEST)?;
+    let repeat = match stream.kind {
+        EntityKind::Lead => query::repeat_of(conn, stream.id)?,
+        _ => None,
+    };
     if ctx.json {
         let state = match &entity {
             Entity::Lead(l) => serde_json::to_value(l),
@@ -639,9 +749,20 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             Entity::Task(t) => serde_json::to_value(t),
         }
         .expect("serialisable");
-        json_pretty(
-            &json!({"stream": stream.to_string(), "state": state, "stage_history": history}),
-        );
+        let mut v = json!({
+            "stream": name,
+            "state": state,
+            "stage_history": history,
+            "timers": timers.iter().map(crate::journal::timer_json).collect::<Vec<_>>(),
+            "open_tasks": tasks,
+            "notifications": notifications,
+            "incidents": incidents,
+        });
+        if stream.kind == EntityKind::Lead {
+            v["repeat"] = repeat.is_some().into();
+            v["repeat_of"] = serde_json::to_value(&repeat).expect("serialisable");
+        }
+        json_pretty(&v);
         return Ok(());
     }
     let mut lines: Vec<(String, String)> = Vec::new();
@@ -709,6 +830,20 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
                 },
             );
             put("comment", opt(&l.comment));
+            put(
+                "repeat",
+                match &repeat {
+                    None => "no".into(),
+                    Some(r) => {
+                        let known: Vec<String> =
+                            (r.contacts.iter().map(|c| format!("contact-{c}")))
+                                .chain(r.companies.iter().map(|c| format!("company-{c}")))
+                                .chain(r.leads.iter().map(|l| format!("lead-{l}")))
+                                .collect();
+                        format!("yes: {} (by {})", known.join(", "), r.by.join(", "))
+                    }
+                },
+            );
             fields(&l.fields, EntityKind::Lead, &mut put);
             put("created", time(tz, l.created_at));
             put("updated", time(tz, l.updated_at));
@@ -801,6 +936,59 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
                 None => ("(current)".into(), human_duration(now - v.entered_at)),
             };
             t.row(vec![v.stage.clone(), time(tz, v.entered_at), left, spent]);
+        }
+        t.print();
+    }
+    if !timers.is_empty() {
+        outln!("\npending timers:");
+        crate::journal::timer_table(ctx, &timers).print();
+    }
+    if !tasks.is_empty() {
+        outln!("\nopen tasks:");
+        let now = ctx.clock.now();
+        let mut t = Table::new(&["TASK", "KIND", "ASSIGNEE", "DUE", "TITLE"]);
+        for task in &tasks {
+            t.row(vec![
+                format!("task-{}", task.id),
+                task.kind.as_str().into(),
+                task.assignee.to_string(),
+                format!(
+                    "{}{}",
+                    time(tz, task.due_at),
+                    if task.due_at < now { " (overdue)" } else { "" }
+                ),
+                clip(&task.title, 40),
+            ]);
+        }
+        t.print();
+    }
+    if !notifications.is_empty() {
+        outln!("\nlatest notifications:");
+        let mut t = Table::new(&["#", "!", "AT", "TO", "READ", "TEXT"]);
+        for n in &notifications {
+            t.row(vec![
+                n.position.to_string(),
+                if n.priority == "high" { "!" } else { "" }.into(),
+                time(tz, n.at),
+                n.employee.clone(),
+                if n.read_at.is_some() { "read" } else { "new" }.into(),
+                clip(&n.text, 60),
+            ]);
+        }
+        t.print();
+    }
+    if !incidents.is_empty() {
+        outln!("\nlatest incidents:");
+        let mut t = Table::new(&["POS", "AT", "KIND", "EMPLOYEE", "RULE", "TEXT"]);
+        for i in &incidents {
+            t.row(vec![
+                i.position.to_string(),
+                time(tz, i.at),
+                i.kind.clone(),
+                opt(&i.employee),
+                opt(&i.rule),
+                clip(i.text.as_deref().unwrap_or("-"), 60),
+            ]);
         }
         t.print();
     }

@@ -6,6 +6,7 @@
 mod output;
 mod automation;
 mod cli;
+mod configcmd;
 mod ctx;
 mod demo;
 mod entity;
@@ -55,6 +56,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             rulescmd::rules(cli.config.as_deref(), cli.rules.as_deref(), cli.json, cmd)
         }
         Command::Simulate(ref args) => simulate::simulate(args, cli.json),
+        Command::Config(cli::ConfigCmd::Show { section }) => {
+            let path = ctx::find_config(cli.config.as_deref())?;
+            let config = ctx::load_config(&path)?;
+            configcmd::show(&config, &path, section, cli.json)
+        }
         _ => {
             let mut ctx = Ctx::open(&cli)?;
             tracing::debug!(config = %ctx.config_path.display(), actor = %ctx.actor, "resolved");
@@ -70,12 +76,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Verify(a) => logcmd::verify(&mut ctx, a),
                 Command::Tick => automation::tick(&mut ctx),
                 Command::Run => service::run(ctx, cli.now.is_some()),
-                Command::Inbox(a) => journal::inbox(&ctx, a),
+                Command::Inbox(a) => journal::inbox(&mut ctx, a),
+                Command::Timers(a) => journal::timers(&ctx, a),
                 Command::Journal(a) => journal::journal(&ctx, a),
                 Command::Init { .. }
                 | Command::Demo(_)
                 | Command::Rules(_)
-                | Command::Simulate(_) => {
+                | Command::Simulate(_)
+                | Command::Config(_) => {
                     unreachable!("handled above")
                 }
             }

@@ -628,3 +628,492 @@ fn an_unknown_name_is_exit_1_wherever_it_is_given() {
         "invalid value 'many'",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Views a user misses
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn config_show_prints_each_part_as_a_table_or_json_without_a_database() {
+    let env = Env::new();
+    std::fs::remove_file(env.path().join("leadflow.db")).unwrap();
+    let stages = env.ok(&["config", "show", "stages"]);
+    assert!(stages.starts_with("PIPELINE  STAGE"), "{stages}");
+    assert!(
+        stages.lines().any(|l| l.starts_with("lead      converted")
+            && l.contains("success")
+            && l.contains("qualified, offer_sent")),
+        "{stages}"
+    );
+    assert!(
+        stages.contains(
+            "client_type; company_name or inn, bank_account, bik when client_type = legal"
+        ),
+        "{stages}"
+    );
+    let teams = env.ok(&["config", "show", "teams"]);
+    assert!(
+        teams
+            .lines()
+            .any(|l| l.starts_with("first_line") && l.ends_with("ivanov, petrova, sidorov")),
+        "{teams}"
+    );
+    let fields = json_lines(&env.ok(&["config", "show", "fields", "--json"]));
+    let material = fields.iter().find(|f| f["id"] == "material").unwrap();
+    assert_eq!(material["type"], "enum");
+    assert_eq!(material["options"][0], "granite");
+    let employees = json_lines(&env.ok(&["--json", "config", "show", "employees"]));
+    assert!(
+        employees.iter().any(|e| e["id"] == "petrova"
+            && e["team"] == "first_line"
+            && e["manager"] == "smirnova")
+    );
+    let pipelines = env.ok(&["config", "show", "pipelines"]);
+    assert!(pipelines.contains("goods"), "{pipelines}");
+    let all: Value = serde_json::from_str(&env.ok(&["config", "show", "--json"])).unwrap();
+    assert_eq!(all["timezone"], "Europe/Moscow");
+    for part in ["pipelines", "stages", "fields", "employees", "teams"] {
+        assert!(!all[part].as_array().unwrap().is_empty(), "{part}");
+    }
+    let text = env.ok(&["config", "show"]);
+    assert!(
+        text.contains("time zone Europe/Moscow") && text.contains("\nteams:\n"),
+        "{text}"
+    );
+    // Reading the configuration created no database.
+    assert!(!env.path().join("leadflow.db").exists());
+    let out = env.run(&["config", "show", "robots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid value 'robots'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A rule set that sets a deadline, a delayed robot and a task for every new lead.
+const TIMERS: &str = r#"
+[[rules]]
+id = "call-back"
+trigger = { on = "created", entity = "lead" }
+
+  [[rules.robots]]
+  robot = "assign"
+  strategy = "round_robin"
+  team = "first_line"
+
+  [[rules.robots]]
+  robot = "schedule_deadline"
+  name = "call_back"
+  after = "2h"
+
+  [[rules.robots]]
+  robot = "create_task"
+  kind = "call"
+  title = "call {lead.title}"
+  assignee = "responsible"
+  due = "1h"
+
+[[rules]]
+id = "remind-later"
+trigger = { on = "created", entity = "lead" }
+delay = "1d"
+
+  [[rules.robots]]
+  robot = "notify"
+  to = "responsible"
+  text = "remember {lead.title}"
+"#;
+
+#[test]
+fn timers_lists_what_is_pending_with_the_rule_that_set_it_and_lead_show_too() {
+    let env = Env::new();
+    env.write("rules/timers.toml", TIMERS);
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+        "--phone",
+        "+7 912 345-67-89",
+    ]);
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Olga",
+        "--phone",
+        "+7 912 345-67-80",
+    ]);
+    let all = json_lines(&env.ok(&["timers", "--json"]));
+    let kinds: Vec<(String, String, String)> = all
+        .iter()
+        .map(|t| {
+            (
+                t["what"].as_str().unwrap().to_owned(),
+                t["stream"].as_str().unwrap().to_owned(),
+                t["set_by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // By due time: the tasks (1h), the deadlines (2h), the delayed robots (1d).
+    assert_eq!(
+        kinds,
+        [
+            ("task".into(), "task-1".into(), "robot:call-back".into()),
+            ("task".into(), "task-2".into(), "robot:call-back".into()),
+            ("deadline".into(), "lead-1".into(), "robot:call-back".into()),
+            ("deadline".into(), "lead-2".into(), "robot:call-back".into()),
+            (
+                "robots".into(),
+                "lead-1".into(),
+                "robot:remind-later".into()
+            ),
+            (
+                "robots".into(),
+                "lead-2".into(),
+                "robot:remind-later".into()
+            ),
+        ]
+    );
+    assert_eq!(all[2]["name"], "call_back");
+    assert_eq!(
+        all[2]["due_at"].as_str().unwrap().get(..19),
+        Some("2026-03-02T11:00:00")
+    );
+    let one = json_lines(&env.ok(&[
+        "timers",
+        "--json",
+        "--stream",
+        "lead-2",
+        "--due-before",
+        "2026-03-02T12:00:00Z",
+    ]));
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0]["what"], "deadline");
+    let table = env.ok(&["timers", "--stream", "lead-1"]);
+    assert!(table.starts_with("DUE "), "{table}");
+    assert!(
+        table.contains(
+            "2026-03-02 14:00 MSK  2h 0m  deadline        lead-1  call_back     robot:call-back"
+        ),
+        "{table}"
+    );
+    assert!(
+        table.contains("delayed robots  lead-1  remind-later  robot:remind-later"),
+        "{table}"
+    );
+    // lead show: the timers, the open task, and (after the deadline) notifications and incidents.
+    let show = env.ok(&["lead", "show", "1"]);
+    assert!(show.contains("\npending timers:\n"), "{show}");
+    assert!(
+        show.contains("\nopen tasks:\n") && show.contains("task-1  call"),
+        "{show}"
+    );
+    assert!(show.contains("repeat       no"), "{show}");
+    env.write(
+        "rules/missed.toml",
+        r#"
+[[rules]]
+id = "missed"
+trigger = { on = "deadline_elapsed", name = "call_back" }
+
+  [[rules.robots]]
+  robot = "notify"
+  to = "responsible"
+  text = "call {lead.title} back"
+  priority = "high"
+
+  [[rules.robots]]
+  robot = "record_incident"
+  kind = "missed_call_back"
+"#,
+    );
+    env.ok(&["tick", "--now", "2026-03-02T11:00:00Z"]);
+    let show = env.ok(&["--now", "2026-03-02T11:00:00Z", "lead", "show", "1"]);
+    assert!(
+        show.contains("\nlatest notifications:\n") && show.contains("call Ivan back"),
+        "{show}"
+    );
+    assert!(
+        show.contains("\nlatest incidents:\n") && show.contains("missed_call_back"),
+        "{show}"
+    );
+    assert!(show.contains("(overdue)"), "{show}");
+    let json: Value = serde_json::from_str(&env.ok(&["lead", "show", "1", "--json"])).unwrap();
+    assert_eq!(json["timers"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json["open_tasks"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json["notifications"][0]["text"], "call Ivan back");
+    assert_eq!(json["incidents"][0]["kind"], "missed_call_back");
+    assert_eq!(json["repeat"], false);
+    assert_eq!(
+        env.ok(&["timers", "--stream", "lead-9"]).trim(),
+        "no pending timers"
+    );
+}
+
+const REPEAT: &str = r#"
+[[rules]]
+id = "recognise-repeat"
+trigger = { on = "created", entity = "lead" }
+
+  [[rules.robots]]
+  robot = "detect_repeat"
+"#;
+
+#[test]
+fn lead_list_searches_filters_sorts_and_pages() {
+    let env = Env::new();
+    env.write("rules/repeat.toml", REPEAT);
+    let at = |t: &str| format!("2026-03-02T{t}:00Z");
+    env.ok(&[
+        "--now",
+        &at("09:00"),
+        "lead",
+        "create",
+        "--name",
+        "Ivan Petrov",
+        "--phone",
+        "8 912 345-67-89",
+        "--source",
+        "web_form",
+        "--responsible",
+        "ivanov",
+    ]);
+    env.ok(&[
+        "--now",
+        &at("09:10"),
+        "lead",
+        "create",
+        "--name",
+        "Olga",
+        "--email",
+        "Olga@Example.ru",
+        "--source",
+        "call",
+        "--responsible",
+        "petrova",
+        "-f",
+        "inn=7707083893",
+    ]);
+    env.ok(&[
+        "--now",
+        &at("09:20"),
+        "lead",
+        "create",
+        "--name",
+        "Pavel",
+        "--phone",
+        "+7 (912) 345 67 89",
+        "--source",
+        "web_form",
+    ]);
+    env.ok(&[
+        "--now",
+        &at("09:30"),
+        "lead",
+        "update",
+        "1",
+        "--comment",
+        "called",
+    ]);
+    let ids = |args: &[&str]| -> Vec<i64> {
+        json_lines(
+            &env.ok(&[
+                &["--now", "2026-03-02T10:00:00Z", "--json", "lead", "list"][..],
+                args,
+            ]
+            .concat()),
+        )
+        .iter()
+        .map(|l| l["id"].as_i64().unwrap())
+        .collect()
+    };
+    assert_eq!(ids(&[]), [3, 2, 1]);
+    // A phone in any format matches its normal form.
+    assert_eq!(ids(&["--search", "+7 912 345 67 89"]), [3, 1]);
+    assert_eq!(ids(&["-s", "89123456789"]), [3, 1]);
+    assert_eq!(ids(&["--search", "olga@example.RU"]), [2]);
+    assert_eq!(ids(&["--search", "7707083893"]), [2]);
+    assert_eq!(ids(&["--search", "petr"]), [1]);
+    assert_eq!(ids(&["--search", "100%"]), Vec::<i64>::new());
+    assert_eq!(ids(&["--source", "web_form"]), [3, 1]);
+    assert_eq!(ids(&["--responsible", "petrova"]), [2]);
+    assert_eq!(ids(&["--team", "first_line"]), [2, 1]);
+    assert_eq!(ids(&["--team", "goods"]), Vec::<i64>::new());
+    // Pavel's phone was already known (Ivan's): a repeat lead.
+    assert_eq!(ids(&["--repeat"]), [3]);
+    assert_eq!(ids(&["--first-time"]), [2, 1]);
+    assert_eq!(
+        ids(&[
+            "--created-since",
+            &at("09:10"),
+            "--created-until",
+            &at("09:20")
+        ]),
+        [2]
+    );
+    assert_eq!(ids(&["--updated-since", &at("09:25")]), [1]);
+    assert_eq!(ids(&["--sort", "updated"]), [1, 3, 2]);
+    assert_eq!(ids(&["--sort", "title", "--asc"]), [1, 2, 3]);
+    assert_eq!(ids(&["--asc", "--limit", "2"]), [1, 2]);
+    assert_eq!(ids(&["--asc", "--limit", "2", "--offset", "2"]), [3]);
+    let list = json_lines(&env.ok(&["--json", "lead", "list", "--search", "pavel"]));
+    assert_eq!(list[0]["repeat"], true);
+    let table = env.ok(&["lead", "list"]);
+    assert!(table.lines().next().unwrap().contains("REPEAT"), "{table}");
+    assert!(table.lines().nth(1).unwrap().contains(" yes "), "{table}");
+    let show = env.ok(&["lead", "show", "3"]);
+    assert!(
+        show.contains("repeat       yes: lead-1 (by phone)"),
+        "{show}"
+    );
+    env.refused(
+        &["lead", "list", "--team", "night"],
+        1,
+        "unknown team 'night' in --team",
+    );
+    env.refused(
+        &["lead", "list", "--created-since", "soon"],
+        2,
+        "--created-since: bad time 'soon'",
+    );
+}
+
+#[test]
+fn deal_list_finds_deals_by_their_clients_phone_email_inn_and_name() {
+    let env = Env::new();
+    env.ok(&[
+        "company",
+        "create",
+        "--name",
+        "OOO Kamen",
+        "--inn",
+        "7707083893",
+        "--phone",
+        "+7 495 000-00-01",
+    ]);
+    env.ok(&[
+        "contact",
+        "create",
+        "--name",
+        "Olga Smirnova",
+        "--email",
+        "olga@kamen.ru",
+        "--phone",
+        "8 912 000 00 02",
+    ]);
+    env.ok(&["deal", "create", "--title", "Countertop", "--company", "1"]);
+    env.ok(&[
+        "deal",
+        "create",
+        "--title",
+        "Sink",
+        "--contact",
+        "1",
+        "--responsible",
+        "popova",
+    ]);
+    let ids = |args: &[&str]| -> Vec<i64> {
+        json_lines(&env.ok(&[&["--json", "deal", "list"][..], args].concat()))
+            .iter()
+            .map(|l| l["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&[]), [2, 1]);
+    assert_eq!(ids(&["--search", "7707083893"]), [1]);
+    assert_eq!(ids(&["--search", "+7 (495) 000-00-01"]), [1]);
+    assert_eq!(ids(&["--search", "OLGA@kamen.ru"]), [2]);
+    assert_eq!(ids(&["--search", "89120000002"]), [2]);
+    assert_eq!(ids(&["--search", "Kamen"]), [1]);
+    assert_eq!(ids(&["--search", "Smirnova"]), [2]);
+    assert_eq!(ids(&["--search", "Sink"]), [2]);
+    assert_eq!(ids(&["--team", "goods"]), [2]);
+    assert_eq!(ids(&["--sort", "title", "--asc"]), [1, 2]);
+}
+
+#[test]
+fn inbox_shows_read_and_unread_and_marking_read_is_a_replayable_event() {
+    let env = Env::new();
+    env.write("rules/call-back.toml", DEADLINE);
+    env.ok(&["lead", "create", "--name", "Ivan"]);
+    env.ok(&["lead", "create", "--name", "Olga"]);
+    env.ok(&["lead", "create", "--name", "Pavel"]);
+    env.ok(&["lead", "create", "--name", "Maria"]);
+    env.ok(&["tick", "--now", "2026-03-02T11:00:00Z"]);
+    let now = ["--now", "2026-03-02T11:30:00Z"];
+    let inbox = |args: &[&str]| {
+        json_lines(&env.ok(&[&now[..], &["--json", "inbox", "ivanov"], args].concat()))
+    };
+    let all = inbox(&[]);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().all(|n| n["read"] == false));
+    let first = all[1]["position"].as_i64().unwrap().to_string();
+    let before = env.events().len();
+    let out = env.run(&[&now[..], &["inbox", "ivanov", "--mark-read", &first]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 notification of ivanov marked read"),
+        "{}",
+        stderr(&out)
+    );
+    let events = env.events();
+    assert_eq!(events.len(), before + 1);
+    let read = events.last().unwrap();
+    assert_eq!(read["type"], "notification.read");
+    assert_eq!(read["stream"], "lead-1");
+    assert_eq!(
+        read["payload"]["notification"]
+            .as_i64()
+            .unwrap()
+            .to_string(),
+        first
+    );
+    assert_eq!(read["payload"]["employee"], "ivanov");
+    assert_eq!(inbox(&["--unread"]).len(), 1);
+    let read_ones = inbox(&["--read"]);
+    assert_eq!(read_ones.len(), 1);
+    assert_eq!(
+        read_ones[0]["read_at"].as_str().unwrap().get(..19),
+        Some("2026-03-02T11:30:00")
+    );
+    let table = env.ok(&[&now[..], &["inbox", "ivanov"]].concat());
+    assert!(table.lines().nth(1).unwrap().contains(" new "), "{table}");
+    assert!(table.lines().nth(2).unwrap().contains(" read "), "{table}");
+    // Not the employee's, or already read: refused, nothing appended.
+    env.refused(
+        &[&now[..], &["inbox", "ivanov", "--mark-read", &first]].concat(),
+        2,
+        "is already read",
+    );
+    env.refused(
+        &[&now[..], &["inbox", "ivanov", "--mark-read", "1"]].concat(),
+        1,
+        "ivanov has no notification 1",
+    );
+    let petrova_first = json_lines(&env.ok(&["--json", "inbox", "petrova"]))[0]["position"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    env.refused(
+        &[
+            &now[..],
+            &["inbox", "ivanov", "--mark-read", &petrova_first],
+        ]
+        .concat(),
+        1,
+        "ivanov has no notification",
+    );
+    env.ok(&[&now[..], &["inbox", "ivanov", "--mark-all-read"]].concat());
+    assert_eq!(inbox(&["--unread"]).len(), 0);
+    assert_eq!(
+        env.ok(&[&now[..], &["inbox", "ivanov", "--unread"]].concat())
+            .trim(),
+        "ivanov's inbox has no unread notifications"
+    );
+    // The read marks are projections like the others: verified, and rebuilt by replay.
+    env.ok(&["verify"]);
+    env.ok(&["replay"]);
+    assert_eq!(inbox(&["--read"]).len(), 2);
+    env.ok(&["verify"]);
+}

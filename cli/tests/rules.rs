@@ -355,13 +355,13 @@ fn inbox_shows_an_employees_notifications_newest_first() {
     let out = env.ok(&["inbox", "ivanov"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    assert!(lines[0].starts_with("!  AT"), "{out}");
+    assert!(lines[0].starts_with("#   !  READ  AT"), "{out}");
     assert!(
-        lines[1].starts_with("!  2026-03-02 14:00 MSK  lead-4  call Maria back"),
+        lines[1].ends_with("  !  new   2026-03-02 14:00 MSK  lead-4  call Maria back"),
         "{out}"
     );
     assert!(
-        lines[2].starts_with("!  2026-03-02 14:00 MSK  lead-1  call Ivan back"),
+        lines[2].ends_with("  !  new   2026-03-02 14:00 MSK  lead-1  call Ivan back"),
         "{out}"
     );
     let json = json_lines(&env.ok(&["--json", "inbox", "ivanov", "--limit", "1"]));

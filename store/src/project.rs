@@ -29,6 +29,7 @@ pub const TABLES: &[&str] = &[
     "incidents",
     "escalations",
     "inbox",
+    "inbox_read",
     "outbox",
     "idle_marks",
     "schedules",
@@ -190,6 +191,14 @@ CREATE TABLE IF NOT EXISTS {s}.inbox (
     stream   TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {s}.inbox_by_employee ON inbox (employee, position);
+
+-- Notifications read (`notification.read`): `id` is the position of the notification.queued
+-- event, `position` that of the event that marked it read.
+CREATE TABLE IF NOT EXISTS {s}.inbox_read (
+    id       INTEGER PRIMARY KEY,
+    at       TEXT    NOT NULL,
+    position INTEGER NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS {s}.outbox (
     position INTEGER PRIMARY KEY,
@@ -976,6 +985,10 @@ fn side_tables(
                 &e.rule,
                 &name,
             ],
+        ),
+        Event::NotificationRead(r) => run(
+            "INSERT OR IGNORE INTO {s}.inbox_read (id, at, position) VALUES (?1, ?2, ?3)",
+            &[&r.notification, &fmt_time(at), &position],
         ),
         Event::NotificationQueued(n) => match n.channel {
             leadflow_engine::event::Channel::Inbox => run(

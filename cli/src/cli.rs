@@ -646,14 +646,44 @@ pub enum TaskCmd {
     },
 }
 
+/// `import FILE`.
 #[derive(Debug, Args)]
+#[command(after_long_help = IMPORT_COLUMNS)]
 pub struct ImportArgs {
     /// The file: .csv (with a header row) or .jsonl (one lead object per line)
     pub file: PathBuf,
     /// csv or jsonl [default: from the file extension]
     #[arg(long)]
     pub format: Option<String>,
+    /// The CSV file's encoding: utf-8, windows-1251 (cp1251), koi8-r… [default: UTF-8, or
+    /// Windows-1251 when the file is not UTF-8 and reads as Russian text]
+    #[arg(long, value_name = "ENCODING")]
+    pub encoding: Option<String>,
+    /// The CSV cell separator: ',' ';' '|' or tab [default: the most frequent of them in the
+    /// header row]
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
 }
+
+/// The columns `import` accepts, for `import --help` (docs/CONFIG.md says the same).
+pub const IMPORT_COLUMNS: &str = "\
+Columns (CSV header names, or JSON Lines keys; every one optional, empty cells are skipped):
+  title          the lead's title [default: the name, phone or e-mail]
+  name           the contact person's name
+  phone, phones  phones, several separated by ',' or ';' (any format; normalised)
+  email, emails  e-mails, several separated by ',' or ';'
+  source         one of the configuration's sources [default: import, else manual]
+  client_type    individual or legal
+  responsible    an employee id
+  stage          the stage to start in [default: the first]
+  comment        free text
+  contact        an existing contact's id (42 or contact-42)
+  company        an existing company's id
+  <field id>     any custom lead field of the configuration (`leadflow config show fields`)
+  fields         (JSON Lines) an object of custom fields
+A sample file: examples/import/leads.csv. The import is all or nothing: a bad row is named
+by its line and nothing is imported. Rows repeating an earlier row, phone or e-mail of the
+same file are reported.";
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {

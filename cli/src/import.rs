@@ -7,7 +7,7 @@ use crate::error::CliError;
 use crate::logcmd::progress;
 use crate::output::json_line;
 use leadflow_engine::command::NewLead;
-use leadflow_engine::{Command, EntityKind};
+use leadflow_engine::{Command, EntityKind, field};
 use serde_json::{Map, Value, json};
 use std::io::BufRead;
 use std::path::Path;
@@ -126,20 +126,162 @@ fn format_of(args: &ImportArgs) -> Result<Format, CliError> {
     }
 }
 
-/// Streams records out of the file, calling `each(line, record)`.
+/// How a CSV file is read: its text encoding and its cell separator, given or detected.
+#[derive(Debug, Clone, Copy)]
+pub struct CsvDialect {
+    /// The text encoding.
+    pub encoding: &'static encoding_rs::Encoding,
+    /// The cell separator.
+    pub delimiter: u8,
+    /// Whether each was detected rather than given.
+    pub detected: (bool, bool),
+}
+
+/// Parses `--encoding`: any WHATWG label (`utf-8`, `windows-1251`, `cp1251`, `koi8-r`…).
+fn encoding_arg(label: &str) -> Result<&'static encoding_rs::Encoding, CliError> {
+    encoding_rs::Encoding::for_label_no_replacement(label.trim().as_bytes()).ok_or_else(|| {
+        CliError::Usage(format!(
+            "unknown --encoding '{label}'; write utf-8, windows-1251 (cp1251), koi8-r, ibm866 or another WHATWG label"
+        ))
+    })
+}
+
+/// Parses `--delimiter`: one character, or `tab`.
+fn delimiter_arg(text: &str) -> Result<u8, CliError> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        t if t.len() == 1 && t.is_ascii() && t != "\"" => Ok(t.as_bytes()[0]),
+        _ => Err(CliError::Usage(format!(
+            "bad --delimiter '{text}': write one character like ';' or ',', or tab"
+        ))),
+    }
+}
+
+/// Whether `text` reads like Windows-1251 Russian: its non-ASCII characters are (nearly) all
+/// Cyrillic letters, № and typographic punctuation.
+fn plausible_cyrillic(text: &str) -> bool {
+    let (mut cyrillic, mut other) = (0usize, 0usize);
+    for c in text.chars().filter(|c| !c.is_ascii()) {
+        if matches!(
+            c,
+            '\u{0400}'
+                ..='\u{04FF}' | '№' | '«' | '»' | '–' | '—' | '“' | '”' | '„' | '’' | '\u{a0}'
+        ) {
+            cyrillic += 1;
+        } else {
+            other += 1;
+        }
+    }
+    cyrillic > 0 && other * 20 <= cyrillic
+}
+
+/// The separator of the header row: the most frequent of `,` `;` tab `|` outside quotes
+/// (`,` when none).
+fn detect_delimiter(text: &str) -> u8 {
+    let header = text.lines().next().unwrap_or_default();
+    let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0), (b'|', 0)];
+    let mut quoted = false;
+    for b in header.bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted && let Some(c) = counts.iter_mut().find(|(d, _)| *d == b) {
+            c.1 += 1;
+        }
+    }
+    counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .max_by_key(|(_, n)| *n)
+        .map_or(b',', |(d, _)| *d)
+}
+
+/// The 1-based line of byte `offset`.
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Decodes a CSV file: UTF-8 (a BOM is dropped) unless it is not valid UTF-8 and reads as
+/// Windows-1251, or as `--encoding` says.
+fn decode_csv(
+    path: &Path,
+    bytes: &[u8],
+    args: &ImportArgs,
+) -> Result<(String, CsvDialect), CliError> {
+    let file = path.display().to_string();
+    let given = args.encoding.as_deref().map(encoding_arg).transpose()?;
+    let (encoding, text) = match given {
+        Some(enc) => {
+            let (without_bom, enc) = match encoding_rs::Encoding::for_bom(bytes) {
+                Some((bom, len)) if bom == enc => (&bytes[len..], enc),
+                _ => (bytes, enc),
+            };
+            match enc.decode_without_bom_handling_and_without_replacement(without_bom) {
+                Some(t) => (enc, t.into_owned()),
+                None => {
+                    let bad = if enc == encoding_rs::UTF_8 {
+                        std::str::from_utf8(without_bom)
+                            .err()
+                            .map_or(0, |e| e.valid_up_to())
+                    } else {
+                        0
+                    };
+                    return Err(CliError::Import {
+                        file,
+                        line: line_of(without_bom, bad),
+                        message: format!("not valid {} text", enc.name()),
+                    });
+                }
+            }
+        }
+        None => {
+            let without_bom = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+            match std::str::from_utf8(without_bom) {
+                Ok(t) => (encoding_rs::UTF_8, t.to_owned()),
+                Err(e) => {
+                    let (t, _, _) = encoding_rs::WINDOWS_1251.decode(without_bom);
+                    if !plausible_cyrillic(&t) {
+                        return Err(CliError::Import {
+                            file,
+                            line: line_of(without_bom, e.valid_up_to()),
+                            message: "not UTF-8, nor Russian text in Windows-1251; pass --encoding with the file's encoding (e.g. --encoding koi8-r)".into(),
+                        });
+                    }
+                    (encoding_rs::WINDOWS_1251, t.into_owned())
+                }
+            }
+        }
+    };
+    let delimiter = args.delimiter.as_deref().map(delimiter_arg).transpose()?;
+    let dialect = CsvDialect {
+        encoding,
+        delimiter: delimiter.unwrap_or_else(|| detect_delimiter(&text)),
+        detected: (given.is_none(), delimiter.is_none()),
+    };
+    Ok((text, dialect))
+}
+
+/// Streams records out of the file, calling `each(line, record)`; returns how a CSV file was
+/// read.
 fn read_records(
     path: &Path,
     format: Format,
+    args: &ImportArgs,
     mut each: impl FnMut(usize, u64, Result<Map<String, Value>, String>) -> Result<(), CliError>,
-) -> Result<(), CliError> {
-    let file = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
+) -> Result<Option<CsvDialect>, CliError> {
     let file_name = path.display().to_string();
     match format {
         Format::Csv => {
+            let bytes = std::fs::read(path).map_err(|e| CliError::io(path, e))?;
+            let (text, dialect) = decode_csv(path, &bytes, args)?;
             let mut reader = csv::ReaderBuilder::new()
                 .flexible(false)
                 .trim(csv::Trim::All)
-                .from_reader(std::io::BufReader::new(file));
+                .delimiter(dialect.delimiter)
+                .from_reader(text.as_bytes());
             let headers = reader
                 .headers()
                 .map_err(|e| CliError::Import {
@@ -190,8 +332,10 @@ fn read_records(
                     }
                 }
             }
+            Ok(Some(dialect))
         }
         Format::Jsonl => {
+            let file = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
             let mut bytes = 0u64;
             let mut reader = std::io::BufReader::new(file);
             let mut raw = Vec::new();
@@ -227,9 +371,74 @@ fn read_records(
                 };
                 each(i + 1, bytes, parsed)?;
             }
+            Ok(None)
         }
     }
-    Ok(())
+}
+
+/// A row of the file that repeats an earlier one.
+#[derive(Debug, serde::Serialize)]
+struct Duplicate {
+    line: usize,
+    same_as: usize,
+    /// `row` (every cell the same), `phone`, `email`.
+    by: &'static str,
+    value: Option<String>,
+}
+
+/// Remembers the rows, phones and e-mails seen so far in one file.
+#[derive(Default)]
+struct Seen {
+    keys: std::collections::HashMap<(&'static str, String), usize>,
+    found: Vec<Duplicate>,
+}
+
+impl Seen {
+    fn row(&mut self, line: usize, lead: &NewLead) {
+        let whole = serde_json::to_string(&json!({
+            "title": lead.title, "name": lead.name, "phones": lead.phones, "emails": lead.emails,
+            "source": lead.source, "client_type": lead.client_type, "comment": lead.comment,
+            "fields": lead.fields, "contact": lead.contact, "company": lead.company,
+        }))
+        .expect("serialisable");
+        if self.check(line, "row", whole, None) {
+            return;
+        }
+        let phones = lead
+            .phones
+            .iter()
+            .filter_map(|p| field::normalize_phone(p).ok());
+        let emails = lead
+            .emails
+            .iter()
+            .filter_map(|e| field::normalize_email(e).ok());
+        for (by, value) in phones
+            .map(|p| ("phone", p))
+            .chain(emails.map(|e| ("email", e)))
+        {
+            if self.check(line, by, value.clone(), Some(value)) {
+                return;
+            }
+        }
+    }
+
+    fn check(&mut self, line: usize, by: &'static str, key: String, value: Option<String>) -> bool {
+        match self.keys.entry((by, key)) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                self.found.push(Duplicate {
+                    line,
+                    same_as: *first.get(),
+                    by,
+                    value,
+                });
+                true
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(line);
+                false
+            }
+        }
+    }
 }
 
 /// `1 lead`, `2 leads`.
@@ -260,16 +469,23 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     let start = std::time::Instant::now();
     let meta = ctx.meta();
     let config = &ctx.config;
-    let (first, count) = ctx.store.write(ctx.clock.now(), |tx| {
+    let (first, count, dialect, duplicates) = ctx.store.write(ctx.clock.now(), |tx| {
         let mut first = None;
         let mut count = 0usize;
-        read_records(&args.file, format, |line, bytes, record| {
+        let mut seen = Seen::default();
+        let dialect = read_records(&args.file, format, &args, |line, bytes, record| {
             let fail = |message: String| CliError::Import { file: file_name.clone(), line, message };
             let record = record.map_err(fail)?;
             if let Some(k) = record.keys().find(|k| unknown_column(k)) {
-                return Err(fail(format!("unknown column '{k}': not a lead field nor a custom lead field in the configuration")));
+                let hint = if k.contains([',', ';', '\t', '|']) {
+                    "; the cells seem to be separated by another character: pass --delimiter"
+                } else {
+                    "; `leadflow import --help` lists the columns, `leadflow config show fields` the custom ones"
+                };
+                return Err(fail(format!("unknown column '{k}': not a lead field nor a custom lead field in the configuration{hint}")));
             }
             let lead = lead_from(record, default_source).map_err(fail)?;
+            seen.row(line, &lead);
             let out = tx.execute(config, &Command::CreateLead(lead), &meta).map_err(|e| match e {
                 leadflow_store::Error::Rejected(r) => fail(r.to_string()),
                 other => CliError::Store(other),
@@ -281,9 +497,34 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
             }
             Ok(())
         })?;
-        Ok::<_, CliError>((first, count))
+        Ok::<_, CliError>((first, count, dialect, seen.found))
     })?;
     bar.finish_and_clear();
+    if let Some(d) = dialect
+        && (d.encoding != encoding_rs::UTF_8 || d.delimiter != b',')
+    {
+        let sep = match d.delimiter {
+            b'\t' => "tab".to_owned(),
+            c => format!("'{}'", c as char),
+        };
+        eprintln!(
+            "read {file_name} as {} text{}, {sep}-separated{}",
+            d.encoding.name(),
+            if d.detected.0 { " (detected)" } else { "" },
+            if d.detected.1 { " (detected)" } else { "" },
+        );
+    }
+    for d in &duplicates {
+        eprintln!(
+            "warning: {file_name}:{} repeats line {}{}",
+            d.line,
+            d.same_as,
+            match (&d.value, d.by) {
+                (Some(v), by) => format!(" (the same {by} {v})"),
+                (None, _) => " (every cell the same)".into(),
+            }
+        );
+    }
     let secs = start.elapsed().as_secs_f64();
     if let Some(rt) = &rules {
         let done = format!("{} imported", leads(count));
@@ -291,7 +532,7 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     }
     if ctx.json {
         json_line(
-            &json!({"imported": count, "first": first.map(|s| s.to_string()), "seconds": secs}),
+            &json!({"imported": count, "first": first.map(|s| s.to_string()), "seconds": secs, "duplicates": duplicates}),
         );
     } else if let Some(first) = first {
         let range = if count == 1 {

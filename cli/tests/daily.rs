@@ -563,13 +563,14 @@ fn invalid_utf8_in_a_json_lines_import_names_its_line_and_imports_nothing() {
     let mut bytes = b"name\nIvan\n".to_vec();
     bytes.extend([0xcf, 0xe5, 0xf2, 0xf0, b'\n']);
     std::fs::write(env.path().join("leads.csv"), bytes).unwrap();
-    let out = env.run(&["import", "leads.csv"]);
+    let out = env.run(&["import", "leads.csv", "--encoding", "utf-8"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("leads.csv:3:") && err.contains("nothing was imported"),
+        err.contains("leads.csv:3: not valid UTF-8 text; nothing was imported"),
         "{err}"
     );
+    assert_eq!(env.events().len(), 0);
 }
 
 #[test]
@@ -1116,4 +1117,153 @@ fn inbox_shows_read_and_unread_and_marking_read_is_a_replayable_event() {
     env.ok(&["replay"]);
     assert_eq!(inbox(&["--read"]).len(), 2);
     env.ok(&["verify"]);
+}
+
+/// `text` in Windows-1251, as Russian Excel saves CSV.
+fn cp1251(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| match c {
+            'А'..='я' => (c as u32 - 'А' as u32 + 0xC0) as u8,
+            'ё' => 0xB8,
+            'Ё' => 0xA8,
+            '№' => 0xB9,
+            c if c.is_ascii() => c as u8,
+            c => panic!("{c} is not in this test's Windows-1251 table"),
+        })
+        .collect()
+}
+
+#[test]
+fn import_reads_a_semicolon_separated_windows_1251_file_as_russian_excel_saves_it() {
+    let env = Env::new();
+    let text = "name;phone;comment\nИван Петров;+7 912 345-67-89;перезвонить, после обеда\nОльга;8 912 000-00-02;счёт №5\n";
+    std::fs::write(env.path().join("excel.csv"), cp1251(text)).unwrap();
+    let out = env.run(&["import", "excel.csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("read excel.csv as windows-1251 text (detected), ';'-separated (detected)"),
+        "{}",
+        stderr(&out)
+    );
+    let leads = json_lines(&env.ok(&["--json", "lead", "list", "--asc"]));
+    assert_eq!(leads[0]["name"], "Иван Петров");
+    assert_eq!(leads[0]["comment"], "перезвонить, после обеда");
+    assert_eq!(leads[1]["phones"][0], "+79120000002");
+    assert_eq!(leads[1]["comment"], "счёт №5");
+    // Said explicitly, the same file reads the same.
+    let out = env.run(&[
+        "import",
+        "excel.csv",
+        "--encoding",
+        "cp1251",
+        "--delimiter",
+        ";",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("read excel.csv as windows-1251 text, ';'-separated\n"),
+        "{}",
+        stderr(&out)
+    );
+    // A wrong separator gets a hint.
+    env.refused(
+        &["import", "excel.csv", "--delimiter", ","],
+        1,
+        "excel.csv:2:",
+    );
+    let err2 = env.refused(
+        &["import", "excel.csv", "--delimiter", "|"],
+        1,
+        "unknown column 'name;phone;comment'",
+    );
+    assert!(err2.contains("pass --delimiter"), "{err2}");
+    // Bytes that are neither UTF-8 nor Russian text: a hint to pass --encoding.
+    std::fs::write(
+        env.path().join("binary.csv"),
+        b"name\n\x89PNG\x0d\x0a\x1a\x0a\x00\x81\n",
+    )
+    .unwrap();
+    env.refused(
+        &["import", "binary.csv"],
+        1,
+        "binary.csv:2: not UTF-8, nor Russian text in Windows-1251; pass --encoding",
+    );
+    env.refused(
+        &["import", "excel.csv", "--encoding", "martian"],
+        2,
+        "unknown --encoding 'martian'",
+    );
+    env.refused(
+        &["import", "excel.csv", "--delimiter", "ab"],
+        2,
+        "bad --delimiter 'ab'",
+    );
+}
+
+#[test]
+fn import_help_lists_the_columns_and_the_sample_file_imports() {
+    let env = Env::new();
+    let help = env.ok(&["import", "--help"]);
+    for column in [
+        "title",
+        "name",
+        "phone, phones",
+        "email, emails",
+        "source",
+        "client_type",
+        "responsible",
+        "stage",
+        "comment",
+        "contact",
+        "company",
+        "<field id>",
+        "examples/import/leads.csv",
+    ] {
+        assert!(help.contains(column), "{column} missing from {help}");
+    }
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/import/leads.csv");
+    let out = env.ok(&["import", sample.to_str().unwrap()]);
+    assert!(
+        out.starts_with("imported 3 leads (lead-1..lead-3)"),
+        "{out}"
+    );
+    let leads = json_lines(&env.ok(&["--json", "lead", "list", "--asc"]));
+    assert_eq!(leads[0]["responsible"], "petrova");
+    assert_eq!(leads[0]["fields"]["material"], "granite");
+    assert_eq!(leads[1]["phones"].as_array().unwrap().len(), 2);
+    assert_eq!(leads[2]["client_type"], "legal");
+    // The docs list the same columns.
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONFIG.md"))
+            .unwrap();
+    assert!(docs.contains("## Importing leads") && docs.contains("examples/import/leads.csv"));
+}
+
+#[test]
+fn import_reports_rows_that_repeat_an_earlier_row_phone_or_email() {
+    let env = Env::new();
+    env.write(
+        "dups.csv",
+        "name,phone,email\nIvan,+7 912 345-67-89,\nOlga,,olga@example.ru\nIvan,+7 912 345-67-89,\nPavel,8 (912) 345-67-89,\nMaria,,OLGA@example.ru\nNina,+7 912 000-00-09,\n",
+    );
+    let out = env.run(&["import", "dups.csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: dups.csv:4 repeats line 2 (every cell the same)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: dups.csv:5 repeats line 2 (the same phone +79123456789)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: dups.csv:6 repeats line 3 (the same email olga@example.ru)"),
+        "{err}"
+    );
+    assert!(!err.contains(":7 "), "{err}");
+    let v: Value = serde_json::from_str(&env.ok(&["--json", "import", "dups.csv"])).unwrap();
+    assert_eq!(v["duplicates"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["duplicates"][1]["by"], "phone");
 }

@@ -309,8 +309,8 @@ fn search(text: &str) -> Search {
     let phone_like = t.chars().filter(char::is_ascii_digit).count() >= 5
         && t.chars()
             .all(|c| c.is_ascii_digit() || " +-().".contains(c) || c.is_alphabetic());
-    if phone_like && let Ok(p) = field::normalize_phone(t) {
-        return Search::Phone(p);
+    if phone_like && let Ok(p) = field::parse_phone(t) {
+        return Search::Phone(p.number);
     }
     Search::Text(t.to_owned())
 }

@@ -76,7 +76,7 @@ fn lead_from(record: Map<String, Value>, default_source: &str) -> Result<NewLead
         match k.as_str() {
             "title" => lead.title = text(&k, &v)?,
             "name" => lead.name = text(&k, &v)?,
-            "phone" | "phones" => lead.phones.extend(list(&k, &v)?),
+            "phone" | "phones" => lead.phones.extend(rejoin_extensions(list(&k, &v)?)),
             "email" | "emails" => lead.emails.extend(list(&k, &v)?),
             "source" => {
                 if let Some(s) = text(&k, &v)? {
@@ -102,6 +102,26 @@ fn lead_from(record: Map<String, Value>, default_source: &str) -> Result<NewLead
         }
     }
     Ok(lead)
+}
+
+/// Puts back together a phone and its extension that splitting a cell on `,` and `;` tore
+/// apart (`+7 937 892-20-84, доб. 12`, `+79378922084;ext=12`).
+fn rejoin_extensions(parts: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(parts.len());
+    for p in parts {
+        let lower = p.to_lowercase();
+        let is_extension = ["доб", "ext", "x", "#"]
+            .iter()
+            .any(|w| lower.starts_with(w));
+        match out.last_mut() {
+            Some(prev) if is_extension => {
+                prev.push_str(if lower.starts_with("ext=") { ";" } else { " " });
+                prev.push_str(&p);
+            }
+            _ => out.push(p),
+        }
+    }
+    out
 }
 
 enum Format {

@@ -252,7 +252,7 @@ fn malformed_phones_and_emails_are_refused() {
     env.refused(
         &["contact", "create", "--name", "X", "--phone", "123"],
         1,
-        "expected 7 to 15 digits",
+        "malformed phone '123': not a valid number",
     );
 }
 

@@ -1267,3 +1267,53 @@ fn import_reports_rows_that_repeat_an_earlier_row_phone_or_email() {
     assert_eq!(v["duplicates"].as_array().unwrap().len(), 3, "{v}");
     assert_eq!(v["duplicates"][1]["by"], "phone");
 }
+
+#[test]
+fn phones_with_an_extension_are_taken_and_matched_on_their_line() {
+    let env = Env::new();
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+        "--phone",
+        "+7 (937) 892-20-84 доб. 12",
+    ]);
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Olga",
+        "--phone",
+        "8 937 892 20 84 ext. 7",
+    ]);
+    env.write(
+        "ext.csv",
+        "name,phone\nPavel,\"+7 937 892-20-84, доб. 15; 8 912 000 00 01\"\n",
+    );
+    env.ok(&["import", "ext.csv"]);
+    let leads = json_lines(&env.ok(&["--json", "lead", "list", "--asc"]));
+    assert_eq!(leads[0]["phones"][0], "+79378922084;ext=12");
+    assert_eq!(leads[1]["phones"][0], "+79378922084;ext=7");
+    assert_eq!(
+        leads[2]["phones"],
+        serde_json::json!(["+79378922084;ext=15", "+79120000001"])
+    );
+    let ids = |q: &str| -> Vec<i64> {
+        json_lines(&env.ok(&["--json", "lead", "list", "--asc", "--search", q]))
+            .iter()
+            .map(|l| l["id"].as_i64().unwrap())
+            .collect()
+    };
+    // The line matches whatever the extension.
+    assert_eq!(ids("+7 937 892-20-84"), [1, 2, 3]);
+    assert_eq!(ids("8 (937) 892-20-84 доб. 99"), [1, 2, 3]);
+    assert_eq!(ids("+7 912 000-00-01"), [3]);
+    let show = env.ok(&["lead", "show", "1"]);
+    assert!(show.contains("+79378922084;ext=12"), "{show}");
+    env.refused(
+        &["lead", "create", "--phone", "+7 012 345-67-89"],
+        1,
+        "malformed phone '+7 012 345-67-89': not a valid number",
+    );
+}

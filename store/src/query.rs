@@ -84,9 +84,12 @@ fn repeat_sql(t: &str) -> String {
     )
 }
 
-/// `phones` / `emails` columns hold JSON arrays of normalised values.
+/// `phones` / `emails` columns hold JSON arrays of normalised values; a stored phone may carry
+/// an extension after `;` (`+79378922084;ext=12`), which a search for the line ignores.
 fn in_json_list(col: &str, n: usize) -> String {
-    format!("EXISTS (SELECT 1 FROM json_each({col}) WHERE value = ?{n})")
+    format!(
+        "EXISTS (SELECT 1 FROM json_each({col}) WHERE value = ?{n} OR (value >= ?{n} || ';' AND value < ?{n} || '<'))"
+    )
 }
 
 fn like(text: &str) -> String {

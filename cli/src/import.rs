@@ -7,7 +7,8 @@ use crate::error::CliError;
 use crate::logcmd::progress;
 use crate::output::json_line;
 use leadflow_engine::command::NewLead;
-use leadflow_engine::{Command, EntityKind, field};
+use leadflow_engine::event::LeadCreated;
+use leadflow_engine::{Command, EntityKind, Event};
 use serde_json::{Map, Value, json};
 use std::io::BufRead;
 use std::path::Path;
@@ -414,7 +415,9 @@ struct Seen {
 }
 
 impl Seen {
-    fn row(&mut self, line: usize, lead: &NewLead) {
+    /// `lead` as the file gave it; `created` as it was recorded, with normalised phones and
+    /// e-mails.
+    fn row(&mut self, line: usize, lead: &NewLead, created: Option<&LeadCreated>) {
         let whole = serde_json::to_string(&json!({
             "title": lead.title, "name": lead.name, "phones": lead.phones, "emails": lead.emails,
             "source": lead.source, "client_type": lead.client_type, "comment": lead.comment,
@@ -424,18 +427,10 @@ impl Seen {
         if self.check(line, "row", whole, None) {
             return;
         }
-        let phones = lead
-            .phones
-            .iter()
-            .filter_map(|p| field::normalize_phone(p).ok());
-        let emails = lead
-            .emails
-            .iter()
-            .filter_map(|e| field::normalize_email(e).ok());
-        for (by, value) in phones
-            .map(|p| ("phone", p))
-            .chain(emails.map(|e| ("email", e)))
-        {
+        let Some(created) = created else { return };
+        let phones = created.phones.iter().map(|p| ("phone", p.clone()));
+        let emails = created.emails.iter().map(|e| ("email", e.clone()));
+        for (by, value) in phones.chain(emails) {
             if self.check(line, by, value.clone(), Some(value)) {
                 return;
             }
@@ -505,11 +500,16 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
                 return Err(fail(format!("unknown column '{k}': not a lead field nor a custom lead field in the configuration{hint}")));
             }
             let lead = lead_from(record, default_source).map_err(fail)?;
-            seen.row(line, &lead);
+            let as_given = lead.clone();
             let out = tx.execute(config, &Command::CreateLead(lead), &meta).map_err(|e| match e {
                 leadflow_store::Error::Rejected(r) => fail(r.to_string()),
                 other => CliError::Store(other),
             })?;
+            let created = out.events.iter().find_map(|e| match e {
+                Event::LeadCreated(c) => Some(c),
+                _ => None,
+            });
+            seen.row(line, &as_given, created);
             first.get_or_insert(out.stream);
             count += 1;
             if count.is_multiple_of(1024) {
@@ -534,7 +534,14 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
             if d.detected.1 { " (detected)" } else { "" },
         );
     }
-    for d in &duplicates {
+    const SHOWN: usize = 20;
+    if duplicates.len() > SHOWN {
+        eprintln!(
+            "warning: {file_name} has {} rows repeating an earlier row, phone or e-mail; the first {SHOWN}:",
+            duplicates.len()
+        );
+    }
+    for d in duplicates.iter().take(SHOWN) {
         eprintln!(
             "warning: {file_name}:{} repeats line {}{}",
             d.line,

@@ -3,6 +3,64 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// The heading of the options every command takes, shown after the command's own.
+pub const GLOBAL: &str = "Global options";
+
+/// Commands that change nothing in the log: they do not show the write-only global options
+/// (`--rules`, `--synchronous`) in their help. A path is a command and its subcommands.
+const READ_ONLY: &[&[&str]] = &[
+    &["events"],
+    &["verify"],
+    &["journal"],
+    &["timers"],
+    &["config", "show"],
+    &["lead", "show"],
+    &["lead", "list"],
+    &["deal", "show"],
+    &["deal", "list"],
+    &["contact", "show"],
+    &["contact", "list"],
+    &["company", "show"],
+    &["company", "list"],
+    &["task", "list"],
+];
+
+/// The command line with the global options propagated to every command, and the
+/// write-only ones hidden from the help of read-only commands.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    cmd.build();
+    // In place: `mut_arg` and `mut_subcommand` move what they change to the end, which on a
+    // built command leaves the option index pointing at the wrong options.
+    fn hide(cmd: clap::Command, path: &[&str], args: &[&str]) -> clap::Command {
+        match path.split_first() {
+            None => cmd.mut_args(|a| {
+                if args.contains(&a.get_id().as_str()) {
+                    a.hide(true)
+                } else {
+                    a
+                }
+            }),
+            Some((first, rest)) => cmd.mut_subcommands(|sc| {
+                if sc.get_name() == *first {
+                    hide(sc, rest, args)
+                } else {
+                    sc
+                }
+            }),
+        }
+    }
+    for path in READ_ONLY {
+        cmd = hide(cmd, path, &["rules", "synchronous"]);
+    }
+    // Checking rules uses --rules but writes nothing; replay writes but runs no rules.
+    cmd = hide(cmd, &["rules"], &["synchronous"]);
+    cmd = hide(cmd, &["rules", "check"], &["synchronous"]);
+    cmd = hide(cmd, &["rules", "schema"], &["synchronous"]);
+    hide(cmd, &["replay"], &["rules"])
+}
+
 /// leadflow — an event-sourced workflow engine for sales pipelines.
 ///
 /// Every change is an appended, hash-chained event in an SQLite log. The configuration
@@ -17,11 +75,11 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Configuration file or folder [default: leadflow.toml or leadflow.d/ found upwards]
-    #[arg(long, global = true, env = "LEADFLOW_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = "LEADFLOW_CONFIG", value_name = "PATH", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
 
     /// Database file [default: leadflow.db beside the configuration]
-    #[arg(long, global = true, env = "LEADFLOW_DB", value_name = "PATH")]
+    #[arg(long, global = true, env = "LEADFLOW_DB", value_name = "PATH", help_heading = GLOBAL)]
     pub db: Option<PathBuf>,
 
     /// Act as this employee (or `system`) [default: default_actor from the configuration]
@@ -29,21 +87,22 @@ pub struct Cli {
         long = "as",
         global = true,
         env = "LEADFLOW_AS",
-        value_name = "EMPLOYEE"
+        value_name = "EMPLOYEE",
+        help_heading = GLOBAL
     )]
     pub actor: Option<String>,
 
     /// Use this time as "now" instead of the wall clock (RFC 3339 or `YYYY-MM-DD HH:MM`, UTC)
-    #[arg(long, global = true, env = "LEADFLOW_NOW", value_name = "TIME")]
+    #[arg(long, global = true, env = "LEADFLOW_NOW", value_name = "TIME", help_heading = GLOBAL)]
     pub now: Option<String>,
 
     /// Print machine-readable JSON instead of tables
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
     /// Rule folder whose robots run after every change [default: rules/ beside the
     /// configuration, if it exists]
-    #[arg(long, global = true, env = "LEADFLOW_RULES", value_name = "DIR")]
+    #[arg(long, global = true, env = "LEADFLOW_RULES", value_name = "DIR", help_heading = GLOBAL)]
     pub rules: Option<PathBuf>,
 
     /// Durability of commits: full (fsync every commit), normal or off
@@ -52,7 +111,8 @@ pub struct Cli {
         global = true,
         env = "LEADFLOW_SYNCHRONOUS",
         value_name = "MODE",
-        default_value = "full"
+        default_value = "full",
+        help_heading = GLOBAL
     )]
     pub synchronous: String,
 

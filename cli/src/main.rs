@@ -19,13 +19,16 @@ mod rulescmd;
 mod service;
 mod simulate;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use cli::{Cli, Command};
 use ctx::Ctx;
 use error::CliError;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&cli::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // The service logs what it does by default; one-shot commands only warnings.
     let default_filter = if matches!(cli.command, Command::Run) {
         "info"
@@ -55,7 +58,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rules(cmd) => {
             rulescmd::rules(cli.config.as_deref(), cli.rules.as_deref(), cli.json, cmd)
         }
-        Command::Simulate(ref args) => simulate::simulate(args, cli.json),
+        Command::Simulate(ref args) => simulate::simulate(args, cli.config.as_deref(), cli.json),
         Command::Config(cli::ConfigCmd::Show { section }) => {
             let path = ctx::find_config(cli.config.as_deref())?;
             let config = ctx::load_config(&path)?;

@@ -1317,3 +1317,147 @@ fn phones_with_an_extension_are_taken_and_matched_on_their_line() {
         "malformed phone '+7 012 345-67-89': not a valid number",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Help and simulate
+// ---------------------------------------------------------------------------------------------
+
+/// The option names under each heading of `COMMAND -h`.
+fn help_sections(env: &Env, args: &[&str]) -> Vec<(String, Vec<String>)> {
+    let help = env.ok(&[args, &["-h"]].concat());
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in help.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            sections.push((line.trim_end_matches(':').to_owned(), Vec::new()));
+        } else if let Some(opt) = line.split_whitespace().find(|w| w.starts_with("--"))
+            && line.trim_start().starts_with('-')
+            && let Some((_, opts)) = sections.last_mut()
+        {
+            opts.push(opt.trim_end_matches(',').to_owned());
+        }
+    }
+    sections
+}
+
+#[test]
+fn help_groups_the_global_options_after_the_commands_own_and_hides_write_only_ones_on_reads() {
+    let env = Env::new();
+    let all_global = [
+        "--config",
+        "--db",
+        "--as",
+        "--now",
+        "--json",
+        "--rules",
+        "--synchronous",
+    ];
+    for args in [
+        &["lead", "create"][..],
+        &["import"],
+        &["tick"],
+        &["lead", "move"],
+    ] {
+        let sections = help_sections(&env, args);
+        let names: Vec<&str> = sections.iter().map(|(h, _)| h.as_str()).collect();
+        let (own, global) = (
+            names.iter().position(|h| *h == "Options").unwrap(),
+            names.iter().position(|h| *h == "Global options").unwrap(),
+        );
+        assert!(own < global, "{args:?}: {names:?}");
+        assert_eq!(sections[global].1, all_global, "{args:?}");
+        assert!(
+            !sections[own]
+                .1
+                .iter()
+                .any(|o| all_global.contains(&o.as_str())),
+            "{args:?}: {sections:?}"
+        );
+    }
+    for args in [
+        &["lead", "list"][..],
+        &["lead", "show"],
+        &["events"],
+        &["verify"],
+        &["journal"],
+        &["timers"],
+        &["config", "show"],
+        &["task", "list"],
+    ] {
+        let sections = help_sections(&env, args);
+        let global = &sections
+            .iter()
+            .find(|(h, _)| h == "Global options")
+            .unwrap()
+            .1;
+        // (`events` has an `--actor` filter of its own in place of `--as`.)
+        let expected: &[&str] = if args == ["events"] {
+            &["--config", "--db", "--now", "--json"]
+        } else {
+            &["--config", "--db", "--as", "--now", "--json"]
+        };
+        assert_eq!(global, expected, "{args:?}");
+    }
+    let sections = help_sections(&env, &["rules", "check"]);
+    let global = &sections
+        .iter()
+        .find(|(h, _)| h == "Global options")
+        .unwrap()
+        .1;
+    assert!(
+        global.contains(&"--rules".to_owned()) && !global.contains(&"--synchronous".to_owned()),
+        "{global:?}"
+    );
+    // Hidden from the help, still accepted.
+    env.ok(&["events", "--synchronous", "normal"]);
+    // The help of the program still lists every command in order.
+    let help = env.ok(&["--help"]);
+    let lead = help.find("\n  lead ").unwrap();
+    let config = help.find("\n  config ").unwrap();
+    assert!(lead < config, "{help}");
+}
+
+#[test]
+fn simulate_says_which_configuration_it_uses_and_takes_config() {
+    let env = Env::new();
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios/b-qualification");
+    let scenario = scenario.to_str().unwrap();
+    let out = env.ok(&["simulate", scenario]);
+    assert!(
+        out.contains("passed")
+            && out.contains("(configuration: the built-in default configuration)"),
+        "{out}"
+    );
+    // Another configuration: the same working hours in another zone move every deadline.
+    let config = std::fs::read_to_string(env.path().join("leadflow.toml")).unwrap();
+    env.write(
+        "elsewhere.toml",
+        &config.replace(
+            "timezone = \"Europe/Moscow\"",
+            "timezone = \"Asia/Yekaterinburg\"",
+        ),
+    );
+    let out = env.run(&["simulate", "--config", "elsewhere.toml", scenario]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("configuration: elsewhere.toml"),
+        "{}",
+        stderr(&out)
+    );
+    // The same configuration as the built-in one passes, and JSON names it.
+    let v: Value = serde_json::from_str(&env.ok(&[
+        "--json",
+        "simulate",
+        "--config",
+        "leadflow.toml",
+        scenario,
+    ]))
+    .unwrap();
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["config"], "leadflow.toml");
+    env.refused(
+        &["simulate", "--config", "missing.toml", scenario],
+        2,
+        "configuration missing.toml does not exist",
+    );
+}

@@ -604,7 +604,7 @@ trigger = { on = "created", entity = "lead" }
     let before = env.events().len();
     assert_eq!(
         env.ok(&["simulate", "scenario/scenario.toml"]).trim(),
-        "call back: passed: 2 steps, 4 events, virtual clock at 2026-03-02T09:00:00Z"
+        "call back: passed: 2 steps, 4 events, virtual clock at 2026-03-02 12:00 MSK (configuration: the built-in default configuration)"
     );
     // A folder means its scenario.toml; the folder's own database is not touched.
     env.ok(&["simulate", "scenario"]);

@@ -12,6 +12,10 @@ pub enum CliError {
     /// A name or id the command was given (an employee, a team) is not in the configuration.
     #[error("{0}")]
     Unknown(String),
+    /// The command was understood and the answer is no (e.g. marking a read notification
+    /// read).
+    #[error("{0}")]
+    Refused(String),
     /// The configuration does not load.
     #[error(transparent)]
     Config(#[from] ConfigErrors),
@@ -77,6 +81,7 @@ impl CliError {
                 leadflow_store::Error::Rejected(_) | leadflow_store::Error::Conflict { .. },
             )
             | CliError::Unknown(_)
+            | CliError::Refused(_)
             | CliError::Import { .. }
             | CliError::Verify(_)
             | CliError::Mismatch(_) => 1,

@@ -117,7 +117,7 @@ fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
                     )));
                 }
                 Some(n) if n.read_at.is_some() => {
-                    return Err(CliError::Usage(format!(
+                    return Err(CliError::Refused(format!(
                         "notification {p} of {employee} is already read"
                     )));
                 }

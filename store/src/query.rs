@@ -167,17 +167,34 @@ fn where_clause(f: &ListFilter, table: &str) -> (String, Vec<Sql>) {
     match (&f.search, table) {
         (None, _) => {}
         (Some(Search::Text(text)), t) => {
-            let n = arg(like(text).into(), &mut args);
-            let own = if t == "leads" {
-                format!("title LIKE ?{n} ESCAPE '\\' OR name LIKE ?{n} ESCAPE '\\'")
-            } else {
-                format!(
-                    "title LIKE ?{n} ESCAPE '\\' OR {} OR {}",
-                    contact(&format!("c.name LIKE ?{n} ESCAPE '\\'")),
-                    company(&format!("co.name LIKE ?{n} ESCAPE '\\'"), "deals")
-                )
-            };
-            conds.push(format!("({own})"));
+            // SQLite's LIKE folds ASCII letters only: try the text as typed, lowercase,
+            // capitalised and uppercase, so `иван` finds `Иван`.
+            let lower = text.to_lowercase();
+            let mut capital = lower.chars();
+            let capital: String = capital
+                .next()
+                .map(|c| c.to_uppercase().chain(capital).collect())
+                .unwrap_or_default();
+            let mut variants = vec![text.clone(), lower.clone(), capital, text.to_uppercase()];
+            variants.dedup();
+            variants.sort();
+            variants.dedup();
+            let mut own = Vec::new();
+            for v in variants {
+                let n = arg(like(&v).into(), &mut args);
+                if t == "leads" {
+                    own.push(format!(
+                        "title LIKE ?{n} ESCAPE '\\' OR name LIKE ?{n} ESCAPE '\\'"
+                    ));
+                } else {
+                    own.push(format!(
+                        "title LIKE ?{n} ESCAPE '\\' OR {} OR {}",
+                        contact(&format!("c.name LIKE ?{n} ESCAPE '\\'")),
+                        company(&format!("co.name LIKE ?{n} ESCAPE '\\'"), "deals")
+                    ));
+                }
+            }
+            conds.push(format!("({})", own.join(" OR ")));
         }
         (Some(Search::Phone(v) | Search::Email(v)), t) => {
             let n = arg(v.clone().into(), &mut args);

@@ -8,7 +8,7 @@ use crate::cli::{
 };
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
-use crate::output::{Table, clip, json_line, json_pretty, opt, time};
+use crate::output::{Table, clip, json_line, json_pretty, opt, phone, time};
 use leadflow_engine::command::{FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask};
 use leadflow_engine::field;
 use leadflow_engine::field::format_money;
@@ -280,7 +280,7 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
                     l.stage.to_string(),
                     opt(&l.responsible),
                     clip(&l.title, 32),
-                    l.phones.first().cloned().unwrap_or_else(|| "-".into()),
+                    l.phones.first().map_or_else(|| "-".into(), |p| phone(p)),
                     l.source.clone(),
                     if repeat.contains(&l.id) { "yes" } else { "-" }.into(),
                     time(tz, l.created_at),
@@ -540,7 +540,7 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
                 t.row(vec![
                     c.id.to_string(),
                     clip(&c.name, 32),
-                    c.phones.first().cloned().unwrap_or_else(|| "-".into()),
+                    c.phones.first().map_or_else(|| "-".into(), |p| phone(p)),
                     c.emails.first().cloned().unwrap_or_else(|| "-".into()),
                     opt(&c.company),
                     time(tz, c.created_at),
@@ -811,7 +811,7 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             );
             put("responsible", opt(&l.responsible));
             put("name", opt(&l.name));
-            put("phones", list(&l.phones));
+            put("phones", phones(&l.phones));
             put("e-mails", list(&l.emails));
             put("source", l.source.clone());
             put("client type", opt(&l.client_type.map(|c| c.as_str())));
@@ -882,7 +882,7 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
         }
         Entity::Contact(c) => {
             put("contact", format!("{} — {}", stream, c.name));
-            put("phones", list(&c.phones));
+            put("phones", phones(&c.phones));
             put("e-mails", list(&c.emails));
             put("company", opt(&c.company.map(|c| format!("company-{c}"))));
             put("responsible", opt(&c.responsible));
@@ -895,7 +895,7 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             put("INN", opt(&c.inn));
             put("BIK", opt(&c.bik));
             put("bank account", opt(&c.bank_account));
-            put("phones", list(&c.phones));
+            put("phones", phones(&c.phones));
             put("e-mails", list(&c.emails));
             put("responsible", opt(&c.responsible));
             fields(&c.fields, EntityKind::Company, &mut put);
@@ -993,6 +993,15 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
         t.print();
     }
     Ok(())
+}
+
+/// Stored phones for people: `+79378922084 ext. 12, +79120000001`.
+fn phones(list: &[String]) -> String {
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.iter().map(|p| phone(p)).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// `3d 4h`, `2h 5m`, `40s`.

@@ -119,6 +119,11 @@ pub fn time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
+/// A stored phone for people: `+79378922084;ext=12` reads `+79378922084 ext. 12`.
+pub fn phone(stored: &str) -> String {
+    stored.replacen(";ext=", " ext. ", 1)
+}
+
 /// An optional value for tables.
 pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref()

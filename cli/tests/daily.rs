@@ -1316,7 +1316,10 @@ fn phones_with_an_extension_are_taken_and_matched_on_their_line() {
     assert_eq!(ids("8 (937) 892-20-84 доб. 99"), [1, 2, 3]);
     assert_eq!(ids("+7 912 000-00-01"), [3]);
     let show = env.ok(&["lead", "show", "1"]);
-    assert!(show.contains("+79378922084;ext=12"), "{show}");
+    assert!(
+        show.contains("phones       +79378922084 ext. 12\n"),
+        "{show}"
+    );
     env.refused(
         &["lead", "create", "--phone", "+7 012 345-67-89"],
         1,

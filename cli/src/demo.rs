@@ -698,7 +698,7 @@ pub fn demo(args: DemoArgs) -> Result<(), CliError> {
         rejections: Vec::new(),
         commands: 0,
     };
-    eprintln!(
+    errln!(
         "leadflow demo: {} leads through seed scenarios A and B over a simulated working week, in {}",
         args.leads,
         dir.display()

@@ -527,7 +527,7 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
             b'\t' => "tab".to_owned(),
             c => format!("'{}'", c as char),
         };
-        eprintln!(
+        errln!(
             "read {file_name} as {} text{}, {sep}-separated{}",
             d.encoding.name(),
             if d.detected.0 { " (detected)" } else { "" },
@@ -536,13 +536,13 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     }
     const SHOWN: usize = 20;
     if duplicates.len() > SHOWN {
-        eprintln!(
+        errln!(
             "warning: {file_name} has {} rows repeating an earlier row, phone or e-mail; the first {SHOWN}:",
             duplicates.len()
         );
     }
     for d in duplicates.iter().take(SHOWN) {
-        eprintln!(
+        errln!(
             "warning: {file_name}:{} repeats line {}{}",
             d.line,
             d.same_as,

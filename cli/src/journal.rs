@@ -127,7 +127,7 @@ fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
         found
     };
     if targets.is_empty() {
-        eprintln!("{employee} has no unread notifications");
+        errln!("{employee} has no unread notifications");
         return Ok(());
     }
     let rules = crate::automation::prepare(ctx)?;
@@ -161,7 +161,7 @@ fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
     if let Some(rt) = &rules {
         crate::automation::settle(ctx, rt, None, &done)?;
     }
-    eprintln!("{done}");
+    errln!("{done}");
     Ok(())
 }
 

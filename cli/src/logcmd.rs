@@ -229,7 +229,7 @@ pub fn verify(ctx: &mut Ctx, args: VerifyArgs) -> Result<(), CliError> {
             }
         }
         for p in &problems {
-            eprintln!("{p}");
+            errln!("{p}");
         }
     }
     if problems.is_empty() {

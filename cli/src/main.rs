@@ -44,7 +44,7 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = run(cli) {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         std::process::exit(e.exit_code());
     }
 }

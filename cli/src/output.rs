@@ -15,6 +15,19 @@ macro_rules! outln {
     };
 }
 
+/// Like `eprintln!`, but a closed stderr (`2>&1 | head`) never panics: the line is dropped.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::stderr_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stderr, ignoring a failure: there is nowhere left to report it.
+pub fn stderr_line(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
+
 /// Writes one line to stdout. When the reader has gone (a broken pipe) the command ends here
 /// with exit 0 and no message: whatever it had to commit is committed before it prints. Any
 /// other write error ends it with exit 2 and the error.
@@ -30,7 +43,7 @@ pub fn stdout_failed(e: &std::io::Error) -> ! {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         std::process::exit(0);
     }
-    eprintln!("error: writing to stdout: {e}");
+    stderr_line(format_args!("error: writing to stdout: {e}"));
     std::process::exit(2);
 }
 

@@ -35,7 +35,7 @@ pub fn simulate(
         |p| p.display().to_string(),
     );
     for w in &scenario.rules.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     let outcome = scenario::run(&scenario).map_err(scenario_error)?;
     let n = outcome.mismatches.len();
@@ -62,7 +62,7 @@ pub fn simulate(
             crate::output::time(scenario.config.calendar.timezone, outcome.end)
         );
     } else {
-        eprintln!("configuration: {config_name}");
+        errln!("configuration: {config_name}");
         for m in &outcome.mismatches {
             outln!("{m}");
         }

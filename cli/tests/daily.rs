@@ -154,6 +154,32 @@ fn a_pipe_closed_early_ends_reading_commands_quietly() {
 }
 
 #[test]
+fn a_closed_stderr_never_panics_either() {
+    let env = Env::new();
+    env.write(
+        "dups.csv",
+        "name,phone\nIvan,+7 912 345-67-89\nIvan,+7 912 345-67-89\n",
+    );
+    let run = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = env.cmd();
+        cmd.args(args)
+            .stdout(Stdio::from(writer.try_clone().unwrap()))
+            .stderr(Stdio::from(writer));
+        let status = cmd.status().unwrap();
+        drop(cmd);
+        status.code()
+    };
+    // Warnings on stderr, then the summary on stdout: both pipes closed.
+    assert_eq!(run(&["import", "dups.csv"]), Some(0));
+    assert_eq!(env.types().len(), 2, "the import was committed");
+    // An error message into a closed stderr keeps its exit code.
+    assert_eq!(run(&["lead", "show", "9"]), Some(1));
+    assert_eq!(run(&["lead", "show", "x"]), Some(2));
+}
+
+#[test]
 fn a_pipe_closed_after_the_first_lines_ends_a_long_listing_quietly() {
     use std::io::Read;
     let env = Env::new();

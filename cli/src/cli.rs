@@ -243,7 +243,7 @@ pub struct TimersArgs {
     /// Only this stream's timers, e.g. lead-7
     #[arg(long)]
     pub stream: Option<String>,
-    /// Only timers due before this time
+    /// Only timers due before this time (a time, or +2h / +1d from now)
     #[arg(long, value_name = "TIME")]
     pub due_before: Option<String>,
     /// At most this many (0: all)

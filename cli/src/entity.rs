@@ -264,6 +264,10 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
                 }
                 return Ok(());
             }
+            if leads.is_empty() {
+                outln!("no matching leads");
+                return Ok(());
+            }
             let mut t = Table::new(&[
                 "ID",
                 "STAGE",
@@ -442,6 +446,10 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
             let deals = query::deals(ctx.store.connection(), &filter(ctx, &args)?)?;
             if ctx.json {
                 deals.iter().for_each(json_line);
+                return Ok(());
+            }
+            if deals.is_empty() {
+                outln!("no matching deals");
                 return Ok(());
             }
             let mut t = Table::new(&[

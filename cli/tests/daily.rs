@@ -990,6 +990,10 @@ fn lead_list_searches_filters_sorts_and_pages() {
     let table = env.ok(&["lead", "list"]);
     assert!(table.lines().next().unwrap().contains("REPEAT"), "{table}");
     assert!(table.lines().nth(1).unwrap().contains(" yes "), "{table}");
+    assert_eq!(
+        env.ok(&["lead", "list", "--search", "nobody"]).trim(),
+        "no matching leads"
+    );
     let show = env.ok(&["lead", "show", "3"]);
     assert!(
         show.contains("repeat       yes: lead-1 (by phone)"),
@@ -1056,6 +1060,10 @@ fn deal_list_finds_deals_by_their_clients_phone_email_inn_and_name() {
     assert_eq!(ids(&["--search", "Smirnova"]), [2]);
     assert_eq!(ids(&["--search", "Sink"]), [2]);
     assert_eq!(ids(&["--team", "goods"]), [2]);
+    assert_eq!(
+        env.ok(&["deal", "list", "--team", "services"]).trim(),
+        "no matching deals"
+    );
     assert_eq!(ids(&["--sort", "title", "--asc"]), [1, 2]);
 }
 

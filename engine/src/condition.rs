@@ -253,6 +253,24 @@ mod tests {
     }
 
     #[test]
+    fn a_condition_nested_too_deeply_points_at_its_deepest_bracket_in_plain_words() {
+        let deep = format!("true &&\n  {}1 == 1{}", "(".repeat(150), ")".repeat(150));
+        let e = Condition::compile(&deep).unwrap_err();
+        assert_eq!(
+            e.message,
+            "bad condition: it nests more than 96 levels deep (brackets, operators, calls); simplify it or split it over several rules"
+        );
+        assert_eq!((e.line, e.col), (1, 2 + 149));
+        // Nothing of the parser's own wrapping is left in other messages either.
+        assert_eq!(
+            plain_parse_message(
+                r#"Syntax error: OtherError(ParseError { source: None, pos: (1, -1), msg: "boom", expr_id: 0 })"#
+            ),
+            "Syntax error: boom"
+        );
+    }
+
+    #[test]
     fn type_errors_and_unknown_fields_are_found_at_load_time() {
         let config = config();
         let ok = Condition::compile("lead.fields.budget > 50000 && size(lead.phones) > 0").unwrap();

@@ -139,13 +139,17 @@ pub fn settle(
 /// Prints the robots' events after a command's own line.
 pub fn print_effects(effects: &Effects) {
     for e in &effects.events {
-        println!(
+        outln!(
             "  {} {} v{} by {} (position {})",
-            e.event_type, e.stream, e.version, e.actor, e.position
+            e.event_type,
+            e.stream,
+            e.version,
+            e.actor,
+            e.position
         );
     }
     if effects.total > effects.events.len() {
-        println!(
+        outln!(
             "  … and {} more robot events",
             effects.total - effects.events.len()
         );
@@ -219,10 +223,11 @@ pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
                 "next_due": null,
             }));
         } else {
-            println!("{}", no_rules_message(ctx));
+            outln!("{}", no_rules_message(ctx));
         }
         return Ok(());
     };
+    let tz = ctx.config.calendar.timezone;
     let before = ctx.store.last_position()?;
     let report = rt.tick(&mut ctx.store, now).map_err(CliError::Robot)?;
     let incidents = count_after(&ctx.store, "incident.recorded", before)?;
@@ -239,15 +244,15 @@ pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
             "next_due": next.map(rfc3339),
         }));
     } else {
-        println!(
+        outln!(
             "tick at {}: {} fired, {} processed, {} fired, {}, {}; next due {}",
-            rfc3339(now),
+            crate::output::time(tz, now),
             plural(report.timers, "timer", "timers"),
             plural(report.processed, "event", "events"),
             plural(report.fired, "rule", "rules"),
             plural(incidents, "incident", "incidents"),
             plural(escalations, "escalation", "escalations"),
-            next.map_or_else(|| "never".to_owned(), rfc3339)
+            next.map_or_else(|| "never".to_owned(), |t| crate::output::time(tz, t))
         );
     }
     Ok(())

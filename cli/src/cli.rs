@@ -3,6 +3,64 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// The heading of the options every command takes, shown after the command's own.
+pub const GLOBAL: &str = "Global options";
+
+/// Commands that change nothing in the log: they do not show the write-only global options
+/// (`--rules`, `--synchronous`, `--backdate`) in their help. A path is a command and its subcommands.
+const READ_ONLY: &[&[&str]] = &[
+    &["events"],
+    &["verify"],
+    &["journal"],
+    &["timers"],
+    &["config", "show"],
+    &["lead", "show"],
+    &["lead", "list"],
+    &["deal", "show"],
+    &["deal", "list"],
+    &["contact", "show"],
+    &["contact", "list"],
+    &["company", "show"],
+    &["company", "list"],
+    &["task", "list"],
+];
+
+/// The command line with the global options propagated to every command, and the
+/// write-only ones hidden from the help of read-only commands.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    cmd.build();
+    // In place: `mut_arg` and `mut_subcommand` move what they change to the end, which on a
+    // built command leaves the option index pointing at the wrong options.
+    fn hide(cmd: clap::Command, path: &[&str], args: &[&str]) -> clap::Command {
+        match path.split_first() {
+            None => cmd.mut_args(|a| {
+                if args.contains(&a.get_id().as_str()) {
+                    a.hide(true)
+                } else {
+                    a
+                }
+            }),
+            Some((first, rest)) => cmd.mut_subcommands(|sc| {
+                if sc.get_name() == *first {
+                    hide(sc, rest, args)
+                } else {
+                    sc
+                }
+            }),
+        }
+    }
+    for path in READ_ONLY {
+        cmd = hide(cmd, path, &["rules", "synchronous", "backdate"]);
+    }
+    // Checking rules uses --rules but writes nothing; replay writes but runs no rules.
+    for path in [&["rules"][..], &["rules", "check"], &["rules", "schema"]] {
+        cmd = hide(cmd, path, &["synchronous", "backdate"]);
+    }
+    hide(cmd, &["replay"], &["rules"])
+}
+
 /// leadflow — an event-sourced workflow engine for sales pipelines.
 ///
 /// Every change is an appended, hash-chained event in an SQLite log. The configuration
@@ -17,11 +75,11 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Configuration file or folder [default: leadflow.toml or leadflow.d/ found upwards]
-    #[arg(long, global = true, env = "LEADFLOW_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = "LEADFLOW_CONFIG", value_name = "PATH", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
 
     /// Database file [default: leadflow.db beside the configuration]
-    #[arg(long, global = true, env = "LEADFLOW_DB", value_name = "PATH")]
+    #[arg(long, global = true, env = "LEADFLOW_DB", value_name = "PATH", help_heading = GLOBAL)]
     pub db: Option<PathBuf>,
 
     /// Act as this employee (or `system`) [default: default_actor from the configuration]
@@ -29,27 +87,28 @@ pub struct Cli {
         long = "as",
         global = true,
         env = "LEADFLOW_AS",
-        value_name = "EMPLOYEE"
+        value_name = "EMPLOYEE",
+        help_heading = GLOBAL
     )]
     pub actor: Option<String>,
 
     /// Use this time as "now" instead of the wall clock (RFC 3339, or `YYYY-MM-DD HH:MM` in the
     /// calendar's time zone)
-    #[arg(long, global = true, env = "LEADFLOW_NOW", value_name = "TIME")]
+    #[arg(long, global = true, env = "LEADFLOW_NOW", value_name = "TIME", help_heading = GLOBAL)]
     pub now: Option<String>,
 
     /// Allow a write whose --now is earlier than the log's last event (refused otherwise, so
     /// that events are not dated before ones already recorded)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub backdate: bool,
 
     /// Print machine-readable JSON instead of tables
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
     /// Rule folder whose robots run after every change [default: rules/ beside the
     /// configuration, if it exists]
-    #[arg(long, global = true, env = "LEADFLOW_RULES", value_name = "DIR")]
+    #[arg(long, global = true, env = "LEADFLOW_RULES", value_name = "DIR", help_heading = GLOBAL)]
     pub rules: Option<PathBuf>,
 
     /// Durability of commits: full (fsync every commit), normal or off
@@ -58,7 +117,8 @@ pub struct Cli {
         global = true,
         env = "LEADFLOW_SYNCHRONOUS",
         value_name = "MODE",
-        default_value = "full"
+        default_value = "full",
+        help_heading = GLOBAL
     )]
     pub synchronous: String,
 
@@ -109,12 +169,56 @@ pub enum Command {
     /// Run the rules as a service: react to new events, fire timers when due (SIGINT/SIGTERM
     /// stop it)
     Run,
-    /// Show an employee's notifications, newest first (`!` marks high priority)
+    /// Show an employee's notifications, newest first (`!` marks high priority), and mark
+    /// them read
     Inbox(InboxArgs),
+    /// Show pending timers: deadlines, delayed robots and task due times, with who set them
+    Timers(TimersArgs),
     /// Show the incident and escalation journal, for auditors
     Journal(JournalArgs),
     /// Run a scenario file (rules, commands, clock advances, expectations) on a virtual clock
     Simulate(SimulateArgs),
+    /// Show the loaded configuration: pipelines, stages, fields, employees, teams
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the configuration as every file of it merged and validated (reads no database)
+    Show {
+        /// Only this part [default: all of them]
+        #[arg(value_enum)]
+        section: Option<ConfigSection>,
+    },
+}
+
+/// A part of the configuration `config show` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigSection {
+    /// Pipelines and their stages in order
+    Pipelines,
+    /// Every stage: semantic, target time, required fields, allowed previous stages, reasons
+    Stages,
+    /// Custom fields: entity, type, label, group, options
+    Fields,
+    /// Employees: team, manager, e-mail, active
+    Employees,
+    /// Teams: manager, pipelines, members
+    Teams,
+}
+
+impl ConfigSection {
+    /// The section's name, as typed.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfigSection::Pipelines => "pipelines",
+            ConfigSection::Stages => "stages",
+            ConfigSection::Fields => "fields",
+            ConfigSection::Employees => "employees",
+            ConfigSection::Teams => "teams",
+        }
+    }
 }
 
 /// `inbox EMPLOYEE`.
@@ -122,8 +226,34 @@ pub enum Command {
 pub struct InboxArgs {
     /// The employee whose inbox to show
     pub employee: String,
+    /// Only unread notifications
+    #[arg(long, conflicts_with = "read")]
+    pub unread: bool,
+    /// Only notifications already read
+    #[arg(long)]
+    pub read: bool,
+    /// Mark these notifications read (their numbers, the # column); records `notification.read`
+    #[arg(long = "mark-read", value_name = "N", num_args = 1.., conflicts_with = "mark_all_read")]
+    pub mark_read: Vec<i64>,
+    /// Mark every unread notification of the employee read
+    #[arg(long)]
+    pub mark_all_read: bool,
     /// At most this many notifications (0: all)
     #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// `timers`.
+#[derive(Debug, Args)]
+pub struct TimersArgs {
+    /// Only this stream's timers, e.g. lead-7
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Only timers due before this time (a time, or +2h / +1d from now)
+    #[arg(long, value_name = "TIME")]
+    pub due_before: Option<String>,
+    /// At most this many (0: all)
+    #[arg(long, default_value_t = 0)]
     pub limit: usize,
 }
 
@@ -299,6 +429,11 @@ pub struct AssignArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Search: a phone (any format, matched normalised), an e-mail, an INN (10 or 12 digits
+    /// with a valid checksum), or else part of the title or name (a deal's: its contact's or
+    /// company's)
+    #[arg(long, short = 's', value_name = "TEXT")]
+    pub search: Option<String>,
     /// Only this pipeline
     #[arg(long)]
     pub pipeline: Option<String>,
@@ -308,9 +443,57 @@ pub struct ListArgs {
     /// Only this responsible employee
     #[arg(long)]
     pub responsible: Option<String>,
+    /// Only leads or deals whose responsible is in this team
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Only leads from this source (leads)
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only repeat leads: their client was already known (leads)
+    #[arg(long, conflicts_with = "first_time")]
+    pub repeat: bool,
+    /// Only first-time leads (leads)
+    #[arg(long)]
+    pub first_time: bool,
+    /// Only created at or after this time
+    #[arg(long, value_name = "TIME")]
+    pub created_since: Option<String>,
+    /// Only created before this time
+    #[arg(long, value_name = "TIME")]
+    pub created_until: Option<String>,
+    /// Only changed at or after this time
+    #[arg(long, value_name = "TIME")]
+    pub updated_since: Option<String>,
+    /// Only changed before this time
+    #[arg(long, value_name = "TIME")]
+    pub updated_until: Option<String>,
+    /// Order by this
+    #[arg(long, value_enum, default_value_t = SortBy::Created)]
+    pub sort: SortBy,
+    /// Oldest (A to Z) first [default: newest (Z to A) first]
+    #[arg(long)]
+    pub asc: bool,
     /// At most this many rows (0: all)
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Skip this many rows first (with --limit, pages through the list)
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+}
+
+/// The order of `lead list` and `deal list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortBy {
+    /// Creation time
+    Created,
+    /// Time of the last change
+    Updated,
+    /// Title
+    Title,
+    /// Pipeline and stage
+    Stage,
+    /// Responsible employee
+    Responsible,
 }
 
 #[derive(Debug, Args, Default)]
@@ -529,14 +712,44 @@ pub enum TaskCmd {
     },
 }
 
+/// `import FILE`.
 #[derive(Debug, Args)]
+#[command(after_long_help = IMPORT_COLUMNS)]
 pub struct ImportArgs {
     /// The file: .csv (with a header row) or .jsonl (one lead object per line)
     pub file: PathBuf,
     /// csv or jsonl [default: from the file extension]
     #[arg(long)]
     pub format: Option<String>,
+    /// The CSV file's encoding: utf-8, windows-1251 (cp1251), koi8-r… [default: UTF-8, or
+    /// Windows-1251 when the file is not UTF-8 and reads as Russian text]
+    #[arg(long, value_name = "ENCODING")]
+    pub encoding: Option<String>,
+    /// The CSV cell separator: ',' ';' '|' or tab [default: the most frequent of them in the
+    /// header row]
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
 }
+
+/// The columns `import` accepts, for `import --help` (docs/CONFIG.md says the same).
+pub const IMPORT_COLUMNS: &str = "\
+Columns (CSV header names, or JSON Lines keys; every one optional, empty cells are skipped):
+  title          the lead's title [default: the name, phone or e-mail]
+  name           the contact person's name
+  phone, phones  phones, several separated by ',' or ';' (any format; normalised)
+  email, emails  e-mails, several separated by ',' or ';'
+  source         one of the configuration's sources [default: import, else manual]
+  client_type    individual or legal
+  responsible    an employee id
+  stage          the stage to start in [default: the first]
+  comment        free text
+  contact        an existing contact's id (42 or contact-42)
+  company        an existing company's id
+  <field id>     any custom lead field of the configuration (`leadflow config show fields`)
+  fields         (JSON Lines) an object of custom fields
+A sample file: examples/import/leads.csv. The import is all or nothing: a bad row is named
+by its line and nothing is imported. Rows repeating an earlier row, phone or e-mail of the
+same file are reported.";
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {

@@ -229,7 +229,7 @@ pub fn resolve_actor(given: Option<&str>, config: &Config) -> Result<Actor, CliE
         Err(_) => Actor::Employee(name.into()),
     };
     match &actor {
-        Actor::Employee(e) if config.employee(e).is_none() => Err(CliError::Usage(format!(
+        Actor::Employee(e) if config.employee(e).is_none() => Err(CliError::Unknown(format!(
             "unknown employee '{e}' in --as; the configuration lists: {}",
             employee_list(config)
         ))),

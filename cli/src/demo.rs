@@ -698,7 +698,7 @@ pub fn demo(args: DemoArgs) -> Result<(), CliError> {
         rejections: Vec::new(),
         commands: 0,
     };
-    eprintln!(
+    errln!(
         "leadflow demo: {} leads through seed scenarios A and B over a simulated working week, in {}",
         args.leads,
         dir.display()
@@ -784,32 +784,32 @@ fn print_summary(
             .map_or_else(|| id.to_owned(), |e| e.name.clone())
     };
     let conn = sim.store.connection();
-    println!(
+    outln!(
         "leadflow demo — a countertop workshop, {} to {} ({tz})",
         local(start, "%a %Y-%m-%d %H:%M"),
         local(end, "%a %Y-%m-%d %H:%M"),
     );
-    println!(
+    outln!(
         "rules: seed scenarios A (two-line sales) and B (qualification with a deadline and escalation), {rule_count} rules in {}",
         dir.join("rules").display()
     );
-    println!();
-    println!("lead funnel (how many leads entered each stage, and how many are there now):");
+    outln!();
+    outln!("lead funnel (how many leads entered each stage, and how many are there now):");
     let mut t = Table::new(&["STAGE", "REACHED", "NOW"]);
     for (_, stage, reached, now) in funnel(&sim.config, &sim.store, EntityKind::Lead)? {
         t.row(vec![stage, reached.to_string(), now.to_string()]);
     }
     t.print();
-    println!();
-    println!("deals by pipeline:");
+    outln!();
+    outln!("deals by pipeline:");
     let mut t = Table::new(&["PIPELINE", "STAGE", "REACHED", "NOW"]);
     for (pipeline, stage, reached, now) in funnel(&sim.config, &sim.store, EntityKind::Deal)? {
         t.row(vec![pipeline, stage, reached.to_string(), now.to_string()]);
     }
     t.print();
     let (won, amount) = query::deal_totals(conn, "won")?;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "won: {won} deals for {} {}",
         format_money(amount),
         sim.config.currency
@@ -824,14 +824,14 @@ fn print_summary(
             |r| r.get(0),
         )
         .map_err(leadflow_store::Error::from)?;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "robots: {} rule firings appended {by_robots} events; {} deadlines elapsed, {} tasks went overdue",
         sim.robots.fired,
         count("deadline.elapsed"),
         count("task.overdue")
     );
-    println!(
+    outln!(
         "  {} repeat leads recognised, {} contacts and {} deals created by conversion, {} notifications",
         count("lead.repeat_detected"),
         count("contact.created"),
@@ -855,8 +855,8 @@ fn print_summary(
         let who = e.employee.clone().unwrap_or_else(|| "—".into());
         *incidents.entry((who, e.kind.clone())).or_default() += 1;
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "incident journal ({} incidents):",
         incidents.values().sum::<usize>()
     );
@@ -869,8 +869,8 @@ fn print_summary(
         .iter()
         .filter(|e| e.record == query::JournalRecord::Escalation)
         .collect();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "escalations to the manager ({}; one per {} missed deadlines):",
         escalations.len(),
         escalations
@@ -890,27 +890,27 @@ fn print_summary(
     }
     t.print();
 
-    println!();
+    outln!();
     let tasks = query::tasks(conn, &query::TaskFilter::default())?;
     let done = tasks.iter().filter(|t| t.completed_at.is_some()).count();
     let overdue = tasks
         .iter()
         .filter(|t| t.completed_at.is_none() && t.due_at < end)
         .count();
-    println!(
+    outln!(
         "tasks: {} set, {done} done, {overdue} overdue on Friday evening",
         tasks.len()
     );
-    println!(
+    outln!(
         "people: {} commands, of which the engine refused {}; {unfinished} next steps fall after the week",
         sim.commands,
         sim.rejections.len()
     );
     if let Some(r) = sim.rejections.first() {
-        println!("  e.g. \"{r}\"");
+        outln!("  e.g. \"{r}\"");
     }
     if let Some(at) = sim.stuck {
-        println!(
+        outln!(
             "WARNING: timers kept falling due at once at {}: a rule schedules something due immediately, over and over",
             local(at, "%a %H:%M")
         );
@@ -921,7 +921,7 @@ fn print_summary(
         .head
         .map(|(p, h)| format!("{p}:{}", to_hex(&h)))
         .unwrap_or_default();
-    println!(
+    outln!(
         "log: {} events in {:.1}s; hash chain {}; projections {}",
         chain.events,
         took.as_secs_f64(),
@@ -936,20 +936,20 @@ fn print_summary(
             "DIFFER from a replay"
         }
     );
-    println!("head: {head}");
-    println!();
+    outln!("head: {head}");
+    outln!();
     let cfg = dir.join("leadflow.toml");
-    println!(
+    outln!(
         "explore it (`cargo install --path cli` puts leadflow on your PATH, or write `cargo run --` for `leadflow`):"
     );
-    println!("  export LEADFLOW_CONFIG={}", cfg.display());
-    println!("  leadflow journal --employee sidorov     # his missed deadlines and escalations");
-    println!("  leadflow inbox smirnova                 # what the head of sales was told");
-    println!("  leadflow lead list --stage in_work");
-    println!("  leadflow lead show 7");
-    println!("  leadflow events --stream lead-7");
-    println!("  leadflow verify");
-    println!(
+    outln!("  export LEADFLOW_CONFIG={}", cfg.display());
+    outln!("  leadflow journal --employee sidorov     # his missed deadlines and escalations");
+    outln!("  leadflow inbox smirnova                 # what the head of sales was told");
+    outln!("  leadflow lead list --stage in_work");
+    outln!("  leadflow lead show 7");
+    outln!("  leadflow events --stream lead-7");
+    outln!("  leadflow verify");
+    outln!(
         "  sqlite3 {} 'SELECT stage, count(*) FROM leads GROUP BY stage'",
         dir.join("leadflow.db").display()
     );

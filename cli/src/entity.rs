@@ -4,16 +4,17 @@
 use crate::automation;
 use crate::cli::{
     AssignArgs, CompanyCmd, ContactCmd, DealCmd, DealFields, LeadCmd, LeadFields, ListArgs,
-    MoveArgs, PartyFields, Requisites, TaskCmd,
+    MoveArgs, PartyFields, Requisites, SortBy, TaskCmd,
 };
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
-use crate::output::{Table, clip, json_line, json_pretty, opt, time};
+use crate::output::{Table, clip, json_line, json_pretty, opt, phone, time};
 use leadflow_engine::command::{FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask};
+use leadflow_engine::field;
 use leadflow_engine::field::format_money;
 use leadflow_engine::{Command, Entity, EntityKind, StreamId};
 use leadflow_store::Executed;
-use leadflow_store::query::{self, ListFilter, TaskFilter};
+use leadflow_store::query::{self, ListFilter, Search, Sort, TaskFilter};
 use serde_json::{Value, json};
 
 /// Parses `42` or `lead-42` as the id of an entity of `kind`.
@@ -168,11 +169,13 @@ fn report(ctx: &Ctx, done: &Done, what: &str) {
         json_line(&v);
     } else {
         match &out.appended {
-            Some(a) => println!(
+            Some(a) => outln!(
                 "{} {what} (position {}, version {})",
-                out.stream, a.last_position, a.version
+                out.stream,
+                a.last_position,
+                a.version
             ),
-            None => println!("{} unchanged: nothing to do", out.stream),
+            None => outln!("{} unchanged: nothing to do", out.stream),
         }
         if let Some(effects) = &done.effects {
             automation::print_effects(effects);
@@ -204,6 +207,7 @@ fn lead_inputs(f: &LeadFields, update: bool) -> Result<FieldInputs, CliError> {
 }
 
 pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     match cmd {
         LeadCmd::Create {
             fields,
@@ -249,9 +253,20 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
             StreamId::new(EntityKind::Lead, parse_id(EntityKind::Lead, &id)?),
         )?,
         LeadCmd::List(args) => {
-            let leads = query::leads(ctx.store.connection(), &filter(&args))?;
+            let conn = ctx.store.connection();
+            let leads = query::leads(conn, &filter(ctx, &args)?)?;
+            let ids: Vec<i64> = leads.iter().map(|l| l.id).collect();
+            let repeat = query::repeat_leads(conn, &ids)?;
             if ctx.json {
-                leads.iter().for_each(json_line);
+                for l in &leads {
+                    let mut v = serde_json::to_value(l).expect("serialisable");
+                    v["repeat"] = repeat.contains(&l.id).into();
+                    json_line(&v);
+                }
+                return Ok(());
+            }
+            if leads.is_empty() {
+                outln!("no matching leads");
                 return Ok(());
             }
             let mut t = Table::new(&[
@@ -261,6 +276,7 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
                 "TITLE",
                 "PHONE",
                 "SOURCE",
+                "REPEAT",
                 "CREATED",
             ]);
             for l in &leads {
@@ -269,9 +285,10 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
                     l.stage.to_string(),
                     opt(&l.responsible),
                     clip(&l.title, 32),
-                    l.phones.first().cloned().unwrap_or_else(|| "-".into()),
+                    l.phones.first().map_or_else(|| "-".into(), |p| phone(p)),
                     l.source.clone(),
-                    time(l.created_at),
+                    if repeat.contains(&l.id) { "yes" } else { "-" }.into(),
+                    time(tz, l.created_at),
                 ]);
             }
             t.print();
@@ -280,13 +297,87 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
     Ok(())
 }
 
-fn filter(args: &ListArgs) -> ListFilter {
-    ListFilter {
+/// What `--search` text is: a phone, an e-mail, an INN, or text.
+fn search(text: &str) -> Search {
+    let t = text.trim();
+    if t.contains('@')
+        && let Ok(e) = field::normalize_email(t)
+    {
+        return Search::Email(e);
+    }
+    if t.chars().all(|c| c.is_ascii_digit())
+        && matches!(t.len(), 10 | 12)
+        && let Ok(inn) = field::validate_inn(t)
+    {
+        return Search::Inn(inn);
+    }
+    let phone_like = t.chars().filter(char::is_ascii_digit).count() >= 5
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c) || c.is_alphabetic());
+    if phone_like && let Ok(p) = field::parse_phone(t) {
+        return Search::Phone(p.number);
+    }
+    Search::Text(t.to_owned())
+}
+
+fn filter(ctx: &Ctx, args: &ListArgs) -> Result<ListFilter, CliError> {
+    let time = |t: &Option<String>, flag: &str| {
+        t.as_deref()
+            .map(|t| {
+                parse_time(t, &ctx.config, Some(ctx.clock.now()))
+                    .map_err(|e| CliError::Usage(format!("{flag}: {e}")))
+            })
+            .transpose()
+    };
+    let responsible_in = match &args.team {
+        None => None,
+        Some(team) => {
+            if !ctx.config.teams.keys().any(|t| t.as_str() == team) {
+                let known: Vec<&str> = ctx.config.teams.keys().map(|t| t.as_str()).collect();
+                return Err(CliError::Unknown(format!(
+                    "unknown team '{team}' in --team; the configuration lists: {}",
+                    known.join(", ")
+                )));
+            }
+            Some(
+                ctx.config
+                    .employees
+                    .values()
+                    .filter(|e| e.team.as_ref().is_some_and(|t| t.as_str() == team))
+                    .map(|e| e.id.to_string())
+                    .collect(),
+            )
+        }
+    };
+    Ok(ListFilter {
         pipeline: args.pipeline.clone(),
         stage: args.stage.clone(),
         responsible: args.responsible.clone(),
+        responsible_in,
+        source: args.source.clone(),
+        search: args.search.as_deref().map(search),
+        repeat: if args.repeat {
+            Some(true)
+        } else if args.first_time {
+            Some(false)
+        } else {
+            None
+        },
+        created_since: time(&args.created_since, "--created-since")?,
+        created_until: time(&args.created_until, "--created-until")?,
+        updated_since: time(&args.updated_since, "--updated-since")?,
+        updated_until: time(&args.updated_until, "--updated-until")?,
+        sort: match args.sort {
+            SortBy::Created => Sort::Created,
+            SortBy::Updated => Sort::Updated,
+            SortBy::Title => Sort::Title,
+            SortBy::Stage => Sort::Stage,
+            SortBy::Responsible => Sort::Responsible,
+        },
+        ascending: args.asc,
         limit: args.limit,
-    }
+        offset: args.offset,
+    })
 }
 
 fn deal_inputs(f: &DealFields) -> Result<FieldInputs, CliError> {
@@ -306,6 +397,7 @@ fn deal_inputs(f: &DealFields) -> Result<FieldInputs, CliError> {
 }
 
 pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     match cmd {
         DealCmd::Create {
             fields,
@@ -355,9 +447,13 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
             StreamId::new(EntityKind::Deal, parse_id(EntityKind::Deal, &id)?),
         )?,
         DealCmd::List(args) => {
-            let deals = query::deals(ctx.store.connection(), &filter(&args))?;
+            let deals = query::deals(ctx.store.connection(), &filter(ctx, &args)?)?;
             if ctx.json {
                 deals.iter().for_each(json_line);
+                return Ok(());
+            }
+            if deals.is_empty() {
+                outln!("no matching deals");
                 return Ok(());
             }
             let mut t = Table::new(&[
@@ -380,7 +476,7 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
                         || "-".into(),
                         |a| format!("{} {}", format_money(a), d.currency),
                     ),
-                    time(d.created_at),
+                    time(tz, d.created_at),
                 ]);
             }
             t.print();
@@ -412,6 +508,7 @@ fn party_inputs(f: &PartyFields, company: &Option<String>) -> Result<FieldInputs
 }
 
 pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     match cmd {
         ContactCmd::Create { fields, company } => {
             let new = NewContact {
@@ -455,10 +552,10 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
                 t.row(vec![
                     c.id.to_string(),
                     clip(&c.name, 32),
-                    c.phones.first().cloned().unwrap_or_else(|| "-".into()),
+                    c.phones.first().map_or_else(|| "-".into(), |p| phone(p)),
                     c.emails.first().cloned().unwrap_or_else(|| "-".into()),
                     opt(&c.company),
-                    time(c.created_at),
+                    time(tz, c.created_at),
                 ]);
             }
             t.print();
@@ -468,6 +565,7 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
 }
 
 pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     match cmd {
         CompanyCmd::Create {
             fields,
@@ -533,7 +631,7 @@ pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
                     opt(&c.inn),
                     opt(&c.bik),
                     opt(&c.bank_account),
-                    time(c.created_at),
+                    time(tz, c.created_at),
                 ]);
             }
             t.print();
@@ -543,6 +641,7 @@ pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
 }
 
 pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     match cmd {
         TaskCmd::Create {
             kind,
@@ -603,7 +702,7 @@ pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
                     task.id.to_string(),
                     task.kind.as_str().into(),
                     task.assignee.to_string(),
-                    time(task.due_at),
+                    time(tz, task.due_at),
                     status.into(),
                     about,
                     clip(&task.title, 40),
@@ -616,13 +715,43 @@ pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
 }
 
 fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
+    let tz = ctx.config.calendar.timezone;
     let entity = ctx
         .store
         .load(stream)?
         .ok_or(leadflow_store::Error::Rejected(
             leadflow_engine::Rejection::NotFound { stream },
         ))?;
-    let history = query::stage_history(ctx.store.connection(), stream)?;
+    let conn = ctx.store.connection();
+    let history = query::stage_history(conn, stream)?;
+    let name = stream.to_string();
+    // What is still to come and what was said about it.
+    const LATEST: usize = 5;
+    let timers = query::timers(
+        conn,
+        &query::TimerFilter {
+            stream: Some(stream),
+            ..Default::default()
+        },
+    )?;
+    let tasks = match stream.kind {
+        EntityKind::Lead | EntityKind::Deal => query::open_tasks_of(conn, stream)?,
+        _ => Vec::new(),
+    };
+    let notifications = query::inbox(
+        conn,
+        None,
+        &query::InboxFilter {
+            stream: Some(name.clone()),
+            limit: LATEST,
+            ..Default::default()
+        },
+    )?;
+    let incidents = query::incidents_of(conn, &name, LATEST)?;
+    let repeat = match stream.kind {
+        EntityKind::Lead => query::repeat_of(conn, stream.id)?,
+        _ => None,
+    };
     if ctx.json {
         let state = match &entity {
             Entity::Lead(l) => serde_json::to_value(l),
@@ -632,9 +761,20 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             Entity::Task(t) => serde_json::to_value(t),
         }
         .expect("serialisable");
-        json_pretty(
-            &json!({"stream": stream.to_string(), "state": state, "stage_history": history}),
-        );
+        let mut v = json!({
+            "stream": name,
+            "state": state,
+            "stage_history": history,
+            "timers": timers.iter().map(crate::journal::timer_json).collect::<Vec<_>>(),
+            "open_tasks": tasks,
+            "notifications": notifications,
+            "incidents": incidents,
+        });
+        if stream.kind == EntityKind::Lead {
+            v["repeat"] = repeat.is_some().into();
+            v["repeat_of"] = serde_json::to_value(&repeat).expect("serialisable");
+        }
+        json_pretty(&v);
         return Ok(());
     }
     let mut lines: Vec<(String, String)> = Vec::new();
@@ -683,7 +823,7 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             );
             put("responsible", opt(&l.responsible));
             put("name", opt(&l.name));
-            put("phones", list(&l.phones));
+            put("phones", phones(&l.phones));
             put("e-mails", list(&l.emails));
             put("source", l.source.clone());
             put("client type", opt(&l.client_type.map(|c| c.as_str())));
@@ -702,9 +842,23 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
                 },
             );
             put("comment", opt(&l.comment));
+            put(
+                "repeat",
+                match &repeat {
+                    None => "no".into(),
+                    Some(r) => {
+                        let known: Vec<String> =
+                            (r.contacts.iter().map(|c| format!("contact-{c}")))
+                                .chain(r.companies.iter().map(|c| format!("company-{c}")))
+                                .chain(r.leads.iter().map(|l| format!("lead-{l}")))
+                                .collect();
+                        format!("yes: {} (by {})", known.join(", "), r.by.join(", "))
+                    }
+                },
+            );
             fields(&l.fields, EntityKind::Lead, &mut put);
-            put("created", time(l.created_at));
-            put("updated", time(l.updated_at));
+            put("created", time(tz, l.created_at));
+            put("updated", time(tz, l.updated_at));
             put("version", l.version.to_string());
         }
         Entity::Deal(d) => {
@@ -734,18 +888,18 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             put("lead", opt(&d.lead.map(|c| format!("lead-{c}"))));
             put("comment", opt(&d.comment));
             fields(&d.fields, EntityKind::Deal, &mut put);
-            put("created", time(d.created_at));
-            put("updated", time(d.updated_at));
+            put("created", time(tz, d.created_at));
+            put("updated", time(tz, d.updated_at));
             put("version", d.version.to_string());
         }
         Entity::Contact(c) => {
             put("contact", format!("{} — {}", stream, c.name));
-            put("phones", list(&c.phones));
+            put("phones", phones(&c.phones));
             put("e-mails", list(&c.emails));
             put("company", opt(&c.company.map(|c| format!("company-{c}"))));
             put("responsible", opt(&c.responsible));
             fields(&c.fields, EntityKind::Contact, &mut put);
-            put("created", time(c.created_at));
+            put("created", time(tz, c.created_at));
             put("version", c.version.to_string());
         }
         Entity::Company(c) => {
@@ -753,19 +907,19 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             put("INN", opt(&c.inn));
             put("BIK", opt(&c.bik));
             put("bank account", opt(&c.bank_account));
-            put("phones", list(&c.phones));
+            put("phones", phones(&c.phones));
             put("e-mails", list(&c.emails));
             put("responsible", opt(&c.responsible));
             fields(&c.fields, EntityKind::Company, &mut put);
-            put("created", time(c.created_at));
+            put("created", time(tz, c.created_at));
             put("version", c.version.to_string());
         }
         Entity::Task(t) => {
             put("task", format!("{} — {}", stream, t.title));
             put("kind", t.kind.as_str().into());
             put("assignee", t.assignee.to_string());
-            put("due", time(t.due_at));
-            put("completed", opt(&t.completed_at.map(time)));
+            put("due", time(tz, t.due_at));
+            put("completed", opt(&t.completed_at.map(|t| time(tz, t))));
         }
     }
     let width = lines
@@ -774,24 +928,92 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
         .max()
         .unwrap_or(0);
     for (k, v) in &lines {
-        println!("{k:<width$}  {v}");
+        outln!("{k:<width$}  {v}");
     }
     if !history.is_empty() {
-        println!("\nstage history:");
+        outln!("\nstage history:");
         let mut t = Table::new(&["STAGE", "ENTERED", "LEFT", "TIME IN STAGE"]);
         let now = ctx.clock.now();
         for v in &history {
-            let spent = v.left_at.unwrap_or(now) - v.entered_at;
+            // A won or lost item is closed: its time stops when it entered the final stage.
+            let closed = v.left_at.is_none()
+                && ctx
+                    .config
+                    .pipeline(&v.pipeline.as_str().into())
+                    .and_then(|p| p.stage(&v.stage.as_str().into()))
+                    .is_some_and(|s| s.semantic != leadflow_engine::config::Semantic::InProgress);
+            let (left, spent) = match v.left_at {
+                Some(left) => (time(tz, left), human_duration(left - v.entered_at)),
+                None if closed => ("(closed)".into(), "-".into()),
+                None => ("(current)".into(), human_duration(now - v.entered_at)),
+            };
+            t.row(vec![v.stage.clone(), time(tz, v.entered_at), left, spent]);
+        }
+        t.print();
+    }
+    if !timers.is_empty() {
+        outln!("\npending timers:");
+        crate::journal::timer_table(ctx, &timers).print();
+    }
+    if !tasks.is_empty() {
+        outln!("\nopen tasks:");
+        let now = ctx.clock.now();
+        let mut t = Table::new(&["TASK", "KIND", "ASSIGNEE", "DUE", "TITLE"]);
+        for task in &tasks {
             t.row(vec![
-                v.stage.clone(),
-                time(v.entered_at),
-                v.left_at.map_or_else(|| "(current)".into(), time),
-                human_duration(spent),
+                format!("task-{}", task.id),
+                task.kind.as_str().into(),
+                task.assignee.to_string(),
+                format!(
+                    "{}{}",
+                    time(tz, task.due_at),
+                    if task.due_at < now { " (overdue)" } else { "" }
+                ),
+                clip(&task.title, 40),
+            ]);
+        }
+        t.print();
+    }
+    if !notifications.is_empty() {
+        outln!("\nlatest notifications:");
+        let mut t = Table::new(&["#", "!", "AT", "TO", "READ", "TEXT"]);
+        for n in &notifications {
+            t.row(vec![
+                n.position.to_string(),
+                if n.priority == "high" { "!" } else { "" }.into(),
+                time(tz, n.at),
+                n.employee.clone(),
+                if n.read_at.is_some() { "read" } else { "new" }.into(),
+                clip(&n.text, 60),
+            ]);
+        }
+        t.print();
+    }
+    if !incidents.is_empty() {
+        outln!("\nlatest incidents:");
+        let mut t = Table::new(&["POS", "AT", "KIND", "EMPLOYEE", "RULE", "TEXT"]);
+        for i in &incidents {
+            t.row(vec![
+                i.position.to_string(),
+                time(tz, i.at),
+                i.kind.clone(),
+                opt(&i.employee),
+                opt(&i.rule),
+                clip(i.text.as_deref().unwrap_or("-"), 60),
             ]);
         }
         t.print();
     }
     Ok(())
+}
+
+/// Stored phones for people: `+79378922084 ext. 12, +79120000001`.
+fn phones(list: &[String]) -> String {
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.iter().map(|p| phone(p)).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// `3d 4h`, `2h 5m`, `40s`.

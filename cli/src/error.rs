@@ -9,6 +9,13 @@ pub enum CliError {
     /// Bad arguments or environment.
     #[error("{0}")]
     Usage(String),
+    /// A name or id the command was given (an employee, a team) is not in the configuration.
+    #[error("{0}")]
+    Unknown(String),
+    /// The command was understood and the answer is no (e.g. marking a read notification
+    /// read).
+    #[error("{0}")]
+    Refused(String),
     /// The configuration does not load.
     #[error(transparent)]
     Config(#[from] ConfigErrors),
@@ -72,8 +79,12 @@ impl CliError {
         }
     }
 
-    /// 1 for a business "no" (rejection, conflict, failed verification or a broken log
-    /// refused, bad import row, scenario mismatch), 2 for everything else.
+    /// The one rule (README, "Exit codes"): 1 when the command was understood and the answer
+    /// is no — a business rule refused it, a name or id it gives is not known (an employee, a
+    /// team, a stage, an entity), a conflict, a failed verification or a broken log
+    /// refused, a bad import row, a
+    /// scenario mismatch; 2 when it could not run — malformed arguments, a missing or broken
+    /// file, configuration or rule set, a storage failure.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Store(
@@ -81,6 +92,8 @@ impl CliError {
                 | leadflow_store::Error::Conflict { .. }
                 | leadflow_store::Error::Tampered { .. },
             )
+            | CliError::Unknown(_)
+            | CliError::Refused(_)
             | CliError::Import { .. }
             | CliError::Verify(_)
             | CliError::Mismatch(_) => 1,

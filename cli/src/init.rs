@@ -7,14 +7,16 @@ use std::path::Path;
 
 /// The rule file `init` leaves in `rules/`: every line a comment, so the rule set is empty (and
 /// commands run as without rules) until one is uncommented.
-pub const EXAMPLE_RULES: &str = r#"# Rules: trigger -> optional condition -> robots. Every *.toml file in this folder is part of
+pub const EXAMPLE_RULES: &str = r##"# Rules: trigger -> optional condition -> robots. Every *.toml file in this folder is part of
 # the rule set; `leadflow rules check` reports every problem with file:line:col, and commands
 # refuse to run while the rule set does not load. Triggers, conditions and robots are described
 # in docs/RULES.md; `leadflow rules schema` prints a JSON Schema for editors.
 #
-# Uncomment to assign new web-form leads round robin within the first line, and give them two
-# working hours (one working day with only an e-mail) to be qualified; `leadflow tick` or the
-# `leadflow run` service fires the deadline.
+# To try the example, uncomment everything from the first [[rules]] down (remove one leading
+# "# " from each line). It assigns new web-form leads round robin within the first line and
+# gives them two working hours (one working day with only an e-mail) to be qualified;
+# `leadflow tick` or the `leadflow run` service fires the deadline. A lead qualified or lost in
+# time calls the deadline off, so only a real miss notifies, journals and escalates.
 #
 # [[rules]]
 # id = "assign-first-line"
@@ -32,8 +34,26 @@ pub const EXAMPLE_RULES: &str = r#"# Rules: trigger -> optional condition -> rob
 #   working_time = true
 #
 # [[rules]]
+# id = "qualified-in-time"
+# trigger = { on = "stage_entered", entity = "lead", stage = "qualified" }
+#
+#   [[rules.robots]]
+#   robot = "cancel_deadline"
+#   name = "qualification"
+#
+# [[rules]]
+# id = "lost-in-time"
+# trigger = { on = "lost", entity = "lead" }
+#
+#   [[rules.robots]]
+#   robot = "cancel_deadline"
+#   name = "qualification"
+#
+# [[rules]]
 # id = "qualification-missed"
 # trigger = { on = "deadline_elapsed", name = "qualification" }
+# # Only a lead still waiting to be qualified has missed it.
+# condition = 'lead.stage == "new" || lead.stage == "in_work"'
 #
 #   [[rules.robots]]
 #   robot = "notify"
@@ -48,7 +68,7 @@ pub const EXAMPLE_RULES: &str = r#"# Rules: trigger -> optional condition -> rob
 #   [[rules.robots]]
 #   robot = "escalate_to_manager"
 #   kind = "missed_deadline"
-"#;
+"##;
 
 /// Writes `leadflow.toml`, creates `leadflow.db`, and `rules/example.toml` unless a `rules/`
 /// folder is already there.
@@ -71,13 +91,13 @@ pub fn init(dir: &Path, force: bool) -> Result<(), CliError> {
         let example = rules.join("example.toml");
         std::fs::write(&example, EXAMPLE_RULES).map_err(|e| CliError::io(&example, e))?;
     }
-    println!(
+    outln!(
         "created {}, {} and {}",
         config.display(),
         db.display(),
         rules.display()
     );
-    println!(
+    outln!(
         "next: edit the teams, employees and pipelines in leadflow.toml, then try `leadflow lead create --name Ivan --phone '+7 912 345-67-89'`"
     );
     Ok(())

@@ -1,15 +1,18 @@
-//! `inbox` and `journal`: what the robots told employees, and the incident and escalation
-//! journal auditors query (stable columns, RFC 3339 times, table, CSV or JSON Lines).
+//! `inbox`, `timers` and `journal`: what the robots told employees (read or not), what is
+//! still to fire, and the incident and escalation journal auditors query (stable columns,
+//! RFC 3339 times in CSV and JSON Lines, the calendar's zone in tables).
 
-use crate::cli::{InboxArgs, JournalArgs, JournalFormat};
+use crate::cli::{InboxArgs, JournalArgs, JournalFormat, TimersArgs};
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
 use crate::output::{Table, clip, json_line, time};
 use chrono::SecondsFormat;
 use leadflow_engine::Config;
+use leadflow_engine::event::NotificationRead;
 use leadflow_engine::ids::EmployeeId;
+use leadflow_engine::{Event, StreamId};
 use leadflow_store::fmt_time;
-use leadflow_store::query::{self, JournalFilter};
+use leadflow_store::query::{self, InboxFilter, JournalFilter, TimerFilter};
 use serde::Serialize;
 use serde_json::json;
 
@@ -19,16 +22,27 @@ fn known_employee(config: &Config, id: &str, flag: &str) -> Result<(), CliError>
         return Ok(());
     }
     let known: Vec<&str> = config.employees.keys().map(|e| e.as_str()).collect();
-    Err(CliError::Usage(format!(
+    Err(CliError::Unknown(format!(
         "unknown employee '{id}'{flag}; the configuration lists: {}",
         known.join(", ")
     )))
 }
 
-/// `inbox EMPLOYEE`: the employee's notifications, newest first.
-pub fn inbox(ctx: &Ctx, args: InboxArgs) -> Result<(), CliError> {
+/// `inbox EMPLOYEE`: the employee's notifications, newest first, read or unread; with
+/// `--mark-read N…` or `--mark-all-read` first records `notification.read` for each.
+pub fn inbox(ctx: &mut Ctx, args: InboxArgs) -> Result<(), CliError> {
     known_employee(&ctx.config, &args.employee, "")?;
-    let rows = query::inbox(ctx.store.connection(), &args.employee, args.limit)?;
+    if !args.mark_read.is_empty() || args.mark_all_read {
+        mark_read(ctx, &args)?;
+    }
+    let filter = InboxFilter {
+        unread: args.unread,
+        read: args.read,
+        limit: args.limit,
+        ..InboxFilter::default()
+    };
+    let rows = query::inbox(ctx.store.connection(), Some(&args.employee), &filter)?;
+    let tz = ctx.config.calendar.timezone;
     if ctx.json {
         for n in &rows {
             json_line(&json!({
@@ -39,25 +53,191 @@ pub fn inbox(ctx: &Ctx, args: InboxArgs) -> Result<(), CliError> {
                 "stream": n.stream,
                 "rule": n.rule,
                 "text": n.text,
+                "read": n.read_at.is_some(),
+                "read_at": n.read_at.map(fmt_time),
             }));
         }
         return Ok(());
     }
     if rows.is_empty() {
-        println!("{}'s inbox is empty", args.employee);
+        let what = if args.unread {
+            "has no unread notifications"
+        } else if args.read {
+            "has no read notifications"
+        } else {
+            "is empty"
+        };
+        outln!("{}'s inbox {what}", args.employee);
         return Ok(());
     }
-    let mut t = Table::new(&["!", "AT", "STREAM", "TEXT"]);
+    let mut t = Table::new(&["#", "!", "READ", "AT", "STREAM", "TEXT"]);
     for n in &rows {
         t.row(vec![
+            n.position.to_string(),
             if n.priority == "high" { "!" } else { "" }.to_owned(),
-            time(n.at),
+            if n.read_at.is_some() { "read" } else { "new" }.to_owned(),
+            time(tz, n.at),
             n.stream.clone(),
             clip(&n.text, 80),
         ]);
     }
     t.print();
     Ok(())
+}
+
+/// Records `notification.read` for the named (or every unread) notification of the employee,
+/// in the notification's own stream; refuses numbers that are not the employee's unread
+/// notifications, appending nothing.
+fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
+    let conn = ctx.store.connection();
+    let employee = args.employee.as_str();
+    let targets = if args.mark_all_read {
+        let unread = InboxFilter {
+            unread: true,
+            ..InboxFilter::default()
+        };
+        query::inbox(conn, Some(employee), &unread)?
+    } else {
+        let mut wanted = args.mark_read.clone();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let found = query::inbox(
+            conn,
+            Some(employee),
+            &InboxFilter {
+                positions: Some(wanted.clone()),
+                ..InboxFilter::default()
+            },
+        )?;
+        for p in &wanted {
+            match found.iter().find(|n| n.position == *p) {
+                None => {
+                    return Err(CliError::Unknown(format!(
+                        "{employee} has no notification {p}; `leadflow inbox {employee}` lists them in the # column"
+                    )));
+                }
+                Some(n) if n.read_at.is_some() => {
+                    return Err(CliError::Refused(format!(
+                        "notification {p} of {employee} is already read"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        found
+    };
+    if targets.is_empty() {
+        errln!("{employee} has no unread notifications");
+        return Ok(());
+    }
+    let rules = crate::automation::prepare(ctx)?;
+    let meta = ctx.meta();
+    let mut streams = Vec::with_capacity(targets.len());
+    for n in &targets {
+        streams.push(n.stream.parse::<StreamId>().map_err(|e| {
+            CliError::Store(leadflow_store::Error::Corrupt {
+                position: n.position,
+                why: format!("inbox row names a bad stream '{}': {e}", n.stream),
+            })
+        })?);
+    }
+    let last = ctx.store.write(ctx.clock.now(), |tx| {
+        let mut last = 0;
+        for (n, stream) in targets.iter().zip(&streams) {
+            let version = tx.version(*stream)?;
+            let event = Event::NotificationRead(NotificationRead {
+                notification: n.position,
+                employee: employee.into(),
+            });
+            last = tx.append(*stream, version, &[event], &meta)?.last_position;
+        }
+        Ok::<_, CliError>(last)
+    })?;
+    let done = format!(
+        "{} notification{} of {employee} marked read (position {last})",
+        targets.len(),
+        if targets.len() == 1 { "" } else { "s" }
+    );
+    if let Some(rt) = &rules {
+        crate::automation::settle(ctx, rt, None, &done)?;
+    }
+    errln!("{done}");
+    Ok(())
+}
+
+/// `timers`: pending deadlines, delayed robots and task due times, by due time.
+pub fn timers(ctx: &Ctx, args: TimersArgs) -> Result<(), CliError> {
+    let filter = TimerFilter {
+        stream: args
+            .stream
+            .as_deref()
+            .map(|s| s.parse().map_err(CliError::Usage))
+            .transpose()?,
+        due_before: args
+            .due_before
+            .as_deref()
+            .map(|t| {
+                parse_time(t, &ctx.config, Some(ctx.clock.now()))
+                    .map_err(|e| CliError::Usage(format!("--due-before: {e}")))
+            })
+            .transpose()?,
+        limit: args.limit,
+    };
+    let rows = query::timers(ctx.store.connection(), &filter)?;
+    if ctx.json {
+        for t in &rows {
+            json_line(&timer_json(t));
+        }
+        return Ok(());
+    }
+    if rows.is_empty() {
+        outln!("no pending timers");
+        return Ok(());
+    }
+    timer_table(ctx, &rows).print();
+    Ok(())
+}
+
+/// One pending timer as JSON.
+pub fn timer_json(t: &query::Timer) -> serde_json::Value {
+    json!({
+        "due_at": fmt_time(t.due_at),
+        "what": t.what,
+        "stream": t.stream,
+        "name": t.name,
+        "stage": t.stage,
+        "set_by": t.set_by,
+        "set_at_position": t.set_at_position,
+    })
+}
+
+/// Pending timers as a table: when, what, for whom, and who set them.
+pub fn timer_table(ctx: &Ctx, rows: &[query::Timer]) -> Table {
+    let tz = ctx.config.calendar.timezone;
+    let now = ctx.clock.now();
+    let mut t = Table::new(&["DUE", "IN", "WHAT", "STREAM", "NAME", "SET BY", "POS"]);
+    for r in rows {
+        let what = match r.what.as_str() {
+            "deadline" => "deadline",
+            "robots" => "delayed robots",
+            "task" => "task due",
+            other => other,
+        };
+        t.row(vec![
+            time(tz, r.due_at),
+            if r.due_at <= now {
+                "due".into()
+            } else {
+                crate::entity::human_duration(r.due_at - now)
+            },
+            what.into(),
+            r.stream.clone(),
+            r.name.clone().unwrap_or_else(|| "-".into()),
+            r.set_by.clone(),
+            r.set_at_position.to_string(),
+        ]);
+    }
+    t
 }
 
 /// One journal row as `journal` prints it; the field order is the column order.
@@ -67,7 +247,7 @@ struct Row {
     position: i64,
     at: String,
     #[serde(skip)]
-    at_secs: String,
+    at_local: String,
     employee: Option<String>,
     team: Option<String>,
     kind: String,
@@ -114,7 +294,7 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
     if let Some(team) = &args.team {
         if !config.teams.keys().any(|t| t.as_str() == team) {
             let known: Vec<&str> = config.teams.keys().map(|t| t.as_str()).collect();
-            return Err(CliError::Usage(format!(
+            return Err(CliError::Unknown(format!(
                 "unknown team '{team}' in --team; the configuration lists: {}",
                 known.join(", ")
             )));
@@ -165,7 +345,7 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
         record: e.record.as_str(),
         position: e.position,
         at: e.at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        at_secs: e.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        at_local: time(config.calendar.timezone, e.at),
         team: team_of(&e.employee),
         employee: e.employee,
         kind: e.kind,
@@ -180,12 +360,17 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
         JournalFormat::Json => rows.for_each(|r| json_line(&r)),
         JournalFormat::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-            let csv_err = |e: csv::Error| CliError::Usage(format!("writing CSV: {e}"));
+            let csv_err = |e: csv::Error| match e.kind() {
+                csv::ErrorKind::Io(io) => crate::output::stdout_failed(io),
+                _ => CliError::Usage(format!("writing CSV: {e}")),
+            };
             w.write_record(COLUMNS).map_err(csv_err)?;
             for r in rows {
                 w.write_record(r.cells()).map_err(csv_err)?;
             }
-            w.flush().map_err(|e| CliError::io("stdout", e))?;
+            if let Err(e) = w.flush() {
+                crate::output::stdout_failed(&e);
+            }
         }
         JournalFormat::Table => {
             let mut t = Table::new(&COLUMNS.map(|c| match c {
@@ -205,13 +390,13 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
             let mut n = 0;
             for r in rows {
                 let mut cells = r.cells().map(|c| if c.is_empty() { "-".into() } else { c });
-                cells[2] = r.at_secs.clone();
+                cells[2] = r.at_local.clone();
                 cells[11] = clip(&cells[11], 60);
                 t.row(cells.to_vec());
                 n += 1;
             }
             if n == 0 {
-                println!("the journal has no matching records");
+                outln!("the journal has no matching records");
             } else {
                 t.print();
             }

@@ -3,7 +3,7 @@
 use crate::cli::{EventsArgs, VerifyArgs};
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
-use crate::output::{Table, clip, json_line};
+use crate::output::{Table, clip, json_line, time};
 use indicatif::{ProgressBar, ProgressStyle};
 use leadflow_store::{LogFilter, RecordedEvent, from_hex, to_hex};
 use serde_json::{Value, json};
@@ -66,6 +66,11 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
             .map(|t| parse_time(t, &ctx.config, None))
             .transpose()?,
     };
+    let tz = ctx.config.calendar.timezone;
+    let occurred = |e: &RecordedEvent| {
+        e.occurred_at()
+            .map_or_else(|_| e.occurred_at.clone(), |t| time(tz, t))
+    };
     const PAGE: usize = 2048;
     let mut after = args.after;
     let mut left = if args.limit == 0 {
@@ -83,10 +88,10 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
                 if ctx.json {
                     json_line(&event_json(e));
                 } else {
-                    println!(
+                    outln!(
                         "{} {} {} v{} {} {} {}",
                         e.position,
-                        e.occurred_at,
+                        occurred(e),
                         e.stream,
                         e.version,
                         e.event_type,
@@ -97,10 +102,7 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
             } else {
                 table.row(vec![
                     e.position.to_string(),
-                    e.occurred_at
-                        .get(..16)
-                        .unwrap_or(&e.occurred_at)
-                        .replace('T', " "),
+                    occurred(e),
                     e.stream.to_string(),
                     e.version.to_string(),
                     e.event_type.clone(),
@@ -136,7 +138,7 @@ pub fn replay(ctx: &mut Ctx) -> Result<(), CliError> {
     if ctx.json {
         json_line(&json!({"replayed": reached, "seconds": start.elapsed().as_secs_f64()}));
     } else {
-        println!(
+        outln!(
             "rebuilt the projections from {reached} events in {:.1}s",
             start.elapsed().as_secs_f64()
         );
@@ -211,24 +213,24 @@ pub fn verify(ctx: &mut Ctx, args: VerifyArgs) -> Result<(), CliError> {
         }));
     } else {
         if report.problem.is_none() {
-            println!("chain: ok, {} events", report.events);
+            outln!("chain: ok, {} events", report.events);
         }
         if kept.is_some() && !problems.iter().any(|p| p.starts_with("head:")) {
-            println!("head: matches the kept head");
+            outln!("head: matches the kept head");
         }
         if !args.chain_only && report.problem.is_none() && diffs.is_empty() {
-            println!("projections: ok, equal to a fresh replay");
+            outln!("projections: ok, equal to a fresh replay");
         }
         if let Some(h) = &head {
-            println!("head: {h}");
+            outln!("head: {h}");
             if report.problem.is_none() {
-                println!(
+                outln!(
                     "      (keep this elsewhere; `leadflow verify --head {h}` later proves nothing was cut off)"
                 );
             }
         }
         for p in &problems {
-            eprintln!("{p}");
+            errln!("{p}");
         }
     }
     if problems.is_empty() {

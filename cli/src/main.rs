@@ -1,9 +1,12 @@
 //! The `leadflow` binary: parses the command line, installs logging, resolves the configuration
 //! and database, runs one command, and turns any error into one message and an exit code
-//! (0 ok, 1 a business "no" or failed verification, 2 any other error).
+//! (0 ok, 1 a "no": refused, unknown, failed verification; 2 could not run; see `CliError`).
 
+#[macro_use]
+mod output;
 mod automation;
 mod cli;
+mod configcmd;
 mod ctx;
 mod demo;
 mod entity;
@@ -12,18 +15,20 @@ mod import;
 mod init;
 mod journal;
 mod logcmd;
-mod output;
 mod rulescmd;
 mod service;
 mod simulate;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use cli::{Cli, Command};
 use ctx::{Access, Ctx};
 use error::CliError;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&cli::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // The service logs what it does by default; one-shot commands only warnings.
     let default_filter = if matches!(cli.command, Command::Run) {
         "info"
@@ -39,7 +44,7 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = run(cli) {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         std::process::exit(e.exit_code());
     }
 }
@@ -54,9 +59,15 @@ fn access(command: &Command) -> Access {
         Command::Contact(c) => matches!(c, ContactCmd::Show { .. } | ContactCmd::List { .. }),
         Command::Company(c) => matches!(c, CompanyCmd::Show { .. } | CompanyCmd::List { .. }),
         Command::Task(c) => matches!(c, TaskCmd::List { .. }),
-        Command::Events(_) | Command::Verify(_) | Command::Inbox(_) | Command::Journal(_) => true,
+        // Marking notifications read appends `notification.read`.
+        Command::Inbox(a) => a.mark_read.is_empty() && !a.mark_all_read,
+        Command::Events(_) | Command::Verify(_) | Command::Journal(_) | Command::Timers(_) => true,
         Command::Import(_) | Command::Replay | Command::Tick | Command::Run => false,
-        Command::Init { .. } | Command::Demo(_) | Command::Rules(_) | Command::Simulate(_) => false,
+        Command::Init { .. }
+        | Command::Demo(_)
+        | Command::Rules(_)
+        | Command::Simulate(_)
+        | Command::Config(_) => false,
     };
     if reads { Access::Read } else { Access::Write }
 }
@@ -70,7 +81,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rules(cmd) => {
             rulescmd::rules(cli.config.as_deref(), cli.rules.as_deref(), cli.json, cmd)
         }
-        Command::Simulate(ref args) => simulate::simulate(args, cli.json),
+        Command::Simulate(ref args) => simulate::simulate(args, cli.config.as_deref(), cli.json),
+        Command::Config(cli::ConfigCmd::Show { section }) => {
+            let path = ctx::find_config(cli.config.as_deref())?;
+            let config = ctx::load_config(&path)?;
+            configcmd::show(&config, &path, section, cli.json)
+        }
         _ => {
             let mut ctx = Ctx::open(&cli, access(&cli.command))?;
             tracing::debug!(config = %ctx.config_path.display(), actor = %ctx.actor, "resolved");
@@ -87,12 +103,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Verify(a) => logcmd::verify(&mut ctx, a),
                 Command::Tick => automation::tick(&mut ctx),
                 Command::Run => service::run(ctx, cli.now.is_some()),
-                Command::Inbox(a) => journal::inbox(&ctx, a),
+                Command::Inbox(a) => journal::inbox(&mut ctx, a),
+                Command::Timers(a) => journal::timers(&ctx, a),
                 Command::Journal(a) => journal::journal(&ctx, a),
                 Command::Init { .. }
                 | Command::Demo(_)
                 | Command::Rules(_)
-                | Command::Simulate(_) => {
+                | Command::Simulate(_)
+                | Command::Config(_) => {
                     unreachable!("handled above")
                 }
             };

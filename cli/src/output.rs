@@ -1,7 +1,51 @@
-//! Printing: aligned tables for people, JSON for programs. Data goes to stdout.
+//! Printing: aligned tables for people, JSON for programs. Data goes to stdout, through
+//! [`outln!`] and [`stdout_line`]: a reader that closes the pipe early (`leadflow events | head`)
+//! ends the command quietly with exit 0, as ripgrep does, instead of a panic.
 
 use serde::Serialize;
 use std::io::Write;
+
+/// Like `println!`, but a closed pipe ends the command quietly (see [`stdout_line`]).
+macro_rules! outln {
+    () => {
+        $crate::output::stdout_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::stdout_line(format_args!($($arg)*))
+    };
+}
+
+/// Like `eprintln!`, but a closed stderr (`2>&1 | head`) never panics: the line is dropped.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::stderr_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stderr, ignoring a failure: there is nowhere left to report it.
+pub fn stderr_line(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
+
+/// Writes one line to stdout. When the reader has gone (a broken pipe) the command ends here
+/// with exit 0 and no message: whatever it had to commit is committed before it prints. Any
+/// other write error ends it with exit 2 and the error.
+pub fn stdout_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        stdout_failed(&e);
+    }
+}
+
+/// Ends the process after a failed write to stdout: quietly with 0 for a broken pipe.
+pub fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    stderr_line(format_args!("error: writing to stdout: {e}"));
+    std::process::exit(2);
+}
 
 /// A table printed with aligned columns.
 pub struct Table {
@@ -43,7 +87,9 @@ impl Table {
                     ));
                 }
             }
-            let _ = writeln!(out, "{}", s.trim_end());
+            if let Err(e) = writeln!(out, "{}", s.trim_end()) {
+                stdout_failed(&e);
+            }
         };
         line(&mut self.headers.iter().copied(), &mut out);
         for r in &self.rows {
@@ -54,12 +100,12 @@ impl Table {
 
 /// Prints a value as one line of JSON.
 pub fn json_line(v: &impl Serialize) {
-    println!("{}", serde_json::to_string(v).expect("serialisable"));
+    outln!("{}", serde_json::to_string(v).expect("serialisable"));
 }
 
 /// Prints a value as pretty JSON.
 pub fn json_pretty(v: &impl Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
+    outln!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
 }
 
 /// Shortens text for a table cell.
@@ -73,9 +119,22 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// A time for tables: `2026-03-02 09:00`.
-pub fn time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
+/// A time for people (tables, lines of text): in the calendar's zone `tz`, marked with the
+/// zone's abbreviation or, where it has none, its offset — `2026-03-02 12:00 MSK`,
+/// `2026-03-02 14:00 +05:00`. JSON keeps RFC 3339 instead.
+pub fn time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
+    let local = t.with_timezone(&tz);
+    let abbreviation = local.format("%Z").to_string();
+    if abbreviation.starts_with(['+', '-']) {
+        local.format("%Y-%m-%d %H:%M %:z").to_string()
+    } else {
+        format!("{} {abbreviation}", local.format("%Y-%m-%d %H:%M"))
+    }
+}
+
+/// A stored phone for people: `+79378922084;ext=12` reads `+79378922084 ext. 12`.
+pub fn phone(stored: &str) -> String {
+    stored.replacen(";ext=", " ext. ", 1)
 }
 
 /// An optional value for tables.

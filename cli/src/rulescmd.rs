@@ -62,7 +62,7 @@ pub fn rules(
             let set =
                 RuleSet::load(&sources, &config, &Registry::builtin()).map_err(CliError::Rules)?;
             for w in &set.warnings {
-                eprintln!("warning: {w}");
+                errln!("warning: {w}");
             }
             if json {
                 crate::output::json_line(&serde_json::json!({
@@ -72,7 +72,7 @@ pub fn rules(
                     "warnings": set.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 }));
             } else {
-                println!(
+                outln!(
                     "{}: {} rules in {} files, no errors",
                     dir.display(),
                     set.rules.len(),

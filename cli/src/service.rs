@@ -111,7 +111,7 @@ pub async fn serve(
     let Some(mut rt) = automation::load(&ctx)? else {
         // Nothing to run: say so and stop (a service that waits for rule files to appear
         // would look like it works while doing nothing).
-        println!("{}", automation::no_rules_message(&ctx));
+        outln!("{}", automation::no_rules_message(&ctx));
         return Ok(());
     };
     let dir = ctx.rules_dir.clone();

@@ -1,6 +1,7 @@
 //! `simulate SCENARIO`: runs a scenario file (a rule set, a script of commands and clock
 //! advances, and the events and state expected along the way) on a virtual clock and an
-//! in-memory store. It touches no configuration or database of the current folder.
+//! in-memory store. It uses the configuration the scenario names (or the built-in default),
+//! or `--config` when given, and says which; it touches no database.
 
 use crate::cli::SimulateArgs;
 use crate::error::CliError;
@@ -15,16 +16,33 @@ fn scenario_error(e: ScenarioError) -> CliError {
 /// Runs the scenario and prints every mismatch (`step N (line L): message`), or a one-line
 /// summary when there is none. Mismatches give exit code 1; a scenario that does not load or
 /// run gives 2.
-pub fn simulate(args: &SimulateArgs, json: bool) -> Result<(), CliError> {
-    let scenario = Scenario::load(&args.scenario).map_err(scenario_error)?;
+pub fn simulate(
+    args: &SimulateArgs,
+    config: Option<&std::path::Path>,
+    json: bool,
+) -> Result<(), CliError> {
+    let given = match config {
+        Some(path) => {
+            let path = crate::ctx::find_config(Some(path))?;
+            let config = crate::ctx::load_config(&path)?;
+            Some((path, config))
+        }
+        None => None,
+    };
+    let scenario = Scenario::load_with(&args.scenario, given).map_err(scenario_error)?;
+    let config_name = scenario.config_path.as_ref().map_or_else(
+        || "the built-in default configuration".to_owned(),
+        |p| p.display().to_string(),
+    );
     for w in &scenario.rules.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     let outcome = scenario::run(&scenario).map_err(scenario_error)?;
     let n = outcome.mismatches.len();
     if json {
         json_line(&json!({
             "scenario": scenario.name,
+            "config": scenario.config_path.as_ref().map(|p| p.display().to_string()),
             "passed": outcome.passed(),
             "steps": scenario.steps.len(),
             "events": outcome.events,
@@ -36,16 +54,17 @@ pub fn simulate(args: &SimulateArgs, json: bool) -> Result<(), CliError> {
             })).collect::<Vec<_>>(),
         }));
     } else if n == 0 {
-        println!(
-            "{}: passed: {} steps, {} events, virtual clock at {}",
+        outln!(
+            "{}: passed: {} steps, {} events, virtual clock at {} (configuration: {config_name})",
             scenario.name,
             scenario.steps.len(),
             outcome.events,
-            crate::automation::rfc3339(outcome.end)
+            crate::output::time(scenario.config.calendar.timezone, outcome.end)
         );
     } else {
+        errln!("configuration: {config_name}");
         for m in &outcome.mismatches {
-            println!("{m}");
+            outln!("{m}");
         }
     }
     if n == 0 {

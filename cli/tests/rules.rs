@@ -307,7 +307,7 @@ fn tick_fires_a_deadline_due_at_now() {
     let out = env.ok(&["tick", "--now", "2026-03-02T10:59:00Z"]);
     assert_eq!(
         out.trim(),
-        "tick at 2026-03-02T10:59:00Z: 0 timers fired, 0 events processed, 0 rules fired, 0 incidents, 0 escalations; next due 2026-03-02T11:00:00Z"
+        "tick at 2026-03-02 13:59 MSK: 0 timers fired, 0 events processed, 0 rules fired, 0 incidents, 0 escalations; next due 2026-03-02 14:00 MSK"
     );
     assert_eq!(env.types(), before);
     // Due: the deadline elapses and the missed-deadline rule runs.
@@ -356,13 +356,13 @@ fn inbox_shows_an_employees_notifications_newest_first() {
     let out = env.ok(&["inbox", "ivanov"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    assert!(lines[0].starts_with("!  AT"), "{out}");
+    assert!(lines[0].starts_with("#   !  READ  AT"), "{out}");
     assert!(
-        lines[1].starts_with("!  2026-03-02 11:00  lead-4  call Maria back"),
+        lines[1].ends_with("  !  new   2026-03-02 14:00 MSK  lead-4  call Maria back"),
         "{out}"
     );
     assert!(
-        lines[2].starts_with("!  2026-03-02 11:00  lead-1  call Ivan back"),
+        lines[2].ends_with("  !  new   2026-03-02 14:00 MSK  lead-1  call Ivan back"),
         "{out}"
     );
     let json = json_lines(&env.ok(&["--json", "inbox", "ivanov", "--limit", "1"]));
@@ -379,7 +379,7 @@ fn inbox_shows_an_employees_notifications_newest_first() {
     );
     env.refused(
         &["inbox", "nobody"],
-        2,
+        1,
         "unknown employee 'nobody'; the configuration lists: admin, ivanov",
     );
     env.refused(&["inbox", "ivanov", "--limit", "x"], 2, "invalid value 'x'");
@@ -483,12 +483,12 @@ fn journal_filters_incidents_and_escalations_and_prints_csv_and_json() {
     );
     env.refused(
         &["journal", "--employee", "nobody"],
-        2,
+        1,
         "unknown employee 'nobody' in --employee",
     );
     env.refused(
         &["journal", "--team", "nobody"],
-        2,
+        1,
         "unknown team 'nobody' in --team; the configuration lists: first_line, goods",
     );
 }
@@ -605,7 +605,7 @@ trigger = { on = "created", entity = "lead" }
     let before = env.events().len();
     assert_eq!(
         env.ok(&["simulate", "scenario/scenario.toml"]).trim(),
-        "call back: passed: 2 steps, 4 events, virtual clock at 2026-03-02T09:00:00Z"
+        "call back: passed: 2 steps, 4 events, virtual clock at 2026-03-02 12:00 MSK (configuration: the built-in default configuration)"
     );
     // A folder means its scenario.toml; the folder's own database is not touched.
     env.ok(&["simulate", "scenario"]);

@@ -49,14 +49,24 @@ impl Condition {
             }),
             Err(errs) => {
                 let first = errs.errors.first();
+                let message = first.map_or_else(|| errs.to_string(), |e| e.msg.clone());
+                if let Some(limit) = recursion_limit(&message) {
+                    let (line, col) = deepest_bracket(source);
+                    return Err(ConditionError {
+                        line,
+                        col,
+                        message: format!(
+                            "bad condition: it nests more than {limit} levels deep (brackets, operators, calls); simplify it or split it over several rules"
+                        ),
+                    });
+                }
                 let (line, col) = first.map_or((1, 0), |e| {
                     (e.pos.0.max(1) as usize, e.pos.1.max(0) as usize)
                 });
-                let message = first.map_or_else(|| errs.to_string(), |e| e.msg.clone());
                 Err(ConditionError {
                     line: line - 1,
                     col,
-                    message: format!("bad condition: {message}"),
+                    message: format!("bad condition: {}", plain_parse_message(&message)),
                 })
             }
         }
@@ -87,6 +97,48 @@ impl Condition {
     pub fn check(&self, config: &Config, entity: Option<EntityKind>) -> Result<(), String> {
         self.eval(&sample_variables(config, entity)).map(|_| ())
     }
+}
+
+/// The limit of the parser's "Recursion limit of N exceeded", however it is wrapped.
+fn recursion_limit(message: &str) -> Option<&str> {
+    let rest = &message[message.find("Recursion limit of ")? + "Recursion limit of ".len()..];
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    (end > 0).then(|| &rest[..end])
+}
+
+/// A parser message without the parser's internal wrapping (`OtherError(ParseError { … msg:
+/// "…" … })` becomes the text of `msg`).
+fn plain_parse_message(message: &str) -> String {
+    const MSG: &str = "msg: \"";
+    if let Some(start) = message.find(MSG).map(|i| i + MSG.len())
+        && let Some(len) = message[start..].find('"')
+    {
+        let prefix = message.split("OtherError").next().unwrap_or_default();
+        return format!("{prefix}{}", &message[start..start + len]);
+    }
+    message.to_owned()
+}
+
+/// Where the brackets of `source` nest deepest (0-based line and column, in characters): the
+/// place to point at when an expression nests too deeply.
+fn deepest_bracket(source: &str) -> (usize, usize) {
+    let (mut depth, mut deepest, mut at) = (0usize, 0usize, (0, 0));
+    for (line_no, line) in source.lines().enumerate() {
+        for (col, c) in line.chars().enumerate() {
+            match c {
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    if depth > deepest {
+                        deepest = depth;
+                        at = (line_no, col);
+                    }
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    at
 }
 
 fn explain(message: &str) -> String {
@@ -198,6 +250,24 @@ mod tests {
         let e = Condition::compile("lead.title ==").unwrap_err();
         assert_eq!(e.line, 0);
         assert!(e.message.starts_with("bad condition"), "{e:?}");
+    }
+
+    #[test]
+    fn a_condition_nested_too_deeply_points_at_its_deepest_bracket_in_plain_words() {
+        let deep = format!("true &&\n  {}1 == 1{}", "(".repeat(150), ")".repeat(150));
+        let e = Condition::compile(&deep).unwrap_err();
+        assert_eq!(
+            e.message,
+            "bad condition: it nests more than 96 levels deep (brackets, operators, calls); simplify it or split it over several rules"
+        );
+        assert_eq!((e.line, e.col), (1, 2 + 149));
+        // Nothing of the parser's own wrapping is left in other messages either.
+        assert_eq!(
+            plain_parse_message(
+                r#"Syntax error: OtherError(ParseError { source: None, pos: (1, -1), msg: "boom", expr_id: 0 })"#
+            ),
+            "Syntax error: boom"
+        );
     }
 
     #[test]

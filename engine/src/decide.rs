@@ -44,10 +44,14 @@ pub enum Rejection {
     },
     #[error("{stream} is already in stage '{stage}'")]
     AlreadyInStage { stream: StreamId, stage: StageId },
-    #[error("cannot move {stream} from '{from}' to '{to}': {why}")]
+    #[error("{}: {why}", match from {
+        Some(from) => format!("cannot move {stream} from '{from}' to '{to}'"),
+        None => format!("cannot create {stream} in stage '{to}'"),
+    })]
     ForbiddenTransition {
         stream: StreamId,
-        from: StageId,
+        /// The stage it is in; `None` when it is being created.
+        from: Option<StageId>,
         to: StageId,
         why: String,
     },
@@ -502,7 +506,7 @@ impl Ctx<'_> {
         }
         let forbid = |why: String| Rejection::ForbiddenTransition {
             stream,
-            from: from.clone(),
+            from: Some(from.clone()),
             to: to.clone(),
             why,
         };
@@ -565,10 +569,12 @@ impl Ctx<'_> {
                 if s.semantic != Semantic::InProgress {
                     return Err(Rejection::ForbiddenTransition {
                         stream,
-                        from: pipeline.first_stage().id.clone(),
+                        from: None,
                         to: id.clone(),
-                        why: "a new item cannot start in a closing stage; create it and move it"
-                            .into(),
+                        why: format!(
+                            "a new item cannot start in a closing stage; create it in '{}' and move it",
+                            pipeline.first_stage().id
+                        ),
                     });
                 }
                 Ok(s)

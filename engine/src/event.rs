@@ -414,6 +414,15 @@ pub struct NotificationQueued {
     pub key: String,
 }
 
+/// An employee read an in-app notification (or several: one event each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRead {
+    /// The position of the `notification.queued` event, in this same stream.
+    pub notification: i64,
+    /// The employee who read it (the notification's addressee).
+    pub employee: EmployeeId,
+}
+
 fn is_normal(p: &str) -> bool {
     p.is_empty() || p == "normal"
 }
@@ -580,6 +589,8 @@ events! {
     EscalationRecorded(EscalationRecorded) = "escalation.recorded", 1, Lead | Deal | Task | Contact | Company | System;
     /// A message was queued for an inbox or the outbox.
     NotificationQueued(NotificationQueued) = "notification.queued", 1, Lead | Deal | Task | Contact | Company | System;
+    /// An in-app notification was read.
+    NotificationRead(NotificationRead) = "notification.read", 1, Lead | Deal | Task | Contact | Company | System;
     /// A cron rule's time came.
     ScheduleFired(ScheduleFired) = "schedule.fired", 1, System;
     /// A KPI report was sent.
@@ -605,6 +616,7 @@ impl Event {
                 | Event::IncidentRecorded(_)
                 | Event::EscalationRecorded(_)
                 | Event::NotificationQueued(_)
+                | Event::NotificationRead(_)
                 | Event::ScheduleFired(_)
                 | Event::ReportSent(_)
                 | Event::TaskOverdue(_)

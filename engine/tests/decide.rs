@@ -501,6 +501,10 @@ const BOOKKEEPING: &[(&str, &str)] = &[
         r#"{"to":["smirnova"],"since":"2026-03-02T09:00:00Z","until":"2026-03-02T09:00:00Z","rows":[],"rule":"r"}"#,
     ),
     ("task.overdue", r#"{"due_at":"2026-03-02T09:00:00Z"}"#),
+    (
+        "notification.read",
+        r#"{"notification":1,"employee":"ivanov"}"#,
+    ),
 ];
 
 /// The store projects bookkeeping events without loading the entity (it only adds to the

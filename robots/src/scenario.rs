@@ -477,6 +477,15 @@ impl Scenario {
     /// Reads a scenario file (or the `scenario.toml` of a folder), its configuration and its
     /// rule set, and checks them all; every problem is reported with its location.
     pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        Scenario::load_with(path, None)
+    }
+
+    /// [`Scenario::load`], but with this configuration (its path, for messages, and the
+    /// configuration) instead of the one the scenario names.
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        config: Option<(PathBuf, Config)>,
+    ) -> Result<Scenario, ScenarioError> {
         let mut path = path.as_ref().to_owned();
         if path.is_dir() {
             path = path.join(SCENARIO_FILE);
@@ -485,12 +494,20 @@ impl Scenario {
             path: path.clone(),
             source,
         })?;
-        Scenario::parse(&path, &text)
+        Scenario::parse_with(&path, &text, config)
     }
 
     /// Checks a scenario given as text; `path` names it in messages and is where the rule
     /// folder and configuration are looked for.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse_with(path, text, None)
+    }
+
+    fn parse_with(
+        path: &Path,
+        text: &str,
+        given: Option<(PathBuf, Config)>,
+    ) -> Result<Scenario, ScenarioError> {
         let mut p = Problems {
             file: path.display().to_string(),
             text,
@@ -507,11 +524,15 @@ impl Scenario {
             }
         };
         let base = path.parent().unwrap_or(Path::new("")).to_owned();
-        let config_path = raw.config.as_ref().map(|c| base.join(c.get_ref()));
-        let config = match &config_path {
-            None => Config::from_toml("leadflow.toml (built-in)", DEFAULT_CONFIG)
+        let mut config_path = raw.config.as_ref().map(|c| base.join(c.get_ref()));
+        let config = match (given, &config_path) {
+            (Some((path, config)), _) => {
+                config_path = Some(path);
+                config
+            }
+            (None, None) => Config::from_toml("leadflow.toml (built-in)", DEFAULT_CONFIG)
                 .map_err(ScenarioError::Config)?,
-            Some(c) => {
+            (None, Some(c)) => {
                 let sources = match read_toml_files(c) {
                     Ok(s) => s,
                     Err(m) => {

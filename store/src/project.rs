@@ -29,6 +29,7 @@ pub const TABLES: &[&str] = &[
     "incidents",
     "escalations",
     "inbox",
+    "inbox_read",
     "outbox",
     "idle_marks",
     "schedules",
@@ -199,6 +200,14 @@ CREATE TABLE IF NOT EXISTS {s}.inbox (
     stream   TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {s}.inbox_by_employee ON inbox (employee, position);
+
+-- Notifications read (`notification.read`): `id` is the position of the notification.queued
+-- event, `position` that of the event that marked it read.
+CREATE TABLE IF NOT EXISTS {s}.inbox_read (
+    id       INTEGER PRIMARY KEY,
+    at       TEXT    NOT NULL,
+    position INTEGER NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS {s}.outbox (
     position INTEGER PRIMARY KEY,
@@ -676,9 +685,10 @@ fn match_keys(e: &Entity) -> Vec<(MatchKey, String)> {
         Entity::Company(c) => (&c.phones, &c.emails, c.inn.clone()),
         Entity::Deal(_) | Entity::Task(_) => return out,
     };
-    out.extend(phones.iter().map(|p| (MatchKey::Phone, p.to_lowercase())));
-    out.extend(emails.iter().map(|m| (MatchKey::Email, m.to_lowercase())));
-    out.extend(inn.map(|i| (MatchKey::Inn, i)));
+    let key = |what: MatchKey, v: &str| (what, what.normalize(v));
+    out.extend(phones.iter().map(|p| key(MatchKey::Phone, p)));
+    out.extend(emails.iter().map(|m| key(MatchKey::Email, m)));
+    out.extend(inn.iter().map(|i| key(MatchKey::Inn, i)));
     out.sort();
     out.dedup();
     out
@@ -715,6 +725,17 @@ impl MatchKey {
             MatchKey::Inn => "inn",
         }
     }
+
+    /// The form a value is stored and looked up in: a phone's line without its extension
+    /// (`+79378922084;ext=12` matches `+79378922084`), an e-mail in lower case, an INN
+    /// trimmed.
+    pub fn normalize(self, v: &str) -> String {
+        match self {
+            MatchKey::Phone => leadflow_engine::field::phone_key(v).to_owned(),
+            MatchKey::Email => v.to_lowercase(),
+            MatchKey::Inn => v.trim().to_owned(),
+        }
+    }
 }
 
 /// Ids of `kind` (lead, contact or company) that have any of `values` as a `what` key, in
@@ -732,11 +753,7 @@ pub(crate) fn matching(
          AND entity_id < ?4",
     )?;
     for v in values {
-        let v = if what == MatchKey::Inn {
-            v.trim().to_owned()
-        } else {
-            v.to_lowercase()
-        };
+        let v = what.normalize(v);
         let rows = stmt.query_map(
             params![what.as_str(), v, kind.as_str(), before.unwrap_or(i64::MAX)],
             |r| r.get::<_, i64>(0),
@@ -1078,6 +1095,10 @@ fn side_tables(
                 &e.rule,
                 &name,
             ],
+        ),
+        Event::NotificationRead(r) => run(
+            "INSERT OR IGNORE INTO {s}.inbox_read (id, at, position) VALUES (?1, ?2, ?3)",
+            &[&r.notification, &fmt_time(at), &position],
         ),
         Event::NotificationQueued(n) => match n.channel {
             leadflow_engine::event::Channel::Inbox => run(

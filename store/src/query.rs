@@ -11,6 +11,35 @@ use leadflow_engine::StreamId;
 use leadflow_engine::model::{Company, Contact, Deal, Lead, Task};
 use rusqlite::{Connection, params_from_iter, types::Value as Sql};
 
+/// What `lead list` / `deal list` search for: the CLI tells which kind of key the text is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Search {
+    /// Part of the title or the name (of the lead, or of a deal's contact or company).
+    Text(String),
+    /// A normalised phone (E.164), among the lead's or the deal's contact's/company's phones.
+    Phone(String),
+    /// A normalised (lowercase) e-mail.
+    Email(String),
+    /// An INN: the lead's `inn` field, or its (or the deal's) company's INN.
+    Inn(String),
+}
+
+/// The order of `lead list` / `deal list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// By creation (the id), the default.
+    #[default]
+    Created,
+    /// By the time of the last change.
+    Updated,
+    /// By title.
+    Title,
+    /// By pipeline and stage.
+    Stage,
+    /// By responsible employee.
+    Responsible,
+}
+
 /// Filters for listing leads or deals.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -20,24 +49,180 @@ pub struct ListFilter {
     pub stage: Option<String>,
     /// Only this responsible employee.
     pub responsible: Option<String>,
-    /// At most this many rows (newest first).
+    /// Only these responsible employees (a team's members); an empty list matches nothing.
+    pub responsible_in: Option<Vec<String>>,
+    /// Only this source (leads).
+    pub source: Option<String>,
+    /// Only those matching this.
+    pub search: Option<Search>,
+    /// Only repeat leads (`true`) or only first-time ones (`false`): whether
+    /// `lead.repeat_detected` was recorded (leads).
+    pub repeat: Option<bool>,
+    /// Only created at or after this time.
+    pub created_since: Option<DateTime<Utc>>,
+    /// Only created before this time.
+    pub created_until: Option<DateTime<Utc>>,
+    /// Only changed at or after this time.
+    pub updated_since: Option<DateTime<Utc>>,
+    /// Only changed before this time.
+    pub updated_until: Option<DateTime<Utc>>,
+    /// The order.
+    pub sort: Sort,
+    /// Oldest (or A to Z) first instead of newest (Z to A) first.
+    pub ascending: bool,
+    /// At most this many rows (0: all).
     pub limit: usize,
+    /// Skip this many rows first.
+    pub offset: usize,
 }
 
-fn where_clause(f: &ListFilter, responsible_col: &str) -> (String, Vec<Sql>) {
+/// Whether the lead `{t}.id` has a `lead.repeat_detected` event (a lookup by stream).
+fn repeat_sql(t: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM streams s JOIN events e ON e.stream_key = s.stream_key \
+         WHERE s.kind = 'lead' AND s.entity_id = {t}.id AND e.type = 'lead.repeat_detected')"
+    )
+}
+
+/// `phones` / `emails` columns hold JSON arrays of normalised values; a stored phone may carry
+/// an extension after `;` (`+79378922084;ext=12`), which a search for the line ignores.
+fn in_json_list(col: &str, n: usize) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM json_each({col}) WHERE value = ?{n} OR (value >= ?{n} || ';' AND value < ?{n} || '<'))"
+    )
+}
+
+fn like(text: &str) -> String {
+    let escaped: String = text
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{escaped}%")
+}
+
+fn where_clause(f: &ListFilter, table: &str) -> (String, Vec<Sql>) {
     let mut conds = Vec::new();
     let mut args: Vec<Sql> = Vec::new();
+    let arg = |v: Sql, args: &mut Vec<Sql>| {
+        args.push(v);
+        args.len()
+    };
     if let Some(p) = &f.pipeline {
-        args.push(p.clone().into());
-        conds.push(format!("pipeline = ?{}", args.len()));
+        conds.push(format!("pipeline = ?{}", arg(p.clone().into(), &mut args)));
     }
     if let Some(s) = &f.stage {
-        args.push(s.clone().into());
-        conds.push(format!("stage = ?{}", args.len()));
+        conds.push(format!("stage = ?{}", arg(s.clone().into(), &mut args)));
     }
     if let Some(r) = &f.responsible {
-        args.push(r.clone().into());
-        conds.push(format!("{responsible_col} = ?{}", args.len()));
+        conds.push(format!(
+            "responsible = ?{}",
+            arg(r.clone().into(), &mut args)
+        ));
+    }
+    if let Some(list) = &f.responsible_in {
+        let marks: Vec<String> = list
+            .iter()
+            .map(|e| format!("?{}", arg(e.clone().into(), &mut args)))
+            .collect();
+        conds.push(if marks.is_empty() {
+            "0".to_owned()
+        } else {
+            format!("responsible IN ({})", marks.join(", "))
+        });
+    }
+    if let (Some(source), "leads") = (&f.source, table) {
+        conds.push(format!(
+            "source = ?{}",
+            arg(source.clone().into(), &mut args)
+        ));
+    }
+    for (col, t, op) in [
+        ("created_at", f.created_since, ">="),
+        ("created_at", f.created_until, "<"),
+        ("updated_at", f.updated_since, ">="),
+        ("updated_at", f.updated_until, "<"),
+    ] {
+        if let Some(t) = t {
+            let n = arg(crate::log::fmt_time(t).into(), &mut args);
+            conds.push(format!("{col} {op} ?{n}"));
+        }
+    }
+    if let (Some(repeat), "leads") = (f.repeat, table) {
+        conds.push(format!(
+            "{}{}",
+            if repeat { "" } else { "NOT " },
+            repeat_sql("leads")
+        ));
+    }
+    // A deal's contact and company, for searching deals by their client.
+    let contact = |what: &str| {
+        format!("EXISTS (SELECT 1 FROM contacts c WHERE c.id = deals.contact_id AND {what})")
+    };
+    let company = |what: &str, t: &str| {
+        format!("EXISTS (SELECT 1 FROM companies co WHERE co.id = {t}.company_id AND {what})")
+    };
+    match (&f.search, table) {
+        (None, _) => {}
+        (Some(Search::Text(text)), t) => {
+            // SQLite's LIKE folds ASCII letters only: try the text as typed, lowercase,
+            // capitalised and uppercase, so `иван` finds `Иван`.
+            let lower = text.to_lowercase();
+            let mut capital = lower.chars();
+            let capital: String = capital
+                .next()
+                .map(|c| c.to_uppercase().chain(capital).collect())
+                .unwrap_or_default();
+            let mut variants = vec![text.clone(), lower.clone(), capital, text.to_uppercase()];
+            variants.dedup();
+            variants.sort();
+            variants.dedup();
+            let mut own = Vec::new();
+            for v in variants {
+                let n = arg(like(&v).into(), &mut args);
+                if t == "leads" {
+                    own.push(format!(
+                        "title LIKE ?{n} ESCAPE '\\' OR name LIKE ?{n} ESCAPE '\\'"
+                    ));
+                } else {
+                    own.push(format!(
+                        "title LIKE ?{n} ESCAPE '\\' OR {} OR {}",
+                        contact(&format!("c.name LIKE ?{n} ESCAPE '\\'")),
+                        company(&format!("co.name LIKE ?{n} ESCAPE '\\'"), "deals")
+                    ));
+                }
+            }
+            conds.push(format!("({})", own.join(" OR ")));
+        }
+        (Some(Search::Phone(v) | Search::Email(v)), t) => {
+            let n = arg(v.clone().into(), &mut args);
+            let col = if matches!(f.search, Some(Search::Phone(_))) {
+                "phones"
+            } else {
+                "emails"
+            };
+            let own = if t == "leads" {
+                in_json_list(col, n)
+            } else {
+                format!(
+                    "{} OR {}",
+                    contact(&in_json_list(&format!("c.{col}"), n)),
+                    company(&in_json_list(&format!("co.{col}"), n), "deals")
+                )
+            };
+            conds.push(format!("({own})"));
+        }
+        (Some(Search::Inn(inn)), t) => {
+            let n = arg(inn.clone().into(), &mut args);
+            let by_company = company(&format!("co.inn = ?{n}"), t);
+            conds.push(if t == "leads" {
+                format!("(json_extract(fields, '$.inn') = ?{n} OR {by_company})")
+            } else {
+                format!("({by_company})")
+            });
+        }
     }
     let w = if conds.is_empty() {
         String::new()
@@ -45,6 +230,18 @@ fn where_clause(f: &ListFilter, responsible_col: &str) -> (String, Vec<Sql>) {
         format!(" WHERE {}", conds.join(" AND "))
     };
     (w, args)
+}
+
+fn order_by(f: &ListFilter) -> String {
+    let dir = if f.ascending { "ASC" } else { "DESC" };
+    let col = match f.sort {
+        Sort::Created => return format!("id {dir}"),
+        Sort::Updated => "updated_at",
+        Sort::Title => "title",
+        Sort::Stage => "pipeline, stage",
+        Sort::Responsible => "responsible",
+    };
+    format!("{col} {dir}, id {dir}")
 }
 
 fn limit(n: usize) -> i64 {
@@ -55,27 +252,183 @@ fn limit(n: usize) -> i64 {
     }
 }
 
-/// Leads matching `f`, newest first.
+fn page(f: &ListFilter) -> String {
+    format!(
+        "LIMIT {} OFFSET {}",
+        limit(f.limit),
+        f.offset.min(i64::MAX as usize)
+    )
+}
+
+/// Leads matching `f`, newest first unless `f` says otherwise.
 pub fn leads(conn: &Connection, f: &ListFilter) -> Result<Vec<Lead>, Error> {
-    let (w, args) = where_clause(f, "responsible");
+    let (w, args) = where_clause(f, "leads");
     let sql = format!(
-        "SELECT {LEAD_COLUMNS} FROM leads{w} ORDER BY id DESC LIMIT {}",
-        limit(f.limit)
+        "SELECT {LEAD_COLUMNS} FROM leads{w} ORDER BY {} {}",
+        order_by(f),
+        page(f)
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), lead_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Deals matching `f`, newest first.
+/// Deals matching `f`, newest first unless `f` says otherwise.
 pub fn deals(conn: &Connection, f: &ListFilter) -> Result<Vec<Deal>, Error> {
-    let (w, args) = where_clause(f, "responsible");
+    let (w, args) = where_clause(f, "deals");
     let sql = format!(
-        "SELECT {DEAL_COLUMNS} FROM deals{w} ORDER BY id DESC LIMIT {}",
-        limit(f.limit)
+        "SELECT {DEAL_COLUMNS} FROM deals{w} ORDER BY {} {}",
+        order_by(f),
+        page(f)
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), deal_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What made `lead-{id}` a repeat lead: the payload of its latest `lead.repeat_detected`
+/// event, or `None` for a first-time lead.
+pub fn repeat_of(
+    conn: &Connection,
+    id: i64,
+) -> Result<Option<leadflow_engine::event::RepeatDetected>, Error> {
+    use rusqlite::OptionalExtension;
+    let payload: Option<String> = conn
+        .prepare_cached(
+            "SELECT e.payload FROM streams s JOIN events e ON e.stream_key = s.stream_key \
+             WHERE s.kind = 'lead' AND s.entity_id = ?1 AND e.type = 'lead.repeat_detected' \
+             ORDER BY e.version DESC LIMIT 1",
+        )?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok(payload.and_then(|p| serde_json::from_str(&p).ok()))
+}
+
+/// Which of these lead ids are repeat leads.
+pub fn repeat_leads(
+    conn: &Connection,
+    ids: &[i64],
+) -> Result<std::collections::HashSet<i64>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM (SELECT ?1 AS id) leads",
+        repeat_sql("leads")
+    ))?;
+    let mut out = std::collections::HashSet::new();
+    for &id in ids {
+        if stmt.query_row([id], |r| r.get::<_, bool>(0))? {
+            out.insert(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Filters for [`timers`].
+#[derive(Debug, Clone, Default)]
+pub struct TimerFilter {
+    /// Only this stream's timers.
+    pub stream: Option<StreamId>,
+    /// Only timers due before this time.
+    pub due_before: Option<DateTime<Utc>>,
+    /// At most this many (0: all).
+    pub limit: usize,
+}
+
+/// A pending timer: a deadline, delayed robots or a task's due time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Timer {
+    /// When it fires.
+    pub due_at: DateTime<Utc>,
+    /// `deadline`, `robots` or `task`.
+    pub what: String,
+    /// The stream it belongs to, e.g. `lead-7`.
+    pub stream: String,
+    /// The deadline's name, or the delayed rule's id.
+    pub name: Option<String>,
+    /// The stage the delayed robots wait in, if they are called off when it is left.
+    pub stage: Option<String>,
+    /// The position of the event that set it.
+    pub set_at_position: i64,
+    /// Who set it: `robot:RULE`, `employee:ID`, `system`.
+    pub set_by: String,
+}
+
+/// Pending timers matching `f`, by due time.
+pub fn timers(conn: &Connection, f: &TimerFilter) -> Result<Vec<Timer>, Error> {
+    let mut conds = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    if let Some(s) = f.stream {
+        args.push(s.kind.as_str().to_owned().into());
+        args.push(s.id.into());
+        conds.push("t.kind = ?1 AND t.entity_id = ?2".to_owned());
+    }
+    if let Some(t) = f.due_before {
+        args.push(crate::log::fmt_time(t).into());
+        conds.push(format!("t.due_at < ?{}", args.len()));
+    }
+    let w = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT t.due_at, t.what, t.kind, t.entity_id, t.name, t.stage, t.id, e.actor \
+         FROM timers t LEFT JOIN events e ON e.position = t.id{w} ORDER BY t.due_at, t.id LIMIT {}",
+        limit(f.limit)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |r| {
+        let due: String = r.get(0)?;
+        let kind: String = r.get(2)?;
+        let id: i64 = r.get(3)?;
+        Ok(Timer {
+            due_at: parse_time(&due).unwrap_or_default(),
+            what: r.get(1)?,
+            stream: format!("{kind}-{id}"),
+            name: r.get(4)?,
+            stage: r.get(5)?,
+            set_at_position: r.get(6)?,
+            set_by: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Incidents about one stream, newest first; at most `n` (0: all).
+pub fn incidents_of(conn: &Connection, stream: &str, n: usize) -> Result<Vec<JournalEntry>, Error> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT position, at, employee, kind, rule, stream, text FROM incidents \
+         WHERE stream = ?1 ORDER BY position DESC LIMIT {}",
+        limit(n)
+    ))?;
+    let rows = stmt.query_map([stream], |r| {
+        let at: String = r.get(1)?;
+        Ok(JournalEntry {
+            record: JournalRecord::Incident,
+            position: r.get(0)?,
+            at: parse_time(&at).unwrap_or_default(),
+            employee: r.get(2)?,
+            kind: r.get(3)?,
+            rule: r.get(4)?,
+            stream: r.get(5)?,
+            manager: None,
+            count: None,
+            window: None,
+            text: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Open tasks about a lead or deal, by due time.
+pub fn open_tasks_of(conn: &Connection, stream: StreamId) -> Result<Vec<Task>, Error> {
+    let col = match stream.kind {
+        leadflow_engine::EntityKind::Deal => "deal_id",
+        _ => "lead_id",
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE {col} = ?1 AND completed_at IS NULL ORDER BY due_at, id"
+    ))?;
+    let rows = stmt.query_map([stream.id], task_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -254,17 +607,71 @@ pub struct Notification {
     pub rule: Option<String>,
     /// The stream it is about, e.g. `lead-42`.
     pub stream: String,
+    /// When it was read (`notification.read`); `None` while unread.
+    pub read_at: Option<DateTime<Utc>>,
 }
 
-/// An employee's inbox, newest first; at most `n` notifications (0: all).
-pub fn inbox(conn: &Connection, employee: &str, n: usize) -> Result<Vec<Notification>, Error> {
+/// Which notifications [`inbox`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct InboxFilter {
+    /// Only unread ones.
+    pub unread: bool,
+    /// Only read ones.
+    pub read: bool,
+    /// Only these positions (of their `notification.queued` events).
+    pub positions: Option<Vec<i64>>,
+    /// Only notifications about this stream, e.g. `lead-42`.
+    pub stream: Option<String>,
+    /// At most this many (0: all).
+    pub limit: usize,
+}
+
+/// An employee's inbox (every employee's with `employee` `None`), newest first.
+pub fn inbox(
+    conn: &Connection,
+    employee: Option<&str>,
+    f: &InboxFilter,
+) -> Result<Vec<Notification>, Error> {
+    let mut conds = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    if let Some(e) = employee {
+        args.push(e.to_owned().into());
+        conds.push(format!("i.employee = ?{}", args.len()));
+    }
+    if let Some(s) = &f.stream {
+        args.push(s.clone().into());
+        conds.push(format!("i.stream = ?{}", args.len()));
+    }
+    if f.unread {
+        conds.push("r.id IS NULL".to_owned());
+    }
+    if f.read {
+        conds.push("r.id IS NOT NULL".to_owned());
+    }
+    if let Some(list) = &f.positions {
+        let marks: Vec<String> = list
+            .iter()
+            .map(|p| {
+                args.push((*p).into());
+                format!("?{}", args.len())
+            })
+            .collect();
+        conds.push(format!("i.position IN ({})", marks.join(", ")));
+    }
+    let w = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
     let mut stmt = conn.prepare(&format!(
-        "SELECT position, at, employee, priority, text, rule, stream FROM inbox \
-         WHERE employee = ?1 ORDER BY position DESC LIMIT {}",
-        limit(n)
+        "SELECT i.position, i.at, i.employee, i.priority, i.text, i.rule, i.stream, r.at \
+         FROM inbox i LEFT JOIN inbox_read r ON r.id = i.position{w} \
+         ORDER BY i.position DESC LIMIT {}",
+        limit(f.limit)
     ))?;
-    let rows = stmt.query_map([employee], |r| {
+    let rows = stmt.query_map(params_from_iter(args), |r| {
         let at: String = r.get(1)?;
+        let read: Option<String> = r.get(7)?;
         Ok(Notification {
             position: r.get(0)?,
             at: parse_time(&at).unwrap_or_default(),
@@ -273,6 +680,7 @@ pub fn inbox(conn: &Connection, employee: &str, n: usize) -> Result<Vec<Notifica
             text: r.get(4)?,
             rule: r.get(5)?,
             stream: r.get(6)?,
+            read_at: read.and_then(|t| parse_time(&t)),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -150,3 +150,27 @@ fn match_keys_follow_every_change_and_equal_a_replay() {
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(diffs[0].table, "match_keys");
 }
+
+#[test]
+fn a_phone_with_an_extension_matches_the_same_line_without_one() {
+    let config = config();
+    let mut store = Store::open_in_memory().unwrap();
+    run(
+        &mut store,
+        &config,
+        Command::CreateLead(NewLead {
+            name: Some("Office".into()),
+            phones: vec!["+7 (937) 892-20-84 доб. 12".into()],
+            source: Some("web_form".into()),
+            ..Default::default()
+        }),
+    );
+    for asked in ["+79378922084", "+79378922084;ext=7"] {
+        assert_eq!(
+            find(&mut store, MatchKey::Phone, asked, EntityKind::Lead),
+            [1],
+            "{asked}"
+        );
+    }
+    assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+}

@@ -50,6 +50,8 @@ impl Ctx {
             create: false,
             ..Options::default()
         };
+        // A testability hook: cli/tests/cli.rs checks the default durability through it.
+        tracing::debug!(db = %db.display(), synchronous = ?options.synchronous, "opening the database");
         let store = Store::open(&db, &options)?;
         let actor = resolve_actor(cli.actor.as_deref(), &config)?;
         let rules_dir = crate::automation::rules_dir(cli.rules.as_deref(), &config_path);

@@ -494,7 +494,7 @@ The machine is shared and noisy: read the ratios.{quick_note}\n\n\
 | figure | leadflow | raw rusqlite | ratio | target | result |\n|---|---:|---:|---:|---:|---|\n\
 | 1. events/s through matching + robots, 10 rules | {r10:.0} | {raw:.0} | {:.0} % of raw | — | — |\n\
 | 2. events/s through matching + robots, 1,000 rules (999 not matching) | {r1000:.0} | {raw:.0} | {:.2}× the 10-rule run's time | ≤ 1.5× | {} |\n\
-| 3. taking the 1,000 due among {total} pending deadlines (`Tx::take_due_timers`), ms | {:.2} | {:.2} | {:.2}× | about 1× (≤ 3× + 1 ms) | {} |\n\
+| 3. taking the 1,000 due among {total} pending deadlines (`Tx::take_due_timers`), ms | {:.2} | {:.2} | {:.2}× | about 1× (≤ 1.5×) | {} |\n\
 | 4. the whole tick firing those 1,000 (append, project, evaluate rules), ms | {:.0} | — | — | — | — |\n\
 | 5. firing all {total} end to end, events/s | {:.0} | {:.0} (appends in batches of 1,000) | {:.0} % | ≥ 50 % | {} |\n\
 | 6. the same with {small_total} pending, events/s | {:.0} | {:.0} | {:.0} % | — | — |\n\n\
@@ -508,7 +508,7 @@ raw: the same select and range delete on a `WITHOUT ROWID` table keyed on `(due_
 Raw side of 5–6: `INSERT` into an `events` table keyed by position with `UNIQUE (stream, version)` \
 on a text stream name, nothing else: no hash chain, no projection, no timer rows to remove, no rules; \
 leadflow per firing appends the hash-chained event, removes the timer row, counts the event in the entity's version \
-and the stream head, matches the rules and moves the cursor.\n\n\
+and the stream head, matches the rules and moves the cursor.{}\n\n\
 Time taken (measured): figures 1–2 {matching_secs:.0} s, figures 3–5 {:.0} s, figure 6 {:.0} s; whole run {:.0} s.\n\n\
 ## Rerun\n\n\
 ```sh\n\
@@ -523,7 +523,7 @@ Sizes: `LEADFLOW_BENCH_RULE_EVENTS`, `LEADFLOW_BENCH_TIMERS`, `LEADFLOW_BENCH_RU
         t.find_ours(),
         t.find_raw(),
         t.find_ours() / t.find_raw().max(1e-9),
-        verdict(t.find_ours() <= t.find_raw() * 3.0 + 1.0),
+        verdict(t.find_ours() <= t.find_raw() * 1.5),
         t.tick(),
         t.fire_ours(),
         t.fire_raw(),
@@ -542,6 +542,14 @@ Sizes: `LEADFLOW_BENCH_RULE_EVENTS`, `LEADFLOW_BENCH_TIMERS`, `LEADFLOW_BENCH_RU
         Timers::list(t.raw.iter().map(|x| x.fire_all), 0),
         Timers::list(small.ours.iter().map(|x| x.fire_all), 0),
         Timers::list(small.raw.iter().map(|x| x.fire_all), 0),
+        if t.find_ours() > t.find_raw() * 1.5 {
+            " Figure 3 misses its target: the store's query also joins every timer to its stream's head row \
+             (so that the tick knows each stream's version without asking again) and reads eight columns \
+             where the raw side reads four; the range delete is the same. Both stay about a millisecond \
+             whatever the number pending."
+        } else {
+            ""
+        },
         t.secs,
         small.secs,
         started.elapsed().as_secs_f64(),

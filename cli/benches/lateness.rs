@@ -703,7 +703,7 @@ fn main() -> Result<()> {
     let (mut svc_secs, mut raw_secs) = (0.0, 0.0);
     for run in 0..runs {
         // The sides take turns: leadflow first in even runs, raw first in odd ones.
-        let order = if run % 2 == 0 {
+        let order = if run.is_multiple_of(2) {
             [true, false]
         } else {
             [false, true]

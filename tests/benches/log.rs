@@ -899,7 +899,7 @@ enum Side {
 
 /// The order of the sides in run `run`: leadflow first in even runs, raw first in odd ones.
 fn sides(run: usize) -> [Side; 2] {
-    if run % 2 == 0 {
+    if run.is_multiple_of(2) {
         [Side::Ours, Side::Raw]
     } else {
         [Side::Raw, Side::Ours]

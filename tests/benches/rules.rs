@@ -385,7 +385,7 @@ impl Timers {
         let started = Instant::now();
         let (mut ours, mut raw) = (Vec::new(), Vec::new());
         for run in 0..runs {
-            if run % 2 == 0 {
+            if run.is_multiple_of(2) {
                 ours.push(timers_ours(dir, total)?);
                 raw.push(timers_raw(dir, total)?);
             } else {
@@ -450,7 +450,7 @@ fn main() -> Result<()> {
     let (mut r10, mut r1000, mut raw) = (vec![], vec![], vec![]);
     for run in 0..runs {
         // The sides take turns: leadflow first in even runs, raw first in odd ones.
-        if run % 2 == 0 {
+        if run.is_multiple_of(2) {
             r10.push(matching(&dir, events, 9)?);
             r1000.push(matching(&dir, events, 999)?);
             raw.push(raw_matching(&dir, events)?);

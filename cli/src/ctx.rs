@@ -64,6 +64,8 @@ impl Ctx {
             create: false,
             ..Options::default()
         };
+        // A testability hook: cli/tests/cli.rs checks the default durability through it.
+        tracing::debug!(db = %db.display(), synchronous = ?options.synchronous, "opening the database");
         let store = match access {
             Access::Read => Store::open_read(&db, &options)?,
             Access::Write => Store::open(&db, &options)?,

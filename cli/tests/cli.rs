@@ -506,10 +506,50 @@ fn a_database_from_a_newer_leadflow_is_left_alone() {
         .unwrap()
         .execute_batch("PRAGMA user_version = 42")
         .unwrap();
+    let before = std::fs::read(env.db()).unwrap();
     env.refused_without_events(
         &["lead", "list"],
         "schema version 42, newer than this leadflow supports",
     );
+    env.refused_without_events(
+        &["lead", "create", "--name", "Ivan"],
+        "schema version 42, newer than this leadflow supports",
+    );
+    assert!(
+        std::fs::read(env.db()).unwrap() == before,
+        "the newer database file was changed"
+    );
+    let wal = env.path().join("leadflow.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0,
+        "the newer database got a write-ahead log with frames"
+    );
+}
+
+#[test]
+fn commands_commit_with_synchronous_full_unless_told_otherwise() {
+    // The store's own default is tested in store/tests/store.rs (PRAGMA synchronous = 2);
+    // here, what the binary asks the store for, from its debug log.
+    let env = Env::new();
+    let opened = |extra: &[&str]| {
+        let out = env
+            .cmd()
+            .env("RUST_LOG", "leadflow::ctx=debug")
+            .env_remove("LEADFLOW_SYNCHRONOUS")
+            .args(extra)
+            .args(["lead", "create", "--name", "Ivan"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let log = opened(&[]);
+    assert!(
+        log.contains("opening the database") && log.contains("synchronous=Full"),
+        "{log}"
+    );
+    let log = opened(&["--synchronous", "normal"]);
+    assert!(log.contains("synchronous=Normal"), "{log}");
 }
 
 #[test]

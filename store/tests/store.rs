@@ -212,12 +212,40 @@ fn a_database_from_a_newer_leadflow_is_refused_untouched() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch("PRAGMA user_version = 99").unwrap();
     drop(conn);
+    let before = std::fs::read(&path).unwrap();
     let err = Store::open(&path, &Options::default()).unwrap_err();
     assert!(
         err.to_string()
             .contains("newer than this leadflow supports"),
         "{err}"
     );
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "the refused database file was changed"
+    );
+    let wal = dir.path().join("x.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0,
+        "the refused database got a write-ahead log with frames"
+    );
+}
+
+#[test]
+fn a_store_opened_with_default_options_commits_with_synchronous_full() {
+    // SQLite's PRAGMA synchronous: 0 off, 1 normal, 2 full, 3 extra.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("x.db"), &Options::default()).unwrap();
+    let mode: i64 = store
+        .connection()
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, 2, "a default store does not fsync every commit");
+    let mode: i64 = Store::open_in_memory()
+        .unwrap()
+        .connection()
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, 2, "an in-memory store differs from a file");
 }
 
 #[test]

@@ -141,6 +141,74 @@ impl Rng {
     }
 }
 
+/// Raw rusqlite set up the way leadflow sets up its own connections, for the raw sides of the
+/// benchmarks: both sides of every figure run with the same SQLite settings, so a ratio measures
+/// the work leadflow does, not a different page cache or checkpoint policy.
+///
+/// The values mirror `Store::open` and `Tx::commit` (store/src/lib.rs, store/src/log.rs);
+/// `raw_settings_match_a_default_store` below fails if the store's change.
+pub mod raw {
+    use leadflow_store::{Options, Synchronous};
+    use rusqlite::Connection;
+    use std::path::Path;
+
+    /// WAL pages after which a commit checkpoints (SQLite's default, leadflow's for commands).
+    pub const CHECKPOINT_PAGES: i64 = 1000;
+    /// The checkpoint threshold leadflow commits a bulk transaction with (64 MiB of WAL).
+    pub const BULK_CHECKPOINT_PAGES: i64 = 16_384;
+    /// A transaction of at least this many rows is a bulk one (leadflow: events appended).
+    pub const BULK_ROWS: usize = 256;
+
+    fn pragma(s: Synchronous) -> &'static str {
+        match s {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Off => "OFF",
+        }
+    }
+
+    /// Opens `path` with leadflow's settings: WAL, `synchronous`, leadflow's page cache,
+    /// temporary tables in memory, the WAL checkpoint threshold and journal size limit.
+    pub fn open(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(path)?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {}; PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}; PRAGMA journal_size_limit = {};",
+            pragma(synchronous),
+            Options::default().cache_kib,
+            BULK_CHECKPOINT_PAGES * 4096
+        ))?;
+        Ok(conn)
+    }
+
+    /// Commits the open transaction (begun with `BEGIN`) of `rows` rows as leadflow commits
+    /// one of as many events: a bulk one with the larger checkpoint threshold, restored after.
+    pub fn commit(conn: &Connection, rows: usize) -> rusqlite::Result<()> {
+        if rows >= BULK_ROWS {
+            conn.pragma_update(None, "wal_autocheckpoint", BULK_CHECKPOINT_PAGES)?;
+            conn.execute_batch("COMMIT")?;
+            conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
+        } else {
+            conn.execute_batch("COMMIT")
+        }
+    }
+
+    /// The settings, for the reports.
+    pub fn describe(synchronous: Synchronous) -> String {
+        format!(
+            "WAL, synchronous={}, {} MiB page cache, temp_store=MEMORY, WAL checkpoint every {} pages \
+             ({} pages when a transaction writes {} events or rows or more), journal_size_limit {} MiB",
+            pragma(synchronous),
+            Options::default().cache_kib / 1024,
+            CHECKPOINT_PAGES,
+            BULK_CHECKPOINT_PAGES,
+            BULK_ROWS,
+            BULK_CHECKPOINT_PAGES * 4096 / (1024 * 1024)
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +223,38 @@ mod tests {
             assert!((3..=9).contains(&x));
         }
         assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
+    }
+
+    #[test]
+    fn raw_settings_match_a_default_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("ours.db"), &Default::default()).unwrap();
+        let conn = raw::open(
+            &dir.path().join("raw.db"),
+            leadflow_store::Synchronous::Full,
+        )
+        .unwrap();
+        for pragma in [
+            "journal_mode",
+            "synchronous",
+            "cache_size",
+            "temp_store",
+            "wal_autocheckpoint",
+            "journal_size_limit",
+        ] {
+            let get = |c: &rusqlite::Connection| -> String {
+                c.query_row(&format!("PRAGMA {pragma}"), [], |r| {
+                    r.get::<_, rusqlite::types::Value>(0)
+                })
+                .map(|v| format!("{v:?}"))
+                .unwrap()
+            };
+            assert_eq!(
+                get(&conn),
+                get(store.connection()),
+                "PRAGMA {pragma} differs"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! random number of reported commits, several times on the same database. After every kill the
 //! database must open, its hash chain must verify, its projections must equal a replay, and
 //! every commit the child reported must be there: the position with the same chain hash, and
-//! each stream at least at the reported version.
+//! each stream at least at the reported version; each reported line must be one whole
+//! transaction, and at most one transaction may have committed after the last line (the one
+//! the kill caught between its commit and its report).
 //!
 //! Kill points come from a seeded generator; set `LEADFLOW_CRASH_SEED` to try other ones (the
 //! seed in use is printed when the test fails).
@@ -11,6 +13,7 @@
 use leadflow_engine::StreamId;
 use leadflow_store::{Options, Store, to_hex};
 use leadflow_tests::{Rng, all_events, assert_log_is_sound};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -144,6 +147,89 @@ fn assert_reported_commits_survive(store: &Store, reported: &[Commit]) {
     }
 }
 
+/// What this run's writer committed, as the log holds it, against what it reported: each
+/// reported line is one whole transaction (the writer gives each transaction its own business
+/// time, a millisecond or more after the previous one, so one transaction is one
+/// `occurred_at`), and after the last report at most one more transaction was committed — the
+/// one the kill interrupted between its commit and its line. More would mean lost reports
+/// (stdout not flushed before the next transaction) or a torn transaction.
+fn assert_at_most_one_unreported_transaction(
+    store: &Store,
+    known_end: i64,
+    commits: &[Commit],
+    end: i64,
+) -> Result<(), String> {
+    let events: Vec<_> = all_events(store)
+        .into_iter()
+        .filter(|e| e.position > known_end)
+        .collect();
+    if events.len() as i64 != end - known_end {
+        return Err(format!("positions {known_end}..{end} are not contiguous"));
+    }
+    let times = |from: i64, to: i64| -> BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| e.position > from && e.position <= to)
+            .map(|e| e.occurred_at.clone())
+            .collect()
+    };
+    let mut from = known_end;
+    for c in commits {
+        let t = times(from, c.position);
+        if t.len() != 1 {
+            return Err(format!(
+                "the line reporting position {} covers positions {}..={} with {} business times: not one transaction",
+                c.position,
+                from + 1,
+                c.position,
+                t.len()
+            ));
+        }
+        from = c.position;
+    }
+    let tail = times(from, end);
+    if tail.len() > 1 {
+        return Err(format!(
+            "{} transactions after the last reported position {from} (the log ends at {end}): the writer committed more than it reported",
+            tail.len()
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_unreported_tail_check_fails_on_lost_reports() {
+    // The check above on a log of three one-event transactions: all reported is fine, the last
+    // unreported is fine, two unreported or two in one line are not.
+    let config = leadflow_tests::config();
+    let mut store = Store::open_in_memory().unwrap();
+    let t0 = leadflow_tests::t0();
+    let mut commits = Vec::new();
+    for n in 0..3u64 {
+        let at = t0 + chrono::Duration::milliseconds(n as i64 + 1);
+        let e = leadflow_tests::run(&mut store, &config, &leadflow_tests::new_lead(n), at).unwrap();
+        let position = e.appended.unwrap().last_position;
+        commits.push(Commit {
+            position,
+            hash: String::new(),
+            streams: vec![],
+        });
+    }
+    let ok = |c: &[Commit]| assert_at_most_one_unreported_transaction(&store, 0, c, 3);
+    assert_eq!(ok(&commits), Ok(()));
+    assert_eq!(ok(&commits[..2]), Ok(()));
+    assert!(
+        ok(&commits[..1])
+            .unwrap_err()
+            .contains("2 transactions after")
+    );
+    assert!(
+        ok(&[commits[0].clone(), commits[2].clone()])
+            .unwrap_err()
+            .contains("not one transaction")
+    );
+}
+
 #[test]
 fn a_writer_killed_at_random_moments_never_loses_a_reported_commit() {
     let seed: u64 = std::env::var("LEADFLOW_CRASH_SEED")
@@ -155,6 +241,8 @@ fn a_writer_killed_at_random_moments_never_loses_a_reported_commit() {
     let db = dir.path().join("crash.db");
     let mut reported: Vec<Commit> = Vec::new();
     let mut kills = Vec::new();
+    // Where the log ended when it was last checked.
+    let mut known_end = 0;
     for run in 0..6 {
         // The first run must leave something behind so the later ones start from a non-empty
         // log; later runs may also die before their first commit (during open or recovery).
@@ -167,10 +255,6 @@ fn a_writer_killed_at_random_moments_never_loses_a_reported_commit() {
         let child = spawn_writer(&db, rng.next_u64());
         let (commits, status) = kill_after_commits(child, kill_after);
         assert_killed(status);
-        assert!(
-            commits.len() >= kill_after,
-            "seed {seed}, run {run}: fewer lines than read"
-        );
         for pair in commits.windows(2) {
             assert!(
                 pair[0].position < pair[1].position,
@@ -184,7 +268,7 @@ fn a_writer_killed_at_random_moments_never_loses_a_reported_commit() {
                 first.position
             );
         }
-        reported.extend(commits);
+        reported.extend(commits.iter().cloned());
 
         let mut store = Store::open(
             &db,
@@ -201,6 +285,10 @@ fn a_writer_killed_at_random_moments_never_loses_a_reported_commit() {
             "seed {seed}, run {run}: projections are not at the head after reopening"
         );
         assert_reported_commits_survive(&store, &reported);
+        let end = store.last_position().unwrap();
+        assert_at_most_one_unreported_transaction(&store, known_end, &commits, end)
+            .unwrap_or_else(|e| panic!("seed {seed}, run {run}: {e}"));
+        known_end = end;
     }
     assert!(
         reported.len() >= 5,

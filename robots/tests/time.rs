@@ -358,3 +358,34 @@ fn a_working_time_delay_is_bounded_in_working_days() {
         |_| {},
     );
 }
+
+#[test]
+fn a_signed_working_time_duration_is_refused_like_any_other() {
+    let registry = Registry::builtin();
+    let text = r#"
+[[rules]]
+id = "waits"
+trigger = { on = "created", entity = "lead" }
+[[rules.robots]]
+robot = "wait"
+for = "-1d"
+working_time = true
+[[rules.robots]]
+robot = "record_incident"
+kind = "never"
+"#;
+    let err = RuleSet::load(
+        &[Source {
+            path: "rules.toml".into(),
+            text: text.into(),
+        }],
+        &config(),
+        &registry,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("rules.toml:7:7: rule 'waits': robot 'wait': bad duration '-1d'"),
+        "{err}"
+    );
+}

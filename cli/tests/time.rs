@@ -202,7 +202,7 @@ trigger = { on = "created", entity = "lead" }
     assert_eq!(out.status.code(), Some(2), "{err}");
     for needle in [
         "time.toml:4:9: rule 'late': duration '9999999999d' is too long",
-        "time.toml:14:9: rule 'late-working': delay '3000d' in working time is too long",
+        "time.toml:14:9: rule 'late-working': working-time duration '3000d' is too long: at most 366 working days",
         "time.toml:24:51: rule 'quiet': duration '9999999999d' is too long",
         "time.toml:37:9: rule 'waits': robot 'wait': duration '9999999999d' is too long",
         "time.toml:41:9: rule 'waits': robot 'wait': working-time duration '400d' is too long: at most 366 working days",

@@ -422,39 +422,92 @@ struct RawConditional {
     required: Vec<Spanned<String>>,
 }
 
+/// A duration as written (`1d 4h`, `2w`, `90min`), its days and weeks not yet given a length:
+/// the one reader of duration syntax. [`parse_duration`] counts calendar days and weeks,
+/// [`crate::calendar::Calendar::working_duration`] working ones; each gives the parts a length
+/// and a bound through [`DurationParts::length`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationParts {
+    /// The sum of the `w` tokens.
+    pub weeks: i128,
+    /// The sum of the `d` tokens.
+    pub days: i128,
+    /// The sum of the `s`, `m` (or `min`) and `h` tokens, in seconds.
+    pub seconds: i128,
+}
+
+/// The nanoseconds of a duration, exactly.
+fn nanos(d: Duration) -> i128 {
+    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
+}
+
+impl DurationParts {
+    /// Reads whitespace-separated tokens, each a whole number of digits (no sign) and a unit:
+    /// `s`, `m` or `min`, `h`, `d`, `w`. The error says how to write a duration.
+    pub fn parse(text: &str) -> Result<DurationParts, String> {
+        let bad = || format!("bad duration '{text}': write it like 30m, 2h, 1d or 1d 4h");
+        let mut parts = DurationParts {
+            weeks: 0,
+            days: 0,
+            seconds: 0,
+        };
+        let mut seen = false;
+        for part in text.split_whitespace() {
+            let split = part.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+            let (n, unit) = part.split_at(split);
+            let n = i128::from(n.parse::<i64>().map_err(|_| bad())?);
+            // Sums saturate (far past any bound) rather than overflow.
+            let (slot, scale) = match unit {
+                "s" => (&mut parts.seconds, 1),
+                "m" | "min" => (&mut parts.seconds, 60),
+                "h" => (&mut parts.seconds, 3600),
+                "d" => (&mut parts.days, 1),
+                "w" => (&mut parts.weeks, 1),
+                _ => return Err(bad()),
+            };
+            *slot = slot.saturating_add(n * scale);
+            seen = true;
+        }
+        if !seen {
+            return Err(bad());
+        }
+        Ok(parts)
+    }
+
+    /// The length, with a day `day` long and a week `week` long, if it is at most `max`;
+    /// `None` if it is longer.
+    pub fn length(&self, day: Duration, week: Duration, max: Duration) -> Option<Duration> {
+        let total = self
+            .weeks
+            .saturating_mul(nanos(week))
+            .saturating_add(self.days.saturating_mul(nanos(day)))
+            .saturating_add(self.seconds.saturating_mul(1_000_000_000));
+        if total > nanos(max) {
+            return None;
+        }
+        // At most `max`, so both parts fit.
+        let secs = i64::try_from(total / 1_000_000_000).ok()?;
+        let sub = i64::try_from(total % 1_000_000_000).ok()?;
+        Duration::try_seconds(secs)?.checked_add(&Duration::nanoseconds(sub))
+    }
+}
+
 /// Parses durations like `90s`, `30m`, `2h`, `1d`, `1d 4h` (days are calendar days here), at
 /// most [`crate::time::MAX_DURATION`] (3660 days, ten years) so that nothing computed from one
 /// can overflow.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("bad duration '{text}': write it like 30m, 2h, 1d or 1d 4h");
-    let mut total = Duration::zero();
-    let mut seen = false;
-    for part in text.split_whitespace() {
-        let split = part.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let (n, unit) = part.split_at(split);
-        let n: i64 = n.parse().map_err(|_| bad())?;
-        let d = match unit {
-            "s" => Duration::try_seconds(n),
-            "m" | "min" => Duration::try_minutes(n),
-            "h" => Duration::try_hours(n),
-            "d" => Duration::try_days(n),
-            "w" => Duration::try_weeks(n),
-            _ => None,
-        }
-        .ok_or_else(bad)?;
-        total = total.checked_add(&d).ok_or_else(bad)?;
-        seen = true;
-    }
-    if !seen {
-        return Err(bad());
-    }
-    if total > crate::time::MAX_DURATION {
-        return Err(format!(
-            "duration '{}' is too long: at most 3660d (ten years)",
-            text.trim()
-        ));
-    }
-    Ok(total)
+    DurationParts::parse(text)?
+        .length(
+            Duration::days(1),
+            Duration::weeks(1),
+            crate::time::MAX_DURATION,
+        )
+        .ok_or_else(|| {
+            format!(
+                "duration '{}' is too long: at most 3660d (ten years)",
+                text.trim()
+            )
+        })
 }
 
 #[derive(Default)]
@@ -1253,6 +1306,16 @@ pipelines = [\"missing\"]
             assert!(e.contains("too long: at most 3660d"), "{long}: {e}");
         }
         assert!(parse_duration("99999999999999999999d").is_err());
+        assert_eq!(
+            DurationParts::parse("2w 1d 90min 1h 5s"),
+            Ok(DurationParts {
+                weeks: 2,
+                days: 1,
+                seconds: 5405 + 3600
+            })
+        );
+        assert!(DurationParts::parse("9223372036854775807w 9223372036854775807w").is_ok());
+        assert!(parse_duration("9223372036854775807w 9223372036854775807w").is_err());
     }
 
     #[test]

@@ -149,7 +149,8 @@ pub struct Rule {
     pub description: Option<String>,
     pub trigger: Trigger,
     pub condition: Option<Condition>,
-    /// Robots run this long after the trigger (in working time if `delay_working`).
+    /// Robots run this long after the trigger; if `delay_working`, this is working time, read
+    /// by [`crate::calendar::Calendar::working_duration`] (`1d` is one working day).
     pub delay: Option<Duration>,
     pub delay_working: bool,
     /// Delayed robots survive the lead/deal leaving the stage the rule was triggered in.
@@ -525,30 +526,18 @@ impl Loader<'_> {
         }
         let before = self.errors.len();
         let trigger = self.trigger(src, &id, raw.trigger);
-        let max_working = self.config.calendar.max_working();
-        let delay = raw
-            .delay
-            .as_ref()
-            .and_then(|d| match parse_duration(d.get_ref()) {
-                Ok(t) if raw.delay_working && t > max_working => {
-                    self.err(
-                        src,
-                        d.span().start,
-                        format!(
-                            "rule '{id}': delay '{}' in working time is too long: at most {} working hours ({} working days)",
-                            d.get_ref().trim(),
-                            max_working.num_hours(),
-                            crate::calendar::MAX_WORKING_DAYS
-                        ),
-                    );
-                    None
-                }
-                Ok(t) => Some(t),
-                Err(m) => {
-                    self.err(src, d.span().start, format!("rule '{id}': {m}"));
-                    None
-                }
-            });
+        // In working time a delay reads like a `wait` with `working_time`: `1d` is one working
+        // day of the calendar, bounded in working days.
+        let delay = raw.delay.as_ref().and_then(|d| {
+            let parsed = if raw.delay_working {
+                self.config.calendar.working_duration(d.get_ref())
+            } else {
+                parse_duration(d.get_ref())
+            };
+            parsed
+                .map_err(|m| self.err(src, d.span().start, format!("rule '{id}': {m}")))
+                .ok()
+        });
         let condition = raw
             .condition
             .as_ref()

@@ -9,6 +9,7 @@ pub mod client;
 pub mod context;
 pub mod convert;
 pub mod external;
+pub mod panics;
 pub mod report;
 pub mod require;
 pub mod runtime;

@@ -590,18 +590,12 @@ impl Runtime {
                     now,
                 };
                 // A robot that panics (a bug) fails like one that returns an error: its
-                // appends are rolled back and an incident says so; the runtime goes on.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // appends are rolled back and an incident gives the panic's message and
+                // location; the runtime goes on (see `crate::panics`).
+                crate::panics::catch(std::panic::AssertUnwindSafe(|| {
                     robot.run(&mut ctx, &params)
                 }))
-                .unwrap_or_else(|panic| {
-                    let why = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "no message".into());
-                    Err(RobotError::Failed(format!("the robot crashed: {why}")))
-                })
+                .unwrap_or_else(|panic| Err(RobotError::Failed(format!("the robot {panic}"))))
             });
             match outcome {
                 Ok(()) => {}

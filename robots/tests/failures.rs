@@ -87,10 +87,73 @@ fn a_panicking_robot_is_an_incident_and_the_runtime_goes_on() {
     );
     for (kind, text) in &texts {
         assert_eq!(kind, "robot_failed");
-        assert_eq!(
-            text,
-            "rule 'boom', robot 'panics': the robot crashed: overflow at 1"
-        );
+        // The panic's location and message, for the bug report.
+        let (at, message) = text
+            .strip_prefix("rule 'boom', robot 'panics': the robot panicked at ")
+            .and_then(|rest| rest.split_once(": "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(at.contains("tests/failures.rs:"), "{text}");
+        assert_eq!(message, "overflow at 1", "{text}");
     }
     assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+}
+
+/// Set in the child process [`a_caught_robot_panic_is_not_printed_but_others_are`] starts.
+const CHILD: &str = "LEADFLOW_ROBOT_PANIC_CHILD";
+
+/// Rust's default panic hook would print "thread '…' panicked at …" for a robot's panic that
+/// the runtime catches and journals; it does not, while a panic on another thread at the same
+/// moment is still printed (the hook is process-wide, the catching per thread). Run in a child
+/// process of this test binary so that its stderr can be read.
+#[test]
+fn a_caught_robot_panic_is_not_printed_but_others_are() {
+    if std::env::var_os(CHILD).is_some() {
+        // The runtime, as a user runs it.
+        a_panicking_robot_is_an_incident_and_the_runtime_goes_on();
+        // A panic elsewhere while a robot is inside the catch.
+        let both = Arc::new(std::sync::Barrier::new(2));
+        let robot = {
+            let both = both.clone();
+            std::thread::spawn(move || {
+                leadflow_robots::panics::catch(move || {
+                    both.wait();
+                    both.wait();
+                    panic!("robot bug {}", 7)
+                })
+            })
+        };
+        both.wait();
+        let elsewhere = std::thread::spawn(|| panic!("elsewhere")).join();
+        assert!(elsewhere.is_err());
+        both.wait();
+        let caught = robot.join().unwrap().unwrap_err();
+        assert!(caught.starts_with("panicked at "), "{caught}");
+        assert!(caught.ends_with(": robot bug 7"), "{caught}");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_caught_robot_panic_is_not_printed_but_others_are",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran nothing: {stdout}"
+    );
+    assert!(!stderr.contains("overflow at 1"), "{stderr}");
+    assert!(!stderr.contains("robot bug"), "{stderr}");
+    assert_eq!(
+        stderr.matches("panicked at").count(),
+        1,
+        "only the other thread's panic is printed: {stderr}"
+    );
+    assert!(stderr.contains("elsewhere"), "{stderr}");
 }

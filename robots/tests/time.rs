@@ -253,3 +253,139 @@ fn scenario_times_are_read_in_the_calendar_zone_and_bounded() {
         "{err}"
     );
 }
+
+/// A lead created on Monday 2 March 2026 at 10:00 Moscow time, processed; the due time of each
+/// rule's `robots.delayed`, by rule.
+fn delayed_due_times(rules: &str) -> Vec<(String, DateTime<Utc>)> {
+    let rt = runtime(rules, |_| {});
+    let mut store = Store::open_in_memory().unwrap();
+    rt.activate(&mut store, t0()).unwrap();
+    lead(&mut store, t0());
+    rt.process(&mut store, t0()).unwrap();
+    let filter = leadflow_store::LogFilter {
+        types: vec!["robots.delayed".into()],
+        ..Default::default()
+    };
+    let mut due: Vec<(String, DateTime<Utc>)> = store
+        .read_log(&filter, 0, 100)
+        .unwrap()
+        .iter()
+        .map(|rec| match rec.decode().unwrap() {
+            leadflow_engine::Event::RobotsDelayed(d) => (d.rule, d.due_at),
+            other => panic!("not robots.delayed: {other:?}"),
+        })
+        .collect();
+    due.sort();
+    due
+}
+
+#[test]
+fn a_working_day_of_delay_is_a_working_day_of_wait() {
+    let due = delayed_due_times(
+        r#"
+[[rules]]
+id = "delayed"
+trigger = { on = "created", entity = "lead" }
+delay = "1d"
+delay_working = true
+[[rules.robots]]
+robot = "record_incident"
+kind = "never"
+
+[[rules]]
+id = "waits"
+trigger = { on = "created", entity = "lead" }
+[[rules.robots]]
+robot = "wait"
+for = "1d"
+working_time = true
+[[rules.robots]]
+robot = "record_incident"
+kind = "never"
+
+[[rules]]
+id = "mixed"
+trigger = { on = "created", entity = "lead" }
+delay = "1w 1d 2h"
+delay_working = true
+[[rules.robots]]
+robot = "record_incident"
+kind = "never"
+"#,
+    );
+    // One working day: Tuesday 3 March, 10:00 in Moscow. Six working days and two hours
+    // (Monday 9 March is a holiday): Wednesday 11 March, 12:00 in Moscow. A rule's delay and
+    // a `wait` read working time alike.
+    let tuesday = Utc.with_ymd_and_hms(2026, 3, 3, 7, 0, 0).unwrap();
+    let wednesday_week = Utc.with_ymd_and_hms(2026, 3, 11, 9, 0, 0).unwrap();
+    assert_eq!(
+        due,
+        vec![
+            ("delayed".to_owned(), tuesday),
+            ("mixed".to_owned(), wednesday_week),
+            ("waits".to_owned(), tuesday),
+        ]
+    );
+    assert_eq!(
+        config().calendar.after(t0(), "1w 1d 2h", true),
+        Ok(wednesday_week)
+    );
+}
+
+#[test]
+fn a_working_time_delay_is_bounded_in_working_days() {
+    let registry = Registry::builtin();
+    let err = RuleSet::load(
+        &[Source {
+            path: "rules.toml".into(),
+            text: DELAYED.replace("delay = \"1h\"", "delay = \"367d\"\ndelay_working = true"),
+        }],
+        &config(),
+        &registry,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            "rules.toml:5:9: rule 'slow': working-time duration '367d' is too long: at most 366 working days"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("working hours"), "{err}");
+    // 123 working days are within the bound.
+    runtime(
+        &DELAYED.replace("delay = \"1h\"", "delay = \"123d\"\ndelay_working = true"),
+        |_| {},
+    );
+}
+
+#[test]
+fn a_signed_working_time_duration_is_refused_like_any_other() {
+    let registry = Registry::builtin();
+    let text = r#"
+[[rules]]
+id = "waits"
+trigger = { on = "created", entity = "lead" }
+[[rules.robots]]
+robot = "wait"
+for = "-1d"
+working_time = true
+[[rules.robots]]
+robot = "record_incident"
+kind = "never"
+"#;
+    let err = RuleSet::load(
+        &[Source {
+            path: "rules.toml".into(),
+            text: text.into(),
+        }],
+        &config(),
+        &registry,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("rules.toml:7:7: rule 'waits': robot 'wait': bad duration '-1d'"),
+        "{err}"
+    );
+}

@@ -384,6 +384,28 @@ pub(crate) fn check_tail(conn: &Connection) -> Result<(), Error> {
     Ok(())
 }
 
+/// Refuses a rule cursor past the log's end (the log was cut or the cursor edited): the
+/// robots would silently skip whatever is appended next. Checked when a writer opens, before
+/// anything is appended. (`rule_cursor` holds a row per runtime: one, in practice.)
+fn check_cursors(conn: &Connection, head_position: i64) -> Result<(), Error> {
+    let ahead: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT name, position FROM rule_cursor WHERE position > ?1 ORDER BY position DESC LIMIT 1",
+        )?
+        .query_row([head_position], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match ahead {
+        None => Ok(()),
+        Some((name, position)) => Err(Error::Tampered {
+            position: head_position,
+            why: format!(
+                "the rules' cursor (rule_cursor '{name}') is at position {position}, past the log's end ({head_position}): \
+                 the log was cut or the cursor edited, and the robots would skip whatever comes next"
+            ),
+        }),
+    }
+}
+
 /// What one append wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -453,6 +475,7 @@ impl<'c> Tx<'c> {
     pub(crate) fn begin(tx: Transaction<'c>, recorded_at: DateTime<Utc>) -> Result<Self, Error> {
         check_tail(&tx)?;
         let (head_position, head_hash) = head(&tx)?.unwrap_or((0, GENESIS));
+        check_cursors(&tx, head_position)?;
         let mut projector = Projector::new("main");
         let checkpoint = crate::project::checkpoint(&tx, "main")?;
         if checkpoint > head_position {

@@ -206,3 +206,65 @@ fn a_rule_cursor_past_the_end_of_the_log_is_refused_before_anything_is_appended(
         assert_eq!(env.count("SELECT count(*) FROM leads"), 1, "+{ahead}");
     }
 }
+
+/// A log whose newest event was edited, with the task rule loaded.
+fn broken_log_with_rules() -> Env {
+    let env = Env::with_rules(TASK_RULE);
+    leads(&env, 1);
+    let last = env.count("SELECT max(position) FROM events");
+    env.sql(&format!(
+        "UPDATE events SET payload = json_set(payload, '$.title', 'Forged') WHERE position = {last}"
+    ));
+    env
+}
+
+#[test]
+fn tick_refuses_a_broken_log_with_the_exit_code_of_a_command() {
+    let env = broken_log_with_rules();
+    // Exit 1, as a command on the same log: a broken log refused, not a failure to run.
+    env.refused(
+        &["lead", "create", "--name", "Olga"],
+        1,
+        &["the log is broken at position"],
+    );
+    env.refused(&["tick"], 1, &["the log is broken at position"]);
+    env.refused(&["--json", "tick"], 1, &["the log is broken at position"]);
+}
+
+#[test]
+fn run_stops_on_a_broken_log_instead_of_retrying_it_forever() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let env = broken_log_with_rules();
+    let before = env.events();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .current_dir(env.path())
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("LEADFLOW_DB")
+        .env_remove("LEADFLOW_AS")
+        .env_remove("LEADFLOW_RULES")
+        .env_remove("LEADFLOW_NOW")
+        .env("RUST_LOG", "off")
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`run` kept going on a broken log");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("the log is broken at position"), "{err}");
+    assert_eq!(env.events(), before, "`run` appended events");
+}

@@ -119,7 +119,11 @@ fn a_writer_refuses_to_append_after_an_edited_newest_event() {
     env.refused(
         &["lead", "create", "--name", "Olga"],
         1,
-        &["the log is broken at position 3", "leadflow verify"],
+        &[
+            "the log is broken at position 3",
+            "refusing to append to it",
+            "leadflow verify",
+        ],
     );
 }
 
@@ -160,11 +164,14 @@ fn replay_refuses_a_broken_chain_and_rebuilds_nothing() {
     );
     let out = env.run(&["replay"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("the log is broken at position 2"), "{err}");
+    // It says what it refused: replay appends nothing.
     assert!(
-        stderr(&out).contains("the log is broken at position 2"),
-        "{}",
-        stderr(&out)
+        err.contains("refusing to rebuild the projections from it"),
+        "{err}"
     );
+    assert!(!err.contains("append"), "{err}");
     assert_eq!(
         env.count("SELECT count(*) FROM leads WHERE title = 'Forged'"),
         0,

@@ -1,7 +1,7 @@
 //! Appending to and reading from the event log.
 
 use crate::chain::{GENESIS, Hash, Hashed, event_hash};
-use crate::error::Error;
+use crate::error::{Error, Refused};
 use crate::project::Projector;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use leadflow_engine::command::Target;
@@ -340,7 +340,13 @@ pub(crate) fn check_tail(conn: &Connection) -> Result<(), Error> {
     let Some((last, head_version)) = tail.first() else {
         return Ok(());
     };
-    let broken = |position: i64, why: String| Err(Error::Tampered { position, why });
+    let broken = |position: i64, why: String| {
+        Err(Error::Tampered {
+            position,
+            why,
+            refused: Refused::Append,
+        })
+    };
     let last = match last {
         Ok(e) => e,
         Err(Error::Corrupt { position, why }) => return broken(*position, why.clone()),
@@ -398,6 +404,7 @@ fn check_cursors(conn: &Connection, head_position: i64) -> Result<(), Error> {
         None => Ok(()),
         Some((name, position)) => Err(Error::Tampered {
             position: head_position,
+            refused: Refused::Append,
             why: format!(
                 "the rules' cursor (rule_cursor '{name}') is at position {position}, past the log's end ({head_position}): \
                  the log was cut or the cursor edited, and the robots would skip whatever comes next"
@@ -481,6 +488,7 @@ impl<'c> Tx<'c> {
         if checkpoint > head_position {
             return Err(Error::Tampered {
                 position: head_position + 1,
+                refused: Refused::Append,
                 why: format!(
                     "the projections reflect the log up to position {checkpoint}, but the log ends at {head_position}: \
                      events were removed"
@@ -757,6 +765,7 @@ impl<'c> Tx<'c> {
                 .flatten();
             return Err(Error::Tampered {
                 position: last.unwrap_or(self.head_position),
+                refused: Refused::Append,
                 why: format!(
                     "stream {stream}: its head row says version {version}, but its events go up to version {}",
                     top.unwrap_or(0)

@@ -275,3 +275,33 @@ fn run_stops_on_a_broken_log_instead_of_retrying_it_forever() {
     assert!(err.contains("the log is broken at position"), "{err}");
     assert_eq!(env.events(), before, "`run` appended events");
 }
+
+#[test]
+fn a_deleted_stream_head_row_is_tampering_not_a_conflict() {
+    let env = Env::new();
+    leads(&env, 4);
+    // The newest events on another stream, so that the tail check does not see the deletions.
+    env.ok(&["lead", "update", "2", "--name", "Y"]);
+    env.ok(&["lead", "update", "2", "--name", "Z"]);
+    let no_fk = "PRAGMA foreign_keys = OFF; DELETE FROM streams WHERE kind = 'lead' AND entity_id";
+    env.sql(&format!("{no_fk} = 1"));
+    // Not "conflict on lead-1 …; reload and retry": retrying cannot help.
+    env.refused(
+        &["lead", "update", "1", "--name", "X"],
+        1,
+        &[
+            "the log is broken at position 1",
+            "stream lead-1 has no head row",
+        ],
+    );
+    // The newest lead's row deleted: a create would take its id again.
+    env.sql(&format!("{no_fk} = 4"));
+    env.refused(
+        &["lead", "create", "--name", "Olga"],
+        1,
+        &[
+            "the log is broken at position",
+            "stream lead-4 has no head row",
+        ],
+    );
+}

@@ -772,9 +772,51 @@ impl<'c> Tx<'c> {
                 ),
             });
         }
+        if h.is_none() {
+            self.check_no_lost_head(stream)?;
+        }
         let h = h.map(|(key, version, _)| (key, version));
         self.heads.insert(stream, h);
         Ok(h)
+    }
+
+    /// A stream with no head row must be new: if the projections hold its entity, its head
+    /// row was deleted (one primary-key probe of the entity's table; the kinds without one
+    /// are not checked). Appending would start the stream again at version 1 — or, for
+    /// another command, report a conflict that no retry resolves.
+    fn check_no_lost_head(&self, stream: StreamId) -> Result<(), Error> {
+        let table = match stream.kind {
+            EntityKind::Lead => "leads",
+            EntityKind::Deal => "deals",
+            EntityKind::Contact => "contacts",
+            EntityKind::Company => "companies",
+            EntityKind::Task => "tasks",
+            EntityKind::Ruleset | EntityKind::System => return Ok(()),
+        };
+        let known: bool = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"
+            ))?
+            .query_row([stream.id], |r| r.get(0))?;
+        if !known {
+            return Ok(());
+        }
+        // Where its events are (a scan, on this error path only): the first one whose
+        // stream row is gone.
+        let orphan: Option<i64> = self.tx.query_row(
+            "SELECT min(e.position) FROM events e \
+             WHERE NOT EXISTS (SELECT 1 FROM streams s WHERE s.stream_key = e.stream_key)",
+            [],
+            |r| r.get(0),
+        )?;
+        Err(Error::Tampered {
+            position: orphan.unwrap_or(self.head_position),
+            why: format!(
+                "stream {stream} has no head row in `streams`, but the projections hold {stream} (its head row was deleted)"
+            ),
+            refused: Refused::Append,
+        })
     }
 
     /// Takes up to `limit` timers due at or before `now`, earliest first, with their streams

@@ -305,3 +305,28 @@ fn a_deleted_stream_head_row_is_tampering_not_a_conflict() {
         ],
     );
 }
+
+#[test]
+fn a_writer_refuses_a_newest_event_whose_column_has_the_wrong_type() {
+    let env = Env::new();
+    leads(&env, 3);
+    // Before: "database error: Invalid column type …", exit 2, naming no position.
+    env.sql("UPDATE events SET version = 'one' WHERE position = 3");
+    // On the wall clock: with --now, the backdating check reads the newest event first.
+    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .current_dir(env.path())
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("LEADFLOW_DB")
+        .env_remove("LEADFLOW_AS")
+        .env_remove("LEADFLOW_RULES")
+        .env_remove("LEADFLOW_NOW")
+        .env("RUST_LOG", "off")
+        .args(["lead", "create", "--name", "Olga"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the log is broken at position 3"), "{err}");
+    assert!(err.contains("refusing to append to it"), "{err}");
+    assert_eq!(env.events(), 3, "appended on a broken log");
+}

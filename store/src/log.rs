@@ -334,11 +334,38 @@ pub(crate) fn check_tail(conn: &Connection) -> Result<(), Error> {
     let mut rows = stmt.query([])?;
     let mut tail = Vec::with_capacity(2);
     while let Some(r) = rows.next()? {
-        let head_version: Option<i64> = r.get(13)?;
-        tail.push((row_to_event(r)?, head_version));
+        let position: i64 = r.get(0)?;
+        let decoded = row_to_event(r).and_then(|e| Ok((e, r.get::<_, Option<i64>>(13)?)));
+        match decoded {
+            Ok(row) => tail.push(row),
+            // A column of the wrong type (a row edited by hand): as broken as a bad hash.
+            Err(
+                e @ (rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..)),
+            ) => {
+                return Err(Error::Tampered {
+                    position,
+                    why: format!("the row is not one leadflow writes ({e})"),
+                    refused: Refused::Append,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    let Some((last, head_version)) = tail.first() else {
+    let mut tail = tail.into_iter();
+    let Some((last, head_version)) = tail.next() else {
         return Ok(());
+    };
+    // A row that does not decode is what a broken tail looks like: refused, naming its
+    // position. Any other error is passed on as it is.
+    let tampered = |e: Error| match e {
+        Error::Corrupt { position, why } => Error::Tampered {
+            position,
+            why,
+            refused: Refused::Append,
+        },
+        other => other,
     };
     let broken = |position: i64, why: String| {
         Err(Error::Tampered {
@@ -347,18 +374,13 @@ pub(crate) fn check_tail(conn: &Connection) -> Result<(), Error> {
             refused: Refused::Append,
         })
     };
-    let last = match last {
-        Ok(e) => e,
-        Err(Error::Corrupt { position, why }) => return broken(*position, why.clone()),
-        Err(_) => unreachable!("row_to_event reports only corrupt rows"),
-    };
-    let (expected, prev_hash) = match tail.get(1) {
+    let last = last.map_err(tampered)?;
+    let (expected, prev_hash) = match tail.next() {
         None => (1, GENESIS),
-        Some((Ok(prev), _)) => (prev.position + 1, prev.hash),
-        Some((Err(Error::Corrupt { position, why }), _)) => {
-            return broken(*position, why.clone());
+        Some((prev, _)) => {
+            let prev = prev.map_err(tampered)?;
+            (prev.position + 1, prev.hash)
         }
-        Some((Err(_), _)) => unreachable!("row_to_event reports only corrupt rows"),
     };
     if last.position != expected {
         return broken(
@@ -376,7 +398,7 @@ pub(crate) fn check_tail(conn: &Connection) -> Result<(), Error> {
             "the newest event's hash does not match its content and its predecessor's hash (a row was edited, inserted or moved)".into(),
         );
     }
-    if *head_version != Some(last.version) {
+    if head_version != Some(last.version) {
         return broken(
             last.position,
             format!(

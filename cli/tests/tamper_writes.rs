@@ -211,6 +211,7 @@ fn a_rule_cursor_past_the_end_of_the_log_is_refused_before_anything_is_appended(
             &["the log is broken at position", "past the log's end"],
         );
         assert_eq!(env.count("SELECT count(*) FROM leads"), 1, "+{ahead}");
+        env.refused(&["tick"], 1, &["past the log's end"]);
     }
 }
 

@@ -236,6 +236,7 @@ pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
     if ctx.json {
         json_line(&json!({
             "now": rfc3339(now),
+            "rules": rt.rules().rules.len(),
             "timers": report.timers,
             "processed": report.processed,
             "fired": report.fired,

@@ -79,6 +79,22 @@ impl CliError {
         }
     }
 
+    /// Whether the log was found broken (by the command itself or by the rules it ran):
+    /// trying again cannot help.
+    pub fn is_tampered(&self) -> bool {
+        use leadflow_robots::RobotError;
+        let store = match self {
+            CliError::Store(e)
+            | CliError::Robot(RobotError::Store(e))
+            | CliError::RulesFailed {
+                source: RobotError::Store(e),
+                ..
+            } => e,
+            _ => return false,
+        };
+        matches!(store, leadflow_store::Error::Tampered { .. })
+    }
+
     /// The one rule (README, "Exit codes"): 1 when the command was understood and the answer
     /// is no — a business rule refused it, a name or id it gives is not known (an employee, a
     /// team, a stage, an entity), a conflict, a failed verification or a broken log
@@ -86,11 +102,12 @@ impl CliError {
     /// scenario mismatch; 2 when it could not run — malformed arguments, a missing or broken
     /// file, configuration or rule set, a storage failure.
     pub fn exit_code(&self) -> i32 {
+        if self.is_tampered() {
+            return 1;
+        }
         match self {
             CliError::Store(
-                leadflow_store::Error::Rejected(_)
-                | leadflow_store::Error::Conflict { .. }
-                | leadflow_store::Error::Tampered { .. },
+                leadflow_store::Error::Rejected(_) | leadflow_store::Error::Conflict { .. },
             )
             | CliError::Unknown(_)
             | CliError::Refused(_)

@@ -5,7 +5,9 @@
 //!
 //! One current-thread tokio runtime; all SQLite work happens inline on that thread between
 //! awaits (the connection never crosses threads), so a signal is only acted on between
-//! transactions: SIGINT or SIGTERM lets the current work commit, logs, and exits 0.
+//! transactions: SIGINT or SIGTERM lets the current work commit, logs, and exits 0. A failure
+//! (a locked database) is logged and retried; a broken log ([`leadflow_store::Error::Tampered`])
+//! is not: `run` stops with its message and exit 1.
 //!
 //! The loop: every [`POLL`] it compares the head of the log with the one it last saw and
 //! processes new events appended by anyone; it sleeps until the earliest of the next timer, the
@@ -161,6 +163,8 @@ pub async fn serve(
                     (t - now).to_std().unwrap_or(Duration::ZERO).min(POLL)
                 })
             }
+            // A broken log stays broken: stop, and say so (exit 1).
+            Err(e) if e.is_tampered() => return Err(e),
             Err(e) => {
                 tracing::error!("{e}; trying again in {}s", RETRY.as_secs());
                 seen = None;

@@ -119,7 +119,11 @@ fn a_writer_refuses_to_append_after_an_edited_newest_event() {
     env.refused(
         &["lead", "create", "--name", "Olga"],
         1,
-        &["the log is broken at position 3", "leadflow verify"],
+        &[
+            "the log is broken at position 3",
+            "refusing to append to it",
+            "leadflow verify",
+        ],
     );
 }
 
@@ -160,11 +164,14 @@ fn replay_refuses_a_broken_chain_and_rebuilds_nothing() {
     );
     let out = env.run(&["replay"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("the log is broken at position 2"), "{err}");
+    // It says what it refused: replay appends nothing.
     assert!(
-        stderr(&out).contains("the log is broken at position 2"),
-        "{}",
-        stderr(&out)
+        err.contains("refusing to rebuild the projections from it"),
+        "{err}"
     );
+    assert!(!err.contains("append"), "{err}");
     assert_eq!(
         env.count("SELECT count(*) FROM leads WHERE title = 'Forged'"),
         0,
@@ -189,19 +196,138 @@ fn a_rule_never_acts_twice_on_an_event_when_its_cursor_is_moved_back() {
 }
 
 #[test]
-fn a_rule_cursor_past_the_end_of_the_log_is_refused() {
+fn a_rule_cursor_past_the_end_of_the_log_is_refused_before_anything_is_appended() {
+    // One event ahead was skipped silently (the backlog ran only for a cursor behind the log),
+    // and further ahead was noticed only after the command's event was committed.
+    for ahead in [1, 2] {
+        let env = Env::with_rules(TASK_RULE);
+        leads(&env, 1);
+        env.sql(&format!(
+            "UPDATE rule_cursor SET position = (SELECT max(position) + {ahead} FROM events)"
+        ));
+        env.refused(
+            &["lead", "create", "--name", "Olga"],
+            1,
+            &["the log is broken at position", "past the log's end"],
+        );
+        assert_eq!(env.count("SELECT count(*) FROM leads"), 1, "+{ahead}");
+        env.refused(&["tick"], 1, &["past the log's end"]);
+    }
+}
+
+/// A log whose newest event was edited, with the task rule loaded.
+fn broken_log_with_rules() -> Env {
     let env = Env::with_rules(TASK_RULE);
     leads(&env, 1);
-    env.sql("UPDATE rule_cursor SET position = position + 50");
-    let out = env.run(&["tick"]);
-    assert_ne!(out.status.code(), Some(0));
-    let err = stderr(&out);
-    assert!(err.contains("past the log's end"), "{err}");
-    let out = env.run(&["lead", "create", "--name", "Olga"]);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        stderr(&out).contains("past the log's end"),
-        "{}",
-        stderr(&out)
+    let last = env.count("SELECT max(position) FROM events");
+    env.sql(&format!(
+        "UPDATE events SET payload = json_set(payload, '$.title', 'Forged') WHERE position = {last}"
+    ));
+    env
+}
+
+#[test]
+fn tick_refuses_a_broken_log_with_the_exit_code_of_a_command() {
+    let env = broken_log_with_rules();
+    // Exit 1, as a command on the same log: a broken log refused, not a failure to run.
+    env.refused(
+        &["lead", "create", "--name", "Olga"],
+        1,
+        &["the log is broken at position"],
     );
+    env.refused(&["tick"], 1, &["the log is broken at position"]);
+    env.refused(&["--json", "tick"], 1, &["the log is broken at position"]);
+}
+
+#[test]
+fn run_stops_on_a_broken_log_instead_of_retrying_it_forever() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let env = broken_log_with_rules();
+    let before = env.events();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .current_dir(env.path())
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("LEADFLOW_DB")
+        .env_remove("LEADFLOW_AS")
+        .env_remove("LEADFLOW_RULES")
+        .env_remove("LEADFLOW_NOW")
+        .env("RUST_LOG", "off")
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`run` kept going on a broken log");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("the log is broken at position"), "{err}");
+    assert_eq!(env.events(), before, "`run` appended events");
+}
+
+#[test]
+fn a_deleted_stream_head_row_is_tampering_not_a_conflict() {
+    let env = Env::new();
+    leads(&env, 4);
+    // The newest events on another stream, so that the tail check does not see the deletions.
+    env.ok(&["lead", "update", "2", "--name", "Y"]);
+    env.ok(&["lead", "update", "2", "--name", "Z"]);
+    let no_fk = "PRAGMA foreign_keys = OFF; DELETE FROM streams WHERE kind = 'lead' AND entity_id";
+    env.sql(&format!("{no_fk} = 1"));
+    // Not "conflict on lead-1 …; reload and retry": retrying cannot help.
+    env.refused(
+        &["lead", "update", "1", "--name", "X"],
+        1,
+        &[
+            "the log is broken at position 1",
+            "stream lead-1 has no head row",
+        ],
+    );
+    // The newest lead's row deleted: a create would take its id again.
+    env.sql(&format!("{no_fk} = 4"));
+    env.refused(
+        &["lead", "create", "--name", "Olga"],
+        1,
+        &[
+            "the log is broken at position",
+            "stream lead-4 has no head row",
+        ],
+    );
+}
+
+#[test]
+fn a_writer_refuses_a_newest_event_whose_column_has_the_wrong_type() {
+    let env = Env::new();
+    leads(&env, 3);
+    // Before: "database error: Invalid column type …", exit 2, naming no position.
+    env.sql("UPDATE events SET version = 'one' WHERE position = 3");
+    // On the wall clock: with --now, the backdating check reads the newest event first.
+    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .current_dir(env.path())
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("LEADFLOW_DB")
+        .env_remove("LEADFLOW_AS")
+        .env_remove("LEADFLOW_RULES")
+        .env_remove("LEADFLOW_NOW")
+        .env("RUST_LOG", "off")
+        .args(["lead", "create", "--name", "Olga"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the log is broken at position 3"), "{err}");
+    assert!(err.contains("refusing to append to it"), "{err}");
+    assert_eq!(env.events(), 3, "appended on a broken log");
 }

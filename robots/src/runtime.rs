@@ -230,6 +230,8 @@ impl Runtime {
                 Ok(Report::default())
             }
             Some(cursor) if cursor < store.last_position()? => self.process(store, now),
+            // At the head: nothing to do. Ahead (the log was cut or the cursor edited): the
+            // command's write refuses it when it opens, before anything is appended.
             Some(_) => Ok(Report::default()),
         }
     }
@@ -286,14 +288,7 @@ impl Runtime {
             Some(c) => c,
             None => head,
         };
-        if cursor > head {
-            return Err(RobotError::Store(leadflow_store::Error::Tampered {
-                position: head,
-                why: format!(
-                    "the rules' cursor (rule_cursor '{CURSOR}') is at position {cursor}, past the log's end: the log was cut or the cursor edited, and the robots would skip whatever comes next"
-                ),
-            }));
-        }
+        // (A cursor past the log's end was refused when the transaction began.)
         // The robots' reactions carry their trigger as cause, and triggers are processed in
         // order: a reaction to a position past the cursor proves the rules got that far, so a
         // cursor moved back never makes a rule act twice on one event.

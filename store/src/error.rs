@@ -74,12 +74,16 @@ pub enum Error {
         "timed out after {waited_secs}s waiting for the write lock on {path}: another leadflow process (an import, `leadflow run`, `tick`…) is writing it; nothing was appended — try again when it is done"
     )]
     Locked { path: PathBuf, waited_secs: u64 },
-    /// The log is not what leadflow wrote (noticed when a writer opens it): nothing is
-    /// appended on top of it.
+    /// The log is not what leadflow wrote (noticed when a writer opens it, or by `replay`):
+    /// what was `refused` is not done.
     #[error(
-        "the log is broken at position {position}: {why}; refusing to append to it — run `leadflow verify` and restore the database from a backup"
+        "the log is broken at position {position}: {why}; {refused} — run `leadflow verify` and restore the database from a backup"
     )]
-    Tampered { position: i64, why: String },
+    Tampered {
+        position: i64,
+        why: String,
+        refused: Refused,
+    },
     /// A stored event could not be decoded.
     #[error("event at position {position}: {source}")]
     Decode {
@@ -93,6 +97,26 @@ pub enum Error {
     /// SQLite failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+/// What a broken log ([`Error::Tampered`]) stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A writer appending on top of it.
+    Append,
+    /// `replay` rebuilding the projections from it (they would hide the tampering).
+    Rebuild,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refused::Append => "refusing to append to it",
+            Refused::Rebuild => {
+                "refusing to rebuild the projections from it (they are left as they were)"
+            }
+        })
+    }
 }
 
 impl Error {

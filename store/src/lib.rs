@@ -15,7 +15,7 @@ mod schema;
 mod verify;
 
 pub use chain::{GENESIS, Hash, Hashed, event_hash, from_hex, to_hex};
-pub use error::Error;
+pub use error::{Error, Refused};
 pub use log::{Appended, Executed, LogFilter, RecordedEvent, Tx, fmt_time, parse_time};
 pub use project::{MatchKey, PendingTimer};
 pub use verify::{ChainReport, ProjectionDiff};
@@ -461,6 +461,7 @@ impl Store {
             return Err(Error::Tampered {
                 position: p.position,
                 why: p.why,
+                refused: error::Refused::Rebuild,
             });
         }
         project::recreate(&tx, "main")?;

@@ -1,7 +1,7 @@
 //! Appending to and reading from the event log.
 
 use crate::chain::{GENESIS, Hash, Hashed, event_hash};
-use crate::error::Error;
+use crate::error::{Error, Refused};
 use crate::project::Projector;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use leadflow_engine::command::Target;
@@ -334,25 +334,53 @@ pub(crate) fn check_tail(conn: &Connection) -> Result<(), Error> {
     let mut rows = stmt.query([])?;
     let mut tail = Vec::with_capacity(2);
     while let Some(r) = rows.next()? {
-        let head_version: Option<i64> = r.get(13)?;
-        tail.push((row_to_event(r)?, head_version));
+        let position: i64 = r.get(0)?;
+        let decoded = row_to_event(r).and_then(|e| Ok((e, r.get::<_, Option<i64>>(13)?)));
+        match decoded {
+            Ok(row) => tail.push(row),
+            // A column of the wrong type (a row edited by hand): as broken as a bad hash.
+            Err(
+                e @ (rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..)),
+            ) => {
+                return Err(Error::Tampered {
+                    position,
+                    why: format!("the row is not one leadflow writes ({e})"),
+                    refused: Refused::Append,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    let Some((last, head_version)) = tail.first() else {
+    let mut tail = tail.into_iter();
+    let Some((last, head_version)) = tail.next() else {
         return Ok(());
     };
-    let broken = |position: i64, why: String| Err(Error::Tampered { position, why });
-    let last = match last {
-        Ok(e) => e,
-        Err(Error::Corrupt { position, why }) => return broken(*position, why.clone()),
-        Err(_) => unreachable!("row_to_event reports only corrupt rows"),
+    // A row that does not decode is what a broken tail looks like: refused, naming its
+    // position. Any other error is passed on as it is.
+    let tampered = |e: Error| match e {
+        Error::Corrupt { position, why } => Error::Tampered {
+            position,
+            why,
+            refused: Refused::Append,
+        },
+        other => other,
     };
-    let (expected, prev_hash) = match tail.get(1) {
+    let broken = |position: i64, why: String| {
+        Err(Error::Tampered {
+            position,
+            why,
+            refused: Refused::Append,
+        })
+    };
+    let last = last.map_err(tampered)?;
+    let (expected, prev_hash) = match tail.next() {
         None => (1, GENESIS),
-        Some((Ok(prev), _)) => (prev.position + 1, prev.hash),
-        Some((Err(Error::Corrupt { position, why }), _)) => {
-            return broken(*position, why.clone());
+        Some((prev, _)) => {
+            let prev = prev.map_err(tampered)?;
+            (prev.position + 1, prev.hash)
         }
-        Some((Err(_), _)) => unreachable!("row_to_event reports only corrupt rows"),
     };
     if last.position != expected {
         return broken(
@@ -370,7 +398,7 @@ pub(crate) fn check_tail(conn: &Connection) -> Result<(), Error> {
             "the newest event's hash does not match its content and its predecessor's hash (a row was edited, inserted or moved)".into(),
         );
     }
-    if *head_version != Some(last.version) {
+    if head_version != Some(last.version) {
         return broken(
             last.position,
             format!(
@@ -382,6 +410,29 @@ pub(crate) fn check_tail(conn: &Connection) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// Refuses a rule cursor past the log's end (the log was cut or the cursor edited): the
+/// robots would silently skip whatever is appended next. Checked when a writer opens, before
+/// anything is appended. (`rule_cursor` holds a row per runtime: one, in practice.)
+fn check_cursors(conn: &Connection, head_position: i64) -> Result<(), Error> {
+    let ahead: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT name, position FROM rule_cursor WHERE position > ?1 ORDER BY position DESC LIMIT 1",
+        )?
+        .query_row([head_position], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match ahead {
+        None => Ok(()),
+        Some((name, position)) => Err(Error::Tampered {
+            position: head_position,
+            refused: Refused::Append,
+            why: format!(
+                "the rules' cursor (rule_cursor '{name}') is at position {position}, past the log's end ({head_position}): \
+                 the log was cut or the cursor edited, and the robots would skip whatever comes next"
+            ),
+        }),
+    }
 }
 
 /// What one append wrote.
@@ -453,11 +504,13 @@ impl<'c> Tx<'c> {
     pub(crate) fn begin(tx: Transaction<'c>, recorded_at: DateTime<Utc>) -> Result<Self, Error> {
         check_tail(&tx)?;
         let (head_position, head_hash) = head(&tx)?.unwrap_or((0, GENESIS));
+        check_cursors(&tx, head_position)?;
         let mut projector = Projector::new("main");
         let checkpoint = crate::project::checkpoint(&tx, "main")?;
         if checkpoint > head_position {
             return Err(Error::Tampered {
                 position: head_position + 1,
+                refused: Refused::Append,
                 why: format!(
                     "the projections reflect the log up to position {checkpoint}, but the log ends at {head_position}: \
                      events were removed"
@@ -734,15 +787,58 @@ impl<'c> Tx<'c> {
                 .flatten();
             return Err(Error::Tampered {
                 position: last.unwrap_or(self.head_position),
+                refused: Refused::Append,
                 why: format!(
                     "stream {stream}: its head row says version {version}, but its events go up to version {}",
                     top.unwrap_or(0)
                 ),
             });
         }
+        if h.is_none() {
+            self.check_no_lost_head(stream)?;
+        }
         let h = h.map(|(key, version, _)| (key, version));
         self.heads.insert(stream, h);
         Ok(h)
+    }
+
+    /// A stream with no head row must be new: if the projections hold its entity, its head
+    /// row was deleted (one primary-key probe of the entity's table; the kinds without one
+    /// are not checked). Appending would start the stream again at version 1 — or, for
+    /// another command, report a conflict that no retry resolves.
+    fn check_no_lost_head(&self, stream: StreamId) -> Result<(), Error> {
+        let table = match stream.kind {
+            EntityKind::Lead => "leads",
+            EntityKind::Deal => "deals",
+            EntityKind::Contact => "contacts",
+            EntityKind::Company => "companies",
+            EntityKind::Task => "tasks",
+            EntityKind::Ruleset | EntityKind::System => return Ok(()),
+        };
+        let known: bool = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"
+            ))?
+            .query_row([stream.id], |r| r.get(0))?;
+        if !known {
+            return Ok(());
+        }
+        // Where its events are (a scan, on this error path only): the first one whose
+        // stream row is gone.
+        let orphan: Option<i64> = self.tx.query_row(
+            "SELECT min(e.position) FROM events e \
+             WHERE NOT EXISTS (SELECT 1 FROM streams s WHERE s.stream_key = e.stream_key)",
+            [],
+            |r| r.get(0),
+        )?;
+        Err(Error::Tampered {
+            position: orphan.unwrap_or(self.head_position),
+            why: format!(
+                "stream {stream} has no head row in `streams`, but the projections hold {stream} (its head row was deleted)"
+            ),
+            refused: Refused::Append,
+        })
     }
 
     /// Takes up to `limit` timers due at or before `now`, earliest first, with their streams

@@ -399,3 +399,60 @@ fn a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user() {
         "{err}"
     );
 }
+
+/// Makes the database look like one written before `match_keys` and `inbox_read` existed
+/// (schema version 2).
+fn make_old(db: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("DROP TABLE match_keys; DROP TABLE inbox_read; PRAGMA user_version = 2;")
+        .unwrap();
+}
+
+#[test]
+fn a_database_from_before_the_new_projections_is_read_after_the_upgrade() {
+    let env = Env::new();
+    make_old(&env.db());
+    // The first read migrates it once (the file is writable), then reads.
+    assert!(env.ok(&["lead", "list"]).contains("Ivan"));
+    assert!(env.ok(&["events"]).contains("lead.created"));
+    let version: i64 = rusqlite::Connection::open(env.db())
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    env.ok(&["verify"]);
+    // The rebuilt match_keys find the repeat lead.
+    assert!(
+        env.ok(&["lead", "list", "--search", "+7 912 345 67 89"])
+            .contains("Ivan")
+    );
+}
+
+#[test]
+fn an_old_read_only_copy_reads_its_log_and_says_what_to_do_for_the_rest() {
+    let env = Env::new();
+    make_old(&env.db());
+    chmod(&env.db(), 0o444);
+    chmod(env.path(), 0o555);
+    let run = |args: &[&str]| {
+        let mut c = env.cmd();
+        unprivileged(&mut c, &env.db());
+        c.args(args).output().unwrap()
+    };
+    for args in [&["events"][..], &["verify", "--chain-only"]] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    assert!(String::from_utf8_lossy(&run(&["events"]).stdout).contains("lead.created"));
+    let out = run(&["lead", "list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&env.db().display().to_string())
+            && err.contains("cannot be written here")
+            && err.contains("leadflow replay"),
+        "{err}"
+    );
+    chmod(env.path(), 0o755);
+    chmod(&env.db(), 0o644);
+}

@@ -27,7 +27,7 @@ pub enum Error {
     /// A command that only reads found a database that must be migrated (or its projections
     /// rebuilt) first, which takes a write.
     #[error(
-        "{path} {why}; reading commands do not change the database: run `leadflow replay` (or any command that writes) once on a writable copy to bring it up to date"
+        "{path} {why}, which takes a write, and it cannot be written here; run `leadflow replay` once where it can be written (or on a writable copy) to bring it up to date — `events` and `verify --chain-only` read it as it is"
     )]
     NeedsUpgrade { path: PathBuf, why: String },
     /// The file is an SQLite database but not a leadflow one.
@@ -259,4 +259,38 @@ pub(crate) fn read_only_why(path: &Path) -> String {
         "the file {} was opened read-only (a read-only file system, or the -wal/-shm files are read-only)",
         path.display()
     )
+}
+
+/// What keeps this process from writing the database at `path`, if anything: the file, its
+/// folder (SQLite creates the -wal and -shm files there), or an existing -wal or -shm file.
+pub(crate) fn unwritable(path: &Path) -> Option<String> {
+    let write = |p: &Path| std::fs::OpenOptions::new().write(true).open(p);
+    match write(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+            return Some(format!("{} is on a read-only file system", path.display()));
+        }
+        Err(_) => return Some(format!("the file {} is read-only", path.display())),
+        Ok(_) => {}
+    }
+    if !writable_dir(path) {
+        return Some(format!(
+            "its folder {} is read-only",
+            dir_of(path).display()
+        ));
+    }
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        if side.exists() && write(&side).is_err() {
+            return Some(format!("the file {} is read-only", side.display()));
+        }
+    }
+    None
+}
+
+/// The folder holding `path` (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
 }

@@ -141,7 +141,18 @@ impl Store {
     /// is no `-wal` file with changes to miss, and nobody can write in that folder (a
     /// read-only file system, or a folder whose permissions grant writing to no one).
     pub fn open_read(path: impl AsRef<Path>, options: &Options) -> Result<Store, Error> {
-        let path = path.as_ref();
+        Store::open_read_inner(path.as_ref(), options, true)
+    }
+
+    /// Like [`Store::open_read`], for reading the log alone (`events`, `verify --chain-only`):
+    /// a database whose projections would need a rebuild, or whose schema is older, is read as
+    /// it is (its log tables have not changed), with a warning instead of
+    /// [`Error::NeedsUpgrade`]. Only the log may be read through it.
+    pub fn open_read_log(path: impl AsRef<Path>, options: &Options) -> Result<Store, Error> {
+        Store::open_read_inner(path.as_ref(), options, false)
+    }
+
+    fn open_read_inner(path: &Path, options: &Options, projections: bool) -> Result<Store, Error> {
         refuse_missing_or_empty(path)?;
         // `mode=ro` in the URI makes the database file read-only; the connection itself is
         // opened read-write so that verify's scratch schema (an attached temporary database)
@@ -201,7 +212,12 @@ impl Store {
             options.cache_kib.max(2048)
         ))?;
         conn.set_prepared_statement_cache_capacity(64);
-        schema::check_readable(&conn, path)?;
+        match schema::check_readable(&conn, path) {
+            Err(e @ Error::NeedsUpgrade { .. }) if !projections => {
+                tracing::warn!("{e}");
+            }
+            other => other?,
+        }
         Ok(Store {
             conn,
             path: Some(path.to_owned()),
@@ -494,6 +510,13 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Whether this process can write the database at `path`: the file and its folder (where
+/// SQLite creates the -wal and -shm files), and those files if they exist. A read command that
+/// finds the database needing an upgrade migrates it through [`Store::open`] only then.
+pub fn can_write(path: &Path) -> bool {
+    error::unwritable(path).is_none()
 }
 
 /// Refuses a path with no file, or an empty file (which SQLite would silently adopt as a new

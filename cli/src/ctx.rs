@@ -85,10 +85,11 @@ impl Ctx {
         })
     }
 
-    /// The `recorded_at` of a write: always the wall clock, whatever `--now` says, so a back-
-    /// or forward-dated command shows for what it is.
-    pub fn recorded_at(&self) -> DateTime<Utc> {
-        SystemClock.now()
+    /// The clock that stamps `recorded_at` (through `Store::write_with`, once the write lock
+    /// is held): always the wall clock, whatever `--now` says, so a back- or forward-dated
+    /// command shows for what it is.
+    pub fn recorded_at(&self) -> &'static dyn Clock {
+        &SystemClock
     }
 
     /// Before a write: refuses one whose `--now` is earlier than the log's last event's

@@ -456,3 +456,56 @@ fn an_old_read_only_copy_reads_its_log_and_says_what_to_do_for_the_rest() {
     chmod(env.path(), 0o755);
     chmod(&env.db(), 0o644);
 }
+
+/// Every `recorded_at` in position order, as stored.
+fn recorded_ats(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT recorded_at FROM events ORDER BY position")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn recorded_at_is_taken_once_the_write_lock_is_held_and_never_goes_back() {
+    let env = Env::new();
+    let lock = hold_write_lock(&env.db());
+    let mut child = env
+        .cmd()
+        .args(["lead", "create", "--name", "Olga"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The writer says it waits (after a second); the lock is let go only then.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("waiting for the database write lock"),
+        "{line:?}"
+    );
+    // SQLite's clock, to the millisecond, in the stored format's first 23 characters.
+    let released: String = lock
+        .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%f', 'now')", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["lead", "create", "--name", "Petr"]);
+    let stamps = recorded_ats(&env.db());
+    let olga = &stamps[stamps.len() - 2];
+    assert!(
+        olga[..23] >= *released,
+        "recorded_at {olga} is before the write lock was released at {released}"
+    );
+    for pair in stamps.windows(2) {
+        assert!(pair[0] <= pair[1], "recorded_at goes back: {pair:?}");
+    }
+}

@@ -347,12 +347,53 @@ impl Store {
     ///
     /// The closure's error type is the caller's, so it can abort with its own errors (a bad
     /// import row, say); anything it returns as `Err` rolls the whole transaction back.
+    ///
+    /// For simulations and tests, whose clock is their own; a writer on the wall clock uses
+    /// [`Store::write_with`], which stamps the moment the write lock is held.
     pub fn write<T, E: From<Error>>(
         &mut self,
         recorded_at: DateTime<Utc>,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.write_stamped(|_| Ok(recorded_at), f)
+    }
+
+    /// Like [`Store::write`], stamping `recorded_at` from `clock` read right after the write
+    /// lock is held (`BEGIN IMMEDIATE` returned), not before waiting for it, and never earlier
+    /// than the log's last `recorded_at`: so `recorded_at` is the moment of the commit's
+    /// transaction and never decreases with position. The store reads no clock of its own.
+    pub fn write_with<T, E: From<Error>>(
+        &mut self,
+        clock: &dyn leadflow_engine::Clock,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_stamped(
+            |tx| {
+                use rusqlite::OptionalExtension;
+                let now = clock.now();
+                let last: Option<String> = tx
+                    .query_row(
+                        "SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(last
+                    .as_deref()
+                    .and_then(parse_time)
+                    .map_or(now, |last| now.max(last)))
+            },
+            f,
+        )
+    }
+
+    fn write_stamped<T, E: From<Error>>(
+        &mut self,
+        stamp: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<DateTime<Utc>, Error>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let tx = self.begin_immediate()?;
+        let recorded_at = stamp(&tx)?;
         let mut w = Tx::begin(tx, recorded_at)?;
         let out = f(&mut w)?;
         let bulk = w.bulk();

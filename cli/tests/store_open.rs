@@ -509,3 +509,92 @@ fn recorded_at_is_taken_once_the_write_lock_is_held_and_never_goes_back() {
         assert!(pair[0] <= pair[1], "recorded_at goes back: {pair:?}");
     }
 }
+
+/// Runs `leadflow` as the user who owns the database (uid 65534 when the tests run as root,
+/// who ignores file permissions: everything is handed to that user first).
+fn as_owner(env: &Env, args: &[&str]) -> Output {
+    let mut c = env.cmd();
+    if running_as_root() {
+        c.uid(65534).gid(65534);
+    }
+    c.args(args).output().unwrap()
+}
+
+/// Whether the tests run as root (who owns the files they create).
+fn running_as_root() -> bool {
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid() == 0
+}
+
+/// Hands the folder and everything in it to uid 65534 when running as root.
+fn hand_to_nobody(env: &Env) {
+    if !running_as_root() {
+        return;
+    }
+    let out = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(env.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chown: {}", stderr(&out));
+}
+
+#[test]
+fn a_read_of_a_read_only_file_leaves_no_read_only_shm_or_wal_behind() {
+    let env = Env::new();
+    hand_to_nobody(&env);
+    chmod(&env.db(), 0o444);
+    let out = as_owner(&env, &["lead", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for side in ["-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{side}", env.db().display()));
+        if let Ok(m) = std::fs::metadata(&p) {
+            assert!(
+                m.permissions().mode() & 0o200 != 0,
+                "{} left with mode {:o}",
+                p.display(),
+                m.permissions().mode()
+            );
+        }
+    }
+    // Writable again: the owner writes.
+    chmod(&env.db(), 0o644);
+    let out = as_owner(&env, &["lead", "create", "--name", "Olga"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_write_blocked_by_a_read_only_wal_file_names_it() {
+    let env = Env::new();
+    let side = |s: &str| PathBuf::from(format!("{}{s}", env.db().display()));
+    // A read of the read-only file leaves -wal and -shm files, owned by the test's user.
+    chmod(&env.db(), 0o444);
+    env.ok(&["lead", "list"]);
+    chmod(&env.db(), 0o644);
+    let root = std::fs::metadata(side("-wal")).unwrap().uid() == 0;
+    if root {
+        // Everything else to the writer (uid 65534): the -wal and -shm stay root's.
+        hand_to_nobody(&env);
+        let out = Command::new("chown")
+            .arg("0:0")
+            .args([side("-wal"), side("-shm")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chown: {}", stderr(&out));
+    }
+    chmod(&side("-wal"), 0o444);
+    chmod(&side("-shm"), 0o444);
+    let out = as_owner(&env, &["lead", "create", "--name", "Olga"]);
+    if !root {
+        // The writer owns them and makes them writable.
+        assert!(out.status.success(), "{}", stderr(&out));
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("the file {}-wal is read-only", env.db().display()))
+            && err.contains("chmod u+w"),
+        "{err}"
+    );
+}

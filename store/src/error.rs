@@ -234,31 +234,14 @@ fn has_room(path: &Path) -> bool {
     !matches!(result, Err(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
 }
 
-/// Why a database cannot be written: the file, the folder, or the mount.
+/// Why a database cannot be written: the file, the folder, the mount, or a -wal or -shm file.
 pub(crate) fn read_only_why(path: &Path) -> String {
-    match std::fs::OpenOptions::new().write(true).open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
-            return format!("{} is on a read-only file system", path.display());
-        }
-        Err(_) if path.exists() => {
-            return format!("the file {} is read-only", path.display());
-        }
-        _ => {}
-    }
-    if !writable_dir(path) {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        return format!(
-            "its folder {} is read-only (SQLite creates the -wal and -shm files beside the database)",
-            dir.display()
-        );
-    }
-    format!(
-        "the file {} was opened read-only (a read-only file system, or the -wal/-shm files are read-only)",
-        path.display()
-    )
+    unwritable(path).unwrap_or_else(|| {
+        format!(
+            "the file {} was opened read-only (a read-only file system, or the -wal/-shm files are read-only)",
+            path.display()
+        )
+    })
 }
 
 /// What keeps this process from writing the database at `path`, if anything: the file, its
@@ -269,22 +252,53 @@ pub(crate) fn unwritable(path: &Path) -> Option<String> {
         Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
             return Some(format!("{} is on a read-only file system", path.display()));
         }
-        Err(_) => return Some(format!("the file {} is read-only", path.display())),
+        Err(_) if path.exists() => {
+            return Some(format!("the file {} is read-only", path.display()));
+        }
+        Err(_) => {}
         Ok(_) => {}
     }
     if !writable_dir(path) {
         return Some(format!(
-            "its folder {} is read-only",
+            "its folder {} is read-only (SQLite creates the -wal and -shm files beside the database)",
             dir_of(path).display()
         ));
     }
-    for suffix in ["-wal", "-shm"] {
-        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+    for side in sides(path) {
         if side.exists() && write(&side).is_err() {
-            return Some(format!("the file {} is read-only", side.display()));
+            return Some(format!(
+                "the file {} is read-only (SQLite writes it beside the database); make it writable (`chmod u+w {}`), or remove it while no leadflow process has the database open",
+                side.display(),
+                side.display()
+            ));
         }
     }
     None
+}
+
+/// The -wal and -shm files of the database at `path`.
+fn sides(path: &Path) -> [PathBuf; 2] {
+    ["-wal", "-shm"].map(|suffix| PathBuf::from(format!("{}{suffix}", path.display())))
+}
+
+/// Gives the owner write permission on the database's -wal and -shm files where they lack it
+/// (where this process may: it owns them). SQLite creates them with the database file's
+/// permissions, so a reader of a read-only (0444) database in a writable folder leaves them
+/// read-only behind it, and once the database is writable again every write would fail on
+/// them. Changing a file's mode does not disturb the processes that have it open.
+pub(crate) fn let_owner_write_sides(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for side in sides(path) {
+        if let Ok(m) = std::fs::metadata(&side)
+            && m.is_file()
+            && m.permissions().mode() & 0o200 == 0
+        {
+            let mode = m.permissions().mode() | 0o200;
+            if std::fs::set_permissions(&side, std::fs::Permissions::from_mode(mode)).is_ok() {
+                tracing::debug!(file = %side.display(), "made the file writable by its owner");
+            }
+        }
+    }
 }
 
 /// The folder holding `path` (`.` for a bare file name).

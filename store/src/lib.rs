@@ -116,6 +116,8 @@ impl Store {
         if !options.create {
             refuse_missing_or_empty(path)?;
         }
+        // -wal/-shm files left read-only (by a reader of a once read-only database).
+        error::let_owner_write_sides(path);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -141,7 +143,10 @@ impl Store {
     /// is no `-wal` file with changes to miss, and nobody can write in that folder (a
     /// read-only file system, or a folder whose permissions grant writing to no one).
     pub fn open_read(path: impl AsRef<Path>, options: &Options) -> Result<Store, Error> {
-        Store::open_read_inner(path.as_ref(), options, true)
+        let path = path.as_ref();
+        let store = Store::open_read_inner(path, options, true);
+        error::let_owner_write_sides(path);
+        store
     }
 
     /// Like [`Store::open_read`], for reading the log alone (`events`, `verify --chain-only`):
@@ -149,7 +154,10 @@ impl Store {
     /// it is (its log tables have not changed), with a warning instead of
     /// [`Error::NeedsUpgrade`]. Only the log may be read through it.
     pub fn open_read_log(path: impl AsRef<Path>, options: &Options) -> Result<Store, Error> {
-        Store::open_read_inner(path.as_ref(), options, false)
+        let path = path.as_ref();
+        let store = Store::open_read_inner(path, options, false);
+        error::let_owner_write_sides(path);
+        store
     }
 
     fn open_read_inner(path: &Path, options: &Options, projections: bool) -> Result<Store, Error> {

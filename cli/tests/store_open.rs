@@ -174,29 +174,39 @@ fn check_read_only(env: &Env, expect_in_write_error: &str) {
 }
 
 #[test]
-fn a_read_only_folder_is_read_and_verified_and_a_write_names_the_folder() {
+fn a_read_only_file_in_a_read_only_folder_is_read_and_verified_and_a_write_names_both() {
     let env = Env::new();
     chmod(&env.db(), 0o444);
     chmod(&env.path().join("leadflow.toml"), 0o444);
     chmod(env.path(), 0o555);
-    check_read_only(&env, "is read-only");
-    let out = {
-        let mut c = env.cmd();
-        unprivileged(&mut c, &env.db());
-        c.args(["lead", "create", "--name", "Olga"])
-            .output()
-            .unwrap()
-    };
-    assert!(
-        stderr(&out).contains(&env.db().display().to_string()),
-        "{}",
-        stderr(&out)
+    check_read_only(
+        &env,
+        &format!(
+            "the file {} is read-only, and so is its folder {}",
+            env.db().display(),
+            env.path().display()
+        ),
     );
     chmod(env.path(), 0o755);
     chmod(&env.db(), 0o644);
     // Nothing was written: the owner still finds one lead and a sound log.
     assert_eq!(env.ok(&["--json", "lead", "list"]).lines().count(), 1);
     env.ok(&["verify"]);
+}
+
+#[test]
+fn a_writable_file_in_a_read_only_folder_is_read_and_a_write_names_the_folder() {
+    let env = Env::new();
+    chmod(&env.db(), 0o666);
+    chmod(&env.path().join("leadflow.toml"), 0o444);
+    chmod(env.path(), 0o555);
+    check_read_only(
+        &env,
+        &format!("its folder {} is read-only", env.path().display()),
+    );
+    chmod(env.path(), 0o755);
+    chmod(&env.db(), 0o644);
+    assert_eq!(env.ok(&["--json", "lead", "list"]).lines().count(), 1);
 }
 
 #[test]
@@ -268,18 +278,43 @@ fn verify_passes_on_a_healthy_database_while_another_process_writes() {
     env.ok(&["verify"]);
 }
 
-/// A small tmpfs, unmounted when dropped; `None` where mounting is not allowed (not root).
+/// Whether a test that needs root (to mount a tmpfs, or to run a second user) runs. It is
+/// skipped only when `LEADFLOW_TEST_NO_MOUNT=1` says so; otherwise, not being root fails it
+/// (CI runs the tests as root), so a skipped test cannot pass unnoticed.
+fn runs_as_root(test: &str) -> bool {
+    if std::env::var("LEADFLOW_TEST_NO_MOUNT").as_deref() == Ok("1") {
+        eprintln!("{test}: skipped (LEADFLOW_TEST_NO_MOUNT=1)");
+        return false;
+    }
+    assert!(
+        running_as_root(),
+        "{test} needs root (to mount a tmpfs or run as a second user; CI runs the tests as root): run it as root, or set LEADFLOW_TEST_NO_MOUNT=1 to skip it"
+    );
+    true
+}
+
+/// A small tmpfs, unmounted when dropped.
 struct SmallDisk(PathBuf);
 
 impl SmallDisk {
-    fn mount(kib: usize) -> Option<SmallDisk> {
+    /// Mounts one (the caller checked [`runs_as_root`]); a failed mount fails the test.
+    fn mount(kib: usize) -> SmallDisk {
         let dir = tempfile::tempdir().unwrap().keep();
-        let ok = Command::new("mount")
+        let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
             .arg(&dir)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then_some(SmallDisk(dir))
+            .output();
+        match out {
+            Ok(o) if o.status.success() => SmallDisk(dir),
+            Ok(o) => panic!(
+                "cannot mount a tmpfs on {} as root: {}; set LEADFLOW_TEST_NO_MOUNT=1 to skip the tests that need one",
+                dir.display(),
+                stderr(&o).trim()
+            ),
+            Err(e) => panic!(
+                "cannot run mount: {e}; set LEADFLOW_TEST_NO_MOUNT=1 to skip the tests that need it"
+            ),
+        }
     }
 
     /// Fills the disk up with a file of zeros.
@@ -301,11 +336,11 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_is_reported_as_full_naming_the_file() {
-    let Some(disk) = SmallDisk::mount(512) else {
-        // Mounting needs root; store/tests/open.rs checks the same messages without a disk.
-        eprintln!("skipped: cannot mount a tmpfs here");
+    // store/tests/open.rs checks the same messages without a disk.
+    if !runs_as_root("a_full_disk_is_reported_as_full_naming_the_file") {
         return;
-    };
+    }
+    let disk = SmallDisk::mount(512);
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_leadflow"))
             .current_dir(&disk.0)
@@ -337,10 +372,10 @@ fn a_full_disk_is_reported_as_full_naming_the_file() {
 
 #[test]
 fn a_read_only_mount_is_read_and_verified_and_a_write_says_it_is_read_only() {
-    let Some(disk) = SmallDisk::mount(4096) else {
-        eprintln!("skipped: cannot mount a tmpfs here");
+    if !runs_as_root("a_read_only_mount_is_read_and_verified_and_a_write_says_it_is_read_only") {
         return;
-    };
+    }
+    let disk = SmallDisk::mount(4096);
     let env = Env {
         dir: tempfile::tempdir_in(&disk.0).unwrap(),
     };
@@ -377,12 +412,11 @@ fn a_read_only_mount_is_read_and_verified_and_a_write_says_it_is_read_only() {
 
 #[test]
 fn a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user() {
-    let env = Env::new();
-    if std::fs::metadata(env.db()).unwrap().uid() != 0 {
-        // Needs a second user: the owner writes the folder, the reader may not.
-        eprintln!("skipped: not root");
+    // Needs a second user: the owner writes the folder, the reader may not.
+    if !runs_as_root("a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user") {
         return;
     }
+    let env = Env::new();
     chmod(env.path(), 0o755);
     // The owner (root) can write here, so reading without the -shm file's locks could see a
     // half-written change: the reader says so instead of guessing.

@@ -253,7 +253,12 @@ pub(crate) fn unwritable(path: &Path) -> Option<String> {
             return Some(format!("{} is on a read-only file system", path.display()));
         }
         Err(_) if path.exists() => {
-            return Some(format!("the file {} is read-only", path.display()));
+            let folder = if writable_dir(path) {
+                String::new()
+            } else {
+                format!(", and so is its folder {}", dir_of(path).display())
+            };
+            return Some(format!("the file {} is read-only{folder}", path.display()));
         }
         Err(_) => {}
         Ok(_) => {}

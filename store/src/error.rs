@@ -182,18 +182,7 @@ fn io_what(extended: i32) -> (&'static str, &'static str) {
 
 /// Whether the folder of `path` is writable (probed by creating and removing a file).
 fn writable_dir(path: &Path) -> bool {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let probe = dir.join(format!(".leadflow-probe-{}", std::process::id()));
-    match std::fs::File::create(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            true
-        }
-        Err(_) => false,
-    }
+    probe_beside(path, 0).is_ok()
 }
 
 /// Whether nobody (but root) can create files in the folder of `path`: it is on a read-only
@@ -202,36 +191,38 @@ fn writable_dir(path: &Path) -> bool {
 /// reader that opens it without locks (`immutable=1`).
 pub(crate) fn nobody_writes_beside(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let probe = dir.join(format!(".leadflow-probe-{}", std::process::id()));
-    match std::fs::File::create(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            false
-        }
+    match probe_beside(path, 0) {
+        Ok(()) => false,
         Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => true,
-        Err(_) => std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o222 == 0),
+        Err(_) => {
+            std::fs::metadata(dir_of(path)).is_ok_and(|m| m.permissions().mode() & 0o222 == 0)
+        }
     }
 }
 
 /// Whether a little more can be written beside `path`: false only when a 64 KiB probe file
 /// fails for lack of space (any other failure says nothing about space).
 fn has_room(path: &Path) -> bool {
-    use std::io::{ErrorKind, Write};
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+    use std::io::ErrorKind;
+    !matches!(probe_beside(path, 65536),
+        Err(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
+}
+
+/// Creates a probe file in the folder of `path`, writes `bytes` zero bytes to it (synced, so
+/// a full disk shows), and removes it again: what creating a file there would meet.
+fn probe_beside(path: &Path, bytes: usize) -> std::io::Result<()> {
+    use std::io::Write;
+    let probe = dir_of(path).join(format!(".leadflow-probe-{}", std::process::id()));
+    let mut file = std::fs::File::create(&probe)?;
+    let written = if bytes == 0 {
+        Ok(())
+    } else {
+        file.write_all(&vec![0u8; bytes])
+            .and_then(|()| file.sync_all())
     };
-    let probe = dir.join(format!(".leadflow-space-{}", std::process::id()));
-    let result = std::fs::File::create(&probe).and_then(|mut f| {
-        f.write_all(&[0u8; 65536])?;
-        f.sync_all()
-    });
+    drop(file);
     let _ = std::fs::remove_file(&probe);
-    !matches!(result, Err(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
+    written
 }
 
 /// Why a database cannot be written: the file, the folder, the mount, or a -wal or -shm file.
@@ -311,5 +302,29 @@ fn dir_of(path: &Path) -> &Path {
     match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_folder_of_a_bare_file_name_is_the_current_one() {
+        assert_eq!(dir_of(Path::new("leadflow.db")), Path::new("."));
+        assert_eq!(
+            dir_of(Path::new("/srv/crm/leadflow.db")),
+            Path::new("/srv/crm")
+        );
+    }
+
+    #[test]
+    fn a_probe_leaves_nothing_behind_and_finds_room_and_a_writable_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("leadflow.db");
+        assert!(writable_dir(&db));
+        assert!(has_room(&db));
+        assert!(!nobody_writes_beside(&db));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -1,7 +1,8 @@
 //! leadflow's storage: the append-only, hash-chained SQLite event log and the projection tables
 //! derived from it, kept in one database file (WAL mode).
 //!
-//! Every write goes through [`Store::write`], one `BEGIN IMMEDIATE` transaction in which events
+//! Every write goes through [`Store::write_with`] (or [`Store::write`] with a fixed
+//! `recorded_at`, for simulations and tests), one `BEGIN IMMEDIATE` transaction in which events
 //! are appended with optimistic concurrency and the projections are updated, so the log and the
 //! current-state tables can never disagree after a commit. The table layout is documented for
 //! auditors in `docs/SCHEMA.md`.

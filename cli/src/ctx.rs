@@ -33,6 +33,9 @@ pub enum Access {
     /// Opened read-only (`Store::open_read`): never takes the write lock, works on a
     /// read-only file, folder or mount.
     Read,
+    /// Like `Read`, for commands that read only the log (`events`, `verify --chain-only`):
+    /// on a read-only copy that needs an upgrade, the log is read as it is.
+    Log,
     /// Opened for writing: migrates and catches up if needed; each write waits for the lock.
     Write,
 }
@@ -67,7 +70,7 @@ impl Ctx {
         // A testability hook: cli/tests/cli.rs checks the default durability through it.
         tracing::debug!(db = %db.display(), synchronous = ?options.synchronous, "opening the database");
         let store = match access {
-            Access::Read => Store::open_read(&db, &options)?,
+            Access::Read | Access::Log => open_read(&db, &options, access)?,
             Access::Write => Store::open(&db, &options)?,
         };
         let actor = resolve_actor(cli.actor.as_deref(), &config)?;
@@ -84,10 +87,11 @@ impl Ctx {
         })
     }
 
-    /// The `recorded_at` of a write: always the wall clock, whatever `--now` says, so a back-
-    /// or forward-dated command shows for what it is.
-    pub fn recorded_at(&self) -> DateTime<Utc> {
-        SystemClock.now()
+    /// The clock that stamps `recorded_at` (through `Store::write_with`, once the write lock
+    /// is held): always the wall clock, whatever `--now` says, so a back- or forward-dated
+    /// command shows for what it is.
+    pub fn recorded_at(&self) -> &'static dyn Clock {
+        &SystemClock
     }
 
     /// Before a write: refuses one whose `--now` is earlier than the log's last event's
@@ -130,6 +134,25 @@ impl Ctx {
     /// Metadata for a command issued now by the resolved actor.
     pub fn meta(&self) -> EventMeta {
         EventMeta::root(self.clock.now(), self.actor.clone())
+    }
+}
+
+/// Opens the database for a command that only reads. A database from an older leadflow (or
+/// with projection tables missing) needs a write first: when this process can write the file,
+/// it is migrated once through the write path (`Store::open`: a short write transaction, and
+/// the projections' catch-up), then reopened read-only; on a read-only copy the log-only
+/// commands read it as it is and the others say what to do.
+fn open_read(db: &Path, options: &Options, access: Access) -> Result<Store, CliError> {
+    match Store::open_read(db, options) {
+        Err(leadflow_store::Error::NeedsUpgrade { why, .. }) if leadflow_store::can_write(db) => {
+            tracing::info!("{} {why}: upgrading it once", db.display());
+            drop(Store::open(db, options)?);
+            Ok(Store::open_read(db, options)?)
+        }
+        Err(leadflow_store::Error::NeedsUpgrade { .. }) if access == Access::Log => {
+            Ok(Store::open_read_log(db, options)?)
+        }
+        other => Ok(other?),
     }
 }
 

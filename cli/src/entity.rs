@@ -75,7 +75,7 @@ fn execute(ctx: &mut Ctx, cmd: Command, expect: Option<i64>) -> Result<Done, Cli
     let rules = automation::prepare(ctx)?;
     let meta = ctx.meta();
     let config = &ctx.config;
-    let out = ctx.store.write(ctx.recorded_at(), |tx| {
+    let out = ctx.store.write_with(ctx.recorded_at(), |tx| {
         if let (Some(expected), leadflow_engine::command::Target::Existing(stream)) =
             (expect, cmd.target())
         {

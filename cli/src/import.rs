@@ -485,7 +485,7 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     let start = std::time::Instant::now();
     let meta = ctx.meta();
     let config = &ctx.config;
-    let (first, count, dialect, duplicates) = ctx.store.write(ctx.recorded_at(), |tx| {
+    let (first, count, dialect, duplicates) = ctx.store.write_with(ctx.recorded_at(), |tx| {
         let mut first = None;
         let mut count = 0usize;
         let mut seen = Seen::default();

@@ -141,7 +141,7 @@ fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
             })
         })?);
     }
-    let last = ctx.store.write(ctx.clock.now(), |tx| {
+    let last = ctx.store.write_with(ctx.recorded_at(), |tx| {
         let mut last = 0;
         for (n, stream) in targets.iter().zip(&streams) {
             let version = tx.version(*stream)?;

@@ -61,7 +61,10 @@ fn access(command: &Command) -> Access {
         Command::Task(c) => matches!(c, TaskCmd::List { .. }),
         // Marking notifications read appends `notification.read`.
         Command::Inbox(a) => a.mark_read.is_empty() && !a.mark_all_read,
-        Command::Events(_) | Command::Verify(_) | Command::Journal(_) | Command::Timers(_) => true,
+        // Only the log: these read a read-only copy that needs an upgrade as it is.
+        Command::Events(_) => return Access::Log,
+        Command::Verify(a) if a.chain_only => return Access::Log,
+        Command::Verify(_) | Command::Journal(_) | Command::Timers(_) => true,
         Command::Import(_) | Command::Replay | Command::Tick | Command::Run => false,
         Command::Init { .. }
         | Command::Demo(_)

@@ -174,29 +174,39 @@ fn check_read_only(env: &Env, expect_in_write_error: &str) {
 }
 
 #[test]
-fn a_read_only_folder_is_read_and_verified_and_a_write_names_the_folder() {
+fn a_read_only_file_in_a_read_only_folder_is_read_and_verified_and_a_write_names_both() {
     let env = Env::new();
     chmod(&env.db(), 0o444);
     chmod(&env.path().join("leadflow.toml"), 0o444);
     chmod(env.path(), 0o555);
-    check_read_only(&env, "is read-only");
-    let out = {
-        let mut c = env.cmd();
-        unprivileged(&mut c, &env.db());
-        c.args(["lead", "create", "--name", "Olga"])
-            .output()
-            .unwrap()
-    };
-    assert!(
-        stderr(&out).contains(&env.db().display().to_string()),
-        "{}",
-        stderr(&out)
+    check_read_only(
+        &env,
+        &format!(
+            "the file {} is read-only, and so is its folder {}",
+            env.db().display(),
+            env.path().display()
+        ),
     );
     chmod(env.path(), 0o755);
     chmod(&env.db(), 0o644);
     // Nothing was written: the owner still finds one lead and a sound log.
     assert_eq!(env.ok(&["--json", "lead", "list"]).lines().count(), 1);
     env.ok(&["verify"]);
+}
+
+#[test]
+fn a_writable_file_in_a_read_only_folder_is_read_and_a_write_names_the_folder() {
+    let env = Env::new();
+    chmod(&env.db(), 0o666);
+    chmod(&env.path().join("leadflow.toml"), 0o444);
+    chmod(env.path(), 0o555);
+    check_read_only(
+        &env,
+        &format!("its folder {} is read-only", env.path().display()),
+    );
+    chmod(env.path(), 0o755);
+    chmod(&env.db(), 0o644);
+    assert_eq!(env.ok(&["--json", "lead", "list"]).lines().count(), 1);
 }
 
 #[test]
@@ -268,18 +278,43 @@ fn verify_passes_on_a_healthy_database_while_another_process_writes() {
     env.ok(&["verify"]);
 }
 
-/// A small tmpfs, unmounted when dropped; `None` where mounting is not allowed (not root).
+/// Whether a test that needs root (to mount a tmpfs, or to run a second user) runs. It is
+/// skipped only when `LEADFLOW_TEST_NO_MOUNT=1` says so; otherwise, not being root fails it
+/// (CI runs the tests as root), so a skipped test cannot pass unnoticed.
+fn runs_as_root(test: &str) -> bool {
+    if std::env::var("LEADFLOW_TEST_NO_MOUNT").as_deref() == Ok("1") {
+        eprintln!("{test}: skipped (LEADFLOW_TEST_NO_MOUNT=1)");
+        return false;
+    }
+    assert!(
+        running_as_root(),
+        "{test} needs root (to mount a tmpfs or run as a second user; CI runs the tests as root): run it as root, or set LEADFLOW_TEST_NO_MOUNT=1 to skip it"
+    );
+    true
+}
+
+/// A small tmpfs, unmounted when dropped.
 struct SmallDisk(PathBuf);
 
 impl SmallDisk {
-    fn mount(kib: usize) -> Option<SmallDisk> {
+    /// Mounts one (the caller checked [`runs_as_root`]); a failed mount fails the test.
+    fn mount(kib: usize) -> SmallDisk {
         let dir = tempfile::tempdir().unwrap().keep();
-        let ok = Command::new("mount")
+        let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
             .arg(&dir)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then_some(SmallDisk(dir))
+            .output();
+        match out {
+            Ok(o) if o.status.success() => SmallDisk(dir),
+            Ok(o) => panic!(
+                "cannot mount a tmpfs on {} as root: {}; set LEADFLOW_TEST_NO_MOUNT=1 to skip the tests that need one",
+                dir.display(),
+                stderr(&o).trim()
+            ),
+            Err(e) => panic!(
+                "cannot run mount: {e}; set LEADFLOW_TEST_NO_MOUNT=1 to skip the tests that need it"
+            ),
+        }
     }
 
     /// Fills the disk up with a file of zeros.
@@ -301,11 +336,11 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_is_reported_as_full_naming_the_file() {
-    let Some(disk) = SmallDisk::mount(512) else {
-        // Mounting needs root; store/tests/open.rs checks the same messages without a disk.
-        eprintln!("skipped: cannot mount a tmpfs here");
+    // store/tests/open.rs checks the same messages without a disk.
+    if !runs_as_root("a_full_disk_is_reported_as_full_naming_the_file") {
         return;
-    };
+    }
+    let disk = SmallDisk::mount(512);
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_leadflow"))
             .current_dir(&disk.0)
@@ -337,10 +372,10 @@ fn a_full_disk_is_reported_as_full_naming_the_file() {
 
 #[test]
 fn a_read_only_mount_is_read_and_verified_and_a_write_says_it_is_read_only() {
-    let Some(disk) = SmallDisk::mount(4096) else {
-        eprintln!("skipped: cannot mount a tmpfs here");
+    if !runs_as_root("a_read_only_mount_is_read_and_verified_and_a_write_says_it_is_read_only") {
         return;
-    };
+    }
+    let disk = SmallDisk::mount(4096);
     let env = Env {
         dir: tempfile::tempdir_in(&disk.0).unwrap(),
     };
@@ -377,12 +412,11 @@ fn a_read_only_mount_is_read_and_verified_and_a_write_says_it_is_read_only() {
 
 #[test]
 fn a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user() {
-    let env = Env::new();
-    if std::fs::metadata(env.db()).unwrap().uid() != 0 {
-        // Needs a second user: the owner writes the folder, the reader may not.
-        eprintln!("skipped: not root");
+    // Needs a second user: the owner writes the folder, the reader may not.
+    if !runs_as_root("a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user") {
         return;
     }
+    let env = Env::new();
     chmod(env.path(), 0o755);
     // The owner (root) can write here, so reading without the -shm file's locks could see a
     // half-written change: the reader says so instead of guessing.
@@ -396,6 +430,205 @@ fn a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user() {
     assert!(
         err.contains(&format!("cannot read {}", env.db().display()))
             && err.contains("a user who can write the folder"),
+        "{err}"
+    );
+}
+
+/// Makes the database look like one written before `match_keys` and `inbox_read` existed
+/// (schema version 2).
+fn make_old(db: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("DROP TABLE match_keys; DROP TABLE inbox_read; PRAGMA user_version = 2;")
+        .unwrap();
+}
+
+#[test]
+fn a_database_from_before_the_new_projections_is_read_after_the_upgrade() {
+    let env = Env::new();
+    make_old(&env.db());
+    // The first read migrates it once (the file is writable), then reads.
+    assert!(env.ok(&["lead", "list"]).contains("Ivan"));
+    assert!(env.ok(&["events"]).contains("lead.created"));
+    let version: i64 = rusqlite::Connection::open(env.db())
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    env.ok(&["verify"]);
+    // The rebuilt match_keys find the repeat lead.
+    assert!(
+        env.ok(&["lead", "list", "--search", "+7 912 345 67 89"])
+            .contains("Ivan")
+    );
+}
+
+#[test]
+fn an_old_read_only_copy_reads_its_log_and_says_what_to_do_for_the_rest() {
+    let env = Env::new();
+    make_old(&env.db());
+    chmod(&env.db(), 0o444);
+    chmod(env.path(), 0o555);
+    let run = |args: &[&str]| {
+        let mut c = env.cmd();
+        unprivileged(&mut c, &env.db());
+        c.args(args).output().unwrap()
+    };
+    for args in [&["events"][..], &["verify", "--chain-only"]] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    assert!(String::from_utf8_lossy(&run(&["events"]).stdout).contains("lead.created"));
+    let out = run(&["lead", "list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&env.db().display().to_string())
+            && err.contains("cannot be written here")
+            && err.contains("leadflow replay"),
+        "{err}"
+    );
+    chmod(env.path(), 0o755);
+    chmod(&env.db(), 0o644);
+}
+
+/// Every `recorded_at` in position order, as stored.
+fn recorded_ats(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT recorded_at FROM events ORDER BY position")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn recorded_at_is_taken_once_the_write_lock_is_held_and_never_goes_back() {
+    let env = Env::new();
+    let lock = hold_write_lock(&env.db());
+    let mut child = env
+        .cmd()
+        .args(["lead", "create", "--name", "Olga"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The writer says it waits (after a second); the lock is let go only then.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("waiting for the database write lock"),
+        "{line:?}"
+    );
+    // SQLite's clock, to the millisecond, in the stored format's first 23 characters.
+    let released: String = lock
+        .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%f', 'now')", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["lead", "create", "--name", "Petr"]);
+    let stamps = recorded_ats(&env.db());
+    let olga = &stamps[stamps.len() - 2];
+    assert!(
+        olga[..23] >= *released,
+        "recorded_at {olga} is before the write lock was released at {released}"
+    );
+    for pair in stamps.windows(2) {
+        assert!(pair[0] <= pair[1], "recorded_at goes back: {pair:?}");
+    }
+}
+
+/// Runs `leadflow` as the user who owns the database (uid 65534 when the tests run as root,
+/// who ignores file permissions: everything is handed to that user first).
+fn as_owner(env: &Env, args: &[&str]) -> Output {
+    let mut c = env.cmd();
+    if running_as_root() {
+        c.uid(65534).gid(65534);
+    }
+    c.args(args).output().unwrap()
+}
+
+/// Whether the tests run as root (who owns the files they create).
+fn running_as_root() -> bool {
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid() == 0
+}
+
+/// Hands the folder and everything in it to uid 65534 when running as root.
+fn hand_to_nobody(env: &Env) {
+    if !running_as_root() {
+        return;
+    }
+    let out = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(env.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chown: {}", stderr(&out));
+}
+
+#[test]
+fn a_read_of_a_read_only_file_leaves_no_read_only_shm_or_wal_behind() {
+    let env = Env::new();
+    hand_to_nobody(&env);
+    chmod(&env.db(), 0o444);
+    let out = as_owner(&env, &["lead", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for side in ["-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{side}", env.db().display()));
+        if let Ok(m) = std::fs::metadata(&p) {
+            assert!(
+                m.permissions().mode() & 0o200 != 0,
+                "{} left with mode {:o}",
+                p.display(),
+                m.permissions().mode()
+            );
+        }
+    }
+    // Writable again: the owner writes.
+    chmod(&env.db(), 0o644);
+    let out = as_owner(&env, &["lead", "create", "--name", "Olga"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_write_blocked_by_a_read_only_wal_file_names_it() {
+    let env = Env::new();
+    let side = |s: &str| PathBuf::from(format!("{}{s}", env.db().display()));
+    // A read of the read-only file leaves -wal and -shm files, owned by the test's user.
+    chmod(&env.db(), 0o444);
+    env.ok(&["lead", "list"]);
+    chmod(&env.db(), 0o644);
+    let root = std::fs::metadata(side("-wal")).unwrap().uid() == 0;
+    if root {
+        // Everything else to the writer (uid 65534): the -wal and -shm stay root's.
+        hand_to_nobody(&env);
+        let out = Command::new("chown")
+            .arg("0:0")
+            .args([side("-wal"), side("-shm")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chown: {}", stderr(&out));
+    }
+    chmod(&side("-wal"), 0o444);
+    chmod(&side("-shm"), 0o444);
+    let out = as_owner(&env, &["lead", "create", "--name", "Olga"]);
+    if !root {
+        // The writer owns them and makes them writable.
+        assert!(out.status.success(), "{}", stderr(&out));
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("the file {}-wal is read-only", env.db().display()))
+            && err.contains("chmod u+w"),
         "{err}"
     );
 }

@@ -132,9 +132,19 @@ impl Runtime {
         self
     }
 
-    /// The `recorded_at` of a write made at business time `now`.
-    fn recorded_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.wall.as_ref().map_or(now, |c| c.now())
+    /// One write transaction at business time `now`: with a wall clock, `recorded_at` is
+    /// read from it once the write lock is held ([`Store::write_with`]); without one, `now`
+    /// stamps it.
+    fn write<T, E: From<leadflow_store::Error>>(
+        &self,
+        store: &mut Store,
+        now: DateTime<Utc>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match &self.wall {
+            Some(clock) => store.write_with(clock.as_ref(), f),
+            None => store.write(now, f),
+        }
     }
 
     /// Loads rule files against the configuration with the built-in robots (whole or
@@ -167,7 +177,7 @@ impl Runtime {
     /// activation in a database starts the cursor at the activation: rules react to what
     /// happens from then on, not to history.
     pub fn activate(&self, store: &mut Store, now: DateTime<Utc>) -> Result<bool, RobotError> {
-        store.write(self.recorded_at(now), |tx| self.activate_in(tx, now))
+        self.write(store, now, |tx| self.activate_in(tx, now))
     }
 
     fn activate_in(&self, tx: &mut Tx<'_>, now: DateTime<Utc>) -> Result<bool, RobotError> {
@@ -220,7 +230,7 @@ impl Runtime {
     pub fn prepare(&self, store: &mut Store, now: DateTime<Utc>) -> Result<Report, RobotError> {
         match store.cursor(CURSOR)? {
             None => {
-                store.write(self.recorded_at(now), |tx| {
+                self.write(store, now, |tx| {
                     if tx.cursor(CURSOR)?.is_none() {
                         let head = tx.head_position();
                         tx.set_cursor(CURSOR, head)?;
@@ -242,7 +252,7 @@ impl Runtime {
         let mut total = Report::default();
         let mut first = true;
         loop {
-            let (report, more) = store.write(self.recorded_at(now), |tx| {
+            let (report, more) = self.write(store, now, |tx| {
                 self.activate_in(tx, now)?;
                 let mut report = Report::default();
                 let more = self.process_in(tx, now, &mut report, EVENTS_PER_TX, first)?;
@@ -264,7 +274,7 @@ impl Runtime {
         now: DateTime<Utc>,
         budget: usize,
     ) -> Result<Report, RobotError> {
-        store.write(self.recorded_at(now), |tx| {
+        self.write(store, now, |tx| {
             self.activate_in(tx, now)?;
             let mut report = Report::default();
             self.process_in(tx, now, &mut report, budget, true)?;
@@ -765,7 +775,7 @@ impl Runtime {
         loop {
             // The firings and the rules' reactions to them commit together: one transaction
             // instead of two, and no firing is ever left unprocessed by a crash in between.
-            let (fired, report, more) = store.write(self.recorded_at(now), |tx| {
+            let (fired, report, more) = self.write(store, now, |tx| {
                 self.activate_in(tx, now)?;
                 let fired = self.fire_timers(tx, now, TIMERS_PER_TX)?;
                 let mut report = Report::default();
@@ -782,7 +792,7 @@ impl Runtime {
                 break;
             }
         }
-        let fired = store.write(self.recorded_at(now), |tx| {
+        let fired = self.write(store, now, |tx| {
             let s = self.fire_schedules(tx, now)?;
             let i = self.fire_idle(tx, now)?;
             Ok::<_, RobotError>(s + i)

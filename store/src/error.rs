@@ -27,7 +27,7 @@ pub enum Error {
     /// A command that only reads found a database that must be migrated (or its projections
     /// rebuilt) first, which takes a write.
     #[error(
-        "{path} {why}; reading commands do not change the database: run `leadflow replay` (or any command that writes) once on a writable copy to bring it up to date"
+        "{path} {why}, which takes a write, and it cannot be written here; run `leadflow replay` once where it can be written (or on a writable copy) to bring it up to date — `events` and `verify --chain-only` read it as it is"
     )]
     NeedsUpgrade { path: PathBuf, why: String },
     /// The file is an SQLite database but not a leadflow one.
@@ -206,18 +206,7 @@ fn io_what(extended: i32) -> (&'static str, &'static str) {
 
 /// Whether the folder of `path` is writable (probed by creating and removing a file).
 fn writable_dir(path: &Path) -> bool {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let probe = dir.join(format!(".leadflow-probe-{}", std::process::id()));
-    match std::fs::File::create(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            true
-        }
-        Err(_) => false,
-    }
+    probe_beside(path, 0).is_ok()
 }
 
 /// Whether nobody (but root) can create files in the folder of `path`: it is on a read-only
@@ -226,61 +215,140 @@ fn writable_dir(path: &Path) -> bool {
 /// reader that opens it without locks (`immutable=1`).
 pub(crate) fn nobody_writes_beside(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let probe = dir.join(format!(".leadflow-probe-{}", std::process::id()));
-    match std::fs::File::create(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            false
-        }
+    match probe_beside(path, 0) {
+        Ok(()) => false,
         Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => true,
-        Err(_) => std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o222 == 0),
+        Err(_) => {
+            std::fs::metadata(dir_of(path)).is_ok_and(|m| m.permissions().mode() & 0o222 == 0)
+        }
     }
 }
 
 /// Whether a little more can be written beside `path`: false only when a 64 KiB probe file
 /// fails for lack of space (any other failure says nothing about space).
 fn has_room(path: &Path) -> bool {
-    use std::io::{ErrorKind, Write};
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let probe = dir.join(format!(".leadflow-space-{}", std::process::id()));
-    let result = std::fs::File::create(&probe).and_then(|mut f| {
-        f.write_all(&[0u8; 65536])?;
-        f.sync_all()
-    });
-    let _ = std::fs::remove_file(&probe);
-    !matches!(result, Err(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
+    use std::io::ErrorKind;
+    !matches!(probe_beside(path, 65536),
+        Err(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
 }
 
-/// Why a database cannot be written: the file, the folder, or the mount.
+/// Creates a probe file in the folder of `path`, writes `bytes` zero bytes to it (synced, so
+/// a full disk shows), and removes it again: what creating a file there would meet.
+fn probe_beside(path: &Path, bytes: usize) -> std::io::Result<()> {
+    use std::io::Write;
+    let probe = dir_of(path).join(format!(".leadflow-probe-{}", std::process::id()));
+    let mut file = std::fs::File::create(&probe)?;
+    let written = if bytes == 0 {
+        Ok(())
+    } else {
+        file.write_all(&vec![0u8; bytes])
+            .and_then(|()| file.sync_all())
+    };
+    drop(file);
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
+/// Why a database cannot be written: the file, the folder, the mount, or a -wal or -shm file.
 pub(crate) fn read_only_why(path: &Path) -> String {
-    match std::fs::OpenOptions::new().write(true).open(path) {
+    unwritable(path).unwrap_or_else(|| {
+        format!(
+            "the file {} was opened read-only (a read-only file system, or the -wal/-shm files are read-only)",
+            path.display()
+        )
+    })
+}
+
+/// What keeps this process from writing the database at `path`, if anything: the file, its
+/// folder (SQLite creates the -wal and -shm files there), or an existing -wal or -shm file.
+pub(crate) fn unwritable(path: &Path) -> Option<String> {
+    let write = |p: &Path| std::fs::OpenOptions::new().write(true).open(p);
+    match write(path) {
         Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
-            return format!("{} is on a read-only file system", path.display());
+            return Some(format!("{} is on a read-only file system", path.display()));
         }
         Err(_) if path.exists() => {
-            return format!("the file {} is read-only", path.display());
+            let folder = if writable_dir(path) {
+                String::new()
+            } else {
+                format!(", and so is its folder {}", dir_of(path).display())
+            };
+            return Some(format!("the file {} is read-only{folder}", path.display()));
         }
-        _ => {}
+        Err(_) => {}
+        Ok(_) => {}
     }
     if !writable_dir(path) {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        return format!(
+        return Some(format!(
             "its folder {} is read-only (SQLite creates the -wal and -shm files beside the database)",
-            dir.display()
+            dir_of(path).display()
+        ));
+    }
+    for side in sides(path) {
+        if side.exists() && write(&side).is_err() {
+            return Some(format!(
+                "the file {} is read-only (SQLite writes it beside the database); make it writable (`chmod u+w {}`), or remove it while no leadflow process has the database open",
+                side.display(),
+                side.display()
+            ));
+        }
+    }
+    None
+}
+
+/// The -wal and -shm files of the database at `path`.
+fn sides(path: &Path) -> [PathBuf; 2] {
+    ["-wal", "-shm"].map(|suffix| PathBuf::from(format!("{}{suffix}", path.display())))
+}
+
+/// Gives the owner write permission on the database's -wal and -shm files where they lack it
+/// (where this process may: it owns them). SQLite creates them with the database file's
+/// permissions, so a reader of a read-only (0444) database in a writable folder leaves them
+/// read-only behind it, and once the database is writable again every write would fail on
+/// them. Changing a file's mode does not disturb the processes that have it open.
+pub(crate) fn let_owner_write_sides(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for side in sides(path) {
+        if let Ok(m) = std::fs::metadata(&side)
+            && m.is_file()
+            && m.permissions().mode() & 0o200 == 0
+        {
+            let mode = m.permissions().mode() | 0o200;
+            if std::fs::set_permissions(&side, std::fs::Permissions::from_mode(mode)).is_ok() {
+                tracing::debug!(file = %side.display(), "made the file writable by its owner");
+            }
+        }
+    }
+}
+
+/// The folder holding `path` (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_folder_of_a_bare_file_name_is_the_current_one() {
+        assert_eq!(dir_of(Path::new("leadflow.db")), Path::new("."));
+        assert_eq!(
+            dir_of(Path::new("/srv/crm/leadflow.db")),
+            Path::new("/srv/crm")
         );
     }
-    format!(
-        "the file {} was opened read-only (a read-only file system, or the -wal/-shm files are read-only)",
-        path.display()
-    )
+
+    #[test]
+    fn a_probe_leaves_nothing_behind_and_finds_room_and_a_writable_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("leadflow.db");
+        assert!(writable_dir(&db));
+        assert!(has_room(&db));
+        assert!(!nobody_writes_beside(&db));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

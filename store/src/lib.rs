@@ -1,7 +1,8 @@
 //! leadflow's storage: the append-only, hash-chained SQLite event log and the projection tables
 //! derived from it, kept in one database file (WAL mode).
 //!
-//! Every write goes through [`Store::write`], one `BEGIN IMMEDIATE` transaction in which events
+//! Every write goes through [`Store::write_with`] (or [`Store::write`] with a fixed
+//! `recorded_at`, for simulations and tests), one `BEGIN IMMEDIATE` transaction in which events
 //! are appended with optimistic concurrency and the projections are updated, so the log and the
 //! current-state tables can never disagree after a commit. The table layout is documented for
 //! auditors in `docs/SCHEMA.md`.
@@ -116,6 +117,8 @@ impl Store {
         if !options.create {
             refuse_missing_or_empty(path)?;
         }
+        // -wal/-shm files left read-only (by a reader of a once read-only database).
+        error::let_owner_write_sides(path);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -142,6 +145,23 @@ impl Store {
     /// read-only file system, or a folder whose permissions grant writing to no one).
     pub fn open_read(path: impl AsRef<Path>, options: &Options) -> Result<Store, Error> {
         let path = path.as_ref();
+        let store = Store::open_read_inner(path, options, true);
+        error::let_owner_write_sides(path);
+        store
+    }
+
+    /// Like [`Store::open_read`], for reading the log alone (`events`, `verify --chain-only`):
+    /// a database whose projections would need a rebuild, or whose schema is older, is read as
+    /// it is (its log tables have not changed), with a warning instead of
+    /// [`Error::NeedsUpgrade`]. Only the log may be read through it.
+    pub fn open_read_log(path: impl AsRef<Path>, options: &Options) -> Result<Store, Error> {
+        let path = path.as_ref();
+        let store = Store::open_read_inner(path, options, false);
+        error::let_owner_write_sides(path);
+        store
+    }
+
+    fn open_read_inner(path: &Path, options: &Options, projections: bool) -> Result<Store, Error> {
         refuse_missing_or_empty(path)?;
         // `mode=ro` in the URI makes the database file read-only; the connection itself is
         // opened read-write so that verify's scratch schema (an attached temporary database)
@@ -201,7 +221,12 @@ impl Store {
             options.cache_kib.max(2048)
         ))?;
         conn.set_prepared_statement_cache_capacity(64);
-        schema::check_readable(&conn, path)?;
+        match schema::check_readable(&conn, path) {
+            Err(e @ Error::NeedsUpgrade { .. }) if !projections => {
+                tracing::warn!("{e}");
+            }
+            other => other?,
+        }
         Ok(Store {
             conn,
             path: Some(path.to_owned()),
@@ -331,12 +356,53 @@ impl Store {
     ///
     /// The closure's error type is the caller's, so it can abort with its own errors (a bad
     /// import row, say); anything it returns as `Err` rolls the whole transaction back.
+    ///
+    /// For simulations and tests, whose clock is their own; a writer on the wall clock uses
+    /// [`Store::write_with`], which stamps the moment the write lock is held.
     pub fn write<T, E: From<Error>>(
         &mut self,
         recorded_at: DateTime<Utc>,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.write_stamped(|_| Ok(recorded_at), f)
+    }
+
+    /// Like [`Store::write`], stamping `recorded_at` from `clock` read right after the write
+    /// lock is held (`BEGIN IMMEDIATE` returned), not before waiting for it, and never earlier
+    /// than the log's last `recorded_at`: so `recorded_at` is the moment of the commit's
+    /// transaction and never decreases with position. The store reads no clock of its own.
+    pub fn write_with<T, E: From<Error>>(
+        &mut self,
+        clock: &dyn leadflow_engine::Clock,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_stamped(
+            |tx| {
+                use rusqlite::OptionalExtension;
+                let now = clock.now();
+                let last: Option<String> = tx
+                    .query_row(
+                        "SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(last
+                    .as_deref()
+                    .and_then(parse_time)
+                    .map_or(now, |last| now.max(last)))
+            },
+            f,
+        )
+    }
+
+    fn write_stamped<T, E: From<Error>>(
+        &mut self,
+        stamp: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<DateTime<Utc>, Error>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let tx = self.begin_immediate()?;
+        let recorded_at = stamp(&tx)?;
         let mut w = Tx::begin(tx, recorded_at)?;
         let out = f(&mut w)?;
         let bulk = w.bulk();
@@ -495,6 +561,13 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Whether this process can write the database at `path`: the file and its folder (where
+/// SQLite creates the -wal and -shm files), and those files if they exist. A read command that
+/// finds the database needing an upgrade migrates it through [`Store::open`] only then.
+pub fn can_write(path: &Path) -> bool {
+    error::unwritable(path).is_none()
 }
 
 /// Refuses a path with no file, or an empty file (which SQLite would silently adopt as a new

@@ -10,10 +10,10 @@ use std::path::Path;
 pub const APPLICATION_ID: i64 = 0x4C46_4C57;
 
 /// The schema version this leadflow writes.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 /// Migration steps; step `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 const V1: &str = r#"
 CREATE TABLE streams (
@@ -56,6 +56,13 @@ CREATE TABLE rule_cursor (
     position INTEGER NOT NULL
 );
 "#;
+
+/// Version 3: the `match_keys` and `inbox_read` projection tables. Projection tables are
+/// derived data, so the step itself changes nothing: [`migrate`] then finds them missing (in a
+/// database written before them) and recreates every projection table empty, at checkpoint 0,
+/// for the writer's catch-up to rebuild from the log. A reader of a version-2 database knows
+/// from the version alone that it must be upgraded.
+const V3: &str = "-- match_keys, inbox_read: created by the projection check that follows";
 
 /// Refuses databases that are not leadflow's (or are from a newer leadflow).
 pub fn check_identity(conn: &Connection, path: Option<&Path>) -> Result<(), Error> {

@@ -153,3 +153,58 @@ fn a_full_disk_and_io_errors_name_the_file() {
         .to_string();
     assert!(write.contains(&path.display().to_string()), "{write}");
 }
+
+/// A clock stopped at one time.
+struct Stopped(chrono::DateTime<chrono::Utc>);
+
+impl leadflow_engine::Clock for Stopped {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0
+    }
+}
+
+#[test]
+fn write_with_stamps_the_clock_but_never_before_the_logs_last_recorded_at() {
+    use leadflow_engine::command::NewLead;
+    use leadflow_engine::{Actor, Command, Config, EventMeta};
+    use leadflow_store::{LogFilter, parse_time};
+    let config =
+        Config::from_toml("leadflow.toml", leadflow_engine::config::DEFAULT_CONFIG).unwrap();
+    let t = |s: &str| parse_time(s).unwrap();
+    let lead = || {
+        Command::CreateLead(NewLead {
+            name: Some("Ivan".into()),
+            source: Some("web_form".into()),
+            ..Default::default()
+        })
+    };
+    let meta = EventMeta::root(t("2026-03-02T09:00:00Z"), Actor::Employee("ivanov".into()));
+    let mut store = Store::open_in_memory().unwrap();
+    let clock = Stopped(t("2026-03-02T10:00:00Z"));
+    store
+        .write_with(&clock, |tx| tx.execute(&config, &lead(), &meta))
+        .unwrap();
+    // A simulation's clock ahead of the wall clock, then the wall clock again.
+    store
+        .write(t("2026-03-02T12:00:00Z"), |tx| {
+            tx.execute(&config, &lead(), &meta)
+        })
+        .unwrap();
+    store
+        .write_with(&clock, |tx| tx.execute(&config, &lead(), &meta))
+        .unwrap();
+    let stamps: Vec<_> = store
+        .read_log(&LogFilter::default(), 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| parse_time(&e.recorded_at).unwrap())
+        .collect();
+    assert_eq!(
+        stamps,
+        [
+            t("2026-03-02T10:00:00Z"),
+            t("2026-03-02T12:00:00Z"),
+            t("2026-03-02T12:00:00Z")
+        ]
+    );
+}

@@ -1,0 +1,258 @@
+//! The README as a new user follows it: every ```sh block of README.md runs, line by line and
+//! in order, through the real `leadflow` binary in a fresh folder laid out like the repository
+//! (its `examples/`), so that a step that stops working, or a doc line that goes stale, fails
+//! here. Also what the demo tells a user to try next.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_leadflow")
+}
+
+/// `c` in `dir` with no `LEADFLOW_*` setting from the caller's environment and no logging.
+fn without_leadflow_env(mut c: Command, dir: &Path) -> Command {
+    c.current_dir(dir).env("RUST_LOG", "off");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LEADFLOW_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// The binary in `dir`, with no `LEADFLOW_*` setting from the caller's environment.
+fn leadflow(dir: &Path) -> Command {
+    without_leadflow_env(Command::new(bin()), dir)
+}
+
+/// `line` without its trailing `# comment` (a `#` after whitespace, outside quotes).
+fn strip_comment(line: &str) -> &str {
+    let (mut single, mut double, mut prev_space) = (false, false, true);
+    for (i, ch) in line.char_indices() {
+        match ch {
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '#' if !single && !double && prev_space => return line[..i].trim_end(),
+            _ => {}
+        }
+        prev_space = ch.is_whitespace();
+    }
+    line.trim_end()
+}
+
+/// The commands of README.md's ```sh blocks, with their line numbers: comments dropped,
+/// `cargo run --` read as `leadflow`, and the cargo lines that build or test the workspace
+/// left out (the test runs the binary cargo built).
+fn readme_commands() -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut out = Vec::new();
+    let mut in_sh = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if !in_sh {
+            in_sh = t == "```sh";
+            continue;
+        }
+        if t == "```" {
+            in_sh = false;
+            continue;
+        }
+        let cmd = strip_comment(line).trim();
+        if cmd.is_empty() || cmd.starts_with("cargo install") || cmd.starts_with("cargo test") {
+            continue;
+        }
+        let cmd = match cmd.strip_prefix("cargo run -- ") {
+            Some(rest) => format!("leadflow {rest}"),
+            None => cmd.to_owned(),
+        };
+        out.push((i + 1, cmd));
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn strip_comment_keeps_quoted_hashes() {
+    assert_eq!(strip_comment("leadflow run   # the rules"), "leadflow run");
+    assert_eq!(
+        strip_comment("leadflow lead create --name 'A #1' # c"),
+        "leadflow lead create --name 'A #1'"
+    );
+    assert_eq!(strip_comment("a#b"), "a#b");
+}
+
+/// Every README command, in order, in one shell (so `cd` carries over) in a folder laid out
+/// like the repository: each must exit 0, and none may print an error or a panic.
+#[test]
+fn readme_commands_work_in_order_on_a_fresh_init() {
+    let commands = readme_commands();
+    assert!(
+        commands.iter().any(|(_, c)| c.starts_with("leadflow init")),
+        "README.md has no `leadflow init` step: {commands:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples"), &dir.path().join("examples"));
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut script = String::from("set -u\n");
+    for (n, cmd) in &commands {
+        script.push_str(&format!(
+            "{cmd}\nrc=$?; if [ $rc -ne 0 ]; then echo \"README.md:{n} exited $rc\" >&2; exit 1; fi\n"
+        ));
+    }
+    let bin_dir = Path::new(bin()).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(&script);
+    let mut child = without_leadflow_env(sh, dir.path())
+        .env("PATH", path)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            child.kill().unwrap();
+            panic!("the README's commands did not finish in 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |name: &str| {
+        let mut s = String::new();
+        std::fs::File::open(dir.path().join(name))
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let (out, err) = (read("stdout"), read("stderr"));
+    let failed = err
+        .lines()
+        .find_map(|l| l.strip_prefix("README.md:"))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| commands.iter().find(|(m, _)| *m == n));
+    assert!(
+        status.success(),
+        "README step failed: {failed:?}\nstderr:\n{err}\nstdout (end):\n{}",
+        out.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+    for bad in ["error", "panicked", "warning"] {
+        assert!(
+            !err.to_lowercase().contains(bad),
+            "a README step printed {bad:?}:\n{err}"
+        );
+    }
+    // What the steps are there to show.
+    assert!(out.contains("imported 3 leads"), "{out}");
+    assert!(
+        out.contains("no rules in"),
+        "tick/run on a fresh init: {out}"
+    );
+    assert!(out.contains("A. Two-line sales: passed"), "{out}");
+    assert!(out.contains("passed"), "{out}");
+}
+
+fn events(db: &Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// On a fresh `init` (only the commented example rule), `tick --now` with a time before the
+/// log's last event says there are no rules and exits 0, as README says; it used to refuse
+/// the "backdated" tick (exit 2) although a tick with no rules writes nothing.
+#[test]
+fn fresh_init_tick_with_an_earlier_now_says_no_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |args: &[&str]| {
+        let out = leadflow(dir.path()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(&["init", "."]);
+    ok(&[
+        "--now",
+        "2026-03-05 10:00",
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+    ]);
+    let before = events(&dir.path().join("leadflow.db"));
+    let said = ok(&["--now", "2026-03-02 15:00", "tick"]);
+    assert!(said.contains("no rules in"), "{said}");
+    assert_eq!(events(&dir.path().join("leadflow.db")), before);
+}
+
+/// The demo's "explore it" list suggests a stage that holds leads at the end of its week (it
+/// suggested `--stage in_work`, empty by Friday evening: "no matching leads").
+#[test]
+fn the_demo_suggests_a_lead_list_that_lists_leads() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = leadflow(dir.path())
+        .args(["demo", demo.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8(out.stdout).unwrap();
+    let hint = said
+        .lines()
+        .map(|l| strip_comment(l).trim())
+        .find(|l| l.starts_with("leadflow lead list"))
+        .unwrap_or_else(|| panic!("no `leadflow lead list` hint in:\n{said}"));
+    let args: Vec<&str> = hint.split_whitespace().skip(1).collect();
+    let out = leadflow(dir.path())
+        .env("LEADFLOW_CONFIG", demo.join("leadflow.toml"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{hint}");
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listed.lines().count() > 1 && !listed.contains("no matching"),
+        "`{hint}` lists nothing:\n{listed}"
+    );
+}

@@ -256,3 +256,64 @@ fn the_demo_suggests_a_lead_list_that_lists_leads() {
         "`{hint}` lists nothing:\n{listed}"
     );
 }
+
+/// docs/RULES.md's example rule file loads as shipped (with the `#:schema` line the doc
+/// suggests and the schema file beside it), and does what it says: taking a lead with a phone
+/// in work delays the deadline robot 10 working minutes.
+#[test]
+fn the_rules_doc_example_loads_and_runs() {
+    let text = std::fs::read_to_string(repo().join("docs/RULES.md")).unwrap();
+    let blocks: Vec<&str> = text
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(!blocks.is_empty(), "docs/RULES.md has no toml example");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| leadflow(dir.path()).args(args).output().unwrap();
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(&["init", "."]);
+    let schema = ok(&["rules", "schema"]);
+    std::fs::write(dir.path().join("rules/rules.schema.json"), schema).unwrap();
+    for (i, b) in blocks.iter().enumerate() {
+        std::fs::write(
+            dir.path().join(format!("rules/doc-{i}.toml")),
+            format!("#:schema ./rules.schema.json\n{b}"),
+        )
+        .unwrap();
+    }
+    let said = ok(&["rules", "check"]);
+    assert!(said.contains("no errors"), "{said}");
+    ok(&[
+        "--now",
+        "2026-03-02 12:00",
+        "lead",
+        "create",
+        "--name",
+        "A",
+        "--phone",
+        "+7 912 345-67-80",
+        "--source",
+        "web_form",
+    ]);
+    ok(&[
+        "--now",
+        "2026-03-02 12:00",
+        "lead",
+        "assign",
+        "1",
+        "petrova",
+    ]);
+    let moved = ok(&["--now", "2026-03-02 12:00", "lead", "move", "1", "in_work"]);
+    assert!(moved.contains("robots.delayed"), "{moved}");
+    let timers = ok(&["timers"]);
+    assert!(timers.contains("2026-03-02 12:10 MSK"), "{timers}");
+}

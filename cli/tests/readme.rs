@@ -317,3 +317,35 @@ fn the_rules_doc_example_loads_and_runs() {
     let timers = ok(&["timers"]);
     assert!(timers.contains("2026-03-02 12:10 MSK"), "{timers}");
 }
+
+/// An import with rules says what the rules then did and how long they took (it printed only
+/// the import's own time, a fifth of the command's with the demo's rules).
+#[test]
+fn an_import_with_rules_reports_the_rules_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |args: &[&str]| {
+        let out = leadflow(dir.path()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(&["init", "."]);
+    std::fs::write(
+        dir.path().join("rules/intake.toml"),
+        "[[rules]]\nid = \"rr\"\ntrigger = { on = \"created\", entity = \"lead\" }\ncondition = '!has(lead.responsible)'\n\n  [[rules.robots]]\n  robot = \"assign\"\n  strategy = \"round_robin\"\n  team = \"first_line\"\n",
+    )
+    .unwrap();
+    let sample = repo().join("examples/import/leads.csv");
+    let said = ok(&["import", sample.to_str().unwrap()]);
+    assert!(
+        said.starts_with("imported 3 leads (lead-1..lead-3) in ")
+            && said.contains("s; the rules then appended 2 events in "),
+        "{said}"
+    );
+    let json = ok(&["--json", "import", sample.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["robot_events"], 2, "{json}");
+}

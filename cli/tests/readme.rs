@@ -349,3 +349,52 @@ fn an_import_with_rules_reports_the_rules_work() {
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(v["robot_events"], 2, "{json}");
 }
+
+/// `init`'s example rule, uncommented as its header says, keeps the responsible a lead is given:
+/// the sample import's first row names petrova, and the round-robin robot used to hand it to
+/// the next first-line operator anyway. A web-form lead still gets its qualification deadline.
+#[test]
+fn the_init_example_keeps_a_responsible_given_in_an_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |args: &[&str]| {
+        let out = leadflow(dir.path()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(&["init", "."]);
+    let example = dir.path().join("rules/example.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let start = text.find("# [[rules]]").unwrap();
+    let body: String = text[start..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&example, format!("{}{body}", &text[..start])).unwrap();
+    let sample = repo().join("examples/import/leads.csv");
+    ok(&["import", sample.to_str().unwrap()]);
+    let lead: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "lead", "show", "1"])).unwrap();
+    assert_eq!(lead["state"]["responsible"], "petrova", "{lead}");
+    assert_eq!(lead["state"]["source"], "web_form", "{lead}");
+    let timers = ok(&["timers", "--stream", "lead-1"]);
+    assert!(timers.contains("qualification"), "{timers}");
+    // A web-form lead with nobody responsible is still assigned round robin.
+    ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Olga",
+        "--phone",
+        "+7 912 111-22-33",
+        "--source",
+        "web_form",
+    ]);
+    let lead: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "lead", "show", "4"])).unwrap();
+    assert!(lead["state"]["responsible"].is_string(), "{lead}");
+}

@@ -398,3 +398,37 @@ fn the_init_example_keeps_a_responsible_given_in_an_import() {
         serde_json::from_str(&ok(&["--json", "lead", "show", "4"])).unwrap();
     assert!(lead["state"]["responsible"].is_string(), "{lead}");
 }
+
+/// A one-shot command's warning is a message for the person who typed it, not a log line
+/// stamped in UTC: a writer waiting for the write lock printed
+/// `2026-12-01T22:50:35.962325Z  WARN leadflow_store: waiting for…`.
+#[test]
+fn a_commands_warning_carries_no_utc_log_stamp() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let out = leadflow(dir.path()).args(["init", "."]).output().unwrap();
+    assert!(out.status.success());
+    let lock = rusqlite::Connection::open(dir.path().join("leadflow.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut child = leadflow(dir.path())
+        .env_remove("RUST_LOG")
+        .args(["lead", "create", "--name", "Olga"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    lock.execute_batch("COMMIT").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        line.contains("waiting for the database write lock"),
+        "{line:?}"
+    );
+    assert!(
+        !line.contains("Z ") && !line.contains("leadflow_store") && !line.starts_with("20"),
+        "{line:?}"
+    );
+}

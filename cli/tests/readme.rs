@@ -432,3 +432,25 @@ fn a_commands_warning_carries_no_utc_log_stamp() {
         "{line:?}"
     );
 }
+
+/// An empty list says so, as `lead list` and `deal list` do, instead of a bare header.
+#[test]
+fn empty_lists_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |args: &[&str]| {
+        let out = leadflow(dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(&["init", "."]);
+    assert_eq!(ok(&["contact", "list"]), "no contacts\n");
+    assert_eq!(ok(&["company", "list"]), "no companies\n");
+    assert_eq!(ok(&["task", "list"]), "no matching tasks\n");
+    assert_eq!(ok(&["events"]), "no matching events\n");
+    ok(&["lead", "create", "--name", "Ivan"]);
+    assert_eq!(
+        ok(&["events", "--stream", "lead-2"]),
+        "no matching events\n"
+    );
+    assert!(ok(&["events"]).starts_with("POS "));
+}

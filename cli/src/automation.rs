@@ -208,7 +208,6 @@ pub fn no_rules_message(ctx: &Ctx) -> String {
 
 /// `tick`: fires everything due up to now (`--now` or the wall clock) and runs the rules.
 pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
-    ctx.check_backdate()?;
     let now = ctx.clock.now();
     let Some(rt) = load(ctx)? else {
         if ctx.json {
@@ -227,6 +226,8 @@ pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
         }
         return Ok(());
     };
+    // With no rules nothing is written, so there is nothing to backdate.
+    ctx.check_backdate()?;
     let tz = ctx.config.calendar.timezone;
     let before = ctx.store.last_position()?;
     let report = rt.tick(&mut ctx.store, now).map_err(CliError::Robot)?;

@@ -945,7 +945,26 @@ fn print_summary(
     outln!("  export LEADFLOW_CONFIG={}", cfg.display());
     outln!("  leadflow journal --employee sidorov     # his missed deadlines and escalations");
     outln!("  leadflow inbox smirnova                 # what the head of sales was told");
-    outln!("  leadflow lead list --stage in_work");
+    // A stage the user will find leads in: the open lead stage holding the most of them now.
+    let open = |stage: &str| {
+        sim.config.pipelines.iter().any(|p| {
+            p.entity == EntityKind::Lead
+                && p.stages
+                    .iter()
+                    .any(|s| s.id.as_str() == stage && s.semantic == Semantic::InProgress)
+        })
+    };
+    let busiest = funnel(&sim.config, &sim.store, EntityKind::Lead)?
+        .into_iter()
+        .filter(|(_, stage, _, now)| *now > 0 && open(stage))
+        .max_by_key(|(_, _, _, now)| *now);
+    match busiest {
+        Some((_, stage, _, now)) => outln!(
+            "  leadflow lead list --stage {stage}{}# the {now} leads still there",
+            " ".repeat(13usize.saturating_sub(stage.len()).max(1))
+        ),
+        None => outln!("  leadflow lead list --stage converted"),
+    }
     outln!("  leadflow lead show 7");
     outln!("  leadflow events --stream lead-7");
     outln!("  leadflow verify");

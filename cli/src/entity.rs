@@ -547,6 +547,10 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
                 rows.iter().for_each(json_line);
                 return Ok(());
             }
+            if rows.is_empty() {
+                outln!("no contacts");
+                return Ok(());
+            }
             let mut t = Table::new(&["ID", "NAME", "PHONE", "EMAIL", "COMPANY", "CREATED"]);
             for c in &rows {
                 t.row(vec![
@@ -623,6 +627,10 @@ pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
                 rows.iter().for_each(json_line);
                 return Ok(());
             }
+            if rows.is_empty() {
+                outln!("no companies");
+                return Ok(());
+            }
             let mut t = Table::new(&["ID", "NAME", "INN", "BIK", "ACCOUNT", "CREATED"]);
             for c in &rows {
                 t.row(vec![
@@ -684,6 +692,10 @@ pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
             let rows = query::tasks(ctx.store.connection(), &f)?;
             if ctx.json {
                 rows.iter().for_each(json_line);
+                return Ok(());
+            }
+            if rows.is_empty() {
+                outln!("no matching tasks");
                 return Ok(());
             }
             let mut t = Table::new(&["ID", "KIND", "ASSIGNEE", "DUE", "STATUS", "ABOUT", "TITLE"]);

@@ -554,13 +554,21 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
         );
     }
     let secs = start.elapsed().as_secs_f64();
+    // What the rules then did, and how long it took: most of an import with rules.
+    let mut robots = None;
     if let Some(rt) = &rules {
         let done = format!("{} imported", leads(count));
+        let (before, started) = (ctx.store.last_position()?, std::time::Instant::now());
         crate::automation::settle(ctx, rt, None, &done)?;
+        let appended = ctx.store.last_position()?
+            - before
+            - crate::automation::count_after(&ctx.store, "ruleset.activated", before)? as i64;
+        robots = Some((appended, started.elapsed().as_secs_f64()));
     }
     if ctx.json {
         json_line(
-            &json!({"imported": count, "first": first.map(|s| s.to_string()), "seconds": secs, "duplicates": duplicates}),
+            &json!({"imported": count, "first": first.map(|s| s.to_string()), "seconds": secs, "duplicates": duplicates,
+                "robot_events": robots.map(|r| r.0), "robot_seconds": robots.map(|r| r.1)}),
         );
     } else if let Some(first) = first {
         let range = if count == 1 {
@@ -568,7 +576,13 @@ pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
         } else {
             format!("lead-{}..lead-{}", first.id, first.id + count as i64 - 1)
         };
-        outln!("imported {} ({range}) in {secs:.1}s", leads(count));
+        let robots = robots.map_or_else(String::new, |(n, t)| {
+            format!(
+                "; the rules then appended {n} event{} in {t:.1}s",
+                if n == 1 { "" } else { "s" }
+            )
+        });
+        outln!("imported {} ({range}) in {secs:.1}s{robots}", leads(count));
     } else {
         outln!("imported nothing: {} has no rows", args.file.display());
     }

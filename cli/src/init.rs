@@ -13,19 +13,26 @@ pub const EXAMPLE_RULES: &str = r##"# Rules: trigger -> optional condition -> ro
 # in docs/RULES.md; `leadflow rules schema` prints a JSON Schema for editors.
 #
 # To try the example, uncomment everything from the first [[rules]] down (remove one leading
-# "# " from each line). It assigns new web-form leads round robin within the first line and
-# gives them two working hours (one working day with only an e-mail) to be qualified;
-# `leadflow tick` or the `leadflow run` service fires the deadline. A lead qualified or lost in
-# time calls the deadline off, so only a real miss notifies, journals and escalates.
+# "# " from each line). It assigns new web-form leads that have no responsible round robin
+# within the first line and gives every new web-form lead two working hours (one working day
+# with only an e-mail) to be qualified; `leadflow tick` or the `leadflow run` service fires the
+# deadline. A lead qualified or lost in time calls the deadline off, so only a real miss
+# notifies, journals and escalates.
 #
 # [[rules]]
 # id = "assign-first-line"
 # trigger = { on = "created", entity = "lead", sources = ["web_form"] }
+# # A lead given a responsible (by hand, or in an import) keeps them.
+# condition = '!has(lead.responsible)'
 #
 #   [[rules.robots]]
 #   robot = "assign"
 #   strategy = "round_robin"
 #   team = "first_line"
+#
+# [[rules]]
+# id = "qualification-deadline"
+# trigger = { on = "created", entity = "lead", sources = ["web_form"] }
 #
 #   [[rules.robots]]
 #   robot = "schedule_deadline"

@@ -124,7 +124,11 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
         }
     }
     if !ctx.json && !args.follow {
-        table.print();
+        if after == args.after {
+            outln!("no matching events");
+        } else {
+            table.print();
+        }
     }
     Ok(())
 }

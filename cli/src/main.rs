@@ -35,14 +35,19 @@ fn main() {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env();
+    // A service's log, or one asked for with RUST_LOG, is stamped (in UTC, as logs are); a
+    // one-shot command's few warnings are messages for the person who typed it: no UTC time.
+    let stamped = filter.is_ok() || matches!(cli.command, Command::Run);
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter.unwrap_or_else(|_| default_filter.into()))
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if stamped {
+        log.init();
+    } else {
+        log.without_time().with_target(false).init();
+    }
     if let Err(e) = run(cli) {
         errln!("error: {e}");
         std::process::exit(e.exit_code());

@@ -72,11 +72,14 @@ pub fn rules(
                     "warnings": set.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 }));
             } else {
+                let n = |n: usize, one: &str, many: &str| {
+                    format!("{n} {}", if n == 1 { one } else { many })
+                };
                 outln!(
-                    "{}: {} rules in {} files, no errors",
+                    "{}: {} in {}, no errors",
                     dir.display(),
-                    set.rules.len(),
-                    sources.len()
+                    n(set.rules.len(), "rule", "rules"),
+                    n(sources.len(), "file", "files")
                 );
             }
             Ok(())

@@ -685,7 +685,7 @@ fn rules_check_reports_every_problem_with_its_location() {
     let rules = env.path().join("rules");
     assert_eq!(
         env.ok(&["rules", "check"]).trim(),
-        format!("{}: 0 rules in 1 files, no errors", rules.display())
+        format!("{}: 0 rules in 1 file, no errors", rules.display())
     );
     std::fs::write(
         rules.join("intake.toml"),
@@ -694,7 +694,7 @@ fn rules_check_reports_every_problem_with_its_location() {
     .unwrap();
     assert_eq!(
         env.ok(&["rules", "check"]).trim(),
-        format!("{}: 1 rules in 2 files, no errors", rules.display())
+        format!("{}: 1 rule in 2 files, no errors", rules.display())
     );
     std::fs::write(
         rules.join("qualification.toml"),

@@ -122,7 +122,7 @@ impl Ctx {
         }
         let tz = self.config.calendar.timezone;
         let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %:z");
-        Err(CliError::Usage(format!(
+        Err(CliError::Refused(format!(
             "--now {} is before the log's last event (position {}, {} at {}): events would be dated before ones already recorded; pass --backdate to record it anyway",
             local(now),
             event.position,

@@ -352,7 +352,7 @@ fn a_write_dated_before_the_last_event_is_refused_unless_backdated() {
             "--name",
             "Early",
         ],
-        2,
+        1,
         &[&message, "pass --backdate to record it anyway"],
     );
     env.refused(
@@ -365,14 +365,14 @@ fn a_write_dated_before_the_last_event_is_refused_unless_backdated() {
             "-f",
             "budget=1000",
         ],
-        2,
+        1,
         &["is before the log's last event"],
     );
     let csv = env.path().join("leads.csv");
     std::fs::write(&csv, "name,phone\nPetr,+79120000002\n").unwrap();
     env.refused(
         &["--now", "2026-03-02 14:00", "import", csv.to_str().unwrap()],
-        2,
+        1,
         &["is before the log's last event"],
     );
     // Not earlier: the same instant is fine.
@@ -415,7 +415,7 @@ fn a_tick_dated_before_the_last_event_is_refused_unless_backdated() {
     ]);
     env.refused(
         &["tick", "--now", "2026-03-02 14:59"],
-        2,
+        1,
         &["--now 2026-03-02 14:59:00 +03:00 is before the log's last event"],
     );
     env.ok(&["tick", "--now", "2026-03-02 14:59", "--backdate"]);

@@ -126,3 +126,127 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::FromArgMatches;
+
+    /// A command line for every command: what each one opens the database for.
+    const SAMPLES: &[&[&str]] = &[
+        &["init"],
+        &["lead", "create", "--name", "A"],
+        &["lead", "update", "1", "--name", "B"],
+        &["lead", "move", "1", "in_work"],
+        &["lead", "assign", "1", "ivanov"],
+        &["lead", "show", "1"],
+        &["lead", "list"],
+        &["deal", "create", "--title", "D"],
+        &["deal", "update", "1", "--title", "E"],
+        &["deal", "move", "1", "won"],
+        &["deal", "assign", "1", "ivanov"],
+        &["deal", "show", "1"],
+        &["deal", "list"],
+        &["contact", "create", "--name", "C"],
+        &["contact", "update", "1", "--name", "C"],
+        &["contact", "show", "1"],
+        &["contact", "list"],
+        &["company", "create", "--name", "Co"],
+        &["company", "update", "1", "--name", "Co"],
+        &["company", "show", "1"],
+        &["company", "list"],
+        &[
+            "task",
+            "create",
+            "--title",
+            "Call",
+            "--assignee",
+            "ivanov",
+            "--due",
+            "+1h",
+        ],
+        &["task", "complete", "1"],
+        &["task", "list"],
+        &["import", "leads.csv"],
+        &["events"],
+        &["replay"],
+        &["verify"],
+        &["demo"],
+        &["rules", "check"],
+        &["rules", "schema"],
+        &["tick"],
+        &["run"],
+        &["inbox", "ivanov"],
+        &["timers"],
+        &["journal"],
+        &["simulate", "scenario.toml"],
+        &["config", "show"],
+    ];
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        let argv = std::iter::once("leadflow").chain(args.iter().copied());
+        cli::command()
+            .try_get_matches_from(argv)
+            .and_then(|m| Cli::from_arg_matches(&m))
+            .map_err(|e| format!("{args:?}: {e}"))
+    }
+
+    /// Every command's path of subcommand names, from the clap definition itself.
+    fn paths(cmd: &clap::Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+        for sc in cmd.get_subcommands().filter(|sc| sc.get_name() != "help") {
+            let mut path = prefix.clone();
+            path.push(sc.get_name().to_owned());
+            if sc.get_subcommands().any(|s| s.get_name() != "help") {
+                paths(sc, path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The help hides the write-only options (`cli::READ_ONLY`) exactly on the commands that
+    /// open the database for reading (`access`), so the two lists cannot drift apart: a new
+    /// command must be added to `SAMPLES`, and is then checked against both.
+    #[test]
+    fn the_help_hides_write_only_options_exactly_on_the_commands_that_only_read() {
+        let mut all = Vec::new();
+        paths(&cli::command(), Vec::new(), &mut all);
+        for path in &all {
+            let sample = SAMPLES
+                .iter()
+                .find(|s| s.starts_with(&path.iter().map(String::as_str).collect::<Vec<_>>()))
+                .unwrap_or_else(|| panic!("no sample command line for {path:?} in SAMPLES"));
+            let cli = parse(sample).unwrap();
+            let reads = access(&cli.command) != Access::Write;
+            let hidden = cli::READ_ONLY
+                .iter()
+                .any(|p| p.iter().copied().eq(path.iter().map(String::as_str)));
+            // `config show` reads no database at all; it is handled before one is opened.
+            if path == &["config", "show"] {
+                assert!(hidden, "config show should hide the write-only options");
+                continue;
+            }
+            // `inbox` reads, and writes with --mark-read: its help shows what a write takes.
+            if path == &["inbox"] {
+                assert!(
+                    !hidden,
+                    "inbox --mark-read writes: its help shows the write options"
+                );
+                continue;
+            }
+            assert_eq!(
+                reads,
+                hidden,
+                "{path:?}: opened for {:?}, but the help {} the write-only options",
+                access(&cli.command),
+                if hidden { "hides" } else { "shows" }
+            );
+        }
+    }
+
+    #[test]
+    fn marking_notifications_read_opens_for_writing() {
+        let cli = parse(&["inbox", "ivanov", "--mark-all-read"]).unwrap();
+        assert_eq!(access(&cli.command), Access::Write);
+    }
+}

@@ -67,12 +67,12 @@ impl Ctx {
             create: false,
             ..Options::default()
         };
-        // A testability hook: cli/tests/cli.rs checks the default durability through it.
-        tracing::debug!(db = %db.display(), synchronous = ?options.synchronous, "opening the database");
         let store = match access {
             Access::Read | Access::Log => open_read(&db, &options, access)?,
             Access::Write => Store::open(&db, &options)?,
         };
+        // cli/tests/cli.rs checks the durability in force through this line.
+        tracing::debug!(db = %db.display(), synchronous = ?store.synchronous()?, "opened the database");
         let actor = resolve_actor(cli.actor.as_deref(), &config)?;
         let rules_dir = crate::automation::rules_dir(cli.rules.as_deref(), &config_path);
         Ok(Ctx {

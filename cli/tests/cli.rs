@@ -529,7 +529,7 @@ fn a_database_from_a_newer_leadflow_is_left_alone() {
 #[test]
 fn commands_commit_with_synchronous_full_unless_told_otherwise() {
     // The store's own default is tested in store/tests/store.rs (PRAGMA synchronous = 2);
-    // here, what the binary asks the store for, from its debug log.
+    // here, what is in force on the binary's connection (PRAGMA synchronous), from its debug log.
     let env = Env::new();
     let opened = |extra: &[&str]| {
         let out = env
@@ -545,7 +545,7 @@ fn commands_commit_with_synchronous_full_unless_told_otherwise() {
     };
     let log = opened(&[]);
     assert!(
-        log.contains("opening the database") && log.contains("synchronous=Full"),
+        log.contains("opened the database") && log.contains("synchronous=Full"),
         "{log}"
     );
     let log = opened(&["--synchronous", "normal"]);

@@ -344,6 +344,19 @@ impl Store {
         })
     }
 
+    /// The durability in force on this connection (`PRAGMA synchronous`), as SQLite reports it;
+    /// `EXTRA` counts as [`Synchronous::Full`].
+    pub fn synchronous(&self) -> Result<Synchronous, Error> {
+        let level: i64 = self
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        Ok(match level {
+            0 => Synchronous::Off,
+            1 => Synchronous::Normal,
+            _ => Synchronous::Full,
+        })
+    }
+
     /// The database file, if any.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()

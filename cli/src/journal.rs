@@ -87,8 +87,10 @@ pub fn inbox(ctx: &mut Ctx, args: InboxArgs) -> Result<(), CliError> {
 
 /// Records `notification.read` for the named (or every unread) notification of the employee,
 /// in the notification's own stream; refuses numbers that are not the employee's unread
-/// notifications, appending nothing.
+/// notifications, appending nothing. Like every write, refuses a `--now` before the log's
+/// last event unless `--backdate` was given.
 fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
+    ctx.check_backdate()?;
     let conn = ctx.store.connection();
     let employee = args.employee.as_str();
     let targets = if args.mark_all_read {

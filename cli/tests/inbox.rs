@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 struct Env {
     dir: tempfile::TempDir,
@@ -177,4 +177,46 @@ fn marking_read_with_a_now_before_the_last_event_is_refused_and_appends_nothing(
         "--mark-read",
         &first,
     ]);
+}
+
+#[test]
+fn concurrent_mark_all_read_records_each_notification_read_once() {
+    let env = with_notifications();
+    let unread = positions(&env, "ivanov");
+    assert_eq!(unread.len(), 2, "{unread:?}");
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            env.cmd()
+                .args([
+                    "--now",
+                    "2026-03-02T11:30:00Z",
+                    "inbox",
+                    "ivanov",
+                    "--mark-all-read",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let reads: Vec<i64> = env
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "notification.read")
+        .map(|e| e["payload"]["notification"].as_i64().unwrap())
+        .collect();
+    let mut sorted = reads.clone();
+    sorted.sort_unstable();
+    let mut expected = unread.clone();
+    expected.sort_unstable();
+    assert_eq!(
+        sorted, expected,
+        "each notification read exactly once: {reads:?}"
+    );
+    env.ok(&["verify"]);
 }

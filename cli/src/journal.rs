@@ -8,9 +8,10 @@ use crate::error::CliError;
 use crate::output::{Table, clip, json_line, time};
 use chrono::SecondsFormat;
 use leadflow_engine::Config;
+use leadflow_engine::Event;
 use leadflow_engine::event::NotificationRead;
 use leadflow_engine::ids::EmployeeId;
-use leadflow_engine::{Event, StreamId};
+use leadflow_robots::runtime::SYSTEM_STREAM;
 use leadflow_store::fmt_time;
 use leadflow_store::query::{self, InboxFilter, JournalFilter, TimerFilter};
 use serde::Serialize;
@@ -86,7 +87,9 @@ pub fn inbox(ctx: &mut Ctx, args: InboxArgs) -> Result<(), CliError> {
 }
 
 /// Records `notification.read` for the named (or every unread) notification of the employee,
-/// in the notification's own stream; refuses numbers that are not the employee's unread
+/// in the `system` stream (a read receipt is not a change of the lead: it must not bump the
+/// lead's version or fill its history; the projection finds the notification by its
+/// position); refuses numbers that are not the employee's unread
 /// notifications, appending nothing. Like every write, refuses a `--now` before the log's
 /// last event unless `--backdate` was given. Which notifications are unread is decided inside
 /// the write transaction, so concurrent markers record each notification read once.
@@ -128,18 +131,12 @@ fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
         }
         let mut last = 0;
         for n in &targets {
-            let stream = n.stream.parse::<StreamId>().map_err(|e| {
-                CliError::Store(leadflow_store::Error::Corrupt {
-                    position: n.position,
-                    why: format!("inbox row names a bad stream '{}': {e}", n.stream),
-                })
-            })?;
-            let version = tx.version(stream)?;
+            let version = tx.version(SYSTEM_STREAM)?;
             let event = Event::NotificationRead(NotificationRead {
                 notification: n.position,
                 employee: employee.into(),
             });
-            last = tx.append(stream, version, &[event], &meta)?.last_position;
+            last = tx.append(SYSTEM_STREAM, version, &[event], &meta)?.last_position;
         }
         Ok::<_, CliError>((targets.len(), last))
     })?;

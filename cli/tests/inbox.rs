@@ -220,3 +220,61 @@ fn concurrent_mark_all_read_records_each_notification_read_once() {
     );
     env.ok(&["verify"]);
 }
+
+#[test]
+fn a_read_receipt_leaves_the_leads_version_and_history_alone_and_replays() {
+    let env = with_notifications();
+    let lead = |env: &Env| -> Value {
+        serde_json::from_str(&env.ok(&["--json", "lead", "show", "1"])).unwrap()
+    };
+    let lead_events = |env: &Env| -> usize {
+        env.events()
+            .iter()
+            .filter(|e| e["stream"] == "lead-1")
+            .count()
+    };
+    let version = lead(&env)["state"]["version"].clone();
+    assert!(version.is_number(), "{}", lead(&env));
+    let history = lead_events(&env);
+    env.ok(&[
+        "--now",
+        "2026-03-02T11:30:00Z",
+        "inbox",
+        "ivanov",
+        "--mark-all-read",
+    ]);
+    let events = env.events();
+    let reads: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "notification.read")
+        .collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(reads.iter().all(|e| e["stream"] == "system-1"), "{reads:?}");
+    assert_eq!(lead(&env)["state"]["version"], version);
+    assert_eq!(lead_events(&env), history);
+    // An optimistic write on the lead at the version read before marking still goes.
+    let v = version.as_i64().unwrap().to_string();
+    env.ok(&[
+        "--now",
+        "2026-03-02T11:40:00Z",
+        "lead",
+        "update",
+        "1",
+        "--name",
+        "Ivan I.",
+        "--expect-version",
+        &v,
+    ]);
+    env.ok(&["verify"]);
+    env.ok(&["replay"]);
+    env.ok(&["verify"]);
+    let read_after_replay = json_lines(&env.ok(&[
+        "--now",
+        "2026-03-02T11:30:00Z",
+        "--json",
+        "inbox",
+        "ivanov",
+        "--read",
+    ]));
+    assert_eq!(read_after_replay.len(), 2, "{read_after_replay:?}");
+}

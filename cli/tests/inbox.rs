@@ -278,3 +278,22 @@ fn a_read_receipt_leaves_the_leads_version_and_history_alone_and_replays() {
     ]));
     assert_eq!(read_after_replay.len(), 2, "{read_after_replay:?}");
 }
+
+#[test]
+fn lead_list_says_no_in_the_repeat_column_for_a_first_time_lead_as_lead_show_does() {
+    let env = Env::new();
+    env.ok(&["lead", "create", "--name", "Ivan"]);
+    let table = env.ok(&["lead", "list"]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let col = header.find("REPEAT").unwrap_or_else(|| panic!("{table}"));
+    let row = lines.next().unwrap();
+    let cell = row.get(col..).unwrap().split_whitespace().next();
+    assert_eq!(cell, Some("no"), "{table}");
+    let show = env.ok(&["lead", "show", "1"]);
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("repeat") && l.split_whitespace().nth(1) == Some("no")),
+        "{show}"
+    );
+}

@@ -287,7 +287,7 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
                     clip(&l.title, 32),
                     l.phones.first().map_or_else(|| "-".into(), |p| phone(p)),
                     l.source.clone(),
-                    if repeat.contains(&l.id) { "yes" } else { "-" }.into(),
+                    if repeat.contains(&l.id) { "yes" } else { "no" }.into(),
                     time(tz, l.created_at),
                 ]);
             }

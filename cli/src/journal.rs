@@ -8,9 +8,10 @@ use crate::error::CliError;
 use crate::output::{Table, clip, json_line, time};
 use chrono::SecondsFormat;
 use leadflow_engine::Config;
+use leadflow_engine::Event;
 use leadflow_engine::event::NotificationRead;
 use leadflow_engine::ids::EmployeeId;
-use leadflow_engine::{Event, StreamId};
+use leadflow_robots::runtime::SYSTEM_STREAM;
 use leadflow_store::fmt_time;
 use leadflow_store::query::{self, InboxFilter, JournalFilter, TimerFilter};
 use serde::Serialize;
@@ -86,31 +87,35 @@ pub fn inbox(ctx: &mut Ctx, args: InboxArgs) -> Result<(), CliError> {
 }
 
 /// Records `notification.read` for the named (or every unread) notification of the employee,
-/// in the notification's own stream; refuses numbers that are not the employee's unread
-/// notifications, appending nothing.
+/// in the `system` stream (a read receipt is not a change of the lead: it must not bump the
+/// lead's version or fill its history; the projection finds the notification by its
+/// position); refuses numbers that are not the employee's unread
+/// notifications, appending nothing. Like every write, refuses a `--now` before the log's
+/// last event unless `--backdate` was given. Which notifications are unread is decided inside
+/// the write transaction, so concurrent markers record each notification read once.
 fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
-    let conn = ctx.store.connection();
+    ctx.check_backdate()?;
     let employee = args.employee.as_str();
-    let targets = if args.mark_all_read {
-        let unread = InboxFilter {
+    let rules = crate::automation::prepare(ctx)?;
+    let meta = ctx.meta();
+    let filter = if args.mark_all_read {
+        InboxFilter {
             unread: true,
             ..InboxFilter::default()
-        };
-        query::inbox(conn, Some(employee), &unread)?
+        }
     } else {
         let mut wanted = args.mark_read.clone();
         wanted.sort_unstable();
         wanted.dedup();
-        let found = query::inbox(
-            conn,
-            Some(employee),
-            &InboxFilter {
-                positions: Some(wanted.clone()),
-                ..InboxFilter::default()
-            },
-        )?;
-        for p in &wanted {
-            match found.iter().find(|n| n.position == *p) {
+        InboxFilter {
+            positions: Some(wanted),
+            ..InboxFilter::default()
+        }
+    };
+    let (count, last) = ctx.store.write_with(ctx.recorded_at(), |tx| {
+        let targets = tx.inbox(employee, &filter)?;
+        for p in filter.positions.iter().flatten() {
+            match targets.iter().find(|n| n.position == *p) {
                 None => {
                     return Err(CliError::Unknown(format!(
                         "{employee} has no notification {p}; `leadflow inbox {employee}` lists them in the # column"
@@ -124,39 +129,24 @@ fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
                 Some(_) => {}
             }
         }
-        found
-    };
-    if targets.is_empty() {
-        errln!("{employee} has no unread notifications");
-        return Ok(());
-    }
-    let rules = crate::automation::prepare(ctx)?;
-    let meta = ctx.meta();
-    let mut streams = Vec::with_capacity(targets.len());
-    for n in &targets {
-        streams.push(n.stream.parse::<StreamId>().map_err(|e| {
-            CliError::Store(leadflow_store::Error::Corrupt {
-                position: n.position,
-                why: format!("inbox row names a bad stream '{}': {e}", n.stream),
-            })
-        })?);
-    }
-    let last = ctx.store.write_with(ctx.recorded_at(), |tx| {
         let mut last = 0;
-        for (n, stream) in targets.iter().zip(&streams) {
-            let version = tx.version(*stream)?;
+        for n in &targets {
+            let version = tx.version(SYSTEM_STREAM)?;
             let event = Event::NotificationRead(NotificationRead {
                 notification: n.position,
                 employee: employee.into(),
             });
-            last = tx.append(*stream, version, &[event], &meta)?.last_position;
+            last = tx.append(SYSTEM_STREAM, version, &[event], &meta)?.last_position;
         }
-        Ok::<_, CliError>(last)
+        Ok::<_, CliError>((targets.len(), last))
     })?;
+    if count == 0 {
+        errln!("{employee} has no unread notifications");
+        return Ok(());
+    }
     let done = format!(
-        "{} notification{} of {employee} marked read (position {last})",
-        targets.len(),
-        if targets.len() == 1 { "" } else { "s" }
+        "{count} notification{} of {employee} marked read (position {last})",
+        if count == 1 { "" } else { "s" }
     );
     if let Some(rt) = &rules {
         crate::automation::settle(ctx, rt, None, &done)?;

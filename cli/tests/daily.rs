@@ -1096,7 +1096,7 @@ fn inbox_shows_read_and_unread_and_marking_read_is_a_replayable_event() {
     assert_eq!(events.len(), before + 1);
     let read = events.last().unwrap();
     assert_eq!(read["type"], "notification.read");
-    assert_eq!(read["stream"], "lead-1");
+    assert_eq!(read["stream"], "system-1");
     assert_eq!(
         read["payload"]["notification"]
             .as_i64()

@@ -944,6 +944,17 @@ impl<'c> Tx<'c> {
         crate::project::matching(&self.tx, what, values, kind, before)
     }
 
+    /// The employee's notifications as of this transaction (its own appends included), under
+    /// its write lock: what a writer deciding which notifications are still unread must read,
+    /// so concurrent writers cannot both decide the same one is.
+    pub fn inbox(
+        &mut self,
+        employee: &str,
+        filter: &crate::query::InboxFilter,
+    ) -> Result<Vec<crate::query::Notification>, Error> {
+        crate::query::inbox(self.conn()?, Some(employee), filter)
+    }
+
     /// The connection, for queries over the projections; everything appended so far in this
     /// transaction is written to the tables first, so queries see it.
     pub fn conn(&mut self) -> Result<&Connection, Error> {

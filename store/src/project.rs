@@ -1096,6 +1096,9 @@ fn side_tables(
                 &name,
             ],
         ),
+        // `OR IGNORE`: the first read wins. `inbox --mark-read` decides under the write lock,
+        // so it records a notification read once, but logs written before it did may hold
+        // a notification read more than once, and must still replay.
         Event::NotificationRead(r) => run(
             "INSERT OR IGNORE INTO {s}.inbox_read (id, at, position) VALUES (?1, ?2, ?3)",
             &[&r.notification, &fmt_time(at), &position],

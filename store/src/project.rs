@@ -138,6 +138,8 @@ CREATE TABLE IF NOT EXISTS {s}.tasks (
 );
 CREATE INDEX IF NOT EXISTS {s}.tasks_open_by_due ON tasks (due_at) WHERE completed_at IS NULL;
 CREATE INDEX IF NOT EXISTS {s}.tasks_by_assignee ON tasks (assignee);
+CREATE INDEX IF NOT EXISTS {s}.tasks_by_lead ON tasks (lead_id);
+CREATE INDEX IF NOT EXISTS {s}.tasks_by_deal ON tasks (deal_id);
 
 CREATE TABLE IF NOT EXISTS {s}.stage_history (
     position   INTEGER PRIMARY KEY,
@@ -177,6 +179,7 @@ CREATE TABLE IF NOT EXISTS {s}.incidents (
     text     TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {s}.incidents_by_employee ON incidents (employee, kind, at);
+CREATE INDEX IF NOT EXISTS {s}.incidents_by_stream ON incidents (stream, position);
 
 CREATE TABLE IF NOT EXISTS {s}.escalations (
     position INTEGER PRIMARY KEY,
@@ -200,6 +203,7 @@ CREATE TABLE IF NOT EXISTS {s}.inbox (
     stream   TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {s}.inbox_by_employee ON inbox (employee, position);
+CREATE INDEX IF NOT EXISTS {s}.inbox_by_stream ON inbox (stream, position);
 
 -- Notifications read (`notification.read`): `id` is the position of the notification.queued
 -- event, `position` that of the event that marked it read.

@@ -3,13 +3,13 @@
 use crate::error::Error;
 use crate::log::parse_time;
 use crate::project::{
-    COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, TASK_COLUMNS, company_row,
-    contact_row, deal_row, lead_row, task_row,
+    COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, PendingTimer, TASK_COLUMNS,
+    company_row, contact_row, deal_row, lead_row, task_row,
 };
 use chrono::{DateTime, Utc};
 use leadflow_engine::StreamId;
 use leadflow_engine::model::{Company, Contact, Deal, Lead, Task};
-use rusqlite::{Connection, params_from_iter, types::Value as Sql};
+use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as Sql};
 
 /// What `lead list` / `deal list` search for: the CLI tells which kind of key the text is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,23 +352,55 @@ pub struct Timer {
     pub set_by: String,
 }
 
+/// The stream's pending timers (deadlines, delayed robots, a task's due time), in the order
+/// they were set; found from the stream's scheduling events, as the `timers` table has no
+/// index by stream. For read-only connections as well as inside a write.
+pub fn pending_timers(conn: &Connection, stream: StreamId) -> Result<Vec<PendingTimer>, Error> {
+    crate::project::pending_timers(conn, "main", stream)
+}
+
+/// Who set the timer of the event at `position`: its actor (`""` if the event is gone).
+fn timer_actor(conn: &Connection, position: i64) -> Result<String, Error> {
+    let actor: Option<String> = conn
+        .prepare_cached("SELECT actor FROM events WHERE position = ?1")?
+        .query_row([position], |r| r.get(0))
+        .optional()?;
+    Ok(actor.unwrap_or_default())
+}
+
 /// Pending timers matching `f`, by due time.
 pub fn timers(conn: &Connection, f: &TimerFilter) -> Result<Vec<Timer>, Error> {
-    let mut conds = Vec::new();
-    let mut args: Vec<Sql> = Vec::new();
     if let Some(s) = f.stream {
-        args.push(s.kind.as_str().to_owned().into());
-        args.push(s.id.into());
-        conds.push("t.kind = ?1 AND t.entity_id = ?2".to_owned());
+        let mut rows: Vec<PendingTimer> = pending_timers(conn, s)?
+            .into_iter()
+            .filter(|t| f.due_before.is_none_or(|b| t.due_at < b))
+            .collect();
+        rows.sort_by_key(|t| (t.due_at, t.id));
+        if f.limit > 0 {
+            rows.truncate(f.limit);
+        }
+        return rows
+            .into_iter()
+            .map(|t| {
+                Ok(Timer {
+                    due_at: t.due_at,
+                    what: t.what,
+                    stream: s.to_string(),
+                    name: t.name,
+                    stage: t.stage,
+                    set_at_position: t.id,
+                    set_by: timer_actor(conn, t.id)?,
+                })
+            })
+            .collect();
     }
-    if let Some(t) = f.due_before {
-        args.push(crate::log::fmt_time(t).into());
-        conds.push(format!("t.due_at < ?{}", args.len()));
-    }
-    let w = if conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conds.join(" AND "))
+    let mut args: Vec<Sql> = Vec::new();
+    let w = match f.due_before {
+        Some(t) => {
+            args.push(crate::log::fmt_time(t).into());
+            " WHERE t.due_at < ?1"
+        }
+        None => "",
     };
     let sql = format!(
         "SELECT t.due_at, t.what, t.kind, t.entity_id, t.name, t.stage, t.id, e.actor \
@@ -380,26 +412,49 @@ pub fn timers(conn: &Connection, f: &TimerFilter) -> Result<Vec<Timer>, Error> {
         let due: String = r.get(0)?;
         let kind: String = r.get(2)?;
         let id: i64 = r.get(3)?;
-        Ok(Timer {
-            due_at: parse_time(&due).unwrap_or_default(),
-            what: r.get(1)?,
-            stream: format!("{kind}-{id}"),
-            name: r.get(4)?,
-            stage: r.get(5)?,
-            set_at_position: r.get(6)?,
-            set_by: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
-        })
+        let position: i64 = r.get(6)?;
+        Ok((
+            due,
+            Timer {
+                due_at: DateTime::<Utc>::default(),
+                what: r.get(1)?,
+                stream: format!("{kind}-{id}"),
+                name: r.get(4)?,
+                stage: r.get(5)?,
+                set_at_position: position,
+                set_by: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+            },
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    for row in rows {
+        let (due, mut t) = row?;
+        t.due_at = row_time(&due, t.set_at_position, "timers.due_at")?;
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// A stored time, or [`Error::Corrupt`] naming the row and column if it is not one.
+fn row_time(s: &str, position: i64, what: &str) -> Result<DateTime<Utc>, Error> {
+    parse_time(s).ok_or_else(|| Error::Corrupt {
+        position,
+        why: format!("{what} {s:?} is not a time"),
+    })
+}
+
+/// The query of [`incidents_of`] (an index lookup by `incidents_by_stream`).
+fn incidents_of_sql(n: usize) -> String {
+    format!(
+        "SELECT position, at, employee, kind, rule, stream, text FROM incidents \
+         WHERE stream = ?1 ORDER BY position DESC LIMIT {}",
+        limit(n)
+    )
 }
 
 /// Incidents about one stream, newest first; at most `n` (0: all).
 pub fn incidents_of(conn: &Connection, stream: &str, n: usize) -> Result<Vec<JournalEntry>, Error> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT position, at, employee, kind, rule, stream, text FROM incidents \
-         WHERE stream = ?1 ORDER BY position DESC LIMIT {}",
-        limit(n)
-    ))?;
+    let mut stmt = conn.prepare(&incidents_of_sql(n))?;
     let rows = stmt.query_map([stream], |r| {
         let at: String = r.get(1)?;
         Ok(JournalEntry {
@@ -419,15 +474,20 @@ pub fn incidents_of(conn: &Connection, stream: &str, n: usize) -> Result<Vec<Jou
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The query of [`open_tasks_of`] by `col` (`lead_id` or `deal_id`, each indexed).
+fn open_tasks_sql(col: &str) -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE {col} = ?1 AND completed_at IS NULL ORDER BY due_at, id"
+    )
+}
+
 /// Open tasks about a lead or deal, by due time.
 pub fn open_tasks_of(conn: &Connection, stream: StreamId) -> Result<Vec<Task>, Error> {
     let col = match stream.kind {
         leadflow_engine::EntityKind::Deal => "deal_id",
         _ => "lead_id",
     };
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {TASK_COLUMNS} FROM tasks WHERE {col} = ?1 AND completed_at IS NULL ORDER BY due_at, id"
-    ))?;
+    let mut stmt = conn.prepare(&open_tasks_sql(col))?;
     let rows = stmt.query_map([stream.id], task_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -626,12 +686,8 @@ pub struct InboxFilter {
     pub limit: usize,
 }
 
-/// An employee's inbox (every employee's with `employee` `None`), newest first.
-pub fn inbox(
-    conn: &Connection,
-    employee: Option<&str>,
-    f: &InboxFilter,
-) -> Result<Vec<Notification>, Error> {
+/// The query of [`inbox`] and its arguments (by stream an index lookup by `inbox_by_stream`).
+fn inbox_sql(employee: Option<&str>, f: &InboxFilter) -> (String, Vec<Sql>) {
     let mut conds = Vec::new();
     let mut args: Vec<Sql> = Vec::new();
     if let Some(e) = employee {
@@ -663,12 +719,23 @@ pub fn inbox(
     } else {
         format!(" WHERE {}", conds.join(" AND "))
     };
-    let mut stmt = conn.prepare(&format!(
+    let sql = format!(
         "SELECT i.position, i.at, i.employee, i.priority, i.text, i.rule, i.stream, r.at \
          FROM inbox i LEFT JOIN inbox_read r ON r.id = i.position{w} \
          ORDER BY i.position DESC LIMIT {}",
         limit(f.limit)
-    ))?;
+    );
+    (sql, args)
+}
+
+/// An employee's inbox (every employee's with `employee` `None`), newest first.
+pub fn inbox(
+    conn: &Connection,
+    employee: Option<&str>,
+    f: &InboxFilter,
+) -> Result<Vec<Notification>, Error> {
+    let (sql, args) = inbox_sql(employee, f);
+    let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |r| {
         let at: String = r.get(1)?;
         let read: Option<String> = r.get(7)?;
@@ -828,4 +895,51 @@ pub fn journal(conn: &Connection, f: &JournalFilter) -> Result<Vec<JournalEntry>
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query plan's lines for `sql`, with `n` dummy arguments.
+    fn plan(conn: &Connection, sql: &str, args: Vec<Sql>) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    /// Fails if the plan scans a whole table rather than searching an index.
+    fn assert_indexed(conn: &Connection, sql: &str, args: Vec<Sql>) {
+        let plan = plan(conn, sql, args);
+        assert!(
+            plan.iter().all(|l| !l.starts_with("SCAN")),
+            "{sql}\nscans a table: {plan:?}"
+        );
+    }
+
+    #[test]
+    fn per_stream_queries_search_an_index() {
+        let store = crate::Store::open_in_memory().unwrap();
+        let conn = store.connection();
+        assert_indexed(
+            conn,
+            &incidents_of_sql(10),
+            vec!["lead-1".to_owned().into()],
+        );
+        assert_indexed(conn, &incidents_of_sql(0), vec!["lead-1".to_owned().into()]);
+        assert_indexed(conn, &open_tasks_sql("lead_id"), vec![1.into()]);
+        assert_indexed(conn, &open_tasks_sql("deal_id"), vec![1.into()]);
+        for unread in [false, true] {
+            let f = InboxFilter {
+                stream: Some("lead-1".to_owned()),
+                unread,
+                limit: 20,
+                ..InboxFilter::default()
+            };
+            let (sql, args) = inbox_sql(None, &f);
+            assert_indexed(conn, &sql, args);
+        }
+    }
 }

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS {s}.leads (
 );
 CREATE INDEX IF NOT EXISTS {s}.leads_by_stage ON leads (pipeline, stage);
 CREATE INDEX IF NOT EXISTS {s}.leads_by_responsible ON leads (responsible);
+CREATE INDEX IF NOT EXISTS {s}.leads_by_company ON leads (company_id);
 
 CREATE TABLE IF NOT EXISTS {s}.deals (
     id               INTEGER PRIMARY KEY,
@@ -85,6 +86,8 @@ CREATE TABLE IF NOT EXISTS {s}.deals (
 );
 CREATE INDEX IF NOT EXISTS {s}.deals_by_stage ON deals (pipeline, stage);
 CREATE INDEX IF NOT EXISTS {s}.deals_by_responsible ON deals (responsible);
+CREATE INDEX IF NOT EXISTS {s}.deals_by_contact ON deals (contact_id);
+CREATE INDEX IF NOT EXISTS {s}.deals_by_company ON deals (company_id);
 
 CREATE TABLE IF NOT EXISTS {s}.contacts (
     id          INTEGER PRIMARY KEY,

@@ -3,8 +3,8 @@
 use crate::error::Error;
 use crate::log::parse_time;
 use crate::project::{
-    COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, PendingTimer, TASK_COLUMNS,
-    company_row, contact_row, deal_row, lead_row, task_row,
+    COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, MatchKey, PendingTimer,
+    TASK_COLUMNS, company_row, contact_row, deal_row, lead_row, task_row,
 };
 use chrono::{DateTime, Utc};
 use leadflow_engine::StreamId;
@@ -84,11 +84,13 @@ fn repeat_sql(t: &str) -> String {
     )
 }
 
-/// `phones` / `emails` columns hold JSON arrays of normalised values; a stored phone may carry
-/// an extension after `;` (`+79378922084;ext=12`), which a search for the line ignores.
-fn in_json_list(col: &str, n: usize) -> String {
+/// The ids of `kind` (`lead`, `contact`, `company`) with the key `what` = `?n`: an index
+/// lookup in the `match_keys` projection, which holds normalised phones (without an
+/// extension), e-mails and INNs.
+fn matching_ids(what: MatchKey, n: usize, kind: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM json_each({col}) WHERE value = ?{n} OR (value >= ?{n} || ';' AND value < ?{n} || '<'))"
+        "SELECT entity_id FROM match_keys WHERE what = '{}' AND value = ?{n} AND kind = '{kind}'",
+        what.as_str()
     )
 }
 
@@ -196,31 +198,27 @@ fn where_clause(f: &ListFilter, table: &str) -> (String, Vec<Sql>) {
             }
             conds.push(format!("({})", own.join(" OR ")));
         }
-        (Some(Search::Phone(v) | Search::Email(v)), t) => {
-            let n = arg(v.clone().into(), &mut args);
-            let col = if matches!(f.search, Some(Search::Phone(_))) {
-                "phones"
-            } else {
-                "emails"
+        (Some(Search::Phone(v) | Search::Email(v) | Search::Inn(v)), t) => {
+            let what = match f.search {
+                Some(Search::Phone(_)) => MatchKey::Phone,
+                Some(Search::Email(_)) => MatchKey::Email,
+                _ => MatchKey::Inn,
             };
-            let own = if t == "leads" {
-                in_json_list(col, n)
-            } else {
-                format!(
-                    "{} OR {}",
-                    contact(&in_json_list(&format!("c.{col}"), n)),
-                    company(&in_json_list(&format!("co.{col}"), n), "deals")
-                )
-            };
-            conds.push(format!("({own})"));
-        }
-        (Some(Search::Inn(inn)), t) => {
-            let n = arg(inn.clone().into(), &mut args);
-            let by_company = company(&format!("co.inn = ?{n}"), t);
-            conds.push(if t == "leads" {
-                format!("(json_extract(fields, '$.inn') = ?{n} OR {by_company})")
-            } else {
-                format!("({by_company})")
+            let n = arg(what.normalize(v).into(), &mut args);
+            let company = format!("company_id IN ({})", matching_ids(what, n, "company"));
+            conds.push(match (t, what) {
+                // A lead's own phones, e-mails and INN (its custom field `inn`); for an INN
+                // its company's too.
+                ("leads", MatchKey::Inn) => {
+                    format!("(id IN ({}) OR {company})", matching_ids(what, n, "lead"))
+                }
+                ("leads", _) => format!("id IN ({})", matching_ids(what, n, "lead")),
+                // A deal's client: its contact's phones and e-mails, its company's all three.
+                (_, MatchKey::Inn) => company,
+                _ => format!(
+                    "(contact_id IN ({}) OR {company})",
+                    matching_ids(what, n, "contact")
+                ),
             });
         }
     }
@@ -260,14 +258,20 @@ fn page(f: &ListFilter) -> String {
     )
 }
 
-/// Leads matching `f`, newest first unless `f` says otherwise.
-pub fn leads(conn: &Connection, f: &ListFilter) -> Result<Vec<Lead>, Error> {
-    let (w, args) = where_clause(f, "leads");
+/// The query of [`leads`] or [`deals`] (`table`) and its arguments.
+fn list_sql(f: &ListFilter, table: &str, columns: &str) -> (String, Vec<Sql>) {
+    let (w, args) = where_clause(f, table);
     let sql = format!(
-        "SELECT {LEAD_COLUMNS} FROM leads{w} ORDER BY {} {}",
+        "SELECT {columns} FROM {table}{w} ORDER BY {} {}",
         order_by(f),
         page(f)
     );
+    (sql, args)
+}
+
+/// Leads matching `f`, newest first unless `f` says otherwise.
+pub fn leads(conn: &Connection, f: &ListFilter) -> Result<Vec<Lead>, Error> {
+    let (sql, args) = list_sql(f, "leads", LEAD_COLUMNS);
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), lead_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -275,12 +279,7 @@ pub fn leads(conn: &Connection, f: &ListFilter) -> Result<Vec<Lead>, Error> {
 
 /// Deals matching `f`, newest first unless `f` says otherwise.
 pub fn deals(conn: &Connection, f: &ListFilter) -> Result<Vec<Deal>, Error> {
-    let (w, args) = where_clause(f, "deals");
-    let sql = format!(
-        "SELECT {DEAL_COLUMNS} FROM deals{w} ORDER BY {} {}",
-        order_by(f),
-        page(f)
-    );
+    let (sql, args) = list_sql(f, "deals", DEAL_COLUMNS);
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), deal_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -940,6 +939,30 @@ mod tests {
             };
             let (sql, args) = inbox_sql(None, &f);
             assert_indexed(conn, &sql, args);
+        }
+    }
+
+    #[test]
+    fn searching_leads_and_deals_by_phone_email_or_inn_looks_up_match_keys() {
+        let store = crate::Store::open_in_memory().unwrap();
+        let conn = store.connection();
+        for search in [
+            Search::Phone("+79378922084".to_owned()),
+            Search::Email("a@b.ru".to_owned()),
+            Search::Inn("7707083893".to_owned()),
+        ] {
+            for sort in [Sort::Created, Sort::Title] {
+                let f = ListFilter {
+                    search: Some(search.clone()),
+                    sort,
+                    limit: 50,
+                    ..ListFilter::default()
+                };
+                for (table, columns) in [("leads", LEAD_COLUMNS), ("deals", DEAL_COLUMNS)] {
+                    let (sql, args) = list_sql(&f, table, columns);
+                    assert_indexed(conn, &sql, args);
+                }
+            }
         }
     }
 }

@@ -456,21 +456,42 @@ pub fn incidents_of(conn: &Connection, stream: &str, n: usize) -> Result<Vec<Jou
     let mut stmt = conn.prepare(&incidents_of_sql(n))?;
     let rows = stmt.query_map([stream], |r| {
         let at: String = r.get(1)?;
-        Ok(JournalEntry {
-            record: JournalRecord::Incident,
-            position: r.get(0)?,
-            at: parse_time(&at).unwrap_or_default(),
-            employee: r.get(2)?,
-            kind: r.get(3)?,
-            rule: r.get(4)?,
-            stream: r.get(5)?,
-            manager: None,
-            count: None,
-            window: None,
-            text: r.get(6)?,
-        })
+        Ok((
+            at,
+            JournalEntry {
+                record: JournalRecord::Incident,
+                position: r.get(0)?,
+                at: DateTime::<Utc>::default(),
+                employee: r.get(2)?,
+                kind: r.get(3)?,
+                rule: r.get(4)?,
+                stream: r.get(5)?,
+                manager: None,
+                count: None,
+                window: None,
+                text: r.get(6)?,
+            },
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    journal_times(rows)
+}
+
+/// Journal rows with their stored `at` read, or [`Error::Corrupt`] naming a row whose time is
+/// not one.
+fn journal_times(
+    rows: impl Iterator<Item = rusqlite::Result<(String, JournalEntry)>>,
+) -> Result<Vec<JournalEntry>, Error> {
+    let mut out = Vec::new();
+    for row in rows {
+        let (at, mut e) = row?;
+        let table = match e.record {
+            JournalRecord::Incident => "incidents.at",
+            JournalRecord::Escalation => "escalations.at",
+        };
+        e.at = row_time(&at, e.position, table)?;
+        out.push(e);
+    }
+    Ok(out)
 }
 
 /// The query of [`open_tasks_of`] by `col` (`lead_id` or `deal_id`, each indexed).
@@ -738,18 +759,31 @@ pub fn inbox(
     let rows = stmt.query_map(params_from_iter(args), |r| {
         let at: String = r.get(1)?;
         let read: Option<String> = r.get(7)?;
-        Ok(Notification {
-            position: r.get(0)?,
-            at: parse_time(&at).unwrap_or_default(),
-            employee: r.get(2)?,
-            priority: r.get(3)?,
-            text: r.get(4)?,
-            rule: r.get(5)?,
-            stream: r.get(6)?,
-            read_at: read.and_then(|t| parse_time(&t)),
-        })
+        Ok((
+            at,
+            read,
+            Notification {
+                position: r.get(0)?,
+                at: DateTime::<Utc>::default(),
+                employee: r.get(2)?,
+                priority: r.get(3)?,
+                text: r.get(4)?,
+                rule: r.get(5)?,
+                stream: r.get(6)?,
+                read_at: None,
+            },
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    for row in rows {
+        let (at, read, mut n) = row?;
+        n.at = row_time(&at, n.position, "inbox.at")?;
+        n.read_at = read
+            .map(|t| row_time(&t, n.position, "inbox_read.at"))
+            .transpose()?;
+        out.push(n);
+    }
+    Ok(out)
 }
 
 /// Which journal a [`JournalEntry`] comes from.
@@ -875,25 +909,28 @@ pub fn journal(conn: &Connection, f: &JournalFilter) -> Result<Vec<JournalEntry>
     let rows = stmt.query_map(params_from_iter(args), |r| {
         let record: String = r.get(0)?;
         let at: String = r.get(2)?;
-        Ok(JournalEntry {
-            record: if record == "incident" {
-                JournalRecord::Incident
-            } else {
-                JournalRecord::Escalation
+        Ok((
+            at,
+            JournalEntry {
+                record: if record == "incident" {
+                    JournalRecord::Incident
+                } else {
+                    JournalRecord::Escalation
+                },
+                position: r.get(1)?,
+                at: DateTime::<Utc>::default(),
+                employee: r.get(3)?,
+                kind: r.get(4)?,
+                rule: r.get(5)?,
+                stream: r.get(6)?,
+                manager: r.get(7)?,
+                count: r.get(8)?,
+                window: r.get(9)?,
+                text: r.get(10)?,
             },
-            position: r.get(1)?,
-            at: parse_time(&at).unwrap_or_default(),
-            employee: r.get(3)?,
-            kind: r.get(4)?,
-            rule: r.get(5)?,
-            stream: r.get(6)?,
-            manager: r.get(7)?,
-            count: r.get(8)?,
-            window: r.get(9)?,
-            text: r.get(10)?,
-        })
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    journal_times(rows)
 }
 
 #[cfg(test)]
@@ -964,5 +1001,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Fails unless `r` is [`Error::Corrupt`] about the row at `position`.
+    fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, Error>, position: i64) {
+        match r {
+            Err(Error::Corrupt { position: p, why }) => {
+                assert_eq!(p, position, "{why}");
+                assert!(why.contains("not a time"), "{why}");
+            }
+            other => panic!("expected a corrupt row at {position}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_stored_time_is_a_corrupt_row_not_1970() {
+        let store = crate::Store::open_in_memory().unwrap();
+        let conn = store.connection();
+        conn.execute_batch(
+            "INSERT INTO timers (due_at, id, what, kind, entity_id) VALUES ('garbage', 7, 'deadline', 'lead', 1);
+             INSERT INTO incidents (position, at, kind, stream, text) VALUES (8, 'garbage', 'overdue', 'lead-1', 'x');
+             INSERT INTO escalations (position, at, employee, kind, count, window, rule, stream)
+                 VALUES (9, 'garbage', 'ivan', 'overdue', 3, 'P7D', 'r', 'lead-1');
+             INSERT INTO inbox (position, at, employee, priority, text, stream) VALUES (10, 'garbage', 'ivan', 'normal', 'x', 'lead-1');",
+        )
+        .unwrap();
+        assert_corrupt(timers(conn, &TimerFilter::default()), 7);
+        assert_corrupt(incidents_of(conn, "lead-1", 0), 8);
+        assert_corrupt(inbox(conn, None, &InboxFilter::default()), 10);
+        let f = JournalFilter {
+            escalations: true,
+            ..JournalFilter::default()
+        };
+        assert_corrupt(journal(conn, &f), 9);
     }
 }

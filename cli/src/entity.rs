@@ -254,7 +254,7 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
         )?,
         LeadCmd::List(args) => {
             let conn = ctx.store.connection();
-            let leads = query::leads(conn, &filter(ctx, &args)?)?;
+            let leads = query::leads(conn, &filter(ctx, &args, EntityKind::Lead)?)?;
             let ids: Vec<i64> = leads.iter().map(|l| l.id).collect();
             let repeat = query::repeat_leads(conn, &ids)?;
             if ctx.json {
@@ -320,7 +320,81 @@ fn search(text: &str) -> Search {
     Search::Text(t.to_owned())
 }
 
-fn filter(ctx: &Ctx, args: &ListArgs) -> Result<ListFilter, CliError> {
+/// Refuses a name `flag` gives that the configuration does not know (exit 1), listing those
+/// it does.
+fn known<'a>(
+    flag: &str,
+    what: &str,
+    given: &Option<String>,
+    known: impl IntoIterator<Item = &'a str>,
+) -> Result<(), CliError> {
+    let Some(given) = given else {
+        return Ok(());
+    };
+    let known: Vec<&str> = known.into_iter().collect();
+    if known.contains(&given.as_str()) {
+        return Ok(());
+    }
+    Err(CliError::Unknown(format!(
+        "unknown {what} '{given}' in {flag}; the configuration lists: {}",
+        known.join(", ")
+    )))
+}
+
+/// The filter of `lead list` (`kind` a lead) or `deal list`; a pipeline, stage, employee or
+/// source the configuration does not know is refused (exit 1), as are the lead-only options
+/// for deals (exit 2).
+fn filter(ctx: &Ctx, args: &ListArgs, kind: EntityKind) -> Result<ListFilter, CliError> {
+    if kind != EntityKind::Lead {
+        for (flag, given) in [
+            ("--source", args.source.is_some()),
+            ("--repeat", args.repeat),
+            ("--first-time", args.first_time),
+        ] {
+            if given {
+                return Err(CliError::Usage(format!(
+                    "{flag} is for leads only; deal list does not take it"
+                )));
+            }
+        }
+    }
+    let cfg = &ctx.config;
+    let pipelines: Vec<_> = cfg.pipelines.iter().filter(|p| p.entity == kind).collect();
+    known(
+        "--pipeline",
+        "pipeline",
+        &args.pipeline,
+        pipelines.iter().map(|p| p.id.as_str()),
+    )?;
+    let in_pipeline: Vec<_> = pipelines
+        .iter()
+        .filter(|p| {
+            args.pipeline
+                .as_deref()
+                .is_none_or(|id| p.id.as_str() == id)
+        })
+        .collect();
+    let mut stages: Vec<&str> = in_pipeline
+        .iter()
+        .flat_map(|p| p.stages.iter().map(|s| s.id.as_str()))
+        .collect();
+    stages.sort();
+    stages.dedup();
+    known("--stage", "stage", &args.stage, stages)?;
+    known(
+        "--responsible",
+        "employee",
+        &args.responsible,
+        cfg.employees.keys().map(|e| e.as_str()),
+    )?;
+    if !cfg.sources.is_empty() {
+        known(
+            "--source",
+            "source",
+            &args.source,
+            cfg.sources.iter().map(String::as_str),
+        )?;
+    }
     let time = |t: &Option<String>, flag: &str| {
         t.as_deref()
             .map(|t| {
@@ -447,7 +521,10 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
             StreamId::new(EntityKind::Deal, parse_id(EntityKind::Deal, &id)?),
         )?,
         DealCmd::List(args) => {
-            let deals = query::deals(ctx.store.connection(), &filter(ctx, &args)?)?;
+            let deals = query::deals(
+                ctx.store.connection(),
+                &filter(ctx, &args, EntityKind::Deal)?,
+            )?;
             if ctx.json {
                 deals.iter().for_each(json_line);
                 return Ok(());

@@ -173,6 +173,13 @@ pub fn timers(ctx: &Ctx, args: TimersArgs) -> Result<(), CliError> {
             .transpose()?,
         limit: args.limit,
     };
+    if let Some(stream) = filter.stream
+        && ctx.store.stream_version(stream)? == 0
+    {
+        return Err(CliError::Unknown(format!(
+            "unknown stream '{stream}' in --stream: the log has no {stream}"
+        )));
+    }
     let rows = query::timers(ctx.store.connection(), &filter)?;
     if ctx.json {
         for t in &rows {

@@ -873,9 +873,11 @@ trigger = { on = "deadline_elapsed", name = "call_back" }
     assert_eq!(json["notifications"][0]["text"], "call Ivan back");
     assert_eq!(json["incidents"][0]["kind"], "missed_call_back");
     assert_eq!(json["repeat"], false);
-    assert_eq!(
-        env.ok(&["timers", "--stream", "lead-9"]).trim(),
-        "no pending timers"
+    // A stream that does not exist is not known (exit 1), as for `lead show 9`.
+    env.refused(
+        &["timers", "--stream", "lead-9"],
+        1,
+        "unknown stream 'lead-9'",
     );
 }
 

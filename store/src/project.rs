@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS {s}.leads (
 );
 CREATE INDEX IF NOT EXISTS {s}.leads_by_stage ON leads (pipeline, stage);
 CREATE INDEX IF NOT EXISTS {s}.leads_by_responsible ON leads (responsible);
+CREATE INDEX IF NOT EXISTS {s}.leads_by_company ON leads (company_id);
 
 CREATE TABLE IF NOT EXISTS {s}.deals (
     id               INTEGER PRIMARY KEY,
@@ -85,6 +86,8 @@ CREATE TABLE IF NOT EXISTS {s}.deals (
 );
 CREATE INDEX IF NOT EXISTS {s}.deals_by_stage ON deals (pipeline, stage);
 CREATE INDEX IF NOT EXISTS {s}.deals_by_responsible ON deals (responsible);
+CREATE INDEX IF NOT EXISTS {s}.deals_by_contact ON deals (contact_id);
+CREATE INDEX IF NOT EXISTS {s}.deals_by_company ON deals (company_id);
 
 CREATE TABLE IF NOT EXISTS {s}.contacts (
     id          INTEGER PRIMARY KEY,
@@ -138,6 +141,8 @@ CREATE TABLE IF NOT EXISTS {s}.tasks (
 );
 CREATE INDEX IF NOT EXISTS {s}.tasks_open_by_due ON tasks (due_at) WHERE completed_at IS NULL;
 CREATE INDEX IF NOT EXISTS {s}.tasks_by_assignee ON tasks (assignee);
+CREATE INDEX IF NOT EXISTS {s}.tasks_by_lead ON tasks (lead_id);
+CREATE INDEX IF NOT EXISTS {s}.tasks_by_deal ON tasks (deal_id);
 
 CREATE TABLE IF NOT EXISTS {s}.stage_history (
     position   INTEGER PRIMARY KEY,
@@ -177,6 +182,7 @@ CREATE TABLE IF NOT EXISTS {s}.incidents (
     text     TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {s}.incidents_by_employee ON incidents (employee, kind, at);
+CREATE INDEX IF NOT EXISTS {s}.incidents_by_stream ON incidents (stream, position);
 
 CREATE TABLE IF NOT EXISTS {s}.escalations (
     position INTEGER PRIMARY KEY,
@@ -200,6 +206,7 @@ CREATE TABLE IF NOT EXISTS {s}.inbox (
     stream   TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {s}.inbox_by_employee ON inbox (employee, position);
+CREATE INDEX IF NOT EXISTS {s}.inbox_by_stream ON inbox (stream, position);
 
 -- Notifications read (`notification.read`): `id` is the position of the notification.queued
 -- event, `position` that of the event that marked it read.

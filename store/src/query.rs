@@ -3,13 +3,13 @@
 use crate::error::Error;
 use crate::log::parse_time;
 use crate::project::{
-    COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, TASK_COLUMNS, company_row,
-    contact_row, deal_row, lead_row, task_row,
+    COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, MatchKey, PendingTimer,
+    TASK_COLUMNS, company_row, contact_row, deal_row, lead_row, task_row,
 };
 use chrono::{DateTime, Utc};
 use leadflow_engine::StreamId;
 use leadflow_engine::model::{Company, Contact, Deal, Lead, Task};
-use rusqlite::{Connection, params_from_iter, types::Value as Sql};
+use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as Sql};
 
 /// What `lead list` / `deal list` search for: the CLI tells which kind of key the text is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,11 +84,13 @@ fn repeat_sql(t: &str) -> String {
     )
 }
 
-/// `phones` / `emails` columns hold JSON arrays of normalised values; a stored phone may carry
-/// an extension after `;` (`+79378922084;ext=12`), which a search for the line ignores.
-fn in_json_list(col: &str, n: usize) -> String {
+/// The ids of `kind` (`lead`, `contact`, `company`) with the key `what` = `?n`: an index
+/// lookup in the `match_keys` projection, which holds normalised phones (without an
+/// extension), e-mails and INNs.
+fn matching_ids(what: MatchKey, n: usize, kind: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM json_each({col}) WHERE value = ?{n} OR (value >= ?{n} || ';' AND value < ?{n} || '<'))"
+        "SELECT entity_id FROM match_keys WHERE what = '{}' AND value = ?{n} AND kind = '{kind}'",
+        what.as_str()
     )
 }
 
@@ -196,31 +198,27 @@ fn where_clause(f: &ListFilter, table: &str) -> (String, Vec<Sql>) {
             }
             conds.push(format!("({})", own.join(" OR ")));
         }
-        (Some(Search::Phone(v) | Search::Email(v)), t) => {
-            let n = arg(v.clone().into(), &mut args);
-            let col = if matches!(f.search, Some(Search::Phone(_))) {
-                "phones"
-            } else {
-                "emails"
+        (Some(Search::Phone(v) | Search::Email(v) | Search::Inn(v)), t) => {
+            let what = match f.search {
+                Some(Search::Phone(_)) => MatchKey::Phone,
+                Some(Search::Email(_)) => MatchKey::Email,
+                _ => MatchKey::Inn,
             };
-            let own = if t == "leads" {
-                in_json_list(col, n)
-            } else {
-                format!(
-                    "{} OR {}",
-                    contact(&in_json_list(&format!("c.{col}"), n)),
-                    company(&in_json_list(&format!("co.{col}"), n), "deals")
-                )
-            };
-            conds.push(format!("({own})"));
-        }
-        (Some(Search::Inn(inn)), t) => {
-            let n = arg(inn.clone().into(), &mut args);
-            let by_company = company(&format!("co.inn = ?{n}"), t);
-            conds.push(if t == "leads" {
-                format!("(json_extract(fields, '$.inn') = ?{n} OR {by_company})")
-            } else {
-                format!("({by_company})")
+            let n = arg(what.normalize(v).into(), &mut args);
+            let company = format!("company_id IN ({})", matching_ids(what, n, "company"));
+            conds.push(match (t, what) {
+                // A lead's own phones, e-mails and INN (its custom field `inn`); for an INN
+                // its company's too.
+                ("leads", MatchKey::Inn) => {
+                    format!("(id IN ({}) OR {company})", matching_ids(what, n, "lead"))
+                }
+                ("leads", _) => format!("id IN ({})", matching_ids(what, n, "lead")),
+                // A deal's client: its contact's phones and e-mails, its company's all three.
+                (_, MatchKey::Inn) => company,
+                _ => format!(
+                    "(contact_id IN ({}) OR {company})",
+                    matching_ids(what, n, "contact")
+                ),
             });
         }
     }
@@ -260,14 +258,20 @@ fn page(f: &ListFilter) -> String {
     )
 }
 
-/// Leads matching `f`, newest first unless `f` says otherwise.
-pub fn leads(conn: &Connection, f: &ListFilter) -> Result<Vec<Lead>, Error> {
-    let (w, args) = where_clause(f, "leads");
+/// The query of [`leads`] or [`deals`] (`table`) and its arguments.
+fn list_sql(f: &ListFilter, table: &str, columns: &str) -> (String, Vec<Sql>) {
+    let (w, args) = where_clause(f, table);
     let sql = format!(
-        "SELECT {LEAD_COLUMNS} FROM leads{w} ORDER BY {} {}",
+        "SELECT {columns} FROM {table}{w} ORDER BY {} {}",
         order_by(f),
         page(f)
     );
+    (sql, args)
+}
+
+/// Leads matching `f`, newest first unless `f` says otherwise.
+pub fn leads(conn: &Connection, f: &ListFilter) -> Result<Vec<Lead>, Error> {
+    let (sql, args) = list_sql(f, "leads", LEAD_COLUMNS);
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), lead_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -275,12 +279,7 @@ pub fn leads(conn: &Connection, f: &ListFilter) -> Result<Vec<Lead>, Error> {
 
 /// Deals matching `f`, newest first unless `f` says otherwise.
 pub fn deals(conn: &Connection, f: &ListFilter) -> Result<Vec<Deal>, Error> {
-    let (w, args) = where_clause(f, "deals");
-    let sql = format!(
-        "SELECT {DEAL_COLUMNS} FROM deals{w} ORDER BY {} {}",
-        order_by(f),
-        page(f)
-    );
+    let (sql, args) = list_sql(f, "deals", DEAL_COLUMNS);
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), deal_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -352,23 +351,55 @@ pub struct Timer {
     pub set_by: String,
 }
 
+/// The stream's pending timers (deadlines, delayed robots, a task's due time), in the order
+/// they were set; found from the stream's scheduling events, as the `timers` table has no
+/// index by stream. For read-only connections as well as inside a write.
+pub fn pending_timers(conn: &Connection, stream: StreamId) -> Result<Vec<PendingTimer>, Error> {
+    crate::project::pending_timers(conn, "main", stream)
+}
+
+/// Who set the timer of the event at `position`: its actor (`""` if the event is gone).
+fn timer_actor(conn: &Connection, position: i64) -> Result<String, Error> {
+    let actor: Option<String> = conn
+        .prepare_cached("SELECT actor FROM events WHERE position = ?1")?
+        .query_row([position], |r| r.get(0))
+        .optional()?;
+    Ok(actor.unwrap_or_default())
+}
+
 /// Pending timers matching `f`, by due time.
 pub fn timers(conn: &Connection, f: &TimerFilter) -> Result<Vec<Timer>, Error> {
-    let mut conds = Vec::new();
-    let mut args: Vec<Sql> = Vec::new();
     if let Some(s) = f.stream {
-        args.push(s.kind.as_str().to_owned().into());
-        args.push(s.id.into());
-        conds.push("t.kind = ?1 AND t.entity_id = ?2".to_owned());
+        let mut rows: Vec<PendingTimer> = pending_timers(conn, s)?
+            .into_iter()
+            .filter(|t| f.due_before.is_none_or(|b| t.due_at < b))
+            .collect();
+        rows.sort_by_key(|t| (t.due_at, t.id));
+        if f.limit > 0 {
+            rows.truncate(f.limit);
+        }
+        return rows
+            .into_iter()
+            .map(|t| {
+                Ok(Timer {
+                    due_at: t.due_at,
+                    what: t.what,
+                    stream: s.to_string(),
+                    name: t.name,
+                    stage: t.stage,
+                    set_at_position: t.id,
+                    set_by: timer_actor(conn, t.id)?,
+                })
+            })
+            .collect();
     }
-    if let Some(t) = f.due_before {
-        args.push(crate::log::fmt_time(t).into());
-        conds.push(format!("t.due_at < ?{}", args.len()));
-    }
-    let w = if conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conds.join(" AND "))
+    let mut args: Vec<Sql> = Vec::new();
+    let w = match f.due_before {
+        Some(t) => {
+            args.push(crate::log::fmt_time(t).into());
+            " WHERE t.due_at < ?1"
+        }
+        None => "",
     };
     let sql = format!(
         "SELECT t.due_at, t.what, t.kind, t.entity_id, t.name, t.stage, t.id, e.actor \
@@ -380,43 +411,94 @@ pub fn timers(conn: &Connection, f: &TimerFilter) -> Result<Vec<Timer>, Error> {
         let due: String = r.get(0)?;
         let kind: String = r.get(2)?;
         let id: i64 = r.get(3)?;
-        Ok(Timer {
-            due_at: parse_time(&due).unwrap_or_default(),
-            what: r.get(1)?,
-            stream: format!("{kind}-{id}"),
-            name: r.get(4)?,
-            stage: r.get(5)?,
-            set_at_position: r.get(6)?,
-            set_by: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
-        })
+        let position: i64 = r.get(6)?;
+        Ok((
+            due,
+            Timer {
+                due_at: DateTime::<Utc>::default(),
+                what: r.get(1)?,
+                stream: format!("{kind}-{id}"),
+                name: r.get(4)?,
+                stage: r.get(5)?,
+                set_at_position: position,
+                set_by: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+            },
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    for row in rows {
+        let (due, mut t) = row?;
+        t.due_at = row_time(&due, t.set_at_position, "timers.due_at")?;
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// A stored time, or [`Error::Corrupt`] naming the row and column if it is not one.
+fn row_time(s: &str, position: i64, what: &str) -> Result<DateTime<Utc>, Error> {
+    parse_time(s).ok_or_else(|| Error::Corrupt {
+        position,
+        why: format!("{what} {s:?} is not a time"),
+    })
+}
+
+/// The query of [`incidents_of`] (an index lookup by `incidents_by_stream`).
+fn incidents_of_sql(n: usize) -> String {
+    format!(
+        "SELECT position, at, employee, kind, rule, stream, text FROM incidents \
+         WHERE stream = ?1 ORDER BY position DESC LIMIT {}",
+        limit(n)
+    )
 }
 
 /// Incidents about one stream, newest first; at most `n` (0: all).
 pub fn incidents_of(conn: &Connection, stream: &str, n: usize) -> Result<Vec<JournalEntry>, Error> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT position, at, employee, kind, rule, stream, text FROM incidents \
-         WHERE stream = ?1 ORDER BY position DESC LIMIT {}",
-        limit(n)
-    ))?;
+    let mut stmt = conn.prepare(&incidents_of_sql(n))?;
     let rows = stmt.query_map([stream], |r| {
         let at: String = r.get(1)?;
-        Ok(JournalEntry {
-            record: JournalRecord::Incident,
-            position: r.get(0)?,
-            at: parse_time(&at).unwrap_or_default(),
-            employee: r.get(2)?,
-            kind: r.get(3)?,
-            rule: r.get(4)?,
-            stream: r.get(5)?,
-            manager: None,
-            count: None,
-            window: None,
-            text: r.get(6)?,
-        })
+        Ok((
+            at,
+            JournalEntry {
+                record: JournalRecord::Incident,
+                position: r.get(0)?,
+                at: DateTime::<Utc>::default(),
+                employee: r.get(2)?,
+                kind: r.get(3)?,
+                rule: r.get(4)?,
+                stream: r.get(5)?,
+                manager: None,
+                count: None,
+                window: None,
+                text: r.get(6)?,
+            },
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    journal_times(rows)
+}
+
+/// Journal rows with their stored `at` read, or [`Error::Corrupt`] naming a row whose time is
+/// not one.
+fn journal_times(
+    rows: impl Iterator<Item = rusqlite::Result<(String, JournalEntry)>>,
+) -> Result<Vec<JournalEntry>, Error> {
+    let mut out = Vec::new();
+    for row in rows {
+        let (at, mut e) = row?;
+        let table = match e.record {
+            JournalRecord::Incident => "incidents.at",
+            JournalRecord::Escalation => "escalations.at",
+        };
+        e.at = row_time(&at, e.position, table)?;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// The query of [`open_tasks_of`] by `col` (`lead_id` or `deal_id`, each indexed).
+fn open_tasks_sql(col: &str) -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE {col} = ?1 AND completed_at IS NULL ORDER BY due_at, id"
+    )
 }
 
 /// Open tasks about a lead or deal, by due time.
@@ -425,9 +507,7 @@ pub fn open_tasks_of(conn: &Connection, stream: StreamId) -> Result<Vec<Task>, E
         leadflow_engine::EntityKind::Deal => "deal_id",
         _ => "lead_id",
     };
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {TASK_COLUMNS} FROM tasks WHERE {col} = ?1 AND completed_at IS NULL ORDER BY due_at, id"
-    ))?;
+    let mut stmt = conn.prepare(&open_tasks_sql(col))?;
     let rows = stmt.query_map([stream.id], task_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -626,12 +706,8 @@ pub struct InboxFilter {
     pub limit: usize,
 }
 
-/// An employee's inbox (every employee's with `employee` `None`), newest first.
-pub fn inbox(
-    conn: &Connection,
-    employee: Option<&str>,
-    f: &InboxFilter,
-) -> Result<Vec<Notification>, Error> {
+/// The query of [`inbox`] and its arguments (by stream an index lookup by `inbox_by_stream`).
+fn inbox_sql(employee: Option<&str>, f: &InboxFilter) -> (String, Vec<Sql>) {
     let mut conds = Vec::new();
     let mut args: Vec<Sql> = Vec::new();
     if let Some(e) = employee {
@@ -663,27 +739,51 @@ pub fn inbox(
     } else {
         format!(" WHERE {}", conds.join(" AND "))
     };
-    let mut stmt = conn.prepare(&format!(
+    let sql = format!(
         "SELECT i.position, i.at, i.employee, i.priority, i.text, i.rule, i.stream, r.at \
          FROM inbox i LEFT JOIN inbox_read r ON r.id = i.position{w} \
          ORDER BY i.position DESC LIMIT {}",
         limit(f.limit)
-    ))?;
+    );
+    (sql, args)
+}
+
+/// An employee's inbox (every employee's with `employee` `None`), newest first.
+pub fn inbox(
+    conn: &Connection,
+    employee: Option<&str>,
+    f: &InboxFilter,
+) -> Result<Vec<Notification>, Error> {
+    let (sql, args) = inbox_sql(employee, f);
+    let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |r| {
         let at: String = r.get(1)?;
         let read: Option<String> = r.get(7)?;
-        Ok(Notification {
-            position: r.get(0)?,
-            at: parse_time(&at).unwrap_or_default(),
-            employee: r.get(2)?,
-            priority: r.get(3)?,
-            text: r.get(4)?,
-            rule: r.get(5)?,
-            stream: r.get(6)?,
-            read_at: read.and_then(|t| parse_time(&t)),
-        })
+        Ok((
+            at,
+            read,
+            Notification {
+                position: r.get(0)?,
+                at: DateTime::<Utc>::default(),
+                employee: r.get(2)?,
+                priority: r.get(3)?,
+                text: r.get(4)?,
+                rule: r.get(5)?,
+                stream: r.get(6)?,
+                read_at: None,
+            },
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    for row in rows {
+        let (at, read, mut n) = row?;
+        n.at = row_time(&at, n.position, "inbox.at")?;
+        n.read_at = read
+            .map(|t| row_time(&t, n.position, "inbox_read.at"))
+            .transpose()?;
+        out.push(n);
+    }
+    Ok(out)
 }
 
 /// Which journal a [`JournalEntry`] comes from.
@@ -809,23 +909,130 @@ pub fn journal(conn: &Connection, f: &JournalFilter) -> Result<Vec<JournalEntry>
     let rows = stmt.query_map(params_from_iter(args), |r| {
         let record: String = r.get(0)?;
         let at: String = r.get(2)?;
-        Ok(JournalEntry {
-            record: if record == "incident" {
-                JournalRecord::Incident
-            } else {
-                JournalRecord::Escalation
+        Ok((
+            at,
+            JournalEntry {
+                record: if record == "incident" {
+                    JournalRecord::Incident
+                } else {
+                    JournalRecord::Escalation
+                },
+                position: r.get(1)?,
+                at: DateTime::<Utc>::default(),
+                employee: r.get(3)?,
+                kind: r.get(4)?,
+                rule: r.get(5)?,
+                stream: r.get(6)?,
+                manager: r.get(7)?,
+                count: r.get(8)?,
+                window: r.get(9)?,
+                text: r.get(10)?,
             },
-            position: r.get(1)?,
-            at: parse_time(&at).unwrap_or_default(),
-            employee: r.get(3)?,
-            kind: r.get(4)?,
-            rule: r.get(5)?,
-            stream: r.get(6)?,
-            manager: r.get(7)?,
-            count: r.get(8)?,
-            window: r.get(9)?,
-            text: r.get(10)?,
-        })
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    journal_times(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query plan's lines for `sql`, with `n` dummy arguments.
+    fn plan(conn: &Connection, sql: &str, args: Vec<Sql>) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    /// Fails if the plan scans a whole table rather than searching an index.
+    fn assert_indexed(conn: &Connection, sql: &str, args: Vec<Sql>) {
+        let plan = plan(conn, sql, args);
+        assert!(
+            plan.iter().all(|l| !l.starts_with("SCAN")),
+            "{sql}\nscans a table: {plan:?}"
+        );
+    }
+
+    #[test]
+    fn per_stream_queries_search_an_index() {
+        let store = crate::Store::open_in_memory().unwrap();
+        let conn = store.connection();
+        assert_indexed(
+            conn,
+            &incidents_of_sql(10),
+            vec!["lead-1".to_owned().into()],
+        );
+        assert_indexed(conn, &incidents_of_sql(0), vec!["lead-1".to_owned().into()]);
+        assert_indexed(conn, &open_tasks_sql("lead_id"), vec![1.into()]);
+        assert_indexed(conn, &open_tasks_sql("deal_id"), vec![1.into()]);
+        for unread in [false, true] {
+            let f = InboxFilter {
+                stream: Some("lead-1".to_owned()),
+                unread,
+                limit: 20,
+                ..InboxFilter::default()
+            };
+            let (sql, args) = inbox_sql(None, &f);
+            assert_indexed(conn, &sql, args);
+        }
+    }
+
+    #[test]
+    fn searching_leads_and_deals_by_phone_email_or_inn_looks_up_match_keys() {
+        let store = crate::Store::open_in_memory().unwrap();
+        let conn = store.connection();
+        for search in [
+            Search::Phone("+79378922084".to_owned()),
+            Search::Email("a@b.ru".to_owned()),
+            Search::Inn("7707083893".to_owned()),
+        ] {
+            for sort in [Sort::Created, Sort::Title] {
+                let f = ListFilter {
+                    search: Some(search.clone()),
+                    sort,
+                    limit: 50,
+                    ..ListFilter::default()
+                };
+                for (table, columns) in [("leads", LEAD_COLUMNS), ("deals", DEAL_COLUMNS)] {
+                    let (sql, args) = list_sql(&f, table, columns);
+                    assert_indexed(conn, &sql, args);
+                }
+            }
+        }
+    }
+
+    /// Fails unless `r` is [`Error::Corrupt`] about the row at `position`.
+    fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, Error>, position: i64) {
+        match r {
+            Err(Error::Corrupt { position: p, why }) => {
+                assert_eq!(p, position, "{why}");
+                assert!(why.contains("not a time"), "{why}");
+            }
+            other => panic!("expected a corrupt row at {position}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_stored_time_is_a_corrupt_row_not_1970() {
+        let store = crate::Store::open_in_memory().unwrap();
+        let conn = store.connection();
+        conn.execute_batch(
+            "INSERT INTO timers (due_at, id, what, kind, entity_id) VALUES ('garbage', 7, 'deadline', 'lead', 1);
+             INSERT INTO incidents (position, at, kind, stream, text) VALUES (8, 'garbage', 'overdue', 'lead-1', 'x');
+             INSERT INTO escalations (position, at, employee, kind, count, window, rule, stream)
+                 VALUES (9, 'garbage', 'ivan', 'overdue', 3, 'P7D', 'r', 'lead-1');
+             INSERT INTO inbox (position, at, employee, priority, text, stream) VALUES (10, 'garbage', 'ivan', 'normal', 'x', 'lead-1');",
+        )
+        .unwrap();
+        assert_corrupt(timers(conn, &TimerFilter::default()), 7);
+        assert_corrupt(incidents_of(conn, "lead-1", 0), 8);
+        assert_corrupt(inbox(conn, None, &InboxFilter::default()), 10);
+        let f = JournalFilter {
+            escalations: true,
+            ..JournalFilter::default()
+        };
+        assert_corrupt(journal(conn, &f), 9);
+    }
 }

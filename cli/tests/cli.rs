@@ -1,49 +1,16 @@
 //! The real `leadflow` binary on temporary folders: every kind of bad input is refused with a
 //! message that names the problem, a non-zero exit code, and nothing appended.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::*;
 
 impl Env {
-    /// A folder with the default configuration and an empty database.
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = env.run(&["init", env.path().to_str().unwrap()]);
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
-        env
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
-        c.current_dir(self.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_NOW")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "off");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
+    /// A folder with the default configuration and an empty database, whose commands (unlike
+    /// the other test files') leave `LEADFLOW_RULES` as the caller's environment has it.
+    fn with_callers_rules_var() -> Env {
+        Env::builder().keep_rules_var().init()
     }
 
     /// Runs a command that must fail with `code`, append nothing, and say `needle` on stderr.
@@ -62,14 +29,6 @@ impl Env {
     fn events(&self) -> usize {
         self.ok(&["--json", "events"]).lines().count()
     }
-
-    fn db(&self) -> PathBuf {
-        self.path().join("leadflow.db")
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn with_lead(env: &Env) {
@@ -85,7 +44,7 @@ fn with_lead(env: &Env) {
 
 #[test]
 fn a_lead_goes_through_the_pipeline_and_shows_its_history() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     assert_eq!(
         env.ok(&[
             "lead",
@@ -161,7 +120,7 @@ fn a_lead_goes_through_the_pipeline_and_shows_its_history() {
 
 #[test]
 fn an_unknown_stage_is_refused_with_the_known_stages() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     env.refused(
         &["lead", "move", "1", "nowhere"],
@@ -172,14 +131,14 @@ fn an_unknown_stage_is_refused_with_the_known_stages() {
 
 #[test]
 fn a_forbidden_transition_is_refused() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     env.refused(&["lead", "move", "1", "converted"], 1, "cannot move lead-1 from 'new' to 'converted': 'converted' can be entered only from qualified, offer_sent");
 }
 
 #[test]
 fn a_missing_required_field_is_named() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     env.ok(&["lead", "assign", "1", "ivanov"]);
     env.ok(&["lead", "move", "1", "in_work"]);
@@ -188,7 +147,7 @@ fn a_missing_required_field_is_named() {
 
 #[test]
 fn conditionally_required_fields_apply_to_legal_entities_only() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     env.ok(&["lead", "assign", "1", "ivanov"]);
     env.ok(&["lead", "move", "1", "in_work"]);
@@ -219,7 +178,7 @@ fn conditionally_required_fields_apply_to_legal_entities_only() {
 
 #[test]
 fn a_wrong_field_type_is_refused() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     env.refused(
         &["lead", "update", "1", "-f", "budget=lots"],
@@ -240,7 +199,7 @@ fn a_wrong_field_type_is_refused() {
 
 #[test]
 fn malformed_phones_and_emails_are_refused() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     env.refused(
         &["lead", "create", "--name", "X", "--phone", "12ab"],
         1,
@@ -260,7 +219,7 @@ fn malformed_phones_and_emails_are_refused() {
 
 #[test]
 fn unknown_employees_are_refused() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     env.refused(
         &["lead", "assign", "1", "ghost"],
@@ -281,7 +240,7 @@ fn unknown_employees_are_refused() {
 
 #[test]
 fn company_requisites_are_checked() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     env.refused(
         &[
             "company",
@@ -318,7 +277,7 @@ fn company_requisites_are_checked() {
 
 #[test]
 fn a_stale_expected_version_is_a_conflict() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     env.refused(
         &["lead", "assign", "1", "ivanov", "--expect-version", "0"],
@@ -330,7 +289,7 @@ fn a_stale_expected_version_is_a_conflict() {
 
 #[test]
 fn references_to_missing_entities_are_refused() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     env.refused(
         &["deal", "create", "--title", "Kitchen", "--contact", "5"],
         1,
@@ -347,7 +306,7 @@ fn references_to_missing_entities_are_refused() {
 
 #[test]
 fn configuration_errors_carry_file_line_and_column() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     let cfg = env.path().join("leadflow.toml");
     let text = std::fs::read_to_string(&cfg).unwrap().replacen(
         "team = \"first_line\"",
@@ -369,7 +328,7 @@ fn configuration_errors_carry_file_line_and_column() {
 
 #[test]
 fn a_bad_import_row_names_its_line_and_imports_nothing() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     let csv = env.path().join("leads.csv");
     std::fs::write(&csv, "name,phone,email,budget\nIvan,8 912 000-00-01,,100000\n\"Olga, \"\"Kamen\"\"\",+7 912 000 00 02,olga@example.ru,\nPavel,not a phone,,\n").unwrap();
     env.refused(
@@ -406,7 +365,7 @@ fn a_bad_import_row_names_its_line_and_imports_nothing() {
 
 #[test]
 fn a_good_import_creates_every_lead() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     let csv = env.path().join("leads.csv");
     let mut text = String::from("name,phone,source,budget\n");
     for i in 0..250 {
@@ -432,7 +391,7 @@ fn a_good_import_creates_every_lead() {
 
 #[test]
 fn verify_names_the_tampered_position_and_a_cut_off_head() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     for _ in 0..5 {
         with_lead(&env);
     }
@@ -482,7 +441,7 @@ fn verify_names_the_tampered_position_and_a_cut_off_head() {
 
 #[test]
 fn verify_reports_projections_that_differ_from_a_replay_and_replay_repairs_them() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     let conn = rusqlite::Connection::open(env.db()).unwrap();
     conn.execute("UPDATE leads SET stage = 'converted' WHERE id = 1", [])
@@ -501,7 +460,7 @@ fn verify_reports_projections_that_differ_from_a_replay_and_replay_repairs_them(
 
 #[test]
 fn a_database_from_a_newer_leadflow_is_left_alone() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     rusqlite::Connection::open(env.db())
         .unwrap()
         .execute_batch("PRAGMA user_version = 42")
@@ -530,7 +489,7 @@ fn a_database_from_a_newer_leadflow_is_left_alone() {
 fn commands_commit_with_synchronous_full_unless_told_otherwise() {
     // The store's own default is tested in store/tests/store.rs (PRAGMA synchronous = 2);
     // here, what is in force on the binary's connection (PRAGMA synchronous), from its debug log.
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     let opened = |extra: &[&str]| {
         let out = env
             .cmd()
@@ -554,7 +513,7 @@ fn commands_commit_with_synchronous_full_unless_told_otherwise() {
 
 #[test]
 fn commands_find_the_configuration_in_a_parent_folder() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     let sub = env.path().join("a/b");
     std::fs::create_dir_all(&sub).unwrap();
     let out = env
@@ -648,7 +607,7 @@ impl Env {
 
 #[test]
 fn a_configuration_folder_is_merged_and_its_errors_name_the_file() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     let folder = env.path().join("leadflow.d");
     std::fs::create_dir(&folder).unwrap();
     let full = std::fs::read_to_string(env.path().join("leadflow.toml")).unwrap();
@@ -680,7 +639,7 @@ fn a_configuration_folder_is_merged_and_its_errors_name_the_file() {
 
 #[test]
 fn rules_check_reports_every_problem_with_its_location() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     // `init` left rules/example.toml, all comments: an empty rule set that loads.
     let rules = env.path().join("rules");
     assert_eq!(
@@ -721,7 +680,7 @@ fn rules_check_reports_every_problem_with_its_location() {
 
 #[test]
 fn rules_schema_describes_every_robot_and_the_configured_names() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     let schema: serde_json::Value = serde_json::from_str(&env.ok(&["rules", "schema"])).unwrap();
     let robots = schema["definitions"]["rule"]["properties"]["robots"]["items"]["oneOf"]
         .as_array()
@@ -747,7 +706,7 @@ fn rules_schema_describes_every_robot_and_the_configured_names() {
 #[test]
 fn events_follow_prints_events_appended_by_other_processes() {
     use std::io::BufRead;
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     let mut follow = env
         .cmd()
@@ -772,7 +731,7 @@ fn events_follow_prints_events_appended_by_other_processes() {
 
 #[test]
 fn an_update_without_fields_is_refused_and_a_no_op_appends_nothing() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     env.refused(
         &["lead", "update", "1"],
@@ -789,7 +748,7 @@ fn an_update_without_fields_is_refused_and_a_no_op_appends_nothing() {
 
 #[test]
 fn malformed_arguments_name_what_to_write_instead() {
-    let env = Env::new();
+    let env = Env::with_callers_rules_var();
     with_lead(&env);
     env.refused(
         &["events", "--since", "yesterday"],

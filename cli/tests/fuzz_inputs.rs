@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+mod common;
+use common::stderr;
+
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
 const CASES: u32 = 64;
 
@@ -142,10 +145,6 @@ impl Case {
         );
         Ok(())
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 // ---- generators ---------------------------------------------------------------------------

@@ -4,58 +4,14 @@
 //! the lead's.
 
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+use std::process::Stdio;
 
+mod common;
+use common::*;
+
+/// The log helpers of this file.
 impl Env {
-    /// A folder with the default configuration, an empty database and `init`'s `rules/`.
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = env.run(&["init", env.path().to_str().unwrap()]);
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
-        env
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        let p = self.path().join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The binary in the folder, at 2026-03-02 09:00 UTC (Monday, 12:00 in Moscow).
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
-        c.current_dir(self.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_RULES")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "off");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     /// Runs a command that must fail with `code`, append nothing, and say `needle` on stderr.
     fn refused(&self, args: &[&str], code: i32, needle: &str) -> String {
         let before = self.events().len();
@@ -74,16 +30,6 @@ impl Env {
     fn events(&self) -> Vec<Value> {
         json_lines(&self.ok(&["--json", "events"]))
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
 }
 
 const DEADLINE: &str = r#"

@@ -2,42 +2,16 @@
 //! they are given that is not known exits 1 (as the README's exit-code rule says), a lead-only
 //! option given to `deal list` is a usage error (exit 2), and a known one still lists.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::*;
 
 impl Env {
     /// A folder with the default configuration and one lead (`lead-1`, from a call).
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = env.run(&["init", env.path().to_str().unwrap()]);
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
+    fn with_lead() -> Env {
+        let env = Env::new();
         let out = env.run(&["lead", "create", "--title", "Windows", "--source", "call"]);
         assert!(out.status.success(), "lead create failed: {}", stderr(&out));
         env
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_leadflow"))
-            .current_dir(self.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_RULES")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "off")
-            .args(args)
-            .output()
-            .unwrap()
     }
 
     /// Runs a command that must exit with `code`, print nothing and say `needle` on stderr.
@@ -53,17 +27,9 @@ impl Env {
     }
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn list_filters_naming_an_unknown_employee_pipeline_stage_or_source_exit_1() {
-    let env = Env::new();
+    let env = Env::with_lead();
     for (flag, what) in [
         ("--responsible", "employee"),
         ("--pipeline", "pipeline"),
@@ -119,7 +85,7 @@ fn list_filters_naming_an_unknown_employee_pipeline_stage_or_source_exit_1() {
 
 #[test]
 fn deal_list_refuses_the_lead_only_options_with_exit_2() {
-    let env = Env::new();
+    let env = Env::with_lead();
     for args in [
         &["deal", "list", "--source", "call"][..],
         &["deal", "list", "--repeat"],
@@ -133,7 +99,7 @@ fn deal_list_refuses_the_lead_only_options_with_exit_2() {
 
 #[test]
 fn timers_of_a_stream_that_does_not_exist_exit_1_like_lead_show() {
-    let env = Env::new();
+    let env = Env::with_lead();
     env.refused(&["lead", "show", "999"], 1, "");
     env.refused(
         &["timers", "--stream", "lead-999"],

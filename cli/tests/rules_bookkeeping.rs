@@ -2,12 +2,10 @@
 //! command appends nothing (not even the rule set's activation), the backlog a crash left runs
 //! before the next command is decided, and `tick` and `run` without rules say so and exit 0.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::*;
 
 const ROUND_ROBIN: &str = r#"
 [[rules]]
@@ -21,44 +19,11 @@ trigger = { on = "created", entity = "lead", sources = ["web_form"] }
 "#;
 
 impl Env {
-    /// A fresh `init` (its rules/ holds only the commented example).
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = env.run(&["init", env.path().to_str().unwrap()]);
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
-        env
-    }
-
+    /// A fresh `init` (its rules/ holds only the commented example) and `rules/assign.toml`.
     fn with_rules(text: &str) -> Env {
         let env = Env::new();
         std::fs::write(env.path().join("rules").join("assign.toml"), text).unwrap();
         env
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_leadflow"))
-            .current_dir(self.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_RULES")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "off")
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
     }
 
     fn types(&self) -> Vec<String> {
@@ -70,10 +35,6 @@ impl Env {
             })
             .collect()
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -10,18 +10,14 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::*;
 
 impl Env {
-    /// A folder with the default configuration, an empty database and one lead.
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = env.run(&["init", env.path().to_str().unwrap()]);
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
+    /// A folder with the default configuration, an empty database and one lead, whose
+    /// commands run with `RUST_LOG=warn`.
+    fn with_lead() -> Env {
+        let env = Env::builder().rust_log("warn").init();
         env.ok(&[
             "lead",
             "create",
@@ -32,40 +28,6 @@ impl Env {
         ]);
         env
     }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn db(&self) -> PathBuf {
-        self.path().join("leadflow.db")
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
-        c.current_dir(self.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_RULES")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "warn");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Another process's write transaction, held until dropped (or committed).
@@ -77,7 +39,7 @@ fn hold_write_lock(db: &Path) -> rusqlite::Connection {
 
 #[test]
 fn reads_succeed_while_another_process_holds_the_write_lock() {
-    let env = Env::new();
+    let env = Env::with_lead();
     let lock = hold_write_lock(&env.db());
     for args in [
         &["lead", "list"][..],
@@ -106,7 +68,7 @@ fn reads_succeed_while_another_process_holds_the_write_lock() {
 
 #[test]
 fn a_writer_says_it_waits_for_the_write_lock_and_goes_on_when_it_is_free() {
-    let env = Env::new();
+    let env = Env::with_lead();
     let lock = hold_write_lock(&env.db());
     let mut child = env
         .cmd()
@@ -175,7 +137,7 @@ fn check_read_only(env: &Env, expect_in_write_error: &str) {
 
 #[test]
 fn a_read_only_file_in_a_read_only_folder_is_read_and_verified_and_a_write_names_both() {
-    let env = Env::new();
+    let env = Env::with_lead();
     chmod(&env.db(), 0o444);
     chmod(&env.path().join("leadflow.toml"), 0o444);
     chmod(env.path(), 0o555);
@@ -196,7 +158,7 @@ fn a_read_only_file_in_a_read_only_folder_is_read_and_verified_and_a_write_names
 
 #[test]
 fn a_writable_file_in_a_read_only_folder_is_read_and_a_write_names_the_folder() {
-    let env = Env::new();
+    let env = Env::with_lead();
     chmod(&env.db(), 0o666);
     chmod(&env.path().join("leadflow.toml"), 0o444);
     chmod(env.path(), 0o555);
@@ -211,7 +173,7 @@ fn a_writable_file_in_a_read_only_folder_is_read_and_a_write_names_the_folder() 
 
 #[test]
 fn a_read_only_file_in_a_writable_folder_is_read_and_a_write_names_the_file() {
-    let env = Env::new();
+    let env = Env::with_lead();
     chmod(&env.db(), 0o444);
     chmod(env.path(), 0o777);
     check_read_only(
@@ -224,7 +186,7 @@ fn a_read_only_file_in_a_writable_folder_is_read_and_a_write_names_the_file() {
 
 #[test]
 fn verify_passes_on_a_healthy_database_while_another_process_writes() {
-    let env = Arc::new(Env::new());
+    let env = Arc::new(Env::with_lead());
     // Enough rows that a verify spans several of the writer's commits.
     let mut csv = String::from("name,phone\n");
     for i in 0..3000 {
@@ -381,9 +343,9 @@ fn a_read_only_mount_is_read_and_verified_and_a_write_says_it_is_read_only() {
         return;
     }
     let disk = SmallDisk::mount(4096);
-    let env = Env {
-        dir: tempfile::tempdir_in(&disk.0).unwrap(),
-    };
+    let env = Env::builder()
+        .rust_log("warn")
+        .bare_in(tempfile::tempdir_in(&disk.0).unwrap());
     let out = env.run(&["init", env.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     env.ok(&["lead", "create", "--name", "Ivan"]);
@@ -421,7 +383,7 @@ fn a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user() {
     if !runs_as_root("a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user") {
         return;
     }
-    let env = Env::new();
+    let env = Env::with_lead();
     chmod(env.path(), 0o755);
     // The owner (root) can write here, so reading without the -shm file's locks could see a
     // half-written change: the reader says so instead of guessing.
@@ -449,7 +411,7 @@ fn make_old(db: &Path) {
 
 #[test]
 fn a_database_from_before_the_new_projections_is_read_after_the_upgrade() {
-    let env = Env::new();
+    let env = Env::with_lead();
     make_old(&env.db());
     // The first read migrates it once (the file is writable), then reads.
     assert!(env.ok(&["lead", "list"]).contains("Ivan"));
@@ -469,7 +431,7 @@ fn a_database_from_before_the_new_projections_is_read_after_the_upgrade() {
 
 #[test]
 fn an_old_read_only_copy_reads_its_log_and_says_what_to_do_for_the_rest() {
-    let env = Env::new();
+    let env = Env::with_lead();
     make_old(&env.db());
     chmod(&env.db(), 0o444);
     chmod(env.path(), 0o555);
@@ -510,7 +472,7 @@ fn recorded_ats(db: &Path) -> Vec<String> {
 
 #[test]
 fn recorded_at_is_taken_once_the_write_lock_is_held_and_never_goes_back() {
-    let env = Env::new();
+    let env = Env::with_lead();
     let lock = hold_write_lock(&env.db());
     let mut child = env
         .cmd()
@@ -580,7 +542,7 @@ fn hand_to_nobody(env: &Env) {
 
 #[test]
 fn a_read_of_a_read_only_file_leaves_no_read_only_shm_or_wal_behind() {
-    let env = Env::new();
+    let env = Env::with_lead();
     hand_to_nobody(&env);
     chmod(&env.db(), 0o444);
     let out = as_owner(&env, &["lead", "list"]);
@@ -604,7 +566,7 @@ fn a_read_of_a_read_only_file_leaves_no_read_only_shm_or_wal_behind() {
 
 #[test]
 fn a_write_blocked_by_a_read_only_wal_file_names_it() {
-    let env = Env::new();
+    let env = Env::with_lead();
     let side = |s: &str| PathBuf::from(format!("{}{s}", env.db().display()));
     // A read of the read-only file leaves -wal and -shm files, owned by the test's user.
     chmod(&env.db(), 0o444);

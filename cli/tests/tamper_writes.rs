@@ -3,12 +3,10 @@
 //! rules never act twice on one event when their cursor is moved back, nor skip events when it
 //! is moved past the log's end. Through the real binary.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::*;
 
 /// Every new lead gets a call task from its rule.
 const TASK_RULE: &str = r#"
@@ -25,47 +23,11 @@ trigger = { on = "created", entity = "lead" }
 "#;
 
 impl Env {
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = env.run(&["init", env.path().to_str().unwrap()]);
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
-        env
-    }
-
+    /// Also `rules/tasks.toml`.
     fn with_rules(text: &str) -> Env {
         let env = Env::new();
         std::fs::write(env.path().join("rules").join("tasks.toml"), text).unwrap();
         env
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn db(&self) -> PathBuf {
-        self.path().join("leadflow.db")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_leadflow"))
-            .current_dir(self.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_RULES")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "off")
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
     }
 
     fn sql(&self, sql: &str) {
@@ -97,10 +59,6 @@ impl Env {
         }
         assert_eq!(self.events(), before, "{args:?} appended events");
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn leads(env: &Env, n: usize) {

@@ -5,26 +5,13 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::*;
 
+/// Rule files and the log helpers of this file.
 impl Env {
-    /// A folder with the default configuration (Europe/Moscow), an empty database and
-    /// `init`'s `rules/`.
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = env.run(&["init", env.path().to_str().unwrap()]);
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
-        env
-    }
-
-    /// Also a rule file `rules/NAME`.
+    /// Also a rule file `rules/time.toml`.
     fn with_rules(text: &str) -> Env {
         let env = Env::new();
         env.write_rules("time.toml", text);
@@ -33,34 +20,6 @@ impl Env {
 
     fn write_rules(&self, name: &str, text: &str) {
         std::fs::write(self.path().join("rules").join(name), text).unwrap();
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The binary in the folder, at 2026-03-02 09:00 UTC (Monday, 12:00 in Moscow).
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
-        c.current_dir(self.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_RULES")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "off");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Runs a command that must fail with `code`, append nothing, and say each of `needles`
@@ -82,15 +41,8 @@ impl Env {
 
     /// The log as JSON values.
     fn events(&self) -> Vec<Value> {
-        self.ok(&["--json", "events"])
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
+        json_lines(&self.ok(&["--json", "events"]))
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn instant(v: &Value) -> DateTime<Utc> {

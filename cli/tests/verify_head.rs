@@ -6,24 +6,12 @@
 //! correctly hashed and the copy's own chain verifies.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::*;
 
 impl Env {
-    /// A folder with the default configuration and an empty database.
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = env.run(&["init", env.path().to_str().unwrap()]);
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
-        env
-    }
-
     /// A folder whose database is a copy of `other`'s as it stands now.
     fn copy_of(other: &Env) -> Env {
         let env = Env::new();
@@ -39,34 +27,6 @@ impl Env {
         env
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn db(&self) -> PathBuf {
-        self.path().join("leadflow.db")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_leadflow"))
-            .current_dir(self.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_RULES")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "off")
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     fn lead(&self, name: &str) {
         self.ok(&[
             "lead",
@@ -77,7 +37,6 @@ impl Env {
             "8 912 345-67-89",
         ]);
     }
-
     /// The head `verify --json` reports, as `POS:HASH`.
     fn head(&self) -> String {
         let report: Value = serde_json::from_str(self.ok(&["--json", "verify"]).trim()).unwrap();
@@ -100,10 +59,6 @@ impl Env {
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["ok"], false, "{report}");
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The original log forks after four leads; returns it and its head at the fork.

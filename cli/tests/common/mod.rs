@@ -1,0 +1,135 @@
+//! The harness the integration tests share: a temporary folder `leadflow init` has set up, and
+//! the real `leadflow` binary run in it with a fixed clock and none of the caller's
+//! `LEADFLOW_*` settings.
+//!
+//! Each test binary uses a subset of it; what only one file needs stays in that file, as an
+//! `impl Env` block of its own or as free functions taking `&Env`.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The fixed clock every command runs at: 2026-03-02 09:00 UTC (Monday, 12:00 in Moscow).
+pub const NOW: &str = "2026-03-02T09:00:00Z";
+
+/// A temporary folder with the default configuration, an empty database and `init`'s `rules/`.
+pub struct Env {
+    dir: tempfile::TempDir,
+    rust_log: &'static str,
+    remove_rules_var: bool,
+}
+
+/// How an [`Env`] runs the binary, for the few files that differ from [`Env::new`].
+pub struct EnvBuilder {
+    rust_log: &'static str,
+    remove_rules_var: bool,
+}
+
+impl EnvBuilder {
+    /// `RUST_LOG` for every command (default `off`).
+    pub fn rust_log(mut self, level: &'static str) -> EnvBuilder {
+        self.rust_log = level;
+        self
+    }
+
+    /// Leaves `LEADFLOW_RULES` as the caller's environment has it instead of removing it.
+    pub fn keep_rules_var(mut self) -> EnvBuilder {
+        self.remove_rules_var = false;
+        self
+    }
+
+    /// Runs `leadflow init` in a new temporary folder.
+    pub fn init(self) -> Env {
+        let env = self.bare_in(tempfile::tempdir().unwrap());
+        let out = env.run(&["init", env.path().to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        env
+    }
+
+    /// An `Env` on `dir` as it is: nothing is run, not even `init`.
+    pub fn bare_in(self, dir: tempfile::TempDir) -> Env {
+        Env {
+            dir,
+            rust_log: self.rust_log,
+            remove_rules_var: self.remove_rules_var,
+        }
+    }
+}
+
+impl Env {
+    /// A folder with the default configuration, an empty database and `init`'s `rules/`.
+    pub fn new() -> Env {
+        Env::builder().init()
+    }
+
+    /// The defaults of [`Env::new`], to change before [`EnvBuilder::init`].
+    pub fn builder() -> EnvBuilder {
+        EnvBuilder {
+            rust_log: "off",
+            remove_rules_var: true,
+        }
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The database `init` created.
+    pub fn db(&self) -> PathBuf {
+        self.path().join("leadflow.db")
+    }
+
+    /// Writes `text` to the file `name` in the folder, creating its parent folders.
+    pub fn write(&self, name: &str, text: &str) {
+        let p = self.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// The binary in the folder, at [`NOW`], without `LEADFLOW_CONFIG`, `LEADFLOW_DB`,
+    /// `LEADFLOW_AS` and `LEADFLOW_RULES` from the caller, and `RUST_LOG=off`.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        c.current_dir(self.path())
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_DB")
+            .env_remove("LEADFLOW_AS");
+        if self.remove_rules_var {
+            c.env_remove("LEADFLOW_RULES");
+        }
+        c.env("LEADFLOW_NOW", NOW).env("RUST_LOG", self.rust_log);
+        c
+    }
+
+    /// Runs a command and returns what it did.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// A command's stderr, lossily decoded.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A command's stdout, lossily decoded.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One JSON value per line of `text`; panics naming a line that is not JSON.
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}

@@ -9,36 +9,6 @@ use std::process::{Output, Stdio};
 mod common;
 use common::*;
 
-/// The log helpers of this file.
-impl Env {
-    /// Runs a command that must fail with `code`, append nothing, and say `needle` on stderr.
-    fn refused(&self, args: &[&str], code: i32, needle: &str) -> String {
-        let before = self.events().len();
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains(needle),
-            "{args:?}: expected {needle:?} in {err:?}"
-        );
-        assert_eq!(self.events().len(), before, "{args:?} appended events");
-        err
-    }
-
-    /// The log as JSON values.
-    fn events(&self) -> Vec<Value> {
-        json_lines(&self.ok(&["--json", "events"]))
-    }
-
-    /// The types of the log's events, in order.
-    fn types(&self) -> Vec<String> {
-        self.events()
-            .iter()
-            .map(|e| e["type"].as_str().unwrap().to_owned())
-            .collect()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // A closed pipe (defect 7)
 // ---------------------------------------------------------------------------------------------
@@ -96,7 +66,7 @@ fn a_pipe_closed_early_ends_reading_commands_quietly() {
     // A write still commits before it prints: the pipe closing loses nothing.
     let out = into_closed_pipe(&env, &["lead", "create", "--name", "Olga"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(env.types().len(), 3);
+    assert_eq!(env.log_types().len(), 3);
 }
 
 #[test]
@@ -119,7 +89,7 @@ fn a_closed_stderr_never_panics_either() {
     };
     // Warnings on stderr, then the summary on stdout: both pipes closed.
     assert_eq!(run(&["import", "dups.csv"]), Some(0));
-    assert_eq!(env.types().len(), 2, "the import was committed");
+    assert_eq!(env.log_types().len(), 2, "the import was committed");
     // An error message into a closed stderr keeps its exit code.
     assert_eq!(run(&["lead", "show", "9"]), Some(1));
     assert_eq!(run(&["lead", "show", "x"]), Some(2));
@@ -213,7 +183,7 @@ fn the_init_example_rule_leaves_a_lead_qualified_in_time_alone() {
         "--source",
         "web_form",
     ]);
-    assert!(env.types().contains(&"deadline.scheduled".to_owned()));
+    assert!(env.log_types().contains(&"deadline.scheduled".to_owned()));
     // Qualified within minutes.
     let at = ["--now", "2026-03-02T09:10:00Z"];
     let fields = [
@@ -233,15 +203,15 @@ fn the_init_example_rule_leaves_a_lead_qualified_in_time_alone() {
     env.ok(&[&at[..], &["lead", "move", "1", "in_work"]].concat());
     env.ok(&[&at[..], &["lead", "move", "1", "qualified"]].concat());
     assert!(
-        env.types().contains(&"deadline.cancelled".to_owned()),
+        env.log_types().contains(&"deadline.cancelled".to_owned()),
         "{:?}",
-        env.types()
+        env.log_types()
     );
     // A week later nothing is due, nothing is journalled, nobody is told.
     env.ok(&["tick", "--now", "2026-03-10T09:00:00Z"]);
     assert_eq!(journal_kinds(&env), Vec::<String>::new());
     assert!(
-        !env.types()
+        !env.log_types()
             .iter()
             .any(|t| t == "deadline.elapsed" || t == "notification.queued")
     );
@@ -332,45 +302,10 @@ fn every_example_scenario_holds_through_the_binary() {
 // Times in the calendar's zone
 // ---------------------------------------------------------------------------------------------
 
-const DEADLINE: &str = r#"
-[[rules]]
-id = "call-back"
-trigger = { on = "created", entity = "lead" }
-
-  [[rules.robots]]
-  robot = "assign"
-  strategy = "round_robin"
-  team = "first_line"
-
-  [[rules.robots]]
-  robot = "schedule_deadline"
-  name = "call_back"
-  after = "2h"
-
-[[rules]]
-id = "call-back-missed"
-trigger = { on = "deadline_elapsed", name = "call_back" }
-
-  [[rules.robots]]
-  robot = "notify"
-  to = "responsible"
-  text = "call {lead.title} back"
-  priority = "high"
-
-  [[rules.robots]]
-  robot = "record_incident"
-  kind = "missed_call_back"
-
-  [[rules.robots]]
-  robot = "escalate_to_manager"
-  kind = "missed_call_back"
-  threshold = 1
-"#;
-
 #[test]
 fn tables_show_times_in_the_calendars_zone_and_json_keeps_rfc_3339() {
     let env = Env::new();
-    env.write("rules/call-back.toml", DEADLINE);
+    env.write("rules/call-back.toml", CALL_BACK_RULES);
     // 09:00 UTC is 12:00 in Moscow.
     env.ok(&[
         "lead",
@@ -515,7 +450,7 @@ fn a_condition_nested_too_deeply_gets_a_located_plain_message() {
         assert!(!err.contains(internal), "{err}");
     }
     // Every appending command stops with the same message, and appends nothing.
-    env.refused(
+    env.refused_quietly(
         &["lead", "create", "--name", "X"],
         2,
         "it nests more than 96 levels deep",
@@ -529,7 +464,7 @@ fn invalid_utf8_in_a_json_lines_import_names_its_line_and_imports_nothing() {
     bytes.extend([0xcf, 0xe5, 0xf2, 0xf0]); // "Петр" in Windows-1251
     bytes.extend(b"\"}\n");
     std::fs::write(env.path().join("leads.jsonl"), bytes).unwrap();
-    let err = env.refused(&["import", "leads.jsonl"], 1, "leads.jsonl:3: not UTF-8");
+    let err = env.refused_quietly(&["import", "leads.jsonl"], 1, "leads.jsonl:3: not UTF-8");
     assert!(err.contains("nothing was imported"), "{err}");
     // The same bytes in a CSV file say the same.
     let mut bytes = b"name\nIvan\n".to_vec();
@@ -542,19 +477,19 @@ fn invalid_utf8_in_a_json_lines_import_names_its_line_and_imports_nothing() {
         err.contains("leads.csv:3: not valid UTF-8 text; nothing was imported"),
         "{err}"
     );
-    assert_eq!(env.events().len(), 0);
+    assert_eq!(env.log().len(), 0);
 }
 
 #[test]
 fn creating_in_a_closing_stage_says_create() {
     let env = Env::new();
-    let err = env.refused(
+    let err = env.refused_quietly(
         &["deal", "create", "--title", "X", "--stage", "won"],
         1,
         "cannot create deal-1 in stage 'won'",
     );
     assert!(!err.contains("cannot move"), "{err}");
-    env.refused(&["lead", "create", "--name", "X", "--stage", "converted"], 1, "cannot create lead-1 in stage 'converted': a new item cannot start in a closing stage; create it in 'new' and move it");
+    env.refused_quietly(&["lead", "create", "--name", "X", "--stage", "converted"], 1, "cannot create lead-1 in stage 'converted': a new item cannot start in a closing stage; create it in 'new' and move it");
 }
 
 #[test]
@@ -575,27 +510,27 @@ fn one_import_row_is_one_lead() {
 fn an_unknown_name_is_exit_1_wherever_it_is_given() {
     let env = Env::new();
     env.ok(&["lead", "create", "--name", "Ivan"]);
-    env.refused(
+    env.refused_quietly(
         &["lead", "assign", "1", "ghost"],
         1,
         "unknown employee 'ghost'",
     );
-    env.refused(
+    env.refused_quietly(
         &["--as", "ghost", "lead", "create", "--name", "X"],
         1,
         "unknown employee 'ghost' in --as",
     );
-    env.refused(&["inbox", "ghost"], 1, "unknown employee 'ghost'");
-    env.refused(&["journal", "--team", "ghosts"], 1, "unknown team 'ghosts'");
-    env.refused(
+    env.refused_quietly(&["inbox", "ghost"], 1, "unknown employee 'ghost'");
+    env.refused_quietly(&["journal", "--team", "ghosts"], 1, "unknown team 'ghosts'");
+    env.refused_quietly(
         &["lead", "move", "1", "nowhere"],
         1,
         "unknown stage 'nowhere'",
     );
-    env.refused(&["lead", "show", "9"], 1, "lead-9");
+    env.refused_quietly(&["lead", "show", "9"], 1, "lead-9");
     // Malformed arguments could not run: 2.
-    env.refused(&["lead", "show", "x9"], 2, "is not a lead id");
-    env.refused(
+    env.refused_quietly(&["lead", "show", "x9"], 2, "is not a lead id");
+    env.refused_quietly(
         &["lead", "list", "--limit", "many"],
         2,
         "invalid value 'many'",
@@ -820,7 +755,7 @@ trigger = { on = "deadline_elapsed", name = "call_back" }
     assert_eq!(json["incidents"][0]["kind"], "missed_call_back");
     assert_eq!(json["repeat"], false);
     // A stream that does not exist is not known (exit 1), as for `lead show 9`.
-    env.refused(
+    env.refused_quietly(
         &["timers", "--stream", "lead-9"],
         1,
         "unknown stream 'lead-9'",
@@ -947,12 +882,12 @@ fn lead_list_searches_filters_sorts_and_pages() {
         show.contains("repeat       yes: lead-1 (by phone)"),
         "{show}"
     );
-    env.refused(
+    env.refused_quietly(
         &["lead", "list", "--team", "night"],
         1,
         "unknown team 'night' in --team",
     );
-    env.refused(
+    env.refused_quietly(
         &["lead", "list", "--created-since", "soon"],
         2,
         "--created-since: bad time 'soon'",
@@ -1018,7 +953,7 @@ fn deal_list_finds_deals_by_their_clients_phone_email_inn_and_name() {
 #[test]
 fn inbox_shows_read_and_unread_and_marking_read_is_a_replayable_event() {
     let env = Env::new();
-    env.write("rules/call-back.toml", DEADLINE);
+    env.write("rules/call-back.toml", CALL_BACK_RULES);
     env.ok(&["lead", "create", "--name", "Ivan"]);
     env.ok(&["lead", "create", "--name", "Olga"]);
     env.ok(&["lead", "create", "--name", "Pavel"]);
@@ -1032,7 +967,7 @@ fn inbox_shows_read_and_unread_and_marking_read_is_a_replayable_event() {
     assert_eq!(all.len(), 2, "{all:?}");
     assert!(all.iter().all(|n| n["read"] == false));
     let first = all[1]["position"].as_i64().unwrap().to_string();
-    let before = env.events().len();
+    let before = env.log().len();
     let out = env.run(&[&now[..], &["inbox", "ivanov", "--mark-read", &first]].concat());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -1040,7 +975,7 @@ fn inbox_shows_read_and_unread_and_marking_read_is_a_replayable_event() {
         "{}",
         stderr(&out)
     );
-    let events = env.events();
+    let events = env.log();
     assert_eq!(events.len(), before + 1);
     let read = events.last().unwrap();
     assert_eq!(read["type"], "notification.read");
@@ -1064,12 +999,12 @@ fn inbox_shows_read_and_unread_and_marking_read_is_a_replayable_event() {
     assert!(table.lines().nth(1).unwrap().contains(" new "), "{table}");
     assert!(table.lines().nth(2).unwrap().contains(" read "), "{table}");
     // Not the employee's, or already read: refused, nothing appended.
-    env.refused(
+    env.refused_quietly(
         &[&now[..], &["inbox", "ivanov", "--mark-read", &first]].concat(),
         1,
         "is already read",
     );
-    env.refused(
+    env.refused_quietly(
         &[&now[..], &["inbox", "ivanov", "--mark-read", "1"]].concat(),
         1,
         "ivanov has no notification 1",
@@ -1078,7 +1013,7 @@ fn inbox_shows_read_and_unread_and_marking_read_is_a_replayable_event() {
         .as_i64()
         .unwrap()
         .to_string();
-    env.refused(
+    env.refused_quietly(
         &[
             &now[..],
             &["inbox", "ivanov", "--mark-read", &petrova_first],
@@ -1149,12 +1084,12 @@ fn import_reads_a_semicolon_separated_windows_1251_file_as_russian_excel_saves_i
         stderr(&out)
     );
     // A wrong separator gets a hint.
-    env.refused(
+    env.refused_quietly(
         &["import", "excel.csv", "--delimiter", ","],
         1,
         "excel.csv:2:",
     );
-    let err2 = env.refused(
+    let err2 = env.refused_quietly(
         &["import", "excel.csv", "--delimiter", "|"],
         1,
         "unknown column 'name;phone;comment'",
@@ -1166,17 +1101,17 @@ fn import_reads_a_semicolon_separated_windows_1251_file_as_russian_excel_saves_i
         b"name\n\x89PNG\x0d\x0a\x1a\x0a\x00\x81\n",
     )
     .unwrap();
-    env.refused(
+    env.refused_quietly(
         &["import", "binary.csv"],
         1,
         "binary.csv:2: not UTF-8, nor Russian text in Windows-1251; pass --encoding",
     );
-    env.refused(
+    env.refused_quietly(
         &["import", "excel.csv", "--encoding", "martian"],
         2,
         "unknown --encoding 'martian'",
     );
-    env.refused(
+    env.refused_quietly(
         &["import", "excel.csv", "--delimiter", "ab"],
         2,
         "bad --delimiter 'ab'",
@@ -1302,7 +1237,7 @@ fn phones_with_an_extension_are_taken_and_matched_on_their_line() {
         show.contains("phones       +79378922084 ext. 12\n"),
         "{show}"
     );
-    env.refused(
+    env.refused_quietly(
         &["lead", "create", "--phone", "+7 012 345-67-89"],
         1,
         "malformed phone '+7 012 345-67-89': not a valid number",
@@ -1447,7 +1382,7 @@ fn simulate_says_which_configuration_it_uses_and_takes_config() {
     .unwrap();
     assert_eq!(v["passed"], true);
     assert_eq!(v["config"], "leadflow.toml");
-    env.refused(
+    env.refused_quietly(
         &["simulate", "--config", "missing.toml", scenario],
         2,
         "configuration missing.toml does not exist",

@@ -10,67 +10,10 @@ use std::process::Stdio;
 mod common;
 use common::*;
 
-/// The log helpers of this file.
-impl Env {
-    /// Runs a command that must fail with `code`, append nothing, and say `needle` on stderr.
-    fn refused(&self, args: &[&str], code: i32, needle: &str) -> String {
-        let before = self.events().len();
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains(needle),
-            "{args:?}: expected {needle:?} in {err:?}"
-        );
-        assert_eq!(self.events().len(), before, "{args:?} appended events");
-        err
-    }
-
-    /// The log as JSON values.
-    fn events(&self) -> Vec<Value> {
-        json_lines(&self.ok(&["--json", "events"]))
-    }
-}
-
-const DEADLINE: &str = r#"
-[[rules]]
-id = "call-back"
-trigger = { on = "created", entity = "lead" }
-
-  [[rules.robots]]
-  robot = "assign"
-  strategy = "round_robin"
-  team = "first_line"
-
-  [[rules.robots]]
-  robot = "schedule_deadline"
-  name = "call_back"
-  after = "2h"
-
-[[rules]]
-id = "call-back-missed"
-trigger = { on = "deadline_elapsed", name = "call_back" }
-
-  [[rules.robots]]
-  robot = "notify"
-  to = "responsible"
-  text = "call {lead.title} back"
-  priority = "high"
-
-  [[rules.robots]]
-  robot = "record_incident"
-  kind = "missed_call_back"
-
-  [[rules.robots]]
-  robot = "escalate_to_manager"
-  kind = "missed_call_back"
-  threshold = 1
-"#;
-
 /// Four leads, two of them ivanov's; their call-back deadlines elapse and notify ivanov.
 fn with_notifications() -> Env {
     let env = Env::new();
-    env.write("rules/call-back.toml", DEADLINE);
+    env.write("rules/call-back.toml", CALL_BACK_RULES);
     for name in ["Ivan", "Olga", "Pavel", "Maria"] {
         env.ok(&["lead", "create", "--name", name]);
     }
@@ -90,7 +33,7 @@ fn positions(env: &Env, employee: &str) -> Vec<i64> {
 fn marking_read_with_a_now_before_the_last_event_is_refused_and_appends_nothing() {
     let env = with_notifications();
     let first = positions(&env, "ivanov")[0].to_string();
-    env.refused(
+    env.refused_quietly(
         &[
             "--now",
             "2020-01-01 10:00",
@@ -102,7 +45,7 @@ fn marking_read_with_a_now_before_the_last_event_is_refused_and_appends_nothing(
         1,
         "--backdate",
     );
-    env.refused(
+    env.refused_quietly(
         &[
             "--now",
             "2020-01-01 10:00",
@@ -151,7 +94,7 @@ fn concurrent_mark_all_read_records_each_notification_read_once() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let reads: Vec<i64> = env
-        .events()
+        .log()
         .iter()
         .filter(|e| e["type"] == "notification.read")
         .map(|e| e["payload"]["notification"].as_i64().unwrap())
@@ -173,12 +116,8 @@ fn a_read_receipt_leaves_the_leads_version_and_history_alone_and_replays() {
     let lead = |env: &Env| -> Value {
         serde_json::from_str(&env.ok(&["--json", "lead", "show", "1"])).unwrap()
     };
-    let lead_events = |env: &Env| -> usize {
-        env.events()
-            .iter()
-            .filter(|e| e["stream"] == "lead-1")
-            .count()
-    };
+    let lead_events =
+        |env: &Env| -> usize { env.log().iter().filter(|e| e["stream"] == "lead-1").count() };
     let version = lead(&env)["state"]["version"].clone();
     assert!(version.is_number(), "{}", lead(&env));
     let history = lead_events(&env);
@@ -189,7 +128,7 @@ fn a_read_receipt_leaves_the_leads_version_and_history_alone_and_replays() {
         "ivanov",
         "--mark-all-read",
     ]);
-    let events = env.events();
+    let events = env.log();
     let reads: Vec<&Value> = events
         .iter()
         .filter(|e| e["type"] == "notification.read")

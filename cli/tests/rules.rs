@@ -11,44 +11,13 @@ use std::time::{Duration, Instant};
 mod common;
 use common::*;
 
-/// Rule files and the log helpers of this file.
+/// Rule files of this file.
 impl Env {
     /// Also a rule file `rules/NAME`.
     fn with_rules(name: &str, text: &str) -> Env {
         let env = Env::new();
         env.write_rules(name, text);
         env
-    }
-
-    fn write_rules(&self, name: &str, text: &str) {
-        std::fs::write(self.path().join("rules").join(name), text).unwrap();
-    }
-
-    /// Runs a command that must fail with `code`, append nothing, and say `needle` on stderr.
-    fn refused(&self, args: &[&str], code: i32, needle: &str) -> String {
-        let before = self.events().len();
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains(needle),
-            "{args:?}: expected {needle:?} in {err:?}"
-        );
-        assert_eq!(self.events().len(), before, "{args:?} appended events");
-        err
-    }
-
-    /// The log as JSON values.
-    fn events(&self) -> Vec<Value> {
-        json_lines(&self.ok(&["--json", "events"]))
-    }
-
-    /// The types of the log's events, in order.
-    fn types(&self) -> Vec<String> {
-        self.events()
-            .iter()
-            .map(|e| e["type"].as_str().unwrap().to_owned())
-            .collect()
     }
 }
 
@@ -114,7 +83,7 @@ fn without_rules_commands_append_only_their_own_events() {
     let v: Value =
         serde_json::from_str(&env.ok(&["--json", "lead", "create", "--name", "Anna"])).unwrap();
     assert!(v.get("robots").is_none(), "{v}");
-    assert_eq!(env.types(), ["lead.created", "lead.created"]);
+    assert_eq!(env.log_types(), ["lead.created", "lead.created"]);
     // Nothing to run is not an error (issue 8, defect 8).
     assert!(env.ok(&["tick"]).contains("nothing to run"));
     std::fs::remove_dir_all(env.path().join("rules")).unwrap();
@@ -122,7 +91,7 @@ fn without_rules_commands_append_only_their_own_events() {
         env.ok(&["tick"])
             .contains("create rules/ beside the configuration or pass --rules DIR")
     );
-    assert_eq!(env.types(), ["lead.created", "lead.created"]);
+    assert_eq!(env.log_types(), ["lead.created", "lead.created"]);
 }
 
 #[test]
@@ -143,7 +112,7 @@ fn a_rule_set_beside_the_config_assigns_new_leads_round_robin() {
     // A lead from another source is not the rule's business.
     env.ok(&["lead", "create", "--name", "Oleg", "--source", "call"]);
     assert_eq!(
-        env.types(),
+        env.log_types(),
         [
             "lead.created",
             "ruleset.activated",
@@ -184,10 +153,13 @@ fn rules_given_by_flag_or_environment_are_used_and_must_exist() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        env.types().iter().filter(|t| *t == "lead.assigned").count(),
+        env.log_types()
+            .iter()
+            .filter(|t| *t == "lead.assigned")
+            .count(),
         2
     );
-    env.refused(
+    env.refused_quietly(
         &[
             "--rules",
             "no-such-folder",
@@ -237,7 +209,7 @@ fn a_broken_rule_file_stops_every_appending_command_with_its_location() {
         &["import", csv.to_str().unwrap()],
         &["tick"],
     ] {
-        let err = env.refused(args, 2, needles[0]);
+        let err = env.refused_quietly(args, 2, needles[0]);
         for n in &needles[1..] {
             assert!(err.contains(n), "{args:?}: expected {n:?} in {err:?}");
         }
@@ -250,7 +222,7 @@ fn a_broken_rule_file_stops_every_appending_command_with_its_location() {
 fn tick_fires_a_deadline_due_at_now() {
     let env = Env::with_rules("call-back.toml", DEADLINE);
     lead(&env, "Ivan");
-    let before = env.types();
+    let before = env.log_types();
     assert_eq!(
         before[before.len() - 2..],
         ["lead.assigned", "deadline.scheduled"]
@@ -261,7 +233,7 @@ fn tick_fires_a_deadline_due_at_now() {
         out.trim(),
         "tick at 2026-03-02 13:59 MSK: 0 timers fired, 0 events processed, 0 rules fired, 0 incidents, 0 escalations; next due 2026-03-02 14:00 MSK"
     );
-    assert_eq!(env.types(), before);
+    assert_eq!(env.log_types(), before);
     // Due: the deadline elapses and the missed-deadline rule runs.
     let v: Value =
         serde_json::from_str(&env.ok(&["--json", "tick", "--now", "2026-03-02T11:00:00Z"]))
@@ -272,7 +244,7 @@ fn tick_fires_a_deadline_due_at_now() {
     assert_eq!(v["incidents"], 1, "{v}");
     assert_eq!(v["escalations"], 1, "{v}");
     assert_eq!(v["next_due"], Value::Null);
-    let after = env.types();
+    let after = env.log_types();
     assert_eq!(
         after[before.len()..],
         [
@@ -288,8 +260,8 @@ fn tick_fires_a_deadline_due_at_now() {
         serde_json::from_str(&env.ok(&["--json", "tick", "--now", "2026-03-03T11:00:00Z"]))
             .unwrap();
     assert_eq!(v["timers"], 0, "{v}");
-    assert_eq!(env.types(), after);
-    env.refused(&["tick", "--now", "tomorrow"], 2, "bad time 'tomorrow'");
+    assert_eq!(env.log_types(), after);
+    env.refused_quietly(&["tick", "--now", "tomorrow"], 2, "bad time 'tomorrow'");
 }
 
 #[test]
@@ -329,12 +301,12 @@ fn inbox_shows_an_employees_notifications_newest_first() {
         json_lines(&env.ok(&["--json", "inbox", "smirnova"])).len(),
         4
     );
-    env.refused(
+    env.refused_quietly(
         &["inbox", "nobody"],
         1,
         "unknown employee 'nobody'; the configuration lists: admin, ivanov",
     );
-    env.refused(&["inbox", "ivanov", "--limit", "x"], 2, "invalid value 'x'");
+    env.refused_quietly(&["inbox", "ivanov", "--limit", "x"], 2, "invalid value 'x'");
 }
 
 #[test]
@@ -418,27 +390,27 @@ fn journal_filters_incidents_and_escalations_and_prints_csv_and_json() {
         "the journal has no matching records"
     );
 
-    env.refused(
+    env.refused_quietly(
         &["journal", "--format", "xml"],
         2,
         "invalid value 'xml' for '--format <FORMAT>'",
     );
-    env.refused(
+    env.refused_quietly(
         &["journal", "--since", "last week"],
         2,
         "--since: bad time 'last week'",
     );
-    env.refused(
+    env.refused_quietly(
         &["journal", "--until", "soon"],
         2,
         "--until: bad time 'soon'",
     );
-    env.refused(
+    env.refused_quietly(
         &["journal", "--employee", "nobody"],
         1,
         "unknown employee 'nobody' in --employee",
     );
-    env.refused(
+    env.refused_quietly(
         &["journal", "--team", "nobody"],
         1,
         "unknown team 'nobody' in --team; the configuration lists: first_line, goods",
@@ -463,7 +435,7 @@ fn run_fires_a_deadline_on_the_wall_clock_and_stops_on_sigterm() {
         "call-back.toml",
         &DEADLINE.replace("after = \"2h\"", "after = \"1s\""),
     );
-    env.refused(
+    env.refused_quietly(
         &["run"],
         2,
         "`run` follows the wall clock; --now (LEADFLOW_NOW) is for `tick` and commands",
@@ -495,7 +467,7 @@ fn run_fires_a_deadline_on_the_wall_clock_and_stops_on_sigterm() {
         assert!(child.0.try_wait().unwrap().is_none(), "run exited early");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(env.types().contains(&"deadline.elapsed".to_owned()));
+    assert!(env.log_types().contains(&"deadline.elapsed".to_owned()));
     let pid = child.0.id().to_string();
     let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(kill.success());
@@ -554,14 +526,14 @@ trigger = { on = "created", entity = "lead" }
     )
     .unwrap();
     std::fs::write(dir.join("scenario.toml"), SCENARIO).unwrap();
-    let before = env.events().len();
+    let before = env.log().len();
     assert_eq!(
         env.ok(&["simulate", "scenario/scenario.toml"]).trim(),
         "call back: passed: 2 steps, 4 events, virtual clock at 2026-03-02 12:00 MSK (configuration: the built-in default configuration)"
     );
     // A folder means its scenario.toml; the folder's own database is not touched.
     env.ok(&["simulate", "scenario"]);
-    assert_eq!(env.events().len(), before);
+    assert_eq!(env.log().len(), before);
 
     std::fs::write(
         dir.join("wrong.toml"),
@@ -589,12 +561,12 @@ trigger = { on = "created", entity = "lead" }
         "name = \"x\"\n[[steps]]\nfoo = 1\n",
     )
     .unwrap();
-    env.refused(
+    env.refused_quietly(
         &["simulate", "scenario/broken.toml"],
         2,
         "broken.toml:3:1: unknown field `foo`",
     );
-    env.refused(
+    env.refused_quietly(
         &["simulate", "scenario/none.toml"],
         2,
         "cannot read scenario/none.toml",

@@ -18,10 +18,6 @@ impl Env {
         env
     }
 
-    fn write_rules(&self, name: &str, text: &str) {
-        std::fs::write(self.path().join("rules").join(name), text).unwrap();
-    }
-
     /// Runs a command that must fail with `code`, append nothing, and say each of `needles`
     /// on stderr; returns stderr.
     fn refused(&self, args: &[&str], code: i32, needles: &[&str]) -> String {

@@ -133,3 +133,77 @@ pub fn json_lines(text: &str) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
+
+/// The log helpers several files share (named apart from the files' own `events`/`refused`,
+/// which count or check differently).
+impl Env {
+    /// Writes the rule file `rules/NAME`.
+    pub fn write_rules(&self, name: &str, text: &str) {
+        std::fs::write(self.path().join("rules").join(name), text).unwrap();
+    }
+
+    /// The log as JSON values.
+    pub fn log(&self) -> Vec<Value> {
+        json_lines(&self.ok(&["--json", "events"]))
+    }
+
+    /// The types of the log's events, in order.
+    pub fn log_types(&self) -> Vec<String> {
+        self.log()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Runs a command that must fail with `code`, append nothing, and say `needle` on stderr;
+    /// returns stderr.
+    pub fn refused_quietly(&self, args: &[&str], code: i32, needle: &str) -> String {
+        let before = self.log().len();
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err:?}"
+        );
+        assert_eq!(self.log().len(), before, "{args:?} appended events");
+        err
+    }
+}
+
+/// A call-back deadline two hours after a lead arrives (round robin in the first line); missing
+/// it notifies the responsible (high priority), records an incident and escalates at once.
+pub const CALL_BACK_RULES: &str = r#"
+[[rules]]
+id = "call-back"
+trigger = { on = "created", entity = "lead" }
+
+  [[rules.robots]]
+  robot = "assign"
+  strategy = "round_robin"
+  team = "first_line"
+
+  [[rules.robots]]
+  robot = "schedule_deadline"
+  name = "call_back"
+  after = "2h"
+
+[[rules]]
+id = "call-back-missed"
+trigger = { on = "deadline_elapsed", name = "call_back" }
+
+  [[rules.robots]]
+  robot = "notify"
+  to = "responsible"
+  text = "call {lead.title} back"
+  priority = "high"
+
+  [[rules.robots]]
+  robot = "record_incident"
+  kind = "missed_call_back"
+
+  [[rules.robots]]
+  robot = "escalate_to_manager"
+  kind = "missed_call_back"
+  threshold = 1
+"#;

@@ -18,8 +18,10 @@ pub mod model;
 pub mod projection;
 pub mod robot;
 pub mod rules;
+pub mod stored;
 pub mod template;
 pub mod time;
+pub mod workspace;
 
 pub use clock::{Clock, ManualClock};
 pub use command::Command;

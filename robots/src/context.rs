@@ -33,6 +33,12 @@ impl From<leadflow_store::Error> for RobotError {
     }
 }
 
+impl From<leadflow_engine::stored::StoredError> for RobotError {
+    fn from(e: leadflow_engine::stored::StoredError) -> Self {
+        RobotError::Store(e.into())
+    }
+}
+
 impl From<rusqlite::Error> for RobotError {
     fn from(e: rusqlite::Error) -> Self {
         RobotError::Store(e.into())

@@ -352,3 +352,13 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
+
+impl From<leadflow_engine::stored::StoredError> for Error {
+    fn from(e: leadflow_engine::stored::StoredError) -> Self {
+        use leadflow_engine::stored::StoredError;
+        match e {
+            StoredError::Decode { position, source } => Error::Decode { position, source },
+            StoredError::Corrupt { position, why } => Error::Corrupt { position, why },
+        }
+    }
+}

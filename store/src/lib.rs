@@ -14,11 +14,13 @@ mod project;
 pub mod query;
 mod schema;
 mod verify;
+mod workspace;
 
 pub use chain::{GENESIS, Hash, Hashed, event_hash, from_hex, to_hex};
 pub use error::{Error, Refused};
+pub use leadflow_engine::stored::PendingTimer;
+pub use leadflow_engine::workspace::MatchKey;
 pub use log::{Appended, Executed, LogFilter, RecordedEvent, Tx, fmt_time, parse_time};
-pub use project::{MatchKey, PendingTimer};
 pub use verify::{ChainReport, ProjectionDiff};
 
 use chrono::{DateTime, Utc};

@@ -3,7 +3,7 @@
 use crate::chain::{GENESIS, Hash, Hashed, event_hash};
 use crate::error::{Error, Refused};
 use crate::project::Projector;
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use leadflow_engine::command::Target;
 use leadflow_engine::{
     Command, Config, Entity, EntityKind, Event, EventMeta, Lookup, StreamId, decide,
@@ -11,149 +11,22 @@ use leadflow_engine::{
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use std::collections::HashMap;
 
-/// The format of stored times.
-const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+pub use leadflow_engine::stored::{Appended, Executed, RecordedEvent, fmt_time, parse_time};
 
-/// Formats a time the way the log stores it: RFC 3339, UTC, microseconds, sortable as text
-/// (`2026-03-02T09:00:00.000000Z`).
-///
-/// The text always has four-digit years, so text order is time order whatever the value: a
-/// time before year 0 is stored as `0000-01-01T00:00:00.000000Z` and one after 9999 as
-/// `9999-12-31T23:59:59.999999Z` (the nearest times the format can hold; chrono's own form,
-/// `+10240-…`, would sort before every other time and break the timer queue). Times people
-/// and rules give are bounded far inside this range (`leadflow_engine::time`), so only a
-/// hand-made event can reach the clamp.
-///
-/// Hot (every event and projection row has a few), so the common case is written digit by
-/// digit; leap seconds go through chrono's formatter, which the fast path matches byte for
-/// byte.
-pub fn fmt_time(t: DateTime<Utc>) -> String {
-    let (year, nanos) = (t.year(), t.nanosecond());
-    if year < 0 {
-        return "0000-01-01T00:00:00.000000Z".to_owned();
-    }
-    if year > 9999 {
-        return "9999-12-31T23:59:59.999999Z".to_owned();
-    }
-    if nanos >= 1_000_000_000 {
-        return t.format(TIME_FORMAT).to_string();
-    }
-    let mut b = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year as u32);
-    put(5, 2, t.month());
-    put(8, 2, t.day());
-    put(11, 2, t.hour());
-    put(14, 2, t.minute());
-    put(17, 2, t.second());
-    put(20, 6, nanos / 1000);
-    String::from_utf8(b.to_vec()).expect("ASCII digits")
-}
-
-/// Parses a stored time (any RFC 3339 time; the format [`fmt_time`] writes is read without
-/// going through chrono's general parser).
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    parse_stored_time(s).or_else(|| {
-        DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    })
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` exactly; `None` for anything else (including leap seconds).
-fn parse_stored_time(s: &str) -> Option<DateTime<Utc>> {
-    let b = s.as_bytes();
-    if b.len() != 27 || b[26] != b'Z' {
-        return None;
-    }
-    let num = |from: usize, to: usize| -> Option<u32> {
-        b[from..to].iter().try_fold(0u32, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
-    };
-    let seps = [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-    ];
-    if seps.iter().any(|&(i, c)| b[i] != c) {
-        return None;
-    }
-    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
-    let time = date.and_hms_micro_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?)?;
-    Some(time.and_utc())
-}
-
-/// An event as stored in the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedEvent {
-    /// Global position, from 1, without gaps.
-    pub position: i64,
-    /// The stream it belongs to.
-    pub stream: StreamId,
-    /// Its version within the stream, from 1.
-    pub version: i64,
-    /// Stored type name, e.g. `lead.created`.
-    pub event_type: String,
-    /// Schema version of the payload.
-    pub schema_version: i64,
-    /// JSON payload as stored.
-    pub payload: String,
-    /// Business time (RFC 3339).
-    pub occurred_at: String,
-    /// When it was committed (RFC 3339).
-    pub recorded_at: String,
-    /// `employee:…`, `robot:…`, `system` or `api:…`.
-    pub actor: String,
-    /// Position of the event that caused this one.
-    pub causation: Option<i64>,
-    /// Position of the first event of the chain.
-    pub correlation: i64,
-    /// The chain hash.
-    pub hash: Hash,
-}
-
-impl RecordedEvent {
-    /// The domain event, upcast to the current schema.
-    pub fn decode(&self) -> Result<Event, Error> {
-        Event::decode(&self.event_type, self.schema_version as u32, &self.payload).map_err(
-            |source| Error::Decode {
-                position: self.position,
-                source,
-            },
-        )
-    }
-
-    /// The business time.
-    pub fn occurred_at(&self) -> Result<DateTime<Utc>, Error> {
-        parse_time(&self.occurred_at).ok_or_else(|| Error::Corrupt {
-            position: self.position,
-            why: format!("occurred_at '{}' is not a time", self.occurred_at),
-        })
-    }
-
-    pub(crate) fn hashed<'a>(&'a self, stream_name: &'a str) -> Hashed<'a> {
-        Hashed {
-            position: self.position,
-            stream: stream_name,
-            version: self.version,
-            event_type: &self.event_type,
-            schema_version: self.schema_version,
-            payload: &self.payload,
-            occurred_at: &self.occurred_at,
-            recorded_at: &self.recorded_at,
-            actor: &self.actor,
-            causation: self.causation,
-            correlation: self.correlation,
-        }
+/// The fields the chain hash covers, for `event_hash`.
+pub(crate) fn hashed<'a>(rec: &'a RecordedEvent, stream_name: &'a str) -> Hashed<'a> {
+    Hashed {
+        position: rec.position,
+        stream: stream_name,
+        version: rec.version,
+        event_type: &rec.event_type,
+        schema_version: rec.schema_version,
+        payload: &rec.payload,
+        occurred_at: &rec.occurred_at,
+        recorded_at: &rec.recorded_at,
+        actor: &rec.actor,
+        causation: rec.causation,
+        correlation: rec.correlation,
     }
 }
 
@@ -392,7 +265,7 @@ pub(crate) fn check_tail(conn: &Connection) -> Result<(), Error> {
         );
     }
     let name = last.stream.to_string();
-    if event_hash(&prev_hash, &last.hashed(&name)) != last.hash {
+    if event_hash(&prev_hash, &hashed(&last, &name)) != last.hash {
         return broken(
             last.position,
             "the newest event's hash does not match its content and its predecessor's hash (a row was edited, inserted or moved)".into(),
@@ -433,30 +306,6 @@ fn check_cursors(conn: &Connection, head_position: i64) -> Result<(), Error> {
             ),
         }),
     }
-}
-
-/// What one append wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Appended {
-    /// The stream appended to.
-    pub stream: StreamId,
-    /// Position of the first event appended.
-    pub first_position: i64,
-    /// Position of the last event appended.
-    pub last_position: i64,
-    /// The stream's version after the append.
-    pub version: i64,
-}
-
-/// What executing a command did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Executed {
-    /// The stream the command targeted (for a create: the new entity).
-    pub stream: StreamId,
-    /// The events appended; empty if the command changed nothing.
-    pub events: Vec<Event>,
-    /// Where they were appended; `None` if nothing was.
-    pub appended: Option<Appended>,
 }
 
 /// A write transaction: appends and the projection updates they cause. Created by
@@ -1085,77 +934,6 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn chrono_fmt(t: DateTime<Utc>) -> String {
-        t.format(TIME_FORMAT).to_string()
-    }
-
-    #[test]
-    fn stored_times_format_and_parse_as_chrono_does() {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut times = vec![
-            DateTime::UNIX_EPOCH,
-            Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
-            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(-1, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
-        ];
-        for _ in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let secs = (x % 400_000_000_000) as i64 - 62_000_000_000;
-            times.push(DateTime::from_timestamp(secs, (x >> 40) as u32 % 1_000_000_000).unwrap());
-        }
-        for t in times {
-            if !(0..=9999).contains(&t.year()) {
-                continue;
-            }
-            let s = fmt_time(t);
-            assert_eq!(s, chrono_fmt(t), "{t:?}");
-            let chrono_parsed = DateTime::parse_from_rfc3339(&s)
-                .ok()
-                .map(|t| t.with_timezone(&Utc));
-            assert_eq!(parse_time(&s), chrono_parsed, "{s}");
-        }
-    }
-
-    #[test]
-    fn stored_times_sort_as_the_times_do_whatever_their_year() {
-        let mut times = vec![
-            DateTime::<Utc>::MIN_UTC,
-            Utc.with_ymd_and_hms(-1, 12, 31, 23, 59, 59).unwrap(),
-            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
-            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(10_240, 8, 21, 20, 41, 43).unwrap(),
-            DateTime::<Utc>::MAX_UTC,
-        ];
-        times.sort();
-        let stored: Vec<String> = times.iter().map(|&t| fmt_time(t)).collect();
-        for (pair, t) in stored.windows(2).zip(&times) {
-            assert!(
-                pair[0] <= pair[1],
-                "{} sorts after {} ({t})",
-                pair[0],
-                pair[1]
-            );
-        }
-        for s in &stored {
-            assert_eq!(s.len(), 27, "{s}");
-            assert!(parse_time(s).is_some(), "{s} does not read back");
-        }
-        assert_eq!(
-            fmt_time(Utc.with_ymd_and_hms(10_240, 8, 21, 20, 41, 43).unwrap()),
-            "9999-12-31T23:59:59.999999Z"
-        );
-        assert_eq!(
-            fmt_time(DateTime::<Utc>::MIN_UTC),
-            "0000-01-01T00:00:00.000000Z"
-        );
-    }
-
     #[test]
     fn a_deadline_beyond_year_9999_never_breaks_taking_the_due_timers() {
         use leadflow_engine::Actor;
@@ -1206,29 +984,5 @@ mod tests {
         assert_eq!(taken(t0).unwrap(), Vec::<String>::new());
         assert_eq!(taken(t0 + chrono::Duration::hours(2)).unwrap(), ["soon"]);
         assert_eq!(taken(far).unwrap(), ["far"]);
-    }
-
-    #[test]
-    fn other_rfc3339_times_still_parse() {
-        for s in [
-            "2026-03-02T12:00:00+03:00",
-            "2026-03-02T09:00:00Z",
-            "2026-03-02T09:00:00.5Z",
-            "2026-03-02t09:00:00.000000z",
-            "2016-12-31T23:59:60.000000Z",
-        ] {
-            let want = DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&Utc));
-            assert!(want.is_some(), "{s}");
-            assert_eq!(parse_time(s), want, "{s}");
-        }
-        for s in [
-            "2026-13-02T09:00:00.000000Z",
-            "2026-03-02T09:00:00.00000xZ",
-            "",
-        ] {
-            assert_eq!(parse_time(s), None, "{s}");
-        }
     }
 }

@@ -711,39 +711,7 @@ fn text_field(fields: &BTreeMap<String, Value>, key: &str) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-/// What a lead, contact or company can be found by in [`match_keys`] (see
-/// [`crate::Tx::matching`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum MatchKey {
-    /// A normalised phone number.
-    Phone,
-    /// An e-mail address, compared in lower case.
-    Email,
-    /// An INN.
-    Inn,
-}
-
-impl MatchKey {
-    /// The name stored in `match_keys.what`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MatchKey::Phone => "phone",
-            MatchKey::Email => "email",
-            MatchKey::Inn => "inn",
-        }
-    }
-
-    /// The form a value is stored and looked up in: a phone's line without its extension
-    /// (`+79378922084;ext=12` matches `+79378922084`), an e-mail in lower case, an INN
-    /// trimmed.
-    pub fn normalize(self, v: &str) -> String {
-        match self {
-            MatchKey::Phone => leadflow_engine::field::phone_key(v).to_owned(),
-            MatchKey::Email => v.to_lowercase(),
-            MatchKey::Inn => v.trim().to_owned(),
-        }
-    }
-}
+pub use leadflow_engine::workspace::MatchKey;
 
 /// Ids of `kind` (lead, contact or company) that have any of `values` as a `what` key, in
 /// ascending order; with `before`, only ids below it. One index lookup per value.
@@ -1174,22 +1142,7 @@ fn due_of(
         .map(|d| d.due_at))
 }
 
-/// A pending timer: a row of the `timers` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingTimer {
-    /// The position of the event that set it.
-    pub id: i64,
-    /// When it falls due.
-    pub due_at: chrono::DateTime<chrono::Utc>,
-    /// `deadline`, `robots` or `task`.
-    pub what: String,
-    /// The deadline's name, or the rule of delayed robots.
-    pub name: Option<String>,
-    /// For delayed robots: the stage they were put off in.
-    pub stage: Option<String>,
-    /// For delayed robots: whether they survive the entity leaving that stage.
-    pub survive_move: bool,
-}
+pub use leadflow_engine::stored::PendingTimer;
 
 /// The stream's pending timers, in the order they were set: its timer-setting events whose
 /// rows are still in `timers` (the table has no index by stream; see its DDL).

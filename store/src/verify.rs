@@ -85,7 +85,7 @@ pub(crate) fn chain(
         };
         let stream = rec.stream;
         let name = stream.to_string();
-        let computed = event_hash(&prev, &rec.hashed(&name));
+        let computed = event_hash(&prev, &crate::log::hashed(&rec, &name));
         if computed != rec.hash {
             return fail(
                 position,

@@ -1,0 +1,483 @@
+//! SQLite's side of the engine's [`leadflow_engine::workspace`] traits: a write transaction
+//! ([`Tx`]) is the rules' [`View`] and [`Workspace`], the [`Store`] their [`Backend`].
+//!
+//! Every query the rules and robots make is here, one method each; a second backend
+//! implements the same list.
+
+use crate::log::{Tx, read_log};
+use crate::{Error, LogFilter, Store, fmt_time, parse_time};
+use chrono::{DateTime, Utc};
+use leadflow_engine::ids::EmployeeId;
+use leadflow_engine::stored::{Appended, Executed, PendingTimer, RecordedEvent};
+use leadflow_engine::workspace::{
+    Backend, BackendError, IncidentQuery, KpiCounts, KpiQuery, MatchKey, Stamp, View, Workspace,
+    WorkspaceError,
+};
+use leadflow_engine::{Command, Config, Entity, EntityKind, Event, EventMeta, StreamId};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
+use std::collections::HashMap;
+
+impl From<Error> for WorkspaceError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Rejected(r) => WorkspaceError::Rejected(r),
+            other => WorkspaceError::Backend(BackendError::new(other)),
+        }
+    }
+}
+
+impl From<WorkspaceError> for Error {
+    /// The store's error back from a workspace error (a robot's, say).
+    fn from(e: WorkspaceError) -> Self {
+        match e {
+            WorkspaceError::Rejected(r) => Error::Rejected(r),
+            WorkspaceError::Backend(b) => match b.into_inner().downcast::<Error>() {
+                Ok(e) => *e,
+                Err(other) => match other.downcast::<leadflow_engine::stored::StoredError>() {
+                    Ok(e) => (*e).into(),
+                    Err(other) => Error::Corrupt {
+                        position: 0,
+                        why: other.to_string(),
+                    },
+                },
+            },
+        }
+    }
+}
+
+fn table_of(kind: EntityKind) -> &'static str {
+    if kind == EntityKind::Deal {
+        "deals"
+    } else {
+        "leads"
+    }
+}
+
+/// `?{from}, ?{from+1}, …` for `n` values.
+fn marks(from: usize, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("?{}", i + from))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn event_of(
+    conn: &Connection,
+    stream: StreamId,
+    version: i64,
+) -> Result<Option<RecordedEvent>, Error> {
+    let position: Option<i64> = conn
+        .prepare_cached(
+            "SELECT e.position FROM events e JOIN streams s ON s.stream_key = e.stream_key \
+             WHERE s.kind = ?1 AND s.entity_id = ?2 AND e.version = ?3",
+        )?
+        .query_row(params![stream.kind.as_str(), stream.id, version], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match position {
+        Some(p) => event_at(conn, p),
+        None => Ok(None),
+    }
+}
+
+fn event_at(conn: &Connection, position: i64) -> Result<Option<RecordedEvent>, Error> {
+    Ok(read_log(conn, &LogFilter::default(), position - 1, 1)?
+        .into_iter()
+        .next()
+        .filter(|e| e.position == position))
+}
+
+fn latest_of_type(
+    conn: &Connection,
+    stream: StreamId,
+    event_type: &str,
+) -> Result<Option<RecordedEvent>, Error> {
+    let position: Option<i64> = conn
+        .prepare_cached(
+            "SELECT e.position FROM events e JOIN streams s ON s.stream_key = e.stream_key \
+             WHERE s.kind = ?1 AND s.entity_id = ?2 AND e.type = ?3 ORDER BY e.version DESC LIMIT 1",
+        )?
+        .query_row(params![stream.kind.as_str(), stream.id, event_type], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match position {
+        Some(p) => event_at(conn, p),
+        None => Ok(None),
+    }
+}
+
+fn cause_of(conn: &Connection, position: i64) -> Result<Option<(Option<i64>, String)>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT causation, type FROM events WHERE position = ?1")?
+        .query_row([position], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+fn incident_count(conn: &Connection, q: &IncidentQuery<'_>) -> Result<i64, Error> {
+    let since = fmt_time(q.since);
+    let sql = if q.after_escalation {
+        "SELECT count(*) FROM incidents WHERE employee = ?1 AND (?2 IS NULL OR kind = ?2) AND at >= ?3 \
+         AND position > coalesce((SELECT max(position) FROM escalations WHERE employee = ?1 AND kind = ?2), 0)"
+    } else {
+        "SELECT count(*) FROM incidents WHERE employee = ?1 AND (?2 IS NULL OR kind = ?2) AND at >= ?3"
+    };
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(params![q.employee.as_str(), q.kind, since], |r| r.get(0))?)
+}
+
+fn open_items(
+    conn: &Connection,
+    employee: &EmployeeId,
+    kind: EntityKind,
+    stages: &[String],
+) -> Result<i64, Error> {
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE responsible = ?1 AND stage IN ({})",
+        table_of(kind),
+        marks(2, stages.len())
+    );
+    let mut args: Vec<&dyn ToSql> = vec![&employee.0];
+    args.extend(stages.iter().map(|s| s as &dyn ToSql));
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(args.as_slice(), |r| r.get(0))?)
+}
+
+fn last_assigned(conn: &Connection, employee: &EmployeeId, kind: EntityKind) -> Result<i64, Error> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT coalesce(max(id), 0) FROM {} WHERE responsible = ?1",
+            table_of(kind)
+        ))?
+        .query_row([&employee.0], |r| r.get(0))?)
+}
+
+fn company_by_inn(conn: &Connection, inn: &str) -> Result<Option<i64>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT min(id) FROM companies WHERE inn = ?1")?
+        .query_row([inn], |r| r.get(0))?)
+}
+
+fn kpi(conn: &Connection, q: &KpiQuery<'_>) -> Result<KpiCounts, Error> {
+    let (since, until) = (fmt_time(q.since), fmt_time(q.until));
+    let success = serde_json::Value::from(q.success.to_vec()).to_string();
+    let failure = serde_json::Value::from(q.failure.to_vec()).to_string();
+    let counts = |sql: &str, args: &[&dyn ToSql]| -> Result<HashMap<String, i64>, Error> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(args, |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    const ENTERED: &str = "SELECT l.responsible, count(DISTINCT l.id) FROM stage_history h \
+         JOIN leads l ON l.id = h.entity_id \
+         WHERE h.kind = 'lead' AND h.entered_at > ?1 AND h.entered_at <= ?2 AND h.pipeline = ?3 \
+         AND h.stage IN (SELECT value FROM json_each(?4)) AND l.responsible IS NOT NULL \
+         GROUP BY l.responsible";
+    Ok(KpiCounts {
+        leads_in: counts(
+            "SELECT responsible, count(*) FROM leads \
+             WHERE created_at > ?1 AND created_at <= ?2 AND responsible IS NOT NULL \
+             GROUP BY responsible",
+            &[&since, &until],
+        )?,
+        converted: counts(ENTERED, &[&since, &until, &q.pipeline, &success])?,
+        lost: counts(ENTERED, &[&since, &until, &q.pipeline, &failure])?,
+        overdue: counts(
+            "SELECT assignee, count(*) FROM tasks \
+             WHERE completed_at IS NULL AND due_at < ?1 GROUP BY assignee",
+            &[&until],
+        )?,
+    })
+}
+
+fn schedule_fired_at(conn: &Connection, rule: &str) -> Result<Option<DateTime<Utc>>, Error> {
+    let t: Option<String> = conn
+        .prepare_cached("SELECT due_at FROM schedules WHERE rule = ?1")?
+        .query_row([rule], |r| r.get(0))
+        .optional()?;
+    Ok(t.as_deref().and_then(parse_time))
+}
+
+fn idle_candidates(
+    conn: &Connection,
+    kind: EntityKind,
+    rule: &str,
+    cutoff: DateTime<Utc>,
+    stages: &[String],
+) -> Result<Vec<(i64, DateTime<Utc>)>, Error> {
+    let cutoff = fmt_time(cutoff);
+    let sql = format!(
+        "SELECT t.id, t.updated_at FROM {} t WHERE t.updated_at <= ?1 AND t.stage IN ({}) \
+         AND NOT EXISTS (SELECT 1 FROM idle_marks m WHERE m.kind = '{}' AND m.entity_id = t.id \
+         AND m.rule = ?2 AND m.since >= t.updated_at) ORDER BY t.id",
+        table_of(kind),
+        marks(3, stages.len()),
+        kind.as_str()
+    );
+    let mut args: Vec<&dyn ToSql> = vec![&cutoff, &rule];
+    args.extend(stages.iter().map(|s| s as &dyn ToSql));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(args.as_slice(), |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, since) = row?;
+        let since = parse_time(&since).ok_or_else(|| Error::Corrupt {
+            position: 0,
+            why: format!("{} {id}: updated_at '{since}' is not a time", kind.as_str()),
+        })?;
+        out.push((id, since));
+    }
+    Ok(out)
+}
+
+impl View for Tx<'_> {
+    fn load(&mut self, stream: StreamId) -> Result<Option<Entity>, WorkspaceError> {
+        Ok(Tx::load(self, stream)?)
+    }
+
+    fn event_at(&mut self, position: i64) -> Result<Option<RecordedEvent>, WorkspaceError> {
+        Ok(Tx::event_at(self, position)?)
+    }
+
+    fn event_of(
+        &mut self,
+        stream: StreamId,
+        version: i64,
+    ) -> Result<Option<RecordedEvent>, WorkspaceError> {
+        Ok(event_of(self.conn()?, stream, version)?)
+    }
+
+    fn latest_of_type(
+        &mut self,
+        stream: StreamId,
+        event_type: &str,
+    ) -> Result<Option<RecordedEvent>, WorkspaceError> {
+        Ok(latest_of_type(self.conn()?, stream, event_type)?)
+    }
+
+    fn cause_of(&mut self, position: i64) -> Result<Option<(Option<i64>, String)>, WorkspaceError> {
+        Ok(cause_of(self.conn()?, position)?)
+    }
+
+    fn pending_timers(&mut self, stream: StreamId) -> Result<Vec<PendingTimer>, WorkspaceError> {
+        Ok(Tx::pending_timers(self, stream)?)
+    }
+
+    fn incident_count(&mut self, q: &IncidentQuery<'_>) -> Result<i64, WorkspaceError> {
+        Ok(incident_count(self.conn()?, q)?)
+    }
+
+    fn open_items(
+        &mut self,
+        employee: &EmployeeId,
+        kind: EntityKind,
+        stages: &[String],
+    ) -> Result<i64, WorkspaceError> {
+        Ok(open_items(self.conn()?, employee, kind, stages)?)
+    }
+
+    fn last_assigned(
+        &mut self,
+        employee: &EmployeeId,
+        kind: EntityKind,
+    ) -> Result<i64, WorkspaceError> {
+        Ok(last_assigned(self.conn()?, employee, kind)?)
+    }
+
+    fn company_by_inn(&mut self, inn: &str) -> Result<Option<i64>, WorkspaceError> {
+        Ok(company_by_inn(self.conn()?, inn)?)
+    }
+
+    fn matching(
+        &mut self,
+        what: MatchKey,
+        values: &[String],
+        kind: EntityKind,
+        before: Option<i64>,
+    ) -> Result<Vec<i64>, WorkspaceError> {
+        Ok(Tx::matching(self, what, values, kind, before)?)
+    }
+
+    fn kpi(&mut self, q: &KpiQuery<'_>) -> Result<KpiCounts, WorkspaceError> {
+        Ok(kpi(self.conn()?, q)?)
+    }
+
+    fn schedule_fired_at(&mut self, rule: &str) -> Result<Option<DateTime<Utc>>, WorkspaceError> {
+        Ok(schedule_fired_at(self.conn()?, rule)?)
+    }
+
+    fn idle_candidates(
+        &mut self,
+        kind: EntityKind,
+        rule: &str,
+        cutoff: DateTime<Utc>,
+        stages: &[String],
+    ) -> Result<Vec<(i64, DateTime<Utc>)>, WorkspaceError> {
+        Ok(idle_candidates(self.conn()?, kind, rule, cutoff, stages)?)
+    }
+}
+
+impl Workspace for Tx<'_> {
+    fn execute(
+        &mut self,
+        config: &Config,
+        command: &Command,
+        meta: &EventMeta,
+    ) -> Result<Executed, WorkspaceError> {
+        Ok(Tx::execute(self, config, command, meta)?)
+    }
+
+    fn append(
+        &mut self,
+        stream: StreamId,
+        expected: i64,
+        events: &[Event],
+        meta: &EventMeta,
+    ) -> Result<Appended, WorkspaceError> {
+        Ok(Tx::append(self, stream, expected, events, meta)?)
+    }
+
+    fn version(&mut self, stream: StreamId) -> Result<i64, WorkspaceError> {
+        Ok(Tx::version(self, stream)?)
+    }
+
+    fn head_position(&self) -> i64 {
+        Tx::head_position(self)
+    }
+
+    fn read_after(
+        &mut self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, WorkspaceError> {
+        Ok(Tx::read_after(self, after, limit)?)
+    }
+
+    fn cursor(&mut self, name: &str) -> Result<Option<i64>, WorkspaceError> {
+        Ok(Tx::cursor(self, name)?)
+    }
+
+    fn set_cursor(&mut self, name: &str, position: i64) -> Result<(), WorkspaceError> {
+        Ok(Tx::set_cursor(self, name, position)?)
+    }
+
+    fn last_cause_after(
+        &mut self,
+        after: i64,
+        except: &[&str],
+    ) -> Result<Option<i64>, WorkspaceError> {
+        Ok(Tx::last_cause_after(self, after, except)?)
+    }
+
+    fn take_due_timers(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, PendingTimer)>, WorkspaceError> {
+        Ok(Tx::take_due_timers(self, now, limit)?)
+    }
+
+    fn atomically(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Workspace) -> bool,
+    ) -> Result<bool, WorkspaceError> {
+        /// Why the savepoint was rolled back: the caller asked, or SQLite failed.
+        enum Undo {
+            Asked,
+            Failed(Error),
+        }
+        impl From<Error> for Undo {
+            fn from(e: Error) -> Self {
+                Undo::Failed(e)
+            }
+        }
+        match Tx::atomically(self, |tx| if f(tx) { Ok(()) } else { Err(Undo::Asked) }) {
+            Ok(()) => Ok(true),
+            Err(Undo::Asked) => Ok(false),
+            Err(Undo::Failed(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// Adapts a caller's error type to the store's `write`: the store's own failures (beginning,
+/// committing) and the caller's.
+enum Either<E> {
+    Store(Error),
+    Caller(E),
+}
+
+impl<E> From<Error> for Either<E> {
+    fn from(e: Error) -> Self {
+        Either::Store(e)
+    }
+}
+
+impl Backend for Store {
+    fn write<T, E: From<WorkspaceError>>(
+        &mut self,
+        stamp: Stamp<'_>,
+        f: impl FnOnce(&mut dyn Workspace) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let run = |tx: &mut Tx<'_>| f(tx).map_err(Either::Caller);
+        let out = match stamp {
+            Stamp::At(t) => Store::write(self, t, run),
+            Stamp::Clock(c) => Store::write_with(self, c, run),
+        };
+        out.map_err(|e| match e {
+            Either::Store(e) => E::from(e.into()),
+            Either::Caller(e) => e,
+        })
+    }
+
+    fn cursor(&self, name: &str) -> Result<Option<i64>, WorkspaceError> {
+        Ok(Store::cursor(self, name)?)
+    }
+
+    fn last_position(&self) -> Result<i64, WorkspaceError> {
+        Ok(Store::last_position(self)?)
+    }
+
+    fn load(&self, stream: StreamId) -> Result<Option<Entity>, WorkspaceError> {
+        Ok(Store::load(self, stream)?)
+    }
+
+    fn read_after(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, WorkspaceError> {
+        Ok(Store::read_log(self, &LogFilter::default(), after, limit)?)
+    }
+
+    fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, WorkspaceError> {
+        let t: Option<String> = self
+            .conn
+            .query_row("SELECT min(due_at) FROM timers", [], |r| r.get(0))
+            .map_err(Error::from)?;
+        Ok(t.as_deref().and_then(parse_time))
+    }
+
+    fn oldest_change_after(
+        &self,
+        kind: EntityKind,
+        after: DateTime<Utc>,
+        stages: &[String],
+    ) -> Result<Option<DateTime<Utc>>, WorkspaceError> {
+        if stages.is_empty() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT min(updated_at) FROM {} WHERE updated_at > ?1 AND stage IN ({})",
+            table_of(kind),
+            marks(2, stages.len())
+        );
+        let after = fmt_time(after);
+        let mut args: Vec<&dyn ToSql> = vec![&after];
+        args.extend(stages.iter().map(|s| s as &dyn ToSql));
+        let t: Option<String> = self
+            .conn
+            .query_row(&sql, args.as_slice(), |r| r.get(0))
+            .map_err(Error::from)?;
+        Ok(t.as_deref().and_then(parse_time))
+    }
+}

@@ -84,12 +84,15 @@ impl CliError {
     pub fn is_tampered(&self) -> bool {
         use leadflow_robots::RobotError;
         let store = match self {
-            CliError::Store(e)
-            | CliError::Robot(RobotError::Store(e))
+            CliError::Store(e) => e,
+            CliError::Robot(RobotError::Store(e))
             | CliError::RulesFailed {
                 source: RobotError::Store(e),
                 ..
-            } => e,
+            } => match e.downcast_ref::<leadflow_store::Error>() {
+                Some(e) => e,
+                None => return false,
+            },
             _ => return false,
         };
         matches!(store, leadflow_store::Error::Tampered { .. })

@@ -37,7 +37,8 @@ pub fn simulate(
     for w in &scenario.rules.warnings {
         errln!("warning: {w}");
     }
-    let outcome = scenario::run(&scenario).map_err(scenario_error)?;
+    let mut store = leadflow_store::Store::open_in_memory()?;
+    let outcome = scenario::run_in(&scenario, &mut store).map_err(scenario_error)?;
     let n = outcome.mismatches.len();
     if json {
         json_line(&json!({

@@ -16,6 +16,7 @@ pub mod field;
 pub mod ids;
 pub mod model;
 pub mod projection;
+pub mod react;
 pub mod robot;
 pub mod rules;
 pub mod stored;

@@ -136,11 +136,6 @@ pub(crate) fn pick_member(
             "team '{team}' has no active member to assign"
         )));
     }
-    let table = if kind == EntityKind::Deal {
-        "deals"
-    } else {
-        "leads"
-    };
     let open: Vec<String> = ctx
         .config
         .pipelines
@@ -153,25 +148,12 @@ pub(crate) fn pick_member(
                 .map(|s| s.id.to_string())
         })
         .collect();
-    let conn = ctx.tx.conn()?;
     let mut best: Option<(i64, usize, &EmployeeId)> = None;
     for (i, m) in members.iter().enumerate() {
         let score: i64 = if strategy == "least_loaded" {
-            let marks = vec!["?"; open.len()].join(", ");
-            let sql = format!(
-                "SELECT count(*) FROM {table} WHERE responsible = ?1 AND stage IN ({marks})"
-            );
-            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&m.0];
-            args.extend(open.iter().map(|s| s as &dyn rusqlite::ToSql));
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| s.query_row(args.as_slice(), |r| r.get(0)))
-                .map_err(RobotError::from)?
+            ctx.ws.open_items(m, kind, &open)?
         } else {
-            conn.prepare_cached(&format!(
-                "SELECT coalesce(max(id), 0) FROM {table} WHERE responsible = ?1"
-            ))
-            .and_then(|mut s| s.query_row([&m.0], |r| r.get(0)))
-            .map_err(RobotError::from)?
+            ctx.ws.last_assigned(m, kind)?
         };
         if best.is_none_or(|(b, bi, _)| (score, i) < (b, bi)) {
             best = Some((score, i, m));
@@ -195,18 +177,17 @@ impl Robot for Assign {
             "creator" => {
                 let stream = entity.stream();
                 let first = ctx
-                    .tx
-                    .conn()?
-                    .prepare_cached(
-                        "SELECT e.actor FROM events e JOIN streams s ON s.stream_key = e.stream_key \
-                         WHERE s.kind = ?1 AND s.entity_id = ?2 AND e.version = 1",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(rusqlite::params![stream.kind.as_str(), stream.id], |r| {
-                            r.get::<_, String>(0)
-                        })
-                    })
-                    .map_err(RobotError::from)?;
+                    .ws
+                    .event_of(stream, 1)?
+                    .map(|rec| rec.actor)
+                    .ok_or_else(|| {
+                        RobotError::Store(leadflow_engine::workspace::BackendError::new(
+                            leadflow_engine::stored::StoredError::Corrupt {
+                                position: 0,
+                                why: format!("{stream} has no first event"),
+                            },
+                        ))
+                    })?;
                 match first.strip_prefix("employee:") {
                     Some(e) => EmployeeId(e.to_owned()),
                     None => {
@@ -254,7 +235,7 @@ impl Robot for Assign {
 fn pending_deadline(ctx: &mut Ctx<'_, '_>, name: &str) -> Result<Option<i64>, RobotError> {
     let subject = ctx.subject;
     Ok(ctx
-        .tx
+        .ws
         .pending_timers(subject)?
         .into_iter()
         .find(|t| t.what == "deadline" && t.name.as_deref() == Some(name))
@@ -511,22 +492,16 @@ impl Robot for EscalateToManager {
                 "window '{window}' reaches before the start of time"
             ))
         })?;
-        let since = leadflow_store::fmt_time(since);
         // Incidents since the last escalation for the same employee and kind: the 3rd, 6th…
         // incident escalates, not every one after the 3rd.
-        let count: i64 = ctx
-            .tx
-            .conn()?
-            .prepare_cached(
-                "SELECT count(*) FROM incidents WHERE employee = ?1 AND kind = ?2 AND at >= ?3 \
-                 AND position > coalesce((SELECT max(position) FROM escalations WHERE employee = ?1 AND kind = ?2), 0)",
-            )
-            .and_then(|mut s| {
-                s.query_row(rusqlite::params![employee.as_str(), kind, since], |r| {
-                    r.get(0)
-                })
-            })
-            .map_err(RobotError::from)?;
+        let count = ctx
+            .ws
+            .incident_count(&leadflow_engine::workspace::IncidentQuery {
+                employee: &employee,
+                kind: Some(kind.as_str()),
+                since,
+                after_escalation: true,
+            })?;
         if count < threshold {
             return Ok(());
         }

@@ -9,9 +9,8 @@ use leadflow_engine::command::NewCompany;
 use leadflow_engine::event::RepeatDetected;
 use leadflow_engine::field::{validate_bank_account, validate_bik, validate_inn};
 use leadflow_engine::model::Lead;
+use leadflow_engine::workspace::MatchKey;
 use leadflow_engine::{Command, Entity, EntityKind, Event};
-use leadflow_store::MatchKey;
-use rusqlite::OptionalExtension;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -100,11 +99,7 @@ impl Requisites {
 
 /// The oldest company with this INN.
 pub(crate) fn company_by_inn(ctx: &mut Ctx<'_, '_>, inn: &str) -> Result<Option<i64>, RobotError> {
-    ctx.tx
-        .conn()?
-        .prepare_cached("SELECT min(id) FROM companies WHERE inn = ?1")
-        .and_then(|mut s| s.query_row([inn], |r| r.get(0)))
-        .map_err(RobotError::from)
+    Ok(ctx.ws.company_by_inn(inn)?)
 }
 
 /// Ids of `kind` holding any of `values` as a `what` key, oldest first; only ids before
@@ -116,7 +111,7 @@ fn matching(
     values: &[String],
     before: Option<i64>,
 ) -> Result<Vec<i64>, RobotError> {
-    Ok(ctx.tx.matching(what, values, kind, before)?)
+    Ok(ctx.ws.matching(what, values, kind, before)?)
 }
 
 /// Contacts whose phones or e-mails include any of the lead's, oldest first.
@@ -219,7 +214,7 @@ impl Robot for DetectRepeat {
                 break;
             }
             if let Some(Entity::Lead(earlier)) = ctx
-                .tx
+                .ws
                 .load(leadflow_engine::StreamId::new(EntityKind::Lead, *id))?
             {
                 via_leads.0 = via_leads.0.or(earlier.contact);
@@ -247,16 +242,13 @@ impl Robot for DetectRepeat {
 
 /// The lead's latest `lead.repeat_detected`, if any.
 fn last_repeat(ctx: &mut Ctx<'_, '_>, lead: i64) -> Result<Option<RepeatDetected>, RobotError> {
-    let payload: Option<String> = ctx
-        .tx
-        .conn()?
-        .prepare_cached(
-            "SELECT e.payload FROM events e JOIN streams s ON s.stream_key = e.stream_key \
-             WHERE s.kind = 'lead' AND s.entity_id = ?1 AND e.type = 'lead.repeat_detected' \
-             ORDER BY e.version DESC LIMIT 1",
-        )
-        .and_then(|mut s| s.query_row([lead], |r| r.get(0)).optional())
-        .map_err(RobotError::from)?;
+    let payload = ctx
+        .ws
+        .latest_of_type(
+            leadflow_engine::StreamId::new(EntityKind::Lead, lead),
+            "lead.repeat_detected",
+        )?
+        .map(|rec| rec.payload);
     Ok(payload.and_then(|p| serde_json::from_str(&p).ok()))
 }
 
@@ -311,7 +303,7 @@ pub(crate) fn fill_blanks(
     req: &Requisites,
 ) -> Result<(), RobotError> {
     let Some(Entity::Company(c)) = ctx
-        .tx
+        .ws
         .load(leadflow_engine::StreamId::new(EntityKind::Company, company))?
     else {
         return Ok(());

@@ -1,13 +1,15 @@
-//! What a robot sees while it runs: the write transaction, the configuration, the event that
-//! triggered its rule, the entity the rule is about, the time; and helpers to append its
-//! effects as events caused by that trigger.
+//! What a robot sees while it runs: the write transaction (as the engine's [`Workspace`]),
+//! the configuration, the event that triggered its rule, the entity the rule is about, the
+//! time; and helpers to append its effects as events caused by that trigger.
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use leadflow_engine::event::{IncidentRecorded, NotificationQueued};
 use leadflow_engine::ids::EmployeeId;
-use leadflow_engine::{Actor, Command, Config, Entity, EntityKind, Event, EventMeta, StreamId};
-use leadflow_store::{Executed, RecordedEvent, Tx};
-use serde_json::{Map, Value, json};
+use leadflow_engine::react::{responsible_of, task_parent, variables};
+use leadflow_engine::stored::{Executed, RecordedEvent, StoredError};
+use leadflow_engine::workspace::{BackendError, Workspace, WorkspaceError};
+use leadflow_engine::{Actor, Command, Config, Entity, Event, EventMeta, StreamId};
+use serde_json::{Map, Value};
 
 /// Why a robot did not do its job.
 #[derive(Debug, thiserror::Error)]
@@ -19,36 +21,31 @@ pub enum RobotError {
     /// an incident.
     #[error("{0}")]
     Failed(String),
-    /// The database failed: processing stops and is retried; nothing of it is kept.
+    /// The database failed: processing stops and is retried; nothing of it is kept. The
+    /// backend's own error is inside ([`BackendError::downcast_ref`]).
     #[error(transparent)]
-    Store(leadflow_store::Error),
+    Store(BackendError),
 }
 
-impl From<leadflow_store::Error> for RobotError {
-    fn from(e: leadflow_store::Error) -> Self {
+impl From<WorkspaceError> for RobotError {
+    fn from(e: WorkspaceError) -> Self {
         match e {
-            leadflow_store::Error::Rejected(r) => RobotError::Rejected(r),
-            other => RobotError::Store(other),
+            WorkspaceError::Rejected(r) => RobotError::Rejected(r),
+            WorkspaceError::Backend(b) => RobotError::Store(b),
         }
     }
 }
 
-impl From<leadflow_engine::stored::StoredError> for RobotError {
-    fn from(e: leadflow_engine::stored::StoredError) -> Self {
-        RobotError::Store(e.into())
-    }
-}
-
-impl From<rusqlite::Error> for RobotError {
-    fn from(e: rusqlite::Error) -> Self {
-        RobotError::Store(e.into())
+impl From<StoredError> for RobotError {
+    fn from(e: StoredError) -> Self {
+        RobotError::Store(BackendError::new(e))
     }
 }
 
 /// A robot's run-time context.
 pub struct Ctx<'a, 't> {
-    /// The write transaction everything is appended in.
-    pub tx: &'a mut Tx<'t>,
+    /// The write transaction everything is read from and appended in.
+    pub ws: &'a mut (dyn Workspace + 't),
     /// The configuration.
     pub config: &'a Config,
     /// The rule running.
@@ -79,14 +76,14 @@ impl Ctx<'_, '_> {
     /// Decides and appends a command as the robot.
     pub fn execute(&mut self, command: &Command) -> Result<Executed, RobotError> {
         let meta = self.meta();
-        Ok(self.tx.execute(self.config, command, &meta)?)
+        Ok(self.ws.execute(self.config, command, &meta)?)
     }
 
     /// Appends events to a stream at its current version.
     pub fn append(&mut self, stream: StreamId, events: &[Event]) -> Result<(), RobotError> {
         let meta = self.meta();
-        let version = self.tx.version(stream)?;
-        self.tx.append(stream, version, events, &meta)?;
+        let version = self.ws.version(stream)?;
+        self.ws.append(stream, version, events, &meta)?;
         Ok(())
     }
 
@@ -95,39 +92,33 @@ impl Ctx<'_, '_> {
         self.append(self.subject, events)
     }
 
+    /// An entity's current state.
+    pub fn load(&mut self, stream: StreamId) -> Result<Option<Entity>, RobotError> {
+        Ok(self.ws.load(stream)?)
+    }
+
     /// The subject entity's current state.
     pub fn entity(&mut self) -> Result<Option<Entity>, RobotError> {
         if !self.subject.kind.is_entity() {
             return Ok(None);
         }
-        Ok(self.tx.load(self.subject)?)
+        self.load(self.subject)
     }
 
     /// The subject's lead or deal: the entity itself, or a task's lead/deal.
     pub fn lead_or_deal(&mut self) -> Result<Option<Entity>, RobotError> {
         match self.entity()? {
-            Some(Entity::Task(t)) => {
-                let stream = match (t.lead, t.deal) {
-                    (_, Some(d)) => StreamId::new(EntityKind::Deal, d),
-                    (Some(l), None) => StreamId::new(EntityKind::Lead, l),
-                    (None, None) => return Ok(None),
-                };
-                Ok(self.tx.load(stream)?)
-            }
+            Some(task @ Entity::Task(_)) => match task_parent(Some(&task)) {
+                Some(stream) => self.load(stream),
+                None => Ok(None),
+            },
             other => Ok(other),
         }
     }
 
     /// The employee responsible for the subject (a task's assignee).
     pub fn responsible(&mut self) -> Result<Option<EmployeeId>, RobotError> {
-        Ok(match self.entity()? {
-            Some(Entity::Lead(l)) => l.responsible,
-            Some(Entity::Deal(d)) => d.responsible,
-            Some(Entity::Contact(c)) => c.responsible,
-            Some(Entity::Company(c)) => c.responsible,
-            Some(Entity::Task(t)) => Some(t.assignee),
-            None => None,
-        })
+        Ok(responsible_of(self.entity()?.as_ref()))
     }
 
     /// The variables conditions and templates see.
@@ -138,8 +129,8 @@ impl Ctx<'_, '_> {
             _ => None,
         };
         let responsible = self.responsible()?;
-        variables(
-            self.tx,
+        Ok(variables(
+            self.ws,
             self.config,
             self.trigger,
             self.event,
@@ -147,7 +138,7 @@ impl Ctx<'_, '_> {
             related.as_ref(),
             responsible.as_ref(),
             self.now,
-        )
+        )?)
     }
 
     /// Renders a `{lead.title}`-style template.
@@ -181,129 +172,9 @@ impl Ctx<'_, '_> {
                 "{}-{}-{}",
                 self.trigger.position,
                 self.rule,
-                self.tx.head_position() + 1
+                self.ws.head_position() + 1
             );
         }
         self.append_here(&[Event::NotificationQueued(n)])
     }
-}
-
-/// A JSON object of an entity for conditions: its columns with empty ones left out (so
-/// `has(lead.name)` means "has a name"), plus `phone` and `email` (the first of each).
-fn entity_json(e: &Entity) -> Value {
-    let mut v = match e {
-        Entity::Lead(l) => serde_json::to_value(l),
-        Entity::Deal(d) => serde_json::to_value(d),
-        Entity::Contact(c) => serde_json::to_value(c),
-        Entity::Company(c) => serde_json::to_value(c),
-        Entity::Task(t) => serde_json::to_value(t),
-    }
-    .unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.retain(|_, v| !v.is_null());
-        for (list, one) in [("phones", "phone"), ("emails", "email")] {
-            if let Some(first) = m.get(list).and_then(|l| l.get(0)).cloned() {
-                m.insert(one.to_owned(), first);
-            }
-        }
-        if let Some(id) = m.get("id").and_then(Value::as_i64) {
-            m.insert("id".into(), json!(id));
-        }
-    }
-    v
-}
-
-/// Builds the variables a condition or template sees (see docs/RULES.md, "Conditions").
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn variables(
-    tx: &mut Tx<'_>,
-    config: &Config,
-    trigger: &RecordedEvent,
-    event: &Event,
-    entity: Option<&Entity>,
-    related: Option<&Entity>,
-    responsible: Option<&EmployeeId>,
-    now: DateTime<Utc>,
-) -> Result<Map<String, Value>, RobotError> {
-    let mut vars = Map::new();
-    for e in entity.into_iter().chain(related) {
-        let mut json = entity_json(e);
-        let name = match e {
-            Entity::Lead(_) => "lead",
-            Entity::Deal(_) => "deal",
-            Entity::Task(_) => "task",
-            Entity::Contact(_) => "contact",
-            Entity::Company(_) => "company",
-        };
-        if let (Entity::Lead(l), Value::Object(m)) = (e, &mut json) {
-            m.insert("repeat".into(), json!(is_repeat(tx, l.id)?));
-        }
-        vars.insert(name.into(), json);
-    }
-    let mut ev = match serde_json::from_str::<Value>(&trigger.payload) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    ev.insert("type".into(), json!(event.event_type()));
-    ev.insert("position".into(), json!(trigger.position));
-    ev.insert("actor".into(), json!(trigger.actor));
-    ev.insert("stream".into(), json!(trigger.stream.to_string()));
-    if let Event::LeadUpdated(u) | Event::DealUpdated(u) = event
-        && let Some(first) = u.changes.keys().next()
-    {
-        ev.insert("field".into(), json!(first));
-    }
-    vars.insert("event".into(), Value::Object(ev));
-    if let Some(id) = responsible {
-        let emp = config.employee(id);
-        let conn = tx.conn()?;
-        let since = leadflow_store::fmt_time(now - chrono::Duration::days(30));
-        let count = |kind: Option<&str>| -> Result<i64, RobotError> {
-            conn.prepare_cached(
-                "SELECT count(*) FROM incidents WHERE employee = ?1 AND (?2 IS NULL OR kind = ?2) AND at >= ?3",
-            )
-            .and_then(|mut s| s.query_row(rusqlite::params![id.as_str(), kind, since], |r| r.get(0)))
-            .map_err(RobotError::from)
-        };
-        let mut r = Map::new();
-        r.insert("id".into(), json!(id.as_str()));
-        if let Some(emp) = emp {
-            r.insert("name".into(), json!(emp.name));
-            if let Some(t) = &emp.team {
-                r.insert("team".into(), json!(t.as_str()));
-            }
-            if let Some(m) = &emp.manager {
-                r.insert("manager".into(), json!(m.as_str()));
-            }
-        }
-        r.insert(
-            "missed_deadlines".into(),
-            json!(count(Some("missed_deadline"))?),
-        );
-        r.insert("incidents".into(), json!(count(None)?));
-        vars.insert("responsible".into(), Value::Object(r));
-    }
-    let local = now.with_timezone(&config.calendar.timezone);
-    vars.insert(
-        "time".into(),
-        json!({
-            "now": leadflow_store::fmt_time(now),
-            "hour": local.hour(),
-            "minute": local.minute(),
-            "weekday": local.weekday().number_from_monday(),
-            "working": config.calendar.is_working_time(now),
-        }),
-    );
-    Ok(vars)
-}
-
-/// Whether the lead was found to be a repeat lead.
-fn is_repeat(tx: &mut Tx<'_>, lead: i64) -> Result<bool, RobotError> {
-    let conn = tx.conn()?;
-    conn.prepare_cached(
-        "SELECT 1 FROM events e JOIN streams s ON s.stream_key = e.stream_key \
-         WHERE s.kind = 'lead' AND s.entity_id = ?1 AND e.type = 'lead.repeat_detected' LIMIT 1",
-    )
-    .and_then(|mut s| s.exists([lead]))
-    .map_err(RobotError::from)
 }

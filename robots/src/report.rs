@@ -10,9 +10,8 @@ use chrono::{DateTime, Utc};
 use leadflow_engine::config::{Semantic, parse_duration};
 use leadflow_engine::event::{Channel, KpiRow, NotificationQueued, ReportSent};
 use leadflow_engine::ids::{EmployeeId, TeamId};
+use leadflow_engine::workspace::KpiQuery;
 use leadflow_engine::{Config, Event};
-use leadflow_store::fmt_time;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
@@ -190,49 +189,28 @@ impl Kpi {
         until: DateTime<Utc>,
     ) -> Result<Kpi, RobotError> {
         let pipeline = ctx.config.lead_pipeline();
-        let stages = |semantic: Semantic| -> String {
-            Value::from(
-                pipeline
-                    .stages
-                    .iter()
-                    .filter(|s| s.semantic == semantic)
-                    .map(|s| s.id.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .to_string()
+        let stages = |semantic: Semantic| -> Vec<String> {
+            pipeline
+                .stages
+                .iter()
+                .filter(|s| s.semantic == semantic)
+                .map(|s| s.id.to_string())
+                .collect()
         };
         let (success, failure) = (stages(Semantic::Success), stages(Semantic::Failure));
         let pipeline = pipeline.id.to_string();
-        let (since, until) = (fmt_time(since), fmt_time(until));
-        let conn = ctx.tx.conn()?;
-        let counts = |sql: &str,
-                      args: &[&dyn rusqlite::ToSql]|
-         -> Result<HashMap<String, i64>, RobotError> {
-            let mut stmt = conn.prepare_cached(sql).map_err(RobotError::from)?;
-            let rows = stmt
-                .query_map(args, |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(RobotError::from)?;
-            rows.collect::<Result<_, _>>().map_err(RobotError::from)
-        };
-        const ENTERED: &str = "SELECT l.responsible, count(DISTINCT l.id) FROM stage_history h \
-             JOIN leads l ON l.id = h.entity_id \
-             WHERE h.kind = 'lead' AND h.entered_at > ?1 AND h.entered_at <= ?2 AND h.pipeline = ?3 \
-             AND h.stage IN (SELECT value FROM json_each(?4)) AND l.responsible IS NOT NULL \
-             GROUP BY l.responsible";
+        let counts = ctx.ws.kpi(&KpiQuery {
+            pipeline: &pipeline,
+            success: &success,
+            failure: &failure,
+            since,
+            until,
+        })?;
         Ok(Kpi {
-            leads_in: counts(
-                "SELECT responsible, count(*) FROM leads \
-                 WHERE created_at > ?1 AND created_at <= ?2 AND responsible IS NOT NULL \
-                 GROUP BY responsible",
-                &[&since, &until],
-            )?,
-            converted: counts(ENTERED, &[&since, &until, &pipeline, &success])?,
-            lost: counts(ENTERED, &[&since, &until, &pipeline, &failure])?,
-            overdue: counts(
-                "SELECT assignee, count(*) FROM tasks \
-                 WHERE completed_at IS NULL AND due_at < ?1 GROUP BY assignee",
-                &[&until],
-            )?,
+            leads_in: counts.leads_in,
+            converted: counts.converted,
+            lost: counts.lost,
+            overdue: counts.overdue,
         })
     }
 

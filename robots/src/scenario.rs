@@ -67,8 +67,8 @@
 //! # Running
 //!
 //! [`Scenario::load`] reads and checks everything — the scenario file, the configuration and
-//! the rule set — and reports every problem with `file:line:column`. [`run`] runs it on an
-//! in-memory store ([`run_in`] on a store of the caller's) and returns an [`Outcome`] whose
+//! the rule set — and reports every problem with `file:line:column`. [`run_in`] runs it on a
+//! database the caller opens (any [`Backend`]: an in-memory store, a file) and returns an [`Outcome`] whose
 //! [`Mismatch`]es say which step expected what and what was found. A refused command is a
 //! mismatch unless the step has `expect_error`.
 
@@ -80,8 +80,9 @@ use leadflow_engine::command::{NewCompany, NewContact, NewDeal, NewLead, NewTask
 use leadflow_engine::config::{ConfigError, ConfigErrors, DEFAULT_CONFIG, line_col};
 use leadflow_engine::ids::EmployeeId;
 use leadflow_engine::rules::RuleSet;
+use leadflow_engine::stored::{RecordedEvent, parse_time};
+use leadflow_engine::workspace::{Backend, BackendError, Stamp, WorkspaceError};
 use leadflow_engine::{Actor, Command, Config, EntityKind, EventMeta, Source, StreamId};
-use leadflow_store::{LogFilter, RecordedEvent, Store, parse_time};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -113,12 +114,22 @@ pub enum ScenarioError {
     /// The scenario's rule set has errors.
     #[error("{}", list("the rule set", &.0.0))]
     Rules(ConfigErrors),
-    /// The store failed while the scenario ran.
+    /// The database failed while the scenario ran.
     #[error(transparent)]
-    Store(#[from] leadflow_store::Error),
+    Store(BackendError),
     /// The rules runtime failed (a database error: robots' own failures are incidents).
     #[error(transparent)]
     Runtime(#[from] RobotError),
+}
+
+impl From<WorkspaceError> for ScenarioError {
+    fn from(e: WorkspaceError) -> Self {
+        match e {
+            WorkspaceError::Backend(b) => ScenarioError::Store(b),
+            // A refused command is a mismatch, handled where commands run.
+            WorkspaceError::Rejected(r) => ScenarioError::Runtime(RobotError::Rejected(r)),
+        }
+    }
 }
 
 fn list(what: &str, errors: &[ConfigError]) -> String {
@@ -1159,12 +1170,6 @@ fn build(
 
 // ---- running ---------------------------------------------------------------------------------
 
-/// Runs a scenario on a fresh in-memory store.
-pub fn run(scenario: &Scenario) -> Result<Outcome, ScenarioError> {
-    let mut store = Store::open_in_memory()?;
-    run_in(scenario, &mut store)
-}
-
 /// An event of the window under check, with its payload parsed.
 struct WindowEvent {
     rec: RecordedEvent,
@@ -1195,9 +1200,10 @@ impl WindowEvent {
     }
 }
 
-/// Runs a scenario on the caller's store (a file, to look at the log afterwards). The rules
-/// react only to what the scenario appends: the rule set is activated at the start.
-pub fn run_in(scenario: &Scenario, store: &mut Store) -> Result<Outcome, ScenarioError> {
+/// Runs a scenario on the caller's database (a fresh in-memory store; a file, to look at the
+/// log afterwards). The rules react only to what the scenario appends: the rule set is
+/// activated at the start.
+pub fn run_in<D: Backend>(scenario: &Scenario, store: &mut D) -> Result<Outcome, ScenarioError> {
     let runtime = scenario.runtime();
     let first = store.last_position()?;
     let mut now = scenario.start;
@@ -1229,9 +1235,11 @@ pub fn run_in(scenario: &Scenario, store: &mut Store) -> Result<Outcome, Scenari
                     Err(m) => Err(m),
                     Ok(cmd) => {
                         let meta = EventMeta::root(now, actor.clone());
-                        match store.write(now, |tx| tx.execute(&scenario.config, &cmd, &meta)) {
+                        match store.write(Stamp::At(now), |ws| {
+                            ws.execute(&scenario.config, &cmd, &meta)
+                        }) {
                             Ok(done) => Ok(done),
-                            Err(leadflow_store::Error::Rejected(r)) => Err(r.to_string()),
+                            Err(WorkspaceError::Rejected(r)) => Err(r.to_string()),
                             Err(e) => return Err(e.into()),
                         }
                     }
@@ -1340,10 +1348,10 @@ fn fmt_local(t: DateTime<Utc>, calendar: &Calendar) -> String {
 
 /// Moves the clock to `target` through [`Runtime::advance`]; a clock stuck on the way is a
 /// mismatch.
-fn advance(
+fn advance<D: Backend>(
     scenario: &Scenario,
     runtime: &Runtime,
-    store: &mut Store,
+    store: &mut D,
     now: &mut DateTime<Utc>,
     target: DateTime<Utc>,
     report: &mut Report,
@@ -1362,11 +1370,11 @@ fn advance(
 }
 
 /// The events after position `after`, with their payloads.
-fn read_window(store: &Store, after: i64) -> Result<Vec<WindowEvent>, ScenarioError> {
+fn read_window<D: Backend>(store: &D, after: i64) -> Result<Vec<WindowEvent>, ScenarioError> {
     let mut out = Vec::new();
     let mut from = after;
     loop {
-        let page = store.read_log(&LogFilter::default(), from, 1000)?;
+        let page = store.read_after(from, 1000)?;
         let Some(last) = page.last() else {
             return Ok(out);
         };
@@ -1470,7 +1478,7 @@ fn short(payload: &str) -> String {
     format!("{cut}…")
 }
 
-fn check_state(store: &Store, check: &StateCheck) -> Result<Option<String>, ScenarioError> {
+fn check_state<D: Backend>(store: &D, check: &StateCheck) -> Result<Option<String>, ScenarioError> {
     let entity = store.load(check.stream)?;
     let Some(entity) = entity else {
         return Ok(check

@@ -6,7 +6,15 @@
 //! Each scenario also holds the same kind of check, satisfied, in another step, so the test
 //! fails as well if the runner reports a check that holds.
 
-use leadflow_robots::scenario::{Mismatch, Scenario, run};
+use leadflow_robots::scenario::{Mismatch, Scenario};
+
+/// Runs a scenario on a fresh in-memory store.
+fn run(
+    scenario: &Scenario,
+) -> Result<leadflow_robots::scenario::Outcome, leadflow_robots::scenario::ScenarioError> {
+    let mut store = leadflow_store::Store::open_in_memory().expect("an in-memory store opens");
+    leadflow_robots::scenario::run_in(scenario, &mut store)
+}
 
 /// A temporary folder removed on drop (the robots crate has no tempfile dependency).
 struct Dir(std::path::PathBuf);

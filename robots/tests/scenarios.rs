@@ -4,8 +4,16 @@
 
 use leadflow_engine::rules::RuleSet;
 use leadflow_robots::Registry;
-use leadflow_robots::scenario::{Scenario, ScenarioError, run};
+use leadflow_robots::scenario::{Scenario, ScenarioError};
 use std::path::{Path, PathBuf};
+
+/// Runs a scenario on a fresh in-memory store.
+fn run(
+    scenario: &Scenario,
+) -> Result<leadflow_robots::scenario::Outcome, leadflow_robots::scenario::ScenarioError> {
+    let mut store = leadflow_store::Store::open_in_memory().expect("an in-memory store opens");
+    leadflow_robots::scenario::run_in(scenario, &mut store)
+}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios")

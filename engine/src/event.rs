@@ -455,6 +455,54 @@ pub struct ReportSent {
     pub rule: String,
 }
 
+/// An external robot (a program, later a webhook or e-mail) was asked to act. It runs after
+/// the transaction that records this commits, never inside it; `robot.completed` records
+/// its outcome, and the rules apply the actions of its answer in reaction to that.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobotRequested {
+    /// The robot (`command`).
+    pub robot: String,
+    /// The rule that called it.
+    pub rule: String,
+    /// The hash of the rule set in force.
+    pub ruleset: String,
+    /// The call's parameters, as the rule gave them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Value>,
+    /// What the robot is given (a program's stdin), fixed when the rule decided: every
+    /// attempt gets the same.
+    pub input: Value,
+    /// Unique per request and the same on every attempt, for the receiver to drop a repeat.
+    pub key: String,
+}
+
+/// How an external robot's call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RobotOutcome {
+    /// It answered with actions.
+    Answered,
+    /// It failed (could not start, exited non-zero, gave an answer that is not one).
+    Failed,
+    /// It did not finish in time.
+    TimedOut,
+}
+
+/// An external robot's outcome, in the stream of its request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobotCompleted {
+    /// The position of the `robot.requested`.
+    pub request: i64,
+    /// How it ended.
+    pub outcome: RobotOutcome,
+    /// The answer's actions, each an object with one key (`answered`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Value>,
+    /// What went wrong (`failed`, `timed_out`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Why a stored event could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -595,6 +643,10 @@ events! {
     ScheduleFired(ScheduleFired) = "schedule.fired", 1, System;
     /// A KPI report was sent.
     ReportSent(ReportSent) = "report.sent", 1, System;
+    /// An external robot was asked to act (after the commit).
+    RobotRequested(RobotRequested) = "robot.requested", 1, Lead | Deal | Task | Contact | Company | System;
+    /// An external robot's call ended.
+    RobotCompleted(RobotCompleted) = "robot.completed", 1, Lead | Deal | Task | Contact | Company | System;
 }
 
 impl Event {
@@ -620,6 +672,8 @@ impl Event {
                 | Event::ScheduleFired(_)
                 | Event::ReportSent(_)
                 | Event::TaskOverdue(_)
+                | Event::RobotRequested(_)
+                | Event::RobotCompleted(_)
         )
     }
 

@@ -13,7 +13,7 @@
 //! the next.
 
 use crate::config::Config;
-use crate::event::{DelayedRobot, Event, RobotsCancelled};
+use crate::event::{DelayedRobot, Event, RobotCompleted, RobotRequested, RobotsCancelled};
 use crate::ids::{EmployeeId, EntityKind, StageId, StreamId};
 use crate::model::Entity;
 use crate::rules::{Rule, RuleSet, Trigger, TriggerKey};
@@ -100,6 +100,18 @@ pub enum Step {
         robots: Vec<DelayedRobot>,
         /// When they run.
         due_at: DateTime<Utc>,
+    },
+    /// An external robot's call ended (the event is its `robot.completed`): the robot applies
+    /// its answer's actions, or records why there is none, as the rule's effects.
+    Outcome {
+        /// The rule that called it.
+        rule: String,
+        /// The stream the rule is about.
+        subject: StreamId,
+        /// The request.
+        request: RobotRequested,
+        /// Its outcome.
+        completed: RobotCompleted,
     },
     /// An incident the runtime records in the subject's stream: `condition_failed`,
     /// `robot_failed` (a delay out of reach) or `depth_limit` (after which the event's
@@ -284,6 +296,8 @@ enum First {
     Resume(i64),
     /// The entity left this stage: its delayed robots may be cancelled.
     Left(StageId),
+    /// An external robot's call ended.
+    Completed(RobotCompleted),
     Nothing,
 }
 
@@ -298,10 +312,11 @@ impl<'r> Reaction<'r> {
     ) -> Reaction<'r> {
         let first = match event {
             Event::RobotsResumed(r) => First::Resume(r.delayed),
+            Event::RobotCompleted(c) => First::Completed(c.clone()),
             Event::LeadStageChanged(s) | Event::DealStageChanged(s) => First::Left(s.from.clone()),
             _ => First::Nothing,
         };
-        let keys = if matches!(first, First::Resume(_)) {
+        let keys = if matches!(first, First::Resume(_) | First::Completed(_)) {
             Vec::new()
         } else {
             trigger_keys(config, event, rec.stream.kind)
@@ -337,6 +352,7 @@ impl<'r> Reaction<'r> {
     pub fn next_step(&mut self, view: &mut dyn View) -> Result<Option<Step>, WorkspaceError> {
         match self.first.take() {
             Some(First::Resume(delayed)) => return self.resume(view, delayed),
+            Some(First::Completed(completed)) => return self.completed(view, completed),
             Some(First::Left(stage)) => {
                 if let Some(step) = self.cancel(view, &stage)? {
                     return Ok(Some(step));
@@ -515,6 +531,27 @@ impl<'r> Reaction<'r> {
                 .map(|(_, s)| s.clone()),
             run,
             then,
+        }))
+    }
+
+    /// An external robot's outcome: one step for the robot that asked.
+    fn completed(
+        &mut self,
+        view: &mut dyn View,
+        completed: RobotCompleted,
+    ) -> Result<Option<Step>, WorkspaceError> {
+        self.stopped = true;
+        let Some(original) = view.event_at(completed.request)? else {
+            return Ok(None);
+        };
+        let Event::RobotRequested(request) = original.decode()? else {
+            return Ok(None);
+        };
+        Ok(Some(Step::Outcome {
+            rule: request.rule.clone(),
+            subject: self.rec.stream,
+            request,
+            completed,
         }))
     }
 

@@ -214,6 +214,9 @@ pub trait View {
     /// The KPI report's counts.
     fn kpi(&mut self, q: &KpiQuery<'_>) -> Result<KpiCounts, WorkspaceError>;
 
+    /// Whether the external robot request at this position has no outcome yet.
+    fn request_pending(&mut self, position: i64) -> Result<bool, WorkspaceError>;
+
     /// When the schedule rule last fired (its `schedule.fired` due time).
     fn schedule_fired_at(&mut self, rule: &str) -> Result<Option<DateTime<Utc>>, WorkspaceError>;
 
@@ -322,6 +325,10 @@ pub trait Backend {
 
     /// Up to `limit` events after a position, in order.
     fn read_after(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, WorkspaceError>;
+
+    /// Up to `limit` external robot requests (`robot.requested`) without an outcome, oldest
+    /// first.
+    fn pending_requests(&self, limit: usize) -> Result<Vec<RecordedEvent>, WorkspaceError>;
 
     /// The earliest pending timer's due time.
     fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, WorkspaceError>;

@@ -1,15 +1,24 @@
 //! `command`: an external robot. A program gets the rule's context as JSON on stdin and
 //! answers with JSON actions on stdout, which the built-in robots carry out.
 //!
+//! It never runs inside a write transaction. The rule's transaction records a
+//! `robot.requested` event (the program, its arguments, its input, an idempotency key); after
+//! that commits, the runtime runs the program ([`Call::call`]) and appends a
+//! `robot.completed` event with its answer, error or timeout; processing that event applies
+//! the answer's actions as the rule's effects ([`Call::apply`]), exactly once. A request
+//! without an outcome (a crash while the program ran) is run again, with the same input and
+//! key. Replay never runs it.
+//!
 //! The program runs directly (no shell), in its own process group, with a time limit; its
 //! output is read up to [`OUTPUT_LIMIT`] per stream. Whatever goes wrong — it cannot start,
 //! exits non-zero, runs too long, says too much, prints something that is not the expected
-//! JSON, asks for an unknown action — is a [`RobotError::Failed`] that says so, which the
-//! runtime records as an incident (rolling back the actions already taken).
+//! JSON, asks for an unknown action — is recorded as an incident that says so (rolling back
+//! the actions already taken).
 
 use crate::builtin::{Notify, RecordIncident, SetField, SetStage, text};
 use crate::context::{Ctx, RobotError};
 use crate::{Params, Robot};
+use leadflow_engine::event::{Event, RobotCompleted, RobotOutcome, RobotRequested};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -22,19 +31,44 @@ pub const OUTPUT_LIMIT: usize = 1 << 20;
 /// How long a program may run when the call gives no `timeout`.
 pub const DEFAULT_TIMEOUT: &str = "10s";
 
+/// An external robot's side that runs after the commit.
+pub trait Call: Send + Sync {
+    /// Carries out a request, outside any transaction; how it ended (`request` is left 0
+    /// for the caller to fill in).
+    fn call(&self, request: &RobotRequested) -> RobotCompleted;
+
+    /// Applies an outcome as the rule's effects, in the transaction that processes it; an
+    /// error is recorded as an incident.
+    fn apply(
+        &self,
+        ctx: &mut Ctx<'_, '_>,
+        request: &RobotRequested,
+        completed: &RobotCompleted,
+    ) -> Result<(), RobotError>;
+}
+
 /// `command`: runs `program` with `args`, the context on stdin, actions from stdout.
 ///
-/// Stdin gets `{"rule": ..., "trigger": {"position", "type", "stream", "payload"}, "vars":
-/// {...}}` (`vars` as conditions see them). Stdout must be one JSON object `{"actions": [...]}`
-/// whose actions, each an object with one key, run in order:
+/// Stdin gets `{"rule": ..., "key": ..., "trigger": {"position", "type", "stream",
+/// "payload"}, "vars": {...}}` (`vars` as conditions see them when the rule fires; `key` is
+/// the same on every attempt, and also in the environment as `LEADFLOW_IDEMPOTENCY_KEY`).
+/// Stdout must be one JSON object `{"actions": [...]}` whose actions, each an object with one
+/// key, run in order:
 /// `{"set_field": {"field", "value"}}`, `{"set_stage": {"stage", "reason"}}`,
 /// `{"notify": {"to", "text", ...}}` (the `notify` robot's parameters) and
 /// `{"incident": {"kind", "text"}}`. Texts are templates like the rule files' (`{{` for a
 /// brace).
 pub struct External;
 
-impl Robot for External {
-    fn run(&self, ctx: &mut Ctx<'_, '_>, params: &Params) -> Result<(), RobotError> {
+/// A request's program, arguments and time limit, checked.
+struct Invocation {
+    program: String,
+    args: Vec<String>,
+    limit: Duration,
+}
+
+impl Invocation {
+    fn of(params: &Params) -> Result<Invocation, RobotError> {
         let program = crate::builtin::required(params, "program")?.to_owned();
         let args: Vec<String> = match params.get("args") {
             None => vec![],
@@ -60,10 +94,34 @@ impl Robot for External {
                     "command: bad timeout '{limit_text}': write it like 10s or 1m"
                 ))
             })?;
+        Ok(Invocation {
+            program,
+            args,
+            limit,
+        })
+    }
+
+    fn shown(&self) -> String {
+        shown(&self.program, &self.args)
+    }
+}
+
+impl Robot for External {
+    fn run(&self, ctx: &mut Ctx<'_, '_>, params: &Params) -> Result<(), RobotError> {
+        // Checked now, so a bad call is an incident of the rule's own transaction.
+        Invocation::of(params)?;
         let payload = serde_json::from_str::<Value>(&ctx.trigger.payload)
             .unwrap_or_else(|_| Value::String(ctx.trigger.payload.clone()));
+        // Unique per request: the trigger, the rule, and the position the request will get.
+        let key = format!(
+            "{}-{}-{}",
+            ctx.trigger.position,
+            ctx.rule,
+            ctx.ws.head_position() + 1
+        );
         let input = json!({
             "rule": ctx.rule,
+            "key": key,
             "trigger": {
                 "position": ctx.trigger.position,
                 "type": ctx.trigger.event_type,
@@ -71,13 +129,69 @@ impl Robot for External {
                 "payload": payload,
             },
             "vars": Value::Object(ctx.vars()?),
-        })
-        .to_string();
-        let shown = shown(&program, &args);
-        let stdout = run(&program, &args, input.into_bytes(), limit)
+        });
+        let request = RobotRequested {
+            robot: "command".into(),
+            rule: ctx.rule.to_owned(),
+            ruleset: ctx.ruleset.to_owned(),
+            params: params.clone(),
+            input,
+            key,
+        };
+        ctx.append_here(&[Event::RobotRequested(request)])
+    }
+}
+
+impl Call for External {
+    fn call(&self, request: &RobotRequested) -> RobotCompleted {
+        let failed = |outcome, m: String| RobotCompleted {
+            request: 0,
+            outcome,
+            actions: vec![],
+            error: Some(m),
+        };
+        let inv = match Invocation::of(&request.params) {
+            Ok(i) => i,
+            Err(e) => return failed(RobotOutcome::Failed, e.to_string()),
+        };
+        let shown = inv.shown();
+        let input = request.input.to_string().into_bytes();
+        match run(&inv.program, &inv.args, &request.key, input, inv.limit) {
+            Err(Ran::TimedOut(m)) => {
+                failed(RobotOutcome::TimedOut, format!("command {shown}: {m}"))
+            }
+            Err(Ran::Failed(m)) => failed(RobotOutcome::Failed, format!("command {shown}: {m}")),
+            Ok(stdout) => match parse(&stdout) {
+                Ok(actions) => RobotCompleted {
+                    request: 0,
+                    outcome: RobotOutcome::Answered,
+                    actions,
+                    error: None,
+                },
+                Err(m) => failed(RobotOutcome::Failed, format!("command {shown}: {m}")),
+            },
+        }
+    }
+
+    fn apply(
+        &self,
+        ctx: &mut Ctx<'_, '_>,
+        request: &RobotRequested,
+        completed: &RobotCompleted,
+    ) -> Result<(), RobotError> {
+        if completed.outcome != RobotOutcome::Answered {
+            return Err(RobotError::Failed(
+                completed
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the command failed".into()),
+            ));
+        }
+        let shown = Invocation::of(&request.params)
+            .map(|i| i.shown())
+            .unwrap_or_else(|_| "'?'".into());
+        let actions = named_actions(&completed.actions)
             .map_err(|m| RobotError::Failed(format!("command {shown}: {m}")))?;
-        let actions =
-            parse(&stdout).map_err(|m| RobotError::Failed(format!("command {shown}: {m}")))?;
         for (i, (name, params)) in actions.iter().enumerate() {
             perform(ctx, name, params).map_err(|e| match e {
                 RobotError::Store(s) => RobotError::Store(s),
@@ -125,16 +239,39 @@ fn drain(pipe: impl Read + Send + 'static) -> mpsc::Receiver<Output> {
     rx
 }
 
+/// Why a program gave no answer.
+enum Ran {
+    /// It did not finish in time (and was killed).
+    TimedOut(String),
+    /// Anything else.
+    Failed(String),
+}
+
+impl From<String> for Ran {
+    fn from(m: String) -> Self {
+        Ran::Failed(m)
+    }
+}
+
 /// Runs the program; its stdout, or what went wrong.
-fn run(program: &str, args: &[String], input: Vec<u8>, limit: Duration) -> Result<Vec<u8>, String> {
+fn run(
+    program: &str,
+    args: &[String],
+    key: &str,
+    input: Vec<u8>,
+    limit: Duration,
+) -> Result<Vec<u8>, Ran> {
     let mut cmd = Command::new(program);
     cmd.args(args)
+        .env("LEADFLOW_IDEMPOTENCY_KEY", key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Ran::Failed(format!("cannot start: {e}")))?;
     let deadline = Instant::now() + limit;
     if let Some(mut stdin) = child.stdin.take() {
         // A program that does not read its input must not block us: write from a thread, and
@@ -149,10 +286,10 @@ fn run(program: &str, args: &[String], input: Vec<u8>, limit: Duration) -> Resul
         Some(s) => s,
         None => {
             kill(&mut child);
-            return Err(format!(
+            return Err(Ran::TimedOut(format!(
                 "did not finish within {}; it was killed",
                 human(limit)
-            ));
+            )));
         }
     };
     // The program is done, but something it started may still hold its output open.
@@ -171,29 +308,29 @@ fn run(program: &str, args: &[String], input: Vec<u8>, limit: Duration) -> Resul
         Ok((e, _)) => e,
         Err(m) => {
             kill(&mut child);
-            return Err(m);
+            return Err(Ran::TimedOut(m));
         }
     };
     let (stdout, over) = match collect(out, "stdout") {
         Ok(o) => o,
         Err(m) => {
             kill(&mut child);
-            return Err(m);
+            return Err(Ran::TimedOut(m));
         }
     };
     if !status.success() {
         let tail = tail(&stderr);
-        return Err(if tail.is_empty() {
+        return Err(Ran::Failed(if tail.is_empty() {
             format!("failed ({status})")
         } else {
             format!("failed ({status}): {tail}")
-        });
+        }));
     }
     if over {
-        return Err(format!(
+        return Err(Ran::Failed(format!(
             "printed more than {} KiB on stdout",
             OUTPUT_LIMIT / 1024
-        ));
+        )));
     }
     Ok(stdout)
 }
@@ -253,8 +390,9 @@ fn tail(stderr: &[u8]) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The actions a program's stdout asks for, as (name, parameters).
-fn parse(stdout: &[u8]) -> Result<Vec<(String, crate::Params)>, String> {
+/// The actions a program's stdout asks for, checked for their shape (each an object with one
+/// key whose value is an object).
+fn parse(stdout: &[u8]) -> Result<Vec<Value>, String> {
     let expected = "expected {\"actions\": [...]}";
     let text =
         std::str::from_utf8(stdout).map_err(|_| format!("its output is not UTF-8; {expected}"))?;
@@ -273,12 +411,18 @@ fn parse(stdout: &[u8]) -> Result<Vec<(String, crate::Params)>, String> {
         Some(Value::Array(a)) => a,
         Some(_) => return Err(format!("\"actions\" is not a list; {expected}")),
     };
+    named_actions(&actions)?;
+    Ok(actions)
+}
+
+/// Stored actions as (name, parameters).
+fn named_actions(actions: &[Value]) -> Result<Vec<(String, crate::Params)>, String> {
     actions
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(i, a)| {
             let n = i + 1;
-            let Value::Object(map) = a else {
+            let Value::Object(map) = a.clone() else {
                 return Err(format!(
                     "action {n} is not an object like {{\"set_field\": {{...}}}}"
                 ));

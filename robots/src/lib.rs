@@ -59,6 +59,8 @@ const TASK_KINDS: &[&str] = &["call", "email", "meeting", "send_offer", "other"]
 pub struct Registry {
     robots: Vec<RobotSpec>,
     impls: HashMap<&'static str, Arc<dyn Robot>>,
+    /// The external robots' after-commit side, by robot name.
+    calls: HashMap<&'static str, Arc<dyn external::Call>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -363,7 +365,13 @@ impl Registry {
         );
         impls.insert("send_report", Arc::new(report::SendReport));
         impls.insert("command", Arc::new(external::External));
-        Registry { robots, impls }
+        let mut calls: HashMap<&'static str, Arc<dyn external::Call>> = HashMap::new();
+        calls.insert("command", Arc::new(external::External));
+        Registry {
+            robots,
+            impls,
+            calls,
+        }
     }
 
     /// Adds (or replaces) a robot.
@@ -372,6 +380,11 @@ impl Registry {
         self.impls.insert(spec.name, robot);
         self.robots.push(spec);
         self
+    }
+
+    /// The after-commit side of the external robot called `name`.
+    pub fn call(&self, name: &str) -> Option<&Arc<dyn external::Call>> {
+        self.calls.get(name)
     }
 
     /// The implementation of the robot called `name` (`wait` has none: the runtime handles

@@ -1151,8 +1151,12 @@ EOF
     );
     assert_eq!(
         types(&store, lead_stream(id)),
+        // The program ran after the commit that recorded its request; its answer's actions
+        // were applied in reaction to its outcome.
         [
             "lead.created",
+            "robot.requested",
+            "robot.completed",
             "lead.updated",
             "lead.stage_changed",
             "notification.queued",
@@ -1185,7 +1189,12 @@ fn command_that_exits_non_zero_is_an_incident_with_its_stderr() {
     );
     assert_eq!(
         types(&store, lead_stream(id)),
-        ["lead.created", "incident.recorded"]
+        [
+            "lead.created",
+            "robot.requested",
+            "robot.completed",
+            "incident.recorded"
+        ]
     );
 }
 
@@ -1228,7 +1237,12 @@ fn command_output_that_is_not_the_expected_json_is_an_incident() {
         // The first action of a failing list is rolled back with the rest.
         assert_eq!(
             types(&store, lead_stream(id)),
-            ["lead.created", "incident.recorded"],
+            [
+                "lead.created",
+                "robot.requested",
+                "robot.completed",
+                "incident.recorded"
+            ],
             "{script}"
         );
     }

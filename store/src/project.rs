@@ -34,6 +34,7 @@ pub const TABLES: &[&str] = &[
     "idle_marks",
     "schedules",
     "match_keys",
+    "requests",
     "projection_state",
 ];
 
@@ -225,6 +226,16 @@ CREATE TABLE IF NOT EXISTS {s}.outbox (
     text     TEXT    NOT NULL,
     key      TEXT    NOT NULL,
     stream   TEXT    NOT NULL
+);
+
+-- External robot requests (`robot.requested`) without an outcome (`robot.completed`) yet:
+-- what runs after the commit, and again after a crash.
+CREATE TABLE IF NOT EXISTS {s}.requests (
+    position  INTEGER PRIMARY KEY,
+    kind      TEXT    NOT NULL,
+    entity_id INTEGER NOT NULL,
+    robot     TEXT    NOT NULL,
+    key       TEXT    NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS {s}.idle_marks (
@@ -1074,6 +1085,14 @@ fn side_tables(
         // `OR IGNORE`: the first read wins. `inbox --mark-read` decides under the write lock,
         // so it records a notification read once, but logs written before it did may hold
         // a notification read more than once, and must still replay.
+        Event::RobotRequested(r) => run(
+            "INSERT INTO {s}.requests (position, kind, entity_id, robot, key) VALUES (?1, ?2, ?3, ?4, ?5)",
+            &[&position, &kind, &stream.id, &r.robot, &r.key],
+        ),
+        Event::RobotCompleted(c) => run(
+            "DELETE FROM {s}.requests WHERE position = ?1",
+            &[&c.request],
+        ),
         Event::NotificationRead(r) => run(
             "INSERT OR IGNORE INTO {s}.inbox_read (id, at, position) VALUES (?1, ?2, ?3)",
             &[&r.notification, &fmt_time(at), &position],

@@ -153,7 +153,9 @@ pub(crate) fn projections(
     for table in TABLES {
         // The numeric column that best points at a differing row.
         let key = match *table {
-            "stage_history" | "incidents" | "escalations" | "inbox" | "outbox" => "position",
+            "stage_history" | "incidents" | "escalations" | "inbox" | "outbox" | "requests" => {
+                "position"
+            }
             "idle_marks" | "match_keys" => "entity_id",
             "schedules" => "NULL",
             _ => "id",

@@ -234,6 +234,12 @@ fn idle_candidates(
     Ok(out)
 }
 
+fn request_pending(conn: &Connection, position: i64) -> Result<bool, Error> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM requests WHERE position = ?1")?
+        .exists([position])?)
+}
+
 impl View for Tx<'_> {
     fn load(&mut self, stream: StreamId) -> Result<Option<Entity>, WorkspaceError> {
         Ok(Tx::load(self, stream)?)
@@ -308,6 +314,10 @@ impl View for Tx<'_> {
 
     fn schedule_fired_at(&mut self, rule: &str) -> Result<Option<DateTime<Utc>>, WorkspaceError> {
         Ok(schedule_fired_at(self.conn()?, rule)?)
+    }
+
+    fn request_pending(&mut self, position: i64) -> Result<bool, WorkspaceError> {
+        Ok(request_pending(self.conn()?, position)?)
     }
 
     fn idle_candidates(
@@ -447,6 +457,26 @@ impl Backend for Store {
 
     fn read_after(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, WorkspaceError> {
         Ok(Store::read_log(self, &LogFilter::default(), after, limit)?)
+    }
+
+    fn pending_requests(&self, limit: usize) -> Result<Vec<RecordedEvent>, WorkspaceError> {
+        let positions: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT position FROM requests ORDER BY position LIMIT ?1")
+                .map_err(Error::from)?;
+            let rows = stmt
+                .query_map([limit as i64], |r| r.get(0))
+                .map_err(Error::from)?;
+            rows.collect::<Result<_, _>>().map_err(Error::from)?
+        };
+        let mut out = Vec::with_capacity(positions.len());
+        for p in positions {
+            if let Some(rec) = event_at(&self.conn, p)? {
+                out.push(rec);
+            }
+        }
+        Ok(out)
     }
 
     fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, WorkspaceError> {

@@ -10,6 +10,7 @@
 //! The runtime reaches the database only through the engine's [`Backend`] and [`Workspace`]
 //! traits, which the store implements.
 
+mod requests;
 mod timers;
 
 use crate::context::{Ctx, RobotError};
@@ -35,7 +36,13 @@ const CURSOR: &str = "rules";
 
 /// The types of the events that fire timers: their cause is the event that set the timer, not
 /// a trigger the rules reacted to.
-const FIRINGS: [&str; 3] = ["deadline.elapsed", "robots.resumed", "task.overdue"];
+/// (An external robot's outcome, likewise, is caused by its request.)
+const FIRINGS: [&str; 4] = [
+    "deadline.elapsed",
+    "robots.resumed",
+    "task.overdue",
+    "robot.completed",
+];
 
 /// Events processed per transaction: bounds how much one commit holds.
 const EVENTS_PER_TX: usize = 256;
@@ -229,8 +236,22 @@ impl Runtime {
     }
 
     /// Processes every event after the cursor, including the robots' own effects, until the
-    /// cursor reaches the head of the log.
+    /// cursor reaches the head of the log; then, after those commits, runs the external
+    /// robots' requests that have no outcome yet and processes their outcomes the same way.
     pub fn process<D: Backend>(
+        &self,
+        db: &mut D,
+        now: DateTime<Utc>,
+    ) -> Result<Report, RobotError> {
+        let mut total = self.process_rules(db, now)?;
+        while self.run_requests(db, now)? > 0 {
+            total.add(&self.process_rules(db, now)?);
+        }
+        Ok(total)
+    }
+
+    /// The rules' part of [`Runtime::process`].
+    fn process_rules<D: Backend>(
         &self,
         db: &mut D,
         now: DateTime<Utc>,
@@ -253,7 +274,8 @@ impl Runtime {
     }
 
     /// Processes at most `budget` events in one transaction (for callers that interleave
-    /// processing with other work, and for crash tests).
+    /// processing with other work, and for crash tests). It runs no external robot: their
+    /// requests wait for the next [`Runtime::process`].
     pub fn process_some<D: Backend>(
         &self,
         db: &mut D,
@@ -333,6 +355,37 @@ impl Runtime {
                     let meta = system_meta(rec, now);
                     let version = ws.version(rec.stream)?;
                     ws.append(rec.stream, version, &events, &meta)?;
+                }
+                Step::Outcome {
+                    rule,
+                    subject,
+                    request,
+                    completed,
+                } => {
+                    let Some(call) = self.registry.call(&request.robot) else {
+                        let text = format!("rule '{rule}': no robot called '{}'", request.robot);
+                        self.runtime_incident(
+                            ws,
+                            rec,
+                            now,
+                            "robot_failed",
+                            Some(&rule),
+                            text,
+                            report,
+                        )?;
+                        continue;
+                    };
+                    self.run_robot(
+                        ws,
+                        rec,
+                        &event,
+                        &rule,
+                        subject,
+                        &request.robot,
+                        now,
+                        report,
+                        &mut |ctx| call.apply(ctx, &request, &completed),
+                    )?;
                 }
                 Step::Incident { kind, rule, text } => {
                     self.runtime_incident(ws, rec, now, kind, Some(&rule), text, report)?;
@@ -423,46 +476,76 @@ impl Runtime {
                 return Ok(false);
             };
             let params: &Params = &call.params;
-            let mut outcome = Ok(());
-            ws.atomically(&mut |ws| {
-                let mut ctx = Ctx {
-                    ws,
-                    config: &self.config,
-                    rule,
-                    ruleset: &self.hash,
-                    trigger: rec,
-                    event,
-                    subject,
-                    now,
-                };
-                // A robot that panics (a bug) fails like one that returns an error: its
-                // appends are rolled back and an incident gives the panic's message and
-                // location; the runtime goes on (see `crate::panics`).
-                outcome = crate::panics::catch(std::panic::AssertUnwindSafe(|| {
-                    robot.run(&mut ctx, params)
-                }))
-                .unwrap_or_else(|panic| Err(RobotError::Failed(format!("the robot {panic}"))));
-                outcome.is_ok()
-            })?;
-            match outcome {
-                Ok(()) => {}
-                Err(RobotError::Store(e)) => return Err(RobotError::Store(e)),
-                Err(e) => {
-                    tracing::warn!(rule, robot = %call.robot, error = %e, "robot failed");
-                    self.runtime_incident(
-                        ws,
-                        rec,
-                        now,
-                        "robot_failed",
-                        Some(rule),
-                        format!("rule '{rule}', robot '{}': {e}", call.robot),
-                        report,
-                    )?;
-                    return Ok(false);
-                }
+            let ran = self.run_robot(
+                ws,
+                rec,
+                event,
+                rule,
+                subject,
+                &call.robot,
+                now,
+                report,
+                &mut |ctx| robot.run(ctx, params),
+            )?;
+            if !ran {
+                return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Runs one robot in a savepoint. A robot that fails (or panics) has its appends rolled
+    /// back and an incident recorded instead; a database failure stops everything. Whether
+    /// it succeeded.
+    #[allow(clippy::too_many_arguments)]
+    fn run_robot(
+        &self,
+        ws: &mut dyn Workspace,
+        rec: &RecordedEvent,
+        event: &Event,
+        rule: &str,
+        subject: StreamId,
+        robot: &str,
+        now: DateTime<Utc>,
+        report: &mut Report,
+        run: &mut dyn FnMut(&mut Ctx<'_, '_>) -> Result<(), RobotError>,
+    ) -> Result<bool, RobotError> {
+        let mut outcome = Ok(());
+        ws.atomically(&mut |ws| {
+            let mut ctx = Ctx {
+                ws,
+                config: &self.config,
+                rule,
+                ruleset: &self.hash,
+                trigger: rec,
+                event,
+                subject,
+                now,
+            };
+            // A robot that panics (a bug) fails like one that returns an error: its appends
+            // are rolled back and an incident gives the panic's message and location; the
+            // runtime goes on (see `crate::panics`).
+            outcome = crate::panics::catch(std::panic::AssertUnwindSafe(|| run(&mut ctx)))
+                .unwrap_or_else(|panic| Err(RobotError::Failed(format!("the robot {panic}"))));
+            outcome.is_ok()
+        })?;
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(RobotError::Store(e)) => Err(RobotError::Store(e)),
+            Err(e) => {
+                tracing::warn!(rule, robot, error = %e, "robot failed");
+                self.runtime_incident(
+                    ws,
+                    rec,
+                    now,
+                    "robot_failed",
+                    Some(rule),
+                    format!("rule '{rule}', robot '{robot}': {e}"),
+                    report,
+                )?;
+                Ok(false)
+            }
+        }
     }
 
     /// Puts robot calls off until `due_at` (a rule's `delay`, or what follows a `wait`).

@@ -14,6 +14,7 @@ pub mod decide;
 pub mod event;
 pub mod field;
 pub mod ids;
+pub mod memory;
 pub mod model;
 pub mod projection;
 pub mod react;

@@ -108,6 +108,38 @@ impl MatchKey {
     }
 }
 
+/// What a backend's match keys hold for an entity: its normalised phones and e-mails (e-mails in
+/// lower case) and its INN (a company's, or a lead's custom field `inn`), each once.
+pub fn match_keys(e: &Entity) -> Vec<(MatchKey, String)> {
+    let mut out: Vec<(MatchKey, String)> = Vec::new();
+    let (phones, emails, inn) = match e {
+        Entity::Lead(l) => (&l.phones, &l.emails, text_field(&l.fields, "inn")),
+        Entity::Contact(c) => (&c.phones, &c.emails, None),
+        Entity::Company(c) => (&c.phones, &c.emails, c.inn.clone()),
+        Entity::Deal(_) | Entity::Task(_) => return out,
+    };
+    let key = |what: MatchKey, v: &str| (what, what.normalize(v));
+    out.extend(phones.iter().map(|p| key(MatchKey::Phone, p)));
+    out.extend(emails.iter().map(|m| key(MatchKey::Email, m)));
+    out.extend(inn.iter().map(|i| key(MatchKey::Inn, i)));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A custom field as trimmed text (numbers as digits), `None` when empty.
+fn text_field(
+    fields: &std::collections::BTreeMap<String, serde_json::Value>,
+    key: &str,
+) -> Option<String> {
+    let s = match fields.get(key)? {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    (!s.is_empty()).then_some(s)
+}
+
 /// Which incidents to count (see [`View::incident_count`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncidentQuery<'a> {

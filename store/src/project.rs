@@ -693,36 +693,7 @@ fn index_key(e: &Entity) -> IndexKey {
     key
 }
 
-/// What [`match_keys`] holds for an entity: its normalised phones and e-mails (e-mails in
-/// lower case) and its INN (a company's, or a lead's custom field `inn`), each once.
-fn match_keys(e: &Entity) -> Vec<(MatchKey, String)> {
-    let mut out: Vec<(MatchKey, String)> = Vec::new();
-    let (phones, emails, inn) = match e {
-        Entity::Lead(l) => (&l.phones, &l.emails, text_field(&l.fields, "inn")),
-        Entity::Contact(c) => (&c.phones, &c.emails, None),
-        Entity::Company(c) => (&c.phones, &c.emails, c.inn.clone()),
-        Entity::Deal(_) | Entity::Task(_) => return out,
-    };
-    let key = |what: MatchKey, v: &str| (what, what.normalize(v));
-    out.extend(phones.iter().map(|p| key(MatchKey::Phone, p)));
-    out.extend(emails.iter().map(|m| key(MatchKey::Email, m)));
-    out.extend(inn.iter().map(|i| key(MatchKey::Inn, i)));
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// A custom field as trimmed text (numbers as digits), `None` when empty.
-fn text_field(fields: &BTreeMap<String, Value>, key: &str) -> Option<String> {
-    let s = match fields.get(key)? {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    (!s.is_empty()).then_some(s)
-}
-
-pub use leadflow_engine::workspace::MatchKey;
+pub use leadflow_engine::workspace::{MatchKey, match_keys};
 
 /// Ids of `kind` (lead, contact or company) that have any of `values` as a `what` key, in
 /// ascending order; with `before`, only ids below it. One index lookup per value.

@@ -8,7 +8,7 @@ use crate::cli::{
 };
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
-use crate::output::{Table, clip, json_line, json_pretty, opt, phone, time};
+use crate::output::{Table, clip, human_duration, json_line, json_pretty, opt, phone, time};
 use leadflow_engine::command::{FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask};
 use leadflow_engine::field;
 use leadflow_engine::field::format_money;
@@ -1098,17 +1098,5 @@ fn phones(list: &[String]) -> String {
         "-".into()
     } else {
         list.iter().map(|p| phone(p)).collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// `3d 4h`, `2h 5m`, `40s`.
-pub fn human_duration(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    let (days, hours, mins) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
-    match (days, hours, mins) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, _) => format!("{d}d {h}h"),
     }
 }

@@ -225,7 +225,7 @@ pub fn timer_table(ctx: &Ctx, rows: &[query::Timer]) -> Table {
             if r.due_at <= now {
                 "due".into()
             } else {
-                crate::entity::human_duration(r.due_at - now)
+                crate::output::human_duration(r.due_at - now)
             },
             what.into(),
             r.stream.clone(),

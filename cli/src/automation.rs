@@ -1,35 +1,19 @@
-//! Rules in the CLI: finding and loading the rule set, running its robots after every command
-//! that appends, and `tick`.
+//! Rules in the CLI: loading the rule set of the folder [`Ctx`] found, running its robots after
+//! every command that appends, and `tick`.
 //!
-//! The rule folder is `--rules DIR` / `LEADFLOW_RULES`, else `rules/` beside the configuration
-//! when that folder exists. A folder without any rule (only comments, as `init` leaves it) is
-//! the same as no folder: nothing is activated and commands behave as without rules.
+//! A folder without any rule (only comments, as `init` leaves it) is the same as no folder:
+//! nothing is activated and commands behave as without rules.
 
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, read_rule_files};
 use crate::error::CliError;
 use crate::output::json_line;
-use crate::rulescmd::read_rule_files;
 use chrono::{DateTime, SecondsFormat, Utc};
 use leadflow_engine::Config;
 use leadflow_engine::rules::RuleSet;
 use leadflow_robots::{Registry, Runtime};
 use leadflow_store::{Executed, LogFilter, RecordedEvent, Store};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-
-/// The rule folder to use: the one given (which must then exist), else `rules/` beside the
-/// configuration if it is there.
-pub fn rules_dir(given: Option<&Path>, config_path: &Path) -> Option<PathBuf> {
-    if let Some(dir) = given {
-        return Some(dir.to_owned());
-    }
-    let base = match config_path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let dir = base.join("rules");
-    dir.is_dir().then_some(dir)
-}
+use std::path::Path;
 
 /// Loads and validates the rule set in `dir`: `None` if it has no rules, every problem with
 /// file:line:col if it does not load.

@@ -27,30 +27,39 @@ pub const READ_ONLY: &[&[&str]] = &[
 ];
 
 /// The command line with the global options propagated to every command, and the
-/// write-only ones hidden from the help of read-only commands.
+/// write-only ones hidden from the help of read-only commands, the ones a command does not use
+/// hidden from its help (still accepted), and the update commands' list options saying that
+/// they replace the list.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
     cmd.build();
     // In place: `mut_arg` and `mut_subcommand` move what they change to the end, which on a
     // built command leaves the option index pointing at the wrong options.
-    fn hide(cmd: clap::Command, path: &[&str], args: &[&str]) -> clap::Command {
+    fn edit(
+        cmd: clap::Command,
+        path: &[&str],
+        f: &dyn Fn(clap::Arg) -> clap::Arg,
+    ) -> clap::Command {
         match path.split_first() {
-            None => cmd.mut_args(|a| {
-                if args.contains(&a.get_id().as_str()) {
-                    a.hide(true)
-                } else {
-                    a
-                }
-            }),
+            None => cmd.mut_args(f),
             Some((first, rest)) => cmd.mut_subcommands(|sc| {
                 if sc.get_name() == *first {
-                    hide(sc, rest, args)
+                    edit(sc, rest, f)
                 } else {
                     sc
                 }
             }),
         }
+    }
+    fn hide(cmd: clap::Command, path: &[&str], args: &[&str]) -> clap::Command {
+        edit(cmd, path, &|a| {
+            if args.contains(&a.get_id().as_str()) {
+                a.hide(true)
+            } else {
+                a
+            }
+        })
     }
     for path in READ_ONLY {
         cmd = hide(cmd, path, &["rules", "synchronous", "backdate"]);
@@ -59,7 +68,37 @@ pub fn command() -> clap::Command {
     for path in [&["rules"][..], &["rules", "check"], &["rules", "schema"]] {
         cmd = hide(cmd, path, &["synchronous", "backdate"]);
     }
-    hide(cmd, &["replay"], &["rules"])
+    cmd = hide(cmd, &["replay"], &["rules"]);
+    // `init` and `demo` make a folder of their own and act as no one; `simulate` runs its
+    // scenario in memory, on --config if given, and prints --json.
+    let global = [
+        "config",
+        "db",
+        "actor",
+        "now",
+        "backdate",
+        "json",
+        "rules",
+        "synchronous",
+    ];
+    cmd = hide(cmd, &["init"], &global);
+    cmd = hide(cmd, &["demo"], &global);
+    cmd = hide(
+        cmd,
+        &["simulate"],
+        &["db", "actor", "now", "backdate", "rules", "synchronous"],
+    );
+    // The list options are shared with `create`, where there is no list to replace yet.
+    for kind in ["lead", "contact", "company"] {
+        cmd = edit(cmd, &[kind, "update"], &|a| match a.get_id().as_str() {
+            "phones" | "emails" => {
+                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                a.help(format!("{help} (replaces the list)"))
+            }
+            _ => a,
+        });
+    }
+    cmd
 }
 
 /// leadflow — an event-sourced workflow engine for sales pipelines.
@@ -339,10 +378,10 @@ pub struct LeadFields {
     /// Contact person's name
     #[arg(long)]
     pub name: Option<String>,
-    /// Phone; repeat for several (on update: replaces the list)
+    /// Phone; repeat for several
     #[arg(long = "phone", value_name = "PHONE")]
     pub phones: Vec<String>,
-    /// E-mail; repeat for several (on update: replaces the list)
+    /// E-mail; repeat for several
     #[arg(long = "email", value_name = "EMAIL")]
     pub emails: Vec<String>,
     /// Where the lead came from (see `sources` in the configuration)
@@ -568,10 +607,10 @@ pub struct PartyFields {
     /// Name
     #[arg(long)]
     pub name: Option<String>,
-    /// Phone; repeat for several (on update: replaces the list)
+    /// Phone; repeat for several
     #[arg(long = "phone", value_name = "PHONE")]
     pub phones: Vec<String>,
-    /// E-mail; repeat for several (on update: replaces the list)
+    /// E-mail; repeat for several
     #[arg(long = "email", value_name = "EMAIL")]
     pub emails: Vec<String>,
     /// Responsible employee

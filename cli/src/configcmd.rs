@@ -3,9 +3,8 @@
 //! database.
 
 use crate::cli::ConfigSection;
-use crate::entity::human_duration;
 use crate::error::CliError;
-use crate::output::{Table, json_line, json_pretty, opt};
+use crate::output::{Table, human_duration, json_line, json_pretty, opt};
 use leadflow_engine::Config;
 use leadflow_engine::config::{Pipeline, Stage};
 use serde_json::{Value, json};

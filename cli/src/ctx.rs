@@ -1,6 +1,9 @@
-//! Where the configuration and database are, who acts, and what time it is: resolved once per
-//! invocation from flags, environment variables and the current folder (searched upwards, the
-//! way cargo finds its manifest).
+//! Where the configuration, the rules and the database are, who acts, and what time it is:
+//! resolved once per invocation from flags, environment variables and the current folder
+//! (searched upwards, the way cargo finds its manifest); and reading those files.
+//!
+//! The rule folder is `--rules DIR` / `LEADFLOW_RULES`, else `rules/` beside the configuration
+//! when that folder exists.
 
 use crate::cli::Cli;
 use crate::error::CliError;
@@ -74,7 +77,7 @@ impl Ctx {
         // cli/tests/cli.rs checks the durability in force through this line.
         tracing::debug!(db = %db.display(), synchronous = ?store.synchronous()?, "opened the database");
         let actor = resolve_actor(cli.actor.as_deref(), &config)?;
-        let rules_dir = crate::automation::rules_dir(cli.rules.as_deref(), &config_path);
+        let rules_dir = rules_dir(cli.rules.as_deref(), &config_path);
         Ok(Ctx {
             config,
             config_path,
@@ -237,6 +240,51 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
         });
     }
     Ok(Config::load(&sources)?)
+}
+
+/// The rule folder to use: the one given (which must then exist), else `rules/` beside the
+/// configuration if it is there.
+pub fn rules_dir(given: Option<&Path>, config_path: &Path) -> Option<PathBuf> {
+    if let Some(dir) = given {
+        return Some(dir.to_owned());
+    }
+    let base = match config_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = base.join("rules");
+    dir.is_dir().then_some(dir)
+}
+
+/// Reads every `*.toml` file in a rule folder (or one file), in name order.
+pub fn read_rule_files(dir: &Path) -> Result<Vec<Source>, CliError> {
+    let mut files = Vec::new();
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir).map_err(|e| CliError::io(dir, e))? {
+            let p = entry.map_err(|e| CliError::io(dir, e))?.path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                files.push(p);
+            }
+        }
+        files.sort();
+    } else if dir.is_file() {
+        files.push(dir.to_owned());
+    } else {
+        return Err(CliError::Usage(format!(
+            "no rule folder at {}",
+            dir.display()
+        )));
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).map_err(|e| CliError::io(&f, e))?;
+            Ok(Source {
+                path: f.display().to_string(),
+                text,
+            })
+        })
+        .collect()
 }
 
 /// The acting employee: `--as`, else the configuration's default_actor.

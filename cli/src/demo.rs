@@ -476,15 +476,7 @@ impl Sim {
 
     /// The deal a robot made of lead `id`.
     fn deal_of(&self, lead: i64) -> Result<Option<i64>, CliError> {
-        Ok(self
-            .store
-            .connection()
-            .query_row(
-                "SELECT max(id) FROM deals WHERE lead_id = ?1",
-                [lead],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map_err(leadflow_store::Error::from)?)
+        Ok(query::deal_of_lead(&self.store, lead)?)
     }
 
     fn deal_progress(&mut self, lead_id: i64, n: u8) -> Result<Next, CliError> {
@@ -585,7 +577,7 @@ impl Sim {
         percent: u64,
     ) -> Result<(), CliError> {
         let open = query::tasks(
-            self.store.connection(),
+            &self.store,
             &query::TaskFilter {
                 open: true,
                 ..Default::default()
@@ -737,11 +729,10 @@ fn funnel(
     store: &Store,
     kind: EntityKind,
 ) -> Result<Vec<(String, String, i64, i64)>, CliError> {
-    let seen: HashMap<(String, String), query::FunnelStage> =
-        query::funnel(store.connection(), kind)?
-            .into_iter()
-            .map(|f| ((f.pipeline.clone(), f.stage.clone()), f))
-            .collect();
+    let seen: HashMap<(String, String), query::FunnelStage> = query::funnel(store, kind)?
+        .into_iter()
+        .map(|f| ((f.pipeline.clone(), f.stage.clone()), f))
+        .collect();
     let mut out = Vec::new();
     for p in config.pipelines.iter().filter(|p| p.entity == kind) {
         for s in &p.stages {
@@ -751,20 +742,6 @@ fn funnel(
         }
     }
     Ok(out)
-}
-
-/// How many events of each type the log holds.
-fn event_counts(store: &Store) -> Result<BTreeMap<String, i64>, CliError> {
-    let conn = store.connection();
-    let mut stmt = conn
-        .prepare("SELECT type, count(*) FROM events GROUP BY type")
-        .map_err(leadflow_store::Error::from)?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(leadflow_store::Error::from)?;
-    Ok(rows
-        .collect::<Result<_, _>>()
-        .map_err(leadflow_store::Error::from)?)
 }
 
 fn print_summary(
@@ -783,7 +760,7 @@ fn print_summary(
             .employee(&id.into())
             .map_or_else(|| id.to_owned(), |e| e.name.clone())
     };
-    let conn = sim.store.connection();
+    let store = &sim.store;
     outln!(
         "leadflow demo — a countertop workshop, {} to {} ({tz})",
         local(start, "%a %Y-%m-%d %H:%M"),
@@ -807,7 +784,7 @@ fn print_summary(
         t.row(vec![pipeline, stage, reached.to_string(), now.to_string()]);
     }
     t.print();
-    let (won, amount) = query::deal_totals(conn, "won")?;
+    let (won, amount) = query::deal_totals(store, "won")?;
     outln!();
     outln!(
         "won: {won} deals for {} {}",
@@ -815,15 +792,9 @@ fn print_summary(
         sim.config.currency
     );
 
-    let counts = event_counts(&sim.store)?;
+    let counts = query::event_counts(store)?;
     let count = |ty: &str| counts.get(ty).copied().unwrap_or(0);
-    let by_robots: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM events WHERE actor LIKE 'robot:%'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(leadflow_store::Error::from)?;
+    let by_robots = query::events_by_robots(store)?;
     outln!();
     outln!(
         "robots: {} rule firings appended {by_robots} events; {} deadlines elapsed, {} tasks went overdue",
@@ -840,7 +811,7 @@ fn print_summary(
     );
 
     let journal = query::journal(
-        conn,
+        store,
         &query::JournalFilter {
             incidents: true,
             escalations: true,
@@ -891,7 +862,7 @@ fn print_summary(
     t.print();
 
     outln!();
-    let tasks = query::tasks(conn, &query::TaskFilter::default())?;
+    let tasks = query::tasks(store, &query::TaskFilter::default())?;
     let done = tasks.iter().filter(|t| t.completed_at.is_some()).count();
     let overdue = tasks
         .iter()

@@ -8,7 +8,7 @@ use crate::cli::{
 };
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
-use crate::output::{Table, clip, json_line, json_pretty, opt, phone, time};
+use crate::output::{Table, clip, human_duration, json_line, json_pretty, opt, phone, time};
 use leadflow_engine::command::{FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask};
 use leadflow_engine::field;
 use leadflow_engine::field::format_money;
@@ -253,10 +253,9 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
             StreamId::new(EntityKind::Lead, parse_id(EntityKind::Lead, &id)?),
         )?,
         LeadCmd::List(args) => {
-            let conn = ctx.store.connection();
-            let leads = query::leads(conn, &filter(ctx, &args, EntityKind::Lead)?)?;
+            let leads = query::leads(&ctx.store, &filter(ctx, &args, EntityKind::Lead)?)?;
             let ids: Vec<i64> = leads.iter().map(|l| l.id).collect();
-            let repeat = query::repeat_leads(conn, &ids)?;
+            let repeat = query::repeat_leads(&ctx.store, &ids)?;
             if ctx.json {
                 for l in &leads {
                     let mut v = serde_json::to_value(l).expect("serialisable");
@@ -521,10 +520,7 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
             StreamId::new(EntityKind::Deal, parse_id(EntityKind::Deal, &id)?),
         )?,
         DealCmd::List(args) => {
-            let deals = query::deals(
-                ctx.store.connection(),
-                &filter(ctx, &args, EntityKind::Deal)?,
-            )?;
+            let deals = query::deals(&ctx.store, &filter(ctx, &args, EntityKind::Deal)?)?;
             if ctx.json {
                 deals.iter().for_each(json_line);
                 return Ok(());
@@ -619,7 +615,7 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
             StreamId::new(EntityKind::Contact, parse_id(EntityKind::Contact, &id)?),
         )?,
         ContactCmd::List { limit } => {
-            let rows = query::contacts(ctx.store.connection(), limit)?;
+            let rows = query::contacts(&ctx.store, limit)?;
             if ctx.json {
                 rows.iter().for_each(json_line);
                 return Ok(());
@@ -699,7 +695,7 @@ pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
             StreamId::new(EntityKind::Company, parse_id(EntityKind::Company, &id)?),
         )?,
         CompanyCmd::List { limit } => {
-            let rows = query::companies(ctx.store.connection(), limit)?;
+            let rows = query::companies(&ctx.store, limit)?;
             if ctx.json {
                 rows.iter().for_each(json_line);
                 return Ok(());
@@ -766,7 +762,7 @@ pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
                 overdue_at: overdue.then_some(now),
                 limit,
             };
-            let rows = query::tasks(ctx.store.connection(), &f)?;
+            let rows = query::tasks(&ctx.store, &f)?;
             if ctx.json {
                 rows.iter().for_each(json_line);
                 return Ok(());
@@ -811,24 +807,24 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
         .ok_or(leadflow_store::Error::Rejected(
             leadflow_engine::Rejection::NotFound { stream },
         ))?;
-    let conn = ctx.store.connection();
-    let history = query::stage_history(conn, stream)?;
+    let store = &ctx.store;
+    let history = query::stage_history(store, stream)?;
     let name = stream.to_string();
     // What is still to come and what was said about it.
     const LATEST: usize = 5;
     let timers = query::timers(
-        conn,
+        store,
         &query::TimerFilter {
             stream: Some(stream),
             ..Default::default()
         },
     )?;
     let tasks = match stream.kind {
-        EntityKind::Lead | EntityKind::Deal => query::open_tasks_of(conn, stream)?,
+        EntityKind::Lead | EntityKind::Deal => query::open_tasks_of(store, stream)?,
         _ => Vec::new(),
     };
     let notifications = query::inbox(
-        conn,
+        store,
         None,
         &query::InboxFilter {
             stream: Some(name.clone()),
@@ -836,9 +832,9 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             ..Default::default()
         },
     )?;
-    let incidents = query::incidents_of(conn, &name, LATEST)?;
+    let incidents = query::incidents_of(store, &name, LATEST)?;
     let repeat = match stream.kind {
-        EntityKind::Lead => query::repeat_of(conn, stream.id)?,
+        EntityKind::Lead => query::repeat_of(store, stream.id)?,
         _ => None,
     };
     if ctx.json {
@@ -1102,17 +1098,5 @@ fn phones(list: &[String]) -> String {
         "-".into()
     } else {
         list.iter().map(|p| phone(p)).collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// `3d 4h`, `2h 5m`, `40s`.
-pub fn human_duration(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    let (days, hours, mins) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
-    match (days, hours, mins) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, _) => format!("{d}d {h}h"),
     }
 }

@@ -42,7 +42,7 @@ pub fn inbox(ctx: &mut Ctx, args: InboxArgs) -> Result<(), CliError> {
         limit: args.limit,
         ..InboxFilter::default()
     };
-    let rows = query::inbox(ctx.store.connection(), Some(&args.employee), &filter)?;
+    let rows = query::inbox(&ctx.store, Some(&args.employee), &filter)?;
     let tz = ctx.config.calendar.timezone;
     if ctx.json {
         for n in &rows {
@@ -180,7 +180,7 @@ pub fn timers(ctx: &Ctx, args: TimersArgs) -> Result<(), CliError> {
             "unknown stream '{stream}' in --stream: the log has no {stream}"
         )));
     }
-    let rows = query::timers(ctx.store.connection(), &filter)?;
+    let rows = query::timers(&ctx.store, &filter)?;
     if ctx.json {
         for t in &rows {
             json_line(&timer_json(t));
@@ -225,7 +225,7 @@ pub fn timer_table(ctx: &Ctx, rows: &[query::Timer]) -> Table {
             if r.due_at <= now {
                 "due".into()
             } else {
-                crate::entity::human_duration(r.due_at - now)
+                crate::output::human_duration(r.due_at - now)
             },
             what.into(),
             r.stream.clone(),
@@ -331,7 +331,7 @@ pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
     } else {
         JournalFormat::Table
     });
-    let entries = query::journal(ctx.store.connection(), &filter)?;
+    let entries = query::journal(&ctx.store, &filter)?;
     let team_of = |e: &Option<String>| {
         e.as_ref()
             .and_then(|e| config.employee(&EmployeeId::from(e.as_str())))

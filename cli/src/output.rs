@@ -142,3 +142,15 @@ pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref()
         .map_or_else(|| "-".to_owned(), ToString::to_string)
 }
+
+/// `3d 4h`, `2h 5m`, `40s`.
+pub fn human_duration(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    let (days, hours, mins) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
+    match (days, hours, mins) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}

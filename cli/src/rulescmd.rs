@@ -1,44 +1,12 @@
 //! `rules check` and `rules schema`.
 
 use crate::cli::RulesCmd;
-use crate::ctx::{find_config, load_config};
+use crate::ctx::{find_config, load_config, read_rule_files};
 use crate::error::CliError;
 use crate::output::json_pretty;
-use leadflow_engine::config::Source;
 use leadflow_engine::rules::{RuleSet, json_schema};
 use leadflow_robots::Registry;
 use std::path::{Path, PathBuf};
-
-/// Reads every `*.toml` file in a rule folder (or one file), in name order.
-pub fn read_rule_files(dir: &Path) -> Result<Vec<Source>, CliError> {
-    let mut files = Vec::new();
-    if dir.is_dir() {
-        for entry in std::fs::read_dir(dir).map_err(|e| CliError::io(dir, e))? {
-            let p = entry.map_err(|e| CliError::io(dir, e))?.path();
-            if p.extension().is_some_and(|e| e == "toml") {
-                files.push(p);
-            }
-        }
-        files.sort();
-    } else if dir.is_file() {
-        files.push(dir.to_owned());
-    } else {
-        return Err(CliError::Usage(format!(
-            "no rule folder at {}",
-            dir.display()
-        )));
-    }
-    files
-        .into_iter()
-        .map(|f| {
-            let text = std::fs::read_to_string(&f).map_err(|e| CliError::io(&f, e))?;
-            Ok(Source {
-                path: f.display().to_string(),
-                text,
-            })
-        })
-        .collect()
-}
 
 /// `rules check` and `rules schema`; `rules_dir` is the global `--rules`.
 pub fn rules(

@@ -244,6 +244,7 @@ fn verify_passes_on_a_healthy_database_while_another_process_writes() {
 /// always runs, and a mount that fails fails it, unless `LEADFLOW_TEST_NO_MOUNT=1` says to skip
 /// it. Not as root it is skipped with a line on stderr on a developer's machine, and fails under
 /// CI (`CI=true`, where the tests run as root), so a skip cannot pass unnoticed there.
+#[allow(clippy::print_stderr)] // the skip is said on the test's stderr
 fn runs_as_root(test: &str) -> bool {
     if std::env::var("LEADFLOW_TEST_NO_MOUNT").as_deref() == Ok("1") {
         eprintln!("{test}: skipped (LEADFLOW_TEST_NO_MOUNT=1)");

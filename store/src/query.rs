@@ -1,4 +1,5 @@
-//! Read queries over the projection tables, for the CLI and reports.
+//! Read queries over the log and the projection tables, for the CLI and reports: each a named
+//! function reading a [`Source`] (a [`Store`](crate::Store) or a [`Snapshot`](crate::Snapshot)).
 
 use crate::error::Error;
 use crate::log::parse_time;
@@ -270,7 +271,8 @@ fn list_sql(f: &ListFilter, table: &str, columns: &str) -> (String, Vec<Sql>) {
 }
 
 /// Leads matching `f`, newest first unless `f` says otherwise.
-pub fn leads(conn: &Connection, f: &ListFilter) -> Result<Vec<Lead>, Error> {
+pub fn leads(db: &impl Source, f: &ListFilter) -> Result<Vec<Lead>, Error> {
+    let conn = db.sql(Token(()));
     let (sql, args) = list_sql(f, "leads", LEAD_COLUMNS);
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), lead_row)?;
@@ -278,7 +280,8 @@ pub fn leads(conn: &Connection, f: &ListFilter) -> Result<Vec<Lead>, Error> {
 }
 
 /// Deals matching `f`, newest first unless `f` says otherwise.
-pub fn deals(conn: &Connection, f: &ListFilter) -> Result<Vec<Deal>, Error> {
+pub fn deals(db: &impl Source, f: &ListFilter) -> Result<Vec<Deal>, Error> {
+    let conn = db.sql(Token(()));
     let (sql, args) = list_sql(f, "deals", DEAL_COLUMNS);
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), deal_row)?;
@@ -288,9 +291,10 @@ pub fn deals(conn: &Connection, f: &ListFilter) -> Result<Vec<Deal>, Error> {
 /// What made `lead-{id}` a repeat lead: the payload of its latest `lead.repeat_detected`
 /// event, or `None` for a first-time lead.
 pub fn repeat_of(
-    conn: &Connection,
+    db: &impl Source,
     id: i64,
 ) -> Result<Option<leadflow_engine::event::RepeatDetected>, Error> {
+    let conn = db.sql(Token(()));
     use rusqlite::OptionalExtension;
     let payload: Option<String> = conn
         .prepare_cached(
@@ -305,9 +309,10 @@ pub fn repeat_of(
 
 /// Which of these lead ids are repeat leads.
 pub fn repeat_leads(
-    conn: &Connection,
+    db: &impl Source,
     ids: &[i64],
 ) -> Result<std::collections::HashSet<i64>, Error> {
+    let conn = db.sql(Token(()));
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {} FROM (SELECT ?1 AS id) leads",
         repeat_sql("leads")
@@ -354,7 +359,8 @@ pub struct Timer {
 /// The stream's pending timers (deadlines, delayed robots, a task's due time), in the order
 /// they were set; found from the stream's scheduling events, as the `timers` table has no
 /// index by stream. For read-only connections as well as inside a write.
-pub fn pending_timers(conn: &Connection, stream: StreamId) -> Result<Vec<PendingTimer>, Error> {
+pub fn pending_timers(db: &impl Source, stream: StreamId) -> Result<Vec<PendingTimer>, Error> {
+    let conn = db.sql(Token(()));
     crate::project::pending_timers(conn, "main", stream)
 }
 
@@ -368,7 +374,8 @@ fn timer_actor(conn: &Connection, position: i64) -> Result<String, Error> {
 }
 
 /// Pending timers matching `f`, by due time.
-pub fn timers(conn: &Connection, f: &TimerFilter) -> Result<Vec<Timer>, Error> {
+pub fn timers(db: &impl Source, f: &TimerFilter) -> Result<Vec<Timer>, Error> {
+    let conn = db.sql(Token(()));
     if let Some(s) = f.stream {
         let mut rows: Vec<PendingTimer> = pending_timers(conn, s)?
             .into_iter()
@@ -452,7 +459,8 @@ fn incidents_of_sql(n: usize) -> String {
 }
 
 /// Incidents about one stream, newest first; at most `n` (0: all).
-pub fn incidents_of(conn: &Connection, stream: &str, n: usize) -> Result<Vec<JournalEntry>, Error> {
+pub fn incidents_of(db: &impl Source, stream: &str, n: usize) -> Result<Vec<JournalEntry>, Error> {
+    let conn = db.sql(Token(()));
     let mut stmt = conn.prepare(&incidents_of_sql(n))?;
     let rows = stmt.query_map([stream], |r| {
         let at: String = r.get(1)?;
@@ -502,7 +510,8 @@ fn open_tasks_sql(col: &str) -> String {
 }
 
 /// Open tasks about a lead or deal, by due time.
-pub fn open_tasks_of(conn: &Connection, stream: StreamId) -> Result<Vec<Task>, Error> {
+pub fn open_tasks_of(db: &impl Source, stream: StreamId) -> Result<Vec<Task>, Error> {
+    let conn = db.sql(Token(()));
     let col = match stream.kind {
         leadflow_engine::EntityKind::Deal => "deal_id",
         _ => "lead_id",
@@ -513,7 +522,8 @@ pub fn open_tasks_of(conn: &Connection, stream: StreamId) -> Result<Vec<Task>, E
 }
 
 /// Contacts, newest first.
-pub fn contacts(conn: &Connection, n: usize) -> Result<Vec<Contact>, Error> {
+pub fn contacts(db: &impl Source, n: usize) -> Result<Vec<Contact>, Error> {
+    let conn = db.sql(Token(()));
     let mut stmt = conn.prepare(&format!(
         "SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY id DESC LIMIT {}",
         limit(n)
@@ -523,7 +533,8 @@ pub fn contacts(conn: &Connection, n: usize) -> Result<Vec<Contact>, Error> {
 }
 
 /// Companies, newest first.
-pub fn companies(conn: &Connection, n: usize) -> Result<Vec<Company>, Error> {
+pub fn companies(db: &impl Source, n: usize) -> Result<Vec<Company>, Error> {
+    let conn = db.sql(Token(()));
     let mut stmt = conn.prepare(&format!(
         "SELECT {COMPANY_COLUMNS} FROM companies ORDER BY id DESC LIMIT {}",
         limit(n)
@@ -546,7 +557,8 @@ pub struct TaskFilter {
 }
 
 /// Tasks matching `f`, by due time.
-pub fn tasks(conn: &Connection, f: &TaskFilter) -> Result<Vec<Task>, Error> {
+pub fn tasks(db: &impl Source, f: &TaskFilter) -> Result<Vec<Task>, Error> {
+    let conn = db.sql(Token(()));
     let mut conds = Vec::new();
     let mut args: Vec<Sql> = Vec::new();
     if let Some(a) = &f.assignee {
@@ -588,7 +600,8 @@ pub struct Visit {
 }
 
 /// The stage history of a lead or deal, oldest first.
-pub fn stage_history(conn: &Connection, stream: StreamId) -> Result<Vec<Visit>, Error> {
+pub fn stage_history(db: &impl Source, stream: StreamId) -> Result<Vec<Visit>, Error> {
+    let conn = db.sql(Token(()));
     let mut stmt = conn.prepare_cached(
         "SELECT pipeline, stage, entered_at, left_at FROM stage_history WHERE kind = ?1 AND entity_id = ?2 ORDER BY position",
     )?;
@@ -606,7 +619,8 @@ pub fn stage_history(conn: &Connection, stream: StreamId) -> Result<Vec<Visit>, 
 }
 
 /// How many leads or deals stand in each stage: `(pipeline, stage, count)`.
-pub fn stage_counts(conn: &Connection, table: &str) -> Result<Vec<(String, String, i64)>, Error> {
+pub fn stage_counts(db: &impl Source, table: &str) -> Result<Vec<(String, String, i64)>, Error> {
+    let conn = db.sql(Token(()));
     let table = if table == "deals" { "deals" } else { "leads" };
     let mut stmt = conn.prepare(&format!(
         "SELECT pipeline, stage, count(*) FROM {table} GROUP BY pipeline, stage"
@@ -616,7 +630,8 @@ pub fn stage_counts(conn: &Connection, table: &str) -> Result<Vec<(String, Strin
 }
 
 /// The chain hash at a position, if the log reaches it.
-pub fn hash_at(conn: &Connection, position: i64) -> Result<Option<Vec<u8>>, Error> {
+pub fn hash_at(db: &impl Source, position: i64) -> Result<Option<Vec<u8>>, Error> {
+    let conn = db.sql(Token(()));
     use rusqlite::OptionalExtension;
     Ok(conn
         .query_row(
@@ -643,9 +658,10 @@ pub struct FunnelStage {
 /// For every stage that leads (`kind` = lead) or deals ever entered: how many entered it and
 /// how many are in it now, from the stage history.
 pub fn funnel(
-    conn: &Connection,
+    db: &impl Source,
     kind: leadflow_engine::EntityKind,
 ) -> Result<Vec<FunnelStage>, Error> {
+    let conn = db.sql(Token(()));
     let mut stmt = conn.prepare(
         "SELECT pipeline, stage, count(DISTINCT entity_id), count(*) FILTER (WHERE left_at IS NULL) \
          FROM stage_history WHERE kind = ?1 GROUP BY pipeline, stage ORDER BY pipeline, min(position)",
@@ -662,7 +678,8 @@ pub fn funnel(
 }
 
 /// Total amount of deals in success stages named `stage`: `(count, sum of minor units)`.
-pub fn deal_totals(conn: &Connection, stage: &str) -> Result<(i64, i64), Error> {
+pub fn deal_totals(db: &impl Source, stage: &str) -> Result<(i64, i64), Error> {
+    let conn = db.sql(Token(()));
     Ok(conn.query_row(
         "SELECT count(*), coalesce(sum(amount), 0) FROM deals WHERE stage = ?1",
         [stage],
@@ -750,10 +767,11 @@ fn inbox_sql(employee: Option<&str>, f: &InboxFilter) -> (String, Vec<Sql>) {
 
 /// An employee's inbox (every employee's with `employee` `None`), newest first.
 pub fn inbox(
-    conn: &Connection,
+    db: &impl Source,
     employee: Option<&str>,
     f: &InboxFilter,
 ) -> Result<Vec<Notification>, Error> {
+    let conn = db.sql(Token(()));
     let (sql, args) = inbox_sql(employee, f);
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |r| {
@@ -853,7 +871,8 @@ pub struct JournalEntry {
 }
 
 /// Incidents and escalations matching `f`, in log order.
-pub fn journal(conn: &Connection, f: &JournalFilter) -> Result<Vec<JournalEntry>, Error> {
+pub fn journal(db: &impl Source, f: &JournalFilter) -> Result<Vec<JournalEntry>, Error> {
+    let conn = db.sql(Token(()));
     if f.employees.as_ref().is_some_and(Vec::is_empty) {
         return Ok(Vec::new());
     }
@@ -931,6 +950,68 @@ pub fn journal(conn: &Connection, f: &JournalFilter) -> Result<Vec<JournalEntry>
         ))
     })?;
     journal_times(rows)
+}
+
+/// What the queries read through: an open [`Store`](crate::Store) or a read
+/// [`Snapshot`](crate::Snapshot) (and, inside the store, a bare connection). The connection
+/// behind it stays the store's own: [`Source::sql`] takes a [`Token`] only this module makes,
+/// so every read from outside the store is one of the named functions here.
+pub trait Source {
+    /// The connection the queries read through.
+    #[doc(hidden)]
+    fn sql(&self, _: Token) -> &Connection;
+}
+
+/// Makes [`Source::sql`] callable from this module only.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Token(());
+
+impl Source for crate::Store {
+    fn sql(&self, _: Token) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Source for crate::Snapshot<'_> {
+    fn sql(&self, _: Token) -> &Connection {
+        self.conn
+    }
+}
+
+/// For the store's own callers that hold a connection (a write transaction's, a snapshot's).
+impl Source for Connection {
+    fn sql(&self, _: Token) -> &Connection {
+        self
+    }
+}
+
+/// How many events of each stored type (`lead.created`, …) the log holds, by type.
+pub fn event_counts(db: &impl Source) -> Result<std::collections::BTreeMap<String, i64>, Error> {
+    let conn = db.sql(Token(()));
+    let mut stmt = conn.prepare("SELECT type, count(*) FROM events GROUP BY type")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many events robots appended: those whose actor is `robot:RULE`.
+pub fn events_by_robots(db: &impl Source) -> Result<i64, Error> {
+    let conn = db.sql(Token(()));
+    Ok(conn.query_row(
+        "SELECT count(*) FROM events WHERE actor LIKE 'robot:%'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// The newest deal made from lead `lead` (by converting it), if any.
+pub fn deal_of_lead(db: &impl Source, lead: i64) -> Result<Option<i64>, Error> {
+    let conn = db.sql(Token(()));
+    Ok(conn.query_row(
+        "SELECT max(id) FROM deals WHERE lead_id = ?1",
+        [lead],
+        |r| r.get(0),
+    )?)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ struct Lead {
 
 const FIRST_LINE: [&str; 3] = ["ivanov", "petrova", "sidorov"];
 
+#[allow(clippy::print_stderr)] // the child's usage and failures go to stderr, for the parent
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(path), Some(seed)) = (args.get(1), args.get(2).and_then(|s| s.parse().ok())) else {

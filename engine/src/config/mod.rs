@@ -1,0 +1,431 @@
+//! The process configuration: employees, teams, pipelines with their stages, custom fields and
+//! intake sources, read from one `leadflow.toml` or a folder of TOML files.
+//!
+//! Loading is whole-or-nothing: every problem in every file is collected and reported with its
+//! file, line and column, and no partial configuration is ever returned. The engine never reads
+//! files itself; the caller passes the texts as [`Source`]s.
+//!
+//! Where to change what:
+//! - `mod.rs` (here) — the validated model: [`Config`], [`Pipeline`], [`Stage`], [`Employee`],
+//!   [`Team`], [`FieldDef`] and their look-ups, and the built-in fields.
+//! - `raw.rs` — the TOML format of the files, as read before any check (a new key starts here).
+//! - `load.rs` — `Loader`: one method per section (settings, `[calendar]`, `[[teams]]`,
+//!   `[[employees]]`, `[[fields]]`, `[[pipelines]]` and their stages) checks it and builds its
+//!   part of the model, collecting every problem with its location.
+
+mod load;
+mod raw;
+
+use crate::calendar::Calendar;
+use crate::field::FieldType;
+use crate::ids::{EmployeeId, EntityKind, PipelineId, StageId, TeamId};
+use chrono::Duration;
+use load::Loader;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One configuration file's name (as shown in errors) and text.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The path shown in error messages.
+    pub path: String,
+    /// The file's TOML text.
+    pub text: String,
+}
+
+/// One problem in a configuration file, with its location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, as given in its [`Source`].
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+/// Every problem found while loading a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "the configuration has {n} error{}",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a stage is still open, or ends the lead/deal as won or lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Semantic {
+    /// Work goes on.
+    InProgress,
+    /// Won: converted lead, closed deal. Final.
+    Success,
+    /// Lost: junk lead, failed deal. May be reopened.
+    Failure,
+}
+
+impl Semantic {
+    /// The name used in config files and projections.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Semantic::InProgress => "in_progress",
+            Semantic::Success => "success",
+            Semantic::Failure => "failure",
+        }
+    }
+}
+
+/// A set of field names of which at least one must be filled (`company_name|inn`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// The alternatives; any one filled satisfies the requirement.
+    pub any_of: Vec<String>,
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.any_of.join(" or "))
+    }
+}
+
+/// Requirements that apply only when a field has a given value (legal entity ⇒ INN…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionalRequirement {
+    /// The field whose value is tested.
+    pub field: String,
+    /// The value that switches the requirements on.
+    pub equals: String,
+    /// What is then required.
+    pub required: Vec<Requirement>,
+}
+
+/// One stage of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// Id, unique within the pipeline.
+    pub id: StageId,
+    /// Display name.
+    pub name: String,
+    /// Open, won or lost.
+    pub semantic: Semantic,
+    /// Target time in the stage, for reports.
+    pub target: Option<Duration>,
+    /// Fields that must be filled to enter the stage.
+    pub required: Vec<Requirement>,
+    /// Fields that must be filled to enter the stage when a condition holds.
+    pub required_when: Vec<ConditionalRequirement>,
+    /// If set, the only stages from which this one may be entered.
+    pub from: Option<Vec<StageId>>,
+    /// For failure stages: the allowed reasons; when non-empty a reason is required.
+    pub reasons: Vec<String>,
+}
+
+/// An ordered list of stages for leads or for deals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pipeline {
+    /// Id, e.g. `lead`, `goods`.
+    pub id: PipelineId,
+    /// Display name.
+    pub name: String,
+    /// `Lead` or `Deal`.
+    pub entity: EntityKind,
+    /// The stages in order; the first is where new items start.
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// The stage with this id.
+    pub fn stage(&self, id: &StageId) -> Option<&Stage> {
+        self.stages.iter().find(|s| &s.id == id)
+    }
+
+    /// Where new items start.
+    pub fn first_stage(&self) -> &Stage {
+        &self.stages[0]
+    }
+}
+
+/// A person who works leads and deals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Employee {
+    /// Id used on the command line (`--as petrova`).
+    pub id: EmployeeId,
+    /// Full name.
+    pub name: String,
+    /// The team the employee belongs to.
+    pub team: Option<TeamId>,
+    /// The employee's manager: set explicitly, or the team's manager.
+    pub manager: Option<EmployeeId>,
+    /// E-mail for notifications.
+    pub email: Option<String>,
+    /// Inactive employees keep their history but cannot be given work.
+    pub active: bool,
+}
+
+/// A group of employees that owns pipelines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    /// Id, e.g. `first_line`.
+    pub id: TeamId,
+    /// Display name.
+    pub name: String,
+    /// The head of the team.
+    pub manager: Option<EmployeeId>,
+    /// The pipelines this team works.
+    pub pipelines: Vec<PipelineId>,
+}
+
+/// A typed custom field of leads, deals, contacts or companies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDef {
+    /// Id used in commands and rules.
+    pub id: String,
+    /// The entity that has the field.
+    pub entity: EntityKind,
+    /// The value type.
+    pub ty: FieldType,
+    /// Display label.
+    pub label: String,
+    /// Group on the card (e.g. `product`, `client`).
+    pub group: Option<String>,
+    /// Options of an enum field.
+    pub options: Vec<String>,
+}
+
+/// Built-in fields that stage requirements may name, per entity.
+pub fn builtin_fields(entity: EntityKind) -> &'static [&'static str] {
+    match entity {
+        EntityKind::Lead => &[
+            "title",
+            "name",
+            "phone",
+            "email",
+            "source",
+            "client_type",
+            "responsible",
+            "comment",
+            "contact",
+            "company",
+        ],
+        EntityKind::Deal => &[
+            "title",
+            "amount",
+            "contact",
+            "company",
+            "responsible",
+            "lead",
+            "comment",
+        ],
+        EntityKind::Contact => &["name", "phone", "email", "company", "responsible"],
+        EntityKind::Company => &["name", "inn", "bank_account", "bik", "phone", "email"],
+        EntityKind::Task | EntityKind::Ruleset | EntityKind::System => &[],
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Currency of amounts, e.g. `RUB`.
+    pub currency: String,
+    /// The actor used when a command names none.
+    pub default_actor: Option<EmployeeId>,
+    /// Where leads come from: `web_form`, `call`…
+    pub sources: Vec<String>,
+    /// Employees by id.
+    pub employees: BTreeMap<EmployeeId, Employee>,
+    /// Teams by id.
+    pub teams: BTreeMap<TeamId, Team>,
+    /// Custom fields, in file order.
+    pub fields: Vec<FieldDef>,
+    /// Pipelines, in file order.
+    pub pipelines: Vec<Pipeline>,
+    /// Working days and hours, for deadlines in working time.
+    pub calendar: Calendar,
+}
+
+impl Config {
+    /// Loads and validates a configuration from one or more files.
+    pub fn load(sources: &[Source]) -> Result<Config, ConfigErrors> {
+        Loader::default().load(sources)
+    }
+
+    /// Parses a single TOML text (handy in tests).
+    pub fn from_toml(path: &str, text: &str) -> Result<Config, ConfigErrors> {
+        Config::load(&[Source {
+            path: path.to_owned(),
+            text: text.to_owned(),
+        }])
+    }
+
+    /// The pipeline with this id.
+    pub fn pipeline(&self, id: &PipelineId) -> Option<&Pipeline> {
+        self.pipelines.iter().find(|p| &p.id == id)
+    }
+
+    /// The lead pipeline (there is exactly one).
+    pub fn lead_pipeline(&self) -> &Pipeline {
+        self.pipelines
+            .iter()
+            .find(|p| p.entity == EntityKind::Lead)
+            .expect("validated: exactly one lead pipeline")
+    }
+
+    /// The first deal pipeline, used when a deal names none.
+    pub fn default_deal_pipeline(&self) -> Option<&Pipeline> {
+        self.pipelines.iter().find(|p| p.entity == EntityKind::Deal)
+    }
+
+    /// The custom field `id` of `entity`.
+    pub fn field(&self, entity: EntityKind, id: &str) -> Option<&FieldDef> {
+        self.fields
+            .iter()
+            .find(|f| f.entity == entity && f.id == id)
+    }
+
+    /// The employee with this id.
+    pub fn employee(&self, id: &EmployeeId) -> Option<&Employee> {
+        self.employees.get(id)
+    }
+
+    /// The team that works `pipeline`, if any.
+    pub fn team_of_pipeline(&self, pipeline: &PipelineId) -> Option<&Team> {
+        self.teams.values().find(|t| t.pipelines.contains(pipeline))
+    }
+
+    /// Active members of a team, by id.
+    pub fn members(&self, team: &TeamId) -> Vec<&Employee> {
+        self.employees
+            .values()
+            .filter(|e| e.active && e.team.as_ref() == Some(team))
+            .collect()
+    }
+}
+
+/// A duration as written (`1d 4h`, `2w`, `90min`), its days and weeks not yet given a length:
+/// the one reader of duration syntax. [`parse_duration`] counts calendar days and weeks,
+/// [`crate::calendar::Calendar::working_duration`] working ones; each gives the parts a length
+/// and a bound through [`DurationParts::length`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationParts {
+    /// The sum of the `w` tokens.
+    pub weeks: i128,
+    /// The sum of the `d` tokens.
+    pub days: i128,
+    /// The sum of the `s`, `m` (or `min`) and `h` tokens, in seconds.
+    pub seconds: i128,
+}
+
+/// The nanoseconds of a duration, exactly.
+fn nanos(d: Duration) -> i128 {
+    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
+}
+
+impl DurationParts {
+    /// Reads whitespace-separated tokens, each a whole number of digits (no sign) and a unit:
+    /// `s`, `m` or `min`, `h`, `d`, `w`. The error says how to write a duration.
+    pub fn parse(text: &str) -> Result<DurationParts, String> {
+        let bad = || format!("bad duration '{text}': write it like 30m, 2h, 1d or 1d 4h");
+        let mut parts = DurationParts {
+            weeks: 0,
+            days: 0,
+            seconds: 0,
+        };
+        let mut seen = false;
+        for part in text.split_whitespace() {
+            let split = part.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+            let (n, unit) = part.split_at(split);
+            let n = i128::from(n.parse::<i64>().map_err(|_| bad())?);
+            // Sums saturate (far past any bound) rather than overflow.
+            let (slot, scale) = match unit {
+                "s" => (&mut parts.seconds, 1),
+                "m" | "min" => (&mut parts.seconds, 60),
+                "h" => (&mut parts.seconds, 3600),
+                "d" => (&mut parts.days, 1),
+                "w" => (&mut parts.weeks, 1),
+                _ => return Err(bad()),
+            };
+            *slot = slot.saturating_add(n * scale);
+            seen = true;
+        }
+        if !seen {
+            return Err(bad());
+        }
+        Ok(parts)
+    }
+
+    /// The length, with a day `day` long and a week `week` long, if it is at most `max`;
+    /// `None` if it is longer.
+    pub fn length(&self, day: Duration, week: Duration, max: Duration) -> Option<Duration> {
+        let total = self
+            .weeks
+            .saturating_mul(nanos(week))
+            .saturating_add(self.days.saturating_mul(nanos(day)))
+            .saturating_add(self.seconds.saturating_mul(1_000_000_000));
+        if total > nanos(max) {
+            return None;
+        }
+        // At most `max`, so both parts fit.
+        let secs = i64::try_from(total / 1_000_000_000).ok()?;
+        let sub = i64::try_from(total % 1_000_000_000).ok()?;
+        Duration::try_seconds(secs)?.checked_add(&Duration::nanoseconds(sub))
+    }
+}
+
+/// Parses durations like `90s`, `30m`, `2h`, `1d`, `1d 4h` (days are calendar days here), at
+/// most [`crate::time::MAX_DURATION`] (3660 days, ten years) so that nothing computed from one
+/// can overflow.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    DurationParts::parse(text)?
+        .length(
+            Duration::days(1),
+            Duration::weeks(1),
+            crate::time::MAX_DURATION,
+        )
+        .ok_or_else(|| {
+            format!(
+                "duration '{}' is too long: at most 3660d (ten years)",
+                text.trim()
+            )
+        })
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The configuration `leadflow init` writes and `leadflow demo` uses: a first line that works
+/// leads, two deal teams (goods, services), the default lead pipeline of the specification and
+/// two deal pipelines, with the qualification card of a countertop workshop.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../examples/leadflow.toml");
+
+#[cfg(test)]
+mod tests;

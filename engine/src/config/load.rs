@@ -6,10 +6,11 @@ use super::raw::{
     RawCalendar, RawConditional, RawEmployee, RawField, RawFile, RawPipeline, RawStage, RawTeam,
 };
 use super::{
-    ConditionalRequirement, Config, ConfigError, ConfigErrors, Employee, FieldDef, Pipeline,
-    Requirement, Semantic, Source, Stage, Team, builtin_fields, line_col, parse_duration,
+    ConditionalRequirement, Config, Employee, FieldDef, Pipeline, Requirement, Semantic, Stage,
+    Team, builtin_fields, parse_duration,
 };
 use crate::calendar::{self, Calendar};
+use crate::diag::{Diagnostic, Diagnostics, FileIndex, Source};
 use crate::field::FieldType;
 use crate::ids::{EmployeeId, EntityKind, PipelineId, StageId, TeamId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,18 +19,18 @@ use toml::Spanned;
 /// Collects the problems of a configuration as it is checked.
 #[derive(Default)]
 pub(super) struct Loader {
-    errors: Vec<ConfigError>,
+    errors: Vec<Diagnostic>,
 }
 
 /// Something read from a file, with the file.
 struct Located<'a, T> {
-    file: &'a Source,
+    file: &'a FileIndex<'a>,
     item: T,
 }
 
 impl<'a, T> Located<'a, T> {
     /// Each of a file's items, with the file.
-    fn all(file: &'a Source, items: Vec<T>) -> impl Iterator<Item = Located<'a, T>> {
+    fn all(file: &'a FileIndex<'a>, items: Vec<T>) -> impl Iterator<Item = Located<'a, T>> {
         items.into_iter().map(move |item| Located { file, item })
     }
 }
@@ -85,19 +86,19 @@ impl Known {
 }
 
 impl Loader {
-    fn err(&mut self, src: &Source, span: std::ops::Range<usize>, message: impl Into<String>) {
-        let (line, col) = line_col(&src.text, span.start);
-        self.errors.push(ConfigError {
-            file: src.path.clone(),
-            line,
-            col,
-            message: message.into(),
-        });
+    fn err(
+        &mut self,
+        file: &FileIndex<'_>,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(file.error(span.start, message));
     }
 
     /// Loads and validates a configuration: whole, or every problem.
-    pub(super) fn load(mut self, sources: &[Source]) -> Result<Config, ConfigErrors> {
-        let files = self.parse(sources);
+    pub(super) fn load(mut self, sources: &[Source]) -> Result<Config, Diagnostics> {
+        let indexes: Vec<FileIndex<'_>> = sources.iter().map(FileIndex::of).collect();
+        let files = self.parse(&indexes);
         let mut g = Gathered::default();
         for (src, raw) in files {
             self.gather(&mut g, src, raw);
@@ -108,10 +109,10 @@ impl Loader {
         self.default_actor(g.default_actor.as_ref(), &known);
         let fields = self.fields(&g.fields);
         let pipelines = self.pipelines(&g.pipelines, &fields);
-        self.one_lead_pipeline(&pipelines, &g.pipelines, sources);
+        self.one_lead_pipeline(&pipelines, &g.pipelines, &indexes);
 
         if !self.errors.is_empty() {
-            return Err(ConfigErrors(self.errors));
+            return Err(Diagnostics(self.errors));
         }
         Ok(Config {
             currency: g.currency.unwrap_or_else(|| "RUB".to_owned()),
@@ -130,20 +131,16 @@ impl Loader {
     }
 
     /// The TOML of every file; a file that is not valid TOML (or has unknown keys) is a problem.
-    fn parse<'a>(&mut self, sources: &'a [Source]) -> Vec<(&'a Source, RawFile)> {
+    fn parse<'a>(&mut self, sources: &'a [FileIndex<'a>]) -> Vec<(&'a FileIndex<'a>, RawFile)> {
         let mut files = Vec::new();
         for src in sources {
-            match toml::from_str::<RawFile>(&src.text) {
+            match toml::from_str::<RawFile>(src.text()) {
                 Ok(raw) => files.push((src, raw)),
-                Err(e) => {
-                    let span = e.span().unwrap_or(0..0);
-                    let msg = e.message().trim().to_owned();
-                    self.err(src, span, msg);
-                }
+                Err(e) => self.errors.push(src.toml_error(&e)),
             }
         }
         if sources.is_empty() {
-            self.errors.push(ConfigError {
+            self.errors.push(Diagnostic {
                 file: "(none)".into(),
                 line: 1,
                 col: 1,
@@ -155,7 +152,7 @@ impl Loader {
 
     /// Takes one file's sections into `g`: its settings (each allowed in one file only) are
     /// checked now, its lists later against everything.
-    fn gather<'a>(&mut self, g: &mut Gathered<'a>, src: &'a Source, raw: RawFile) {
+    fn gather<'a>(&mut self, g: &mut Gathered<'a>, src: &'a FileIndex<'a>, raw: RawFile) {
         if let Some(c) = raw.calendar {
             if g.calendar.is_some() {
                 self.err(src, c.span(), "[calendar] is set in more than one file");
@@ -187,7 +184,7 @@ impl Loader {
     }
 
     /// `currency`: a code like `RUB`.
-    fn currency(&mut self, src: &Source, c: Spanned<String>) -> String {
+    fn currency(&mut self, src: &FileIndex<'_>, c: Spanned<String>) -> String {
         let code = c.get_ref();
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
             self.err(
@@ -200,7 +197,7 @@ impl Loader {
     }
 
     /// `sources`: the intake sources, each an id, none twice.
-    fn sources(&mut self, src: &Source, list: Vec<Spanned<String>>) -> Vec<String> {
+    fn sources(&mut self, src: &FileIndex<'_>, list: Vec<Spanned<String>>) -> Vec<String> {
         let mut seen = BTreeSet::new();
         for s in &list {
             if !seen.insert(s.get_ref().clone()) {
@@ -495,7 +492,7 @@ impl Loader {
     /// and conditions naming fields of the pipeline's entity, `from` naming its stages.
     fn stages(
         &mut self,
-        file: &Source,
+        file: &FileIndex<'_>,
         p: &RawPipeline,
         entity: EntityKind,
         fields: &[FieldDef],
@@ -576,7 +573,7 @@ impl Loader {
     /// A stage's `required` list: each `a|b` names fields of `entity`.
     fn requirements(
         &mut self,
-        file: &Source,
+        file: &FileIndex<'_>,
         s: &RawStage,
         list: &[Spanned<String>],
         entity: EntityKind,
@@ -609,7 +606,7 @@ impl Loader {
     /// One of a stage's `required_when`: a known field, and requirements.
     fn conditional(
         &mut self,
-        file: &Source,
+        file: &FileIndex<'_>,
         s: &RawStage,
         c: &RawConditional,
         entity: EntityKind,
@@ -638,7 +635,7 @@ impl Loader {
         &mut self,
         pipelines: &[Pipeline],
         raw: &[Located<'_, RawPipeline>],
-        sources: &[Source],
+        sources: &[FileIndex<'_>],
     ) {
         let lead_pipelines = pipelines
             .iter()
@@ -658,7 +655,7 @@ impl Loader {
     }
 
     /// `[calendar]`: time zone, working days and hours, holidays and working weekend days.
-    fn calendar(&mut self, src: &Source, raw: RawCalendar) -> Calendar {
+    fn calendar(&mut self, src: &FileIndex<'_>, raw: RawCalendar) -> Calendar {
         let mut cal = Calendar::default();
         if let Some(tz) = &raw.timezone {
             match tz.get_ref().parse() {
@@ -730,7 +727,11 @@ impl Loader {
     }
 
     /// A list of dates like `2026-01-07`.
-    fn dates(&mut self, src: &Source, list: &[Spanned<String>]) -> BTreeSet<chrono::NaiveDate> {
+    fn dates(
+        &mut self,
+        src: &FileIndex<'_>,
+        list: &[Spanned<String>],
+    ) -> BTreeSet<chrono::NaiveDate> {
         list.iter()
             .filter_map(
                 |d| match chrono::NaiveDate::parse_from_str(d.get_ref(), "%Y-%m-%d") {
@@ -749,7 +750,7 @@ impl Loader {
     }
 
     /// An id: a lowercase letter first, then a-z, 0-9, `_`, `-` or `.`.
-    fn check_ident(&mut self, file: &Source, id: &Spanned<String>, what: &str) {
+    fn check_ident(&mut self, file: &FileIndex<'_>, id: &Spanned<String>, what: &str) {
         let s = id.get_ref();
         let ok = !s.is_empty()
             && s.chars().all(|c| {

@@ -21,60 +21,11 @@ use crate::field::FieldType;
 use crate::ids::{EmployeeId, EntityKind, PipelineId, StageId, TeamId};
 use chrono::Duration;
 use load::Loader;
+
+pub use crate::diag::{Diagnostic as ConfigError, Diagnostics as ConfigErrors, Source, line_col};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
-
-/// One configuration file's name (as shown in errors) and text.
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// The path shown in error messages.
-    pub path: String,
-    /// The file's TOML text.
-    pub text: String,
-}
-
-/// One problem in a configuration file, with its location.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file, as given in its [`Source`].
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub col: usize,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.col, self.message
-        )
-    }
-}
-
-/// Every problem found while loading a configuration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
-        write!(
-            f,
-            "the configuration has {n} error{}",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for e in &self.0 {
-            write!(f, "\n  {e}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Whether a stage is still open, or ends the lead/deal as won or lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
@@ -411,15 +362,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 text.trim()
             )
         })
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..text.floor_char_boundary(offset)];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 /// The configuration `leadflow init` writes and `leadflow demo` uses: a first line that works

@@ -157,9 +157,3 @@ fn durations_parse() {
     assert!(DurationParts::parse("9223372036854775807w 9223372036854775807w").is_ok());
     assert!(parse_duration("9223372036854775807w 9223372036854775807w").is_err());
 }
-
-#[test]
-fn line_col_counts_characters() {
-    assert_eq!(line_col("ab\nпривет x", 16), (2, 8));
-    assert_eq!(line_col("abc", 0), (1, 1));
-}

@@ -2,7 +2,8 @@
 //! when a rule set loads (at run time a depth limit stops such a chain).
 
 use super::{RuleSet, TriggerKey};
-use crate::config::{Config, ConfigError, Semantic};
+use crate::config::{Config, Semantic};
+use crate::diag::Diagnostic;
 use crate::ids::EntityKind;
 use crate::robot::{Emits, RobotCatalog};
 
@@ -10,7 +11,7 @@ impl RuleSet {
     /// Rules that may trigger each other without a pause (no delay, no deadline between them),
     /// as warnings located at the first rule of each loop. At run time a depth limit stops such
     /// a chain and records an incident.
-    pub(super) fn cycles(&self, config: &Config, catalog: &dyn RobotCatalog) -> Vec<ConfigError> {
+    pub(super) fn cycles(&self, config: &Config, catalog: &dyn RobotCatalog) -> Vec<Diagnostic> {
         let n = self.rules.len();
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, r) in self.rules.iter().enumerate() {
@@ -84,12 +85,7 @@ impl RuleSet {
                     .map(|i| self.rules[*i].id.as_str())
                     .collect();
                 let at = &self.rules[start].at;
-                warnings.push(ConfigError {
-                    file: at.file.clone(),
-                    line: at.line,
-                    col: at.col,
-                    message: format!("rules can trigger each other forever: {} (at run time the chain stops at the depth limit and an incident is recorded)", names.join(" → ")),
-                });
+                warnings.push(Diagnostic::new(at, format!("rules can trigger each other forever: {} (at run time the chain stops at the depth limit and an incident is recorded)", names.join(" → "))));
             }
         }
         warnings

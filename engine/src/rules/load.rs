@@ -2,10 +2,10 @@
 //! call against the configuration and the robots, and reporting every problem at its file, line
 //! and column.
 
-use super::{Location, RobotCall, Rule, RuleSet, TRIGGERS, Trigger};
+use super::{RobotCall, Rule, RuleSet, TRIGGERS, Trigger};
 use crate::condition::Condition;
-use crate::config::{Config, ConfigError, ConfigErrors, Source, builtin_fields, parse_duration};
-use crate::diag::LineIndex;
+use crate::config::{Config, builtin_fields, parse_duration};
+use crate::diag::{Diagnostic, Diagnostics, FileIndex, Location, Source};
 use crate::ids::{EntityKind, PipelineId, StageId};
 use crate::robot::{ParamKind, RobotCatalog, RobotSpec};
 use serde::Deserialize;
@@ -18,7 +18,7 @@ impl RuleSet {
         sources: &[Source],
         config: &Config,
         catalog: &dyn RobotCatalog,
-    ) -> Result<RuleSet, ConfigErrors> {
+    ) -> Result<RuleSet, Diagnostics> {
         let mut l = Loader {
             config,
             catalog,
@@ -26,10 +26,7 @@ impl RuleSet {
         };
         let mut rules = Vec::new();
         for source in sources {
-            let src = &File {
-                path: &source.path,
-                lines: LineIndex::new(&source.text),
-            };
+            let src = &FileIndex::of(source);
             match toml::from_str::<RawFile>(&source.text) {
                 Ok(raw) => {
                     for r in raw.rules {
@@ -38,29 +35,24 @@ impl RuleSet {
                         }
                     }
                 }
-                Err(e) => {
-                    let span = e.span().unwrap_or(0..0);
-                    l.err(src, span.start, e.message().trim().to_owned());
-                }
+                Err(e) => l.errors.push(src.toml_error(&e)),
             }
         }
         let mut seen: HashMap<&str, &Location> = HashMap::new();
         let mut dups = Vec::new();
         for r in &rules {
             if let Some(first) = seen.insert(&r.id, &r.at) {
-                dups.push(ConfigError {
-                    file: r.at.file.clone(),
-                    line: r.at.line,
-                    col: r.at.col,
-                    message: format!("rule '{}' is defined twice (first at {first})", r.id),
-                });
+                dups.push(Diagnostic::new(
+                    &r.at,
+                    format!("rule '{}' is defined twice (first at {first})", r.id),
+                ));
             }
         }
         l.errors.extend(dups);
         if !l.errors.is_empty() {
             l.errors
                 .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
-            return Err(ConfigErrors(l.errors));
+            return Err(Diagnostics(l.errors));
         }
         Ok(RuleSet::new(rules, sources, config, catalog))
     }
@@ -112,17 +104,10 @@ struct RawTrigger {
     cron: Option<Spanned<String>>,
 }
 
-/// A rule file being read: its name, and its lines indexed once so that locating each rule,
-/// robot call and problem does not scan the text again.
-struct File<'a> {
-    path: &'a str,
-    lines: LineIndex<'a>,
-}
-
 struct Loader<'a> {
     config: &'a Config,
     catalog: &'a dyn RobotCatalog,
-    errors: Vec<ConfigError>,
+    errors: Vec<Diagnostic>,
 }
 
 fn is_id(s: &str) -> bool {
@@ -133,27 +118,12 @@ fn is_id(s: &str) -> bool {
 }
 
 impl Loader<'_> {
-    fn err(&mut self, src: &File<'_>, offset: usize, message: String) {
-        let (line, col) = src.lines.line_col(offset);
-        self.errors.push(ConfigError {
-            file: src.path.to_owned(),
-            line,
-            col,
-            message,
-        });
+    fn err(&mut self, src: &FileIndex<'_>, offset: usize, message: String) {
+        self.errors.push(src.error(offset, message));
     }
 
-    fn loc(&self, src: &File<'_>, offset: usize) -> Location {
-        let (line, col) = src.lines.line_col(offset);
-        Location {
-            file: src.path.to_owned(),
-            line,
-            col,
-        }
-    }
-
-    fn rule(&mut self, src: &File<'_>, raw: Spanned<RawRule>) -> Option<Rule> {
-        let at = self.loc(src, raw.span().start);
+    fn rule(&mut self, src: &FileIndex<'_>, raw: Spanned<RawRule>) -> Option<Rule> {
+        let at = src.at(raw.span().start);
         let raw = raw.into_inner();
         let id = raw.id.get_ref().clone();
         if !is_id(&id) {
@@ -221,14 +191,14 @@ impl Loader<'_> {
 
     fn condition(
         &mut self,
-        src: &File<'_>,
+        src: &FileIndex<'_>,
         id: &str,
         text: &Spanned<String>,
         entity: Option<EntityKind>,
     ) -> Option<Condition> {
         // The expression starts after the opening quote(s) of the TOML string.
         let span = text.span();
-        let raw = &src.lines.text()[span.clone()];
+        let raw = &src.text()[span.clone()];
         let quote = if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
             3
         } else {
@@ -261,7 +231,7 @@ impl Loader<'_> {
 
     fn entity(
         &mut self,
-        src: &File<'_>,
+        src: &FileIndex<'_>,
         id: &str,
         raw: &Option<Spanned<String>>,
         on: &Spanned<String>,
@@ -301,7 +271,7 @@ impl Loader<'_> {
 
     fn pipeline_ok(
         &mut self,
-        src: &File<'_>,
+        src: &FileIndex<'_>,
         id: &str,
         p: &Spanned<String>,
         entity: EntityKind,
@@ -332,7 +302,7 @@ impl Loader<'_> {
 
     fn stage_ok(
         &mut self,
-        src: &File<'_>,
+        src: &FileIndex<'_>,
         id: &str,
         s: &Spanned<String>,
         entity: EntityKind,
@@ -363,7 +333,7 @@ impl Loader<'_> {
 
     fn field_ok(
         &mut self,
-        src: &File<'_>,
+        src: &FileIndex<'_>,
         id: &str,
         f: &Spanned<String>,
         entity: EntityKind,
@@ -382,7 +352,12 @@ impl Loader<'_> {
         }
     }
 
-    fn trigger(&mut self, src: &File<'_>, id: &str, raw: Spanned<RawTrigger>) -> Option<Trigger> {
+    fn trigger(
+        &mut self,
+        src: &FileIndex<'_>,
+        id: &str,
+        raw: Spanned<RawTrigger>,
+    ) -> Option<Trigger> {
         let t = raw.into_inner();
         let on = t.on.clone();
         let lead_or_deal = [EntityKind::Lead, EntityKind::Deal];
@@ -606,13 +581,13 @@ impl Loader<'_> {
 
     fn robot_call(
         &mut self,
-        src: &File<'_>,
+        src: &FileIndex<'_>,
         id: &str,
         raw: Spanned<BTreeMap<String, Spanned<toml::Value>>>,
         entity: Option<EntityKind>,
         trigger_pipeline: Option<&PipelineId>,
     ) -> Option<RobotCall> {
-        let at = self.loc(src, raw.span().start);
+        let at = src.at(raw.span().start);
         let start = raw.span().start;
         let mut params = raw.into_inner();
         let Some(name) = params.remove("robot") else {
@@ -701,7 +676,7 @@ impl Loader<'_> {
     #[allow(clippy::too_many_arguments)]
     fn param(
         &mut self,
-        src: &File<'_>,
+        src: &FileIndex<'_>,
         id: &str,
         robot: &str,
         kind: ParamKind,

@@ -18,6 +18,7 @@ mod load;
 mod model;
 mod schema;
 
+pub use crate::diag::Location;
 pub use load::check_cron;
-pub use model::{Location, RobotCall, Rule, RuleSet, TRIGGERS, Trigger, TriggerKey};
+pub use model::{RobotCall, Rule, RuleSet, TRIGGERS, Trigger, TriggerKey};
 pub use schema::json_schema;

@@ -2,26 +2,13 @@
 //! an event may fire.
 
 use crate::condition::Condition;
-use crate::config::{Config, ConfigError, Semantic, Source};
+use crate::config::{Config, Semantic};
+use crate::diag::{Diagnostic, Location, Source};
 use crate::event::Event;
 use crate::ids::{EntityKind, PipelineId, StageId};
 use crate::robot::RobotCatalog;
 use chrono::Duration;
 use std::collections::{BTreeMap, HashMap};
-
-/// Where something was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    pub file: String,
-    pub line: usize,
-    pub col: usize,
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.col)
-    }
-}
 
 /// What starts a rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,7 +144,7 @@ pub struct Rule {
 pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// Problems that do not stop loading (rules that can trigger each other forever).
-    pub warnings: Vec<ConfigError>,
+    pub warnings: Vec<Diagnostic>,
     /// The files, for `ruleset.activated`.
     pub sources: Vec<Source>,
     pub(super) index: HashMap<TriggerKey, Vec<usize>>,

@@ -7,18 +7,34 @@ use super::raw::{
 };
 use super::{
     ConditionalRequirement, Config, Employee, FieldDef, Pipeline, Requirement, Semantic, Stage,
-    Team, builtin_fields, parse_duration,
+    Team, builtin_fields,
 };
 use crate::calendar::{self, Calendar};
 use crate::diag::{Diagnostic, Diagnostics, FileIndex, Source};
 use crate::field::FieldType;
 use crate::ids::{EmployeeId, EntityKind, PipelineId, StageId, TeamId};
+use crate::time::parse_duration;
 use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
 
+impl Config {
+    /// Loads and validates a configuration from one or more files.
+    pub fn load(sources: &[Source]) -> Result<Config, Diagnostics> {
+        Loader::default().load(sources)
+    }
+
+    /// Parses a single TOML text (handy in tests).
+    pub fn from_toml(path: &str, text: &str) -> Result<Config, Diagnostics> {
+        Config::load(&[Source {
+            path: path.to_owned(),
+            text: text.to_owned(),
+        }])
+    }
+}
+
 /// Collects the problems of a configuration as it is checked.
 #[derive(Default)]
-pub(super) struct Loader {
+struct Loader {
     errors: Vec<Diagnostic>,
 }
 
@@ -96,7 +112,7 @@ impl Loader {
     }
 
     /// Loads and validates a configuration: whole, or every problem.
-    pub(super) fn load(mut self, sources: &[Source]) -> Result<Config, Diagnostics> {
+    fn load(mut self, sources: &[Source]) -> Result<Config, Diagnostics> {
         let indexes: Vec<FileIndex<'_>> = sources.iter().map(FileIndex::of).collect();
         let files = self.parse(&indexes);
         let mut g = Gathered::default();

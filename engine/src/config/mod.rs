@@ -9,7 +9,7 @@
 //! - `mod.rs` (here) — the validated model: [`Config`], [`Pipeline`], [`Stage`], [`Employee`],
 //!   [`Team`], [`FieldDef`] and their look-ups, and the built-in fields.
 //! - `raw.rs` — the TOML format of the files, as read before any check (a new key starts here).
-//! - `load.rs` — `Loader`: one method per section (settings, `[calendar]`, `[[teams]]`,
+//! - `load.rs` — [`Config::load`] and its `Loader`: one method per section (settings, `[calendar]`, `[[teams]]`,
 //!   `[[employees]]`, `[[fields]]`, `[[pipelines]]` and their stages) checks it and builds its
 //!   part of the model, collecting every problem with its location.
 
@@ -20,9 +20,11 @@ use crate::calendar::Calendar;
 use crate::field::FieldType;
 use crate::ids::{EmployeeId, EntityKind, PipelineId, StageId, TeamId};
 use chrono::Duration;
-use load::Loader;
 
 pub use crate::diag::{Diagnostic as ConfigError, Diagnostics as ConfigErrors, Source, line_col};
+/// The duration syntax lives with the other times people write; re-exported here for the
+/// configuration's and the rules' users.
+pub use crate::time::{DurationParts, parse_duration};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -219,19 +221,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Loads and validates a configuration from one or more files.
-    pub fn load(sources: &[Source]) -> Result<Config, ConfigErrors> {
-        Loader::default().load(sources)
-    }
-
-    /// Parses a single TOML text (handy in tests).
-    pub fn from_toml(path: &str, text: &str) -> Result<Config, ConfigErrors> {
-        Config::load(&[Source {
-            path: path.to_owned(),
-            text: text.to_owned(),
-        }])
-    }
-
     /// The pipeline with this id.
     pub fn pipeline(&self, id: &PipelineId) -> Option<&Pipeline> {
         self.pipelines.iter().find(|p| &p.id == id)
@@ -274,94 +263,6 @@ impl Config {
             .filter(|e| e.active && e.team.as_ref() == Some(team))
             .collect()
     }
-}
-
-/// A duration as written (`1d 4h`, `2w`, `90min`), its days and weeks not yet given a length:
-/// the one reader of duration syntax. [`parse_duration`] counts calendar days and weeks,
-/// [`crate::calendar::Calendar::working_duration`] working ones; each gives the parts a length
-/// and a bound through [`DurationParts::length`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DurationParts {
-    /// The sum of the `w` tokens.
-    pub weeks: i128,
-    /// The sum of the `d` tokens.
-    pub days: i128,
-    /// The sum of the `s`, `m` (or `min`) and `h` tokens, in seconds.
-    pub seconds: i128,
-}
-
-/// The nanoseconds of a duration, exactly.
-fn nanos(d: Duration) -> i128 {
-    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
-}
-
-impl DurationParts {
-    /// Reads whitespace-separated tokens, each a whole number of digits (no sign) and a unit:
-    /// `s`, `m` or `min`, `h`, `d`, `w`. The error says how to write a duration.
-    pub fn parse(text: &str) -> Result<DurationParts, String> {
-        let bad = || format!("bad duration '{text}': write it like 30m, 2h, 1d or 1d 4h");
-        let mut parts = DurationParts {
-            weeks: 0,
-            days: 0,
-            seconds: 0,
-        };
-        let mut seen = false;
-        for part in text.split_whitespace() {
-            let split = part.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-            let (n, unit) = part.split_at(split);
-            let n = i128::from(n.parse::<i64>().map_err(|_| bad())?);
-            // Sums saturate (far past any bound) rather than overflow.
-            let (slot, scale) = match unit {
-                "s" => (&mut parts.seconds, 1),
-                "m" | "min" => (&mut parts.seconds, 60),
-                "h" => (&mut parts.seconds, 3600),
-                "d" => (&mut parts.days, 1),
-                "w" => (&mut parts.weeks, 1),
-                _ => return Err(bad()),
-            };
-            *slot = slot.saturating_add(n * scale);
-            seen = true;
-        }
-        if !seen {
-            return Err(bad());
-        }
-        Ok(parts)
-    }
-
-    /// The length, with a day `day` long and a week `week` long, if it is at most `max`;
-    /// `None` if it is longer.
-    pub fn length(&self, day: Duration, week: Duration, max: Duration) -> Option<Duration> {
-        let total = self
-            .weeks
-            .saturating_mul(nanos(week))
-            .saturating_add(self.days.saturating_mul(nanos(day)))
-            .saturating_add(self.seconds.saturating_mul(1_000_000_000));
-        if total > nanos(max) {
-            return None;
-        }
-        // At most `max`, so both parts fit.
-        let secs = i64::try_from(total / 1_000_000_000).ok()?;
-        let sub = i64::try_from(total % 1_000_000_000).ok()?;
-        Duration::try_seconds(secs)?.checked_add(&Duration::nanoseconds(sub))
-    }
-}
-
-/// Parses durations like `90s`, `30m`, `2h`, `1d`, `1d 4h` (days are calendar days here), at
-/// most [`crate::time::MAX_DURATION`] (3660 days, ten years) so that nothing computed from one
-/// can overflow.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    DurationParts::parse(text)?
-        .length(
-            Duration::days(1),
-            Duration::weeks(1),
-            crate::time::MAX_DURATION,
-        )
-        .ok_or_else(|| {
-            format!(
-                "duration '{}' is too long: at most 3660d (ten years)",
-                text.trim()
-            )
-        })
 }
 
 /// The configuration `leadflow init` writes and `leadflow demo` uses: a first line that works

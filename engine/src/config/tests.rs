@@ -125,35 +125,3 @@ fn the_calendar_is_read_and_checked() {
     assert!(errs[3].contains("bad working hours 'late'"), "{errs:?}");
     assert!(errs[4].contains("bad date '2026-02-30'"), "{errs:?}");
 }
-
-#[test]
-fn durations_parse() {
-    assert_eq!(parse_duration("1d 4h").unwrap(), Duration::hours(28));
-    assert_eq!(parse_duration("30m").unwrap(), Duration::minutes(30));
-    assert!(parse_duration("").is_err());
-    assert!(parse_duration("h").is_err());
-    assert!(parse_duration("5 parsecs").is_err());
-    assert_eq!(parse_duration("3660d").unwrap(), Duration::days(3660));
-    for long in [
-        "3661d",
-        "3000000d",
-        "9999999999d",
-        "523w",
-        "87841h",
-        "3660d 1s",
-    ] {
-        let e = parse_duration(long).unwrap_err();
-        assert!(e.contains("too long: at most 3660d"), "{long}: {e}");
-    }
-    assert!(parse_duration("99999999999999999999d").is_err());
-    assert_eq!(
-        DurationParts::parse("2w 1d 90min 1h 5s"),
-        Ok(DurationParts {
-            weeks: 2,
-            days: 1,
-            seconds: 5405 + 3600
-        })
-    );
-    assert!(DurationParts::parse("9223372036854775807w 9223372036854775807w").is_ok());
-    assert!(parse_duration("9223372036854775807w 9223372036854775807w").is_err());
-}

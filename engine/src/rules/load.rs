@@ -2,12 +2,13 @@
 //! call against the configuration and the robots, and reporting every problem at its file, line
 //! and column.
 
-use super::{RobotCall, Rule, RuleSet, TRIGGERS, Trigger};
+use super::{RobotCall, Rule, RuleSet, TRIGGERS, Trigger, TriggerKey};
 use crate::condition::Condition;
-use crate::config::{Config, builtin_fields, parse_duration};
+use crate::config::{Config, builtin_fields};
 use crate::diag::{Diagnostic, Diagnostics, FileIndex, Location, Source};
 use crate::ids::{EntityKind, PipelineId, StageId};
 use crate::robot::{ParamKind, RobotCatalog, RobotSpec};
+use crate::time::parse_duration;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use toml::Spanned;
@@ -55,6 +56,30 @@ impl RuleSet {
             return Err(Diagnostics(l.errors));
         }
         Ok(RuleSet::new(rules, sources, config, catalog))
+    }
+
+    /// Indexes validated rules by trigger, and finds the rules that can trigger each other
+    /// without a pause (the set's warnings).
+    fn new(
+        rules: Vec<Rule>,
+        sources: &[Source],
+        config: &Config,
+        catalog: &dyn RobotCatalog,
+    ) -> RuleSet {
+        let mut index: HashMap<TriggerKey, Vec<usize>> = HashMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            for k in r.trigger.keys() {
+                index.entry(k).or_default().push(i);
+            }
+        }
+        let mut set = RuleSet {
+            rules,
+            warnings: Vec::new(),
+            sources: sources.to_vec(),
+            index,
+        };
+        set.warnings = set.cycles(config, catalog);
+        set
     }
 }
 

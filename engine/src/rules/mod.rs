@@ -9,7 +9,8 @@
 //!   trigger-key index: [`TriggerKey`], [`RuleSet::by_key`], [`RuleSet::keys_of`] (which keys an
 //!   event answers to). A new trigger starts here.
 //! - `load.rs` — [`RuleSet::load`]: parsing TOML rule files into the model, every check of a
-//!   trigger, condition and robot parameter, and the `file:line:col` of each problem.
+//!   trigger, condition and robot parameter, the `file:line:col` of each problem, and building
+//!   the index.
 //! - `cycles.rs` — the warnings about rules that can trigger each other forever.
 //! - `schema.rs` — [`json_schema`], the JSON Schema of a rule file for editors.
 

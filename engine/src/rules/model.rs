@@ -6,7 +6,6 @@ use crate::config::{Config, Semantic};
 use crate::diag::{Diagnostic, Location, Source};
 use crate::event::Event;
 use crate::ids::{EntityKind, PipelineId, StageId};
-use crate::robot::RobotCatalog;
 use chrono::Duration;
 use std::collections::{BTreeMap, HashMap};
 
@@ -151,30 +150,6 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Indexes validated rules by trigger, and finds the rules that can trigger each other
-    /// without a pause (the set's warnings).
-    pub(super) fn new(
-        rules: Vec<Rule>,
-        sources: &[Source],
-        config: &Config,
-        catalog: &dyn RobotCatalog,
-    ) -> RuleSet {
-        let mut index: HashMap<TriggerKey, Vec<usize>> = HashMap::new();
-        for (i, r) in rules.iter().enumerate() {
-            for k in r.trigger.keys() {
-                index.entry(k).or_default().push(i);
-            }
-        }
-        let mut set = RuleSet {
-            rules,
-            warnings: Vec::new(),
-            sources: sources.to_vec(),
-            index,
-        };
-        set.warnings = set.cycles(config, catalog);
-        set
-    }
-
     /// The rules indexed under `key`.
     pub fn by_key(&self, key: &TriggerKey) -> impl Iterator<Item = &Rule> {
         self.index

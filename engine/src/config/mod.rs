@@ -9,9 +9,14 @@
 //! - `mod.rs` (here) — the validated model: [`Config`], [`Pipeline`], [`Stage`], [`Employee`],
 //!   [`Team`], [`FieldDef`] and their look-ups, and the built-in fields.
 //! - `raw.rs` — the TOML format of the files, as read before any check (a new key starts here).
-//! - `load.rs` — [`Config::load`] and its `Loader`: one method per section (settings, `[calendar]`, `[[teams]]`,
-//!   `[[employees]]`, `[[fields]]`, `[[pipelines]]` and their stages) checks it and builds its
-//!   part of the model, collecting every problem with its location.
+//! - `load.rs` — [`Config::load`] and its `Loader`: one method per section (settings,
+//!   `[calendar]`, `[[teams]]`, `[[employees]]`, `[[fields]]`, `[[pipelines]]` and their
+//!   stages) checks it and builds its part of the model, collecting every problem with its
+//!   location.
+//!
+//! The diagnostics types ([`ConfigError`], [`ConfigErrors`], [`Source`]) are those of
+//! [`crate::diag`]; the duration syntax ([`parse_duration`], [`DurationParts`]) is
+//! [`crate::time`]'s. Both are re-exported here.
 
 mod load;
 mod raw;
@@ -20,14 +25,12 @@ use crate::calendar::Calendar;
 use crate::field::FieldType;
 use crate::ids::{EmployeeId, EntityKind, PipelineId, StageId, TeamId};
 use chrono::Duration;
-
-pub use crate::diag::{Diagnostic as ConfigError, Diagnostics as ConfigErrors, Source, line_col};
-/// The duration syntax lives with the other times people write; re-exported here for the
-/// configuration's and the rules' users.
-pub use crate::time::{DurationParts, parse_duration};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+
+pub use crate::diag::{Diagnostic as ConfigError, Diagnostics as ConfigErrors, Source, line_col};
+pub use crate::time::{DurationParts, parse_duration};
 
 /// Whether a stage is still open, or ends the lead/deal as won or lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]

@@ -20,7 +20,7 @@ pub enum CliError {
     #[error(transparent)]
     Config(#[from] ConfigErrors),
     /// The rule set does not load.
-    #[error("the rule set has {} error{}{}", .0.0.len(), if .0.0.len() == 1 { "" } else { "s" }, .0.0.iter().map(|e| format!("\n  {e}")).collect::<String>())]
+    #[error("{}", leadflow_engine::diag::summary("the rule set", &.0.0))]
     Rules(ConfigErrors),
     /// The store refused or failed.
     #[error(transparent)]

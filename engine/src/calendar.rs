@@ -153,7 +153,7 @@ impl Calendar {
     /// [`Calendar::max_working`].
     pub fn working_duration(&self, text: &str) -> Result<Duration, String> {
         let day = self.day_length();
-        crate::config::DurationParts::parse(text)?
+        crate::time::DurationParts::parse(text)?
             .length(day, day * 5, self.max_working())
             .ok_or_else(|| {
                 format!(
@@ -174,7 +174,7 @@ impl Calendar {
     ) -> Result<DateTime<Utc>, String> {
         let out_of_range = || format!("'{text}' after {start} is out of range");
         if !working {
-            let d = crate::config::parse_duration(text)?;
+            let d = crate::time::parse_duration(text)?;
             return start.checked_add_signed(d).ok_or_else(out_of_range);
         }
         let total = self.working_duration(text)?;
@@ -377,7 +377,7 @@ mod tests {
         for text in [
             "-1d", "+1d", "-2w", "+3h", "1d -4h", "1 d", "d", "1dd", "1.5d",
         ] {
-            let plain = crate::config::parse_duration(text).unwrap_err();
+            let plain = crate::time::parse_duration(text).unwrap_err();
             assert_eq!(c.working_duration(text), Err(plain), "{text}");
         }
         assert_eq!(

@@ -11,6 +11,7 @@ pub mod command;
 pub mod condition;
 pub mod config;
 pub mod decide;
+pub mod diag;
 pub mod event;
 pub mod field;
 pub mod ids;

@@ -11,6 +11,10 @@
 //! then stays far inside the four-digit years the log stores as sortable text and inside
 //! chrono's range, so no deadline, delay or window computed from them can overflow or sort
 //! wrong; nothing a CRM deals with lies outside them.
+//!
+//! **Durations.** [`DurationParts`] is the one reader of duration syntax (`30m`, `2h`, `1d 4h`);
+//! [`parse_duration`] counts its days as calendar days, the calendar's `working_duration` as
+//! working days.
 
 use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -84,7 +88,7 @@ pub fn parse_time(
     let t = text.trim();
     let t = match (t.strip_prefix('+'), now) {
         (Some(rest), Some(now)) => {
-            let d = crate::config::parse_duration(rest).map_err(|message| TimeError::Duration {
+            let d = parse_duration(rest).map_err(|message| TimeError::Duration {
                 text: text.to_owned(),
                 message,
             })?;
@@ -136,6 +140,90 @@ fn local(text: &str, n: NaiveDateTime, zone: Tz) -> Result<DateTime<Utc>, TimeEr
             zone: zone.name().to_owned(),
         }),
     }
+}
+
+/// A duration as written (`1d 4h`, `2w`, `90min`), its days and weeks not yet given a length:
+/// the one reader of duration syntax. [`parse_duration`] counts calendar days and weeks,
+/// [`crate::calendar::Calendar::working_duration`] working ones; each gives the parts a length
+/// and a bound through [`DurationParts::length`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationParts {
+    /// The sum of the `w` tokens.
+    pub weeks: i128,
+    /// The sum of the `d` tokens.
+    pub days: i128,
+    /// The sum of the `s`, `m` (or `min`) and `h` tokens, in seconds.
+    pub seconds: i128,
+}
+
+/// The nanoseconds of a duration, exactly.
+fn nanos(d: Duration) -> i128 {
+    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
+}
+
+impl DurationParts {
+    /// Reads whitespace-separated tokens, each a whole number of digits (no sign) and a unit:
+    /// `s`, `m` or `min`, `h`, `d`, `w`. The error says how to write a duration.
+    pub fn parse(text: &str) -> Result<DurationParts, String> {
+        let bad = || format!("bad duration '{text}': write it like 30m, 2h, 1d or 1d 4h");
+        let mut parts = DurationParts {
+            weeks: 0,
+            days: 0,
+            seconds: 0,
+        };
+        let mut seen = false;
+        for part in text.split_whitespace() {
+            let split = part.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+            let (n, unit) = part.split_at(split);
+            let n = i128::from(n.parse::<i64>().map_err(|_| bad())?);
+            // Sums saturate (far past any bound) rather than overflow.
+            let (slot, scale) = match unit {
+                "s" => (&mut parts.seconds, 1),
+                "m" | "min" => (&mut parts.seconds, 60),
+                "h" => (&mut parts.seconds, 3600),
+                "d" => (&mut parts.days, 1),
+                "w" => (&mut parts.weeks, 1),
+                _ => return Err(bad()),
+            };
+            *slot = slot.saturating_add(n * scale);
+            seen = true;
+        }
+        if !seen {
+            return Err(bad());
+        }
+        Ok(parts)
+    }
+
+    /// The length, with a day `day` long and a week `week` long, if it is at most `max`;
+    /// `None` if it is longer.
+    pub fn length(&self, day: Duration, week: Duration, max: Duration) -> Option<Duration> {
+        let total = self
+            .weeks
+            .saturating_mul(nanos(week))
+            .saturating_add(self.days.saturating_mul(nanos(day)))
+            .saturating_add(self.seconds.saturating_mul(1_000_000_000));
+        if total > nanos(max) {
+            return None;
+        }
+        // At most `max`, so both parts fit.
+        let secs = i64::try_from(total / 1_000_000_000).ok()?;
+        let sub = i64::try_from(total % 1_000_000_000).ok()?;
+        Duration::try_seconds(secs)?.checked_add(&Duration::nanoseconds(sub))
+    }
+}
+
+/// Parses durations like `90s`, `30m`, `2h`, `1d`, `1d 4h` (days are calendar days here), at
+/// most [`MAX_DURATION`] (3660 days, ten years) so that nothing computed from one
+/// can overflow.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    DurationParts::parse(text)?
+        .length(Duration::days(1), Duration::weeks(1), MAX_DURATION)
+        .ok_or_else(|| {
+            format!(
+                "duration '{}' is too long: at most 3660d (ten years)",
+                text.trim()
+            )
+        })
 }
 
 #[cfg(test)]
@@ -263,5 +351,37 @@ mod tests {
         }
         let e = parse_time("soon", MOSCOW, None).unwrap_err();
         assert!(e.to_string().contains("Europe/Moscow"), "{e}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1d 4h").unwrap(), Duration::hours(28));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::minutes(30));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_duration("3660d").unwrap(), Duration::days(3660));
+        for long in [
+            "3661d",
+            "3000000d",
+            "9999999999d",
+            "523w",
+            "87841h",
+            "3660d 1s",
+        ] {
+            let e = parse_duration(long).unwrap_err();
+            assert!(e.contains("too long: at most 3660d"), "{long}: {e}");
+        }
+        assert!(parse_duration("99999999999999999999d").is_err());
+        assert_eq!(
+            DurationParts::parse("2w 1d 90min 1h 5s"),
+            Ok(DurationParts {
+                weeks: 2,
+                days: 1,
+                seconds: 5405 + 3600
+            })
+        );
+        assert!(DurationParts::parse("9223372036854775807w 9223372036854775807w").is_ok());
+        assert!(parse_duration("9223372036854775807w 9223372036854775807w").is_err());
     }
 }

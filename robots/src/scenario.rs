@@ -77,7 +77,8 @@ use crate::{Registry, Report, RobotError, Runtime};
 use chrono::{DateTime, Duration, Utc};
 use leadflow_engine::calendar::Calendar;
 use leadflow_engine::command::{NewCompany, NewContact, NewDeal, NewLead, NewTask};
-use leadflow_engine::config::{ConfigError, ConfigErrors, DEFAULT_CONFIG, line_col};
+use leadflow_engine::config::{ConfigError, ConfigErrors, DEFAULT_CONFIG};
+use leadflow_engine::diag::{FileIndex, summary};
 use leadflow_engine::ids::EmployeeId;
 use leadflow_engine::rules::RuleSet;
 use leadflow_engine::stored::{RecordedEvent, parse_time};
@@ -106,13 +107,13 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     /// The scenario file is malformed: every problem, each with `file:line:column`.
-    #[error("{}", list("the scenario", .0))]
+    #[error("{}", summary("the scenario", .0))]
     Invalid(Vec<ConfigError>),
     /// The configuration the scenario names has errors.
     #[error("{0}")]
     Config(ConfigErrors),
     /// The scenario's rule set has errors.
-    #[error("{}", list("the rule set", &.0.0))]
+    #[error("{}", summary("the rule set", &.0.0))]
     Rules(ConfigErrors),
     /// The database failed while the scenario ran.
     #[error(transparent)]
@@ -130,15 +131,6 @@ impl From<WorkspaceError> for ScenarioError {
             WorkspaceError::Rejected(r) => ScenarioError::Runtime(RobotError::Rejected(r)),
         }
     }
-}
-
-fn list(what: &str, errors: &[ConfigError]) -> String {
-    let n = errors.len();
-    let mut s = format!("{what} has {n} error{}", if n == 1 { "" } else { "s" });
-    for e in errors {
-        s.push_str(&format!("\n  {e}"));
-    }
-    s
 }
 
 /// A command a step can give.
@@ -463,24 +455,18 @@ struct RawStep {
 
 /// Collects problems of one file with their locations.
 struct Problems<'a> {
-    file: String,
+    file: FileIndex<'a>,
     text: &'a str,
     errors: Vec<ConfigError>,
 }
 
 impl Problems<'_> {
     fn at(&mut self, offset: usize, message: impl Into<String>) {
-        let (line, col) = line_col(self.text, offset);
-        self.errors.push(ConfigError {
-            file: self.file.clone(),
-            line,
-            col,
-            message: message.into(),
-        });
+        self.errors.push(self.file.error(offset, message));
     }
 
     fn line(&self, offset: usize) -> usize {
-        line_col(self.text, offset).0
+        self.file.line_col(offset).0
     }
 }
 
@@ -519,18 +505,16 @@ impl Scenario {
         text: &str,
         given: Option<(PathBuf, Config)>,
     ) -> Result<Scenario, ScenarioError> {
+        let file = path.display().to_string();
         let mut p = Problems {
-            file: path.display().to_string(),
+            file: FileIndex::new(&file, text),
             text,
             errors: Vec::new(),
         };
         let raw: RawScenario = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
-                p.at(
-                    e.span().map_or(0, |s| s.start),
-                    e.message().trim().to_owned(),
-                );
+                p.errors.push(p.file.toml_error(&e));
                 return Err(ScenarioError::Invalid(p.errors));
             }
         };

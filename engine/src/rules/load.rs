@@ -1,174 +1,17 @@
-//! Rule sets: a folder of TOML files of rules — trigger → optional CEL condition → robots —
-//! loaded whole or not at all, with every problem reported at its file, line and column.
-//!
-//! A loaded [`RuleSet`] indexes its rules by trigger, so finding the rules an event may fire
-//! costs a hash lookup, not a scan of every rule.
+//! Loading: reading TOML rule files into the model, checking every trigger, condition and robot
+//! call against the configuration and the robots, and reporting every problem at its file, line
+//! and column.
 
+use super::{RobotCall, Rule, RuleSet, TRIGGERS, Trigger, TriggerKey};
 use crate::condition::Condition;
-use crate::config::{
-    Config, ConfigError, ConfigErrors, Semantic, Source, builtin_fields, line_col, parse_duration,
-};
-use crate::event::Event;
+use crate::config::{Config, builtin_fields};
+use crate::diag::{Diagnostic, Diagnostics, FileIndex, Location, Source};
 use crate::ids::{EntityKind, PipelineId, StageId};
-use crate::robot::{Emits, ParamKind, RobotCatalog, RobotSpec};
-use chrono::Duration;
+use crate::robot::{ParamKind, RobotCatalog, RobotSpec};
+use crate::time::parse_duration;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use toml::Spanned;
-
-/// Where something was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    pub file: String,
-    pub line: usize,
-    pub col: usize,
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.col)
-    }
-}
-
-/// What starts a rule.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Trigger {
-    /// A lead or deal was created (optionally only from these sources / in these pipelines).
-    Created {
-        entity: EntityKind,
-        sources: Vec<String>,
-        pipelines: Vec<PipelineId>,
-    },
-    /// A lead or deal entered a stage.
-    StageEntered {
-        entity: EntityKind,
-        pipeline: Option<PipelineId>,
-        stage: StageId,
-    },
-    /// One of these fields of a lead or deal changed.
-    FieldChanged {
-        entity: EntityKind,
-        fields: Vec<String>,
-    },
-    /// A named deadline elapsed.
-    DeadlineElapsed { name: String },
-    /// A lead was recognised as a repeat lead.
-    RepeatDetected,
-    /// A task was completed.
-    TaskCompleted,
-    /// A task passed its due time undone.
-    TaskOverdue,
-    /// A lead or deal entered a success stage.
-    Won {
-        entity: EntityKind,
-        pipelines: Vec<PipelineId>,
-    },
-    /// A lead or deal entered a failure stage.
-    Lost {
-        entity: EntityKind,
-        pipelines: Vec<PipelineId>,
-    },
-    /// A lead or deal saw no event for this long (optionally only in these stages).
-    Idle {
-        entity: EntityKind,
-        after: Duration,
-        stages: Vec<StageId>,
-    },
-    /// A cron schedule in the calendar's time zone.
-    Schedule { cron: String },
-}
-
-/// The index key of a trigger: what an event must be to be worth looking at.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TriggerKey {
-    Created(EntityKind),
-    StageEntered(EntityKind, StageId),
-    FieldChanged(EntityKind, String),
-    DeadlineElapsed(String),
-    RepeatDetected,
-    TaskCompleted,
-    TaskOverdue,
-    Won(EntityKind),
-    Lost(EntityKind),
-    Idle(EntityKind),
-    Schedule,
-}
-
-impl Trigger {
-    /// The keys under which the rule is indexed.
-    pub fn keys(&self) -> Vec<TriggerKey> {
-        match self {
-            Trigger::Created { entity, .. } => vec![TriggerKey::Created(*entity)],
-            Trigger::StageEntered { entity, stage, .. } => {
-                vec![TriggerKey::StageEntered(*entity, stage.clone())]
-            }
-            Trigger::FieldChanged { entity, fields } => fields
-                .iter()
-                .map(|f| TriggerKey::FieldChanged(*entity, f.clone()))
-                .collect(),
-            Trigger::DeadlineElapsed { name } => vec![TriggerKey::DeadlineElapsed(name.clone())],
-            Trigger::RepeatDetected => vec![TriggerKey::RepeatDetected],
-            Trigger::TaskCompleted => vec![TriggerKey::TaskCompleted],
-            Trigger::TaskOverdue => vec![TriggerKey::TaskOverdue],
-            Trigger::Won { entity, .. } => vec![TriggerKey::Won(*entity)],
-            Trigger::Lost { entity, .. } => vec![TriggerKey::Lost(*entity)],
-            Trigger::Idle { entity, .. } => vec![TriggerKey::Idle(*entity)],
-            Trigger::Schedule { .. } => vec![TriggerKey::Schedule],
-        }
-    }
-
-    /// The entity the rule's variables describe, if one.
-    pub fn entity(&self) -> Option<EntityKind> {
-        match self {
-            Trigger::Created { entity, .. }
-            | Trigger::StageEntered { entity, .. }
-            | Trigger::FieldChanged { entity, .. }
-            | Trigger::Won { entity, .. }
-            | Trigger::Lost { entity, .. }
-            | Trigger::Idle { entity, .. } => Some(*entity),
-            Trigger::RepeatDetected => Some(EntityKind::Lead),
-            Trigger::TaskCompleted | Trigger::TaskOverdue => Some(EntityKind::Task),
-            Trigger::DeadlineElapsed { .. } | Trigger::Schedule { .. } => None,
-        }
-    }
-}
-
-/// One robot call of a rule: the robot's name and its parameters as written (checked against
-/// the robot's spec at load time).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RobotCall {
-    pub robot: String,
-    pub params: BTreeMap<String, toml::Value>,
-    pub at: Location,
-}
-
-/// A rule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    pub id: String,
-    pub description: Option<String>,
-    pub trigger: Trigger,
-    pub condition: Option<Condition>,
-    /// Robots run this long after the trigger; if `delay_working`, this is working time, read
-    /// by [`crate::calendar::Calendar::working_duration`] (`1d` is one working day).
-    pub delay: Option<Duration>,
-    pub delay_working: bool,
-    /// Delayed robots survive the lead/deal leaving the stage the rule was triggered in.
-    pub survive_move: bool,
-    pub robots: Vec<RobotCall>,
-    pub at: Location,
-}
-
-/// A validated rule set.
-#[derive(Debug, Clone)]
-pub struct RuleSet {
-    pub rules: Vec<Rule>,
-    /// Problems that do not stop loading (rules that can trigger each other forever).
-    pub warnings: Vec<ConfigError>,
-    /// The files, for `ruleset.activated`.
-    pub sources: Vec<Source>,
-    index: HashMap<TriggerKey, Vec<usize>>,
-}
 
 impl RuleSet {
     /// Loads and validates every rule file against the configuration and the robots.
@@ -176,15 +19,16 @@ impl RuleSet {
         sources: &[Source],
         config: &Config,
         catalog: &dyn RobotCatalog,
-    ) -> Result<RuleSet, ConfigErrors> {
+    ) -> Result<RuleSet, Diagnostics> {
         let mut l = Loader {
             config,
             catalog,
             errors: Vec::new(),
         };
         let mut rules = Vec::new();
-        for src in sources {
-            match toml::from_str::<RawFile>(&src.text) {
+        for source in sources {
+            let src = &FileIndex::of(source);
+            match toml::from_str::<RawFile>(&source.text) {
                 Ok(raw) => {
                     for r in raw.rules {
                         if let Some(rule) = l.rule(src, r) {
@@ -192,30 +36,36 @@ impl RuleSet {
                         }
                     }
                 }
-                Err(e) => {
-                    let span = e.span().unwrap_or(0..0);
-                    l.err(src, span.start, e.message().trim().to_owned());
-                }
+                Err(e) => l.errors.push(src.toml_error(&e)),
             }
         }
         let mut seen: HashMap<&str, &Location> = HashMap::new();
         let mut dups = Vec::new();
         for r in &rules {
             if let Some(first) = seen.insert(&r.id, &r.at) {
-                dups.push(ConfigError {
-                    file: r.at.file.clone(),
-                    line: r.at.line,
-                    col: r.at.col,
-                    message: format!("rule '{}' is defined twice (first at {first})", r.id),
-                });
+                dups.push(Diagnostic::new(
+                    &r.at,
+                    format!("rule '{}' is defined twice (first at {first})", r.id),
+                ));
             }
         }
         l.errors.extend(dups);
         if !l.errors.is_empty() {
             l.errors
                 .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
-            return Err(ConfigErrors(l.errors));
+            return Err(Diagnostics(l.errors));
         }
+        Ok(RuleSet::new(rules, sources, config, catalog))
+    }
+
+    /// Indexes validated rules by trigger, and finds the rules that can trigger each other
+    /// without a pause (the set's warnings).
+    fn new(
+        rules: Vec<Rule>,
+        sources: &[Source],
+        config: &Config,
+        catalog: &dyn RobotCatalog,
+    ) -> RuleSet {
         let mut index: HashMap<TriggerKey, Vec<usize>> = HashMap::new();
         for (i, r) in rules.iter().enumerate() {
             for k in r.trigger.keys() {
@@ -229,192 +79,8 @@ impl RuleSet {
             index,
         };
         set.warnings = set.cycles(config, catalog);
-        Ok(set)
+        set
     }
-
-    /// The rules indexed under `key`.
-    pub fn by_key(&self, key: &TriggerKey) -> impl Iterator<Item = &Rule> {
-        self.index
-            .get(key)
-            .into_iter()
-            .flatten()
-            .map(|i| &self.rules[*i])
-    }
-
-    /// The trigger keys an event answers to (a stage change is also a win or a loss when the
-    /// new stage is a success or failure stage).
-    pub fn keys_of(config: &Config, event: &Event) -> Vec<TriggerKey> {
-        use Event as E;
-        let stage_keys = |entity: EntityKind, pipeline: Option<&PipelineId>, to: &StageId| {
-            let mut keys = vec![TriggerKey::StageEntered(entity, to.clone())];
-            let semantic = pipeline
-                .and_then(|p| config.pipeline(p))
-                .and_then(|p| p.stage(to))
-                .map(|s| s.semantic);
-            match semantic {
-                Some(Semantic::Success) => keys.push(TriggerKey::Won(entity)),
-                Some(Semantic::Failure) => keys.push(TriggerKey::Lost(entity)),
-                _ => {}
-            }
-            keys
-        };
-        match event {
-            E::LeadCreated(e) => {
-                let mut k = vec![TriggerKey::Created(EntityKind::Lead)];
-                k.extend(stage_keys(EntityKind::Lead, Some(&e.pipeline), &e.stage));
-                k
-            }
-            E::DealCreated(e) => {
-                let mut k = vec![TriggerKey::Created(EntityKind::Deal)];
-                k.extend(stage_keys(EntityKind::Deal, Some(&e.pipeline), &e.stage));
-                k
-            }
-            E::LeadStageChanged(s) => {
-                stage_keys(EntityKind::Lead, Some(&config.lead_pipeline().id), &s.to)
-            }
-            E::DealStageChanged(s) => {
-                let p = config
-                    .pipelines
-                    .iter()
-                    .find(|p| p.entity == EntityKind::Deal && p.stage(&s.to).is_some())
-                    .map(|p| &p.id);
-                stage_keys(EntityKind::Deal, p, &s.to)
-            }
-            E::LeadUpdated(u) => u
-                .changes
-                .keys()
-                .map(|k| TriggerKey::FieldChanged(EntityKind::Lead, k.clone()))
-                .collect(),
-            E::DealUpdated(u) => u
-                .changes
-                .keys()
-                .map(|k| TriggerKey::FieldChanged(EntityKind::Deal, k.clone()))
-                .collect(),
-            E::LeadAssigned(_) => vec![TriggerKey::FieldChanged(
-                EntityKind::Lead,
-                "responsible".into(),
-            )],
-            E::DealAssigned(_) => vec![TriggerKey::FieldChanged(
-                EntityKind::Deal,
-                "responsible".into(),
-            )],
-            E::TaskCompleted(_) => vec![TriggerKey::TaskCompleted],
-            _ => vec![],
-        }
-    }
-
-    /// Rules that may trigger each other without a pause (no delay, no deadline between them),
-    /// as warnings located at the first rule of each loop. At run time a depth limit stops such
-    /// a chain and records an incident.
-    fn cycles(&self, config: &Config, catalog: &dyn RobotCatalog) -> Vec<ConfigError> {
-        let n = self.rules.len();
-        let mut edges: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, r) in self.rules.iter().enumerate() {
-            if r.delay.is_some() {
-                continue;
-            }
-            let entity = r.trigger.entity().unwrap_or(EntityKind::Lead);
-            for call in r.robots.iter().take_while(|c| c.robot != "wait") {
-                let Some(spec) = catalog.robot(&call.robot) else {
-                    continue;
-                };
-                for emit in &spec.emits {
-                    let keys: Vec<TriggerKey> = match emit {
-                        Emits::StageFromParam(p) => call
-                            .params
-                            .get(*p)
-                            .and_then(|v| v.as_str())
-                            .map(|s| {
-                                let mut keys = vec![TriggerKey::StageEntered(entity, s.into())];
-                                if let Some(st) = config
-                                    .pipelines
-                                    .iter()
-                                    .filter(|p| p.entity == entity)
-                                    .find_map(|p| p.stage(&s.into()))
-                                {
-                                    match st.semantic {
-                                        Semantic::Success => keys.push(TriggerKey::Won(entity)),
-                                        Semantic::Failure => keys.push(TriggerKey::Lost(entity)),
-                                        Semantic::InProgress => {}
-                                    }
-                                }
-                                keys
-                            })
-                            .unwrap_or_default(),
-                        Emits::FieldFromParam(p) => call
-                            .params
-                            .get(*p)
-                            .and_then(|v| v.as_str())
-                            .map(|f| vec![TriggerKey::FieldChanged(entity, f.to_owned())])
-                            .unwrap_or_default(),
-                        Emits::Field(f) => vec![TriggerKey::FieldChanged(entity, (*f).to_owned())],
-                        Emits::AnyField => self
-                            .index
-                            .keys()
-                            .filter(|k| matches!(k, TriggerKey::FieldChanged(e, _) if *e == entity))
-                            .cloned()
-                            .collect(),
-                        Emits::Created(kind) => vec![TriggerKey::Created(*kind)],
-                        Emits::RepeatDetected => vec![TriggerKey::RepeatDetected],
-                    };
-                    for k in keys {
-                        edges[i].extend(self.index.get(&k).into_iter().flatten().copied());
-                    }
-                }
-            }
-        }
-        // Each strongly connected loop is reported once, at its first rule.
-        let mut warnings = Vec::new();
-        let mut reported = vec![false; n];
-        for start in 0..n {
-            if reported[start] {
-                continue;
-            }
-            if let Some(path) = find_cycle(start, &edges) {
-                for &i in &path {
-                    reported[i] = true;
-                }
-                let names: Vec<&str> = path
-                    .iter()
-                    .chain(std::iter::once(&path[0]))
-                    .map(|i| self.rules[*i].id.as_str())
-                    .collect();
-                let at = &self.rules[start].at;
-                warnings.push(ConfigError {
-                    file: at.file.clone(),
-                    line: at.line,
-                    col: at.col,
-                    message: format!("rules can trigger each other forever: {} (at run time the chain stops at the depth limit and an incident is recorded)", names.join(" → ")),
-                });
-            }
-        }
-        warnings
-    }
-}
-
-fn find_cycle(start: usize, edges: &[Vec<usize>]) -> Option<Vec<usize>> {
-    // Depth-first search for a path from `start` back to itself.
-    let mut stack = vec![(start, 0usize)];
-    let mut path = vec![start];
-    let mut visited = vec![false; edges.len()];
-    visited[start] = true;
-    while let Some((node, next)) = stack.pop() {
-        if next < edges[node].len() {
-            stack.push((node, next + 1));
-            let to = edges[node][next];
-            if to == start {
-                return Some(path);
-            }
-            if !visited[to] {
-                visited[to] = true;
-                stack.push((to, 0));
-                path.push(to);
-            }
-        } else {
-            path.pop();
-        }
-    }
-    None
 }
 
 // ---- raw format -------------------------------------------------------------------------
@@ -463,25 +129,10 @@ struct RawTrigger {
     cron: Option<Spanned<String>>,
 }
 
-/// Every trigger name, for messages and the schema.
-pub const TRIGGERS: &[&str] = &[
-    "created",
-    "stage_entered",
-    "field_changed",
-    "deadline_elapsed",
-    "repeat_detected",
-    "task_completed",
-    "task_overdue",
-    "won",
-    "lost",
-    "idle",
-    "schedule",
-];
-
 struct Loader<'a> {
     config: &'a Config,
     catalog: &'a dyn RobotCatalog,
-    errors: Vec<ConfigError>,
+    errors: Vec<Diagnostic>,
 }
 
 fn is_id(s: &str) -> bool {
@@ -492,27 +143,12 @@ fn is_id(s: &str) -> bool {
 }
 
 impl Loader<'_> {
-    fn err(&mut self, src: &Source, offset: usize, message: String) {
-        let (line, col) = line_col(&src.text, offset);
-        self.errors.push(ConfigError {
-            file: src.path.clone(),
-            line,
-            col,
-            message,
-        });
+    fn err(&mut self, src: &FileIndex<'_>, offset: usize, message: String) {
+        self.errors.push(src.error(offset, message));
     }
 
-    fn loc(&self, src: &Source, offset: usize) -> Location {
-        let (line, col) = line_col(&src.text, offset);
-        Location {
-            file: src.path.clone(),
-            line,
-            col,
-        }
-    }
-
-    fn rule(&mut self, src: &Source, raw: Spanned<RawRule>) -> Option<Rule> {
-        let at = self.loc(src, raw.span().start);
+    fn rule(&mut self, src: &FileIndex<'_>, raw: Spanned<RawRule>) -> Option<Rule> {
+        let at = src.at(raw.span().start);
         let raw = raw.into_inner();
         let id = raw.id.get_ref().clone();
         if !is_id(&id) {
@@ -580,14 +216,14 @@ impl Loader<'_> {
 
     fn condition(
         &mut self,
-        src: &Source,
+        src: &FileIndex<'_>,
         id: &str,
         text: &Spanned<String>,
         entity: Option<EntityKind>,
     ) -> Option<Condition> {
         // The expression starts after the opening quote(s) of the TOML string.
         let span = text.span();
-        let raw = &src.text[span.clone()];
+        let raw = &src.text()[span.clone()];
         let quote = if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
             3
         } else {
@@ -620,7 +256,7 @@ impl Loader<'_> {
 
     fn entity(
         &mut self,
-        src: &Source,
+        src: &FileIndex<'_>,
         id: &str,
         raw: &Option<Spanned<String>>,
         on: &Spanned<String>,
@@ -660,7 +296,7 @@ impl Loader<'_> {
 
     fn pipeline_ok(
         &mut self,
-        src: &Source,
+        src: &FileIndex<'_>,
         id: &str,
         p: &Spanned<String>,
         entity: EntityKind,
@@ -691,7 +327,7 @@ impl Loader<'_> {
 
     fn stage_ok(
         &mut self,
-        src: &Source,
+        src: &FileIndex<'_>,
         id: &str,
         s: &Spanned<String>,
         entity: EntityKind,
@@ -722,7 +358,7 @@ impl Loader<'_> {
 
     fn field_ok(
         &mut self,
-        src: &Source,
+        src: &FileIndex<'_>,
         id: &str,
         f: &Spanned<String>,
         entity: EntityKind,
@@ -741,7 +377,12 @@ impl Loader<'_> {
         }
     }
 
-    fn trigger(&mut self, src: &Source, id: &str, raw: Spanned<RawTrigger>) -> Option<Trigger> {
+    fn trigger(
+        &mut self,
+        src: &FileIndex<'_>,
+        id: &str,
+        raw: Spanned<RawTrigger>,
+    ) -> Option<Trigger> {
         let t = raw.into_inner();
         let on = t.on.clone();
         let lead_or_deal = [EntityKind::Lead, EntityKind::Deal];
@@ -965,13 +606,13 @@ impl Loader<'_> {
 
     fn robot_call(
         &mut self,
-        src: &Source,
+        src: &FileIndex<'_>,
         id: &str,
         raw: Spanned<BTreeMap<String, Spanned<toml::Value>>>,
         entity: Option<EntityKind>,
         trigger_pipeline: Option<&PipelineId>,
     ) -> Option<RobotCall> {
-        let at = self.loc(src, raw.span().start);
+        let at = src.at(raw.span().start);
         let start = raw.span().start;
         let mut params = raw.into_inner();
         let Some(name) = params.remove("robot") else {
@@ -1060,7 +701,7 @@ impl Loader<'_> {
     #[allow(clippy::too_many_arguments)]
     fn param(
         &mut self,
-        src: &Source,
+        src: &FileIndex<'_>,
         id: &str,
         robot: &str,
         kind: ParamKind,
@@ -1287,133 +928,4 @@ impl Loader<'_> {
 pub fn check_cron(expr: &str) -> Result<cron::Schedule, String> {
     expr.parse::<cron::Schedule>()
         .map_err(|e| format!("bad cron expression '{expr}': {e}; write sec min hour day month weekday, e.g. \"0 0 18 * * Mon-Fri\""))
-}
-
-/// The JSON Schema of a rule file, for editors (VS Code with Even Better TOML, for one): every
-/// trigger and robot with its parameters; with a configuration, the stage, pipeline, field,
-/// team and employee names too.
-pub fn json_schema(catalog: &dyn RobotCatalog, config: Option<&Config>) -> serde_json::Value {
-    use serde_json::json;
-    let names = |f: &dyn Fn(&Config) -> Vec<String>| -> serde_json::Value {
-        match config {
-            Some(c) => {
-                let mut v = f(c);
-                v.sort();
-                v.dedup();
-                json!({ "type": "string", "enum": v })
-            }
-            None => json!({ "type": "string" }),
-        }
-    };
-    let stages = names(&|c| {
-        c.pipelines
-            .iter()
-            .flat_map(|p| p.stages.iter().map(|s| s.id.to_string()))
-            .collect()
-    });
-    let pipelines = names(&|c| c.pipelines.iter().map(|p| p.id.to_string()).collect());
-    let fields = names(&|c| {
-        let mut f: Vec<String> = c.fields.iter().map(|f| f.id.clone()).collect();
-        for e in [EntityKind::Lead, EntityKind::Deal] {
-            f.extend(builtin_fields(e).iter().map(|s| (*s).to_owned()));
-        }
-        f
-    });
-    let teams = names(&|c| c.teams.keys().map(|t| t.to_string()).collect());
-    let employees = names(&|c| c.employees.keys().map(|e| e.to_string()).collect());
-    let sources = names(&|c| c.sources.clone());
-    let duration = json!({ "type": "string", "pattern": "^\\s*(\\d+(s|m|min|h|d|w)\\s*)+$", "description": "e.g. 30m, 2h, 1d 4h" });
-    let param = |kind: ParamKind| -> serde_json::Value {
-        match kind {
-            ParamKind::Text | ParamKind::Template | ParamKind::Condition => {
-                json!({ "type": "string" })
-            }
-            ParamKind::DeadlineName => {
-                json!({ "type": "string", "pattern": "^[a-z][a-z0-9_.-]*$" })
-            }
-            ParamKind::Bool => json!({ "type": "boolean" }),
-            ParamKind::Int => json!({ "type": "integer", "minimum": 1 }),
-            ParamKind::Duration => duration.clone(),
-            ParamKind::DurationCases => json!({ "oneOf": [duration.clone(), {
-                "type": "array",
-                "items": { "type": "object", "additionalProperties": false, "required": ["after"],
-                           "properties": { "if": { "type": "string", "description": "CEL condition" }, "after": duration.clone() } }
-            }] }),
-            ParamKind::Stage => stages.clone(),
-            ParamKind::Pipeline => pipelines.clone(),
-            ParamKind::Field => fields.clone(),
-            ParamKind::Requirements | ParamKind::List => {
-                json!({ "type": "array", "items": { "type": "string" } })
-            }
-            ParamKind::Team => teams.clone(),
-            ParamKind::Employee => employees.clone(),
-            ParamKind::OneOf(words) => json!({ "type": "string", "enum": words }),
-            ParamKind::Value => json!({}),
-        }
-    };
-    let robots: Vec<serde_json::Value> = catalog
-        .robots()
-        .iter()
-        .map(|r| {
-            let mut props = serde_json::Map::new();
-            props.insert("robot".into(), json!({ "const": r.name, "description": r.doc }));
-            let mut required = vec![json!("robot")];
-            for p in &r.params {
-                let mut schema = param(p.kind);
-                if let Some(o) = schema.as_object_mut() {
-                    o.insert("description".into(), json!(p.doc));
-                }
-                props.insert(p.name.into(), schema);
-                if p.required {
-                    required.push(json!(p.name));
-                }
-            }
-            json!({ "type": "object", "description": r.doc, "additionalProperties": false, "required": required, "properties": props })
-        })
-        .collect();
-    let list = |item: serde_json::Value| json!({ "type": "array", "items": item });
-    json!({
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "title": "leadflow rule file",
-        "description": "A file of a leadflow rule set; see docs/RULES.md.",
-        "type": "object",
-        "additionalProperties": false,
-        "properties": { "rules": { "type": "array", "items": { "$ref": "#/definitions/rule" } } },
-        "definitions": {
-            "rule": {
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["id", "trigger", "robots"],
-                "properties": {
-                    "id": { "type": "string", "pattern": "^[a-z][a-z0-9_.-]*$" },
-                    "description": { "type": "string" },
-                    "trigger": { "$ref": "#/definitions/trigger" },
-                    "condition": { "type": "string", "description": "CEL expression over lead, deal, task, event, responsible, time" },
-                    "delay": duration,
-                    "delay_working": { "type": "boolean", "description": "count the delay in working time" },
-                    "survive_move": { "type": "boolean", "description": "delayed robots still run after the lead/deal leaves the stage" },
-                    "robots": { "type": "array", "minItems": 1, "items": { "oneOf": robots } }
-                }
-            },
-            "trigger": {
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["on"],
-                "properties": {
-                    "on": { "type": "string", "enum": TRIGGERS },
-                    "entity": { "type": "string", "enum": ["lead", "deal"] },
-                    "pipeline": pipelines.clone(),
-                    "pipelines": list(pipelines),
-                    "stage": stages.clone(),
-                    "stages": list(stages),
-                    "sources": list(sources),
-                    "field": fields.clone(),
-                    "fields": list(fields),
-                    "name": { "type": "string", "description": "deadline name" },
-                    "after": duration,
-                    "cron": { "type": "string", "description": "sec min hour day month weekday, e.g. 0 0 18 * * Mon-Fri" }
-                }
-            }
-        }
-    })
 }

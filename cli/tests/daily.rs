@@ -6,8 +6,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-mod common;
-use common::*;
+use leadflow_testkit::cli::*;
 
 // ---------------------------------------------------------------------------------------------
 // A closed pipe (defect 7)

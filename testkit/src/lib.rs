@@ -1,0 +1,27 @@
+//! What leadflow's tests share, each written once: fixed times ([`time`]), the configuration
+//! and rules loaded from text ([`setup`]), stores for a test and commands executed in them as
+//! an actor at a time ([`exec`]), leads ([`lead`]), the log read back ([`log`]), tables read
+//! with SQL from a database in a temporary file ([`Db`]), and the harness that runs the real
+//! `leadflow` binary in a folder `leadflow init` set up ([`cli`]).
+//!
+//! Tests speak SQL only through [`Db`]: a store a test inspects lives in a temporary file, and
+//! [`Db`] reads it over a connection of its own, never through the store's.
+//!
+//! The common items are re-exported at the root: `use leadflow_testkit::*;` brings them in.
+
+pub mod cli;
+pub mod db;
+pub mod exec;
+pub mod lead;
+pub mod log;
+pub mod setup;
+pub mod time;
+
+pub use db::{Db, WriteLock};
+pub use exec::{admin, exec, exec_as, ivanov, memory_store, meta, try_exec};
+pub use lead::{countertop_lead, create_lead, lead_stream, load_lead, numbered_lead};
+pub use log::{
+    all_events, all_streams, assert_log_is_sound, assert_projections_replay, payloads, types,
+};
+pub use setup::{config, config_from, rule_set, runtime, runtime_with, source, try_rule_set};
+pub use time::{monday_10, t0};

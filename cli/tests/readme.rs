@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The repository's root.
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    leadflow_testkit::repo("")
 }
 
 /// `c` in `dir` with no `LEADFLOW_*` setting from the caller's environment and no logging.

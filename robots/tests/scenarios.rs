@@ -5,10 +5,11 @@
 use leadflow_engine::rules::RuleSet;
 use leadflow_robots::Registry;
 use leadflow_robots::scenario::{Scenario, ScenarioError, run};
-use std::path::{Path, PathBuf};
+use leadflow_testkit::{ASSIGN_AND_QUALIFY_RULES, TempDir, repo, scenario_folder};
+use std::path::PathBuf;
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios")
+    repo("examples/scenarios")
 }
 
 /// Loads and runs one example scenario; every mismatch fails the test, all of them listed.
@@ -53,64 +54,10 @@ fn e_reanimation() {
 }
 
 /// Writes a scenario (and a one-rule rule set) into a temporary folder and loads it.
-fn scratch(scenario: &str) -> (tempdir::Dir, Result<Scenario, ScenarioError>) {
-    let dir = tempdir::Dir::new();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    std::fs::write(
-        dir.path().join("rules/assign.toml"),
-        r#"
-[[rules]]
-id = "assign-first-line"
-trigger = { on = "created", entity = "lead" }
-
-  [[rules.robots]]
-  robot = "assign"
-  strategy = "round_robin"
-  team = "first_line"
-
-  [[rules.robots]]
-  robot = "schedule_deadline"
-  name = "qualification"
-  after = "2h"
-  working_time = true
-"#,
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("scenario.toml"), scenario).unwrap();
+fn scratch(scenario: &str) -> (TempDir, Result<Scenario, ScenarioError>) {
+    let dir = scenario_folder(ASSIGN_AND_QUALIFY_RULES, scenario);
     let loaded = Scenario::load(dir.path());
     (dir, loaded)
-}
-
-/// A temporary folder removed on drop (the robots crate has no tempfile dependency).
-mod tempdir {
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Dir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "leadflow-scenario-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 const HEADER: &str = r#"

@@ -194,8 +194,7 @@ kind = "idle"
 /// A scenario's own text, checked as if it were the seed scenario B's file (whose rules it
 /// then uses).
 fn scenario(text: &str) -> Result<leadflow_robots::scenario::Scenario, String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/scenarios/b-qualification/scenario.toml");
+    let path = leadflow_testkit::repo("examples/scenarios/b-qualification/scenario.toml");
     leadflow_robots::scenario::Scenario::parse(&path, text).map_err(|e| e.to_string())
 }
 

@@ -1,7 +1,8 @@
 //! What leadflow's tests share, each written once: fixed times ([`time`]), the configuration
 //! and rules loaded from text ([`setup`]), stores for a test and commands executed in them as
 //! an actor at a time ([`exec`]), leads ([`lead`]), the log read back ([`log`]), tables read
-//! with SQL from a database in a temporary file ([`Db`]), and the harness that runs the real
+//! with SQL from a database in a temporary file ([`Db`]), the store's named queries a test
+//! compares ([`query`]), and the harness that runs the real
 //! `leadflow` binary in a folder `leadflow init` set up ([`cli`]).
 //!
 //! Tests speak SQL only through [`Db`]: a store a test inspects lives in a temporary file, and
@@ -14,6 +15,7 @@ pub mod db;
 pub mod exec;
 pub mod lead;
 pub mod log;
+pub mod query;
 pub mod setup;
 pub mod time;
 
@@ -23,5 +25,9 @@ pub use lead::{countertop_lead, create_lead, lead_stream, load_lead, numbered_le
 pub use log::{
     all_events, all_streams, assert_log_is_sound, assert_projections_replay, payloads, types,
 };
-pub use setup::{config, config_from, rule_set, runtime, runtime_with, source, try_rule_set};
+pub use setup::{
+    ASSIGN_AND_QUALIFY_RULES, config, config_from, repo, rule_set, runtime, runtime_with,
+    scenario_folder, source, try_rule_set,
+};
+pub use tempfile::TempDir;
 pub use time::{monday_10, t0};

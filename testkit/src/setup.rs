@@ -5,6 +5,8 @@ use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_engine::rules::RuleSet;
 use leadflow_engine::{Config, ConfigErrors, Source};
 use leadflow_robots::{Registry, Runtime};
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
 
 /// The embedded default configuration (`examples/leadflow.toml`).
 pub fn config() -> Config {
@@ -44,4 +46,41 @@ pub fn runtime(rules: &str) -> Runtime {
 pub fn runtime_with(config_text: &str, rules: &str) -> Runtime {
     Runtime::load(config_from(config_text), &[source("rules.toml", rules)])
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A path in the repository (`examples/scenarios`, `docs/RULES.md`), wherever the tests run.
+pub fn repo(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join(relative)
+}
+
+/// Leads are assigned round robin in the first line and get a `qualification` deadline two
+/// working hours on: the rule file of the scenario runner's own tests.
+pub const ASSIGN_AND_QUALIFY_RULES: &str = r#"
+[[rules]]
+id = "assign-first-line"
+trigger = { on = "created", entity = "lead" }
+
+  [[rules.robots]]
+  robot = "assign"
+  strategy = "round_robin"
+  team = "first_line"
+
+  [[rules.robots]]
+  robot = "schedule_deadline"
+  name = "qualification"
+  after = "2h"
+  working_time = true
+"#;
+
+/// A temporary folder laid out for `Scenario::load`: `rules/assign.toml` holding `rules` and
+/// `scenario.toml` holding `scenario`; removed when dropped.
+pub fn scenario_folder(rules: &str, scenario: &str) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/assign.toml"), rules).unwrap();
+    std::fs::write(dir.path().join("scenario.toml"), scenario).unwrap();
+    dir
 }

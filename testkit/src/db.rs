@@ -134,6 +134,15 @@ impl Db {
             .and_then(|c| c.execute_batch(sql))
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
+
+    /// Hands `f` a read-write connection of its own with foreign keys off, as an attacker with
+    /// write access to the file would have: for tampering that needs parameters or several
+    /// steps ([`Db::tamper`] runs plain SQL).
+    pub fn attack(&self, f: impl FnOnce(&Connection)) {
+        let conn = Connection::open(&self.path).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        f(&conn);
+    }
 }
 
 /// Another process's write transaction on a database, held until [`WriteLock::commit`] or

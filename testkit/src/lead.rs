@@ -1,9 +1,10 @@
-//! Leads: the commands that create them and reading one back.
+//! Leads: the commands that create them, an event that edits one, and reading one back.
 
 use chrono::{DateTime, Utc};
 use leadflow_engine::command::NewLead;
+use leadflow_engine::event::Updated;
 use leadflow_engine::model::Lead;
-use leadflow_engine::{Command, Config, Entity, EntityKind, StreamId};
+use leadflow_engine::{Command, Config, Entity, EntityKind, Event, StreamId};
 use leadflow_store::Store;
 
 /// A new lead for a countertop from the web form, with one phone and nothing else.
@@ -29,6 +30,15 @@ pub fn numbered_lead(n: u64) -> Command {
         )],
         source: Some("web_form".into()),
         ..Default::default()
+    })
+}
+
+/// A `lead.updated` event that sets the lead's comment, for raw appends.
+pub fn comment_event(text: &str) -> Event {
+    Event::LeadUpdated(Updated {
+        changes: [("comment".to_owned(), serde_json::Value::from(text))]
+            .into_iter()
+            .collect(),
     })
 }
 

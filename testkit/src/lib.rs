@@ -8,6 +8,9 @@
 //! Tests speak SQL only through [`Db`]: a store a test inspects lives in a temporary file, and
 //! [`Db`] reads it over a connection of its own, never through the store's.
 //!
+//! `rusqlite` is re-exported for the few tests that tamper with a file through
+//! [`Db::attack`] with parameters.
+//!
 //! The common items are re-exported at the root: `use leadflow_testkit::*;` brings them in.
 
 pub mod cli;
@@ -21,10 +24,13 @@ pub mod time;
 
 pub use db::{Db, WriteLock};
 pub use exec::{admin, exec, exec_as, ivanov, memory_store, meta, try_exec};
-pub use lead::{countertop_lead, create_lead, lead_stream, load_lead, numbered_lead};
+pub use lead::{
+    comment_event, countertop_lead, create_lead, lead_stream, load_lead, numbered_lead,
+};
 pub use log::{
     all_events, all_streams, assert_log_is_sound, assert_projections_replay, payloads, types,
 };
+pub use rusqlite;
 pub use setup::{
     ASSIGN_AND_QUALIFY_RULES, config, config_from, repo, rule_set, runtime, runtime_with,
     scenario_folder, source, try_rule_set,

@@ -111,12 +111,11 @@ fn ours(dir: &Path, n: usize) -> Result<Run> {
     })?;
     rt.process(&mut store, t0())?;
     let secs = start.elapsed().as_secs_f64();
-    let count =
-        |sql: &str| -> Result<i64> { Ok(store.connection().query_row(sql, [], |r| r.get(0))?) };
+    let tables = leadflow_testkit::Db::at(&db);
     let run = Run {
         secs,
-        events: count("SELECT count(*) FROM events")?,
-        repeats: count("SELECT count(*) FROM events WHERE type = 'lead.repeat_detected'")?,
+        events: tables.count("SELECT count(*) FROM events"),
+        repeats: tables.count("SELECT count(*) FROM events WHERE type = 'lead.repeat_detected'"),
     };
     drop(store);
     remove_db(&db);

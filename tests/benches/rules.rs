@@ -257,9 +257,7 @@ fn timers_ours(dir: &Path, total: usize) -> Result<OursTimers> {
         })?;
     }
     rt.process(&mut store, t0())?;
-    let pending: i64 = store
-        .connection()
-        .query_row("SELECT count(*) FROM timers", [], |r| r.get(0))?;
+    let pending = leadflow_testkit::Db::at(&db).count("SELECT count(*) FROM timers");
     assert_eq!(pending as usize, leads * per_lead);
 
     // Finding (and taking) the first 1,000 due among all pending: the store's own

@@ -27,7 +27,10 @@ use leadflow_engine::{
 };
 use leadflow_engine::{Clock, field};
 use leadflow_store::{Error, Executed, LogFilter, Store, query};
-use leadflow_tests::{all_events, all_streams, assert_log_is_sound, meta_by, t0};
+use leadflow_testkit::query::stage_history;
+use leadflow_testkit::{
+    all_events, all_streams, assert_log_is_sound, ivanov, memory_store, meta, t0,
+};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -639,8 +642,8 @@ impl World {
             .find(|a| field::validate_bank_account(a, "044525225").is_ok())
             .expect("one check digit fits");
         World {
-            config: leadflow_tests::config(),
-            store: Store::open_in_memory().unwrap(),
+            config: leadflow_testkit::config(),
+            store: memory_store(),
             clock: ManualClock::new(t0()),
             ids: HashMap::new(),
             bank_account,
@@ -1291,7 +1294,7 @@ impl World {
         let result = self.store.write(at, |tx| {
             plan.commands
                 .iter()
-                .map(|c| tx.execute(config, c, &meta_by(at, actor.clone())))
+                .map(|c| tx.execute(config, c, &meta(at, actor.clone())))
                 .collect::<Result<Vec<Executed>, Error>>()
         });
         match result {
@@ -1383,7 +1386,7 @@ fn snapshot(store: &Store) -> Snapshot {
         .into_iter()
         .map(|s| {
             let state = store.load(s).unwrap();
-            let visits = query::stage_history(store.connection(), s).unwrap();
+            let visits = stage_history(store, s);
             (s, (state, visits))
         })
         .collect()
@@ -1596,7 +1599,7 @@ fn a_task_due_time_is_projected_exactly_as_decided() {
                     lead: None,
                     deal: None,
                 }),
-                &meta_by(at, Actor::Employee("ivanov".into())),
+                &meta(at, ivanov()),
             )
         })
         .unwrap();

@@ -11,8 +11,8 @@ use leadflow_engine::{Command, EntityKind, StreamId};
 use leadflow_robots::Runtime;
 use leadflow_store::Store;
 use leadflow_testkit::{
-    Db, assert_projections_replay, lead_stream, load_lead as lead, monday_10 as t0, payloads,
-    runtime, runtime_with, types,
+    Db, assert_projections_replay, fields, lead_stream, load_lead as lead, monday_10 as t0,
+    payloads, runtime, runtime_with, types,
 };
 use serde_json::{Value, json};
 
@@ -33,13 +33,6 @@ fn store(rt: &Runtime) -> (Db, Store) {
 /// Runs a command as `admin` (a human, so rules react to it); returns its stream.
 fn exec(store: &mut Store, rt: &Runtime, at: DateTime<Utc>, cmd: Command) -> StreamId {
     leadflow_testkit::exec(store, rt.config(), at, &cmd).stream
-}
-
-fn fields(pairs: &[(&str, Value)]) -> std::collections::BTreeMap<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
 }
 
 /// A lead with a name and phone, qualified (everything `qualified` requires), for ivanov,

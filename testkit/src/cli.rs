@@ -6,8 +6,8 @@
 //! `impl Env` block of its own (through an extension trait) or as free functions taking
 //! `&Env`.
 //!
-//! The binary is found through `CARGO_BIN_EXE_leadflow`, which cargo sets for the `leadflow`
-//! package's integration tests and benches while they run ([`bin`]).
+//! The binary is found through `CARGO_BIN_EXE_leadflow`, which cargo sets for the
+//! `leadflow-cli` package's integration tests and benches while they run ([`bin`]).
 
 use crate::Db;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Leads: the commands that create them, an event that edits one, and reading one back.
 
 use chrono::{DateTime, Utc};
-use leadflow_engine::command::NewLead;
+use leadflow_engine::command::{FieldInputs, NewLead};
 use leadflow_engine::event::Updated;
 use leadflow_engine::model::Lead;
 use leadflow_engine::{Command, Config, Entity, EntityKind, Event, StreamId};
@@ -31,6 +31,14 @@ pub fn numbered_lead(n: u64) -> Command {
         source: Some("web_form".into()),
         ..Default::default()
     })
+}
+
+/// Field values (custom or built-in) by name, for a command's `fields` or `changes`.
+pub fn fields(pairs: &[(&str, serde_json::Value)]) -> FieldInputs {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 /// A `lead.updated` event that sets the lead's comment, for raw appends.

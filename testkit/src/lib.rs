@@ -2,11 +2,13 @@
 //! and rules loaded from text ([`setup`]), stores for a test and commands executed in them as
 //! an actor at a time ([`exec`]), leads ([`lead`]), the log read back ([`log`]), tables read
 //! with SQL from a database in a temporary file ([`Db`]), the store's named queries a test
-//! compares ([`query`]), and the harness that runs the real
-//! `leadflow` binary in a folder `leadflow init` set up ([`cli`]).
+//! compares ([`query`]), and the harness that runs the real `leadflow` binary in a folder
+//! `leadflow init` set up ([`cli`]).
 //!
-//! Tests speak SQL only through [`Db`]: a store a test inspects lives in a temporary file, and
-//! [`Db`] reads it over a connection of its own, never through the store's.
+//! Tests speak SQL only through this crate: a store a test inspects with SQL lives in a
+//! temporary file, and [`Db`] reads (or tampers with) it over connections of its own, never
+//! through the store's. Only [`query`] still reaches the store's connection, for the two reads
+//! that cannot be made from another one.
 //!
 //! `rusqlite` is re-exported for the few tests that tamper with a file through
 //! [`Db::attack`] with parameters.
@@ -25,7 +27,7 @@ pub mod time;
 pub use db::{Db, WriteLock};
 pub use exec::{admin, exec, exec_as, ivanov, memory_store, meta, try_exec};
 pub use lead::{
-    comment_event, countertop_lead, create_lead, lead_stream, load_lead, numbered_lead,
+    comment_event, countertop_lead, create_lead, fields, lead_stream, load_lead, numbered_lead,
 };
 pub use log::{
     all_events, all_streams, assert_log_is_sound, assert_projections_replay, payloads, types,

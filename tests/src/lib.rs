@@ -88,6 +88,15 @@ pub mod raw {
         }
     }
 
+    /// Removes a database and its -wal and -shm files, those that exist.
+    pub fn remove_db(path: &Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+        }
+    }
+
     /// The settings, for the reports.
     pub fn describe(synchronous: Synchronous) -> String {
         format!(

@@ -18,9 +18,7 @@
 //! The number of cases is 64 unless `PROPTEST_CASES` says otherwise.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use leadflow_engine::command::{
-    FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask, Target,
-};
+use leadflow_engine::command::{NewCompany, NewContact, NewDeal, NewLead, NewTask, Target};
 use leadflow_engine::event::ClientType;
 use leadflow_engine::{
     Actor, Command, Config, Entity, EntityKind, Event, ManualClock, Rejection, StreamId, model,
@@ -29,7 +27,7 @@ use leadflow_engine::{Clock, field};
 use leadflow_store::{Error, Executed, LogFilter, Store, query};
 use leadflow_testkit::query::stage_history;
 use leadflow_testkit::{
-    all_events, all_streams, assert_log_is_sound, ivanov, memory_store, meta, t0,
+    all_events, all_streams, assert_log_is_sound, fields as changes, ivanov, memory_store, meta, t0,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -621,13 +619,6 @@ struct World {
     oracle: Oracle,
     accepted: usize,
     rejected: usize,
-}
-
-fn changes(pairs: &[(&str, Value)]) -> FieldInputs {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
 }
 
 fn pick<T: Copy>(pool: &[T], i: usize) -> T {

@@ -203,7 +203,7 @@ expect = [{ type = "deadline.elapsed", stream = "lead-1", actor = "system", with
 "#;
     let (_dir, loaded) = scratch(text);
     let scenario = loaded.unwrap();
-    let mut store = leadflow_store::Store::open_in_memory().unwrap();
+    let mut store = leadflow_testkit::memory_store();
     let outcome = leadflow_robots::scenario::run_in(&scenario, &mut store).unwrap();
     assert!(outcome.passed(), "{:#?}", outcome.mismatches);
     // The advance ended three days on, but the deadline fired at its own time on the way.

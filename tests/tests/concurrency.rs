@@ -8,8 +8,8 @@
 use leadflow_engine::{EntityKind, Event, StreamId};
 use leadflow_store::{Error, Options, Store};
 use leadflow_testkit::{
-    all_events, assert_log_is_sound, comment_event, config, exec_as, ivanov, meta, numbered_lead,
-    t0,
+    all_events, assert_log_is_sound, comment_event, config, exec_as, ivanov, memory_store, meta,
+    numbered_lead, t0,
 };
 use std::path::Path;
 use std::sync::Barrier;
@@ -106,7 +106,7 @@ fn a_stale_expected_version_loses_to_the_concurrent_writer() {
 #[test]
 fn a_conflict_on_one_stream_rolls_back_the_whole_batch() {
     let config = config();
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = memory_store();
     let first = exec_as(&mut store, &config, ivanov(), t0(), &numbered_lead(1)).stream;
     let second = exec_as(&mut store, &config, ivanov(), t0(), &numbered_lead(2)).stream;
     let head = store.head().unwrap();

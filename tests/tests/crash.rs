@@ -12,7 +12,9 @@
 
 use leadflow_engine::StreamId;
 use leadflow_store::{Options, Store, to_hex};
-use leadflow_testkit::{all_events, assert_log_is_sound, exec_as, ivanov, numbered_lead};
+use leadflow_testkit::{
+    all_events, assert_log_is_sound, exec_as, ivanov, memory_store, numbered_lead,
+};
 use leadflow_tests::Rng;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
@@ -203,7 +205,7 @@ fn the_unreported_tail_check_fails_on_lost_reports() {
     // The check above on a log of three one-event transactions: all reported is fine, the last
     // unreported is fine, two unreported or two in one line are not.
     let config = leadflow_testkit::config();
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = memory_store();
     let t0 = leadflow_testkit::t0();
     let mut commits = Vec::new();
     for n in 0..3u64 {

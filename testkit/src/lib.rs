@@ -1,6 +1,6 @@
 //! What leadflow's tests share, each written once: fixed times ([`time`]), the configuration
 //! and rules loaded from text ([`setup`]), stores for a test and commands executed in them as
-//! an actor at a time ([`exec`]), leads ([`lead`]), the log read back ([`log`]), tables read
+//! an actor at a time ([`mod@exec`]), leads ([`lead`]), the log read back ([`log`]), tables read
 //! with SQL from a database in a temporary file ([`Db`]), the store's named queries a test
 //! compares ([`query`]), and the harness that runs the real `leadflow` binary in a folder
 //! `leadflow init` set up ([`cli`]).

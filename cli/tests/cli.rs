@@ -3,43 +3,27 @@
 
 use std::process::Command;
 
-mod common;
-use common::*;
+use leadflow_testkit::cli::*;
 
-impl Env {
+/// What this file adds to the harness.
+trait CliEnv {
     /// A folder with the default configuration and an empty database, whose commands (unlike
     /// the other test files') leave `LEADFLOW_RULES` as the caller's environment has it.
+    fn with_callers_rules_var() -> Env;
+    /// For failures before the database can be read at all.
+    fn refused_without_events(&self, args: &[&str], needle: &str);
+}
+
+impl CliEnv for Env {
     fn with_callers_rules_var() -> Env {
         Env::builder().keep_rules_var().init()
     }
 
-    /// Runs a command that must fail with `code`, append nothing, and say `needle` on stderr.
-    fn refused(&self, args: &[&str], code: i32, needle: &str) {
-        let before = self.events();
+    fn refused_without_events(&self, args: &[&str], needle: &str) {
         let out = self.run(args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains(needle),
-            "{args:?}: expected {needle:?} in {err:?}"
-        );
-        assert_eq!(self.events(), before, "{args:?} appended events");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
     }
-
-    fn events(&self) -> usize {
-        self.ok(&["--json", "events"]).lines().count()
-    }
-}
-
-fn with_lead(env: &Env) {
-    env.ok(&[
-        "lead",
-        "create",
-        "--name",
-        "Ivan",
-        "--phone",
-        "8 912 345-67-89",
-    ]);
 }
 
 #[test]
@@ -121,8 +105,8 @@ fn a_lead_goes_through_the_pipeline_and_shows_its_history() {
 #[test]
 fn an_unknown_stage_is_refused_with_the_known_stages() {
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
-    env.refused(
+    env.create_lead("Ivan");
+    env.refused_quietly(
         &["lead", "move", "1", "nowhere"],
         1,
         "unknown stage 'nowhere' in pipeline 'lead'; its stages are: new, in_work",
@@ -132,23 +116,23 @@ fn an_unknown_stage_is_refused_with_the_known_stages() {
 #[test]
 fn a_forbidden_transition_is_refused() {
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
-    env.refused(&["lead", "move", "1", "converted"], 1, "cannot move lead-1 from 'new' to 'converted': 'converted' can be entered only from qualified, offer_sent");
+    env.create_lead("Ivan");
+    env.refused_quietly(&["lead", "move", "1", "converted"], 1, "cannot move lead-1 from 'new' to 'converted': 'converted' can be entered only from qualified, offer_sent");
 }
 
 #[test]
 fn a_missing_required_field_is_named() {
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
+    env.create_lead("Ivan");
     env.ok(&["lead", "assign", "1", "ivanov"]);
     env.ok(&["lead", "move", "1", "in_work"]);
-    env.refused(&["lead", "move", "1", "qualified"], 1, "lead-1 cannot enter stage 'qualified': missing required fields: material, dimensions, budget, urgency");
+    env.refused_quietly(&["lead", "move", "1", "qualified"], 1, "lead-1 cannot enter stage 'qualified': missing required fields: material, dimensions, budget, urgency");
 }
 
 #[test]
 fn conditionally_required_fields_apply_to_legal_entities_only() {
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
+    env.create_lead("Ivan");
     env.ok(&["lead", "assign", "1", "ivanov"]);
     env.ok(&["lead", "move", "1", "in_work"]);
     env.ok(&[
@@ -167,7 +151,7 @@ fn conditionally_required_fields_apply_to_legal_entities_only() {
         "legal",
     ]);
     env.ok(&["lead", "move", "1", "qualified"]);
-    env.refused(
+    env.refused_quietly(
         &["lead", "move", "1", "offer_sent"],
         1,
         "missing required fields: company_name or inn, bank_account, bik",
@@ -179,18 +163,18 @@ fn conditionally_required_fields_apply_to_legal_entities_only() {
 #[test]
 fn a_wrong_field_type_is_refused() {
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
-    env.refused(
+    env.create_lead("Ivan");
+    env.refused_quietly(
         &["lead", "update", "1", "-f", "budget=lots"],
         1,
         "field 'budget': expected an amount like 1250.50, got 'lots'",
     );
-    env.refused(
+    env.refused_quietly(
         &["lead", "update", "1", "-f", "material=cardboard"],
         1,
         "field 'material': expected one of granite, marble, quartz, acrylic, wood, got 'cardboard'",
     );
-    env.refused(
+    env.refused_quietly(
         &["lead", "update", "1", "-f", "colour=red"],
         1,
         "unknown lead field 'colour'",
@@ -200,17 +184,17 @@ fn a_wrong_field_type_is_refused() {
 #[test]
 fn malformed_phones_and_emails_are_refused() {
     let env = Env::with_callers_rules_var();
-    env.refused(
+    env.refused_quietly(
         &["lead", "create", "--name", "X", "--phone", "12ab"],
         1,
         "malformed phone '12ab'",
     );
-    env.refused(
+    env.refused_quietly(
         &["lead", "create", "--name", "X", "--email", "ivan@"],
         1,
         "malformed e-mail 'ivan@'",
     );
-    env.refused(
+    env.refused_quietly(
         &["contact", "create", "--name", "X", "--phone", "123"],
         1,
         "malformed phone '123': not a valid number",
@@ -220,18 +204,18 @@ fn malformed_phones_and_emails_are_refused() {
 #[test]
 fn unknown_employees_are_refused() {
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
-    env.refused(
+    env.create_lead("Ivan");
+    env.refused_quietly(
         &["lead", "assign", "1", "ghost"],
         1,
         "unknown employee 'ghost'",
     );
-    env.refused(
+    env.refused_quietly(
         &["--as", "ghost", "lead", "create", "--name", "X"],
         1,
         "unknown employee 'ghost' in --as",
     );
-    env.refused(
+    env.refused_quietly(
         &["lead", "assign", "1", "kuznetsov"],
         1,
         "employee 'kuznetsov' is not in team 'first_line', which works pipeline 'lead'",
@@ -241,7 +225,7 @@ fn unknown_employees_are_refused() {
 #[test]
 fn company_requisites_are_checked() {
     let env = Env::with_callers_rules_var();
-    env.refused(
+    env.refused_quietly(
         &[
             "company",
             "create",
@@ -253,7 +237,7 @@ fn company_requisites_are_checked() {
         1,
         "invalid INN '7707083894': check digit does not match",
     );
-    env.refused(
+    env.refused_quietly(
         &[
             "company",
             "create",
@@ -278,8 +262,8 @@ fn company_requisites_are_checked() {
 #[test]
 fn a_stale_expected_version_is_a_conflict() {
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
-    env.refused(
+    env.create_lead("Ivan");
+    env.refused_quietly(
         &["lead", "assign", "1", "ivanov", "--expect-version", "0"],
         1,
         "conflict on lead-1: expected version 0, but it is at 1",
@@ -290,18 +274,18 @@ fn a_stale_expected_version_is_a_conflict() {
 #[test]
 fn references_to_missing_entities_are_refused() {
     let env = Env::with_callers_rules_var();
-    env.refused(
+    env.refused_quietly(
         &["deal", "create", "--title", "Kitchen", "--contact", "5"],
         1,
         "contact-5 does not exist",
     );
-    env.refused(&["lead", "show", "9"], 1, "lead-9 does not exist");
-    env.refused(
+    env.refused_quietly(&["lead", "show", "9"], 1, "lead-9 does not exist");
+    env.refused_quietly(
         &["deal", "create", "--title", "Kitchen", "--pipeline", "cars"],
         1,
         "unknown pipeline 'cars'; known deal pipelines: goods, services",
     );
-    env.refused(&["lead", "show", "deal-3"], 2, "'deal-3' is not a lead id");
+    env.refused_quietly(&["lead", "show", "deal-3"], 2, "'deal-3' is not a lead id");
 }
 
 #[test]
@@ -331,32 +315,32 @@ fn a_bad_import_row_names_its_line_and_imports_nothing() {
     let env = Env::with_callers_rules_var();
     let csv = env.path().join("leads.csv");
     std::fs::write(&csv, "name,phone,email,budget\nIvan,8 912 000-00-01,,100000\n\"Olga, \"\"Kamen\"\"\",+7 912 000 00 02,olga@example.ru,\nPavel,not a phone,,\n").unwrap();
-    env.refused(
+    env.refused_quietly(
         &["import", csv.to_str().unwrap()],
         1,
         "leads.csv:4: field 'phone': malformed phone 'not a phone'",
     );
     std::fs::write(&csv, "name,phone,colour\nIvan,8 912 000-00-01,red\n").unwrap();
-    env.refused(
+    env.refused_quietly(
         &["import", csv.to_str().unwrap()],
         1,
         "leads.csv:2: unknown column 'colour'",
     );
     std::fs::write(&csv, "name,phone\nIvan,8 912 000-00-01,extra\n").unwrap();
-    env.refused(
+    env.refused_quietly(
         &["import", csv.to_str().unwrap()],
         1,
         "leads.csv:2: expected 2 cells like the header, got 3",
     );
     let jsonl = env.path().join("leads.jsonl");
     std::fs::write(&jsonl, "{\"name\":\"Ivan\",\"phones\":[\"89120000001\"]}\n{\"name\":\"Olga\",\"fields\":{\"urgency\":\"yesterday\"}}\n").unwrap();
-    env.refused(
+    env.refused_quietly(
         &["import", jsonl.to_str().unwrap()],
         1,
         "leads.jsonl:2: field 'urgency': expected one of this_week, this_month, later",
     );
     std::fs::write(&jsonl, "{\"name\":\"Ivan\"}\n[1,2]\n").unwrap();
-    env.refused(
+    env.refused_quietly(
         &["import", jsonl.to_str().unwrap()],
         1,
         "leads.jsonl:2: expected a JSON object",
@@ -393,7 +377,7 @@ fn a_good_import_creates_every_lead() {
 fn verify_names_the_tampered_position_and_a_cut_off_head() {
     let env = Env::with_callers_rules_var();
     for _ in 0..5 {
-        with_lead(&env);
+        env.create_lead("Ivan");
     }
     let out = env.ok(&["verify"]);
     let head = out
@@ -402,14 +386,11 @@ fn verify_names_the_tampered_position_and_a_cut_off_head() {
         .unwrap()
         .trim()
         .to_owned();
-    let conn = rusqlite::Connection::open(env.db()).unwrap();
-    conn.execute("DELETE FROM events WHERE position = 5", [])
-        .unwrap();
-    conn.execute("UPDATE streams SET version = 0 WHERE entity_id = 5", [])
-        .unwrap();
-    conn.execute("DELETE FROM streams WHERE entity_id = 5", [])
-        .unwrap();
-    drop(conn);
+    env.sql().tamper(
+        "DELETE FROM events WHERE position = 5;
+         UPDATE streams SET version = 0 WHERE entity_id = 5;
+         DELETE FROM streams WHERE entity_id = 5;",
+    );
     let out = env.run(&["verify", "--chain-only"]);
     assert!(
         out.status.success(),
@@ -423,13 +404,9 @@ fn verify_names_the_tampered_position_and_a_cut_off_head() {
         "{}",
         stderr(&out)
     );
-    let conn = rusqlite::Connection::open(env.db()).unwrap();
-    conn.execute(
+    env.sql().tamper(
         "UPDATE events SET payload = replace(payload, 'Ivan', 'Ivanov') WHERE position = 3",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    );
     let out = env.run(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -442,11 +419,9 @@ fn verify_names_the_tampered_position_and_a_cut_off_head() {
 #[test]
 fn verify_reports_projections_that_differ_from_a_replay_and_replay_repairs_them() {
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
-    let conn = rusqlite::Connection::open(env.db()).unwrap();
-    conn.execute("UPDATE leads SET stage = 'converted' WHERE id = 1", [])
-        .unwrap();
-    drop(conn);
+    env.create_lead("Ivan");
+    env.sql()
+        .tamper("UPDATE leads SET stage = 'converted' WHERE id = 1");
     let out = env.run(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -461,10 +436,7 @@ fn verify_reports_projections_that_differ_from_a_replay_and_replay_repairs_them(
 #[test]
 fn a_database_from_a_newer_leadflow_is_left_alone() {
     let env = Env::with_callers_rules_var();
-    rusqlite::Connection::open(env.db())
-        .unwrap()
-        .execute_batch("PRAGMA user_version = 42")
-        .unwrap();
+    env.sql().tamper("PRAGMA user_version = 42");
     let before = std::fs::read(env.db()).unwrap();
     env.refused_without_events(
         &["lead", "list"],
@@ -542,7 +514,7 @@ fn commands_find_the_configuration_in_a_parent_folder() {
 fn the_demo_runs_scenarios_a_and_b_and_its_log_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("demo");
-    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+    let out = Command::new(bin())
         .args(["demo", target.to_str().unwrap(), "--leads", "100"])
         .output()
         .unwrap();
@@ -576,7 +548,7 @@ fn the_demo_runs_scenarios_a_and_b_and_its_log_verifies() {
     assert!(text.contains("missed_deadline"), "{text}");
     // The demo's folder is a working installation: its rules and journal are there for
     // `leadflow` to use.
-    let journal = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+    let journal = Command::new(bin())
         .args(["journal", "--format", "csv"])
         .env("LEADFLOW_CONFIG", target.join("leadflow.toml"))
         .output()
@@ -588,21 +560,12 @@ fn the_demo_runs_scenarios_a_and_b_and_its_log_verifies() {
         escalations,
         "{csv}"
     );
-    let check = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+    let check = Command::new(bin())
         .args(["rules", "check"])
         .env("LEADFLOW_CONFIG", target.join("leadflow.toml"))
         .output()
         .unwrap();
     assert!(check.status.success(), "{}", stderr(&check));
-}
-
-impl Env {
-    /// For failures before the database can be read at all.
-    fn refused_without_events(&self, args: &[&str], needle: &str) {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
-    }
 }
 
 #[test]
@@ -707,7 +670,7 @@ fn rules_schema_describes_every_robot_and_the_configured_names() {
 fn events_follow_prints_events_appended_by_other_processes() {
     use std::io::BufRead;
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
+    env.create_lead("Ivan");
     let mut follow = env
         .cmd()
         .args(["--json", "events", "--follow"])
@@ -732,40 +695,40 @@ fn events_follow_prints_events_appended_by_other_processes() {
 #[test]
 fn an_update_without_fields_is_refused_and_a_no_op_appends_nothing() {
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
-    env.refused(
+    env.create_lead("Ivan");
+    env.refused_quietly(
         &["lead", "update", "1"],
         2,
         "nothing to update: give at least one field",
     );
-    let before = env.events();
+    let before = env.log().len();
     assert_eq!(
         env.ok(&["lead", "update", "1", "--name", "Ivan"]).trim(),
         "lead-1 unchanged: nothing to do"
     );
-    assert_eq!(env.events(), before);
+    assert_eq!(env.log().len(), before);
 }
 
 #[test]
 fn malformed_arguments_name_what_to_write_instead() {
     let env = Env::with_callers_rules_var();
-    with_lead(&env);
-    env.refused(
+    env.create_lead("Ivan");
+    env.refused_quietly(
         &["events", "--since", "yesterday"],
         2,
         "bad time 'yesterday': write 2026-03-02T09:00:00Z",
     );
-    env.refused(
+    env.refused_quietly(
         &["events", "--stream", "lead"],
         2,
         "'lead' is not a stream id like lead-42",
     );
-    env.refused(
+    env.refused_quietly(
         &["verify", "--head", "12"],
         2,
         "bad --head '12': write POSITION:HASH",
     );
-    env.refused(
+    env.refused_quietly(
         &[
             "task",
             "create",
@@ -779,19 +742,19 @@ fn malformed_arguments_name_what_to_write_instead() {
         2,
         "bad time 'soon'",
     );
-    env.refused(
+    env.refused_quietly(
         &["lead", "update", "1", "-f", "budget"],
         2,
         "bad --field 'budget': write NAME=VALUE",
     );
-    env.refused(
+    env.refused_quietly(
         &["--synchronous", "sometimes", "lead", "list"],
         2,
         "unknown synchronous mode 'sometimes'",
     );
     let data = env.path().join("leads.xlsx");
     std::fs::write(&data, "x").unwrap();
-    env.refused(
+    env.refused_quietly(
         &["import", data.to_str().unwrap()],
         2,
         "cannot tell the format of",

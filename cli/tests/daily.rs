@@ -2,12 +2,10 @@
 //! shipped examples are right, times are shown in the calendar's zone, messages are plain, and
 //! the views a user reaches for (`config show`, `timers`, list search, inbox read state).
 
+use leadflow_testkit::cli::*;
+use leadflow_testkit::repo;
 use serde_json::Value;
-use std::path::Path;
 use std::process::{Output, Stdio};
-
-mod common;
-use common::*;
 
 // ---------------------------------------------------------------------------------------------
 // A closed pipe (defect 7)
@@ -277,7 +275,7 @@ fn the_init_example_rule_journals_a_lead_qualified_late() {
 
 #[test]
 fn every_example_scenario_holds_through_the_binary() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios");
+    let examples = repo("examples/scenarios");
     let mut folders: Vec<_> = std::fs::read_dir(&examples)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -1139,7 +1137,7 @@ fn import_help_lists_the_columns_and_the_sample_file_imports() {
     ] {
         assert!(help.contains(column), "{column} missing from {help}");
     }
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/import/leads.csv");
+    let sample = repo("examples/import/leads.csv");
     let out = env.ok(&["import", sample.to_str().unwrap()]);
     assert!(
         out.starts_with("imported 3 leads (lead-1..lead-3)"),
@@ -1157,9 +1155,7 @@ fn import_help_lists_the_columns_and_the_sample_file_imports() {
         assert_eq!(found[0]["id"], id, "{q}");
     }
     // The docs list the same columns.
-    let docs =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONFIG.md"))
-            .unwrap();
+    let docs = std::fs::read_to_string(repo("docs/CONFIG.md")).unwrap();
     assert!(docs.contains("## Importing leads") && docs.contains("examples/import/leads.csv"));
 }
 
@@ -1346,8 +1342,7 @@ fn help_groups_the_global_options_after_the_commands_own_and_hides_write_only_on
 #[test]
 fn simulate_says_which_configuration_it_uses_and_takes_config() {
     let env = Env::new();
-    let scenario =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios/b-qualification");
+    let scenario = repo("examples/scenarios/b-qualification");
     let scenario = scenario.to_str().unwrap();
     let out = env.ok(&["simulate", scenario]);
     assert!(

@@ -14,14 +14,13 @@
 //! property runs `CASES` cases by default; the file takes well under a minute in a debug build).
 
 use leadflow_engine::Config;
+use leadflow_testkit::Db;
+use leadflow_testkit::cli::{leadflow_in, stderr};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
-
-mod common;
-use common::stderr;
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
 const CASES: u32 = 64;
@@ -45,10 +44,9 @@ fn template() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        let out = leadflow_in(dir.path())
             .arg("init")
             .arg(dir.path())
-            .env("RUST_LOG", "off")
             .output()
             .unwrap();
         assert!(out.status.success(), "init: {}", stderr(&out));
@@ -84,15 +82,8 @@ impl Case {
     /// it did not panic and, if it failed, appended nothing.
     fn run(&self, args: &[&str]) -> Result<Output, TestCaseError> {
         let before = self.head();
-        let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-            .current_dir(self.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_RULES")
+        let out = leadflow_in(self.path())
             .env_remove("LEADFLOW_SYNCHRONOUS")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "off")
             .env("RUST_BACKTRACE", "0")
             .args(args)
             .output()
@@ -121,17 +112,9 @@ impl Case {
 
     /// The newest position and its hash, read straight from the file.
     fn head(&self) -> Option<(i64, Vec<u8>)> {
-        let conn = rusqlite::Connection::open_with_flags(
-            self.file("leadflow.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        conn.query_row(
-            "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .ok()
+        Db::at(self.file("leadflow.db"))
+            .rows("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+            .pop()
     }
 
     /// `verify` passes: whatever was accepted left a sound log.

@@ -7,8 +7,7 @@ use serde_json::Value;
 
 use std::process::Stdio;
 
-mod common;
-use common::*;
+use leadflow_testkit::cli::*;
 
 /// Four leads, two of them ivanov's; their call-back deadlines elapse and notify ivanov.
 fn with_notifications() -> Env {

@@ -2,11 +2,16 @@
 //! they are given that is not known exits 1 (as the README's exit-code rule says), a lead-only
 //! option given to `deal list` is a usage error (exit 2), and a known one still lists.
 
-mod common;
-use common::*;
+use leadflow_testkit::cli::*;
 
-impl Env {
+/// What this file adds to the harness.
+trait ListsEnv {
     /// A folder with the default configuration and one lead (`lead-1`, from a call).
+    fn with_lead() -> Env;
+    fn refused(&self, args: &[&str], code: i32, needle: &str);
+}
+
+impl ListsEnv for Env {
     fn with_lead() -> Env {
         let env = Env::new();
         let out = env.run(&["lead", "create", "--title", "Windows", "--source", "call"]);

@@ -3,20 +3,16 @@
 //! (its `examples/`), so that a step that stops working, or a doc line that goes stale, fails
 //! here. Also what the demo tells a user to try next.
 
+use leadflow_testkit::Db;
+use leadflow_testkit::cli::bin;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The repository's root.
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_leadflow")
+    leadflow_testkit::repo("")
 }
 
 /// `c` in `dir` with no `LEADFLOW_*` setting from the caller's environment and no logging.
@@ -122,7 +118,8 @@ fn readme_commands_work_in_order_on_a_fresh_init() {
             "{cmd}\nrc=$?; if [ $rc -ne 0 ]; then echo \"README.md:{n} exited $rc\" >&2; exit 1; fi\n"
         ));
     }
-    let bin_dir = Path::new(bin()).parent().unwrap();
+    let bin = bin();
+    let bin_dir = bin.parent().unwrap();
     let path = format!(
         "{}:{}",
         bin_dir.display(),
@@ -186,10 +183,7 @@ fn readme_commands_work_in_order_on_a_fresh_init() {
 }
 
 fn events(db: &Path) -> i64 {
-    rusqlite::Connection::open(db)
-        .unwrap()
-        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-        .unwrap()
+    Db::at(db).count("SELECT count(*) FROM events")
 }
 
 /// On a fresh `init` (only the commented example rule), `tick --now` with a time before the
@@ -408,8 +402,7 @@ fn a_commands_warning_carries_no_utc_log_stamp() {
     let dir = tempfile::tempdir().unwrap();
     let out = leadflow(dir.path()).args(["init", "."]).output().unwrap();
     assert!(out.status.success());
-    let lock = rusqlite::Connection::open(dir.path().join("leadflow.db")).unwrap();
-    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let lock = Db::at(dir.path().join("leadflow.db")).hold_write_lock();
     let mut child = leadflow(dir.path())
         .env_remove("RUST_LOG")
         .args(["lead", "create", "--name", "Olga"])
@@ -420,7 +413,7 @@ fn a_commands_warning_carries_no_utc_log_stamp() {
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
-    lock.execute_batch("COMMIT").unwrap();
+    lock.commit();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(

@@ -2,8 +2,8 @@
 //! `match_keys` index, and every repeat by phone, e-mail (in any case) and INN is found, and
 //! nothing else.
 
+use leadflow_testkit::cli::*;
 use std::collections::BTreeMap;
-use std::process::Command;
 
 const DETECT: &str = r#"
 [[rules]]
@@ -34,28 +34,7 @@ fn inn(i: usize) -> String {
 #[test]
 fn an_import_finds_every_repeat_by_phone_email_and_inn_and_nothing_else() {
     const N: usize = 600;
-    let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-            .current_dir(dir.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_RULES")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "off")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    run(&["init", "."]);
-    std::fs::write(dir.path().join("rules").join("repeat.toml"), DETECT).unwrap();
+    let env = Env::with_rules("repeat.toml", DETECT);
     // Lead i (from 1) repeats: lead i-5's phone when i ends in 0, lead i-1's e-mail (upper
     // case) when it ends in 3, lead i-4's INN when it ends in 6 (leads ending in 2 have one).
     let mut csv = String::from("name,phone,email,inn\n");
@@ -79,10 +58,13 @@ fn an_import_finds_every_repeat_by_phone_email_and_inn_and_nothing_else() {
         };
         csv += &format!("Lead {i},{p},{e},{n}\n");
     }
-    std::fs::write(dir.path().join("leads.csv"), csv).unwrap();
-    run(&["import", "leads.csv"]);
+    std::fs::write(env.path().join("leads.csv"), csv).unwrap();
+    env.ok(&["import", "leads.csv"]);
     let mut found: BTreeMap<i64, String> = BTreeMap::new();
-    for line in run(&["--json", "events", "--type", "lead.repeat_detected"]).lines() {
+    for line in env
+        .ok(&["--json", "events", "--type", "lead.repeat_detected"])
+        .lines()
+    {
         let e: serde_json::Value = serde_json::from_str(line).unwrap();
         let id: i64 = e["stream"]
             .as_str()
@@ -113,5 +95,5 @@ fn an_import_finds_every_repeat_by_phone_email_and_inn_and_nothing_else() {
     }
     let want: BTreeMap<i64, String> = want.into_iter().map(|(k, v)| (k, v.to_owned())).collect();
     assert_eq!(found, want);
-    run(&["verify"]);
+    env.ok(&["verify"]);
 }

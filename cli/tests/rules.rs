@@ -3,34 +3,10 @@
 //! fires what is due at `--now`, `run` fires a deadline on the wall clock and stops on SIGTERM,
 //! and `inbox` and `journal` show what the robots recorded.
 
+use leadflow_testkit::cli::*;
 use serde_json::Value;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-mod common;
-use common::*;
-
-/// Rule files of this file.
-impl Env {
-    /// Also a rule file `rules/NAME`.
-    fn with_rules(name: &str, text: &str) -> Env {
-        let env = Env::new();
-        env.write_rules(name, text);
-        env
-    }
-}
-
-const ROUND_ROBIN: &str = r#"
-[[rules]]
-id = "assign-first-line"
-trigger = { on = "created", entity = "lead", sources = ["web_form"] }
-
-  [[rules.robots]]
-  robot = "assign"
-  strategy = "round_robin"
-  team = "first_line"
-"#;
 
 /// A call-back deadline two hours after a lead arrives; missing it notifies the responsible,
 /// records an incident and escalates to the manager at once.
@@ -96,7 +72,7 @@ fn without_rules_commands_append_only_their_own_events() {
 
 #[test]
 fn a_rule_set_beside_the_config_assigns_new_leads_round_robin() {
-    let env = Env::with_rules("intake.toml", ROUND_ROBIN);
+    let env = Env::with_rules("intake.toml", ROUND_ROBIN_RULES);
     let out = env.ok(&["lead", "create", "--name", "Ivan", "--source", "web_form"]);
     assert_eq!(
         out,
@@ -140,7 +116,7 @@ fn a_rule_set_beside_the_config_assigns_new_leads_round_robin() {
 fn rules_given_by_flag_or_environment_are_used_and_must_exist() {
     let env = Env::new();
     let elsewhere = tempfile::tempdir().unwrap();
-    std::fs::write(elsewhere.path().join("intake.toml"), ROUND_ROBIN).unwrap();
+    std::fs::write(elsewhere.path().join("intake.toml"), ROUND_ROBIN_RULES).unwrap();
     let dir = elsewhere.path().to_str().unwrap();
     env.ok(&[
         "--rules", dir, "lead", "create", "--name", "Ivan", "--source", "web_form",
@@ -175,7 +151,7 @@ fn rules_given_by_flag_or_environment_are_used_and_must_exist() {
 
 #[test]
 fn a_broken_rule_file_stops_every_appending_command_with_its_location() {
-    let env = Env::with_rules("intake.toml", ROUND_ROBIN);
+    let env = Env::with_rules("intake.toml", ROUND_ROBIN_RULES);
     env.ok(&["lead", "create", "--name", "Ivan", "--source", "web_form"]);
     env.write_rules(
         "qualification.toml",

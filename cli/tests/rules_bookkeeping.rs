@@ -2,44 +2,11 @@
 //! command appends nothing (not even the rule set's activation), the backlog a crash left runs
 //! before the next command is decided, and `tick` and `run` without rules say so and exit 0.
 
-use std::process::Command;
-
-mod common;
-use common::*;
-
-const ROUND_ROBIN: &str = r#"
-[[rules]]
-id = "assign-first-line"
-trigger = { on = "created", entity = "lead", sources = ["web_form"] }
-
-  [[rules.robots]]
-  robot = "assign"
-  strategy = "round_robin"
-  team = "first_line"
-"#;
-
-impl Env {
-    /// A fresh `init` (its rules/ holds only the commented example) and `rules/assign.toml`.
-    fn with_rules(text: &str) -> Env {
-        let env = Env::new();
-        std::fs::write(env.path().join("rules").join("assign.toml"), text).unwrap();
-        env
-    }
-
-    fn types(&self) -> Vec<String> {
-        self.ok(&["--json", "events"])
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["type"].as_str().unwrap().to_owned()
-            })
-            .collect()
-    }
-}
+use leadflow_testkit::cli::*;
 
 #[test]
 fn a_refused_command_on_a_fresh_database_appends_nothing_not_even_the_activation() {
-    let env = Env::with_rules(ROUND_ROBIN);
+    let env = Env::with_rules("assign.toml", ROUND_ROBIN_RULES);
     for args in [
         &["lead", "move", "1", "in_work"][..],
         &["lead", "create", "--name", "Ivan", "--source", "nowhere"],
@@ -47,26 +14,26 @@ fn a_refused_command_on_a_fresh_database_appends_nothing_not_even_the_activation
         let out = env.run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         assert_eq!(
-            env.types(),
+            env.log_types(),
             Vec::<String>::new(),
             "{args:?} appended events"
         );
     }
     // The first command that succeeds activates the rule set, and the rules see it.
     env.ok(&["lead", "create", "--name", "Ivan", "--source", "web_form"]);
-    let types = env.types();
+    let types = env.log_types();
     assert!(types.contains(&"ruleset.activated".to_owned()), "{types:?}");
     assert!(types.contains(&"lead.assigned".to_owned()), "{types:?}");
     // A refused command with the rule set in force appends nothing either.
-    let before = env.types().len();
+    let before = env.log_types().len();
     let out = env.run(&["lead", "move", "1", "nowhere"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(env.types().len(), before);
+    assert_eq!(env.log_types().len(), before);
 }
 
 #[test]
 fn the_backlog_a_crash_left_runs_before_the_next_command_is_decided() {
-    let env = Env::with_rules(ROUND_ROBIN);
+    let env = Env::with_rules("assign.toml", ROUND_ROBIN_RULES);
     env.ok(&["lead", "create", "--name", "Ivan", "--source", "web_form"]);
     // A command whose robots did not run (as after a crash between the two): recorded with
     // an empty rule folder, so lead-2 is left without the responsible the rule gives.
@@ -111,19 +78,12 @@ fn tick_and_run_without_rules_say_so_and_exit_0() {
     let json: serde_json::Value = serde_json::from_str(&env.ok(&["--json", "tick"])).unwrap();
     assert_eq!(json["rules"], 0);
     assert_eq!(json["timers"], 0);
-    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .current_dir(env.path())
-        .env_remove("LEADFLOW_NOW")
-        .env_remove("LEADFLOW_RULES")
-        .env("RUST_LOG", "off")
-        .arg("run")
-        .output()
-        .unwrap();
+    let out = env.wall_clock_cmd().arg("run").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("nothing to run"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert_eq!(env.types(), Vec::<String>::new());
+    assert_eq!(env.log_types(), Vec::<String>::new());
 }

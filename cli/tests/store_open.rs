@@ -10,37 +10,20 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-mod common;
-use common::*;
+use leadflow_testkit::cli::*;
 
-impl Env {
-    /// A folder with the default configuration, an empty database and one lead, whose
-    /// commands run with `RUST_LOG=warn`.
-    fn with_lead() -> Env {
-        let env = Env::builder().rust_log("warn").init();
-        env.ok(&[
-            "lead",
-            "create",
-            "--name",
-            "Ivan",
-            "--phone",
-            "8 912 345-67-89",
-        ]);
-        env
-    }
-}
-
-/// Another process's write transaction, held until dropped (or committed).
-fn hold_write_lock(db: &Path) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-    conn
+/// A folder with the default configuration, an empty database and one lead, whose commands
+/// run with `RUST_LOG=warn`.
+fn with_lead() -> Env {
+    let env = Env::builder().rust_log("warn").init();
+    env.create_lead("Ivan");
+    env
 }
 
 #[test]
 fn reads_succeed_while_another_process_holds_the_write_lock() {
-    let env = Env::with_lead();
-    let lock = hold_write_lock(&env.db());
+    let env = with_lead();
+    let lock = env.sql().hold_write_lock();
     for args in [
         &["lead", "list"][..],
         &["lead", "show", "1"],
@@ -68,8 +51,8 @@ fn reads_succeed_while_another_process_holds_the_write_lock() {
 
 #[test]
 fn a_writer_says_it_waits_for_the_write_lock_and_goes_on_when_it_is_free() {
-    let env = Env::with_lead();
-    let lock = hold_write_lock(&env.db());
+    let env = with_lead();
+    let lock = env.sql().hold_write_lock();
     let mut child = env
         .cmd()
         .args(["lead", "create", "--name", "Olga"])
@@ -87,7 +70,7 @@ fn a_writer_says_it_waits_for_the_write_lock_and_goes_on_when_it_is_free() {
             && line.contains("leadflow.db"),
         "{line:?}"
     );
-    lock.execute_batch("COMMIT").unwrap();
+    lock.commit();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("lead-2 created"));
@@ -137,7 +120,7 @@ fn check_read_only(env: &Env, expect_in_write_error: &str) {
 
 #[test]
 fn a_read_only_file_in_a_read_only_folder_is_read_and_verified_and_a_write_names_both() {
-    let env = Env::with_lead();
+    let env = with_lead();
     chmod(&env.db(), 0o444);
     chmod(&env.path().join("leadflow.toml"), 0o444);
     chmod(env.path(), 0o555);
@@ -158,7 +141,7 @@ fn a_read_only_file_in_a_read_only_folder_is_read_and_verified_and_a_write_names
 
 #[test]
 fn a_writable_file_in_a_read_only_folder_is_read_and_a_write_names_the_folder() {
-    let env = Env::with_lead();
+    let env = with_lead();
     chmod(&env.db(), 0o666);
     chmod(&env.path().join("leadflow.toml"), 0o444);
     chmod(env.path(), 0o555);
@@ -173,7 +156,7 @@ fn a_writable_file_in_a_read_only_folder_is_read_and_a_write_names_the_folder() 
 
 #[test]
 fn a_read_only_file_in_a_writable_folder_is_read_and_a_write_names_the_file() {
-    let env = Env::with_lead();
+    let env = with_lead();
     chmod(&env.db(), 0o444);
     chmod(env.path(), 0o777);
     check_read_only(
@@ -186,7 +169,7 @@ fn a_read_only_file_in_a_writable_folder_is_read_and_a_write_names_the_file() {
 
 #[test]
 fn verify_passes_on_a_healthy_database_while_another_process_writes() {
-    let env = Arc::new(Env::with_lead());
+    let env = Arc::new(with_lead());
     // Enough rows that a verify spans several of the writer's commits.
     let mut csv = String::from("name,phone\n");
     for i in 0..3000 {
@@ -309,19 +292,7 @@ fn a_full_disk_is_reported_as_full_naming_the_file() {
         return;
     }
     let disk = SmallDisk::mount(512);
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_leadflow"))
-            .current_dir(&disk.0)
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS")
-            .env_remove("LEADFLOW_RULES")
-            .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-            .env("RUST_LOG", "off")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| leadflow_in(&disk.0).args(args).output().unwrap();
     assert!(run(&["init", "."]).status.success());
     disk.fill();
     let db = disk.0.join("leadflow.db").display().to_string();
@@ -384,7 +355,7 @@ fn a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user() {
     if !runs_as_root("a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user") {
         return;
     }
-    let env = Env::with_lead();
+    let env = with_lead();
     chmod(env.path(), 0o755);
     // The owner (root) can write here, so reading without the -shm file's locks could see a
     // half-written change: the reader says so instead of guessing.
@@ -404,23 +375,19 @@ fn a_folder_its_owner_may_write_is_not_read_without_locks_by_another_user() {
 
 /// Makes the database look like one written before `match_keys` and `inbox_read` existed
 /// (schema version 2).
-fn make_old(db: &Path) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.execute_batch("DROP TABLE match_keys; DROP TABLE inbox_read; PRAGMA user_version = 2;")
-        .unwrap();
+fn make_old(env: &Env) {
+    env.sql()
+        .tamper("DROP TABLE match_keys; DROP TABLE inbox_read; PRAGMA user_version = 2;");
 }
 
 #[test]
 fn a_database_from_before_the_new_projections_is_read_after_the_upgrade() {
-    let env = Env::with_lead();
-    make_old(&env.db());
+    let env = with_lead();
+    make_old(&env);
     // The first read migrates it once (the file is writable), then reads.
     assert!(env.ok(&["lead", "list"]).contains("Ivan"));
     assert!(env.ok(&["events"]).contains("lead.created"));
-    let version: i64 = rusqlite::Connection::open(env.db())
-        .unwrap()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
+    let version: i64 = env.sql().value("PRAGMA user_version");
     assert_eq!(version, 3);
     env.ok(&["verify"]);
     // The rebuilt match_keys find the repeat lead.
@@ -432,8 +399,8 @@ fn a_database_from_before_the_new_projections_is_read_after_the_upgrade() {
 
 #[test]
 fn an_old_read_only_copy_reads_its_log_and_says_what_to_do_for_the_rest() {
-    let env = Env::with_lead();
-    make_old(&env.db());
+    let env = with_lead();
+    make_old(&env);
     chmod(&env.db(), 0o444);
     chmod(env.path(), 0o555);
     let run = |args: &[&str]| {
@@ -460,21 +427,15 @@ fn an_old_read_only_copy_reads_its_log_and_says_what_to_do_for_the_rest() {
 }
 
 /// Every `recorded_at` in position order, as stored.
-fn recorded_ats(db: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT recorded_at FROM events ORDER BY position")
-        .unwrap();
-    stmt.query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+fn recorded_ats(env: &Env) -> Vec<String> {
+    env.sql()
+        .column("SELECT recorded_at FROM events ORDER BY position")
 }
 
 #[test]
 fn recorded_at_is_taken_once_the_write_lock_is_held_and_never_goes_back() {
-    let env = Env::with_lead();
-    let lock = hold_write_lock(&env.db());
+    let env = with_lead();
+    let lock = env.sql().hold_write_lock();
     let mut child = env
         .cmd()
         .args(["lead", "create", "--name", "Olga"])
@@ -491,17 +452,12 @@ fn recorded_at_is_taken_once_the_write_lock_is_held_and_never_goes_back() {
         "{line:?}"
     );
     // SQLite's clock, to the millisecond, in the stored format's first 23 characters.
-    let released: String = lock
-        .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%f', 'now')", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    lock.execute_batch("COMMIT").unwrap();
-    drop(lock);
+    let released: String = lock.value("SELECT strftime('%Y-%m-%dT%H:%M:%f', 'now')");
+    lock.commit();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     env.ok(&["lead", "create", "--name", "Petr"]);
-    let stamps = recorded_ats(&env.db());
+    let stamps = recorded_ats(&env);
     let olga = &stamps[stamps.len() - 2];
     assert!(
         olga[..23] >= *released,
@@ -543,7 +499,7 @@ fn hand_to_nobody(env: &Env) {
 
 #[test]
 fn a_read_of_a_read_only_file_leaves_no_read_only_shm_or_wal_behind() {
-    let env = Env::with_lead();
+    let env = with_lead();
     hand_to_nobody(&env);
     chmod(&env.db(), 0o444);
     let out = as_owner(&env, &["lead", "list"]);
@@ -567,7 +523,7 @@ fn a_read_of_a_read_only_file_leaves_no_read_only_shm_or_wal_behind() {
 
 #[test]
 fn a_write_blocked_by_a_read_only_wal_file_names_it() {
-    let env = Env::with_lead();
+    let env = with_lead();
     let side = |s: &str| PathBuf::from(format!("{}{s}", env.db().display()));
     // A read of the read-only file leaves -wal and -shm files, owned by the test's user.
     chmod(&env.db(), 0o444);

@@ -3,10 +3,7 @@
 //! rules never act twice on one event when their cursor is moved back, nor skip events when it
 //! is moved past the log's end. Through the real binary.
 
-use std::process::Command;
-
-mod common;
-use common::*;
+use leadflow_testkit::cli::*;
 
 /// Every new lead gets a call task from its rule.
 const TASK_RULE: &str = r#"
@@ -22,33 +19,19 @@ trigger = { on = "created", entity = "lead" }
   employee = "petrova"
 "#;
 
-impl Env {
-    /// Also `rules/tasks.toml`.
-    fn with_rules(text: &str) -> Env {
-        let env = Env::new();
-        std::fs::write(env.path().join("rules").join("tasks.toml"), text).unwrap();
-        env
-    }
-
-    fn sql(&self, sql: &str) {
-        rusqlite::Connection::open(self.db())
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap();
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        rusqlite::Connection::open(self.db())
-            .unwrap()
-            .query_row(sql, [], |r| r.get(0))
-            .unwrap()
-    }
-
-    fn events(&self) -> i64 {
-        self.count("SELECT count(*) FROM events")
-    }
-
+/// What this file adds to the harness: a log that may be broken is counted with SQL.
+trait TamperEnv {
+    /// The number of events in the log.
+    fn events(&self) -> i64;
     /// Runs a command that must fail with `code`, append nothing, and say each of `needles`.
+    fn refused(&self, args: &[&str], code: i32, needles: &[&str]);
+}
+
+impl TamperEnv for Env {
+    fn events(&self) -> i64 {
+        self.sql().count("SELECT count(*) FROM events")
+    }
+
     fn refused(&self, args: &[&str], code: i32, needles: &[&str]) {
         let before = self.events();
         let out = self.run(args);
@@ -71,7 +54,7 @@ fn leads(env: &Env, n: usize) {
 fn a_writer_refuses_to_append_after_an_edited_newest_event() {
     let env = Env::new();
     leads(&env, 3);
-    env.sql(
+    env.sql().tamper(
         "UPDATE events SET payload = json_set(payload, '$.title', 'Forged') WHERE position = 3",
     );
     env.refused(
@@ -90,7 +73,7 @@ fn a_writer_refuses_to_append_after_a_deleted_newest_event() {
     let env = Env::new();
     leads(&env, 3);
     // The newest event cut, its stream head row and the projections left as they were.
-    env.sql("DELETE FROM events WHERE position = 3");
+    env.sql().tamper("DELETE FROM events WHERE position = 3");
     env.refused(
         &["lead", "create", "--name", "Olga"],
         1,
@@ -102,7 +85,8 @@ fn a_writer_refuses_to_append_after_a_deleted_newest_event() {
 fn a_writer_refuses_to_append_to_a_stream_whose_head_row_was_edited() {
     let env = Env::new();
     leads(&env, 3);
-    env.sql("UPDATE streams SET version = version + 1 WHERE kind = 'lead' AND entity_id = 1");
+    env.sql()
+        .tamper("UPDATE streams SET version = version + 1 WHERE kind = 'lead' AND entity_id = 1");
     env.refused(
         &["lead", "update", "1", "--name", "Ivan"],
         1,
@@ -117,7 +101,7 @@ fn a_writer_refuses_to_append_to_a_stream_whose_head_row_was_edited() {
 fn replay_refuses_a_broken_chain_and_rebuilds_nothing() {
     let env = Env::new();
     leads(&env, 3);
-    env.sql(
+    env.sql().tamper(
         "UPDATE events SET payload = json_set(payload, '$.title', 'Forged') WHERE position = 2",
     );
     let out = env.run(&["replay"]);
@@ -131,7 +115,8 @@ fn replay_refuses_a_broken_chain_and_rebuilds_nothing() {
     );
     assert!(!err.contains("append"), "{err}");
     assert_eq!(
-        env.count("SELECT count(*) FROM leads WHERE title = 'Forged'"),
+        env.sql()
+            .count("SELECT count(*) FROM leads WHERE title = 'Forged'"),
         0,
         "replay folded the forged event into the projections"
     );
@@ -139,14 +124,14 @@ fn replay_refuses_a_broken_chain_and_rebuilds_nothing() {
 
 #[test]
 fn a_rule_never_acts_twice_on_an_event_when_its_cursor_is_moved_back() {
-    let env = Env::with_rules(TASK_RULE);
+    let env = Env::with_rules("tasks.toml", TASK_RULE);
     leads(&env, 2);
-    assert_eq!(env.count("SELECT count(*) FROM tasks"), 2);
-    env.sql("UPDATE rule_cursor SET position = 0");
+    assert_eq!(env.sql().count("SELECT count(*) FROM tasks"), 2);
+    env.sql().tamper("UPDATE rule_cursor SET position = 0");
     leads(&env, 1);
     env.ok(&["tick"]);
     assert_eq!(
-        env.count("SELECT count(*) FROM tasks"),
+        env.sql().count("SELECT count(*) FROM tasks"),
         3,
         "the robots acted again on events they had processed"
     );
@@ -158,9 +143,9 @@ fn a_rule_cursor_past_the_end_of_the_log_is_refused_before_anything_is_appended(
     // One event ahead was skipped silently (the backlog ran only for a cursor behind the log),
     // and further ahead was noticed only after the command's event was committed.
     for ahead in [1, 2] {
-        let env = Env::with_rules(TASK_RULE);
+        let env = Env::with_rules("tasks.toml", TASK_RULE);
         leads(&env, 1);
-        env.sql(&format!(
+        env.sql().tamper(&format!(
             "UPDATE rule_cursor SET position = (SELECT max(position) + {ahead} FROM events)"
         ));
         env.refused(
@@ -168,17 +153,17 @@ fn a_rule_cursor_past_the_end_of_the_log_is_refused_before_anything_is_appended(
             1,
             &["the log is broken at position", "past the log's end"],
         );
-        assert_eq!(env.count("SELECT count(*) FROM leads"), 1, "+{ahead}");
+        assert_eq!(env.sql().count("SELECT count(*) FROM leads"), 1, "+{ahead}");
         env.refused(&["tick"], 1, &["past the log's end"]);
     }
 }
 
 /// A log whose newest event was edited, with the task rule loaded.
 fn broken_log_with_rules() -> Env {
-    let env = Env::with_rules(TASK_RULE);
+    let env = Env::with_rules("tasks.toml", TASK_RULE);
     leads(&env, 1);
-    let last = env.count("SELECT max(position) FROM events");
-    env.sql(&format!(
+    let last = env.sql().count("SELECT max(position) FROM events");
+    env.sql().tamper(&format!(
         "UPDATE events SET payload = json_set(payload, '$.title', 'Forged') WHERE position = {last}"
     ));
     env
@@ -203,14 +188,8 @@ fn run_stops_on_a_broken_log_instead_of_retrying_it_forever() {
     use std::time::{Duration, Instant};
     let env = broken_log_with_rules();
     let before = env.events();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .current_dir(env.path())
-        .env_remove("LEADFLOW_CONFIG")
-        .env_remove("LEADFLOW_DB")
-        .env_remove("LEADFLOW_AS")
-        .env_remove("LEADFLOW_RULES")
-        .env_remove("LEADFLOW_NOW")
-        .env("RUST_LOG", "off")
+    let mut child = env
+        .wall_clock_cmd()
         .arg("run")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -243,7 +222,7 @@ fn a_deleted_stream_head_row_is_tampering_not_a_conflict() {
     env.ok(&["lead", "update", "2", "--name", "Y"]);
     env.ok(&["lead", "update", "2", "--name", "Z"]);
     let no_fk = "PRAGMA foreign_keys = OFF; DELETE FROM streams WHERE kind = 'lead' AND entity_id";
-    env.sql(&format!("{no_fk} = 1"));
+    env.sql().tamper(&format!("{no_fk} = 1"));
     // Not "conflict on lead-1 …; reload and retry": retrying cannot help.
     env.refused(
         &["lead", "update", "1", "--name", "X"],
@@ -254,7 +233,7 @@ fn a_deleted_stream_head_row_is_tampering_not_a_conflict() {
         ],
     );
     // The newest lead's row deleted: a create would take its id again.
-    env.sql(&format!("{no_fk} = 4"));
+    env.sql().tamper(&format!("{no_fk} = 4"));
     env.refused(
         &["lead", "create", "--name", "Olga"],
         1,
@@ -270,16 +249,11 @@ fn a_writer_refuses_a_newest_event_whose_column_has_the_wrong_type() {
     let env = Env::new();
     leads(&env, 3);
     // Before: "database error: Invalid column type …", exit 2, naming no position.
-    env.sql("UPDATE events SET version = 'one' WHERE position = 3");
+    env.sql()
+        .tamper("UPDATE events SET version = 'one' WHERE position = 3");
     // On the wall clock: with --now, the backdating check reads the newest event first.
-    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .current_dir(env.path())
-        .env_remove("LEADFLOW_CONFIG")
-        .env_remove("LEADFLOW_DB")
-        .env_remove("LEADFLOW_AS")
-        .env_remove("LEADFLOW_RULES")
-        .env_remove("LEADFLOW_NOW")
-        .env("RUST_LOG", "off")
+    let out = env
+        .wall_clock_cmd()
         .args(["lead", "create", "--name", "Olga"])
         .output()
         .unwrap();

@@ -4,7 +4,8 @@
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
+
+use leadflow_testkit::cli::*;
 
 const TWO_RULES: &str = r#"
 [[rules]]
@@ -31,17 +32,7 @@ trigger = { on = "created", entity = "lead" }
 "#;
 
 fn tick_json(dir: &Path) -> serde_json::Map<String, Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .current_dir(dir)
-        .env_remove("LEADFLOW_CONFIG")
-        .env_remove("LEADFLOW_DB")
-        .env_remove("LEADFLOW_AS")
-        .env_remove("LEADFLOW_RULES")
-        .env("LEADFLOW_NOW", "2026-03-02T09:00:00Z")
-        .env("RUST_LOG", "off")
-        .args(["--json", "tick"])
-        .output()
-        .unwrap();
+    let out = leadflow_in(dir).args(["--json", "tick"]).output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
         out.status.success(),
@@ -54,28 +45,11 @@ fn tick_json(dir: &Path) -> serde_json::Map<String, Value> {
     }
 }
 
-fn init() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .args(["init", dir.path().to_str().unwrap()])
-        .env_remove("LEADFLOW_CONFIG")
-        .env_remove("LEADFLOW_DB")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
-}
-
 #[test]
 fn tick_json_has_the_same_keys_with_and_without_rules() {
-    let bare = init();
+    let bare = Env::new();
     let none = tick_json(bare.path());
-    let ruled = init();
-    std::fs::write(ruled.path().join("rules").join("tasks.toml"), TWO_RULES).unwrap();
+    let ruled = Env::with_rules("tasks.toml", TWO_RULES);
     let some = tick_json(ruled.path());
     let keys = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<BTreeSet<_>>();
     assert_eq!(keys(&none), keys(&some), "{none:?} vs {some:?}");

@@ -4,52 +4,13 @@
 //! `--backdate` is given.
 
 use chrono::{DateTime, Utc};
+use leadflow_testkit::cli::*;
+use leadflow_testkit::time::at as utc;
 use serde_json::Value;
 
-mod common;
-use common::*;
-
-/// Rule files and the log helpers of this file.
-impl Env {
-    /// Also a rule file `rules/time.toml`.
-    fn with_rules(text: &str) -> Env {
-        let env = Env::new();
-        env.write_rules("time.toml", text);
-        env
-    }
-
-    /// Runs a command that must fail with `code`, append nothing, and say each of `needles`
-    /// on stderr; returns stderr.
-    fn refused(&self, args: &[&str], code: i32, needles: &[&str]) -> String {
-        let before = self.events().len();
-        let out = self.run(args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-        for needle in needles {
-            assert!(
-                err.contains(needle),
-                "{args:?}: expected {needle:?} in {err:?}"
-            );
-        }
-        assert_eq!(self.events().len(), before, "{args:?} appended events");
-        err
-    }
-
-    /// The log as JSON values.
-    fn events(&self) -> Vec<Value> {
-        json_lines(&self.ok(&["--json", "events"]))
-    }
-}
-
+/// A JSON string holding an RFC 3339 time.
 fn instant(v: &Value) -> DateTime<Utc> {
-    let s = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));
-    DateTime::parse_from_rfc3339(s)
-        .unwrap_or_else(|e| panic!("{s}: {e}"))
-        .with_timezone(&Utc)
-}
-
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    utc(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
 }
 
 /// A rule that sets a deadline `after` on every new lead.
@@ -69,7 +30,7 @@ trigger = {{ on = "created", entity = "lead" }}
 
 #[test]
 fn rules_check_refuses_durations_too_long_with_their_location() {
-    let env = Env::with_rules(&deadline_rule("3000000d"));
+    let env = Env::with_rules("time.toml", &deadline_rule("3000000d"));
     let out = env.run(&["rules", "check"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -163,7 +124,7 @@ trigger = { on = "created", entity = "lead" }
 
 #[test]
 fn a_far_future_now_is_refused_and_tick_keeps_working() {
-    let env = Env::with_rules(&deadline_rule("2h"));
+    let env = Env::with_rules("time.toml", &deadline_rule("2h"));
     env.ok(&[
         "lead",
         "create",
@@ -172,14 +133,14 @@ fn a_far_future_now_is_refused_and_tick_keeps_working() {
         "--phone",
         "+79378922084",
     ]);
-    env.refused(
+    env.refused_saying(
         &["tick", "--now", "9999-12-31 23:59"],
         2,
         &[
             "--now: time '9999-12-31 23:59' is out of range: times must lie between 1970-01-01 and 2999-12-31",
         ],
     );
-    env.refused(
+    env.refused_saying(
         &[
             "--now",
             "+10240-08-21T20:41:43Z",
@@ -195,7 +156,7 @@ fn a_far_future_now_is_refused_and_tick_keeps_working() {
     env.ok(&["tick"]);
     env.ok(&["tick", "--now", "2026-03-02 14:00"]);
     let types: Vec<String> = env
-        .events()
+        .log()
         .iter()
         .map(|e| e["type"].as_str().unwrap().to_owned())
         .collect();
@@ -208,7 +169,7 @@ fn a_far_future_now_is_refused_and_tick_keeps_working() {
 
 #[test]
 fn a_time_without_an_offset_is_in_the_calendar_zone() {
-    let env = Env::with_rules(&deadline_rule("2h"));
+    let env = Env::with_rules("time.toml", &deadline_rule("2h"));
     let out = env.ok(&["--json", "tick", "--now", "2026-03-02 15:00"]);
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
@@ -224,20 +185,20 @@ fn a_time_without_an_offset_is_in_the_calendar_zone() {
         "--name",
         "Ivan",
     ]);
-    let created = env.events().pop().unwrap();
+    let created = env.log().pop().unwrap();
     assert_eq!(
         instant(&created["occurred_at"]),
         utc("2026-03-02T12:00:00Z")
     );
     // --since reads the same way: everything happened at 12:00 UTC, 15:00 in Moscow.
     let since = |t: &str| env.ok(&["--json", "events", "--since", t]).lines().count();
-    assert_eq!(since("2026-03-02 15:00"), env.events().len());
+    assert_eq!(since("2026-03-02 15:00"), env.log().len());
     assert_eq!(since("2026-03-02 15:01"), 0);
 }
 
 #[test]
 fn recorded_at_is_the_wall_clock_whatever_now_says() {
-    let env = Env::with_rules(&deadline_rule("2h"));
+    let env = Env::with_rules("time.toml", &deadline_rule("2h"));
     let before = Utc::now();
     env.ok(&[
         "--now",
@@ -249,7 +210,7 @@ fn recorded_at_is_the_wall_clock_whatever_now_says() {
     ]);
     env.ok(&["tick", "--now", "2030-01-02 10:00"]);
     let after = Utc::now();
-    let events = env.events();
+    let events = env.log();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(
         types.contains(&"lead.created")
@@ -287,11 +248,11 @@ fn a_write_dated_before_the_last_event_is_refused_unless_backdated() {
         "--name",
         "Ivan",
     ]);
-    let last = env.events().len();
+    let last = env.log().len();
     let message = format!(
         "--now 2026-03-02 14:00:00 +03:00 is before the log's last event (position {last}, lead.created at 2026-03-02 15:00:00 +03:00)"
     );
-    env.refused(
+    env.refused_saying(
         &[
             "--now",
             "2026-03-02 14:00",
@@ -303,7 +264,7 @@ fn a_write_dated_before_the_last_event_is_refused_unless_backdated() {
         1,
         &[&message, "pass --backdate to record it anyway"],
     );
-    env.refused(
+    env.refused_saying(
         &[
             "--now",
             "2026-03-02T10:59:59Z",
@@ -318,7 +279,7 @@ fn a_write_dated_before_the_last_event_is_refused_unless_backdated() {
     );
     let csv = env.path().join("leads.csv");
     std::fs::write(&csv, "name,phone\nPetr,+79120000002\n").unwrap();
-    env.refused(
+    env.refused_saying(
         &["--now", "2026-03-02 14:00", "import", csv.to_str().unwrap()],
         1,
         &["is before the log's last event"],
@@ -342,7 +303,7 @@ fn a_write_dated_before_the_last_event_is_refused_unless_backdated() {
         "--name",
         "Early",
     ]);
-    let events = env.events();
+    let events = env.log();
     let early = events.last().unwrap();
     assert_eq!(early["type"], "lead.created");
     assert_eq!(instant(&early["occurred_at"]), utc("2026-03-02T11:00:00Z"));
@@ -352,7 +313,7 @@ fn a_write_dated_before_the_last_event_is_refused_unless_backdated() {
 
 #[test]
 fn a_tick_dated_before_the_last_event_is_refused_unless_backdated() {
-    let env = Env::with_rules(&deadline_rule("2h"));
+    let env = Env::with_rules("time.toml", &deadline_rule("2h"));
     env.ok(&[
         "--now",
         "2026-03-02 15:00",
@@ -361,7 +322,7 @@ fn a_tick_dated_before_the_last_event_is_refused_unless_backdated() {
         "--name",
         "Ivan",
     ]);
-    env.refused(
+    env.refused_saying(
         &["tick", "--now", "2026-03-02 14:59"],
         1,
         &["--now 2026-03-02 14:59:00 +03:00 is before the log's last event"],

@@ -8,11 +8,18 @@
 use serde_json::Value;
 use std::path::PathBuf;
 
-mod common;
-use common::*;
+use leadflow_testkit::cli::*;
 
-impl Env {
+/// What this file adds to the harness.
+trait HeadEnv {
     /// A folder whose database is a copy of `other`'s as it stands now.
+    fn copy_of(other: &Env) -> Env;
+    /// The head `verify --json` reports, as `POS:HASH`.
+    fn head(&self) -> String;
+    fn refused_head(&self, head: &str, needle: &str);
+}
+
+impl HeadEnv for Env {
     fn copy_of(other: &Env) -> Env {
         let env = Env::new();
         for suffix in ["", "-wal"] {
@@ -27,23 +34,11 @@ impl Env {
         env
     }
 
-    fn lead(&self, name: &str) {
-        self.ok(&[
-            "lead",
-            "create",
-            "--name",
-            name,
-            "--phone",
-            "8 912 345-67-89",
-        ]);
-    }
-    /// The head `verify --json` reports, as `POS:HASH`.
     fn head(&self) -> String {
         let report: Value = serde_json::from_str(self.ok(&["--json", "verify"]).trim()).unwrap();
         report["head"].as_str().expect("a head").to_owned()
     }
 
-    /// `verify --head`, which must fail with exit 1 and say `needle`.
     fn refused_head(&self, head: &str, needle: &str) {
         let out = self.run(&["verify", "--head", head]);
         assert_eq!(
@@ -65,7 +60,7 @@ impl Env {
 fn forked() -> (Env, String) {
     let original = Env::new();
     for name in ["Ivan", "Olga", "Pavel", "Irina"] {
-        original.lead(name);
+        original.create_lead(name);
     }
     let fork = original.head();
     assert!(fork.starts_with("4:"), "{fork}");
@@ -77,11 +72,11 @@ fn verify_head_refuses_a_history_rewritten_with_recomputed_hashes() {
     let (original, fork) = forked();
     let forged = Env::copy_of(&original);
     for name in ["Anna", "Boris", "Vera"] {
-        original.lead(name);
+        original.create_lead(name);
     }
     // The forger writes other events after the fork, through leadflow, up to the same length.
     for name in ["Anna", "Boris", "Gleb"] {
-        forged.lead(name);
+        forged.create_lead(name);
     }
     let kept = original.head();
     assert!(kept.starts_with("7:"), "{kept}");
@@ -106,7 +101,7 @@ fn verify_head_refuses_a_history_rewritten_with_recomputed_hashes() {
 fn verify_head_refuses_a_log_cut_short_before_the_kept_head() {
     let (original, _) = forked();
     let cut = Env::copy_of(&original);
-    original.lead("Anna");
+    original.create_lead("Anna");
     let kept = original.head();
     assert!(cut.ok(&["verify"]).contains("chain: ok, 4 events"));
     cut.refused_head(

@@ -1,14 +1,11 @@
 //! A robot that fails at run time, even by panicking, is a `robot_failed` incident: its
 //! appends are rolled back, the cursor moves on, and later events are processed.
 
-use chrono::{DateTime, TimeZone, Utc};
-use leadflow_engine::command::NewLead;
-use leadflow_engine::config::DEFAULT_CONFIG;
+use leadflow_engine::Source;
 use leadflow_engine::robot::RobotSpec;
 use leadflow_engine::rules::RuleSet;
-use leadflow_engine::{Actor, Command, Config, EventMeta, Source};
 use leadflow_robots::{Ctx, Params, Registry, Robot, RobotError, Runtime};
-use leadflow_store::Store;
+use leadflow_testkit::{Db, config, create_lead, monday_10};
 use std::sync::Arc;
 
 /// Records an incident, then panics.
@@ -19,27 +16,6 @@ impl Robot for Panics {
         ctx.incident("half_done", None, "appended before the panic".into())?;
         panic!("overflow at 1")
     }
-}
-
-fn config() -> Config {
-    Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap()
-}
-
-fn lead(store: &mut Store, at: DateTime<Utc>) {
-    store
-        .write(at, |tx| {
-            tx.execute(
-                &config(),
-                &Command::CreateLead(NewLead {
-                    title: Some("Countertop".into()),
-                    phones: vec!["+79120000001".into()],
-                    source: Some("web_form".into()),
-                    ..Default::default()
-                }),
-                &EventMeta::root(at, Actor::Employee("admin".into())),
-            )
-        })
-        .unwrap();
 }
 
 #[test]
@@ -63,23 +39,18 @@ fn a_panicking_robot_is_an_incident_and_the_runtime_goes_on() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let rt = Runtime::new(config(), rules, registry);
-    let mut store = Store::open_in_memory().unwrap();
-    let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap();
+    let db = Db::new();
+    let mut store = db.open();
+    let t0 = monday_10();
     rt.activate(&mut store, t0).unwrap();
     for _ in 0..2 {
-        lead(&mut store, t0);
+        create_lead(&mut store, &config(), t0, "+79120000001");
         let report = rt.process(&mut store, t0).unwrap();
         assert_eq!(report.incidents, 1, "{report:?}");
     }
     assert_eq!(rt.process(&mut store, t0).unwrap().processed, 0);
-    let texts: Vec<(String, String)> = store
-        .connection()
-        .prepare("SELECT kind, text FROM incidents ORDER BY position")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let texts: Vec<(String, String)> =
+        db.rows("SELECT kind, text FROM incidents ORDER BY position");
     assert_eq!(
         texts.len(),
         2,

@@ -2,7 +2,7 @@
 //! backend — no SQLite: what the pure reaction (`leadflow_engine::react`) says the rules do
 //! for one event, and what a robot decides from what it reads through the view.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use leadflow_engine::command::NewLead;
 use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_engine::event::{Event, IncidentRecorded};
@@ -11,7 +11,7 @@ use leadflow_engine::memory::Memory;
 use leadflow_engine::react::{DEPTH_LIMIT, Reaction, Step, Then};
 use leadflow_engine::rules::RuleSet;
 use leadflow_engine::stored::RecordedEvent;
-use leadflow_engine::workspace::{Backend, Stamp, Workspace};
+use leadflow_engine::workspace::{Backend, Stamp};
 use leadflow_engine::{Actor, Command, Config, Entity, EntityKind, EventMeta, Source, StreamId};
 use leadflow_robots::{Registry, Runtime};
 
@@ -237,7 +237,7 @@ team = "first_line"
         Registry::builtin(),
     );
     let config = config();
-    let mut create = |db: &mut D, who: Option<&str>, stage: &str| {
+    let create = |db: &mut D, who: Option<&str>, stage: &str| {
         db.write(Stamp::At(t0()), |ws| {
             ws.execute(
                 &config,

@@ -7,10 +7,13 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use leadflow_engine::command::{NewCompany, NewContact, NewLead, NewTask};
 use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_engine::ids::EmployeeId;
-use leadflow_engine::model::Lead;
-use leadflow_engine::{Actor, Command, Config, Entity, EntityKind, EventMeta, Source, StreamId};
+use leadflow_engine::{Command, EntityKind, StreamId};
 use leadflow_robots::Runtime;
 use leadflow_store::Store;
+use leadflow_testkit::{
+    Db, assert_projections_replay, fields, lead_stream, load_lead as lead, monday_10 as t0,
+    payloads, runtime, runtime_with, types,
+};
 use serde_json::{Value, json};
 
 const INN: &str = "7707083893";
@@ -18,54 +21,18 @@ const OTHER_INN: &str = "7736207543";
 const BIK: &str = "044525225";
 const ACCOUNT: &str = "40702810938000012345";
 
-fn runtime_with(config_text: &str, rules: &str) -> Runtime {
-    let config = Config::from_toml("leadflow.toml", config_text).unwrap_or_else(|e| panic!("{e}"));
-    Runtime::load(
-        config,
-        &[Source {
-            path: "rules.toml".into(),
-            text: rules.into(),
-        }],
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn runtime(rules: &str) -> Runtime {
-    runtime_with(DEFAULT_CONFIG, rules)
-}
-
-/// Monday 2 March 2026, 10:00 Moscow time.
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap()
-}
-
-/// A fresh store with the rule set activated at `t0`: what happens from now on fires rules.
-fn store(rt: &Runtime) -> Store {
-    let mut store = Store::open_in_memory().unwrap();
+/// A fresh store on a file with the rule set activated at `t0`: what happens from now on
+/// fires rules. The `Db` reads its tables.
+fn store(rt: &Runtime) -> (Db, Store) {
+    let db = Db::new();
+    let mut store = db.open();
     rt.activate(&mut store, t0()).unwrap();
-    store
+    (db, store)
 }
 
-/// Runs a command as `admin` (a human, so rules react to it).
+/// Runs a command as `admin` (a human, so rules react to it); returns its stream.
 fn exec(store: &mut Store, rt: &Runtime, at: DateTime<Utc>, cmd: Command) -> StreamId {
-    let config = rt.config().clone();
-    store
-        .write(at, |tx| {
-            tx.execute(
-                &config,
-                &cmd,
-                &EventMeta::root(at, Actor::Employee("admin".into())),
-            )
-        })
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
-        .stream
-}
-
-fn fields(pairs: &[(&str, Value)]) -> std::collections::BTreeMap<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
+    leadflow_testkit::exec(store, rt.config(), at, &cmd).stream
 }
 
 /// A lead with a name and phone, qualified (everything `qualified` requires), for ivanov,
@@ -90,84 +57,28 @@ fn qualified_lead(extra: &[(&str, Value)]) -> NewLead {
     }
 }
 
-fn lead_stream(id: i64) -> StreamId {
-    StreamId::new(EntityKind::Lead, id)
-}
-
-fn lead(store: &Store, id: i64) -> Lead {
-    match store.load(lead_stream(id)).unwrap() {
-        Some(Entity::Lead(l)) => l,
-        other => panic!("lead-{id}: {other:?}"),
-    }
-}
-
-fn types(store: &Store, stream: StreamId) -> Vec<String> {
-    store
-        .read_stream(stream)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
-}
-
-/// The payloads of a stream's events of one type.
-fn payloads(store: &Store, stream: StreamId, ty: &str) -> Vec<Value> {
-    store
-        .read_stream(stream)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.event_type == ty)
-        .map(|e| serde_json::from_str(&e.payload).unwrap())
-        .collect()
-}
-
-fn count(store: &Store, sql: &str) -> i64 {
-    store
-        .connection()
-        .query_row(sql, [], |r| r.get(0))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
 /// `(kind, employee, text)` of every incident, in order.
-fn incidents(store: &Store) -> Vec<(String, Option<String>, String)> {
-    let conn = store.connection();
-    let mut stmt = conn
-        .prepare("SELECT kind, employee, text FROM incidents ORDER BY position")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+fn incidents(db: &Db) -> Vec<(String, Option<String>, String)> {
+    db.rows("SELECT kind, employee, text FROM incidents ORDER BY position")
 }
 
 /// The one robot failure recorded; panics unless there is exactly one incident.
-fn failure(store: &Store) -> String {
-    let all = incidents(store);
+fn failure(db: &Db) -> String {
+    let all = incidents(db);
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].0, "robot_failed", "{all:?}");
     all[0].2.clone()
 }
 
 /// `(employee, text)` of every inbox message, in order.
-fn inbox(store: &Store) -> Vec<(String, String)> {
-    let conn = store.connection();
-    let mut stmt = conn
-        .prepare("SELECT employee, text FROM inbox ORDER BY position")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+fn inbox(db: &Db) -> Vec<(String, String)> {
+    db.rows("SELECT employee, text FROM inbox ORDER BY position")
 }
 
 fn on_created(robot: &str, params: &str) -> String {
     format!(
         "[[rules]]\nid = \"r\"\ntrigger = {{ on = \"created\", entity = \"lead\" }}\n[[rules.robots]]\nrobot = \"{robot}\"\n{params}\n"
     )
-}
-
-fn assert_projections_replay(store: &mut Store) {
-    assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
 }
 
 // ---- convert_lead --------------------------------------------------------------------------
@@ -182,7 +93,7 @@ fn convert_lead_creates_and_links_every_combination_of_contact_company_and_deal(
                 "contact = {contact}\ncompany = {company}\ndeal = {deal}\npipeline = \"goods\""
             ),
         ));
-        let mut store = store(&rt);
+        let (db, mut store) = store(&rt);
         let id = exec(
             &mut store,
             &rt,
@@ -197,23 +108,19 @@ fn convert_lead_creates_and_links_every_combination_of_contact_company_and_deal(
         .id;
         rt.process(&mut store, t0()).unwrap();
         let case = format!("contact={contact} company={company} deal={deal}");
-        assert!(
-            incidents(&store).is_empty(),
-            "{case}: {:?}",
-            incidents(&store)
-        );
+        assert!(incidents(&db).is_empty(), "{case}: {:?}", incidents(&db));
         assert_eq!(
-            count(&store, "SELECT count(*) FROM contacts"),
+            db.count("SELECT count(*) FROM contacts"),
             contact as i64,
             "{case}"
         );
         assert_eq!(
-            count(&store, "SELECT count(*) FROM companies"),
+            db.count("SELECT count(*) FROM companies"),
             company as i64,
             "{case}"
         );
         assert_eq!(
-            count(&store, "SELECT count(*) FROM deals"),
+            db.count("SELECT count(*) FROM deals"),
             deal as i64,
             "{case}"
         );
@@ -222,25 +129,15 @@ fn convert_lead_creates_and_links_every_combination_of_contact_company_and_deal(
         assert_eq!(l.contact, contact.then_some(1), "{case}");
         assert_eq!(l.company, company.then_some(1), "{case}");
         if contact {
-            let (name, phones, company_id): (String, String, Option<i64>) = store
-                .connection()
-                .query_row("SELECT name, phones, company_id FROM contacts", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .unwrap();
+            let (name, phones, company_id): (String, String, Option<i64>) =
+                db.row("SELECT name, phones, company_id FROM contacts");
             assert_eq!(name, "Ivan Petrov", "{case}");
             assert_eq!(phones, r#"["+79120000001"]"#, "{case}");
             assert_eq!(company_id, company.then_some(1), "{case}");
         }
         if company {
-            let row: (String, String, String, String) = store
-                .connection()
-                .query_row(
-                    "SELECT name, inn, bik, bank_account FROM companies",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .unwrap();
+            let row: (String, String, String, String) =
+                db.row("SELECT name, inn, bik, bank_account FROM companies");
             assert_eq!(
                 row,
                 ("Stone LLC".into(), INN.into(), BIK.into(), ACCOUNT.into()),
@@ -248,24 +145,7 @@ fn convert_lead_creates_and_links_every_combination_of_contact_company_and_deal(
             );
         }
         if deal {
-            let row: (String, String, String, String, Option<i64>, Option<i64>, i64) = store
-                .connection()
-                .query_row(
-                    "SELECT title, pipeline, stage, responsible, contact_id, company_id, lead_id FROM deals",
-                    [],
-                    |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                        ))
-                    },
-                )
-                .unwrap();
+            let row: (String, String, String, String, Option<i64>, Option<i64>, i64) = db.row("SELECT title, pipeline, stage, responsible, contact_id, company_id, lead_id FROM deals");
             assert_eq!(
                 row,
                 (
@@ -290,7 +170,7 @@ fn convert_lead_attaches_the_existing_client_instead_of_duplicating_it() {
         "convert_lead",
         "contact = true\ncompany = true\ndeal = true\nattach_existing = true\npipeline = \"services\"\nassign = \"least_loaded\"",
     ));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     // Known before: a contact with the same phone written differently, a company with the INN.
     let known_contact = exec(
         &mut store,
@@ -320,21 +200,15 @@ fn convert_lead_attaches_the_existing_client_instead_of_duplicating_it() {
     )
     .id;
     rt.process(&mut store, t0()).unwrap();
-    assert!(incidents(&store).is_empty(), "{:?}", incidents(&store));
-    assert_eq!(count(&store, "SELECT count(*) FROM contacts"), 1);
-    assert_eq!(count(&store, "SELECT count(*) FROM companies"), 1);
+    assert!(incidents(&db).is_empty(), "{:?}", incidents(&db));
+    assert_eq!(db.count("SELECT count(*) FROM contacts"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM companies"), 1);
     let l = lead(&store, id);
     assert_eq!(l.contact, Some(known_contact.id));
     assert_eq!(l.company, Some(known_company.id));
     assert_eq!(l.stage.as_str(), "converted");
-    let (contact, company, responsible): (i64, i64, String) = store
-        .connection()
-        .query_row(
-            "SELECT contact_id, company_id, responsible FROM deals WHERE pipeline = 'services'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let (contact, company, responsible): (i64, i64, String) =
+        db.row("SELECT contact_id, company_id, responsible FROM deals WHERE pipeline = 'services'");
     assert_eq!((contact, company), (known_contact.id, known_company.id));
     // Least loaded in the services team: nobody has a deal, so the first member by id.
     assert_eq!(responsible, "lebedev");
@@ -354,7 +228,7 @@ fn convert_lead_uses_the_leads_linked_client_and_copies_fields_to_the_deal() {
             "contact = true\ndeal = true\nattach_existing = true\ncopy_fields = [\"price\", \"installation\"]",
         ),
     );
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     let known = exec(
         &mut store,
         &rt,
@@ -368,14 +242,10 @@ fn convert_lead_uses_the_leads_linked_client_and_copies_fields_to_the_deal() {
     new.contact = Some(known.id);
     let id = exec(&mut store, &rt, t0(), Command::CreateLead(new)).id;
     rt.process(&mut store, t0()).unwrap();
-    assert!(incidents(&store).is_empty(), "{:?}", incidents(&store));
-    assert_eq!(count(&store, "SELECT count(*) FROM contacts"), 1);
-    let (pipeline, contact, fields): (String, i64, String) = store
-        .connection()
-        .query_row("SELECT pipeline, contact_id, fields FROM deals", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
+    assert!(incidents(&db).is_empty(), "{:?}", incidents(&db));
+    assert_eq!(db.count("SELECT count(*) FROM contacts"), 1);
+    let (pipeline, contact, fields): (String, i64, String) =
+        db.row("SELECT pipeline, contact_id, fields FROM deals");
     // The default deal pipeline is the first one; money keeps its minor units.
     assert_eq!(pipeline, "goods");
     assert_eq!(contact, known.id);
@@ -392,28 +262,28 @@ fn convert_lead_says_everything_that_is_missing_and_creates_nothing() {
         "convert_lead",
         "contact = true\ncompany = true\ndeal = true",
     ));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     let mut new = qualified_lead(&[]);
     new.name = None;
     let id = exec(&mut store, &rt, t0(), Command::CreateLead(new)).id;
     rt.process(&mut store, t0()).unwrap();
-    let text = failure(&store);
+    let text = failure(&db);
     assert!(
         text.contains(&format!(
             "convert_lead cannot convert lead-{id}: a company needs field 'company_name' or 'inn' filled; a contact needs field 'name' filled"
         )),
         "{text}"
     );
-    assert_eq!(count(&store, "SELECT count(*) FROM contacts"), 0);
-    assert_eq!(count(&store, "SELECT count(*) FROM companies"), 0);
-    assert_eq!(count(&store, "SELECT count(*) FROM deals"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM contacts"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM companies"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM deals"), 0);
     assert_eq!(lead(&store, id).stage.as_str(), "qualified");
 }
 
 #[test]
 fn convert_lead_refuses_a_company_with_a_bad_inn_or_account() {
     let rt = runtime(&on_created("convert_lead", "company = true"));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     exec(
         &mut store,
         &rt,
@@ -424,7 +294,7 @@ fn convert_lead_refuses_a_company_with_a_bad_inn_or_account() {
         ])),
     );
     rt.process(&mut store, t0()).unwrap();
-    let text = failure(&store);
+    let text = failure(&db);
     assert!(
         text.contains(
             "the company's field 'inn': invalid INN '7707083894': check digit does not match"
@@ -435,7 +305,7 @@ fn convert_lead_refuses_a_company_with_a_bad_inn_or_account() {
         text.contains("field 'bank_account': is filled but 'bik' is not"),
         "{text}"
     );
-    assert_eq!(count(&store, "SELECT count(*) FROM companies"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM companies"), 0);
 }
 
 #[test]
@@ -446,7 +316,7 @@ fn convert_lead_rolls_back_what_it_made_when_the_engine_refuses_a_step() {
         "convert_lead",
         "contact = true\ndeal = true\nassign = \"lead_responsible\"",
     ));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     let id = exec(
         &mut store,
         &rt,
@@ -455,13 +325,13 @@ fn convert_lead_rolls_back_what_it_made_when_the_engine_refuses_a_step() {
     )
     .id;
     rt.process(&mut store, t0()).unwrap();
-    let text = failure(&store);
+    let text = failure(&db);
     assert!(
         text.contains("employee 'ivanov' is not in team 'goods'"),
         "{text}"
     );
-    assert_eq!(count(&store, "SELECT count(*) FROM contacts"), 0);
-    assert_eq!(count(&store, "SELECT count(*) FROM deals"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM contacts"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM deals"), 0);
     assert_eq!(
         types(&store, lead_stream(id)),
         ["lead.created", "incident.recorded"]
@@ -473,9 +343,10 @@ fn convert_lead_rolls_back_what_it_made_when_the_engine_refuses_a_step() {
 
 /// A contact (phone), a company (INN) and an earlier lead (e-mail), made before the rules
 /// were activated; then a lead that matches all three.
-fn repeat_setup(rules: &str) -> (Runtime, Store, i64, i64) {
+fn repeat_setup(rules: &str) -> (Runtime, Db, Store, i64, i64) {
     let rt = runtime(rules);
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     exec(
         &mut store,
         &rt,
@@ -520,13 +391,13 @@ fn repeat_setup(rules: &str) -> (Runtime, Store, i64, i64) {
     )
     .id;
     rt.process(&mut store, t0()).unwrap();
-    (rt, store, earlier, id)
+    (rt, db, store, earlier, id)
 }
 
 #[test]
 fn detect_repeat_finds_the_client_by_phone_email_and_inn_and_links_it() {
-    let (_rt, store, earlier, id) = repeat_setup(&on_created("detect_repeat", ""));
-    assert!(incidents(&store).is_empty(), "{:?}", incidents(&store));
+    let (_rt, db, store, earlier, id) = repeat_setup(&on_created("detect_repeat", ""));
+    assert!(incidents(&db).is_empty(), "{:?}", incidents(&db));
     assert_eq!(
         payloads(&store, lead_stream(id), "lead.repeat_detected"),
         [
@@ -543,7 +414,8 @@ fn detect_repeat_finds_the_client_by_phone_email_and_inn_and_links_it() {
 
 #[test]
 fn detect_repeat_matches_only_what_by_names() {
-    let (_rt, store, earlier, id) = repeat_setup(&on_created("detect_repeat", "by = [\"email\"]"));
+    let (_rt, _db, store, earlier, id) =
+        repeat_setup(&on_created("detect_repeat", "by = [\"email\"]"));
     assert_eq!(
         payloads(&store, lead_stream(id), "lead.repeat_detected"),
         [json!({ "by": ["email"], "leads": [earlier] })]
@@ -560,7 +432,7 @@ fn detect_repeat_does_not_repeat_itself_when_nothing_changed() {
         on_created("detect_repeat", ""),
         on_created("detect_repeat", "").replace("id = \"r\"", "id = \"again\"")
     );
-    let (_rt, store, _earlier, id) = repeat_setup(&rules);
+    let (_rt, _db, store, _earlier, id) = repeat_setup(&rules);
     assert_eq!(
         payloads(&store, lead_stream(id), "lead.repeat_detected").len(),
         1
@@ -570,7 +442,7 @@ fn detect_repeat_does_not_repeat_itself_when_nothing_changed() {
 #[test]
 fn detect_repeat_appends_nothing_for_a_new_client() {
     let rt = runtime(&on_created("detect_repeat", ""));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     exec(
         &mut store,
         &rt,
@@ -594,13 +466,13 @@ fn detect_repeat_appends_nothing_for_a_new_client() {
     .id;
     rt.process(&mut store, t0()).unwrap();
     assert_eq!(types(&store, lead_stream(id)), ["lead.created"]);
-    assert!(incidents(&store).is_empty());
+    assert!(incidents(&db).is_empty());
 }
 
 #[test]
 fn detect_repeat_fails_on_an_unknown_match_kind() {
     let rt = runtime(&on_created("detect_repeat", "by = [\"phone\", \"fax\"]"));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     exec(
         &mut store,
         &rt,
@@ -608,7 +480,7 @@ fn detect_repeat_fails_on_an_unknown_match_kind() {
         Command::CreateLead(NewLead::default()),
     );
     rt.process(&mut store, t0()).unwrap();
-    let text = failure(&store);
+    let text = failure(&db);
     assert!(
         text.contains("detect_repeat: 'by' has \"fax\"; expected phone, email or inn"),
         "{text}"
@@ -619,7 +491,7 @@ fn detect_repeat_fails_on_an_unknown_match_kind() {
 fn detect_repeat_fails_on_a_deal() {
     let rules = "[[rules]]\nid = \"r\"\ntrigger = { on = \"created\", entity = \"deal\" }\n[[rules.robots]]\nrobot = \"detect_repeat\"\n";
     let rt = runtime(rules);
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     exec(
         &mut store,
         &rt,
@@ -630,7 +502,7 @@ fn detect_repeat_fails_on_a_deal() {
         }),
     );
     rt.process(&mut store, t0()).unwrap();
-    let text = failure(&store);
+    let text = failure(&db);
     assert!(
         text.contains("detect_repeat works on leads, but the rule is about deal-1"),
         "{text}"
@@ -658,7 +530,7 @@ fn company_lead(store: &mut Store, rt: &Runtime, extra: &[(&str, Value)]) -> i64
 #[test]
 fn find_or_create_company_creates_a_checked_company_and_links_it() {
     let rt = runtime(&on_created("find_or_create_company", ""));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     let id = company_lead(
         &mut store,
         &rt,
@@ -670,24 +542,9 @@ fn find_or_create_company_creates_a_checked_company_and_links_it() {
         ],
     );
     rt.process(&mut store, t0()).unwrap();
-    assert!(incidents(&store).is_empty(), "{:?}", incidents(&store));
-    let row: (i64, String, String, String, String, String) = store
-        .connection()
-        .query_row(
-            "SELECT id, name, inn, bik, bank_account, responsible FROM companies",
-            [],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            },
-        )
-        .unwrap();
+    assert!(incidents(&db).is_empty(), "{:?}", incidents(&db));
+    let row: (i64, String, String, String, String, String) =
+        db.row("SELECT id, name, inn, bik, bank_account, responsible FROM companies");
     assert_eq!(
         row,
         (
@@ -705,7 +562,7 @@ fn find_or_create_company_creates_a_checked_company_and_links_it() {
 #[test]
 fn find_or_create_company_finds_the_company_by_inn_and_fills_its_blanks() {
     let rt = runtime(&on_created("find_or_create_company", ""));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     exec(
         &mut store,
         &rt,
@@ -726,14 +583,10 @@ fn find_or_create_company_finds_the_company_by_inn_and_fills_its_blanks() {
         ],
     );
     rt.process(&mut store, t0()).unwrap();
-    assert!(incidents(&store).is_empty(), "{:?}", incidents(&store));
-    assert_eq!(count(&store, "SELECT count(*) FROM companies"), 1);
-    let (name, bik, account): (String, String, String) = store
-        .connection()
-        .query_row("SELECT name, bik, bank_account FROM companies", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
+    assert!(incidents(&db).is_empty(), "{:?}", incidents(&db));
+    assert_eq!(db.count("SELECT count(*) FROM companies"), 1);
+    let (name, bik, account): (String, String, String) =
+        db.row("SELECT name, bik, bank_account FROM companies");
     assert_eq!(
         (name.as_str(), bik.as_str(), account.as_str()),
         ("Stone", BIK, ACCOUNT)
@@ -775,15 +628,15 @@ fn find_or_create_company_names_the_bad_field_and_the_problem() {
     ];
     for (extra, want) in cases {
         let rt = runtime(&on_created("find_or_create_company", ""));
-        let mut store = store(&rt);
+        let (db, mut store) = store(&rt);
         let id = company_lead(&mut store, &rt, &extra);
         rt.process(&mut store, t0()).unwrap();
-        let text = failure(&store);
+        let text = failure(&db);
         assert!(
             text.contains(&format!("find_or_create_company: lead-{id}")) && text.contains(&want),
             "want {want:?} in {text:?}"
         );
-        assert_eq!(count(&store, "SELECT count(*) FROM companies"), 0, "{want}");
+        assert_eq!(db.count("SELECT count(*) FROM companies"), 0, "{want}");
         assert_eq!(lead(&store, id).company, None);
     }
 }
@@ -795,7 +648,7 @@ const REQUIRE: &str = "fields = [\"material\", \"dimensions\", \"budget\", \"com
 #[test]
 fn require_fields_asks_the_responsible_for_each_missing_field_and_records_an_incident() {
     let rt = runtime(&on_created("require_fields", REQUIRE));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     let id = exec(
         &mut store,
         &rt,
@@ -811,9 +664,9 @@ fn require_fields_asks_the_responsible_for_each_missing_field_and_records_an_inc
     rt.process(&mut store, t0()).unwrap();
     let want =
         format!("Fill in on Countertop (lead-{id}): material, dimensions, company_name or inn");
-    assert_eq!(inbox(&store), [("ivanov".to_owned(), want.clone())]);
+    assert_eq!(inbox(&db), [("ivanov".to_owned(), want.clone())]);
     assert_eq!(
-        incidents(&store),
+        incidents(&db),
         [("missing_fields".to_owned(), Some("ivanov".to_owned()), want)]
     );
 }
@@ -828,13 +681,13 @@ fn require_fields_is_quiet_when_everything_is_filled_or_the_condition_does_not_h
         ),
     ] {
         let rt = runtime(&on_created("require_fields", &params));
-        let mut store = store(&rt);
+        let (db, mut store) = store(&rt);
         let mut new = qualified_lead(&extra);
         new.client_type = Some("individual".into());
         let id = exec(&mut store, &rt, t0(), Command::CreateLead(new)).id;
         rt.process(&mut store, t0()).unwrap();
         assert_eq!(types(&store, lead_stream(id)), ["lead.created"], "{params}");
-        assert!(inbox(&store).is_empty());
+        assert!(inbox(&db).is_empty());
     }
 }
 
@@ -844,26 +697,26 @@ fn require_fields_checks_when_the_condition_holds() {
         "require_fields",
         "fields = [\"company_name|inn\", \"bank_account\", \"bik\"]\nwhen = 'lead.client_type == \"legal\"'",
     ));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     let mut new = qualified_lead(&[("inn", json!(INN))]);
     new.client_type = Some("legal".into());
     let id = exec(&mut store, &rt, t0(), Command::CreateLead(new)).id;
     rt.process(&mut store, t0()).unwrap();
     assert_eq!(
-        inbox(&store),
+        inbox(&db),
         [(
             "ivanov".to_owned(),
             format!("Fill in on Countertop (lead-{id}): bank_account, bik")
         )]
     );
     // No incident kind given: none recorded.
-    assert!(incidents(&store).is_empty());
+    assert!(incidents(&db).is_empty());
 }
 
 #[test]
 fn require_fields_fails_when_nobody_is_responsible_to_ask() {
     let rt = runtime(&on_created("require_fields", REQUIRE));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     let id = exec(
         &mut store,
         &rt,
@@ -875,14 +728,14 @@ fn require_fields_fails_when_nobody_is_responsible_to_ask() {
     )
     .id;
     rt.process(&mut store, t0()).unwrap();
-    let text = failure(&store);
+    let text = failure(&db);
     assert!(
         text.contains(&format!(
             "require_fields: lead-{id} has nobody responsible to ask; missing: budget, company_name or inn"
         )),
         "{text}"
     );
-    assert!(inbox(&store).is_empty());
+    assert!(inbox(&db).is_empty());
 }
 
 // ---- send_report ---------------------------------------------------------------------------
@@ -900,8 +753,9 @@ fn evening() -> DateTime<Utc> {
 
 /// The day's work: ivanov got two leads today (one converted) and one two days ago, and has
 /// an overdue task; petrova got one lead today, lost as spam.
-fn report_day(rt: &Runtime) -> Store {
-    let mut store = Store::open_in_memory().unwrap();
+fn report_day(rt: &Runtime) -> (Db, Store) {
+    let db = Db::new();
+    let mut store = db.open();
     let old = exec(
         &mut store,
         rt,
@@ -959,7 +813,7 @@ fn report_day(rt: &Runtime) -> Store {
             deal: None,
         }),
     );
-    store
+    (db, store)
 }
 
 /// The numbers of the table line that starts with `who`.
@@ -981,9 +835,9 @@ fn system() -> StreamId {
 #[test]
 fn send_report_gives_each_manager_the_kpi_of_their_teams() {
     let rt = runtime(&on_schedule("send_report", "to = \"manager\""));
-    let mut store = report_day(&rt);
+    let (db, mut store) = report_day(&rt);
     let report = rt.tick(&mut store, evening()).unwrap();
-    assert_eq!(report.incidents, 0, "{:?}", incidents(&store));
+    assert_eq!(report.incidents, 0, "{:?}", incidents(&db));
     let sent = payloads(&store, system(), "report.sent");
     let to: Vec<&Value> = sent.iter().map(|s| &s["to"]).collect();
     assert_eq!(to, [&json!(["smirnova"]), &json!(["volkov"])]);
@@ -1015,7 +869,7 @@ fn send_report_gives_each_manager_the_kpi_of_their_teams() {
             .all(|r| r["leads_in"] == 0 && r["overdue"] == 0),
         "{sent:?}"
     );
-    let messages = inbox(&store);
+    let messages = inbox(&db);
     assert_eq!(messages.len(), 2, "{messages:?}");
     let (to, text) = &messages[0];
     assert_eq!(to, "smirnova");
@@ -1035,12 +889,12 @@ fn send_report_to_a_team_reaches_every_member() {
         "send_report",
         "to = \"team\"\nteam = \"first_line\"\nperiod = \"12h\"",
     ));
-    let mut store = report_day(&rt);
+    let (db, mut store) = report_day(&rt);
     rt.tick(&mut store, evening()).unwrap();
     let sent = payloads(&store, system(), "report.sent");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["to"], json!(["ivanov", "petrova", "sidorov"]));
-    let to: Vec<String> = inbox(&store).into_iter().map(|(e, _)| e).collect();
+    let to: Vec<String> = inbox(&db).into_iter().map(|(e, _)| e).collect();
     assert_eq!(to, ["ivanov", "petrova", "sidorov"]);
 }
 
@@ -1050,7 +904,7 @@ fn send_report_to_an_employee_covers_the_team_given() {
         "send_report",
         "to = \"employee\"\nemployee = \"admin\"\nteam = \"first_line\"",
     ));
-    let mut store = report_day(&rt);
+    let (_db, mut store) = report_day(&rt);
     rt.tick(&mut store, evening()).unwrap();
     let sent = payloads(&store, system(), "report.sent");
     assert_eq!(sent.len(), 1);
@@ -1084,12 +938,12 @@ fn send_report_fails_without_anyone_to_send_to() {
         ),
     ] {
         let rt = runtime(&on_schedule("send_report", params));
-        let mut store = report_day(&rt);
+        let (db, mut store) = report_day(&rt);
         rt.tick(&mut store, evening()).unwrap();
-        let text = failure(&store);
+        let text = failure(&db);
         assert!(text.contains(want), "want {want:?} in {text:?}");
         assert!(payloads(&store, system(), "report.sent").is_empty());
-        assert!(inbox(&store).is_empty());
+        assert!(inbox(&db).is_empty());
     }
 }
 
@@ -1104,9 +958,9 @@ fn command_rules(script: &str, timeout: Option<&str>) -> String {
 }
 
 /// Runs a `command` rule on a new lead of ivanov's (with a phone): the lead's id.
-fn run_command(script: &str, timeout: Option<&str>) -> (Store, i64) {
+fn run_command(script: &str, timeout: Option<&str>) -> (Db, Store, i64) {
     let rt = runtime(&command_rules(script, timeout));
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     let id = exec(
         &mut store,
         &rt,
@@ -1120,7 +974,7 @@ fn run_command(script: &str, timeout: Option<&str>) -> (Store, i64) {
     )
     .id;
     rt.process(&mut store, t0()).unwrap();
-    (store, id)
+    (db, store, id)
 }
 
 #[test]
@@ -1140,9 +994,9 @@ cat <<'EOF'
 ]}
 EOF
 "#;
-    let (store, id) = run_command(script, None);
+    let (db, store, id) = run_command(script, None);
     assert_eq!(
-        incidents(&store),
+        incidents(&db),
         [(
             "external_check".to_owned(),
             Some("ivanov".to_owned()),
@@ -1167,7 +1021,7 @@ EOF
     assert_eq!(l.fields.get("material"), Some(&json!("granite")));
     assert_eq!(l.stage.as_str(), "in_work");
     assert_eq!(
-        inbox(&store),
+        inbox(&db),
         [(
             "ivanov".to_owned(),
             "External check done for Countertop".to_owned()
@@ -1177,8 +1031,8 @@ EOF
 
 #[test]
 fn command_that_exits_non_zero_is_an_incident_with_its_stderr() {
-    let (store, id) = run_command("cat >/dev/null; echo 'no licence' >&2; exit 3", None);
-    let text = failure(&store);
+    let (db, store, id) = run_command("cat >/dev/null; echo 'no licence' >&2; exit 3", None);
+    let text = failure(&db);
     assert!(
         text.contains("rule 'ext', robot 'command': command 'sh -c cat >/dev/null;"),
         "{text}"
@@ -1201,8 +1055,8 @@ fn command_that_exits_non_zero_is_an_incident_with_its_stderr() {
 #[test]
 fn command_that_runs_too_long_is_killed() {
     let started = std::time::Instant::now();
-    let (store, _) = run_command("sleep 5; echo '{\"actions\": []}'", Some("1s"));
-    let text = failure(&store);
+    let (db, _store, _) = run_command("sleep 5; echo '{\"actions\": []}'", Some("1s"));
+    let text = failure(&db);
     assert!(
         text.contains("did not finish within 1s; it was killed"),
         "{text}"
@@ -1231,8 +1085,8 @@ fn command_output_that_is_not_the_expected_json_is_an_incident() {
             "action 1 (notify): 'to' must be responsible, manager, team or employee",
         ),
     ] {
-        let (store, id) = run_command(script, None);
-        let text = failure(&store);
+        let (db, store, id) = run_command(script, None);
+        let text = failure(&db);
         assert!(text.contains(want), "{script}: want {want:?} in {text:?}");
         // The first action of a failing list is rolled back with the rest.
         assert_eq!(
@@ -1252,7 +1106,7 @@ fn command_output_that_is_not_the_expected_json_is_an_incident() {
 fn command_that_cannot_start_is_an_incident() {
     let rules = "[[rules]]\nid = \"ext\"\ntrigger = { on = \"created\", entity = \"lead\" }\n[[rules.robots]]\nrobot = \"command\"\nprogram = \"/nonexistent/robot\"\n";
     let rt = runtime(rules);
-    let mut store = store(&rt);
+    let (db, mut store) = store(&rt);
     exec(
         &mut store,
         &rt,
@@ -1260,7 +1114,7 @@ fn command_that_cannot_start_is_an_incident() {
         Command::CreateLead(NewLead::default()),
     );
     rt.process(&mut store, t0()).unwrap();
-    let text = failure(&store);
+    let text = failure(&db);
     assert!(
         text.contains("command '/nonexistent/robot': cannot start"),
         "{text}"

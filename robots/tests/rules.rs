@@ -1,25 +1,15 @@
 //! Rule sets checked against the built-in robots: a good set loads and is indexed by trigger;
 //! every kind of mistake is reported at its file, line and column, all at once.
 
-use leadflow_engine::config::{DEFAULT_CONFIG, Source};
 use leadflow_engine::rules::{RuleSet, Trigger, TriggerKey};
-use leadflow_engine::{Config, EntityKind, Event};
+use leadflow_engine::{EntityKind, Event};
 use leadflow_robots::Registry;
+use leadflow_testkit::{config, source, try_rule_set};
 
-fn config() -> Config {
-    Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap()
-}
-
+/// The rule file `rules/a.toml` on the default configuration: the rule set or each problem.
 fn load(text: &str) -> Result<RuleSet, Vec<String>> {
-    RuleSet::load(
-        &[Source {
-            path: "rules/a.toml".into(),
-            text: text.into(),
-        }],
-        &config(),
-        &Registry::builtin(),
-    )
-    .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    try_rule_set("rules/a.toml", text, &config())
+        .map_err(|e| e.0.iter().map(ToString::to_string).collect())
 }
 
 const QUALIFICATION: &str = r#"
@@ -237,14 +227,11 @@ fn bad_durations_cron_and_conditions_are_located() {
 
 #[test]
 fn every_error_in_every_file_is_reported_at_once() {
-    let bad = Source {
-        path: "rules/b.toml".into(),
-        text: rule("{ on = \"nope\" }", "  robot = \"teleport\""),
-    };
-    let also = Source {
-        path: "rules/c.toml".into(),
-        text: "rules = 5".into(),
-    };
+    let bad = source(
+        "rules/b.toml",
+        &rule("{ on = \"nope\" }", "  robot = \"teleport\""),
+    );
+    let also = source("rules/c.toml", "rules = 5");
     let errs = RuleSet::load(&[bad, also], &config(), &Registry::builtin())
         .unwrap_err()
         .0;
@@ -319,8 +306,7 @@ fn message_templates_are_checked_against_the_variables() {
 
 #[test]
 fn docs_rules_md_describes_every_robot_and_trigger() {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/RULES.md")).unwrap();
+    let doc = std::fs::read_to_string(leadflow_testkit::repo("docs/RULES.md")).unwrap();
     for robot in leadflow_engine::robot::RobotCatalog::robots(&Registry::builtin()) {
         assert!(
             doc.contains(&format!("| `{}` |", robot.name)),

@@ -1,59 +1,15 @@
-//! The rules runtime against an in-memory store: matching, robots, timers, exactly-once
-//! processing and the depth limit.
+//! The rules runtime against a store: matching, robots, timers, exactly-once processing and
+//! the depth limit.
 
 use chrono::{DateTime, TimeZone, Utc};
-use leadflow_engine::command::NewLead;
-use leadflow_engine::config::DEFAULT_CONFIG;
-use leadflow_engine::{Actor, Command, Config, Entity, EventMeta, Source, StreamId};
+use leadflow_engine::{Command, Entity, StreamId};
 use leadflow_robots::Runtime;
 use leadflow_store::Store;
+use leadflow_testkit::{Db, exec_as, ivanov, lead_stream, monday_10, runtime, types};
 
-fn config() -> Config {
-    Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap()
-}
-
-fn runtime(rules: &str) -> Runtime {
-    Runtime::load(
-        config(),
-        &[Source {
-            path: "rules.toml".into(),
-            text: rules.into(),
-        }],
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Monday 2 March 2026, 10:00 Moscow time.
-fn monday_10() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap()
-}
-
+/// A new lead from the web form by `admin` at `at`; its id.
 fn lead(store: &mut Store, rt: &Runtime, at: DateTime<Utc>, phone: &str) -> i64 {
-    let config = rt.config().clone();
-    let out = store
-        .write(at, |tx| {
-            tx.execute(
-                &config,
-                &Command::CreateLead(NewLead {
-                    title: Some("Countertop".into()),
-                    phones: vec![phone.into()],
-                    source: Some("web_form".into()),
-                    ..Default::default()
-                }),
-                &EventMeta::root(at, Actor::Employee("admin".into())),
-            )
-        })
-        .unwrap();
-    out.stream.id
-}
-
-fn types(store: &Store, stream: StreamId) -> Vec<String> {
-    store
-        .read_stream(stream)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
+    leadflow_testkit::create_lead(store, rt.config(), at, phone)
 }
 
 const QUALIFICATION: &str = r#"
@@ -90,7 +46,8 @@ working_time = true
 #[test]
 fn rules_assign_schedule_and_escalate_after_the_third_miss() {
     let rt = runtime(QUALIFICATION);
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     let t0 = monday_10();
     rt.activate(&mut store, t0).unwrap();
     let id = lead(&mut store, &rt, t0, "+7 912 000-00-01");
@@ -128,38 +85,16 @@ fn rules_assign_schedule_and_escalate_after_the_third_miss() {
         1,
         "{all:?}"
     );
-    let inbox: i64 = store
-        .connection()
-        .query_row(
-            "SELECT count(*) FROM inbox WHERE employee = 'smirnova' AND priority = 'high'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let inbox: i64 =
+        db.value("SELECT count(*) FROM inbox WHERE employee = 'smirnova' AND priority = 'high'");
     assert_eq!(inbox, 1);
     // Live projections equal a replay from the log.
     assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
 }
 
-fn count(store: &Store, sql: &str) -> i64 {
-    store.connection().query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
-fn lead_stream(id: i64) -> StreamId {
-    StreamId::new(leadflow_engine::EntityKind::Lead, id)
-}
-
+/// Runs a command as ivanov, then the rules.
 fn run_cmd(store: &mut Store, rt: &Runtime, at: DateTime<Utc>, cmd: Command) {
-    let config = rt.config().clone();
-    store
-        .write(at, |tx| {
-            tx.execute(
-                &config,
-                &cmd,
-                &EventMeta::root(at, Actor::Employee("ivanov".into())),
-            )
-        })
-        .unwrap();
+    exec_as(store, rt.config(), ivanov(), at, &cmd);
     rt.process(store, at).unwrap();
 }
 
@@ -189,7 +124,8 @@ value = "again {lead.version}"
         1,
         "the loop is warned about statically"
     );
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     let t0 = monday_10();
     rt.activate(&mut store, t0).unwrap();
     let id = lead(&mut store, &rt, t0, "+79120000001");
@@ -199,30 +135,17 @@ value = "again {lead.version}"
     let seen = types(&store, lead_stream(id));
     let updates = seen.iter().filter(|t| *t == "lead.updated").count();
     // The human's update, then one robot update per level up to the limit.
-    let texts: Vec<String> = store
-        .connection()
-        .prepare("SELECT text FROM incidents")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let texts: Vec<String> = db.column("SELECT text FROM incidents");
     assert_eq!(
         updates,
         1 + leadflow_robots::runtime::DEPTH_LIMIT,
         "{seen:?} {texts:?}"
     );
     assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM incidents WHERE kind = 'depth_limit'"
-        ),
+        db.count("SELECT count(*) FROM incidents WHERE kind = 'depth_limit'"),
         1
     );
-    let text: String = store
-        .connection()
-        .query_row("SELECT text FROM incidents", [], |r| r.get(0))
-        .unwrap();
+    let text: String = db.value("SELECT text FROM incidents");
     assert!(text.contains("depth 16"), "{text}");
     // Processing is finished: nothing left behind the cursor.
     assert_eq!(rt.process(&mut store, t0).unwrap().processed, 0);
@@ -281,21 +204,23 @@ fn delayed_robots_run_when_due_and_are_cancelled_when_the_lead_leaves_the_stage(
     let t0 = monday_10();
 
     // Stays in the stage: both fire.
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     rt.activate(&mut store, t0).unwrap();
     let id = take_in_work(&mut store, &rt, t0);
     assert_eq!(
-        count(&store, "SELECT count(*) FROM timers WHERE what = 'robots'"),
+        db.count("SELECT count(*) FROM timers WHERE what = 'robots'"),
         2
     );
     rt.tick(&mut store, t0 + chrono::Duration::hours(3))
         .unwrap();
-    assert_eq!(count(&store, "SELECT count(*) FROM inbox"), 2);
+    assert_eq!(db.count("SELECT count(*) FROM inbox"), 2);
     let seen = types(&store, lead_stream(id));
     assert_eq!(seen.iter().filter(|t| *t == "robots.resumed").count(), 2);
 
     // Leaves the stage after 30 minutes: the plain delay is cancelled, survive_move is not.
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     rt.activate(&mut store, t0).unwrap();
     let id = take_in_work(&mut store, &rt, t0);
     let mut changes = std::collections::BTreeMap::new();
@@ -319,14 +244,7 @@ fn delayed_robots_run_when_due_and_are_cancelled_when_the_lead_leaves_the_stage(
     );
     rt.tick(&mut store, t0 + chrono::Duration::hours(3))
         .unwrap();
-    let texts: Vec<String> = store
-        .connection()
-        .prepare("SELECT text FROM inbox")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let texts: Vec<String> = db.column("SELECT text FROM inbox");
     assert_eq!(texts, ["Two hours since Countertop was taken"]);
     assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
 }
@@ -352,7 +270,8 @@ to = "responsible"
 text = "never sent"
 "#,
     );
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     let t0 = monday_10();
     rt.activate(&mut store, t0).unwrap();
     let id = lead(&mut store, &rt, t0, "+79120000001");
@@ -361,12 +280,8 @@ text = "never sent"
         types(&store, lead_stream(id)),
         ["lead.created", "lead.assigned", "incident.recorded"]
     );
-    let (kind, employee, text): (String, String, String) = store
-        .connection()
-        .query_row("SELECT kind, employee, text FROM incidents", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
+    let (kind, employee, text): (String, String, String) =
+        db.row("SELECT kind, employee, text FROM incidents");
     assert_eq!(
         (kind.as_str(), employee.as_str()),
         ("robot_failed", "petrova")
@@ -418,7 +333,8 @@ robot = "record_incident"
 kind = "task_late"
 "#,
     );
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     let t0 = monday_10();
     rt.activate(&mut store, t0).unwrap();
     let id = lead(&mut store, &rt, t0, "+79120000001"); // web_form: no from_calls
@@ -463,14 +379,7 @@ kind = "task_late"
     }
     rt.tick(&mut store, t0 + chrono::Duration::hours(2))
         .unwrap();
-    let kinds: Vec<String> = store
-        .connection()
-        .prepare("SELECT kind FROM incidents ORDER BY position")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let kinds: Vec<String> = db.column("SELECT kind FROM incidents ORDER BY position");
     assert_eq!(
         kinds,
         ["budget_changed", "lost_spam", "task_done", "task_late"]
@@ -496,30 +405,30 @@ robot = "record_incident"
 kind = "evening"
 "#,
     );
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     let t0 = monday_10();
     rt.activate(&mut store, t0).unwrap();
     lead(&mut store, &rt, t0, "+79120000001");
     rt.process(&mut store, t0).unwrap();
-    let kinds = |store: &Store, kind: &str| {
-        count(
-            store,
-            &format!("SELECT count(*) FROM incidents WHERE kind = '{kind}'"),
-        )
+    let kinds = |kind: &str| {
+        db.count(&format!(
+            "SELECT count(*) FROM incidents WHERE kind = '{kind}'"
+        ))
     };
     // Monday 17:59 Moscow: nothing yet; 18:00: the evening rule, once however often we tick.
     let at = |d: u32, h: u32, m: u32| Utc.with_ymd_and_hms(2026, 3, d, h, m, 0).unwrap();
     rt.tick(&mut store, at(2, 14, 59)).unwrap();
-    assert_eq!(kinds(&store, "evening"), 0);
+    assert_eq!(kinds("evening"), 0);
     rt.tick(&mut store, at(2, 15, 0)).unwrap();
     rt.tick(&mut store, at(2, 15, 30)).unwrap();
-    assert_eq!(kinds(&store, "evening"), 1);
+    assert_eq!(kinds("evening"), 1);
     assert_eq!(rt.next_schedule(at(2, 15, 30)), Some(at(3, 15, 0)));
     // Thursday: three days without activity, once.
     rt.tick(&mut store, at(5, 7, 0)).unwrap();
     rt.tick(&mut store, at(5, 8, 0)).unwrap();
-    assert_eq!(kinds(&store, "forgotten_lead"), 1);
+    assert_eq!(kinds("forgotten_lead"), 1);
     // Three evenings passed on the way (Tue–Wed… only the latest fires after a gap).
-    assert_eq!(kinds(&store, "evening"), 2);
+    assert_eq!(kinds("evening"), 2);
     assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
 }

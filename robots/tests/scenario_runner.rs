@@ -7,6 +7,7 @@
 //! fails as well if the runner reports a check that holds.
 
 use leadflow_robots::scenario::{Mismatch, Scenario};
+use leadflow_testkit::{ASSIGN_AND_QUALIFY_RULES, scenario_folder};
 
 /// Runs a scenario on a fresh in-memory store.
 fn run(
@@ -15,48 +16,6 @@ fn run(
     let mut store = leadflow_store::Store::open_in_memory().expect("an in-memory store opens");
     leadflow_robots::scenario::run_in(scenario, &mut store)
 }
-
-/// A temporary folder removed on drop (the robots crate has no tempfile dependency).
-struct Dir(std::path::PathBuf);
-
-impl Dir {
-    fn new() -> Dir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "leadflow-scenario-runner-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(p.join("rules")).unwrap();
-        Dir(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A lead-created rule that assigns round-robin in the first line and schedules a deadline.
-const RULES: &str = r#"
-[[rules]]
-id = "assign-first-line"
-trigger = { on = "created", entity = "lead" }
-
-  [[rules.robots]]
-  robot = "assign"
-  strategy = "round_robin"
-  team = "first_line"
-
-  [[rules.robots]]
-  robot = "schedule_deadline"
-  name = "qualification"
-  after = "2h"
-  working_time = true
-"#;
 
 /// The scenario's first step: a lead that the rule assigns to ivanov.
 const HEAD: &str = r#"
@@ -70,10 +29,8 @@ args = { title = "Countertop", phones = ["+7 912 000-00-01"], source = "web_form
 
 /// Runs `HEAD` followed by `steps`; returns the mismatches.
 fn mismatches(steps: &str) -> Vec<Mismatch> {
-    let dir = Dir::new();
-    std::fs::write(dir.0.join("rules/assign.toml"), RULES).unwrap();
-    std::fs::write(dir.0.join("scenario.toml"), format!("{HEAD}{steps}")).unwrap();
-    let scenario = Scenario::load(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let dir = scenario_folder(ASSIGN_AND_QUALIFY_RULES, &format!("{HEAD}{steps}"));
+    let scenario = Scenario::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     run(&scenario).unwrap().mismatches
 }
 

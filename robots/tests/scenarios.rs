@@ -5,7 +5,8 @@
 use leadflow_engine::rules::RuleSet;
 use leadflow_robots::Registry;
 use leadflow_robots::scenario::{Scenario, ScenarioError};
-use std::path::{Path, PathBuf};
+use leadflow_testkit::{ASSIGN_AND_QUALIFY_RULES, TempDir, repo, scenario_folder};
+use std::path::PathBuf;
 
 /// Runs a scenario on a fresh in-memory store.
 fn run(
@@ -16,7 +17,7 @@ fn run(
 }
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios")
+    repo("examples/scenarios")
 }
 
 /// Loads and runs one example scenario; every mismatch fails the test, all of them listed.
@@ -61,64 +62,10 @@ fn e_reanimation() {
 }
 
 /// Writes a scenario (and a one-rule rule set) into a temporary folder and loads it.
-fn scratch(scenario: &str) -> (tempdir::Dir, Result<Scenario, ScenarioError>) {
-    let dir = tempdir::Dir::new();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    std::fs::write(
-        dir.path().join("rules/assign.toml"),
-        r#"
-[[rules]]
-id = "assign-first-line"
-trigger = { on = "created", entity = "lead" }
-
-  [[rules.robots]]
-  robot = "assign"
-  strategy = "round_robin"
-  team = "first_line"
-
-  [[rules.robots]]
-  robot = "schedule_deadline"
-  name = "qualification"
-  after = "2h"
-  working_time = true
-"#,
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("scenario.toml"), scenario).unwrap();
+fn scratch(scenario: &str) -> (TempDir, Result<Scenario, ScenarioError>) {
+    let dir = scenario_folder(ASSIGN_AND_QUALIFY_RULES, scenario);
     let loaded = Scenario::load(dir.path());
     (dir, loaded)
-}
-
-/// A temporary folder removed on drop (the robots crate has no tempfile dependency).
-mod tempdir {
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Dir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "leadflow-scenario-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 const HEADER: &str = r#"
@@ -264,7 +211,7 @@ expect = [{ type = "deadline.elapsed", stream = "lead-1", actor = "system", with
 "#;
     let (_dir, loaded) = scratch(text);
     let scenario = loaded.unwrap();
-    let mut store = leadflow_store::Store::open_in_memory().unwrap();
+    let mut store = leadflow_testkit::memory_store();
     let outcome = leadflow_robots::scenario::run_in(&scenario, &mut store).unwrap();
     assert!(outcome.passed(), "{:#?}", outcome.mismatches);
     // The advance ended three days on, but the deadline fired at its own time on the way.

@@ -5,71 +5,35 @@
 //! scenario times are read like `--now`: in the calendar's zone, bounded.
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use leadflow_engine::command::NewLead;
-use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_engine::rules::{RuleSet, Trigger};
-use leadflow_engine::{Actor, Command, Config, EventMeta, Source};
 use leadflow_robots::{Registry, Runtime};
 use leadflow_store::Store;
-
-fn config() -> Config {
-    Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap()
-}
+use leadflow_testkit::{
+    Db, config, create_lead, memory_store, monday_10 as t0, rule_set, try_rule_set,
+};
 
 /// The rule set loaded (it must be valid), then changed by `edit`.
 fn runtime(rules: &str, edit: impl FnOnce(&mut RuleSet)) -> Runtime {
-    let registry = Registry::builtin();
-    let mut set = RuleSet::load(
-        &[Source {
-            path: "rules.toml".into(),
-            text: rules.into(),
-        }],
-        &config(),
-        &registry,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut set = rule_set(rules, &config());
     edit(&mut set);
-    Runtime::new(config(), set, registry)
+    Runtime::new(config(), set, Registry::builtin())
 }
 
-/// Monday 2 March 2026, 10:00 Moscow time.
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap()
-}
-
+/// A new lead from the web form by `admin` at `at`.
 fn lead(store: &mut Store, at: DateTime<Utc>) {
-    store
-        .write(at, |tx| {
-            tx.execute(
-                &config(),
-                &Command::CreateLead(NewLead {
-                    title: Some("Countertop".into()),
-                    phones: vec!["+79120000001".into()],
-                    source: Some("web_form".into()),
-                    ..Default::default()
-                }),
-                &EventMeta::root(at, Actor::Employee("admin".into())),
-            )
-        })
-        .unwrap();
+    create_lead(store, &config(), at, "+79120000001");
 }
 
 /// `(kind, rule, text)` of every incident.
-fn incidents(store: &Store) -> Vec<(String, String, String)> {
-    let mut stmt = store
-        .connection()
-        .prepare("SELECT kind, coalesce(rule, ''), text FROM incidents ORDER BY position")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+fn incidents(db: &Db) -> Vec<(String, String, String)> {
+    db.rows("SELECT kind, coalesce(rule, ''), text FROM incidents ORDER BY position")
 }
 
 /// Two leads, each processed: the first robot failure must not stop the second lead's rules,
 /// nor leave the cursor behind. Returns the incidents.
 fn two_leads_fail_alone(rt: &Runtime) -> Vec<(String, String, String)> {
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     rt.activate(&mut store, t0()).unwrap();
     lead(&mut store, t0());
     let first = rt.process(&mut store, t0()).unwrap();
@@ -83,7 +47,7 @@ fn two_leads_fail_alone(rt: &Runtime) -> Vec<(String, String, String)> {
         "the cursor is at the head"
     );
     rt.tick(&mut store, t0() + TimeDelta::days(1)).unwrap();
-    let all = incidents(&store);
+    let all = incidents(&db);
     assert_eq!(all.len(), 2, "{all:?}");
     assert!(
         all.iter().all(|(kind, _, _)| kind == "robot_failed"),
@@ -215,7 +179,8 @@ kind = "idle"
             *after = TimeDelta::MAX;
         },
     );
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     rt.activate(&mut store, t0()).unwrap();
     lead(&mut store, t0());
     rt.process(&mut store, t0()).unwrap();
@@ -223,14 +188,13 @@ kind = "idle"
     let report = rt.tick(&mut store, later).unwrap();
     assert_eq!(report.incidents, 0, "{report:?}");
     assert_eq!(rt.next_wake(&store, later).unwrap(), None);
-    assert!(incidents(&store).is_empty());
+    assert!(incidents(&db).is_empty());
 }
 
 /// A scenario's own text, checked as if it were the seed scenario B's file (whose rules it
 /// then uses).
 fn scenario(text: &str) -> Result<leadflow_robots::scenario::Scenario, String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/scenarios/b-qualification/scenario.toml");
+    let path = leadflow_testkit::repo("examples/scenarios/b-qualification/scenario.toml");
     leadflow_robots::scenario::Scenario::parse(&path, text).map_err(|e| e.to_string())
 }
 
@@ -258,7 +222,7 @@ fn scenario_times_are_read_in_the_calendar_zone_and_bounded() {
 /// rule's `robots.delayed`, by rule.
 fn delayed_due_times(rules: &str) -> Vec<(String, DateTime<Utc>)> {
     let rt = runtime(rules, |_| {});
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = memory_store();
     rt.activate(&mut store, t0()).unwrap();
     lead(&mut store, t0());
     rt.process(&mut store, t0()).unwrap();
@@ -334,14 +298,10 @@ kind = "never"
 
 #[test]
 fn a_working_time_delay_is_bounded_in_working_days() {
-    let registry = Registry::builtin();
-    let err = RuleSet::load(
-        &[Source {
-            path: "rules.toml".into(),
-            text: DELAYED.replace("delay = \"1h\"", "delay = \"367d\"\ndelay_working = true"),
-        }],
+    let err = try_rule_set(
+        "rules.toml",
+        &DELAYED.replace("delay = \"1h\"", "delay = \"367d\"\ndelay_working = true"),
         &config(),
-        &registry,
     )
     .unwrap_err()
     .to_string();
@@ -361,7 +321,6 @@ fn a_working_time_delay_is_bounded_in_working_days() {
 
 #[test]
 fn a_signed_working_time_duration_is_refused_like_any_other() {
-    let registry = Registry::builtin();
     let text = r#"
 [[rules]]
 id = "waits"
@@ -374,16 +333,9 @@ working_time = true
 robot = "record_incident"
 kind = "never"
 "#;
-    let err = RuleSet::load(
-        &[Source {
-            path: "rules.toml".into(),
-            text: text.into(),
-        }],
-        &config(),
-        &registry,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = try_rule_set("rules.toml", text, &config())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("rules.toml:7:7: rule 'waits': robot 'wait': bad duration '-1d'"),
         "{err}"

@@ -1,22 +1,16 @@
 //! The `match_keys` projection: normalised phones, e-mails and INNs of leads, contacts and
 //! companies, kept up to date by every change, rebuilt by replay and compared by verify.
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use leadflow_engine::command::{NewCompany, NewLead};
-use leadflow_engine::{Actor, Command, Config, EntityKind, EventMeta};
+use leadflow_engine::{Command, Config, EntityKind};
 use leadflow_store::{MatchKey, Store};
+use leadflow_testkit::{Db, config, exec_as, ivanov, memory_store, t0};
 use serde_json::Value;
 
-fn config() -> Config {
-    Config::from_toml("leadflow.toml", leadflow_engine::config::DEFAULT_CONFIG).unwrap()
-}
-
+/// Runs a command as ivanov at `t0`.
 fn run(store: &mut Store, config: &Config, cmd: Command) {
-    let at = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
-    let meta = EventMeta::root(at, Actor::Employee("ivanov".into()));
-    store
-        .write(at, |tx| tx.execute(config, &cmd, &meta))
-        .unwrap();
+    exec_as(store, config, ivanov(), t0(), &cmd);
 }
 
 fn find(store: &mut Store, what: MatchKey, value: &str, kind: EntityKind) -> Vec<i64> {
@@ -30,7 +24,8 @@ fn find(store: &mut Store, what: MatchKey, value: &str, kind: EntityKind) -> Vec
 #[test]
 fn match_keys_follow_every_change_and_equal_a_replay() {
     let config = config();
-    let mut store = Store::open_in_memory().unwrap();
+    let db = Db::new();
+    let mut store = db.open();
     run(
         &mut store,
         &config,
@@ -142,10 +137,7 @@ fn match_keys_follow_every_change_and_equal_a_replay() {
         [1]
     );
     // An edited index row is a difference verify reports.
-    store
-        .connection()
-        .execute_batch("DELETE FROM match_keys WHERE what = 'email'")
-        .unwrap();
+    db.tamper("DELETE FROM match_keys WHERE what = 'email'");
     let diffs = store.verify_projections(&mut |_| {}).unwrap();
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert_eq!(diffs[0].table, "match_keys");
@@ -154,7 +146,7 @@ fn match_keys_follow_every_change_and_equal_a_replay() {
 #[test]
 fn a_phone_with_an_extension_matches_the_same_line_without_one() {
     let config = config();
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = memory_store();
     run(
         &mut store,
         &config,

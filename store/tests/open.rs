@@ -2,6 +2,7 @@
 //! what it waits for, and the files that are not leadflow databases, each refused by name.
 
 use leadflow_store::{Error, Options, Store};
+use leadflow_testkit::Db;
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,8 +24,7 @@ fn existing() -> Options {
 fn a_writer_that_cannot_get_the_write_lock_says_it_timed_out_waiting_for_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = created(dir.path());
-    let other = rusqlite::Connection::open(&path).unwrap();
-    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let other = Db::at(&path).hold_write_lock();
     // Opening for writing takes no lock when nothing needs migrating.
     let mut store = Store::open(&path, &existing()).unwrap();
     let err = store
@@ -41,7 +41,7 @@ fn a_writer_that_cannot_get_the_write_lock_says_it_timed_out_waiting_for_it() {
     // Reading goes on meanwhile.
     let reader = Store::open_read(&path, &existing()).unwrap();
     assert_eq!(reader.last_position().unwrap(), 0);
-    other.execute_batch("COMMIT").unwrap();
+    other.commit();
     store
         .write(chrono::Utc::now(), |_tx| Ok::<_, Error>(()))
         .unwrap();
@@ -51,19 +51,12 @@ fn a_writer_that_cannot_get_the_write_lock_says_it_timed_out_waiting_for_it() {
 fn a_read_of_a_database_that_needs_migrating_says_so_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = created(dir.path());
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE rule_cursor; PRAGMA user_version = 1;")
-        .unwrap();
-    drop(conn);
+    Db::at(&path).tamper("DROP TABLE rule_cursor; PRAGMA user_version = 1;");
     let err = Store::open_read(&path, &existing()).unwrap_err();
     assert!(matches!(err, Error::NeedsUpgrade { .. }), "{err:?}");
     assert!(err.to_string().contains("schema version 1"), "{err}");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
+    let version: i64 = Db::at(&path).value("PRAGMA user_version");
     assert_eq!(version, 1, "a read migrated the database");
-    drop(conn);
     // A writer migrates it.
     drop(Store::open(&path, &existing()).unwrap());
     Store::open_read(&path, &existing()).unwrap();
@@ -73,9 +66,7 @@ fn a_read_of_a_database_that_needs_migrating_says_so_and_changes_nothing() {
 fn a_missing_projection_table_is_rebuilt_by_a_writer_and_refused_by_a_reader() {
     let dir = tempfile::tempdir().unwrap();
     let path = created(dir.path());
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE escalations").unwrap();
-    drop(conn);
+    Db::at(&path).tamper("DROP TABLE escalations");
     let err = Store::open_read(&path, &existing()).unwrap_err();
     assert!(err.to_string().contains("escalations"), "{err}");
     let mut store = Store::open(&path, &existing()).unwrap();
@@ -154,22 +145,13 @@ fn a_full_disk_and_io_errors_name_the_file() {
     assert!(write.contains(&path.display().to_string()), "{write}");
 }
 
-/// A clock stopped at one time.
-struct Stopped(chrono::DateTime<chrono::Utc>);
-
-impl leadflow_engine::Clock for Stopped {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.0
-    }
-}
-
 #[test]
 fn write_with_stamps_the_clock_but_never_before_the_logs_last_recorded_at() {
     use leadflow_engine::command::NewLead;
-    use leadflow_engine::{Actor, Command, Config, EventMeta};
+    use leadflow_engine::{Command, ManualClock};
     use leadflow_store::{LogFilter, parse_time};
-    let config =
-        Config::from_toml("leadflow.toml", leadflow_engine::config::DEFAULT_CONFIG).unwrap();
+    use leadflow_testkit::{config, ivanov, meta};
+    let config = config();
     let t = |s: &str| parse_time(s).unwrap();
     let lead = || {
         Command::CreateLead(NewLead {
@@ -178,9 +160,9 @@ fn write_with_stamps_the_clock_but_never_before_the_logs_last_recorded_at() {
             ..Default::default()
         })
     };
-    let meta = EventMeta::root(t("2026-03-02T09:00:00Z"), Actor::Employee("ivanov".into()));
-    let mut store = Store::open_in_memory().unwrap();
-    let clock = Stopped(t("2026-03-02T10:00:00Z"));
+    let meta = meta(t("2026-03-02T09:00:00Z"), ivanov());
+    let mut store = leadflow_testkit::memory_store();
+    let clock = ManualClock::new(t("2026-03-02T10:00:00Z"));
     store
         .write_with(&clock, |tx| tx.execute(&config, &lead(), &meta))
         .unwrap();

@@ -1,30 +1,21 @@
 //! Store behaviour on in-memory and temporary databases: appends, conflicts, projections,
 //! replay and the hash chain.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use leadflow_engine::command::{NewDeal, NewLead};
-use leadflow_engine::{Actor, Command, Config, Entity, EntityKind, EventMeta, StreamId};
+use leadflow_engine::{Command, Config, Entity, EntityKind, StreamId};
 use leadflow_store::{Error, Options, Store};
+use leadflow_testkit::query::{pragma, stage_history};
+use leadflow_testkit::{Db, config, ivanov, memory_store, meta, t0, try_exec};
 
-fn config() -> Config {
-    Config::from_toml("leadflow.toml", leadflow_engine::config::DEFAULT_CONFIG).unwrap()
-}
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
-}
-
-fn meta(at: DateTime<Utc>) -> EventMeta {
-    EventMeta::root(at, Actor::Employee("ivanov".into()))
-}
-
+/// Executes `cmd` as ivanov at `at`.
 fn run(
     store: &mut Store,
     config: &Config,
     cmd: Command,
     at: DateTime<Utc>,
 ) -> Result<leadflow_store::Executed, Error> {
-    store.write(at, |tx| tx.execute(config, &cmd, &meta(at)))
+    try_exec(store, config, ivanov(), at, &cmd)
 }
 
 fn new_lead(phone: &str) -> Command {
@@ -39,7 +30,7 @@ fn new_lead(phone: &str) -> Command {
 #[test]
 fn a_created_lead_is_projected_and_its_stream_has_one_event() {
     let config = config();
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = memory_store();
     let out = run(&mut store, &config, new_lead("8 912 345-67-89"), t0()).unwrap();
     assert_eq!(out.stream, StreamId::new(EntityKind::Lead, 1));
     let Some(Entity::Lead(lead)) = store.load(out.stream).unwrap() else {
@@ -54,7 +45,7 @@ fn a_created_lead_is_projected_and_its_stream_has_one_event() {
 #[test]
 fn a_rejected_command_appends_nothing() {
     let config = config();
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = memory_store();
     run(&mut store, &config, new_lead("+7 912 000 00 00"), t0()).unwrap();
     let err = run(
         &mut store,
@@ -78,7 +69,7 @@ fn a_rejected_command_appends_nothing() {
 #[test]
 fn a_stale_expected_version_is_a_conflict_and_appends_nothing() {
     let config = config();
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = memory_store();
     run(&mut store, &config, new_lead("+7 912 000 00 00"), t0()).unwrap();
     let stream = StreamId::new(EntityKind::Lead, 1);
     let ev = leadflow_engine::Event::LeadAssigned(leadflow_engine::event::Assigned {
@@ -87,7 +78,7 @@ fn a_stale_expected_version_is_a_conflict_and_appends_nothing() {
     });
     let err = store
         .write(t0(), |tx| {
-            tx.append(stream, 0, std::slice::from_ref(&ev), &meta(t0()))
+            tx.append(stream, 0, std::slice::from_ref(&ev), &meta(t0(), ivanov()))
         })
         .unwrap_err();
     assert!(
@@ -107,7 +98,7 @@ fn a_stale_expected_version_is_a_conflict_and_appends_nothing() {
 #[test]
 fn stage_history_records_entered_and_left_times() {
     let config = config();
-    let mut store = Store::open_in_memory().unwrap();
+    let mut store = memory_store();
     run(&mut store, &config, new_lead("+7 912 000 00 00"), t0()).unwrap();
     run(
         &mut store,
@@ -131,11 +122,7 @@ fn stage_history_records_entered_and_left_times() {
         later,
     )
     .unwrap();
-    let visits = leadflow_store::query::stage_history(
-        store.connection(),
-        StreamId::new(EntityKind::Lead, 1),
-    )
-    .unwrap();
+    let visits = stage_history(&store, StreamId::new(EntityKind::Lead, 1));
     assert_eq!(visits.len(), 2);
     assert_eq!(
         (visits[0].stage.as_str(), visits[0].left_at),
@@ -209,9 +196,7 @@ fn a_database_from_a_newer_leadflow_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.db");
     drop(Store::open(&path, &Options::default()).unwrap());
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("PRAGMA user_version = 99").unwrap();
-    drop(conn);
+    Db::at(&path).tamper("PRAGMA user_version = 99");
     let before = std::fs::read(&path).unwrap();
     let err = Store::open(&path, &Options::default()).unwrap_err();
     assert!(
@@ -235,27 +220,23 @@ fn a_store_opened_with_default_options_commits_with_synchronous_full() {
     // SQLite's PRAGMA synchronous: 0 off, 1 normal, 2 full, 3 extra.
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("x.db"), &Options::default()).unwrap();
-    let mode: i64 = store
-        .connection()
-        .query_row("PRAGMA synchronous", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, 2, "a default store does not fsync every commit");
-    let mode: i64 = Store::open_in_memory()
-        .unwrap()
-        .connection()
-        .query_row("PRAGMA synchronous", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, 2, "an in-memory store differs from a file");
+    assert_eq!(
+        pragma(&store, "synchronous"),
+        "Integer(2)",
+        "a default store does not fsync every commit"
+    );
+    assert_eq!(
+        pragma(&memory_store(), "synchronous"),
+        "Integer(2)",
+        "an in-memory store differs from a file"
+    );
 }
 
 #[test]
 fn a_foreign_sqlite_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE x (y)")
-        .unwrap();
+    Db::at(&path).tamper("CREATE TABLE x (y)");
     let err = Store::open(&path, &Options::default()).unwrap_err();
     assert!(
         err.to_string().contains("is not a leadflow database"),
@@ -279,9 +260,9 @@ fn a_write_after_an_interrupted_replay_first_catches_the_projections_up() {
         .unwrap();
     }
     // Another process began a replay: tables emptied, checkpoint back to 0, then it died.
-    let other = rusqlite::Connection::open(&path).unwrap();
-    other.execute_batch("DELETE FROM leads; DELETE FROM stage_history; UPDATE projection_state SET position = 0;").unwrap();
-    drop(other);
+    Db::at(&path).tamper(
+        "DELETE FROM leads; DELETE FROM stage_history; UPDATE projection_state SET position = 0;",
+    );
     run(
         &mut store,
         &config,
@@ -315,13 +296,8 @@ fn appending_after_the_newest_events_were_cut_off_is_refused_as_corruption() {
         )
         .unwrap();
     }
-    let other = rusqlite::Connection::open(&path).unwrap();
-    other
-        .execute_batch(
-            "DELETE FROM events WHERE position = 3; DELETE FROM streams WHERE entity_id = 3;",
-        )
-        .unwrap();
-    drop(other);
+    Db::at(&path)
+        .tamper("DELETE FROM events WHERE position = 3; DELETE FROM streams WHERE entity_id = 3;");
     let err = run(&mut store, &config, new_lead("+7 912 000 00 99"), t0()).unwrap_err();
     assert!(err.to_string().contains("the log is broken at position 3: the projections reflect the log up to position 3, but the log ends at 2"), "{err}");
     assert_eq!(store.last_position().unwrap(), 2);

@@ -32,11 +32,12 @@
 // ban on printing, meant for the libraries, does not apply to it.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Duration as TimeDelta, Utc};
 use leadflow_engine::command::NewLead;
 use leadflow_engine::event::{Assigned, LeadCreated, StageChanged, Updated};
 use leadflow_engine::{Actor, Command, Config, Entity, EntityKind, Event, EventMeta, StreamId};
 use leadflow_store::{Options, Store, Synchronous};
+use leadflow_testkit::{config, t0};
 use leadflow_tests::raw;
 use rusqlite::{Connection, params};
 use serde_json::Value;
@@ -78,7 +79,7 @@ fn main() -> Result<()> {
         } else {
             Synchronous::Full
         };
-        remove_db(db);
+        raw::remove_db(db);
         let options = Options {
             synchronous,
             ..Options::default()
@@ -119,7 +120,7 @@ fn main() -> Result<()> {
         } else {
             Synchronous::Off
         };
-        remove_db(db);
+        raw::remove_db(db);
         let options = Options {
             synchronous,
             ..Options::default()
@@ -154,7 +155,7 @@ fn main() -> Result<()> {
     let memory = bench_memory(&settings, &import)?;
     took("4. peak memory of replay");
     for db in [&import.ours_db, &import.raw_db] {
-        remove_db(db);
+        raw::remove_db(db);
     }
 
     let report = Report {
@@ -240,10 +241,6 @@ impl Settings {
 }
 
 // ---- the workload --------------------------------------------------------------------------
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
-}
 
 fn fmt_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
@@ -418,17 +415,9 @@ impl Gen {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-fn remove_db(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
 fn fresh(settings: &Settings, name: &str) -> PathBuf {
     let path = settings.dir.join(name);
-    remove_db(&path);
+    raw::remove_db(&path);
     path
 }
 
@@ -670,11 +659,6 @@ struct Single {
     commands: u64,
 }
 
-fn config() -> Config {
-    Config::from_toml("leadflow.toml", leadflow_engine::config::DEFAULT_CONFIG)
-        .expect("the default config is valid")
-}
-
 /// `n` writes through the engine: create a lead, move it to `in_work`, create the next…
 fn ours_single(path: &Path, config: &Config, n: u64, options: &Options) -> Result<Cost> {
     let mut store = Store::open(path, options)?;
@@ -737,7 +721,7 @@ fn bench_single(settings: &Settings) -> Result<Single> {
         ours_single(&path, &config, n.min(400), &Options::default())?;
         let store = Store::open(&path, &Options::default())?;
         let sample = store.read_log(&Default::default(), 0, usize::MAX)?;
-        remove_db(&path);
+        raw::remove_db(&path);
         (0..n as usize)
             .map(|i| {
                 let e = &sample[i % sample.len()];
@@ -769,11 +753,11 @@ fn bench_single(settings: &Settings) -> Result<Single> {
                 single
                     .ours
                     .push(n, ours_single(&path, &config, n, &Options::default())?);
-                remove_db(&path);
+                raw::remove_db(&path);
             } else {
                 let path = fresh(settings, "single-raw.db");
                 single.raw.push(n, raw_single(&path, &rows)?);
-                remove_db(&path);
+                raw::remove_db(&path);
             }
         }
         eprintln!(
@@ -954,17 +938,17 @@ fn import_raw(
     let path = fresh(settings, "import-raw-together.db");
     let (cost, _) = raw_import(&path, together, true, Cache::Leadflow)?;
     import.raw_together.push(n, cost);
-    remove_db(&path);
+    raw::remove_db(&path);
 
     let path = fresh(settings, "import-raw-noindex.db");
     let (cost, _) = raw_import(&path, random, false, Cache::Leadflow)?;
     import.raw_no_index.push(n, cost);
-    remove_db(&path);
+    raw::remove_db(&path);
 
     let path = fresh(settings, "import-raw-sqlite-defaults.db");
     let (cost, _) = raw_import(&path, random, true, Cache::Default)?;
     import.raw_big_cache.push(n, cost);
-    remove_db(&path);
+    raw::remove_db(&path);
     Ok(())
 }
 
@@ -1178,7 +1162,7 @@ fn bench_memory(settings: &Settings, import: &Import) -> Result<Memory> {
     if !memory.large_runs.is_empty() {
         memory.large = Some(median_child(&memory.large_runs));
     }
-    remove_db(&large_db);
+    raw::remove_db(&large_db);
     Ok(memory)
 }
 

@@ -16,12 +16,13 @@
 // ban on printing, meant for the libraries, does not apply to it.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use chrono::{DateTime, TimeZone, Utc};
 use leadflow_engine::command::NewLead;
 use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_engine::{Actor, Command, Config, EventMeta, Source};
 use leadflow_robots::Runtime;
 use leadflow_store::{Options, Store, Synchronous};
+use leadflow_testkit::monday_10 as t0;
+use leadflow_tests::raw;
 use rusqlite::params;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -44,19 +45,6 @@ const RULES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Monday 2026-03-02, 10:00 in Moscow: working time, so deadlines are set as on a workday.
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap()
-}
-
-fn remove_db(p: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut s = p.as_os_str().to_owned();
-        s.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(s));
-    }
-}
-
 /// Lead `i`'s phone: every 20th lead repeats the phone of the lead 7 before it.
 fn phone_of(i: usize) -> String {
     let k = if i % 20 == 19 && i >= 7 { i - 7 } else { i };
@@ -78,7 +66,7 @@ struct Run {
 /// over them; the time of both.
 fn ours(dir: &Path, n: usize) -> Result<Run> {
     let db = dir.join("repeat.db");
-    remove_db(&db);
+    raw::remove_db(&db);
     let config = Config::from_toml("leadflow.toml", DEFAULT_CONFIG)?;
     let sources: Vec<Source> = RULES
         .iter()
@@ -115,15 +103,14 @@ fn ours(dir: &Path, n: usize) -> Result<Run> {
     })?;
     rt.process(&mut store, t0())?;
     let secs = start.elapsed().as_secs_f64();
-    let count =
-        |sql: &str| -> Result<i64> { Ok(store.connection().query_row(sql, [], |r| r.get(0))?) };
+    let tables = leadflow_testkit::Db::at(&db);
     let run = Run {
         secs,
-        events: count("SELECT count(*) FROM events")?,
-        repeats: count("SELECT count(*) FROM events WHERE type = 'lead.repeat_detected'")?,
+        events: tables.count("SELECT count(*) FROM events"),
+        repeats: tables.count("SELECT count(*) FROM events WHERE type = 'lead.repeat_detected'"),
     };
     drop(store);
-    remove_db(&db);
+    raw::remove_db(&db);
     Ok(run)
 }
 
@@ -134,7 +121,7 @@ fn ours(dir: &Path, n: usize) -> Result<Run> {
 /// `effects_per_lead` effect events, 256 leads per transaction with a cursor update.
 fn raw(dir: &Path, n: usize, effects_per_lead: f64) -> Result<f64> {
     let db = dir.join("repeat-raw.db");
-    remove_db(&db);
+    raw::remove_db(&db);
     let conn = rusqlite::Connection::open(&db)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
@@ -206,7 +193,7 @@ fn raw(dir: &Path, n: usize, effects_per_lead: f64) -> Result<f64> {
     }
     let secs = start.elapsed().as_secs_f64();
     drop(conn);
-    remove_db(&db);
+    raw::remove_db(&db);
     Ok(secs)
 }
 

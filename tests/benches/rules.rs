@@ -16,27 +16,18 @@
 // ban on printing, meant for the libraries, does not apply to it.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use leadflow_engine::command::NewLead;
-use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_engine::event::DeadlineScheduled;
-use leadflow_engine::{Actor, Command, Config, EntityKind, Event, EventMeta, Source, StreamId};
-use leadflow_robots::Runtime;
+use leadflow_engine::{Actor, Command, EntityKind, Event, EventMeta, StreamId};
 use leadflow_store::{Options, Store, Synchronous, fmt_time};
+use leadflow_testkit::{config, monday_10 as t0, runtime};
 use leadflow_tests::raw;
 use rusqlite::params;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap()
-}
-
-fn config() -> Config {
-    Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap()
-}
 
 /// One rule that matches every created lead (it sets a field), and `extra` that never match
 /// the workload's events: they are indexed under other triggers (deal stages, other fields,
@@ -63,17 +54,6 @@ fn rules(extra: usize) -> String {
     s
 }
 
-fn runtime(text: &str) -> Runtime {
-    Runtime::load(
-        config(),
-        &[Source {
-            path: "rules.toml".into(),
-            text: text.into(),
-        }],
-    )
-    .expect("bench rules load")
-}
-
 /// Both sides commit with synchronous=NORMAL (no fsync per commit): the figures are about the
 /// work, not the disk.
 const SYNCHRONOUS: Synchronous = Synchronous::Normal;
@@ -85,18 +65,10 @@ fn options() -> Options {
     }
 }
 
-fn remove_db(p: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut s = p.as_os_str().to_owned();
-        s.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(s));
-    }
-}
-
 /// Events/s of rule processing over `n` new leads with `extra` non-matching rules.
 fn matching(dir: &Path, n: usize, extra: usize) -> Result<f64> {
     let db = dir.join(format!("rules-{extra}.db"));
-    remove_db(&db);
+    raw::remove_db(&db);
     let rt = runtime(&rules(extra));
     let config = config();
     let mut store = Store::open(&db, &options())?;
@@ -123,7 +95,7 @@ fn matching(dir: &Path, n: usize, extra: usize) -> Result<f64> {
     // The trigger events plus the robots' own events, which are processed too.
     assert_eq!(report.fired, n, "the matching rule fires once per lead");
     drop(store);
-    remove_db(&db);
+    raw::remove_db(&db);
     Ok(report.processed as f64 / secs)
 }
 
@@ -131,7 +103,7 @@ fn matching(dir: &Path, n: usize, extra: usize) -> Result<f64> {
 /// insert one effect event, move a cursor, in transactions of 256 triggers.
 fn raw_matching(dir: &Path, n: usize) -> Result<f64> {
     let db = dir.join("rules-raw.db");
-    remove_db(&db);
+    raw::remove_db(&db);
     let conn = raw::open(&db, SYNCHRONOUS)?;
     conn.execute_batch(
         "CREATE TABLE events (position INTEGER PRIMARY KEY, stream TEXT, version INTEGER, type TEXT, payload TEXT, UNIQUE(stream, version));
@@ -178,7 +150,7 @@ fn raw_matching(dir: &Path, n: usize) -> Result<f64> {
     }
     let secs = start.elapsed().as_secs_f64();
     drop(conn);
-    remove_db(&db);
+    raw::remove_db(&db);
     Ok(processed as f64 / secs)
 }
 
@@ -217,7 +189,7 @@ impl From<leadflow_store::Error> for Probe {
 /// `total` pending deadlines over 1,000 leads, due a millisecond apart, through leadflow.
 fn timers_ours(dir: &Path, total: usize) -> Result<OursTimers> {
     let db = dir.join("timers.db");
-    remove_db(&db);
+    raw::remove_db(&db);
     // Rules evaluated for every firing: one elapsed rule for another deadline name.
     let rt = runtime(
         "[[rules]]\nid = \"other\"\ntrigger = { on = \"deadline_elapsed\", name = \"other\" }\n\
@@ -261,9 +233,7 @@ fn timers_ours(dir: &Path, total: usize) -> Result<OursTimers> {
         })?;
     }
     rt.process(&mut store, t0())?;
-    let pending: i64 = store
-        .connection()
-        .query_row("SELECT count(*) FROM timers", [], |r| r.get(0))?;
+    let pending = leadflow_testkit::Db::at(&db).count("SELECT count(*) FROM timers");
     assert_eq!(pending as usize, leads * per_lead);
 
     // Finding (and taking) the first 1,000 due among all pending: the store's own
@@ -301,7 +271,7 @@ fn timers_ours(dir: &Path, total: usize) -> Result<OursTimers> {
     let fire_all = rest as f64 / start.elapsed().as_secs_f64();
     assert_eq!(r.timers, rest);
     drop(store);
-    remove_db(&db);
+    raw::remove_db(&db);
     Ok(OursTimers {
         find_ms,
         tick_1000_ms,
@@ -315,7 +285,7 @@ fn timers_raw(dir: &Path, total: usize) -> Result<RawTimers> {
     let leads = 1000.min(total);
     let pending = leads * (total / leads);
     let raw = dir.join("timers-raw.db");
-    remove_db(&raw);
+    raw::remove_db(&raw);
     let conn = raw::open(&raw, SYNCHRONOUS)?;
     conn.execute_batch(
         "CREATE TABLE timers (due_at TEXT, id INTEGER, stream TEXT, name TEXT, PRIMARY KEY (due_at, id)) WITHOUT ROWID;
@@ -368,7 +338,7 @@ fn timers_raw(dir: &Path, total: usize) -> Result<RawTimers> {
     }
     let fire_all = pending as f64 / start.elapsed().as_secs_f64();
     drop(conn);
-    remove_db(&raw);
+    raw::remove_db(&raw);
     Ok(RawTimers { find_ms, fire_all })
 }
 

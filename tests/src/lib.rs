@@ -1,113 +1,7 @@
-//! Shared helpers for leadflow's end-to-end tests: the default configuration, a fixed start
-//! time, command shortcuts, a tiny seeded random number generator (so runs are reproducible
-//! without the `rand` crate) and whole-log checks.
-//!
-//! Used by the tests in `tests/tests/` and by the `crash_writer` child process.
-
-use chrono::{DateTime, TimeZone, Utc};
-use leadflow_engine::command::NewLead;
-use leadflow_engine::event::Updated;
-use leadflow_engine::{Actor, Command, Config, Event, EventMeta, StreamId};
-use leadflow_store::{Error, Executed, LogFilter, RecordedEvent, Store};
-use std::collections::BTreeSet;
-
-/// The embedded default configuration (`examples/leadflow.toml`).
-pub fn config() -> Config {
-    Config::from_toml("leadflow.toml", leadflow_engine::config::DEFAULT_CONFIG)
-        .expect("the default config is valid")
-}
-
-/// A fixed Monday morning all scenarios start from.
-pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
-}
-
-/// The first-line employee most tests act as.
-pub fn ivanov() -> Actor {
-    Actor::Employee("ivanov".into())
-}
-
-/// Metadata for a command by `actor` at `at` that starts its own chain.
-pub fn meta_by(at: DateTime<Utc>, actor: Actor) -> EventMeta {
-    EventMeta::root(at, actor)
-}
-
-/// Metadata for a command by ivanov at `at`.
-pub fn meta(at: DateTime<Utc>) -> EventMeta {
-    meta_by(at, ivanov())
-}
-
-/// Executes one command by ivanov in its own write transaction.
-pub fn run(
-    store: &mut Store,
-    config: &Config,
-    cmd: &Command,
-    at: DateTime<Utc>,
-) -> Result<Executed, Error> {
-    store.write(at, |tx| tx.execute(config, cmd, &meta(at)))
-}
-
-/// A valid lead with a distinct phone number derived from `n`.
-pub fn new_lead(n: u64) -> Command {
-    Command::CreateLead(NewLead {
-        name: Some(format!("Client {n}")),
-        phones: vec![format!(
-            "+7 912 {:03} {:02} {:02}",
-            n / 10_000 % 1000,
-            n / 100 % 100,
-            n % 100
-        )],
-        source: Some("web_form".into()),
-        ..Default::default()
-    })
-}
-
-/// A `lead.updated` event that sets the lead's comment, for raw appends.
-pub fn comment_event(text: &str) -> Event {
-    Event::LeadUpdated(Updated {
-        changes: [("comment".to_owned(), serde_json::Value::from(text))]
-            .into_iter()
-            .collect(),
-    })
-}
-
-/// Every event of the log, in position order, read page by page.
-pub fn all_events(store: &Store) -> Vec<RecordedEvent> {
-    let mut out = Vec::new();
-    loop {
-        let after = out.last().map_or(0, |e: &RecordedEvent| e.position);
-        let page = store
-            .read_log(&LogFilter::default(), after, 1000)
-            .expect("the log is readable");
-        if page.is_empty() {
-            return out;
-        }
-        out.extend(page);
-    }
-}
-
-/// Every stream that has at least one event.
-pub fn all_streams(store: &Store) -> BTreeSet<StreamId> {
-    all_events(store).into_iter().map(|e| e.stream).collect()
-}
-
-/// Panics unless the hash chain verifies and the live projections equal a fresh replay.
-pub fn assert_log_is_sound(store: &mut Store) {
-    let report = store.verify_chain(&mut |_| {}).expect("verify_chain runs");
-    assert_eq!(report.problem, None, "the chain does not verify");
-    assert_eq!(
-        report.head,
-        store.head().expect("head is readable"),
-        "verify reports a head other than the log's newest event"
-    );
-    let diffs = store
-        .verify_projections(&mut |_| {})
-        .expect("verify_projections runs");
-    assert!(
-        diffs.is_empty(),
-        "live projections differ from a replay: {diffs:?}"
-    );
-}
+//! What only leadflow's end-to-end tests and benchmarks share: a tiny seeded random number
+//! generator (so runs are reproducible without the `rand` crate), for the crash tests and the
+//! `crash_writer` child process, and raw SQLite set up like leadflow's, for the raw sides of
+//! the benchmarks. Everything else the tests share is in `leadflow-testkit`.
 
 /// A small, fast, seeded pseudo-random generator (SplitMix64). Good enough to pick kill points
 /// and commands; not for anything secret.
@@ -194,6 +88,15 @@ pub mod raw {
         }
     }
 
+    /// Removes a database and its -wal and -shm files, those that exist.
+    pub fn remove_db(path: &Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+        }
+    }
+
     /// The settings, for the reports.
     pub fn describe(synchronous: Synchronous) -> String {
         format!(
@@ -228,7 +131,8 @@ mod tests {
     #[test]
     fn raw_settings_match_a_default_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("ours.db"), &Default::default()).unwrap();
+        let store =
+            leadflow_store::Store::open(dir.path().join("ours.db"), &Default::default()).unwrap();
         let conn = raw::open(
             &dir.path().join("raw.db"),
             leadflow_store::Synchronous::Full,
@@ -251,20 +155,9 @@ mod tests {
             };
             assert_eq!(
                 get(&conn),
-                get(store.connection()),
+                leadflow_testkit::query::pragma(&store, pragma),
                 "PRAGMA {pragma} differs"
             );
         }
-    }
-
-    #[test]
-    fn generated_leads_have_valid_distinct_phones() {
-        let config = config();
-        let mut store = Store::open_in_memory().unwrap();
-        for n in [0, 1, 99, 100, 12_345] {
-            run(&mut store, &config, &new_lead(n), t0()).unwrap();
-        }
-        assert_eq!(all_streams(&store).len(), 5);
-        assert_log_is_sound(&mut store);
     }
 }

@@ -7,8 +7,9 @@
 
 use leadflow_engine::{EntityKind, Event, StreamId};
 use leadflow_store::{Error, Options, Store};
-use leadflow_tests::{
-    all_events, assert_log_is_sound, comment_event, config, meta, new_lead, run, t0,
+use leadflow_testkit::{
+    all_events, assert_log_is_sound, comment_event, config, exec_as, ivanov, memory_store, meta,
+    numbered_lead, t0,
 };
 use std::path::Path;
 use std::sync::Barrier;
@@ -30,9 +31,7 @@ fn a_stale_expected_version_loses_to_the_concurrent_writer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("race.db");
     let mut stores = [open(&path), open(&path)];
-    let lead = run(&mut stores[0], &config, &new_lead(1), t0())
-        .unwrap()
-        .stream;
+    let lead = exec_as(&mut stores[0], &config, ivanov(), t0(), &numbered_lead(1)).stream;
     let mut wins = [0; 2];
     for round in 0..ROUNDS {
         let version = stores[0].stream_version(lead).unwrap();
@@ -50,7 +49,12 @@ fn a_stale_expected_version_loses_to_the_concurrent_writer() {
                         let event = comment_event(&format!("round {round} by writer {w}"));
                         barrier.wait();
                         store.write(at, |tx| {
-                            tx.append(lead, version, std::slice::from_ref(&event), &meta(at))
+                            tx.append(
+                                lead,
+                                version,
+                                std::slice::from_ref(&event),
+                                &meta(at, ivanov()),
+                            )
                         })
                     })
                 })
@@ -102,14 +106,14 @@ fn a_stale_expected_version_loses_to_the_concurrent_writer() {
 #[test]
 fn a_conflict_on_one_stream_rolls_back_the_whole_batch() {
     let config = config();
-    let mut store = Store::open_in_memory().unwrap();
-    let first = run(&mut store, &config, &new_lead(1), t0()).unwrap().stream;
-    let second = run(&mut store, &config, &new_lead(2), t0()).unwrap().stream;
+    let mut store = memory_store();
+    let first = exec_as(&mut store, &config, ivanov(), t0(), &numbered_lead(1)).stream;
+    let second = exec_as(&mut store, &config, ivanov(), t0(), &numbered_lead(2)).stream;
     let head = store.head().unwrap();
     let err = store
         .write(t0(), |tx| {
-            tx.append(first, 1, &[comment_event("first")], &meta(t0()))?;
-            tx.append(second, 0, &[comment_event("stale")], &meta(t0()))
+            tx.append(first, 1, &[comment_event("first")], &meta(t0(), ivanov()))?;
+            tx.append(second, 0, &[comment_event("stale")], &meta(t0(), ivanov()))
         })
         .unwrap_err();
     assert!(
@@ -141,7 +145,8 @@ fn many_writers_on_different_streams_lose_nothing_and_keep_positions_contiguous(
                 s.spawn(move || {
                     barrier.wait();
                     let at = t0();
-                    let lead = run(store, config, &new_lead(w as u64), at).unwrap().stream;
+                    let lead =
+                        exec_as(store, config, ivanov(), at, &numbered_lead(w as u64)).stream;
                     let mut version = 1;
                     let mut comments = Vec::new();
                     for t in 0..TRANSACTIONS {
@@ -150,7 +155,9 @@ fn many_writers_on_different_streams_lose_nothing_and_keep_positions_contiguous(
                             .collect();
                         let events: Vec<Event> = batch.iter().map(|c| comment_event(c)).collect();
                         let appended = store
-                            .write(at, |tx| tx.append(lead, version, &events, &meta(at)))
+                            .write(at, |tx| {
+                                tx.append(lead, version, &events, &meta(at, ivanov()))
+                            })
                             .unwrap_or_else(|e| panic!("writer {w}: {e}"));
                         assert_eq!(
                             appended.last_position - appended.first_position + 1,

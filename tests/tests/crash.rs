@@ -12,7 +12,10 @@
 
 use leadflow_engine::StreamId;
 use leadflow_store::{Options, Store, to_hex};
-use leadflow_tests::{Rng, all_events, assert_log_is_sound};
+use leadflow_testkit::{
+    all_events, assert_log_is_sound, exec_as, ivanov, memory_store, numbered_lead,
+};
+use leadflow_tests::Rng;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -201,13 +204,13 @@ fn assert_at_most_one_unreported_transaction(
 fn the_unreported_tail_check_fails_on_lost_reports() {
     // The check above on a log of three one-event transactions: all reported is fine, the last
     // unreported is fine, two unreported or two in one line are not.
-    let config = leadflow_tests::config();
-    let mut store = Store::open_in_memory().unwrap();
-    let t0 = leadflow_tests::t0();
+    let config = leadflow_testkit::config();
+    let mut store = memory_store();
+    let t0 = leadflow_testkit::t0();
     let mut commits = Vec::new();
     for n in 0..3u64 {
         let at = t0 + chrono::Duration::milliseconds(n as i64 + 1);
-        let e = leadflow_tests::run(&mut store, &config, &leadflow_tests::new_lead(n), at).unwrap();
+        let e = exec_as(&mut store, &config, ivanov(), at, &numbered_lead(n));
         let position = e.appended.unwrap().last_position;
         commits.push(Commit {
             position,

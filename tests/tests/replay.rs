@@ -18,16 +18,17 @@
 //! The number of cases is 64 unless `PROPTEST_CASES` says otherwise.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use leadflow_engine::command::{
-    FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask, Target,
-};
+use leadflow_engine::command::{NewCompany, NewContact, NewDeal, NewLead, NewTask, Target};
 use leadflow_engine::event::ClientType;
 use leadflow_engine::{
     Actor, Command, Config, Entity, EntityKind, Event, ManualClock, Rejection, StreamId, model,
 };
 use leadflow_engine::{Clock, field};
 use leadflow_store::{Error, Executed, LogFilter, Store, query};
-use leadflow_tests::{all_events, all_streams, assert_log_is_sound, meta_by, t0};
+use leadflow_testkit::query::stage_history;
+use leadflow_testkit::{
+    all_events, all_streams, assert_log_is_sound, fields as changes, ivanov, memory_store, meta, t0,
+};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -620,13 +621,6 @@ struct World {
     rejected: usize,
 }
 
-fn changes(pairs: &[(&str, Value)]) -> FieldInputs {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
-
 fn pick<T: Copy>(pool: &[T], i: usize) -> T {
     pool[i % pool.len()]
 }
@@ -639,8 +633,8 @@ impl World {
             .find(|a| field::validate_bank_account(a, "044525225").is_ok())
             .expect("one check digit fits");
         World {
-            config: leadflow_tests::config(),
-            store: Store::open_in_memory().unwrap(),
+            config: leadflow_testkit::config(),
+            store: memory_store(),
             clock: ManualClock::new(t0()),
             ids: HashMap::new(),
             bank_account,
@@ -1291,7 +1285,7 @@ impl World {
         let result = self.store.write(at, |tx| {
             plan.commands
                 .iter()
-                .map(|c| tx.execute(config, c, &meta_by(at, actor.clone())))
+                .map(|c| tx.execute(config, c, &meta(at, actor.clone())))
                 .collect::<Result<Vec<Executed>, Error>>()
         });
         match result {
@@ -1383,7 +1377,7 @@ fn snapshot(store: &Store) -> Snapshot {
         .into_iter()
         .map(|s| {
             let state = store.load(s).unwrap();
-            let visits = query::stage_history(store.connection(), s).unwrap();
+            let visits = stage_history(store, s);
             (s, (state, visits))
         })
         .collect()
@@ -1596,7 +1590,7 @@ fn a_task_due_time_is_projected_exactly_as_decided() {
                     lead: None,
                     deal: None,
                 }),
-                &meta_by(at, Actor::Employee("ivanov".into())),
+                &meta(at, ivanov()),
             )
         })
         .unwrap();

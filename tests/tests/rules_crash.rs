@@ -5,7 +5,8 @@
 
 use leadflow_engine::{EntityKind, StreamId};
 use leadflow_store::{Options, Store};
-use leadflow_tests::{Rng, assert_log_is_sound};
+use leadflow_testkit::{Db, assert_log_is_sound};
+use leadflow_tests::Rng;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -75,27 +76,15 @@ fn killed_rule_processing_resumes_without_losing_or_repeating_an_effect() {
             assert_eq!(n, 1, "seed {seed}: lead-{id} has {n} × {ty}: {types:?}");
         }
     }
-    let tasks: Vec<(i64, i64)> = store
-        .connection()
-        .prepare("SELECT lead_id, count(*) FROM tasks GROUP BY lead_id ORDER BY lead_id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let tables = Db::at(&db);
+    let tasks: Vec<(i64, i64)> =
+        tables.rows("SELECT lead_id, count(*) FROM tasks GROUP BY lead_id ORDER BY lead_id");
     assert_eq!(tasks.len() as i64, LEADS, "seed {seed}: a lead has no task");
     assert!(
         tasks.iter().all(|(_, n)| *n == 1),
         "seed {seed}: a lead has two tasks"
     );
-    let cursor: i64 = store
-        .connection()
-        .query_row(
-            "SELECT position FROM rule_cursor WHERE name = 'rules'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let cursor: i64 = tables.value("SELECT position FROM rule_cursor WHERE name = 'rules'");
     assert_eq!(Some(cursor), store.head().unwrap().map(|(p, _)| p));
     let mut store = store;
     assert_log_is_sound(&mut store);

@@ -15,8 +15,9 @@
 use leadflow_engine::command::{NewCompany, NewContact, NewDeal, NewTask};
 use leadflow_engine::{Command, StreamId};
 use leadflow_store::{ChainReport, Hash, Options, Store};
-use leadflow_tests::{all_events, config, new_lead, run, t0};
-use rusqlite::{Connection, params};
+use leadflow_testkit::Db;
+use leadflow_testkit::rusqlite::{Connection, params};
+use leadflow_testkit::{all_events, config, exec_as, ivanov, numbered_lead, t0};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
@@ -25,7 +26,7 @@ const EVENTS: i64 = 36;
 
 /// Commands that each append exactly one event, so command `i` is at position `i + 1`.
 fn commands() -> Vec<Command> {
-    let mut c: Vec<Command> = (1..=12).map(new_lead).collect();
+    let mut c: Vec<Command> = (1..=12).map(numbered_lead).collect();
     c.push(Command::CreateContact(NewContact {
         name: "Olga Orlova".into(),
         phones: vec!["+7 915 111 22 33".into()],
@@ -79,7 +80,7 @@ fn write_log(path: &Path, cmds: &[Command]) -> Store {
     let mut store = Store::open(path, &Options::default()).unwrap();
     for (i, cmd) in cmds.iter().enumerate() {
         let at = t0() + chrono::Duration::minutes(i as i64);
-        let out = run(&mut store, &config, cmd, at).unwrap();
+        let out = exec_as(&mut store, &config, ivanov(), at, cmd);
         assert_eq!(
             out.appended.map(|a| a.last_position),
             Some(i as i64 + 1),
@@ -102,7 +103,7 @@ impl Fixture {
         let path = dir.path().join("log.db");
         let mut store = write_log(&path, &commands());
         assert_eq!(store.last_position().unwrap(), EVENTS);
-        leadflow_tests::assert_log_is_sound(&mut store);
+        leadflow_testkit::assert_log_is_sound(&mut store);
         let hashes = all_events(&store).iter().map(|e| e.hash).collect();
         Fixture {
             _dir: dir,
@@ -121,9 +122,7 @@ impl Fixture {
 
     /// Runs raw SQL on the file, as an attacker with write access would.
     fn attack(&self, f: impl FnOnce(&Connection)) {
-        let conn = Connection::open(&self.path).unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
-        f(&conn);
+        Db::at(&self.path).attack(f);
     }
 
     fn open(&self) -> Store {
@@ -356,7 +355,7 @@ fn a_correctly_hashed_row_inserted_in_the_middle_is_detected_at_the_next_positio
     let f = Fixture::new();
     let twin_path = f.path.with_file_name("twin.db");
     let mut forged = commands()[..14].to_vec();
-    forged.push(new_lead(666));
+    forged.push(numbered_lead(666));
     let twin = write_log(&twin_path, &forged);
     let twin_events = all_events(&twin);
     assert_eq!(
@@ -488,7 +487,7 @@ fn truncated_and_regrown_rows_pass_the_chain_but_not_the_kept_head() {
     // The derived tables still hold the cut events; the attacker rebuilds them from the log.
     store.replay(&mut |_| {}).unwrap();
     for n in 0..5 {
-        run(&mut store, &config, &new_lead(700 + n), t0()).unwrap();
+        exec_as(&mut store, &config, ivanov(), t0(), &numbered_lead(700 + n));
     }
     assert_eq!(store.last_position().unwrap(), EVENTS);
     let report = store.verify_chain(&mut |_| {}).unwrap();

@@ -19,7 +19,8 @@
 use leadflow_engine::command::NewLead;
 use leadflow_engine::{Command, Config, StreamId};
 use leadflow_store::{Error, Executed, Options, Store, Synchronous, Tx, to_hex};
-use leadflow_tests::{Rng, config, meta, t0};
+use leadflow_testkit::{config, ivanov, meta, t0};
+use leadflow_tests::Rng;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
@@ -232,7 +233,7 @@ fn exec(
     cmd: &Command,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Executed, Error> {
-    tx.execute(config, cmd, &meta(at))
+    tx.execute(config, cmd, &meta(at, ivanov()))
 }
 
 /// Notes the version a command took its stream to; every command the writer sends must append.

@@ -2,12 +2,10 @@
 //! without running rules; `rule_worker DB process` runs the rules until the cursor reaches the
 //! head, printing `processed N` after each transaction, so the test can kill it mid-way.
 
-use chrono::{TimeZone, Utc};
 use leadflow_engine::command::NewLead;
-use leadflow_engine::config::DEFAULT_CONFIG;
-use leadflow_engine::{Actor, Command, Config, EventMeta, Source};
-use leadflow_robots::Runtime;
+use leadflow_engine::{Actor, Command, EventMeta};
 use leadflow_store::{Options, Store};
+use leadflow_testkit::{monday_10, runtime};
 use std::io::Write;
 
 /// Every lead gets three robot effects: a responsible, a task and an inbox message.
@@ -33,16 +31,9 @@ text = "New lead: {lead.title}"
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let db = &args[1];
-    let now = Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap();
-    let config = Config::from_toml("leadflow.toml", DEFAULT_CONFIG).expect("default config");
-    let rt = Runtime::load(
-        config.clone(),
-        &[Source {
-            path: "rules.toml".into(),
-            text: RULES.into(),
-        }],
-    )
-    .expect("rules load");
+    let now = monday_10();
+    let rt = runtime(RULES);
+    let config = rt.config().clone();
     let mut store = Store::open(db, &Options::default()).expect("open");
     match args[2].as_str() {
         "seed" => {

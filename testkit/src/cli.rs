@@ -1,18 +1,28 @@
-//! The harness the integration tests share: a temporary folder `leadflow init` has set up, and
-//! the real `leadflow` binary run in it with a fixed clock and none of the caller's
+//! The harness the binary's tests share: a temporary folder `leadflow init` has set up, and
+//! the real `leadflow` binary run in it with a fixed clock ([`NOW`]) and none of the caller's
 //! `LEADFLOW_*` settings.
 //!
-//! Each test binary uses a subset of it; what only one file needs stays in that file, as an
-//! `impl Env` block of its own or as free functions taking `&Env`.
+//! Each test file uses a subset of it; what only one file needs stays in that file, as an
+//! `impl Env` block of its own (through an extension trait) or as free functions taking
+//! `&Env`.
+//!
+//! The binary is found through `CARGO_BIN_EXE_leadflow`, which cargo sets for the
+//! `leadflow-cli` package's integration tests and benches while they run ([`bin`]).
 
-#![allow(dead_code)]
-
+use crate::Db;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The fixed clock every command runs at: 2026-03-02 09:00 UTC (Monday, 12:00 in Moscow).
-pub const NOW: &str = "2026-03-02T09:00:00Z";
+pub use crate::time::NOW;
+
+/// The `leadflow` binary cargo built for the running test (`CARGO_BIN_EXE_leadflow`, set at
+/// run time for the integration tests and benches of the `leadflow-cli` package).
+pub fn bin() -> PathBuf {
+    std::env::var_os("CARGO_BIN_EXE_leadflow")
+        .map(PathBuf::from)
+        .expect("CARGO_BIN_EXE_leadflow is set: run the binary's tests with `cargo test -p leadflow-cli`")
+}
 
 /// A temporary folder with the default configuration, an empty database and `init`'s `rules/`.
 pub struct Env {
@@ -60,6 +70,10 @@ impl EnvBuilder {
 
 impl Env {
     /// A folder with the default configuration, an empty database and `init`'s `rules/`.
+    #[allow(
+        clippy::new_without_default,
+        reason = "new runs `leadflow init`: no mere default"
+    )]
     pub fn new() -> Env {
         Env::builder().init()
     }
@@ -90,17 +104,21 @@ impl Env {
     }
 
     /// The binary in the folder, at [`NOW`], without `LEADFLOW_CONFIG`, `LEADFLOW_DB`,
-    /// `LEADFLOW_AS` and `LEADFLOW_RULES` from the caller, and `RUST_LOG=off`.
+    /// `LEADFLOW_AS` and `LEADFLOW_RULES` from the caller, and `RUST_LOG=off` (see
+    /// [`leadflow_in`]; the builder may keep `LEADFLOW_RULES` or set another `RUST_LOG`).
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
-        c.current_dir(self.path())
-            .env_remove("LEADFLOW_CONFIG")
-            .env_remove("LEADFLOW_DB")
-            .env_remove("LEADFLOW_AS");
-        if self.remove_rules_var {
-            c.env_remove("LEADFLOW_RULES");
+        let mut c = leadflow_in(self.path());
+        if let Some(rules) = std::env::var_os("LEADFLOW_RULES").filter(|_| !self.remove_rules_var) {
+            c.env("LEADFLOW_RULES", rules);
         }
-        c.env("LEADFLOW_NOW", NOW).env("RUST_LOG", self.rust_log);
+        c.env("RUST_LOG", self.rust_log);
+        c
+    }
+
+    /// [`Env::cmd`] on the wall clock: without `LEADFLOW_NOW`.
+    pub fn wall_clock_cmd(&self) -> Command {
+        let mut c = self.cmd();
+        c.env_remove("LEADFLOW_NOW");
         c
     }
 
@@ -115,6 +133,21 @@ impl Env {
         assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
         String::from_utf8(out.stdout).unwrap()
     }
+}
+
+/// The binary run in `dir` at [`NOW`], without `LEADFLOW_CONFIG`, `LEADFLOW_DB`, `LEADFLOW_AS`
+/// and `LEADFLOW_RULES` from the caller, and `RUST_LOG=off`: for a folder that is not an
+/// [`Env`]'s.
+pub fn leadflow_in(dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir)
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("LEADFLOW_DB")
+        .env_remove("LEADFLOW_AS")
+        .env_remove("LEADFLOW_RULES")
+        .env("LEADFLOW_NOW", NOW)
+        .env("RUST_LOG", "off");
+    c
 }
 
 /// A command's stderr, lossily decoded.
@@ -137,6 +170,13 @@ pub fn json_lines(text: &str) -> Vec<Value> {
 /// The log helpers several files share (named apart from the files' own `events`/`refused`,
 /// which count or check differently).
 impl Env {
+    /// A folder as [`Env::new`] makes it, with the rule file `rules/NAME` besides.
+    pub fn with_rules(name: &str, text: &str) -> Env {
+        let env = Env::new();
+        env.write_rules(name, text);
+        env
+    }
+
     /// Writes the rule file `rules/NAME`.
     pub fn write_rules(&self, name: &str, text: &str) {
         std::fs::write(self.path().join("rules").join(name), text).unwrap();
@@ -158,18 +198,55 @@ impl Env {
     /// Runs a command that must fail with `code`, append nothing, and say `needle` on stderr;
     /// returns stderr.
     pub fn refused_quietly(&self, args: &[&str], code: i32, needle: &str) -> String {
+        self.refused_saying(args, code, &[needle])
+    }
+
+    /// Runs a command that must fail with `code`, append nothing, and say each of `needles`
+    /// on stderr; returns stderr.
+    pub fn refused_saying(&self, args: &[&str], code: i32, needles: &[&str]) -> String {
         let before = self.log().len();
         let out = self.run(args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
-        assert!(
-            err.contains(needle),
-            "{args:?}: expected {needle:?} in {err:?}"
-        );
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        for needle in needles {
+            assert!(
+                err.contains(needle),
+                "{args:?}: expected {needle:?} in {err:?}"
+            );
+        }
         assert_eq!(self.log().len(), before, "{args:?} appended events");
         err
     }
+
+    /// Creates a lead named `name` with the phone `8 912 345-67-89`.
+    pub fn create_lead(&self, name: &str) {
+        self.ok(&[
+            "lead",
+            "create",
+            "--name",
+            name,
+            "--phone",
+            "8 912 345-67-89",
+        ]);
+    }
+
+    /// The folder's database, to read (or tamper with) with SQL behind the binary's back.
+    pub fn sql(&self) -> Db {
+        Db::at(self.db())
+    }
 }
+
+/// Leads from the web form are assigned round robin in the first line.
+pub const ROUND_ROBIN_RULES: &str = r#"
+[[rules]]
+id = "assign-first-line"
+trigger = { on = "created", entity = "lead", sources = ["web_form"] }
+
+  [[rules.robots]]
+  robot = "assign"
+  strategy = "round_robin"
+  team = "first_line"
+"#;
 
 /// A call-back deadline two hours after a lead arrives (round robin in the first line); missing
 /// it notifies the responsible (high priority), records an incident and escalates at once.

@@ -572,9 +572,40 @@ impl Store {
         Ok(())
     }
 
-    /// Read access for queries in [`query`].
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The SQLite settings of this store's own connection that decide durability and speed
+    /// (`journal_mode`, `synchronous`, `cache_size`, `temp_store`, `wal_autocheckpoint`,
+    /// `journal_size_limit`), as `(name, value as text)`: what another connection to the same
+    /// file cannot see.
+    pub fn settings(&self) -> Result<Vec<(&'static str, String)>, Error> {
+        const NAMES: [&str; 6] = [
+            "journal_mode",
+            "synchronous",
+            "cache_size",
+            "temp_store",
+            "wal_autocheckpoint",
+            "journal_size_limit",
+        ];
+        NAMES
+            .into_iter()
+            .map(|name| {
+                let v: rusqlite::types::Value =
+                    self.conn
+                        .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
+                Ok((name, sql_text(&v)))
+            })
+            .collect()
+    }
+}
+
+/// An SQLite value as text (`wal`, `2`, `-2000`).
+pub fn sql_text(v: &rusqlite::types::Value) -> String {
+    use rusqlite::types::Value;
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(r) => r.to_string(),
+        Value::Text(t) => t.clone(),
+        Value::Blob(b) => format!("{} bytes", b.len()),
     }
 }
 
@@ -647,11 +678,6 @@ impl Snapshot<'_> {
     /// The stored hash of the event at `position`, if there is one.
     pub fn hash_at(&self, position: i64) -> Result<Option<Vec<u8>>, Error> {
         query::hash_at(self.conn, position)
-    }
-
-    /// Read access for queries in [`query`] within the snapshot.
-    pub fn connection(&self) -> &Connection {
-        self.conn
     }
 }
 

@@ -806,7 +806,7 @@ impl<'c> Tx<'c> {
 
     /// The connection, for queries over the projections; everything appended so far in this
     /// transaction is written to the tables first, so queries see it.
-    pub fn conn(&mut self) -> Result<&Connection, Error> {
+    pub(crate) fn conn(&mut self) -> Result<&Connection, Error> {
         self.projector.flush(&self.tx)?;
         Ok(&self.tx)
     }

@@ -1039,7 +1039,7 @@ mod tests {
     #[test]
     fn per_stream_queries_search_an_index() {
         let store = crate::Store::open_in_memory().unwrap();
-        let conn = store.connection();
+        let conn = &store.conn;
         assert_indexed(
             conn,
             &incidents_of_sql(10),
@@ -1063,7 +1063,7 @@ mod tests {
     #[test]
     fn searching_leads_and_deals_by_phone_email_or_inn_looks_up_match_keys() {
         let store = crate::Store::open_in_memory().unwrap();
-        let conn = store.connection();
+        let conn = &store.conn;
         for search in [
             Search::Phone("+79378922084".to_owned()),
             Search::Email("a@b.ru".to_owned()),
@@ -1098,7 +1098,7 @@ mod tests {
     #[test]
     fn a_corrupt_stored_time_is_a_corrupt_row_not_1970() {
         let store = crate::Store::open_in_memory().unwrap();
-        let conn = store.connection();
+        let conn = &store.conn;
         conn.execute_batch(
             "INSERT INTO timers (due_at, id, what, kind, entity_id) VALUES ('garbage', 7, 'deadline', 'lead', 1);
              INSERT INTO incidents (position, at, kind, stream, text) VALUES (8, 'garbage', 'overdue', 'lead-1', 'x');

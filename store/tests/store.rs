@@ -4,8 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 use leadflow_engine::command::{NewDeal, NewLead};
 use leadflow_engine::{Command, Config, Entity, EntityKind, StreamId};
-use leadflow_store::{Error, Options, Store};
-use leadflow_testkit::query::{pragma, stage_history};
+use leadflow_store::{Error, Options, Store, Synchronous};
+use leadflow_testkit::query::stage_history;
 use leadflow_testkit::{Db, config, ivanov, memory_store, meta, t0, try_exec};
 
 /// Executes `cmd` as ivanov at `at`.
@@ -217,17 +217,17 @@ fn a_database_from_a_newer_leadflow_is_refused_untouched() {
 
 #[test]
 fn a_store_opened_with_default_options_commits_with_synchronous_full() {
-    // SQLite's PRAGMA synchronous: 0 off, 1 normal, 2 full, 3 extra.
+    // SQLite's PRAGMA synchronous on the store's own connection: FULL (or EXTRA).
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("x.db"), &Options::default()).unwrap();
     assert_eq!(
-        pragma(&store, "synchronous"),
-        "Integer(2)",
+        store.synchronous().unwrap(),
+        Synchronous::Full,
         "a default store does not fsync every commit"
     );
     assert_eq!(
-        pragma(&memory_store(), "synchronous"),
-        "Integer(2)",
+        memory_store().synchronous().unwrap(),
+        Synchronous::Full,
         "an in-memory store differs from a file"
     );
 }

@@ -138,24 +138,15 @@ mod tests {
             leadflow_store::Synchronous::Full,
         )
         .unwrap();
-        for pragma in [
-            "journal_mode",
-            "synchronous",
-            "cache_size",
-            "temp_store",
-            "wal_autocheckpoint",
-            "journal_size_limit",
-        ] {
-            let get = |c: &rusqlite::Connection| -> String {
-                c.query_row(&format!("PRAGMA {pragma}"), [], |r| {
-                    r.get::<_, rusqlite::types::Value>(0)
-                })
-                .map(|v| format!("{v:?}"))
-                .unwrap()
-            };
+        let settings = store.settings().unwrap();
+        assert_eq!(settings.len(), 6);
+        for (pragma, ours) in settings {
+            let raw: rusqlite::types::Value = conn
+                .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                .unwrap();
             assert_eq!(
-                get(&conn),
-                leadflow_testkit::query::pragma(&store, pragma),
+                leadflow_store::sql_text(&raw),
+                ours,
                 "PRAGMA {pragma} differs"
             );
         }

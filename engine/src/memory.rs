@@ -625,10 +625,14 @@ impl Backend for Memory {
         Ok(self.events.iter().skip(from).take(limit).cloned().collect())
     }
 
-    fn pending_requests(&self, limit: usize) -> Result<Vec<RecordedEvent>, WorkspaceError> {
+    fn pending_requests(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, WorkspaceError> {
         Ok(self
             .requests
-            .iter()
+            .range(after + 1..)
             .take(limit)
             .filter_map(|p| self.event_at_(*p))
             .collect())

@@ -358,9 +358,13 @@ pub trait Backend {
     /// Up to `limit` events after a position, in order.
     fn read_after(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, WorkspaceError>;
 
-    /// Up to `limit` external robot requests (`robot.requested`) without an outcome, oldest
-    /// first.
-    fn pending_requests(&self, limit: usize) -> Result<Vec<RecordedEvent>, WorkspaceError>;
+    /// Up to `limit` external robot requests (`robot.requested`) without an outcome after
+    /// position `after`, oldest first.
+    fn pending_requests(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, WorkspaceError>;
 
     /// The earliest pending timer's due time.
     fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, WorkspaceError>;

@@ -37,6 +37,10 @@ pub trait Call: Send + Sync {
     /// for the caller to fill in).
     fn call(&self, request: &RobotRequested) -> RobotCompleted;
 
+    /// The longest a call of this request may take: after it (and a margin) a request without
+    /// an outcome is taken for abandoned by its process.
+    fn time_limit(&self, request: &RobotRequested) -> std::time::Duration;
+
     /// Applies an outcome as the rule's effects, in the transaction that processes it; an
     /// error is recorded as an incident.
     fn apply(
@@ -143,6 +147,10 @@ impl Robot for External {
 }
 
 impl Call for External {
+    fn time_limit(&self, request: &RobotRequested) -> std::time::Duration {
+        Invocation::of(&request.params).map_or(Duration::ZERO, |i| i.limit)
+    }
+
     fn call(&self, request: &RobotRequested) -> RobotCompleted {
         let failed = |outcome, m: String| RobotCompleted {
             request: 0,

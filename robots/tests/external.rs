@@ -146,7 +146,7 @@ fn the_program_runs_once_after_the_commit_in_memory() {
 }
 
 #[test]
-fn a_request_left_without_an_outcome_runs_again_after_a_restart_with_the_same_key() {
+fn a_request_left_without_an_outcome_runs_again_once_stale_with_the_same_key() {
     let dir = tempfile::tempdir().unwrap();
     let (db, calls) = (dir.path().join("leadflow.db"), dir.path().join("calls"));
     let lead = {
@@ -161,10 +161,18 @@ fn a_request_left_without_an_outcome_runs_again_after_a_restart_with_the_same_ke
         assert!(lines(&calls).is_empty());
         lead
     };
-    // A new process (the same rules) finds the request pending and runs it.
+    // A new process (the same rules) finds the request pending. Within the request's time
+    // limit (10 s) and the margin after it, its own process may still be running it: left
+    // alone.
     let rt = runtime(&counting(&calls), "10s");
     let mut store = Store::open(&db, &Options::default()).unwrap();
-    rt.process(&mut store, t0()).unwrap();
+    rt.process(&mut store, t0() + chrono::Duration::seconds(15))
+        .unwrap();
+    assert!(lines(&calls).is_empty());
+    assert_eq!(types(&store, lead), ["lead.created", "robot.requested"]);
+    // Past them, it is abandoned: run again.
+    rt.process(&mut store, t0() + chrono::Duration::seconds(21))
+        .unwrap();
     let key = payload(&store, "robot.requested")["key"]
         .as_str()
         .unwrap()

@@ -459,14 +459,20 @@ impl Backend for Store {
         Ok(Store::read_log(self, &LogFilter::default(), after, limit)?)
     }
 
-    fn pending_requests(&self, limit: usize) -> Result<Vec<RecordedEvent>, WorkspaceError> {
+    fn pending_requests(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, WorkspaceError> {
         let positions: Vec<i64> = {
             let mut stmt = self
                 .conn
-                .prepare_cached("SELECT position FROM requests ORDER BY position LIMIT ?1")
+                .prepare_cached(
+                    "SELECT position FROM requests WHERE position > ?1 ORDER BY position LIMIT ?2",
+                )
                 .map_err(Error::from)?;
             let rows = stmt
-                .query_map([limit as i64], |r| r.get(0))
+                .query_map([after, limit as i64], |r| r.get(0))
                 .map_err(Error::from)?;
             rows.collect::<Result<_, _>>().map_err(Error::from)?
         };

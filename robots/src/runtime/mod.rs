@@ -243,18 +243,31 @@ impl Runtime {
         db: &mut D,
         now: DateTime<Utc>,
     ) -> Result<Report, RobotError> {
-        let mut total = self.process_rules(db, now)?;
-        while self.run_requests(db, now)? > 0 {
-            total.add(&self.process_rules(db, now)?);
+        self.process_with(db, now, &mut Vec::new())
+    }
+
+    /// [`Runtime::process`], with the requests this process already processed (`mine`): it
+    /// runs those, and others only once they are stale (their process died).
+    fn process_with<D: Backend>(
+        &self,
+        db: &mut D,
+        now: DateTime<Utc>,
+        mine: &mut Vec<i64>,
+    ) -> Result<Report, RobotError> {
+        let mut total = self.process_rules(db, now, mine)?;
+        while self.run_requests(db, now, mine)? > 0 {
+            total.add(&self.process_rules(db, now, mine)?);
         }
         Ok(total)
     }
 
-    /// The rules' part of [`Runtime::process`].
+    /// The rules' part of [`Runtime::process`]; the external robots' requests it processes
+    /// go into `mine`, for this process to run.
     fn process_rules<D: Backend>(
         &self,
         db: &mut D,
         now: DateTime<Utc>,
+        mine: &mut Vec<i64>,
     ) -> Result<Report, RobotError> {
         let mut total = Report::default();
         let mut first = true;
@@ -262,7 +275,7 @@ impl Runtime {
             let (report, more) = self.write(db, now, |ws| {
                 self.activate_in(ws, now)?;
                 let mut report = Report::default();
-                let more = self.process_in(ws, now, &mut report, EVENTS_PER_TX, first)?;
+                let more = self.process_in(ws, now, &mut report, EVENTS_PER_TX, first, mine)?;
                 Ok::<_, RobotError>((report, more))
             })?;
             first = false;
@@ -285,7 +298,7 @@ impl Runtime {
         self.write(db, now, |ws| {
             self.activate_in(ws, now)?;
             let mut report = Report::default();
-            self.process_in(ws, now, &mut report, budget, true)?;
+            self.process_in(ws, now, &mut report, budget, true, &mut Vec::new())?;
             Ok(report)
         })
     }
@@ -293,6 +306,9 @@ impl Runtime {
     /// Processes up to `budget` events in the caller's transaction; whether more are left.
     /// With `check_cursor`, first checks the cursor against the log (a read of the backlog:
     /// done once per call of [`Runtime::process`], not for each of its transactions).
+    /// The positions of the external robots' requests among the events processed are added
+    /// to `mine`.
+    #[allow(clippy::too_many_arguments)]
     fn process_in(
         &self,
         ws: &mut dyn Workspace,
@@ -300,6 +316,7 @@ impl Runtime {
         report: &mut Report,
         budget: usize,
         check_cursor: bool,
+        mine: &mut Vec<i64>,
     ) -> Result<bool, RobotError> {
         let head = ws.head_position();
         let mut cursor = match ws.cursor(CURSOR)? {
@@ -329,6 +346,9 @@ impl Runtime {
                 return Ok(false);
             }
             for rec in &page {
+                if rec.event_type == "robot.requested" {
+                    mine.push(rec.position);
+                }
                 self.handle(ws, rec, now, report)?;
                 cursor = rec.position;
                 done += 1;

@@ -45,6 +45,7 @@ impl Runtime {
     /// processes the events that causes (and any other unprocessed event).
     pub fn tick<D: Backend>(&self, db: &mut D, now: DateTime<Utc>) -> Result<Report, RobotError> {
         let mut total = self.process(db, now)?;
+        let mut mine = Vec::new();
         loop {
             // The firings and the rules' reactions to them commit together: one transaction
             // instead of two, and no firing is ever left unprocessed by a crash in between.
@@ -53,13 +54,14 @@ impl Runtime {
                 let fired = self.fire_timers(ws, now, TIMERS_PER_TX)?;
                 let mut report = Report::default();
                 // `process` just checked the cursor against the log.
-                let more = self.process_in(ws, now, &mut report, TIMERS_PER_TX, false)?;
+                let more =
+                    self.process_in(ws, now, &mut report, TIMERS_PER_TX, false, &mut mine)?;
                 Ok::<_, RobotError>((fired, report, more))
             })?;
             total.timers += fired;
             total.add(&report);
-            if more {
-                total.add(&self.process(db, now)?);
+            if more || !mine.is_empty() {
+                total.add(&self.process_with(db, now, &mut mine)?);
             }
             if fired < TIMERS_PER_TX {
                 break;

@@ -4,39 +4,25 @@
 //! across restarts (a request without an outcome runs again, with the same key), and never on
 //! replay. The checks that do not need SQLite run on the in-memory backend too.
 
-use chrono::{DateTime, TimeZone, Utc};
 use leadflow_engine::command::NewLead;
-use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_engine::ids::EmployeeId;
 use leadflow_engine::memory::Memory;
 use leadflow_engine::workspace::{Backend, Stamp};
-use leadflow_engine::{Actor, Command, Config, Entity, EntityKind, EventMeta, Source, StreamId};
+use leadflow_engine::{Command, Entity, EntityKind, StreamId};
 use leadflow_robots::Runtime;
 use leadflow_store::{Options, Store};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Monday 2 March 2026, 10:00 Moscow time.
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap()
-}
+use leadflow_testkit::{admin, meta, monday_10 as t0};
 
 /// A rule that runs `sh -c script` when a lead is created.
 fn runtime(script: &str, timeout: &str) -> Runtime {
-    let config = Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap();
     let script = serde_json::to_string(script).unwrap();
-    let rules = format!(
+    leadflow_testkit::runtime(&format!(
         "[[rules]]\nid = \"ext\"\ntrigger = {{ on = \"created\", entity = \"lead\" }}\n[[rules.robots]]\nrobot = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", {script}]\ntimeout = \"{timeout}\"\n"
-    );
-    Runtime::load(
-        config,
-        &[Source {
-            path: "rules.toml".into(),
-            text: rules,
-        }],
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    ))
 }
 
 /// A script that appends its idempotency key to `calls`, then answers with one action.
@@ -58,7 +44,7 @@ fn create_lead<D: Backend>(db: &mut D, rt: &Runtime) -> StreamId {
                 responsible: Some(EmployeeId("ivanov".into())),
                 ..Default::default()
             }),
-            &EventMeta::root(t0(), Actor::Employee("admin".into())),
+            &meta(t0(), admin()),
         )
     })
     .unwrap()

@@ -2,9 +2,7 @@
 //! backend — no SQLite: what the pure reaction (`leadflow_engine::react`) says the rules do
 //! for one event, and what a robot decides from what it reads through the view.
 
-use chrono::{DateTime, TimeZone, Utc};
 use leadflow_engine::command::NewLead;
-use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_engine::event::{Event, IncidentRecorded};
 use leadflow_engine::ids::EmployeeId;
 use leadflow_engine::memory::Memory;
@@ -12,28 +10,13 @@ use leadflow_engine::react::{DEPTH_LIMIT, Reaction, Step, Then};
 use leadflow_engine::rules::RuleSet;
 use leadflow_engine::stored::RecordedEvent;
 use leadflow_engine::workspace::{Backend, Stamp};
-use leadflow_engine::{Actor, Command, Config, Entity, EntityKind, EventMeta, Source, StreamId};
+use leadflow_engine::{Actor, Command, Entity, EntityKind, EventMeta, StreamId};
 use leadflow_robots::{Registry, Runtime};
 
-/// Monday 2 March 2026, 10:00 Moscow time.
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 7, 0, 0).unwrap()
-}
-
-fn config() -> Config {
-    Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap()
-}
+use leadflow_testkit::{admin, config, meta, monday_10 as t0, rule_set};
 
 fn rules(text: &str) -> RuleSet {
-    RuleSet::load(
-        &[Source {
-            path: "rules.toml".into(),
-            text: text.into(),
-        }],
-        &config(),
-        &Registry::builtin(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    rule_set(text, &config())
 }
 
 const RULES: &str = r#"
@@ -84,7 +67,7 @@ fn created(memory: &mut Memory, source: &str) -> RecordedEvent {
                     responsible: Some(EmployeeId("ivanov".into())),
                     ..Default::default()
                 }),
-                &EventMeta::root(t0(), Actor::Employee("admin".into())),
+                &meta(t0(), admin()),
             )
         })
         .unwrap();
@@ -248,7 +231,7 @@ team = "first_line"
                     stage: Some(stage.into()),
                     ..Default::default()
                 }),
-                &EventMeta::root(t0(), Actor::Employee("admin".into())),
+                &meta(t0(), admin()),
             )
         })
         .unwrap()
@@ -267,7 +250,7 @@ team = "first_line"
                 stage: "junk".into(),
                 reason: Some("spam".into()),
             },
-            &EventMeta::root(t0(), Actor::Employee("admin".into())),
+            &meta(t0(), admin()),
         )
     })
     .unwrap();

@@ -13,8 +13,9 @@
 //! the next.
 
 use crate::config::Config;
+use crate::config::Semantic;
 use crate::event::{DelayedRobot, Event, RobotCompleted, RobotRequested, RobotsCancelled};
-use crate::ids::{EmployeeId, EntityKind, StageId, StreamId};
+use crate::ids::{EmployeeId, EntityKind, PipelineId, StageId, StreamId};
 use crate::model::Entity;
 use crate::rules::{Rule, RuleSet, Trigger, TriggerKey};
 use crate::stored::{RecordedEvent, fmt_time};
@@ -159,9 +160,10 @@ pub fn task_parent(e: Option<&Entity>) -> Option<StreamId> {
     }
 }
 
-/// The trigger keys an event in a stream of `kind` answers to.
+/// The trigger keys an event in a stream of `kind` answers to: the rules indexed under them
+/// (`RuleSet::by_key`) are the candidates.
 pub fn trigger_keys(config: &Config, event: &Event, kind: EntityKind) -> Vec<TriggerKey> {
-    let mut keys = RuleSet::keys_of(config, event);
+    let mut keys = event_keys(config, event);
     match event {
         Event::DeadlineElapsed(d) => keys.push(TriggerKey::DeadlineElapsed(d.name.clone())),
         Event::LeadRepeatDetected(_) => keys.push(TriggerKey::RepeatDetected),
@@ -171,6 +173,68 @@ pub fn trigger_keys(config: &Config, event: &Event, kind: EntityKind) -> Vec<Tri
         _ => {}
     }
     keys
+}
+
+/// The keys of an entity change (a stage change is also a win or a loss when the new stage is
+/// a success or failure stage).
+fn event_keys(config: &Config, event: &Event) -> Vec<TriggerKey> {
+    use Event as E;
+    let stage_keys = |entity: EntityKind, pipeline: Option<&PipelineId>, to: &StageId| {
+        let mut keys = vec![TriggerKey::StageEntered(entity, to.clone())];
+        let semantic = pipeline
+            .and_then(|p| config.pipeline(p))
+            .and_then(|p| p.stage(to))
+            .map(|s| s.semantic);
+        match semantic {
+            Some(Semantic::Success) => keys.push(TriggerKey::Won(entity)),
+            Some(Semantic::Failure) => keys.push(TriggerKey::Lost(entity)),
+            _ => {}
+        }
+        keys
+    };
+    match event {
+        E::LeadCreated(e) => {
+            let mut k = vec![TriggerKey::Created(EntityKind::Lead)];
+            k.extend(stage_keys(EntityKind::Lead, Some(&e.pipeline), &e.stage));
+            k
+        }
+        E::DealCreated(e) => {
+            let mut k = vec![TriggerKey::Created(EntityKind::Deal)];
+            k.extend(stage_keys(EntityKind::Deal, Some(&e.pipeline), &e.stage));
+            k
+        }
+        E::LeadStageChanged(s) => {
+            stage_keys(EntityKind::Lead, Some(&config.lead_pipeline().id), &s.to)
+        }
+        E::DealStageChanged(s) => {
+            let p = config
+                .pipelines
+                .iter()
+                .find(|p| p.entity == EntityKind::Deal && p.stage(&s.to).is_some())
+                .map(|p| &p.id);
+            stage_keys(EntityKind::Deal, p, &s.to)
+        }
+        E::LeadUpdated(u) => u
+            .changes
+            .keys()
+            .map(|k| TriggerKey::FieldChanged(EntityKind::Lead, k.clone()))
+            .collect(),
+        E::DealUpdated(u) => u
+            .changes
+            .keys()
+            .map(|k| TriggerKey::FieldChanged(EntityKind::Deal, k.clone()))
+            .collect(),
+        E::LeadAssigned(_) => vec![TriggerKey::FieldChanged(
+            EntityKind::Lead,
+            "responsible".into(),
+        )],
+        E::DealAssigned(_) => vec![TriggerKey::FieldChanged(
+            EntityKind::Deal,
+            "responsible".into(),
+        )],
+        E::TaskCompleted(_) => vec![TriggerKey::TaskCompleted],
+        _ => vec![],
+    }
 }
 
 /// Whether the trigger's filters (sources, pipelines, the stage's pipeline, the idle rule's

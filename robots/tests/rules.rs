@@ -83,7 +83,7 @@ fn a_stage_change_answers_to_stage_and_outcome_triggers() {
         reason: None,
     });
     assert_eq!(
-        RuleSet::keys_of(&config, &moved),
+        leadflow_engine::react::trigger_keys(&config, &moved, EntityKind::Lead),
         vec![
             TriggerKey::StageEntered(EntityKind::Lead, "converted".into()),
             TriggerKey::Won(EntityKind::Lead)
@@ -95,7 +95,7 @@ fn a_stage_change_answers_to_stage_and_outcome_triggers() {
         reason: Some("spam".into()),
     });
     assert_eq!(
-        RuleSet::keys_of(&config, &junk)[1],
+        leadflow_engine::react::trigger_keys(&config, &junk, EntityKind::Lead)[1],
         TriggerKey::Lost(EntityKind::Lead)
     );
 }

@@ -6,7 +6,7 @@
 //!
 //! Where to change what:
 //! - `model.rs` — the model ([`Rule`], [`Trigger`], [`RobotCall`], [`RuleSet`]) and the
-//!   trigger-key index: [`TriggerKey`], [`RuleSet::by_key`], [`RuleSet::keys_of`] (which keys an
+//!   trigger-key index: [`TriggerKey`], [`RuleSet::by_key`], `crate::react::trigger_keys` (which keys an
 //!   event answers to). A new trigger starts here.
 //! - `load.rs` — [`RuleSet::load`]: parsing TOML rule files into the model, every check of a
 //!   trigger, condition and robot parameter, the `file:line:col` of each problem, and building

@@ -2,9 +2,7 @@
 //! an event may fire.
 
 use crate::condition::Condition;
-use crate::config::{Config, Semantic};
 use crate::diag::{Diagnostic, Location, Source};
-use crate::event::Event;
 use crate::ids::{EntityKind, PipelineId, StageId};
 use chrono::Duration;
 use std::collections::{BTreeMap, HashMap};
@@ -157,68 +155,6 @@ impl RuleSet {
             .into_iter()
             .flatten()
             .map(|i| &self.rules[*i])
-    }
-
-    /// The trigger keys an event answers to (a stage change is also a win or a loss when the
-    /// new stage is a success or failure stage).
-    pub fn keys_of(config: &Config, event: &Event) -> Vec<TriggerKey> {
-        use Event as E;
-        let stage_keys = |entity: EntityKind, pipeline: Option<&PipelineId>, to: &StageId| {
-            let mut keys = vec![TriggerKey::StageEntered(entity, to.clone())];
-            let semantic = pipeline
-                .and_then(|p| config.pipeline(p))
-                .and_then(|p| p.stage(to))
-                .map(|s| s.semantic);
-            match semantic {
-                Some(Semantic::Success) => keys.push(TriggerKey::Won(entity)),
-                Some(Semantic::Failure) => keys.push(TriggerKey::Lost(entity)),
-                _ => {}
-            }
-            keys
-        };
-        match event {
-            E::LeadCreated(e) => {
-                let mut k = vec![TriggerKey::Created(EntityKind::Lead)];
-                k.extend(stage_keys(EntityKind::Lead, Some(&e.pipeline), &e.stage));
-                k
-            }
-            E::DealCreated(e) => {
-                let mut k = vec![TriggerKey::Created(EntityKind::Deal)];
-                k.extend(stage_keys(EntityKind::Deal, Some(&e.pipeline), &e.stage));
-                k
-            }
-            E::LeadStageChanged(s) => {
-                stage_keys(EntityKind::Lead, Some(&config.lead_pipeline().id), &s.to)
-            }
-            E::DealStageChanged(s) => {
-                let p = config
-                    .pipelines
-                    .iter()
-                    .find(|p| p.entity == EntityKind::Deal && p.stage(&s.to).is_some())
-                    .map(|p| &p.id);
-                stage_keys(EntityKind::Deal, p, &s.to)
-            }
-            E::LeadUpdated(u) => u
-                .changes
-                .keys()
-                .map(|k| TriggerKey::FieldChanged(EntityKind::Lead, k.clone()))
-                .collect(),
-            E::DealUpdated(u) => u
-                .changes
-                .keys()
-                .map(|k| TriggerKey::FieldChanged(EntityKind::Deal, k.clone()))
-                .collect(),
-            E::LeadAssigned(_) => vec![TriggerKey::FieldChanged(
-                EntityKind::Lead,
-                "responsible".into(),
-            )],
-            E::DealAssigned(_) => vec![TriggerKey::FieldChanged(
-                EntityKind::Deal,
-                "responsible".into(),
-            )],
-            E::TaskCompleted(_) => vec![TriggerKey::TaskCompleted],
-            _ => vec![],
-        }
     }
 }
 

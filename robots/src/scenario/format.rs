@@ -1,8 +1,8 @@
 //! A loaded scenario: its steps, what they do and what they check.
 
-use super::build::Verb;
 use chrono::{DateTime, Duration, Utc};
 use leadflow_engine::rules::RuleSet;
+use leadflow_engine::verb::Verb;
 use leadflow_engine::{Actor, Config, StreamId};
 use serde_json::{Map, Value};
 use std::path::PathBuf;

@@ -1,7 +1,6 @@
 //! Loading a scenario file: its TOML layout, the configuration and rule set it names, and every
 //! problem at `file:line:column` (through the engine's shared diagnostics).
 
-use super::build::{Verb, build};
 use super::error::ScenarioError;
 use super::format::{Action, Expectation, Scenario, StateCheck, Step};
 use crate::Registry;
@@ -11,6 +10,7 @@ use leadflow_engine::config::{ConfigError, DEFAULT_CONFIG};
 use leadflow_engine::diag::FileIndex;
 use leadflow_engine::ids::EmployeeId;
 use leadflow_engine::rules::RuleSet;
+use leadflow_engine::verb::{Verb, build};
 use leadflow_engine::{Actor, Config, Source, StreamId};
 use serde::Deserialize;
 use serde_json::{Map, Value};

@@ -79,23 +79,24 @@
 //! - `load.rs` — reading and checking a scenario file ([`Scenario::load`]): the TOML layout,
 //!   the configuration and rule set it names, every problem at `file:line:column` through the
 //!   engine's shared diagnostics (`leadflow_engine::diag`).
-//! - `build.rs` — [`Verb`] and turning a step's `args` into a command.
+//! - the commands a step gives are built by `leadflow_engine::verb` ([`Verb`] and its
+//!   `build`), the one mapping from named arguments to commands, which the CLI's entity
+//!   commands use too: a new command or argument is added there, for both.
 //! - `run.rs` — [`run_in`]: the script on any [`Backend`], the virtual clock, the [`Outcome`].
 //! - `check.rs` — event and state expectations against the log and the entities, and the
 //!   [`Mismatch`] messages that say what was expected and what was found.
 //!
 //! [`Backend`]: leadflow_engine::workspace::Backend
 
-mod build;
 mod check;
 mod error;
 mod format;
 mod load;
 mod run;
 
-pub use build::Verb;
 pub use check::Mismatch;
 pub use error::ScenarioError;
 pub use format::{Action, Expectation, Scenario, StateCheck, Step};
+pub use leadflow_engine::verb::Verb;
 pub use load::SCENARIO_FILE;
 pub use run::{Outcome, StepRun, run_in};

@@ -1,6 +1,5 @@
 //! Running a scenario: the script on a [`Backend`] and a virtual clock.
 
-use super::build::build;
 use super::check::{Mismatch, check_state, check_window};
 use super::error::ScenarioError;
 use super::format::{Action, Scenario};
@@ -8,6 +7,7 @@ use crate::runtime::TICKS_PER_INSTANT;
 use crate::{Registry, Report, Runtime};
 use chrono::{DateTime, Utc};
 use leadflow_engine::calendar::Calendar;
+use leadflow_engine::verb::build;
 use leadflow_engine::workspace::{Backend, Stamp, WorkspaceError};
 use leadflow_engine::{Actor, EventMeta};
 

@@ -1,12 +1,29 @@
-//! The commands a step can give ([`Verb`]) and the command a step's `args` make.
+//! Commands by name: a [`Verb`] (`lead.create`, `task.complete` …) and its named arguments
+//! make a [`Command`] — the one mapping from arguments to commands. A scenario step's `do` and
+//! `args` come here as they are written; the CLI's `lead create`, `deal move`, `task create` …
+//! put their options under the same names and come here too, so which argument becomes which
+//! field of a [`NewLead`] (or [`NewDeal`], a move's stage and reason, a task's due time) is
+//! decided once.
+//!
+//! The arguments are JSON: text in quotes, lists of text for `phones` and `emails`, a table for
+//! custom `fields`, ids as numbers or stream ids (`lead-3`). Creating takes the fields of the new
+//! entity by their names in [`crate::command`]; updating takes `id` and the fields to change
+//! (built-in names or custom field ids, passed to the engine as they are); moving `id`, `stage`,
+//! `reason`; assigning `id`, `to`; `task.create` `kind`, `title`, `assignee`, `due` (a duration
+//! from `now`, `1d` by default; `working_time = true` counts working hours) or `due_at` (a time),
+//! `lead`, `deal`; `task.complete` `id`, `result`. A missing, mistyped or unknown argument is an
+//! error that names it.
+//!
+//! Pure: the time comes in as `now`; nothing here reads a clock, a file or prints.
 
+use crate::Command;
+use crate::command::{FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask};
+use crate::config::Config;
+use crate::ids::{EmployeeId, EntityKind, StreamId};
 use chrono::{DateTime, Utc};
-use leadflow_engine::command::{NewCompany, NewContact, NewDeal, NewLead, NewTask};
-use leadflow_engine::ids::EmployeeId;
-use leadflow_engine::{Command, Config, EntityKind, StreamId};
 use serde_json::{Map, Value};
 
-/// A command a step can give.
+/// A command by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
     /// `lead.create`
@@ -40,7 +57,7 @@ pub enum Verb {
 }
 
 impl Verb {
-    /// Every command, with its name in scenario files.
+    /// Every command, with its name (in scenario files: `do = "lead.create"`).
     pub const ALL: [(&'static str, Verb); 14] = [
         ("lead.create", Verb::LeadCreate),
         ("lead.update", Verb::LeadUpdate),
@@ -58,7 +75,7 @@ impl Verb {
         ("task.complete", Verb::TaskComplete),
     ];
 
-    /// The name in scenario files, e.g. `lead.create`.
+    /// The name, e.g. `lead.create`.
     pub fn as_str(self) -> &'static str {
         Verb::ALL
             .iter()
@@ -66,11 +83,13 @@ impl Verb {
             .map_or("?", |(n, _)| n)
     }
 
-    pub(super) fn parse(s: &str) -> Option<Verb> {
+    /// The verb of a name, e.g. `lead.create`.
+    pub fn parse(s: &str) -> Option<Verb> {
         Verb::ALL.iter().find(|(n, _)| *n == s).map(|(_, v)| *v)
     }
 
-    pub(super) fn kind(self) -> EntityKind {
+    /// The kind of entity the command is about.
+    pub fn kind(self) -> EntityKind {
         use Verb as V;
         match self {
             V::LeadCreate | V::LeadUpdate | V::LeadMove | V::LeadAssign => EntityKind::Lead,
@@ -150,12 +169,26 @@ impl Args<'_> {
     }
 }
 
+/// The command of an update verb (`lead.update`, `deal.update`, `contact.update`,
+/// `company.update`) for entity `id`: the changes, by built-in name or custom field id, go to
+/// the engine as they are (`null` clears a field). `None` for a verb that updates nothing.
+pub fn update(verb: Verb, id: i64, changes: FieldInputs) -> Option<Command> {
+    Some(match verb {
+        Verb::LeadUpdate => Command::UpdateLead { id, changes },
+        Verb::DealUpdate => Command::UpdateDeal { id, changes },
+        Verb::ContactUpdate => Command::UpdateContact { id, changes },
+        Verb::CompanyUpdate => Command::UpdateCompany { id, changes },
+        _ => return None,
+    })
+}
+
 fn from_json<T: serde::de::DeserializeOwned>(map: &Map<String, Value>) -> Result<T, String> {
     serde_json::from_value(Value::Object(map.clone())).map_err(|e| e.to_string())
 }
 
-/// The command a step gives, at virtual time `now`.
-pub(super) fn build(
+/// The command `verb` gives with these named arguments, at time `now` (a task's `due` counts
+/// from it); the error names the argument that is missing, mistyped or unknown.
+pub fn build(
     verb: Verb,
     args: &Map<String, Value>,
     now: DateTime<Utc>,
@@ -175,12 +208,7 @@ pub(super) fn build(
         V::LeadUpdate | V::DealUpdate | V::ContactUpdate | V::CompanyUpdate => {
             let id = a.required_id()?;
             let changes = std::mem::take(&mut a.map).into_iter().collect();
-            match verb {
-                V::LeadUpdate => Command::UpdateLead { id, changes },
-                V::DealUpdate => Command::UpdateDeal { id, changes },
-                V::ContactUpdate => Command::UpdateContact { id, changes },
-                _ => Command::UpdateCompany { id, changes },
-            }
+            update(verb, id, changes).expect("an update verb")
         }
         V::LeadMove | V::DealMove => {
             a.takes = &["id", "stage", "reason"];
@@ -234,10 +262,8 @@ pub(super) fn build(
                         "give 'due' (a duration from now) or 'due_at' (a time), not both".into(),
                     );
                 }
-                (None, Some(t)) => {
-                    leadflow_engine::time::parse_time(&t, config.calendar.timezone, None)
-                        .map_err(|e| e.to_string())?
-                }
+                (None, Some(t)) => crate::time::parse_time(&t, config.calendar.timezone, None)
+                    .map_err(|e| e.to_string())?,
                 (due, None) => {
                     config
                         .calendar
@@ -264,4 +290,115 @@ pub(super) fn build(
             Command::CompleteTask { id, result }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_CONFIG;
+    use serde_json::json;
+
+    fn config() -> Config {
+        Config::from_toml("leadflow.toml", DEFAULT_CONFIG).expect("the default config loads")
+    }
+
+    fn args(v: Value) -> Map<String, Value> {
+        v.as_object().expect("an object").clone()
+    }
+
+    fn at(t: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn every_verb_is_found_by_its_name() {
+        for (name, verb) in Verb::ALL {
+            assert_eq!(Verb::parse(name), Some(verb));
+            assert_eq!(verb.as_str(), name);
+            assert!(name.starts_with(verb.kind().as_str()));
+        }
+        assert_eq!(Verb::parse("lead.delete"), None);
+    }
+
+    #[test]
+    fn ids_are_numbers_or_stream_ids_of_the_verbs_kind() {
+        let now = at("2026-03-02T10:00:00+03:00");
+        let moved = Command::MoveDeal {
+            id: 3,
+            stage: "won".into(),
+            reason: Some("price".into()),
+        };
+        for id in [json!(3), json!("deal-3")] {
+            let a = args(json!({"id": id, "stage": "won", "reason": "price"}));
+            assert_eq!(build(Verb::DealMove, &a, now, &config()), Ok(moved.clone()));
+        }
+        let a = args(json!({"id": "lead-3", "stage": "won"}));
+        assert_eq!(
+            build(Verb::DealMove, &a, now, &config()),
+            Err("argument 'id' names lead-3, but must be a deal".into())
+        );
+        let a = args(json!({"id": 3, "to": "ivanov", "stage": "won"}));
+        assert_eq!(
+            build(Verb::LeadAssign, &a, now, &config()),
+            Err("unknown argument 'stage'; lead.assign takes: id, to".into())
+        );
+    }
+
+    #[test]
+    fn creating_takes_the_fields_of_the_new_entity_and_updating_passes_changes_on() {
+        let now = at("2026-03-02T10:00:00+03:00");
+        let a = args(json!({
+            "title": "Countertop",
+            "phones": ["+7 912 000-00-01"],
+            "fields": {"material": "granite"},
+            "contact": 2,
+        }));
+        let Ok(Command::CreateLead(new)) = build(Verb::LeadCreate, &a, now, &config()) else {
+            panic!("a lead");
+        };
+        assert_eq!(new.title.as_deref(), Some("Countertop"));
+        assert_eq!(new.phones, ["+7 912 000-00-01"]);
+        assert_eq!(new.fields["material"], json!("granite"));
+        assert_eq!(new.contact, Some(2));
+        let a = args(json!({"id": 1, "name": "Ivan", "material": null}));
+        let changes: FieldInputs = [
+            ("name".to_owned(), json!("Ivan")),
+            ("material".to_owned(), Value::Null),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            build(Verb::LeadUpdate, &a, now, &config()),
+            Ok(Command::UpdateLead { id: 1, changes })
+        );
+        assert_eq!(update(Verb::TaskComplete, 1, FieldInputs::new()), None);
+    }
+
+    #[test]
+    fn a_task_is_due_a_day_from_now_unless_told_otherwise() {
+        let now = at("2026-03-02T10:00:00+03:00");
+        let base = json!({"kind": "call", "title": "call back", "assignee": "ivanov"});
+        let due = |extra: Value| {
+            let mut a = args(base.clone());
+            a.extend(args(extra));
+            match build(Verb::TaskCreate, &a, now, &config()) {
+                Ok(Command::CreateTask(t)) => Ok(t.due_at),
+                Ok(other) => panic!("{other:?}"),
+                Err(m) => Err(m),
+            }
+        };
+        assert_eq!(due(json!({})), Ok(now + chrono::Duration::days(1)));
+        assert_eq!(
+            due(json!({"due": "2h"})),
+            Ok(now + chrono::Duration::hours(2))
+        );
+        assert_eq!(
+            due(json!({"due_at": "2026-03-10T09:30:00+03:00"})),
+            Ok(at("2026-03-10T09:30:00+03:00"))
+        );
+        assert_eq!(
+            due(json!({"due": "2h", "due_at": "2026-03-10T09:30:00+03:00"})),
+            Err("give 'due' (a duration from now) or 'due_at' (a time), not both".into())
+        );
+    }
 }

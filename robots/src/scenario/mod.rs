@@ -85,6 +85,7 @@
 //! - `run.rs` — [`run_in`]: the script on any [`Backend`], the virtual clock, the [`Outcome`].
 //! - `check.rs` — event and state expectations against the log and the entities, and the
 //!   [`Mismatch`] messages that say what was expected and what was found.
+//! - `error.rs` — [`ScenarioError`]: why a scenario could not be loaded or run at all.
 //!
 //! [`Backend`]: leadflow_engine::workspace::Backend
 

@@ -9,13 +9,14 @@ use crate::cli::{
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
 use crate::output::{Table, clip, human_duration, json_line, json_pretty, opt, phone, time};
-use leadflow_engine::command::{FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask};
+use leadflow_engine::command::FieldInputs;
 use leadflow_engine::field;
 use leadflow_engine::field::format_money;
+use leadflow_engine::verb::{self, Verb};
 use leadflow_engine::{Command, Entity, EntityKind, StreamId};
 use leadflow_store::Executed;
 use leadflow_store::query::{self, ListFilter, Search, Sort, TaskFilter};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// Parses `42` or `lead-42` as the id of an entity of `kind`.
 pub fn parse_id(kind: EntityKind, text: &str) -> Result<i64, CliError> {
@@ -37,8 +38,59 @@ pub fn parse_id(kind: EntityKind, text: &str) -> Result<i64, CliError> {
     }
 }
 
-fn opt_id(kind: EntityKind, text: &Option<String>) -> Result<Option<i64>, CliError> {
-    text.as_deref().map(|t| parse_id(kind, t)).transpose()
+/// A command's named arguments, put together from the command line's options under the names
+/// [`leadflow_engine::verb`] takes (the names scenario steps write), which turns them into the
+/// command. What only the command line has — ids typed as `42` or `lead-42`, `--field
+/// NAME=VALUE` — is read here, with the command line's messages.
+#[derive(Default)]
+struct Named(Map<String, Value>);
+
+impl Named {
+    /// The changes of an update: the custom fields of `--field NAME=VALUE` options (by their
+    /// ids, beside the built-in names the other options add).
+    fn changes(pairs: &[String]) -> Result<Named, CliError> {
+        Ok(Named(parse_fields(pairs)?.into_iter().collect()))
+    }
+
+    /// `key` = the text, when given.
+    fn text(&mut self, key: &str, value: &Option<String>) -> &mut Self {
+        if let Some(v) = value {
+            self.0.insert(key.to_owned(), Value::from(v.as_str()));
+        }
+        self
+    }
+
+    /// `key` = the list, when not empty (`--phone` and `--email`, repeated).
+    fn list(&mut self, key: &str, values: &[String]) -> &mut Self {
+        if !values.is_empty() {
+            self.0.insert(key.to_owned(), Value::from(values.to_vec()));
+        }
+        self
+    }
+
+    /// `key` = the id of an entity of `kind`, when given (see [`parse_id`]).
+    fn id(&mut self, key: &str, kind: EntityKind, text: &Option<String>) -> Result<(), CliError> {
+        if let Some(t) = text {
+            self.0
+                .insert(key.to_owned(), Value::from(parse_id(kind, t)?));
+        }
+        Ok(())
+    }
+
+    /// `fields` = the custom fields of `--field NAME=VALUE` options.
+    fn fields(&mut self, pairs: &[String]) -> Result<(), CliError> {
+        let fields = parse_fields(pairs)?;
+        if !fields.is_empty() {
+            self.0
+                .insert("fields".into(), Value::Object(fields.into_iter().collect()));
+        }
+        Ok(())
+    }
+
+    /// The command `verb` gives with these arguments.
+    fn command(&self, ctx: &Ctx, verb: Verb) -> Result<Command, CliError> {
+        verb::build(verb, &self.0, ctx.clock.now(), &ctx.config).map_err(CliError::Usage)
+    }
 }
 
 /// Parses `NAME=VALUE` pairs.
@@ -103,47 +155,47 @@ fn execute(ctx: &mut Ctx, cmd: Command, expect: Option<i64>) -> Result<Done, Cli
     Ok(Done { out, effects })
 }
 
-/// Runs an update command built from `changes` plus the fields to clear; refuses an empty one.
+/// Runs the update `verb` of entity `id` with `changes` plus the fields to clear; refuses an
+/// empty one.
 fn update(
     ctx: &mut Ctx,
-    mut changes: FieldInputs,
+    verb: Verb,
+    id: i64,
+    changes: Named,
     clear: &[String],
     expect: Option<i64>,
-    command: impl FnOnce(FieldInputs) -> Command,
 ) -> Result<(), CliError> {
+    let mut changes: FieldInputs = changes.0.into_iter().collect();
     clears(&mut changes, clear);
     if changes.is_empty() {
         return Err(CliError::Usage(
             "nothing to update: give at least one field".into(),
         ));
     }
-    let out = execute(ctx, command(changes), expect)?;
+    let cmd = verb::update(verb, id, changes).expect("an update verb");
+    let out = execute(ctx, cmd, expect)?;
     report(ctx, &out, "updated");
     Ok(())
 }
 
 /// `lead move` and `deal move`.
-fn move_to(ctx: &mut Ctx, kind: EntityKind, args: MoveArgs) -> Result<(), CliError> {
-    let id = parse_id(kind, &args.id)?;
-    let stage = args.stage.as_str().into();
-    let reason = args.reason;
-    let cmd = match kind {
-        EntityKind::Deal => Command::MoveDeal { id, stage, reason },
-        _ => Command::MoveLead { id, stage, reason },
-    };
+fn move_to(ctx: &mut Ctx, verb: Verb, args: MoveArgs) -> Result<(), CliError> {
+    let mut a = Named::default();
+    a.id("id", verb.kind(), &Some(args.id))?;
+    a.text("stage", &Some(args.stage.clone()))
+        .text("reason", &args.reason);
+    let cmd = a.command(ctx, verb)?;
     let out = execute(ctx, cmd, args.expect.expect_version)?;
     report(ctx, &out, &format!("moved to {}", args.stage));
     Ok(())
 }
 
 /// `lead assign` and `deal assign`.
-fn assign(ctx: &mut Ctx, kind: EntityKind, args: AssignArgs) -> Result<(), CliError> {
-    let id = parse_id(kind, &args.id)?;
-    let to = args.employee.as_str().into();
-    let cmd = match kind {
-        EntityKind::Deal => Command::AssignDeal { id, to },
-        _ => Command::AssignLead { id, to },
-    };
+fn assign(ctx: &mut Ctx, verb: Verb, args: AssignArgs) -> Result<(), CliError> {
+    let mut a = Named::default();
+    a.id("id", verb.kind(), &Some(args.id))?;
+    a.text("to", &Some(args.employee.clone()));
+    let cmd = a.command(ctx, verb)?;
     let out = execute(ctx, cmd, args.expect.expect_version)?;
     report(ctx, &out, &format!("assigned to {}", args.employee));
     Ok(())
@@ -183,27 +235,19 @@ fn report(ctx: &Ctx, done: &Done, what: &str) {
     }
 }
 
-fn lead_inputs(f: &LeadFields, update: bool) -> Result<FieldInputs, CliError> {
-    let mut out = parse_fields(&f.fields)?;
-    let mut put = |k: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            out.insert(k.to_owned(), Value::from(v.as_str()));
-        }
-    };
-    put("title", &f.title);
-    put("name", &f.name);
-    put("source", &f.source);
-    put("client_type", &f.client_type);
-    put("comment", &f.comment);
-    put("contact", &f.contact);
-    put("company", &f.company);
-    if update && !f.phones.is_empty() {
-        out.insert("phones".into(), Value::from(f.phones.clone()));
-    }
-    if update && !f.emails.is_empty() {
-        out.insert("emails".into(), Value::from(f.emails.clone()));
-    }
-    Ok(out)
+/// The changes of `lead update`.
+fn lead_changes(f: &LeadFields) -> Result<Named, CliError> {
+    let mut a = Named::changes(&f.fields)?;
+    a.text("title", &f.title)
+        .text("name", &f.name)
+        .text("source", &f.source)
+        .text("client_type", &f.client_type)
+        .text("comment", &f.comment)
+        .text("contact", &f.contact)
+        .text("company", &f.company)
+        .list("phones", &f.phones)
+        .list("emails", &f.emails);
+    Ok(a)
 }
 
 pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
@@ -214,21 +258,21 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
             responsible,
             stage,
         } => {
-            let new = NewLead {
-                title: fields.title.clone(),
-                name: fields.name.clone(),
-                phones: fields.phones.clone(),
-                emails: fields.emails.clone(),
-                source: fields.source.clone(),
-                client_type: fields.client_type.clone(),
-                responsible: responsible.map(|r| r.as_str().into()),
-                stage: stage.map(|s| s.as_str().into()),
-                fields: parse_fields(&fields.fields)?,
-                comment: fields.comment.clone(),
-                contact: opt_id(EntityKind::Contact, &fields.contact)?,
-                company: opt_id(EntityKind::Company, &fields.company)?,
-            };
-            let out = execute(ctx, Command::CreateLead(new), None)?;
+            let mut a = Named::default();
+            a.fields(&fields.fields)?;
+            a.id("contact", EntityKind::Contact, &fields.contact)?;
+            a.id("company", EntityKind::Company, &fields.company)?;
+            a.text("title", &fields.title)
+                .text("name", &fields.name)
+                .list("phones", &fields.phones)
+                .list("emails", &fields.emails)
+                .text("source", &fields.source)
+                .text("client_type", &fields.client_type)
+                .text("responsible", &responsible)
+                .text("stage", &stage)
+                .text("comment", &fields.comment);
+            let cmd = a.command(ctx, Verb::LeadCreate)?;
+            let out = execute(ctx, cmd, None)?;
             report(ctx, &out, "created");
         }
         LeadCmd::Update {
@@ -240,14 +284,15 @@ pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
             let id = parse_id(EntityKind::Lead, &id)?;
             update(
                 ctx,
-                lead_inputs(&fields, true)?,
+                Verb::LeadUpdate,
+                id,
+                lead_changes(&fields)?,
                 &clear,
                 expect.expect_version,
-                |changes| Command::UpdateLead { id, changes },
             )?;
         }
-        LeadCmd::Move(args) => move_to(ctx, EntityKind::Lead, args)?,
-        LeadCmd::Assign(args) => assign(ctx, EntityKind::Lead, args)?,
+        LeadCmd::Move(args) => move_to(ctx, Verb::LeadMove, args)?,
+        LeadCmd::Assign(args) => assign(ctx, Verb::LeadAssign, args)?,
         LeadCmd::Show { id } => show(
             ctx,
             StreamId::new(EntityKind::Lead, parse_id(EntityKind::Lead, &id)?),
@@ -453,20 +498,15 @@ fn filter(ctx: &Ctx, args: &ListArgs, kind: EntityKind) -> Result<ListFilter, Cl
     })
 }
 
-fn deal_inputs(f: &DealFields) -> Result<FieldInputs, CliError> {
-    let mut out = parse_fields(&f.fields)?;
-    for (k, v) in [
-        ("title", &f.title),
-        ("amount", &f.amount),
-        ("contact", &f.contact),
-        ("company", &f.company),
-        ("comment", &f.comment),
-    ] {
-        if let Some(v) = v {
-            out.insert(k.to_owned(), Value::from(v.as_str()));
-        }
-    }
-    Ok(out)
+/// The changes of `deal update`.
+fn deal_changes(f: &DealFields) -> Result<Named, CliError> {
+    let mut a = Named::changes(&f.fields)?;
+    a.text("title", &f.title)
+        .text("amount", &f.amount)
+        .text("contact", &f.contact)
+        .text("company", &f.company)
+        .text("comment", &f.comment);
+    Ok(a)
 }
 
 pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
@@ -479,23 +519,22 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
             responsible,
             lead,
         } => {
-            let title = fields
-                .title
-                .clone()
-                .ok_or_else(|| CliError::Usage("a deal needs --title".into()))?;
-            let new = NewDeal {
-                title,
-                pipeline: pipeline.map(|p| p.as_str().into()),
-                stage: stage.map(|s| s.as_str().into()),
-                amount: fields.amount.as_deref().map(Value::from),
-                responsible: responsible.map(|r| r.as_str().into()),
-                contact: opt_id(EntityKind::Contact, &fields.contact)?,
-                company: opt_id(EntityKind::Company, &fields.company)?,
-                lead: opt_id(EntityKind::Lead, &lead)?,
-                fields: parse_fields(&fields.fields)?,
-                comment: fields.comment.clone(),
-            };
-            let out = execute(ctx, Command::CreateDeal(new), None)?;
+            if fields.title.is_none() {
+                return Err(CliError::Usage("a deal needs --title".into()));
+            }
+            let mut a = Named::default();
+            a.id("contact", EntityKind::Contact, &fields.contact)?;
+            a.id("company", EntityKind::Company, &fields.company)?;
+            a.id("lead", EntityKind::Lead, &lead)?;
+            a.fields(&fields.fields)?;
+            a.text("title", &fields.title)
+                .text("pipeline", &pipeline)
+                .text("stage", &stage)
+                .text("amount", &fields.amount)
+                .text("responsible", &responsible)
+                .text("comment", &fields.comment);
+            let cmd = a.command(ctx, Verb::DealCreate)?;
+            let out = execute(ctx, cmd, None)?;
             report(ctx, &out, "created");
         }
         DealCmd::Update {
@@ -507,14 +546,15 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
             let id = parse_id(EntityKind::Deal, &id)?;
             update(
                 ctx,
-                deal_inputs(&fields)?,
+                Verb::DealUpdate,
+                id,
+                deal_changes(&fields)?,
                 &clear,
                 expect.expect_version,
-                |changes| Command::UpdateDeal { id, changes },
             )?;
         }
-        DealCmd::Move(args) => move_to(ctx, EntityKind::Deal, args)?,
-        DealCmd::Assign(args) => assign(ctx, EntityKind::Deal, args)?,
+        DealCmd::Move(args) => move_to(ctx, Verb::DealMove, args)?,
+        DealCmd::Assign(args) => assign(ctx, Verb::DealAssign, args)?,
         DealCmd::Show { id } => show(
             ctx,
             StreamId::new(EntityKind::Deal, parse_id(EntityKind::Deal, &id)?),
@@ -558,20 +598,13 @@ pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
     Ok(())
 }
 
-fn party_inputs(f: &PartyFields, company: &Option<String>) -> Result<FieldInputs, CliError> {
-    let mut out = parse_fields(&f.fields)?;
-    if let Some(n) = &f.name {
-        out.insert("name".into(), Value::from(n.as_str()));
-    }
-    if let Some(c) = company {
-        out.insert("company".into(), Value::from(c.as_str()));
-    }
-    if !f.phones.is_empty() {
-        out.insert("phones".into(), Value::from(f.phones.clone()));
-    }
-    if !f.emails.is_empty() {
-        out.insert("emails".into(), Value::from(f.emails.clone()));
-    }
+/// The changes of `contact update` and `company update`.
+fn party_changes(f: &PartyFields, company: &Option<String>) -> Result<Named, CliError> {
+    let mut out = Named::changes(&f.fields)?;
+    out.text("name", &f.name)
+        .text("company", company)
+        .list("phones", &f.phones)
+        .list("emails", &f.emails);
     if f.responsible.is_some() {
         return Err(CliError::Usage(
             "the responsible of an existing contact or company cannot be changed yet".into(),
@@ -584,18 +617,18 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
     let tz = ctx.config.calendar.timezone;
     match cmd {
         ContactCmd::Create { fields, company } => {
-            let new = NewContact {
-                name: fields
-                    .name
-                    .clone()
-                    .ok_or_else(|| CliError::Usage("a contact needs --name".into()))?,
-                phones: fields.phones.clone(),
-                emails: fields.emails.clone(),
-                company: opt_id(EntityKind::Company, &company)?,
-                responsible: fields.responsible.as_deref().map(Into::into),
-                fields: parse_fields(&fields.fields)?,
-            };
-            let out = execute(ctx, Command::CreateContact(new), None)?;
+            if fields.name.is_none() {
+                return Err(CliError::Usage("a contact needs --name".into()));
+            }
+            let mut a = Named::default();
+            a.id("company", EntityKind::Company, &company)?;
+            a.fields(&fields.fields)?;
+            a.text("name", &fields.name)
+                .list("phones", &fields.phones)
+                .list("emails", &fields.emails)
+                .text("responsible", &fields.responsible);
+            let cmd = a.command(ctx, Verb::ContactCreate)?;
+            let out = execute(ctx, cmd, None)?;
             report(ctx, &out, "created");
         }
         ContactCmd::Update {
@@ -605,10 +638,8 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
             clear,
         } => {
             let id = parse_id(EntityKind::Contact, &id)?;
-            let changes = party_inputs(&fields, &company)?;
-            update(ctx, changes, &clear, None, |changes| {
-                Command::UpdateContact { id, changes }
-            })?;
+            let changes = party_changes(&fields, &company)?;
+            update(ctx, Verb::ContactUpdate, id, changes, &clear, None)?;
         }
         ContactCmd::Show { id } => show(
             ctx,
@@ -653,20 +684,20 @@ pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
                     bik,
                 },
         } => {
-            let new = NewCompany {
-                name: fields
-                    .name
-                    .clone()
-                    .ok_or_else(|| CliError::Usage("a company needs --name".into()))?,
-                inn,
-                bank_account,
-                bik,
-                phones: fields.phones.clone(),
-                emails: fields.emails.clone(),
-                responsible: fields.responsible.as_deref().map(Into::into),
-                fields: parse_fields(&fields.fields)?,
-            };
-            let out = execute(ctx, Command::CreateCompany(new), None)?;
+            if fields.name.is_none() {
+                return Err(CliError::Usage("a company needs --name".into()));
+            }
+            let mut a = Named::default();
+            a.fields(&fields.fields)?;
+            a.text("name", &fields.name)
+                .text("inn", &inn)
+                .text("bank_account", &bank_account)
+                .text("bik", &bik)
+                .list("phones", &fields.phones)
+                .list("emails", &fields.emails)
+                .text("responsible", &fields.responsible);
+            let cmd = a.command(ctx, Verb::CompanyCreate)?;
+            let out = execute(ctx, cmd, None)?;
             report(ctx, &out, "created");
         }
         CompanyCmd::Update {
@@ -676,19 +707,12 @@ pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
             clear,
         } => {
             let id = parse_id(EntityKind::Company, &id)?;
-            let mut changes = party_inputs(&fields, &None)?;
-            for (k, v) in [
-                ("inn", &requisites.inn),
-                ("bank_account", &requisites.bank_account),
-                ("bik", &requisites.bik),
-            ] {
-                if let Some(v) = v {
-                    changes.insert(k.to_owned(), Value::from(v.as_str()));
-                }
-            }
-            update(ctx, changes, &clear, None, |changes| {
-                Command::UpdateCompany { id, changes }
-            })?;
+            let mut changes = party_changes(&fields, &None)?;
+            changes
+                .text("inn", &requisites.inn)
+                .text("bank_account", &requisites.bank_account)
+                .text("bik", &requisites.bik);
+            update(ctx, Verb::CompanyUpdate, id, changes, &clear, None)?;
         }
         CompanyCmd::Show { id } => show(
             ctx,
@@ -732,21 +756,28 @@ pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
             lead,
             deal,
         } => {
+            // `--due` is a time or `+2h` from now; the command takes the moment it names.
             let due_at = parse_time(&due, &ctx.config, Some(ctx.clock.now()))?;
-            let new = NewTask {
-                kind,
-                title,
-                assignee: assignee.as_str().into(),
-                due_at,
-                lead: opt_id(EntityKind::Lead, &lead)?,
-                deal: opt_id(EntityKind::Deal, &deal)?,
-            };
-            let out = execute(ctx, Command::CreateTask(new), None)?;
+            let mut a = Named::default();
+            a.id("lead", EntityKind::Lead, &lead)?;
+            a.id("deal", EntityKind::Deal, &deal)?;
+            a.text("kind", &Some(kind))
+                .text("title", &Some(title))
+                .text("assignee", &Some(assignee))
+                .text(
+                    "due_at",
+                    &Some(due_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+                );
+            let cmd = a.command(ctx, Verb::TaskCreate)?;
+            let out = execute(ctx, cmd, None)?;
             report(ctx, &out, "created");
         }
         TaskCmd::Complete { id, result } => {
-            let id = parse_id(EntityKind::Task, &id)?;
-            let out = execute(ctx, Command::CompleteTask { id, result }, None)?;
+            let mut a = Named::default();
+            a.id("id", EntityKind::Task, &Some(id))?;
+            a.text("result", &result);
+            let cmd = a.command(ctx, Verb::TaskComplete)?;
+            let out = execute(ctx, cmd, None)?;
             report(ctx, &out, "completed");
         }
         TaskCmd::List {

@@ -24,6 +24,7 @@ pub mod rules;
 pub mod stored;
 pub mod template;
 pub mod time;
+pub mod verb;
 pub mod workspace;
 
 pub use clock::{Clock, ManualClock};

@@ -17,7 +17,7 @@ use std::path::Path;
 
 /// Loads and validates the rule set in `dir`: `None` if it has no rules, every problem with
 /// file:line:col if it does not load.
-pub fn load_rule_set(dir: &Path, config: &Config) -> Result<Option<RuleSet>, CliError> {
+pub(crate) fn load_rule_set(dir: &Path, config: &Config) -> Result<Option<RuleSet>, CliError> {
     let sources = read_rule_files(dir)?;
     let set = RuleSet::load(&sources, config, &Registry::builtin()).map_err(CliError::Rules)?;
     for w in &set.warnings {
@@ -27,7 +27,7 @@ pub fn load_rule_set(dir: &Path, config: &Config) -> Result<Option<RuleSet>, Cli
 }
 
 /// The runtime for the context's rule folder, or `None` when there is no rule set.
-pub fn load(ctx: &Ctx) -> Result<Option<Runtime>, CliError> {
+pub(crate) fn load(ctx: &Ctx) -> Result<Option<Runtime>, CliError> {
     let Some(dir) = &ctx.rules_dir else {
         return Ok(None);
     };
@@ -43,7 +43,7 @@ pub fn load(ctx: &Ctx) -> Result<Option<Runtime>, CliError> {
 /// cursor at the head. Nothing is appended for the command itself: the rule set is activated
 /// (if it is not the one in force) after a command that succeeds, by [`settle`], and the rules
 /// see the command's events — a refused command leaves the log as it was.
-pub fn prepare(ctx: &mut Ctx) -> Result<Option<Runtime>, CliError> {
+pub(crate) fn prepare(ctx: &mut Ctx) -> Result<Option<Runtime>, CliError> {
     let Some(rt) = load(ctx)? else {
         return Ok(None);
     };
@@ -61,7 +61,7 @@ pub fn prepare(ctx: &mut Ctx) -> Result<Option<Runtime>, CliError> {
 
 /// What the rules did after a command.
 #[derive(Debug, Default)]
-pub struct Effects {
+pub(crate) struct Effects {
     /// The robots' events caused by the command (at most [`EFFECTS_SHOWN`]).
     pub events: Vec<RecordedEvent>,
     /// How many there were in all.
@@ -71,12 +71,12 @@ pub struct Effects {
 }
 
 /// How many robot events a command lists.
-pub const EFFECTS_SHOWN: usize = 20;
+pub(crate) const EFFECTS_SHOWN: usize = 20;
 
 /// After a command appended (or changed nothing): runs the rules until every event is
 /// processed, and collects the robots' events caused by the command (those of its
 /// correlation). `done` says what was recorded, for the message if the rules fail.
-pub fn settle(
+pub(crate) fn settle(
     ctx: &mut Ctx,
     rt: &Runtime,
     out: Option<&Executed>,
@@ -121,7 +121,7 @@ pub fn settle(
 }
 
 /// Prints the robots' events after a command's own line.
-pub fn print_effects(effects: &Effects) {
+pub(crate) fn print_effects(effects: &Effects) {
     for e in &effects.events {
         outln!(
             "  {} {} v{} by {} (position {})",
@@ -141,7 +141,7 @@ pub fn print_effects(effects: &Effects) {
 }
 
 /// The robots' events as JSON, for `--json` outputs.
-pub fn effects_json(effects: &Effects) -> serde_json::Value {
+pub(crate) fn effects_json(effects: &Effects) -> serde_json::Value {
     json!(
         effects
             .events
@@ -152,12 +152,12 @@ pub fn effects_json(effects: &Effects) -> serde_json::Value {
 }
 
 /// An RFC 3339 time with seconds, for summaries.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// How many events of `ty` were appended after `after`.
-pub fn count_after(store: &Store, ty: &str, after: i64) -> Result<usize, CliError> {
+pub(crate) fn count_after(store: &Store, ty: &str, after: i64) -> Result<usize, CliError> {
     let filter = LogFilter {
         types: vec![ty.to_owned()],
         ..LogFilter::default()
@@ -179,7 +179,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 /// What `tick` and `run` say when there is no rule set: nothing to run, which is not an
 /// error (a fresh `init` leaves only a commented example).
-pub fn no_rules_message(ctx: &Ctx) -> String {
+pub(crate) fn no_rules_message(ctx: &Ctx) -> String {
     match &ctx.rules_dir {
         Some(dir) => format!(
             "no rules in {}: nothing to run (uncomment the example or add rule files; see docs/RULES.md)",
@@ -191,7 +191,7 @@ pub fn no_rules_message(ctx: &Ctx) -> String {
 }
 
 /// `tick`: fires everything due up to now (`--now` or the wall clock) and runs the rules.
-pub fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
+pub(crate) fn tick(ctx: &mut Ctx) -> Result<(), CliError> {
     let now = ctx.clock.now();
     let Some(rt) = load(ctx)? else {
         if ctx.json {

@@ -4,12 +4,12 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// The heading of the options every command takes, shown after the command's own.
-pub const GLOBAL: &str = "Global options";
+pub(crate) const GLOBAL: &str = "Global options";
 
 /// Commands that change nothing in the log: they do not show the write-only global options
 /// (`--rules`, `--synchronous`, `--backdate`) in their help. A path is a command and its subcommands.
 /// A test in main.rs holds this list to `access`, which opens these commands read-only.
-pub const READ_ONLY: &[&[&str]] = &[
+pub(crate) const READ_ONLY: &[&[&str]] = &[
     &["events"],
     &["verify"],
     &["journal"],
@@ -30,7 +30,7 @@ pub const READ_ONLY: &[&[&str]] = &[
 /// write-only ones hidden from the help of read-only commands, the ones a command does not use
 /// hidden from its help (still accepted), and the update commands' list options saying that
 /// they replace the list.
-pub fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
     cmd.build();
@@ -113,7 +113,7 @@ pub fn command() -> clap::Command {
     propagate_version = true,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file or folder [default: leadflow.toml or leadflow.d/ found upwards]
     #[arg(long, global = true, env = "LEADFLOW_CONFIG", value_name = "PATH", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
@@ -167,7 +167,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create a configuration and an empty database in DIR (default: the current folder)
     Init {
         /// Where to create leadflow.toml and leadflow.db
@@ -224,7 +224,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ConfigCmd {
+pub(crate) enum ConfigCmd {
     /// Print the configuration as every file of it merged and validated (reads no database)
     Show {
         /// Only this part [default: all of them]
@@ -235,7 +235,7 @@ pub enum ConfigCmd {
 
 /// A part of the configuration `config show` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ConfigSection {
+pub(crate) enum ConfigSection {
     /// Pipelines and their stages in order
     Pipelines,
     /// Every stage: semantic, target time, required fields, allowed previous stages, reasons
@@ -250,7 +250,7 @@ pub enum ConfigSection {
 
 impl ConfigSection {
     /// The section's name, as typed.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ConfigSection::Pipelines => "pipelines",
             ConfigSection::Stages => "stages",
@@ -263,7 +263,7 @@ impl ConfigSection {
 
 /// `inbox EMPLOYEE`.
 #[derive(Debug, Args)]
-pub struct InboxArgs {
+pub(crate) struct InboxArgs {
     /// The employee whose inbox to show
     pub employee: String,
     /// Only unread notifications
@@ -285,7 +285,7 @@ pub struct InboxArgs {
 
 /// `timers`.
 #[derive(Debug, Args)]
-pub struct TimersArgs {
+pub(crate) struct TimersArgs {
     /// Only this stream's timers, e.g. lead-7
     #[arg(long)]
     pub stream: Option<String>,
@@ -299,7 +299,7 @@ pub struct TimersArgs {
 
 /// How `journal` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum JournalFormat {
+pub(crate) enum JournalFormat {
     /// Aligned columns
     Table,
     /// Comma-separated values with a header row
@@ -310,7 +310,7 @@ pub enum JournalFormat {
 
 /// `journal` filters and format.
 #[derive(Debug, Args)]
-pub struct JournalArgs {
+pub(crate) struct JournalArgs {
     /// Only this employee
     #[arg(long)]
     pub employee: Option<String>,
@@ -342,13 +342,13 @@ pub struct JournalArgs {
 
 /// `simulate SCENARIO`.
 #[derive(Debug, Args)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// The scenario file
     pub scenario: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum RulesCmd {
+pub(crate) enum RulesCmd {
     /// Load a rule set (a folder of TOML files) and report every problem with file:line:col
     Check {
         /// The rule folder [default: --rules, else rules/ beside the configuration]
@@ -364,14 +364,14 @@ pub enum RulesCmd {
 
 /// Options shared by every command that changes an existing lead or deal.
 #[derive(Debug, Args)]
-pub struct Expect {
+pub(crate) struct Expect {
     /// Fail with a conflict unless the entity is at this version (optimistic concurrency)
     #[arg(long, value_name = "N")]
     pub expect_version: Option<i64>,
 }
 
 #[derive(Debug, Args, Default)]
-pub struct LeadFields {
+pub(crate) struct LeadFields {
     /// Title (default: the name, phone or e-mail)
     #[arg(long)]
     pub title: Option<String>,
@@ -405,7 +405,7 @@ pub struct LeadFields {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum LeadCmd {
+pub(crate) enum LeadCmd {
     /// Create a lead in the first stage of the lead pipeline
     Create {
         #[command(flatten)]
@@ -444,7 +444,7 @@ pub enum LeadCmd {
 
 /// `move ID STAGE`, for leads and deals.
 #[derive(Debug, Args)]
-pub struct MoveArgs {
+pub(crate) struct MoveArgs {
     /// The id (42, or lead-42 / deal-42)
     pub id: String,
     /// Target stage
@@ -458,7 +458,7 @@ pub struct MoveArgs {
 
 /// `assign ID EMPLOYEE`, for leads and deals.
 #[derive(Debug, Args)]
-pub struct AssignArgs {
+pub(crate) struct AssignArgs {
     /// The id (42, or lead-42 / deal-42)
     pub id: String,
     /// Employee id
@@ -468,7 +468,7 @@ pub struct AssignArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Search: a phone (any format, matched normalised), an e-mail, an INN (10 or 12 digits
     /// with a valid checksum), or else part of the title or name (a deal's: its contact's or
     /// company's)
@@ -523,7 +523,7 @@ pub struct ListArgs {
 
 /// The order of `lead list` and `deal list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SortBy {
+pub(crate) enum SortBy {
     /// Creation time
     Created,
     /// Time of the last change
@@ -537,7 +537,7 @@ pub enum SortBy {
 }
 
 #[derive(Debug, Args, Default)]
-pub struct DealFields {
+pub(crate) struct DealFields {
     /// Title
     #[arg(long)]
     pub title: Option<String>,
@@ -559,7 +559,7 @@ pub struct DealFields {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DealCmd {
+pub(crate) enum DealCmd {
     /// Create a deal in a deal pipeline
     Create {
         #[command(flatten)]
@@ -603,7 +603,7 @@ pub enum DealCmd {
 }
 
 #[derive(Debug, Args, Default)]
-pub struct PartyFields {
+pub(crate) struct PartyFields {
     /// Name
     #[arg(long)]
     pub name: Option<String>,
@@ -622,7 +622,7 @@ pub struct PartyFields {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ContactCmd {
+pub(crate) enum ContactCmd {
     /// Create a contact
     Create {
         #[command(flatten)]
@@ -658,7 +658,7 @@ pub enum ContactCmd {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CompanyCmd {
+pub(crate) enum CompanyCmd {
     /// Create a company
     Create {
         #[command(flatten)]
@@ -692,7 +692,7 @@ pub enum CompanyCmd {
 }
 
 #[derive(Debug, Args, Default)]
-pub struct Requisites {
+pub(crate) struct Requisites {
     /// Taxpayer number (10 or 12 digits, checksum verified)
     #[arg(long)]
     pub inn: Option<String>,
@@ -705,7 +705,7 @@ pub struct Requisites {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TaskCmd {
+pub(crate) enum TaskCmd {
     /// Set a task for an employee
     Create {
         /// call, email, meeting, send_offer or other
@@ -755,7 +755,7 @@ pub enum TaskCmd {
 /// `import FILE`.
 #[derive(Debug, Args)]
 #[command(after_long_help = IMPORT_COLUMNS)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The file: .csv (with a header row) or .jsonl (one lead object per line)
     pub file: PathBuf,
     /// csv or jsonl [default: from the file extension]
@@ -772,7 +772,7 @@ pub struct ImportArgs {
 }
 
 /// The columns `import` accepts, for `import --help` (docs/CONFIG.md says the same).
-pub const IMPORT_COLUMNS: &str = "\
+pub(crate) const IMPORT_COLUMNS: &str = "\
 Columns (CSV header names, or JSON Lines keys; every one optional, empty cells are skipped):
   title          the lead's title [default: the name, phone or e-mail]
   name           the contact person's name
@@ -792,7 +792,7 @@ by its line and nothing is imported. Rows repeating an earlier row, phone or e-m
 same file are reported.";
 
 #[derive(Debug, Args)]
-pub struct EventsArgs {
+pub(crate) struct EventsArgs {
     /// Only this stream, e.g. lead-42
     #[arg(long)]
     pub stream: Option<String>,
@@ -820,7 +820,7 @@ pub struct EventsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// A head kept from an earlier `verify`, as POSITION:HASH, to detect cut-off newest events
     #[arg(long, value_name = "POS:HASH")]
     pub head: Option<String>,
@@ -830,7 +830,7 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Where to put the demo's leadflow.toml and leadflow.db [default: a new temporary folder]
     pub dir: Option<PathBuf>,
     /// How many leads to drive through the pipelines

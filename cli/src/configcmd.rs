@@ -176,7 +176,7 @@ const ALL: [ConfigSection; 5] = [
 ];
 
 /// `config show [SECTION]`.
-pub fn show(
+pub(crate) fn show(
     config: &Config,
     path: &std::path::Path,
     section: Option<ConfigSection>,

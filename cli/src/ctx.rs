@@ -13,7 +13,7 @@ use leadflow_store::{LogFilter, Options, Store};
 use std::path::{Path, PathBuf};
 
 /// The wall clock. The CLI is the only place that reads it.
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
@@ -22,7 +22,7 @@ impl Clock for SystemClock {
 }
 
 /// A clock stopped at the `--now` time.
-pub struct FixedClock(pub DateTime<Utc>);
+pub(crate) struct FixedClock(pub DateTime<Utc>);
 
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
@@ -32,7 +32,7 @@ impl Clock for FixedClock {
 
 /// Whether a command only reads the database or may write it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Opened read-only (`Store::open_read`): never takes the write lock, works on a
     /// read-only file, folder or mount.
     Read,
@@ -44,7 +44,7 @@ pub enum Access {
 }
 
 /// Everything a command needs.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub config: Config,
     pub config_path: PathBuf,
     pub store: Store,
@@ -60,7 +60,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// Resolves configuration, database, actor and clock, and opens the store for `access`.
-    pub fn open(cli: &Cli, access: Access) -> Result<Ctx, CliError> {
+    pub(crate) fn open(cli: &Cli, access: Access) -> Result<Ctx, CliError> {
         let config_path = find_config(cli.config.as_deref())?;
         let config = load_config(&config_path)?;
         let clock = clock(cli, &config)?;
@@ -93,14 +93,14 @@ impl Ctx {
     /// The clock that stamps `recorded_at` (through `Store::write_with`, once the write lock
     /// is held): always the wall clock, whatever `--now` says, so a back- or forward-dated
     /// command shows for what it is.
-    pub fn recorded_at(&self) -> &'static dyn Clock {
+    pub(crate) fn recorded_at(&self) -> &'static dyn Clock {
         &SystemClock
     }
 
     /// Before a write: refuses one whose `--now` is earlier than the log's last event's
     /// `occurred_at`, naming both times in the calendar's zone, unless `--backdate` was given
     /// (or there is no `--now`: the wall clock is what it is).
-    pub fn check_backdate(&self) -> Result<(), CliError> {
+    pub(crate) fn check_backdate(&self) -> Result<(), CliError> {
         if !self.refuse_backdating {
             return Ok(());
         }
@@ -135,7 +135,7 @@ impl Ctx {
     }
 
     /// Metadata for a command issued now by the resolved actor.
-    pub fn meta(&self) -> EventMeta {
+    pub(crate) fn meta(&self) -> EventMeta {
         EventMeta::root(self.clock.now(), self.actor.clone())
     }
 }
@@ -160,7 +160,7 @@ fn open_read(db: &Path, options: &Options, access: Access) -> Result<Store, CliE
 }
 
 /// The clock: `--now` (read in the calendar's zone) if given, else the wall clock.
-pub fn clock(cli: &Cli, config: &Config) -> Result<Box<dyn Clock>, CliError> {
+pub(crate) fn clock(cli: &Cli, config: &Config) -> Result<Box<dyn Clock>, CliError> {
     Ok(match &cli.now {
         Some(t) => Box::new(FixedClock(
             parse_time(t, config, None).map_err(|e| CliError::Usage(format!("--now: {e}")))?,
@@ -185,7 +185,7 @@ fn db_path(cli: &Cli, config_path: &Path) -> PathBuf {
 
 /// Finds the configuration: the given path, else `leadflow.toml` or `leadflow.d/` in the
 /// current folder or the nearest parent that has one.
-pub fn find_config(given: Option<&Path>) -> Result<PathBuf, CliError> {
+pub(crate) fn find_config(given: Option<&Path>) -> Result<PathBuf, CliError> {
     if let Some(p) = given {
         if !p.exists() {
             return Err(CliError::Usage(format!(
@@ -211,7 +211,7 @@ pub fn find_config(given: Option<&Path>) -> Result<PathBuf, CliError> {
 }
 
 /// Reads and validates a configuration file or every `*.toml` in a folder.
-pub fn load_config(path: &Path) -> Result<Config, CliError> {
+pub(crate) fn load_config(path: &Path) -> Result<Config, CliError> {
     let mut files = Vec::new();
     if path.is_dir() {
         let entries = std::fs::read_dir(path).map_err(|e| CliError::io(path, e))?;
@@ -244,7 +244,7 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
 
 /// The rule folder to use: the one given (which must then exist), else `rules/` beside the
 /// configuration if it is there.
-pub fn rules_dir(given: Option<&Path>, config_path: &Path) -> Option<PathBuf> {
+pub(crate) fn rules_dir(given: Option<&Path>, config_path: &Path) -> Option<PathBuf> {
     if let Some(dir) = given {
         return Some(dir.to_owned());
     }
@@ -257,7 +257,7 @@ pub fn rules_dir(given: Option<&Path>, config_path: &Path) -> Option<PathBuf> {
 }
 
 /// Reads every `*.toml` file in a rule folder (or one file), in name order.
-pub fn read_rule_files(dir: &Path) -> Result<Vec<Source>, CliError> {
+pub(crate) fn read_rule_files(dir: &Path) -> Result<Vec<Source>, CliError> {
     let mut files = Vec::new();
     if dir.is_dir() {
         for entry in std::fs::read_dir(dir).map_err(|e| CliError::io(dir, e))? {
@@ -288,7 +288,7 @@ pub fn read_rule_files(dir: &Path) -> Result<Vec<Source>, CliError> {
 }
 
 /// The acting employee: `--as`, else the configuration's default_actor.
-pub fn resolve_actor(given: Option<&str>, config: &Config) -> Result<Actor, CliError> {
+pub(crate) fn resolve_actor(given: Option<&str>, config: &Config) -> Result<Actor, CliError> {
     let name = match given.or(config.default_actor.as_ref().map(|a| a.as_str())) {
         Some(n) => n,
         None => {
@@ -325,7 +325,7 @@ fn employee_list(config: &Config) -> String {
 /// Reads a time typed on the command line with the engine's one parser
 /// ([`leadflow_engine::time::parse_time`]): RFC 3339 with an offset, or a local date and time
 /// in the calendar's zone, or `+2h`, `+1d 4h` from `now` when given; bounded to 1970–2999.
-pub fn parse_time(
+pub(crate) fn parse_time(
     text: &str,
     config: &Config,
     now: Option<DateTime<Utc>>,

@@ -627,7 +627,7 @@ fn valid_account(rng: &mut Rng, bik: &str) -> String {
         .expect("one check digit fits")
 }
 
-pub fn demo(args: DemoArgs) -> Result<(), CliError> {
+pub(crate) fn demo(args: DemoArgs) -> Result<(), CliError> {
     let dir: PathBuf = match &args.dir {
         Some(d) => d.clone(),
         None => tempfile::Builder::new()

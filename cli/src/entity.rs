@@ -19,7 +19,7 @@ use leadflow_store::query::{self, ListFilter, Search, Sort, TaskFilter};
 use serde_json::{Map, Value, json};
 
 /// Parses `42` or `lead-42` as the id of an entity of `kind`.
-pub fn parse_id(kind: EntityKind, text: &str) -> Result<i64, CliError> {
+pub(crate) fn parse_id(kind: EntityKind, text: &str) -> Result<i64, CliError> {
     let t = text.trim();
     let digits = match t.split_once('-') {
         Some((k, rest)) if k == kind.as_str() => rest,
@@ -94,7 +94,7 @@ impl Named {
 }
 
 /// Parses `NAME=VALUE` pairs.
-pub fn parse_fields(pairs: &[String]) -> Result<FieldInputs, CliError> {
+pub(crate) fn parse_fields(pairs: &[String]) -> Result<FieldInputs, CliError> {
     let mut out = FieldInputs::new();
     for p in pairs {
         let (k, v) = p
@@ -113,7 +113,7 @@ fn clears(out: &mut FieldInputs, fields: &[String]) {
 
 /// A command's outcome: what it appended, and what the rules did after it (`None` without a
 /// rule set).
-pub struct Done {
+pub(crate) struct Done {
     /// The command's own events.
     pub out: Executed,
     /// The robots' events it caused.
@@ -250,7 +250,7 @@ fn lead_changes(f: &LeadFields) -> Result<Named, CliError> {
     Ok(a)
 }
 
-pub fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
+pub(crate) fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
     let tz = ctx.config.calendar.timezone;
     match cmd {
         LeadCmd::Create {
@@ -509,7 +509,7 @@ fn deal_changes(f: &DealFields) -> Result<Named, CliError> {
     Ok(a)
 }
 
-pub fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
+pub(crate) fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
     let tz = ctx.config.calendar.timezone;
     match cmd {
         DealCmd::Create {
@@ -613,7 +613,7 @@ fn party_changes(f: &PartyFields, company: &Option<String>) -> Result<Named, Cli
     Ok(out)
 }
 
-pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
+pub(crate) fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
     let tz = ctx.config.calendar.timezone;
     match cmd {
         ContactCmd::Create { fields, company } => {
@@ -672,7 +672,7 @@ pub fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
+pub(crate) fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
     let tz = ctx.config.calendar.timezone;
     match cmd {
         CompanyCmd::Create {
@@ -745,7 +745,7 @@ pub fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
+pub(crate) fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
     let tz = ctx.config.calendar.timezone;
     match cmd {
         TaskCmd::Create {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// Everything that can end a command unsuccessfully.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// Bad arguments or environment.
     #[error("{0}")]
     Usage(String),
@@ -63,7 +63,7 @@ pub enum CliError {
 
 impl CliError {
     /// A file could not be read or written.
-    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         CliError::Io {
             path: path.as_ref().display().to_string(),
             source,
@@ -72,7 +72,7 @@ impl CliError {
 
     /// Names the database file in a storage error about the file (read-only, full, not a
     /// database, an I/O error).
-    pub fn in_db(self, db: Option<&Path>) -> Self {
+    pub(crate) fn in_db(self, db: Option<&Path>) -> Self {
         match (self, db) {
             (CliError::Store(e), Some(db)) => CliError::Store(e.in_file(db)),
             (other, _) => other,
@@ -81,7 +81,7 @@ impl CliError {
 
     /// Whether the log was found broken (by the command itself or by the rules it ran):
     /// trying again cannot help.
-    pub fn is_tampered(&self) -> bool {
+    pub(crate) fn is_tampered(&self) -> bool {
         use leadflow_robots::RobotError;
         let store = match self {
             CliError::Store(e) => e,
@@ -104,7 +104,7 @@ impl CliError {
     /// refused, a bad import row, a
     /// scenario mismatch; 2 when it could not run — malformed arguments, a missing or broken
     /// file, configuration or rule set, a storage failure.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         if self.is_tampered() {
             return 1;
         }

@@ -149,7 +149,7 @@ fn format_of(args: &ImportArgs) -> Result<Format, CliError> {
 
 /// How a CSV file is read: its text encoding and its cell separator, given or detected.
 #[derive(Debug, Clone, Copy)]
-pub struct CsvDialect {
+pub(crate) struct CsvDialect {
     /// The text encoding.
     pub encoding: &'static encoding_rs::Encoding,
     /// The cell separator.
@@ -465,7 +465,7 @@ fn clip_json(v: &Value) -> String {
     crate::output::clip(&v.to_string(), 40)
 }
 
-pub fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
+pub(crate) fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     let format = format_of(&args)?;
     ctx.check_backdate()?;
     let rules = crate::automation::prepare(ctx)?;

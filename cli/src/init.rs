@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// The rule file `init` leaves in `rules/`: every line a comment, so the rule set is empty (and
 /// commands run as without rules) until one is uncommented.
-pub const EXAMPLE_RULES: &str = r##"# Rules: trigger -> optional condition -> robots. Every *.toml file in this folder is part of
+pub(crate) const EXAMPLE_RULES: &str = r##"# Rules: trigger -> optional condition -> robots. Every *.toml file in this folder is part of
 # the rule set; `leadflow rules check` reports every problem with file:line:col, and commands
 # refuse to run while the rule set does not load. Triggers, conditions and robots are described
 # in docs/RULES.md; `leadflow rules schema` prints a JSON Schema for editors.
@@ -79,7 +79,7 @@ pub const EXAMPLE_RULES: &str = r##"# Rules: trigger -> optional condition -> ro
 
 /// Writes `leadflow.toml`, creates `leadflow.db`, and `rules/example.toml` unless a `rules/`
 /// folder is already there.
-pub fn init(dir: &Path, force: bool) -> Result<(), CliError> {
+pub(crate) fn init(dir: &Path, force: bool) -> Result<(), CliError> {
     std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
     let config = dir.join("leadflow.toml");
     if config.exists() && !force {

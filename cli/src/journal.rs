@@ -31,7 +31,7 @@ fn known_employee(config: &Config, id: &str, flag: &str) -> Result<(), CliError>
 
 /// `inbox EMPLOYEE`: the employee's notifications, newest first, read or unread; with
 /// `--mark-read N…` or `--mark-all-read` first records `notification.read` for each.
-pub fn inbox(ctx: &mut Ctx, args: InboxArgs) -> Result<(), CliError> {
+pub(crate) fn inbox(ctx: &mut Ctx, args: InboxArgs) -> Result<(), CliError> {
     known_employee(&ctx.config, &args.employee, "")?;
     if !args.mark_read.is_empty() || args.mark_all_read {
         mark_read(ctx, &args)?;
@@ -156,7 +156,7 @@ fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
 }
 
 /// `timers`: pending deadlines, delayed robots and task due times, by due time.
-pub fn timers(ctx: &Ctx, args: TimersArgs) -> Result<(), CliError> {
+pub(crate) fn timers(ctx: &Ctx, args: TimersArgs) -> Result<(), CliError> {
     let filter = TimerFilter {
         stream: args
             .stream
@@ -196,7 +196,7 @@ pub fn timers(ctx: &Ctx, args: TimersArgs) -> Result<(), CliError> {
 }
 
 /// One pending timer as JSON.
-pub fn timer_json(t: &query::Timer) -> serde_json::Value {
+pub(crate) fn timer_json(t: &query::Timer) -> serde_json::Value {
     json!({
         "due_at": fmt_time(t.due_at),
         "what": t.what,
@@ -209,7 +209,7 @@ pub fn timer_json(t: &query::Timer) -> serde_json::Value {
 }
 
 /// Pending timers as a table: when, what, for whom, and who set them.
-pub fn timer_table(ctx: &Ctx, rows: &[query::Timer]) -> Table {
+pub(crate) fn timer_table(ctx: &Ctx, rows: &[query::Timer]) -> Table {
     let tz = ctx.config.calendar.timezone;
     let now = ctx.clock.now();
     let mut t = Table::new(&["DUE", "IN", "WHAT", "STREAM", "NAME", "SET BY", "POS"]);
@@ -282,7 +282,7 @@ impl Row {
 }
 
 /// `journal`: incidents and escalations, filtered, as a table, CSV or JSON Lines.
-pub fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
+pub(crate) fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
     let config = &ctx.config;
     if let Some(e) = &args.employee {
         known_employee(config, e, " in --employee")?;

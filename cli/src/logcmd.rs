@@ -9,7 +9,7 @@ use leadflow_store::{LogFilter, RecordedEvent, from_hex, to_hex};
 use serde_json::{Value, json};
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.
-pub fn progress(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -40,7 +40,7 @@ fn event_json(e: &RecordedEvent) -> Value {
     })
 }
 
-pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
+pub(crate) fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
     let filter = LogFilter {
         stream: args
             .stream
@@ -133,7 +133,7 @@ pub fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn replay(ctx: &mut Ctx) -> Result<(), CliError> {
+pub(crate) fn replay(ctx: &mut Ctx) -> Result<(), CliError> {
     let total = ctx.store.last_position()?;
     let bar = progress(total as u64, "replay");
     let start = std::time::Instant::now();
@@ -162,7 +162,7 @@ fn parse_head(text: &str) -> Result<(i64, leadflow_store::Hash), CliError> {
     Ok((p, h))
 }
 
-pub fn verify(ctx: &mut Ctx, args: VerifyArgs) -> Result<(), CliError> {
+pub(crate) fn verify(ctx: &mut Ctx, args: VerifyArgs) -> Result<(), CliError> {
     let kept = args.head.as_deref().map(parse_head).transpose()?;
     // The chain, the kept head, the projections and their fresh replay are read from one
     // snapshot, so what other processes commit meanwhile cannot make them disagree.

@@ -23,7 +23,7 @@ macro_rules! errln {
 }
 
 /// Writes one line to stderr, ignoring a failure: there is nowhere left to report it.
-pub fn stderr_line(args: std::fmt::Arguments<'_>) {
+pub(crate) fn stderr_line(args: std::fmt::Arguments<'_>) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
 }
@@ -31,7 +31,7 @@ pub fn stderr_line(args: std::fmt::Arguments<'_>) {
 /// Writes one line to stdout. When the reader has gone (a broken pipe) the command ends here
 /// with exit 0 and no message: whatever it had to commit is committed before it prints. Any
 /// other write error ends it with exit 2 and the error.
-pub fn stdout_line(args: std::fmt::Arguments<'_>) {
+pub(crate) fn stdout_line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
         stdout_failed(&e);
@@ -39,7 +39,7 @@ pub fn stdout_line(args: std::fmt::Arguments<'_>) {
 }
 
 /// Ends the process after a failed write to stdout: quietly with 0 for a broken pipe.
-pub fn stdout_failed(e: &std::io::Error) -> ! {
+pub(crate) fn stdout_failed(e: &std::io::Error) -> ! {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         std::process::exit(0);
     }
@@ -48,24 +48,24 @@ pub fn stdout_failed(e: &std::io::Error) -> ! {
 }
 
 /// A table printed with aligned columns.
-pub struct Table {
+pub(crate) struct Table {
     headers: Vec<&'static str>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub fn new(headers: &[&'static str]) -> Self {
+    pub(crate) fn new(headers: &[&'static str]) -> Self {
         Table {
             headers: headers.to_vec(),
             rows: Vec::new(),
         }
     }
 
-    pub fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
         for r in &self.rows {
             for (i, c) in r.iter().enumerate() {
@@ -99,17 +99,17 @@ impl Table {
 }
 
 /// Prints a value as one line of JSON.
-pub fn json_line(v: &impl Serialize) {
+pub(crate) fn json_line(v: &impl Serialize) {
     outln!("{}", serde_json::to_string(v).expect("serialisable"));
 }
 
 /// Prints a value as pretty JSON.
-pub fn json_pretty(v: &impl Serialize) {
+pub(crate) fn json_pretty(v: &impl Serialize) {
     outln!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
 }
 
 /// Shortens text for a table cell.
-pub fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_owned()
     } else {
@@ -122,7 +122,7 @@ pub fn clip(s: &str, max: usize) -> String {
 /// A time for people (tables, lines of text): in the calendar's zone `tz`, marked with the
 /// zone's abbreviation or, where it has none, its offset — `2026-03-02 12:00 MSK`,
 /// `2026-03-02 14:00 +05:00`. JSON keeps RFC 3339 instead.
-pub fn time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
     let local = t.with_timezone(&tz);
     let abbreviation = local.format("%Z").to_string();
     if abbreviation.starts_with(['+', '-']) {
@@ -133,18 +133,18 @@ pub fn time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// A stored phone for people: `+79378922084;ext=12` reads `+79378922084 ext. 12`.
-pub fn phone(stored: &str) -> String {
+pub(crate) fn phone(stored: &str) -> String {
     stored.replacen(";ext=", " ext. ", 1)
 }
 
 /// An optional value for tables.
-pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+pub(crate) fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref()
         .map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 
 /// `3d 4h`, `2h 5m`, `40s`.
-pub fn human_duration(d: chrono::Duration) -> String {
+pub(crate) fn human_duration(d: chrono::Duration) -> String {
     let s = d.num_seconds().max(0);
     let (days, hours, mins) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
     match (days, hours, mins) {

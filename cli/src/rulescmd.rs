@@ -9,7 +9,7 @@ use leadflow_robots::Registry;
 use std::path::{Path, PathBuf};
 
 /// `rules check` and `rules schema`; `rules_dir` is the global `--rules`.
-pub fn rules(
+pub(crate) fn rules(
     config: Option<&Path>,
     rules_dir: Option<&Path>,
     json: bool,

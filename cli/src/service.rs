@@ -26,13 +26,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// How often the head of the log is polled for events other processes appended.
-pub const POLL: Duration = Duration::from_millis(250);
+pub(crate) const POLL: Duration = Duration::from_millis(250);
 
 /// After a failure (a locked or unavailable database), how long to wait before trying again.
 const RETRY: Duration = Duration::from_secs(2);
 
 /// `run`: starts the runtime and serves until SIGINT or SIGTERM.
-pub fn run(ctx: Ctx, now_given: bool) -> Result<(), CliError> {
+pub(crate) fn run(ctx: Ctx, now_given: bool) -> Result<(), CliError> {
     if now_given {
         return Err(CliError::Usage(
             "`run` follows the wall clock; --now (LEADFLOW_NOW) is for `tick` and commands".into(),
@@ -105,7 +105,7 @@ fn log_report(what: &str, r: &Report) {
 }
 
 /// The service loop; returns when `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     mut ctx: Ctx,
     shutdown: impl Future<Output = &'static str>,
 ) -> Result<(), CliError> {

@@ -16,7 +16,7 @@ fn scenario_error(e: ScenarioError) -> CliError {
 /// Runs the scenario and prints every mismatch (`step N (line L): message`), or a one-line
 /// summary when there is none. Mismatches give exit code 1; a scenario that does not load or
 /// run gives 2.
-pub fn simulate(
+pub(crate) fn simulate(
     args: &SimulateArgs,
     config: Option<&std::path::Path>,
     json: bool,

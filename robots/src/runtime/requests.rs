@@ -23,7 +23,7 @@ const REQUESTS_PER_BATCH: usize = 64;
 
 /// How long past its time limit a request without an outcome waits before another process
 /// takes it for abandoned.
-pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Runtime {
     /// Runs the external robots' pending requests that are this process's (`mine`) or stale,

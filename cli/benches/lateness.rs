@@ -43,7 +43,7 @@ use leadflow_engine::command::NewLead;
 use leadflow_engine::event::DeadlineScheduled;
 use leadflow_engine::{Actor, Command as LeadCommand, Config, Event, EventMeta, StreamId};
 use leadflow_store::{Options, Store, Synchronous, parse_time};
-use rusqlite::{Connection, OpenFlags, params};
+use leadflow_tests::raw::rusqlite::{self, Connection, OpenFlags, params};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -42,6 +42,10 @@ impl Rng {
 /// The values mirror `Store::open` and `Tx::commit` (store/src/lib.rs, store/src/log.rs);
 /// `raw_settings_match_a_default_store` below fails if the store's change.
 pub mod raw {
+    /// The raw sides use this rusqlite (the same build as the store's), so the crates whose
+    /// benchmarks have a raw side need no rusqlite of their own.
+    pub use rusqlite;
+
     use leadflow_store::{Options, Synchronous};
     use rusqlite::Connection;
     use std::path::Path;

@@ -656,13 +656,8 @@ impl<'c> Tx<'c> {
     /// are not checked). Appending would start the stream again at version 1 — or, for
     /// another command, report a conflict that no retry resolves.
     fn check_no_lost_head(&self, stream: StreamId) -> Result<(), Error> {
-        let table = match stream.kind {
-            EntityKind::Lead => "leads",
-            EntityKind::Deal => "deals",
-            EntityKind::Contact => "contacts",
-            EntityKind::Company => "companies",
-            EntityKind::Task => "tasks",
-            EntityKind::Ruleset | EntityKind::System => return Ok(()),
+        let Some(table) = crate::project::table_of(stream.kind).map(|t| t.name) else {
+            return Ok(());
         };
         let known: bool = self
             .tx
@@ -699,67 +694,15 @@ impl<'c> Tx<'c> {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(StreamId, crate::project::PendingTimer)>, Error> {
-        type Row = (
-            String,
-            i64,
-            String,
-            String,
-            i64,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-        );
-        let rows: Vec<Row> = {
-            let mut stmt = self.tx.prepare_cached(
-                "SELECT t.due_at, t.id, t.what, t.kind, t.entity_id, t.name, s.stream_key, s.version \
-                 FROM timers t LEFT JOIN streams s ON s.kind = t.kind AND s.entity_id = t.entity_id \
-                 WHERE t.due_at <= ?1 ORDER BY t.due_at, t.id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![fmt_time(now), limit as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let mut out = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for (due_at, id, what, kind, entity, name, key, version) in rows {
-            let (Ok(kind), Some(due_at)) = (kind.parse::<EntityKind>(), parse_time(&due_at)) else {
-                return Err(Error::Corrupt {
-                    position: id,
-                    why: format!("timer row ({due_at}, {id}) has a bad kind '{kind}' or due time"),
-                });
-            };
-            let stream = StreamId::new(kind, entity);
-            if let (Some(key), Some(version)) = (key, version) {
-                self.heads.entry(stream).or_insert(Some((key, version)));
+        let due = crate::project::take_due_timers(&self.tx, now, limit)?;
+        let mut out = Vec::with_capacity(due.len());
+        for d in due {
+            if let Some(head) = d.head {
+                self.heads.entry(d.stream).or_insert(Some(head));
             }
-            last = Some((fmt_time(due_at), id));
-            out.push((
-                stream,
-                crate::project::PendingTimer {
-                    id,
-                    due_at,
-                    what,
-                    name,
-                    stage: None,
-                    survive_move: false,
-                },
-            ));
+            out.push((d.stream, d.timer));
         }
-        if let Some((due_at, id)) = last {
-            // Exactly the rows selected: every key up to the last one taken.
-            self.tx
-                .prepare_cached("DELETE FROM timers WHERE (due_at, id) <= (?1, ?2)")?
-                .execute(params![due_at, id])?;
+        if !out.is_empty() {
             self.projector
                 .taken(out.iter().map(|(stream, t)| (*stream, t.id)));
         }

@@ -89,8 +89,8 @@ fn missing_tables(conn: &Connection) -> Result<Vec<&'static str>, Error> {
         conn.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1")?;
     let mut missing = Vec::new();
     for t in crate::project::TABLES {
-        if !stmt.exists([t])? {
-            missing.push(*t);
+        if !stmt.exists([t.name])? {
+            missing.push(t.name);
         }
     }
     Ok(missing)

@@ -1,7 +1,6 @@
 //! Read queries over the projection tables, for the CLI and reports.
 
 use crate::error::Error;
-use crate::log::parse_time;
 use crate::project::{
     COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, MatchKey, PendingTimer,
     TASK_COLUMNS, company_row, contact_row, deal_row, lead_row, task_row,
@@ -9,6 +8,7 @@ use crate::project::{
 use chrono::{DateTime, Utc};
 use leadflow_engine::StreamId;
 use leadflow_engine::model::{Company, Contact, Deal, Lead, Task};
+use leadflow_engine::stored::{fmt_time, parse_time};
 use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as Sql};
 
 /// What `lead list` / `deal list` search for: the CLI tells which kind of key the text is.
@@ -148,7 +148,7 @@ fn where_clause(f: &ListFilter, table: &str) -> (String, Vec<Sql>) {
         ("updated_at", f.updated_until, "<"),
     ] {
         if let Some(t) = t {
-            let n = arg(crate::log::fmt_time(t).into(), &mut args);
+            let n = arg(fmt_time(t).into(), &mut args);
             conds.push(format!("{col} {op} ?{n}"));
         }
     }
@@ -396,7 +396,7 @@ pub fn timers(conn: &Connection, f: &TimerFilter) -> Result<Vec<Timer>, Error> {
     let mut args: Vec<Sql> = Vec::new();
     let w = match f.due_before {
         Some(t) => {
-            args.push(crate::log::fmt_time(t).into());
+            args.push(fmt_time(t).into());
             " WHERE t.due_at < ?1"
         }
         None => "",
@@ -557,7 +557,7 @@ pub fn tasks(conn: &Connection, f: &TaskFilter) -> Result<Vec<Task>, Error> {
         conds.push("completed_at IS NULL".to_owned());
     }
     if let Some(t) = f.overdue_at {
-        args.push(crate::log::fmt_time(t).into());
+        args.push(fmt_time(t).into());
         conds.push(format!("due_at < ?{}", args.len()));
     }
     let w = if conds.is_empty() {
@@ -876,11 +876,11 @@ pub fn journal(conn: &Connection, f: &JournalFilter) -> Result<Vec<JournalEntry>
         conds.push(format!("rule = ?{}", args.len()));
     }
     if let Some(t) = f.since {
-        args.push(crate::log::fmt_time(t).into());
+        args.push(fmt_time(t).into());
         conds.push(format!("at >= ?{}", args.len()));
     }
     if let Some(t) = f.until {
-        args.push(crate::log::fmt_time(t).into());
+        args.push(fmt_time(t).into());
         conds.push(format!("at < ?{}", args.len()));
     }
     let w = if conds.is_empty() {

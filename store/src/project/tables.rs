@@ -4,10 +4,10 @@
 //! `tasks`) are defined in [`super::rows`], since their columns also say which model field
 //! they hold; the side tables are defined here.
 //!
-//! Every statement names its schema (`main`, or `fresh` for the scratch copy that `verify`
+//! The list of tables, which the DDL creates in order, is `project::TABLES`. Every statement
+//! names its schema (`main`, or `fresh` for the scratch copy that `verify`
 //! builds), so the same code maintains the live tables and rebuilds the comparison copy.
 
-use super::rows::{COMPANIES, CONTACTS, DEALS, LEADS, TASKS};
 use crate::error::Error;
 use rusqlite::{Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -52,26 +52,6 @@ pub(crate) struct Table {
     /// Statements run after its `CREATE TABLE` (its indexes), `{s}` standing for the schema.
     pub(crate) then: &'static str,
 }
-
-/// The projection tables, in the order they are created and `verify` compares them.
-pub(crate) static TABLES: &[&Table] = &[
-    &LEADS.table,
-    &DEALS.table,
-    &CONTACTS.table,
-    &COMPANIES.table,
-    &TASKS.table,
-    &STAGE_HISTORY,
-    &TIMERS,
-    &INCIDENTS,
-    &ESCALATIONS,
-    &INBOX,
-    &INBOX_READ,
-    &OUTBOX,
-    &IDLE_MARKS,
-    &SCHEDULES,
-    &MATCH_KEYS,
-    &PROJECTION_STATE,
-];
 
 /// Every stage an entity has been in: one row per visit, opened by the event that entered it
 /// (`position`) and closed when the entity leaves it.
@@ -281,7 +261,7 @@ pub(crate) enum Op {
 
 impl Table {
     /// The table's `CREATE TABLE` and the statements that go with it, for `schema`.
-    fn ddl(&self, schema: &str) -> String {
+    pub(crate) fn ddl(&self, schema: &str) -> String {
         let width = self.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
         let mut lines: Vec<String> = self
             .columns
@@ -380,29 +360,6 @@ fn cached(key: Key, build: impl FnOnce() -> String) -> &'static str {
         .or_insert_with(|| Box::leak(build().into_boxed_str()))
 }
 
-/// Every projection table's DDL, for `schema`.
-fn ddl(schema: &str) -> String {
-    TABLES
-        .iter()
-        .map(|t| t.ddl(schema))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Creates any missing projection table.
-pub(crate) fn ensure(conn: &Connection, schema: &str) -> Result<(), Error> {
-    conn.execute_batch(&ddl(schema))?;
-    Ok(())
-}
-
-/// Drops and recreates every projection table (empty, checkpoint 0).
-pub(crate) fn recreate(conn: &Connection, schema: &str) -> Result<(), Error> {
-    for t in TABLES {
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS {schema}.{};", t.name))?;
-    }
-    ensure(conn, schema)
-}
-
 /// The position up to which the projections in `schema` are built.
 pub(crate) fn checkpoint(conn: &Connection, schema: &'static str) -> Result<i64, Error> {
     Ok(conn
@@ -432,6 +389,7 @@ pub(crate) fn set_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::project::rows::LEADS;
 
     /// Every table's statements name its columns in table order: a parameter's number is its
     /// column's place, whichever statement binds it.

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::Store;
+use crate::log::catch_up_page;
 use chrono::{Duration, TimeZone, Utc};
 use leadflow_engine::event::TaskKind;
 use leadflow_engine::event::{

@@ -329,6 +329,16 @@ fn dir_of(path: &Path) -> &Path {
     }
 }
 
+impl From<leadflow_engine::stored::StoredError> for Error {
+    fn from(e: leadflow_engine::stored::StoredError) -> Self {
+        use leadflow_engine::stored::StoredError;
+        match e {
+            StoredError::Decode { position, source } => Error::Decode { position, source },
+            StoredError::Corrupt { position, why } => Error::Corrupt { position, why },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,15 +360,5 @@ mod tests {
         assert!(has_room(&db));
         assert!(!nobody_writes_beside(&db));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-}
-
-impl From<leadflow_engine::stored::StoredError> for Error {
-    fn from(e: leadflow_engine::stored::StoredError) -> Self {
-        use leadflow_engine::stored::StoredError;
-        match e {
-            StoredError::Decode { position, source } => Error::Decode { position, source },
-            StoredError::Corrupt { position, why } => Error::Corrupt { position, why },
-        }
     }
 }

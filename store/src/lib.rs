@@ -278,7 +278,7 @@ impl Store {
             read_only: false,
         };
         if schema::needs_migration(&store.conn)? {
-            schema::migrate(&store)?;
+            schema::migrate(&|| store.begin_immediate())?;
         }
         store.catch_up()?;
         Ok(store)
@@ -567,7 +567,7 @@ impl Store {
                 head,
                 "projections are behind the log; catching up"
             );
-            project::rebuild(self, "main", &mut |_| {})?;
+            log::catch_up(&|| self.begin_immediate(), "main", &mut |_| {})?;
         }
         Ok(())
     }

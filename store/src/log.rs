@@ -2,7 +2,7 @@
 
 use crate::chain::{GENESIS, Hash, Hashed, event_hash};
 use crate::error::{Error, Refused};
-use crate::project::Projector;
+use crate::project::{self, Projector};
 use chrono::{DateTime, Utc};
 use leadflow_engine::command::Target;
 use leadflow_engine::{
@@ -11,7 +11,9 @@ use leadflow_engine::{
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use std::collections::HashMap;
 
+use leadflow_engine::stored::PendingTimer;
 pub use leadflow_engine::stored::{Appended, Executed, RecordedEvent, fmt_time, parse_time};
+use leadflow_engine::workspace::MatchKey;
 
 /// The fields the chain hash covers, for `event_hash`.
 pub(crate) fn hashed<'a>(rec: &'a RecordedEvent, stream_name: &'a str) -> Hashed<'a> {
@@ -308,6 +310,70 @@ fn check_cursors(conn: &Connection, head_position: i64) -> Result<(), Error> {
     }
 }
 
+/// Applies events after the checkpoint of `schema` until the projections reach the head of the
+/// log, one write transaction (from `begin`) per page. Returns the new checkpoint.
+///
+/// From checkpoint 0 (empty tables) everything is built in one transaction by
+/// [`project::rebuild_from_scratch`]; from a later checkpoint, in pages of one transaction
+/// each. Each transaction re-reads the checkpoint under the write lock, so two processes
+/// catching up at once never apply an event twice.
+pub(crate) fn catch_up<'c>(
+    begin: &dyn Fn() -> Result<Transaction<'c>, Error>,
+    schema: &'static str,
+    progress: &mut dyn FnMut(i64),
+) -> Result<i64, Error> {
+    const PAGE: i64 = 8192;
+    loop {
+        let tx = begin()?;
+        if project::checkpoint(&tx, schema)? == 0 {
+            let position = project::rebuild_from_scratch(&tx, schema, progress)?;
+            tx.commit()?;
+            return Ok(position);
+        }
+        let mut projector = Projector::new(schema);
+        let applied = catch_up_page(&tx, &mut projector, PAGE)?;
+        let position = project::checkpoint(&tx, schema)?;
+        tx.commit()?;
+        if applied == 0 {
+            return Ok(position);
+        }
+        progress(position);
+    }
+}
+
+/// Feeds the projector up to `limit` events after the checkpoint of its schema, flushes them
+/// and moves the checkpoint. Returns how many events were applied.
+pub(crate) fn catch_up_page(
+    conn: &Connection,
+    projector: &mut Projector,
+    limit: i64,
+) -> Result<usize, Error> {
+    let schema = projector.schema();
+    let after = project::checkpoint(conn, schema)?;
+    let page = {
+        let mut stmt = conn.prepare_cached(&format!(
+            "{SELECT_EVENT} WHERE e.position > ?1 ORDER BY e.position LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![after, limit], row_to_event)?;
+        let mut page = Vec::with_capacity(limit.clamp(0, 8192) as usize);
+        for r in rows {
+            page.push(r??);
+        }
+        page
+    };
+    let Some(last) = page.last().map(|r| r.position) else {
+        return Ok(0);
+    };
+    for rec in &page {
+        let event = rec.decode()?;
+        let at = rec.occurred_at()?;
+        projector.apply(conn, rec.position, rec.stream, &event, at)?;
+    }
+    projector.flush(conn)?;
+    project::set_checkpoint(conn, schema, last)?;
+    Ok(page.len())
+}
+
 /// A write transaction: appends and the projection updates they cause. Created by
 /// [`crate::Store::write`]; commits when the closure returns `Ok`, rolls back otherwise.
 pub struct Tx<'c> {
@@ -355,7 +421,7 @@ impl<'c> Tx<'c> {
         let (head_position, head_hash) = head(&tx)?.unwrap_or((0, GENESIS));
         check_cursors(&tx, head_position)?;
         let mut projector = Projector::new("main");
-        let checkpoint = crate::project::checkpoint(&tx, "main")?;
+        let checkpoint = project::checkpoint(&tx, "main")?;
         if checkpoint > head_position {
             return Err(Error::Tampered {
                 position: head_position + 1,
@@ -370,10 +436,10 @@ impl<'c> Tx<'c> {
         // in pages): bring them up to date under this write lock before deciding anything.
         if checkpoint < head_position {
             if checkpoint == 0 {
-                crate::project::rebuild_from_scratch(&tx, "main", &mut |_| {})?;
+                project::rebuild_from_scratch(&tx, "main", &mut |_| {})?;
             }
-            while crate::project::checkpoint(&tx, "main")? < head_position {
-                crate::project::catch_up_page(&tx, &mut projector, 8192)?;
+            while project::checkpoint(&tx, "main")? < head_position {
+                catch_up_page(&tx, &mut projector, 8192)?;
             }
         }
         Ok(Tx {
@@ -398,7 +464,7 @@ impl<'c> Tx<'c> {
 
     pub(crate) fn commit(mut self) -> Result<(), Error> {
         self.projector.flush(&self.tx)?;
-        crate::project::set_checkpoint(&self.tx, "main", self.head_position)?;
+        project::set_checkpoint(&self.tx, "main", self.head_position)?;
         if self.bulk() {
             self.tx
                 .pragma_update(None, "wal_autocheckpoint", BULK_WAL_CHECKPOINT_PAGES)?;
@@ -656,13 +722,8 @@ impl<'c> Tx<'c> {
     /// are not checked). Appending would start the stream again at version 1 — or, for
     /// another command, report a conflict that no retry resolves.
     fn check_no_lost_head(&self, stream: StreamId) -> Result<(), Error> {
-        let table = match stream.kind {
-            EntityKind::Lead => "leads",
-            EntityKind::Deal => "deals",
-            EntityKind::Contact => "contacts",
-            EntityKind::Company => "companies",
-            EntityKind::Task => "tasks",
-            EntityKind::Ruleset | EntityKind::System => return Ok(()),
+        let Some(table) = project::table_of(stream.kind).map(|t| t.name) else {
+            return Ok(());
         };
         let known: bool = self
             .tx
@@ -698,68 +759,16 @@ impl<'c> Tx<'c> {
         &mut self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<(StreamId, crate::project::PendingTimer)>, Error> {
-        type Row = (
-            String,
-            i64,
-            String,
-            String,
-            i64,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-        );
-        let rows: Vec<Row> = {
-            let mut stmt = self.tx.prepare_cached(
-                "SELECT t.due_at, t.id, t.what, t.kind, t.entity_id, t.name, s.stream_key, s.version \
-                 FROM timers t LEFT JOIN streams s ON s.kind = t.kind AND s.entity_id = t.entity_id \
-                 WHERE t.due_at <= ?1 ORDER BY t.due_at, t.id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![fmt_time(now), limit as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let mut out = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for (due_at, id, what, kind, entity, name, key, version) in rows {
-            let (Ok(kind), Some(due_at)) = (kind.parse::<EntityKind>(), parse_time(&due_at)) else {
-                return Err(Error::Corrupt {
-                    position: id,
-                    why: format!("timer row ({due_at}, {id}) has a bad kind '{kind}' or due time"),
-                });
-            };
-            let stream = StreamId::new(kind, entity);
-            if let (Some(key), Some(version)) = (key, version) {
-                self.heads.entry(stream).or_insert(Some((key, version)));
+    ) -> Result<Vec<(StreamId, PendingTimer)>, Error> {
+        let due = project::take_due_timers(&self.tx, now, limit)?;
+        let mut out = Vec::with_capacity(due.len());
+        for d in due {
+            if let Some(head) = d.head {
+                self.heads.entry(d.stream).or_insert(Some(head));
             }
-            last = Some((fmt_time(due_at), id));
-            out.push((
-                stream,
-                crate::project::PendingTimer {
-                    id,
-                    due_at,
-                    what,
-                    name,
-                    stage: None,
-                    survive_move: false,
-                },
-            ));
+            out.push((d.stream, d.timer));
         }
-        if let Some((due_at, id)) = last {
-            // Exactly the rows selected: every key up to the last one taken.
-            self.tx
-                .prepare_cached("DELETE FROM timers WHERE (due_at, id) <= (?1, ?2)")?
-                .execute(params![due_at, id])?;
+        if !out.is_empty() {
             self.projector
                 .taken(out.iter().map(|(stream, t)| (*stream, t.id)));
         }
@@ -768,11 +777,8 @@ impl<'c> Tx<'c> {
 
     /// The stream's pending timers (deadlines, delayed robots, a task's due time), in the
     /// order they were set.
-    pub fn pending_timers(
-        &mut self,
-        stream: StreamId,
-    ) -> Result<Vec<crate::project::PendingTimer>, Error> {
-        crate::project::pending_timers(&self.tx, "main", stream)
+    pub fn pending_timers(&mut self, stream: StreamId) -> Result<Vec<PendingTimer>, Error> {
+        project::pending_timers(&self.tx, "main", stream)
     }
 
     /// Ids of leads, contacts or companies (`kind`) that have any of `values` as a phone,
@@ -781,7 +787,7 @@ impl<'c> Tx<'c> {
     /// appends.
     pub fn matching(
         &mut self,
-        what: crate::project::MatchKey,
+        what: MatchKey,
         values: &[String],
         kind: EntityKind,
         before: Option<i64>,
@@ -790,7 +796,7 @@ impl<'c> Tx<'c> {
             return Ok(Vec::new());
         }
         self.projector.flush(&self.tx)?;
-        crate::project::matching(&self.tx, what, values, kind, before)
+        project::matching(&self.tx, what, values, kind, before)
     }
 
     /// The employee's notifications as of this transaction (its own appends included), under

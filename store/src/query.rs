@@ -2,7 +2,6 @@
 //! function reading a [`Source`] (a [`Store`](crate::Store) or a [`Snapshot`](crate::Snapshot)).
 
 use crate::error::Error;
-use crate::log::parse_time;
 use crate::project::{
     COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, MatchKey, PendingTimer,
     TASK_COLUMNS, company_row, contact_row, deal_row, lead_row, task_row,
@@ -10,6 +9,7 @@ use crate::project::{
 use chrono::{DateTime, Utc};
 use leadflow_engine::StreamId;
 use leadflow_engine::model::{Company, Contact, Deal, Lead, Task};
+use leadflow_engine::stored::{fmt_time, parse_time};
 use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as Sql};
 
 /// What `lead list` / `deal list` search for: the CLI tells which kind of key the text is.
@@ -149,7 +149,7 @@ fn where_clause(f: &ListFilter, table: &str) -> (String, Vec<Sql>) {
         ("updated_at", f.updated_until, "<"),
     ] {
         if let Some(t) = t {
-            let n = arg(crate::log::fmt_time(t).into(), &mut args);
+            let n = arg(fmt_time(t).into(), &mut args);
             conds.push(format!("{col} {op} ?{n}"));
         }
     }
@@ -403,7 +403,7 @@ pub fn timers(db: &impl Source, f: &TimerFilter) -> Result<Vec<Timer>, Error> {
     let mut args: Vec<Sql> = Vec::new();
     let w = match f.due_before {
         Some(t) => {
-            args.push(crate::log::fmt_time(t).into());
+            args.push(fmt_time(t).into());
             " WHERE t.due_at < ?1"
         }
         None => "",
@@ -569,7 +569,7 @@ pub fn tasks(db: &impl Source, f: &TaskFilter) -> Result<Vec<Task>, Error> {
         conds.push("completed_at IS NULL".to_owned());
     }
     if let Some(t) = f.overdue_at {
-        args.push(crate::log::fmt_time(t).into());
+        args.push(fmt_time(t).into());
         conds.push(format!("due_at < ?{}", args.len()));
     }
     let w = if conds.is_empty() {
@@ -895,11 +895,11 @@ pub fn journal(db: &impl Source, f: &JournalFilter) -> Result<Vec<JournalEntry>,
         conds.push(format!("rule = ?{}", args.len()));
     }
     if let Some(t) = f.since {
-        args.push(crate::log::fmt_time(t).into());
+        args.push(fmt_time(t).into());
         conds.push(format!("at >= ?{}", args.len()));
     }
     if let Some(t) = f.until {
-        args.push(crate::log::fmt_time(t).into());
+        args.push(fmt_time(t).into());
         conds.push(format!("at < ?{}", args.len()));
     }
     let w = if conds.is_empty() {

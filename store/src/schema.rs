@@ -3,7 +3,7 @@
 //! leadflow.
 
 use crate::error::Error;
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 use std::path::Path;
 
 /// `PRAGMA application_id` of leadflow databases: "LFLW".
@@ -89,8 +89,8 @@ fn missing_tables(conn: &Connection) -> Result<Vec<&'static str>, Error> {
         conn.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1")?;
     let mut missing = Vec::new();
     for t in crate::project::TABLES {
-        if !stmt.exists([t])? {
-            missing.push(*t);
+        if !stmt.exists([t.name])? {
+            missing.push(t.name);
         }
     }
     Ok(missing)
@@ -142,9 +142,10 @@ pub fn check_readable(conn: &Connection, path: &Path) -> Result<(), Error> {
 /// projection tables. A projection table added by a newer leadflow starts empty while the
 /// others are built up to the log's end, so when any is missing all are recreated (checkpoint
 /// 0) and rebuilt by the caller's catch-up.
-pub fn migrate(store: &crate::Store) -> Result<(), Error> {
+/// Each step's write transaction comes from `begin` (the store's `BEGIN IMMEDIATE`).
+pub fn migrate<'c>(begin: &dyn Fn() -> Result<Transaction<'c>, Error>) -> Result<(), Error> {
     loop {
-        let tx = store.begin_immediate()?;
+        let tx = begin()?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > LATEST {
             return Err(Error::NewerSchema {

@@ -150,9 +150,9 @@ pub(crate) fn projections(
     project::recreate(conn, "fresh")?;
     project::rebuild_from_scratch(conn, "fresh", progress)?;
     let mut diffs = Vec::new();
-    for table in TABLES {
+    for table in TABLES.iter().map(|t| t.name) {
         // The numeric column that best points at a differing row.
-        let key = match *table {
+        let key = match table {
             "stage_history" | "incidents" | "escalations" | "inbox" | "outbox" | "requests" => {
                 "position"
             }
@@ -171,7 +171,7 @@ pub(crate) fn projections(
         let (only_replayed, k2) = count("fresh", "main")?;
         if only_live > 0 || only_replayed > 0 {
             diffs.push(ProjectionDiff {
-                table: (*table).to_owned(),
+                table: table.to_owned(),
                 only_live,
                 only_replayed,
                 first_key: k1.or(k2),
@@ -180,7 +180,7 @@ pub(crate) fn projections(
     }
     // The scratch copy is not needed any more; empty it now rather than at detach.
     for table in TABLES {
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS fresh.{table};"))?;
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS fresh.{};", table.name))?;
     }
     Ok(diffs)
 }

@@ -1,0 +1,95 @@
+//! The projection tables: the current state of leads, deals, contacts, companies and tasks,
+//! and the side tables (stage history, timers, journals, inbox and outbox, match keys, idle
+//! marks, cron state), all derived from the log through [`leadflow_engine::projection::project`].
+//!
+//! Where to change what:
+//! - here: [`TABLES`], every projection table in the order the DDL creates them and `verify`
+//!   compares them (a new table is added there), and creating or recreating them.
+//! - [`tables`]: every side table's definition (its one column list, key and indexes) and how
+//!   the DDL and the statements are derived from a definition; the checkpoint.
+//! - [`rows`]: the entity tables' column lists, each column with the model field it holds, and
+//!   how each field type is stored ([`rows::Cell`]). Adding a column to an entity table is one
+//!   line there.
+//! - [`side`]: which event writes which side-table row; [`timers`] and [`match_keys`]: those
+//!   tables' reads and writes.
+//! - [`projector`]: applying events inside a write transaction (the in-memory cache of entity
+//!   states and its flush); [`replay`]: rebuilding every table from the whole log.
+//!
+//! Every function takes the schema name (`main`, or `fresh` for the scratch copy that `verify`
+//! builds), so the same code maintains the live tables and rebuilds the comparison copy. This
+//! module reads the log's tables but knows nothing of the log's API: the log drives it.
+
+mod match_keys;
+mod projector;
+mod replay;
+mod rows;
+mod side;
+mod tables;
+mod timers;
+
+pub(crate) use leadflow_engine::stored::PendingTimer;
+pub(crate) use leadflow_engine::workspace::MatchKey;
+pub(crate) use match_keys::matching;
+pub(crate) use projector::Projector;
+pub(crate) use replay::rebuild_from_scratch;
+pub(crate) use rows::{
+    COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, TASK_COLUMNS, company_row,
+    contact_row, deal_row, lead_row, load, table_of, task_row,
+};
+pub(crate) use tables::{checkpoint, set_checkpoint};
+pub(crate) use timers::{pending as pending_timers, take_due as take_due_timers};
+
+use crate::error::Error;
+use rows::{COMPANIES, CONTACTS, DEALS, LEADS, TASKS};
+use rusqlite::Connection;
+use tables::{
+    ESCALATIONS, IDLE_MARKS, INBOX, INBOX_READ, INCIDENTS, MATCH_KEYS, OUTBOX, PROJECTION_STATE,
+    REQUESTS, SCHEDULES, STAGE_HISTORY, TIMERS, Table,
+};
+
+/// The projection tables, in the order they are created and `verify` compares them.
+pub(crate) static TABLES: &[&Table] = &[
+    &LEADS.table,
+    &DEALS.table,
+    &CONTACTS.table,
+    &COMPANIES.table,
+    &TASKS.table,
+    &STAGE_HISTORY,
+    &TIMERS,
+    &INCIDENTS,
+    &ESCALATIONS,
+    &INBOX,
+    &INBOX_READ,
+    &OUTBOX,
+    &IDLE_MARKS,
+    &SCHEDULES,
+    &MATCH_KEYS,
+    &REQUESTS,
+    &PROJECTION_STATE,
+];
+
+/// Every projection table's DDL, for `schema`.
+fn ddl(schema: &str) -> String {
+    TABLES
+        .iter()
+        .map(|t| t.ddl(schema))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Creates any missing projection table.
+pub(crate) fn ensure(conn: &Connection, schema: &str) -> Result<(), Error> {
+    conn.execute_batch(&ddl(schema))?;
+    Ok(())
+}
+
+/// Drops and recreates every projection table (empty, checkpoint 0).
+pub(crate) fn recreate(conn: &Connection, schema: &str) -> Result<(), Error> {
+    for t in TABLES {
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS {schema}.{};", t.name))?;
+    }
+    ensure(conn, schema)
+}
+
+#[cfg(test)]
+mod tests;

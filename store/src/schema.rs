@@ -7,10 +7,10 @@ use rusqlite::{Connection, Transaction};
 use std::path::Path;
 
 /// `PRAGMA application_id` of leadflow databases: "LFLW".
-pub const APPLICATION_ID: i64 = 0x4C46_4C57;
+pub(crate) const APPLICATION_ID: i64 = 0x4C46_4C57;
 
 /// The schema version this leadflow writes.
-pub const LATEST: i64 = 3;
+pub(crate) const LATEST: i64 = 3;
 
 /// Migration steps; step `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[V1, V2, V3];
@@ -65,7 +65,7 @@ CREATE TABLE rule_cursor (
 const V3: &str = "-- match_keys, inbox_read: created by the projection check that follows";
 
 /// Refuses databases that are not leadflow's (or are from a newer leadflow).
-pub fn check_identity(conn: &Connection, path: Option<&Path>) -> Result<(), Error> {
+pub(crate) fn check_identity(conn: &Connection, path: Option<&Path>) -> Result<(), Error> {
     let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
@@ -98,14 +98,14 @@ fn missing_tables(conn: &Connection) -> Result<Vec<&'static str>, Error> {
 
 /// Whether opening for writing must take the write lock to migrate the schema or create
 /// projection tables (read without a write transaction).
-pub fn needs_migration(conn: &Connection) -> Result<bool, Error> {
+pub(crate) fn needs_migration(conn: &Connection) -> Result<bool, Error> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     Ok(version != LATEST || !missing_tables(conn)?.is_empty())
 }
 
 /// Checks that a database opened read-only can be read as it is: the current schema, every
 /// projection table, projections up to date with the log (one read snapshot).
-pub fn check_readable(conn: &Connection, path: &Path) -> Result<(), Error> {
+pub(crate) fn check_readable(conn: &Connection, path: &Path) -> Result<(), Error> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let needs = |why: String| Error::NeedsUpgrade {
         path: path.to_owned(),
@@ -143,7 +143,7 @@ pub fn check_readable(conn: &Connection, path: &Path) -> Result<(), Error> {
 /// others are built up to the log's end, so when any is missing all are recreated (checkpoint
 /// 0) and rebuilt by the caller's catch-up.
 /// Each step's write transaction comes from `begin` (the store's `BEGIN IMMEDIATE`).
-pub fn migrate<'c>(begin: &dyn Fn() -> Result<Transaction<'c>, Error>) -> Result<(), Error> {
+pub(crate) fn migrate<'c>(begin: &dyn Fn() -> Result<Transaction<'c>, Error>) -> Result<(), Error> {
     loop {
         let tx = begin()?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;

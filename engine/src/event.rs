@@ -488,6 +488,16 @@ pub enum RobotOutcome {
     TimedOut,
 }
 
+/// A process took an external robot's request to run it, until `until` (its time limit and a
+/// margin): no other process runs it before then; after, it is taken for abandoned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RobotStarted {
+    /// The position of the `robot.requested`.
+    pub request: i64,
+    /// When the claim lapses.
+    pub until: DateTime<Utc>,
+}
+
 /// An external robot's outcome, in the stream of its request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RobotCompleted {
@@ -645,6 +655,8 @@ events! {
     ReportSent(ReportSent) = "report.sent", 1, System;
     /// An external robot was asked to act (after the commit).
     RobotRequested(RobotRequested) = "robot.requested", 1, Lead | Deal | Task | Contact | Company | System;
+    /// A process took an external robot's request to run it.
+    RobotStarted(RobotStarted) = "robot.started", 1, Lead | Deal | Task | Contact | Company | System;
     /// An external robot's call ended.
     RobotCompleted(RobotCompleted) = "robot.completed", 1, Lead | Deal | Task | Contact | Company | System;
 }
@@ -673,6 +685,7 @@ impl Event {
                 | Event::ReportSent(_)
                 | Event::TaskOverdue(_)
                 | Event::RobotRequested(_)
+                | Event::RobotStarted(_)
                 | Event::RobotCompleted(_)
         )
     }

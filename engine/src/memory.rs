@@ -13,7 +13,9 @@ use crate::decide::{Lookup, check_actor, decide};
 use crate::event::{Event, EventMeta};
 use crate::ids::{EmployeeId, EntityKind, StreamId};
 use crate::model::Entity;
-use crate::stored::{Appended, Executed, PendingTimer, RecordedEvent, fmt_time, parse_time};
+use crate::stored::{
+    Appended, Executed, PendingRequest, PendingTimer, RecordedEvent, fmt_time, parse_time,
+};
 use crate::workspace::{
     Backend, BackendError, IncidentQuery, KpiCounts, KpiQuery, MatchKey, Stamp, View, Workspace,
     WorkspaceError,
@@ -60,7 +62,8 @@ pub struct Memory {
     timers: BTreeMap<(DateTime<Utc>, i64), (StreamId, PendingTimer)>,
     schedules: HashMap<String, DateTime<Utc>>,
     idle_marks: HashMap<(EntityKind, i64, String), DateTime<Utc>>,
-    requests: BTreeSet<i64>,
+    /// Pending requests, with the time a claim on each lapses.
+    requests: BTreeMap<i64, Option<DateTime<Utc>>>,
     /// The `recorded_at` of the transaction in progress.
     recorded_at: String,
 }
@@ -143,7 +146,12 @@ impl Memory {
                 self.schedules.insert(f.rule.clone(), f.due_at);
             }
             Event::RobotRequested(_) => {
-                self.requests.insert(position);
+                self.requests.insert(position, None);
+            }
+            Event::RobotStarted(r) => {
+                if let Some(claim) = self.requests.get_mut(&r.request) {
+                    *claim = Some(r.until);
+                }
             }
             Event::RobotCompleted(c) => {
                 self.requests.remove(&c.request);
@@ -400,8 +408,11 @@ impl View for Memory {
         Ok(out)
     }
 
-    fn request_pending(&mut self, position: i64) -> Result<bool, WorkspaceError> {
-        Ok(self.requests.contains(&position))
+    fn request_pending(
+        &mut self,
+        position: i64,
+    ) -> Result<Option<Option<DateTime<Utc>>>, WorkspaceError> {
+        Ok(self.requests.get(&position).copied())
     }
 
     fn schedule_fired_at(&mut self, rule: &str) -> Result<Option<DateTime<Utc>>, WorkspaceError> {
@@ -629,12 +640,17 @@ impl Backend for Memory {
         &self,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, WorkspaceError> {
+    ) -> Result<Vec<PendingRequest>, WorkspaceError> {
         Ok(self
             .requests
             .range(after + 1..)
             .take(limit)
-            .filter_map(|p| self.event_at_(*p))
+            .filter_map(|(p, claimed_until)| {
+                Some(PendingRequest {
+                    request: self.event_at_(*p)?,
+                    claimed_until: *claimed_until,
+                })
+            })
             .collect())
     }
 

@@ -37,6 +37,10 @@ pub const CHAIN_STARTS: [&str; 5] = [
     "schedule.fired",
 ];
 
+/// The events an external robot's call adds between a rule's trigger and the effects of its
+/// answer; the depth walk passes through them without counting them.
+const EXTERNAL_STEPS: [&str; 2] = ["robot.completed", "robot.requested"];
+
 /// The stream of rule-set activations.
 pub const RULESET_STREAM: StreamId = StreamId {
     kind: EntityKind::Ruleset,
@@ -280,7 +284,11 @@ pub fn chain_depth(view: &mut dyn View, rec: &RecordedEvent) -> Result<usize, Wo
         let Some((c, t)) = view.cause_of(pos)? else {
             break;
         };
-        depth += 1;
+        // An external robot's request and outcome are one step of its rule, not three: an
+        // answer's action sits one step below the rule's trigger, as a built-in robot's does.
+        if !EXTERNAL_STEPS.contains(&ty.as_str()) {
+            depth += 1;
+        }
         cause = c;
         ty = t;
     }

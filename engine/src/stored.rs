@@ -204,6 +204,15 @@ pub struct PendingTimer {
     pub survive_move: bool,
 }
 
+/// An external robot's request without an outcome, and who has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRequest {
+    /// The `robot.requested` event.
+    pub request: RecordedEvent,
+    /// Until when a process that took it (`robot.started`) has it; `None`: nobody took it.
+    pub claimed_until: Option<DateTime<Utc>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

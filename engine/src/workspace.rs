@@ -13,7 +13,7 @@ use crate::decide::Rejection;
 use crate::event::{Event, EventMeta};
 use crate::ids::{EmployeeId, EntityKind, StreamId};
 use crate::model::Entity;
-use crate::stored::{Appended, Executed, PendingTimer, RecordedEvent, StoredError};
+use crate::stored::{Appended, Executed, PendingRequest, PendingTimer, RecordedEvent, StoredError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -246,8 +246,13 @@ pub trait View {
     /// The KPI report's counts.
     fn kpi(&mut self, q: &KpiQuery<'_>) -> Result<KpiCounts, WorkspaceError>;
 
-    /// Whether the external robot request at this position has no outcome yet.
-    fn request_pending(&mut self, position: i64) -> Result<bool, WorkspaceError>;
+    /// The external robot request at this position, if it has no outcome yet: `Some(until)`
+    /// with the time a process's claim on it lapses (`None` inside: nobody took it).
+    #[allow(clippy::option_option)]
+    fn request_pending(
+        &mut self,
+        position: i64,
+    ) -> Result<Option<Option<DateTime<Utc>>>, WorkspaceError>;
 
     /// When the schedule rule last fired (its `schedule.fired` due time).
     fn schedule_fired_at(&mut self, rule: &str) -> Result<Option<DateTime<Utc>>, WorkspaceError>;
@@ -364,7 +369,7 @@ pub trait Backend {
         &self,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, WorkspaceError>;
+    ) -> Result<Vec<PendingRequest>, WorkspaceError>;
 
     /// The earliest pending timer's due time.
     fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, WorkspaceError>;

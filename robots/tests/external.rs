@@ -97,6 +97,7 @@ fn runs_once_after_the_commit<D: Backend>(db: &mut D, calls: &Path) {
         [
             "lead.created",
             "robot.requested",
+            "robot.started",
             "robot.completed",
             "lead.updated"
         ]
@@ -169,6 +170,7 @@ fn a_request_left_without_an_outcome_runs_again_once_stale_with_the_same_key() {
         [
             "lead.created",
             "robot.requested",
+            "robot.started",
             "robot.completed",
             "lead.updated"
         ]
@@ -264,8 +266,58 @@ fn a_program_past_its_timeout_is_killed_and_its_outcome_says_so() {
         [
             "lead.created",
             "robot.requested",
+            "robot.started",
             "robot.completed",
             "incident.recorded"
         ]
     );
+}
+
+#[test]
+fn a_request_another_process_holds_is_left_to_it_until_its_claim_lapses() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    let rt = runtime(&counting(&calls), "10s");
+    let mut memory = Memory::new();
+    rt.activate(&mut memory, t0()).unwrap();
+    let lead = create_lead(&mut memory, &rt);
+    rt.process_some(&mut memory, t0(), 100).unwrap();
+    let request = memory
+        .events()
+        .iter()
+        .find(|e| e.event_type == "robot.requested")
+        .unwrap()
+        .position;
+    // Nobody took it: free once its time limit (10 s) and the margin (10 s) have passed, which
+    // is when `run` wakes for it.
+    assert_eq!(
+        rt.next_wake(&memory, t0()).unwrap(),
+        Some(t0() + chrono::Duration::seconds(20))
+    );
+    // Another process takes it, until a minute on.
+    let until = t0() + chrono::Duration::seconds(60);
+    memory
+        .write(Stamp::At(t0()), |ws| {
+            let version = ws.version(lead)?;
+            ws.append(
+                lead,
+                version,
+                &[leadflow_engine::Event::RobotStarted(
+                    leadflow_engine::event::RobotStarted { request, until },
+                )],
+                &meta(t0(), leadflow_engine::Actor::System),
+            )
+        })
+        .unwrap();
+    assert_eq!(rt.next_wake(&memory, t0()).unwrap(), Some(until));
+    rt.process(&mut memory, t0() + chrono::Duration::seconds(30))
+        .unwrap();
+    assert!(
+        lines(&calls).is_empty(),
+        "ran a request another process holds"
+    );
+    // Its claim lapsed: that process is gone; this one takes it over.
+    rt.process(&mut memory, until).unwrap();
+    assert_eq!(lines(&calls).len(), 1);
+    assert_eq!(material(&memory, lead), Some(json!("granite")));
 }

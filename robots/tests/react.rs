@@ -270,3 +270,66 @@ fn least_loaded_assignment_decides_from_the_view_in_memory_as_on_sqlite() {
     let on_sqlite = least_loaded_pick(&mut leadflow_store::Store::open_in_memory().unwrap());
     assert_eq!(on_sqlite, in_memory);
 }
+
+#[test]
+fn an_external_robots_request_and_outcome_count_as_one_step_of_the_chain() {
+    use leadflow_engine::event::{RobotCompleted, RobotOutcome, RobotRequested};
+    use leadflow_engine::react::chain_depth;
+    let mut memory = Memory::new();
+    let created = created(&mut memory, "web_form");
+    let lead = created.stream;
+    let mut append = |memory: &mut Memory, event: Event, cause: i64| -> RecordedEvent {
+        memory
+            .write(Stamp::At(t0()), |ws| {
+                let version = ws.version(lead)?;
+                ws.append(
+                    lead,
+                    version,
+                    &[event],
+                    &EventMeta {
+                        occurred_at: t0(),
+                        actor: Actor::System,
+                        causation: Some(cause),
+                        correlation: Some(created.position),
+                    },
+                )
+            })
+            .unwrap();
+        memory.events().last().unwrap().clone()
+    };
+    let request = append(
+        &mut memory,
+        Event::RobotRequested(RobotRequested {
+            robot: "command".into(),
+            rule: "ext".into(),
+            ruleset: "h".into(),
+            params: Default::default(),
+            input: serde_json::Value::Null,
+            key: "k".into(),
+        }),
+        created.position,
+    );
+    let completed = append(
+        &mut memory,
+        Event::RobotCompleted(RobotCompleted {
+            request: request.position,
+            outcome: RobotOutcome::Answered,
+            actions: vec![],
+            error: None,
+        }),
+        request.position,
+    );
+    let action = append(
+        &mut memory,
+        Event::IncidentRecorded(IncidentRecorded {
+            kind: "x".into(),
+            employee: None,
+            rule: None,
+            text: String::new(),
+        }),
+        completed.position,
+    );
+    // The answer's effect is one step below the trigger, as a built-in robot's effect is.
+    assert_eq!(chain_depth(&mut memory, &created).unwrap(), 0);
+    assert_eq!(chain_depth(&mut memory, &action).unwrap(), 1);
+}

@@ -1010,6 +1010,7 @@ EOF
         [
             "lead.created",
             "robot.requested",
+            "robot.started",
             "robot.completed",
             "lead.updated",
             "lead.stage_changed",
@@ -1046,6 +1047,7 @@ fn command_that_exits_non_zero_is_an_incident_with_its_stderr() {
         [
             "lead.created",
             "robot.requested",
+            "robot.started",
             "robot.completed",
             "incident.recorded"
         ]
@@ -1094,6 +1096,7 @@ fn command_output_that_is_not_the_expected_json_is_an_incident() {
             [
                 "lead.created",
                 "robot.requested",
+                "robot.started",
                 "robot.completed",
                 "incident.recorded"
             ],

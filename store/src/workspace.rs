@@ -8,7 +8,7 @@ use crate::log::{Tx, read_log};
 use crate::{Error, LogFilter, Store, fmt_time, parse_time};
 use chrono::{DateTime, Utc};
 use leadflow_engine::ids::EmployeeId;
-use leadflow_engine::stored::{Appended, Executed, PendingTimer, RecordedEvent};
+use leadflow_engine::stored::{Appended, Executed, PendingRequest, PendingTimer, RecordedEvent};
 use leadflow_engine::workspace::{
     Backend, BackendError, IncidentQuery, KpiCounts, KpiQuery, MatchKey, Stamp, View, Workspace,
     WorkspaceError,
@@ -234,10 +234,16 @@ fn idle_candidates(
     Ok(out)
 }
 
-fn request_pending(conn: &Connection, position: i64) -> Result<bool, Error> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM requests WHERE position = ?1")?
-        .exists([position])?)
+#[allow(clippy::option_option)]
+fn request_pending(
+    conn: &Connection,
+    position: i64,
+) -> Result<Option<Option<DateTime<Utc>>>, Error> {
+    let row: Option<Option<String>> = conn
+        .prepare_cached("SELECT claimed_until FROM requests WHERE position = ?1")?
+        .query_row([position], |r| r.get(0))
+        .optional()?;
+    Ok(row.map(|claim| claim.as_deref().and_then(parse_time)))
 }
 
 impl View for Tx<'_> {
@@ -316,7 +322,10 @@ impl View for Tx<'_> {
         Ok(schedule_fired_at(self.conn()?, rule)?)
     }
 
-    fn request_pending(&mut self, position: i64) -> Result<bool, WorkspaceError> {
+    fn request_pending(
+        &mut self,
+        position: i64,
+    ) -> Result<Option<Option<DateTime<Utc>>>, WorkspaceError> {
         Ok(request_pending(self.conn()?, position)?)
     }
 
@@ -463,23 +472,26 @@ impl Backend for Store {
         &self,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, WorkspaceError> {
-        let positions: Vec<i64> = {
+    ) -> Result<Vec<PendingRequest>, WorkspaceError> {
+        let rows: Vec<(i64, Option<String>)> = {
             let mut stmt = self
                 .conn
                 .prepare_cached(
-                    "SELECT position FROM requests WHERE position > ?1 ORDER BY position LIMIT ?2",
+                    "SELECT position, claimed_until FROM requests WHERE position > ?1 ORDER BY position LIMIT ?2",
                 )
                 .map_err(Error::from)?;
             let rows = stmt
-                .query_map([after, limit as i64], |r| r.get(0))
+                .query_map([after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(Error::from)?;
             rows.collect::<Result<_, _>>().map_err(Error::from)?
         };
-        let mut out = Vec::with_capacity(positions.len());
-        for p in positions {
-            if let Some(rec) = event_at(&self.conn, p)? {
-                out.push(rec);
+        let mut out = Vec::with_capacity(rows.len());
+        for (p, claim) in rows {
+            if let Some(request) = event_at(&self.conn, p)? {
+                out.push(PendingRequest {
+                    request,
+                    claimed_until: claim.as_deref().and_then(parse_time),
+                });
             }
         }
         Ok(out)

@@ -37,10 +37,11 @@ const CURSOR: &str = "rules";
 /// The types of the events that fire timers: their cause is the event that set the timer, not
 /// a trigger the rules reacted to.
 /// (An external robot's outcome, likewise, is caused by its request.)
-const FIRINGS: [&str; 4] = [
+const FIRINGS: [&str; 5] = [
     "deadline.elapsed",
     "robots.resumed",
     "task.overdue",
+    "robot.started",
     "robot.completed",
 ];
 

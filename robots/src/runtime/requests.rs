@@ -13,8 +13,10 @@
 
 use super::Runtime;
 use crate::context::RobotError;
+use crate::external::Call;
 use chrono::{DateTime, Utc};
-use leadflow_engine::event::{RobotCompleted, RobotOutcome};
+use leadflow_engine::event::{RobotCompleted, RobotOutcome, RobotRequested, RobotStarted};
+use leadflow_engine::stored::{PendingRequest, parse_time};
 use leadflow_engine::workspace::Backend;
 use leadflow_engine::{Actor, Event, EventMeta};
 
@@ -25,9 +27,50 @@ const REQUESTS_PER_BATCH: usize = 64;
 /// takes it for abandoned.
 pub(super) const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The longest a process may hold a request: its call's time limit and [`STALE_AFTER`].
+fn lease(call: Option<&std::sync::Arc<dyn Call>>, request: &RobotRequested) -> chrono::Duration {
+    let limit = call.map_or(std::time::Duration::ZERO, |c| c.time_limit(request));
+    chrono::Duration::from_std(limit + STALE_AFTER).unwrap_or(chrono::Duration::MAX)
+}
+
+/// When a pending request may be taken by a process that did not make it: when the claim on
+/// it lapses, or — nobody took it — when its time limit and the margin have passed since it
+/// was recorded (its process died before running it).
+fn free_at(pending: &PendingRequest, lease: chrono::Duration) -> Option<DateTime<Utc>> {
+    match pending.claimed_until {
+        Some(until) => Some(until),
+        None => parse_time(&pending.request.recorded_at).and_then(|t| t.checked_add_signed(lease)),
+    }
+}
+
 impl Runtime {
-    /// Runs the external robots' pending requests that are this process's (`mine`) or stale,
-    /// oldest first, and appends their outcomes; how many outcomes this call appended.
+    /// The business time and the wall time (the same without a wall clock).
+    fn wall(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.wall.as_ref().map_or(now, |c| c.now().max(now))
+    }
+
+    /// When the next pending request of another process becomes free to take (for `run` to
+    /// wake then).
+    pub(super) fn next_request<D: Backend>(
+        &self,
+        db: &D,
+    ) -> Result<Option<DateTime<Utc>>, RobotError> {
+        let mut next: Option<DateTime<Utc>> = None;
+        for pending in db.pending_requests(0, REQUESTS_PER_BATCH)? {
+            let Ok(Event::RobotRequested(request)) = pending.request.decode() else {
+                continue;
+            };
+            let lease = lease(self.registry.call(&request.robot), &request);
+            if let Some(t) = free_at(&pending, lease) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        Ok(next)
+    }
+
+    /// Runs the external robots' pending requests that are this process's (`mine`, not taken
+    /// by another) or free to take, oldest first: each is claimed (`robot.started`) under the
+    /// write lock, run, and its outcome appended. How many outcomes this call appended.
     pub(super) fn run_requests<D: Backend>(
         &self,
         db: &mut D,
@@ -36,39 +79,76 @@ impl Runtime {
     ) -> Result<usize, RobotError> {
         let mut appended = 0;
         let mut after = 0;
-        let wall = self.wall.as_ref().map_or(now, |c| c.now());
         loop {
             let pending = db.pending_requests(after, REQUESTS_PER_BATCH)?;
             let Some(last) = pending.last() else {
                 mine.clear();
                 return Ok(appended);
             };
-            after = last.position;
-            for rec in pending {
+            after = last.request.position;
+            for p in pending {
+                let rec = &p.request;
                 let Event::RobotRequested(request) = rec.decode()? else {
                     continue;
                 };
                 let call = self.registry.call(&request.robot);
-                if !mine.contains(&rec.position) {
-                    let limit = call.map_or(std::time::Duration::ZERO, |c| c.time_limit(&request));
-                    let stale = leadflow_engine::stored::parse_time(&rec.recorded_at)
-                        .and_then(|t| {
-                            chrono::Duration::from_std(limit + STALE_AFTER)
-                                .ok()
-                                .and_then(|d| t.checked_add_signed(d))
-                        })
-                        .is_none_or(|t| t <= wall);
-                    if !stale {
-                        // Its own process is running it (or died less than its time
-                        // limit ago).
-                        continue;
+                let lease = lease(call, &request);
+                let is_mine = mine.contains(&rec.position);
+                // Mine and nobody took it, or free: its claim lapsed, or it was never taken
+                // and its process is gone.
+                let takeable = |claimed_until: Option<DateTime<Utc>>, wall: DateTime<Utc>| {
+                    let p = PendingRequest {
+                        request: rec.clone(),
+                        claimed_until,
+                    };
+                    (is_mine && claimed_until.is_none())
+                        || free_at(&p, lease).is_none_or(|t| t <= wall)
+                };
+                if !takeable(p.claimed_until, self.wall(now)) {
+                    continue;
+                }
+                let claimed = self.write(db, now, |ws| {
+                    let wall = self.wall(now);
+                    match ws.request_pending(rec.position)? {
+                        Some(claim) if takeable(claim, wall) => {}
+                        // Completed, or taken by another process meanwhile.
+                        _ => return Ok::<_, RobotError>(false),
                     }
-                    tracing::warn!(position = rec.position, key = %request.key, "an external robot's request was left without an outcome: running it again");
+                    let version = ws.version(rec.stream)?;
+                    ws.append(
+                        rec.stream,
+                        version,
+                        &[Event::RobotStarted(RobotStarted {
+                            request: rec.position,
+                            until: wall.checked_add_signed(lease).unwrap_or(wall),
+                        })],
+                        &EventMeta {
+                            occurred_at: now,
+                            actor: Actor::System,
+                            causation: Some(rec.position),
+                            correlation: Some(rec.correlation),
+                        },
+                    )?;
+                    Ok(true)
+                })?;
+                if !claimed {
+                    continue;
+                }
+                if !is_mine {
+                    tracing::warn!(position = rec.position, key = %request.key, "an external robot's request was left without an outcome by its process: running it again");
                 }
                 let mut completed = match call {
                     Some(call) => {
                         tracing::info!(robot = %request.robot, rule = %request.rule, key = %request.key, "running an external robot");
-                        call.call(&request)
+                        // A call that panics (a bug) is a failed call, not a dead process
+                        // (which would leave the request to kill each process that takes it).
+                        crate::panics::catch(std::panic::AssertUnwindSafe(|| call.call(&request)))
+                            .unwrap_or_else(|panic| RobotCompleted {
+                                request: 0,
+                                outcome: RobotOutcome::Failed,
+                                actions: vec![],
+                                error: Some(format!("the robot {panic}")),
+                            })
                     }
                     None => RobotCompleted {
                         request: 0,
@@ -85,8 +165,8 @@ impl Runtime {
                     correlation: Some(rec.correlation),
                 };
                 let done = self.write(db, now, |ws| {
-                    // Another process may have completed it while the program ran.
-                    if !ws.request_pending(rec.position)? {
+                    // Another process may have completed it (after our claim lapsed).
+                    if ws.request_pending(rec.position)?.is_none() {
                         return Ok::<_, RobotError>(false);
                     }
                     let version = ws.version(rec.stream)?;

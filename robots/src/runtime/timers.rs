@@ -270,7 +270,8 @@ impl Runtime {
         Ok(next)
     }
 
-    /// The next moment anything falls due after `now`: a timer, a cron time or an idle rule.
+    /// The next moment anything falls due after `now`: a timer, a cron time, an idle rule, or
+    /// an external robot's request that its process left.
     pub fn next_wake<D: Backend>(
         &self,
         db: &D,
@@ -280,6 +281,7 @@ impl Runtime {
             self.next_due(db)?,
             self.next_schedule(now),
             self.next_idle(db, now)?,
+            self.next_request(db)?,
         ]
         .into_iter()
         .flatten()

@@ -158,8 +158,23 @@ pub(crate) fn apply(
         Event::RobotRequested(r) => insert(
             &REQUESTS,
             Op::Insert,
-            &[&position, &kind, &stream.id, &r.robot, &r.key],
+            &[
+                &position,
+                &kind,
+                &stream.id,
+                &r.robot,
+                &r.key,
+                &None::<String>,
+            ],
         ),
+        Event::RobotStarted(r) => {
+            conn.prepare_cached(sql(
+                schema,
+                "UPDATE {s}.requests SET claimed_until = ?1 WHERE position = ?2",
+            ))?
+            .execute(params![fmt_time(r.until), r.request])?;
+            Ok(())
+        }
         Event::RobotCompleted(c) => {
             conn.prepare_cached(sql(schema, "DELETE FROM {s}.requests WHERE position = ?1"))?
                 .execute([c.request])?;

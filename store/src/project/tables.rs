@@ -222,6 +222,7 @@ pub(crate) static REQUESTS: Table = Table {
         Column::new("entity_id", "INTEGER NOT NULL"),
         Column::new("robot", "TEXT    NOT NULL"),
         Column::new("key", "TEXT    NOT NULL"),
+        Column::new("claimed_until", "TEXT"),
     ],
     primary_key: None,
     without_rowid: false,

@@ -278,7 +278,7 @@ fn an_external_robots_request_and_outcome_count_as_one_step_of_the_chain() {
     let mut memory = Memory::new();
     let created = created(&mut memory, "web_form");
     let lead = created.stream;
-    let mut append = |memory: &mut Memory, event: Event, cause: i64| -> RecordedEvent {
+    let append = |memory: &mut Memory, event: Event, cause: i64| -> RecordedEvent {
         memory
             .write(Stamp::At(t0()), |ws| {
                 let version = ws.version(lead)?;

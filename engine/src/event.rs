@@ -474,6 +474,12 @@ pub struct RobotRequested {
     pub input: Value,
     /// Unique per request and the same on every attempt, for the receiver to drop a repeat.
     pub key: String,
+    /// The rule's robots after this one: they run once its answer's actions are applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<DelayedRobot>,
+    /// Whether robots the rest puts off survive the entity leaving its stage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub survive_move: bool,
 }
 
 /// How an external robot's call ended.

@@ -67,6 +67,8 @@ pub enum Then {
     },
     /// A `wait` that cannot be computed: a `robot_failed` incident with this text.
     WaitFailed(String),
+    /// The last robot run is external: these run after its answer (they go into its request).
+    Answer(Vec<DelayedRobot>),
 }
 
 /// One thing the rules do in reaction to an event.
@@ -107,16 +109,25 @@ pub enum Step {
         due_at: DateTime<Utc>,
     },
     /// An external robot's call ended (the event is its `robot.completed`): the robot applies
-    /// its answer's actions, or records why there is none, as the rule's effects.
+    /// its answer's actions, or records why there is none, as the rule's effects; then, if it
+    /// succeeded, `run` and `then` as for [`Step::Fire`] (the rule's robots after it).
     Outcome {
         /// The rule that called it.
         rule: String,
         /// The stream the rule is about.
         subject: StreamId,
+        /// The event that triggered the rule (what the robots' templates see).
+        trigger: Box<RecordedEvent>,
         /// The request.
-        request: RobotRequested,
+        request: Box<RobotRequested>,
         /// Its outcome.
-        completed: RobotCompleted,
+        completed: Box<RobotCompleted>,
+        /// The stage the subject is in.
+        stage: Option<StageId>,
+        /// The rule's robots to run after the answer.
+        run: Vec<DelayedRobot>,
+        /// What follows them.
+        then: Then,
     },
     /// An incident the runtime records in the subject's stream: `condition_failed`,
     /// `robot_failed` (a delay out of reach) or `depth_limit` (after which the event's
@@ -310,16 +321,25 @@ pub fn calls_of(rule: &Rule) -> Vec<DelayedRobot> {
         .collect()
 }
 
-/// Splits robot calls at the first `wait`: the calls before it, and what the `wait` says.
+/// Splits robot calls at the first `wait` or external robot (`is_external`): the calls before
+/// a `wait` and what it says, or the calls up to the external robot and the rest, which run
+/// after its answer.
 pub fn plan(
     config: &Config,
     rule: &str,
     calls: &[DelayedRobot],
     now: DateTime<Utc>,
+    is_external: &dyn Fn(&str) -> bool,
 ) -> (Vec<DelayedRobot>, Then) {
-    let Some(i) = calls.iter().position(|c| c.robot == "wait") else {
+    let Some(i) = calls
+        .iter()
+        .position(|c| c.robot == "wait" || is_external(&c.robot))
+    else {
         return (calls.to_vec(), Then::Done);
     };
+    if calls[i].robot != "wait" {
+        return (calls[..=i].to_vec(), Then::Answer(calls[i + 1..].to_vec()));
+    }
     let wait = &calls[i];
     let text = wait
         .params
@@ -345,6 +365,7 @@ pub fn plan(
 /// The reaction to one event: the [`Step`]s its rules take, one at a time.
 pub struct Reaction<'r> {
     config: &'r Config,
+    is_external: &'r dyn Fn(&str) -> bool,
     rec: &'r RecordedEvent,
     event: &'r Event,
     now: DateTime<Utc>,
@@ -374,13 +395,16 @@ enum First {
 }
 
 impl<'r> Reaction<'r> {
-    /// The reaction of `rules` to `rec` (decoded as `event`) at `now`.
+    /// The reaction of `rules` to `rec` (decoded as `event`) at `now`; `is_external` says
+    /// which robots are external (their answer comes after the commit, and the rule's robots
+    /// after them wait for it).
     pub fn new(
         rules: &'r RuleSet,
         config: &'r Config,
         rec: &'r RecordedEvent,
         event: &'r Event,
         now: DateTime<Utc>,
+        is_external: &'r dyn Fn(&str) -> bool,
     ) -> Reaction<'r> {
         let first = match event {
             Event::RobotsResumed(r) => First::Resume(r.delayed),
@@ -401,6 +425,7 @@ impl<'r> Reaction<'r> {
         };
         Reaction {
             config,
+            is_external,
             rec,
             event,
             now,
@@ -565,7 +590,7 @@ impl<'r> Reaction<'r> {
                 },
             }));
         }
-        let (run, then) = plan(self.config, &rule.id, &calls, self.now);
+        let (run, then) = plan(self.config, &rule.id, &calls, self.now, self.is_external);
         Ok(Some(Step::Fire {
             rule: rule.id.clone(),
             survive_move: rule.survive_move,
@@ -591,7 +616,7 @@ impl<'r> Reaction<'r> {
         };
         let state = self.state(view)?;
         self.fired_count += 1;
-        let (run, then) = plan(self.config, &d.rule, &d.robots, self.now);
+        let (run, then) = plan(self.config, &d.rule, &d.robots, self.now, self.is_external);
         // The calls come from the stored event, not the rule set in force.
         Ok(Some(Step::Fire {
             rule: d.rule,
@@ -619,11 +644,34 @@ impl<'r> Reaction<'r> {
         let Event::RobotRequested(request) = original.decode()? else {
             return Ok(None);
         };
+        let Some(trigger) = original
+            .causation
+            .map(|c| view.event_at(c))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        let state = self.state(view)?;
+        let (run, then) = plan(
+            self.config,
+            &request.rule,
+            &request.then,
+            self.now,
+            self.is_external,
+        );
         Ok(Some(Step::Outcome {
             rule: request.rule.clone(),
             subject: self.rec.stream,
-            request,
-            completed,
+            trigger: Box::new(trigger),
+            request: Box::new(request),
+            completed: Box::new(completed),
+            stage: state
+                .as_ref()
+                .and_then(|e| e.stage())
+                .map(|(_, s)| s.clone()),
+            run,
+            then,
         }))
     }
 

@@ -3,7 +3,7 @@
 //! time; and helpers to append its effects as events caused by that trigger.
 
 use chrono::{DateTime, Utc};
-use leadflow_engine::event::{IncidentRecorded, NotificationQueued};
+use leadflow_engine::event::{DelayedRobot, IncidentRecorded, NotificationQueued};
 use leadflow_engine::ids::EmployeeId;
 use leadflow_engine::react::{responsible_of, task_parent, variables};
 use leadflow_engine::stored::{Executed, RecordedEvent, StoredError};
@@ -56,20 +56,28 @@ pub struct Ctx<'a, 't> {
     pub trigger: &'a RecordedEvent,
     /// The same, decoded.
     pub event: &'a Event,
+    /// The event the robot's effects are caused by: the trigger, or — for the robots that
+    /// apply an external robot's answer and those after it — its outcome.
+    pub cause: &'a RecordedEvent,
     /// The stream the rule is about: the lead, deal or task, or `system-1` for schedules.
     pub subject: StreamId,
     /// Now, from the runtime's clock.
     pub now: DateTime<Utc>,
+    /// The rule's robots after this one when this one is external (they run after its
+    /// answer, so its request holds them); empty otherwise.
+    pub then: &'a [DelayedRobot],
+    /// Whether robots the rule puts off survive the entity leaving its stage.
+    pub survive_move: bool,
 }
 
 impl Ctx<'_, '_> {
-    /// Metadata for the robot's events: actor `robot:<rule>`, caused by the trigger.
+    /// Metadata for the robot's events: actor `robot:<rule>`, caused by [`Ctx::cause`].
     pub fn meta(&self) -> EventMeta {
         EventMeta {
             occurred_at: self.now,
             actor: Actor::Robot(self.rule.to_owned()),
-            causation: Some(self.trigger.position),
-            correlation: Some(self.trigger.correlation),
+            causation: Some(self.cause.position),
+            correlation: Some(self.cause.correlation),
         }
     }
 

@@ -141,6 +141,8 @@ impl Robot for External {
             params: params.clone(),
             input,
             key,
+            then: ctx.then.to_vec(),
+            survive_move: ctx.survive_move,
         };
         ctx.append_here(&[Event::RobotRequested(request)])
     }

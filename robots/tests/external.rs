@@ -321,3 +321,64 @@ fn a_request_another_process_holds_is_left_to_it_until_its_claim_lapses() {
     assert_eq!(lines(&calls).len(), 1);
     assert_eq!(material(&memory, lead), Some(json!("granite")));
 }
+
+/// A rule whose `command` answers with `answer` (its stdout), followed by a `set_field`.
+fn command_then_set_field(answer: &str) -> Runtime {
+    let script = serde_json::to_string(&format!("cat >/dev/null; echo '{answer}'")).unwrap();
+    leadflow_testkit::runtime(&format!(
+        "[[rules]]\nid = \"ext\"\ntrigger = {{ on = \"created\", entity = \"lead\" }}\n[[rules.robots]]\nrobot = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", {script}]\n[[rules.robots]]\nrobot = \"set_field\"\nfield = \"urgency\"\nvalue = \"this_month\"\n"
+    ))
+}
+
+fn urgency(memory: &Memory, lead: StreamId) -> Option<Value> {
+    match memory.load(lead).unwrap() {
+        Some(Entity::Lead(l)) => l.fields.get("urgency").cloned(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_robots_after_a_command_run_after_its_answer_and_not_when_it_fails() {
+    // Answered: its action, then the rule's next robot.
+    let rt = command_then_set_field(
+        r#"{"actions": [{"notify": {"to": "responsible", "text": "checked after {event.type}"}}]}"#,
+    );
+    let mut memory = Memory::new();
+    rt.activate(&mut memory, t0()).unwrap();
+    let lead = create_lead(&mut memory, &rt);
+    rt.process(&mut memory, t0()).unwrap();
+    assert_eq!(
+        types(&memory, lead),
+        [
+            "lead.created",
+            "robot.requested",
+            "robot.started",
+            "robot.completed",
+            "notification.queued",
+            "lead.updated"
+        ]
+    );
+    assert_eq!(urgency(&memory, lead), Some(json!("this_month")));
+    // The answer's templates see the rule's trigger, not the outcome event.
+    assert_eq!(
+        payload(&memory, "notification.queued")["text"],
+        json!("checked after lead.created")
+    );
+    // Failed: the rule stops there, as when a built-in robot fails.
+    let rt = command_then_set_field("not json");
+    let mut memory = Memory::new();
+    rt.activate(&mut memory, t0()).unwrap();
+    let lead = create_lead(&mut memory, &rt);
+    rt.process(&mut memory, t0()).unwrap();
+    assert_eq!(urgency(&memory, lead), None);
+    assert_eq!(
+        types(&memory, lead),
+        [
+            "lead.created",
+            "robot.requested",
+            "robot.started",
+            "robot.completed",
+            "incident.recorded"
+        ]
+    );
+}

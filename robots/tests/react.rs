@@ -78,7 +78,8 @@ fn created(memory: &mut Memory, source: &str) -> RecordedEvent {
 fn steps(memory: &mut Memory, rules: &RuleSet, rec: &RecordedEvent) -> Vec<Step> {
     let config = config();
     let event = rec.decode().unwrap();
-    let mut reaction = Reaction::new(rules, &config, rec, &event, t0());
+    let is_external = |robot: &str| robot == "command";
+    let mut reaction = Reaction::new(rules, &config, rec, &event, t0(), &is_external);
     let mut out = Vec::new();
     while let Some(step) = reaction.next_step(memory).unwrap() {
         out.push(step);
@@ -109,6 +110,7 @@ fn line(step: &Step) -> String {
                     )
                 }
                 Then::WaitFailed(m) => format!("then wait failed: {m}"),
+                Then::Answer(rest) => format!("then {} after the answer", names(rest)),
             };
             format!("fire {rule}: {} {then}", names(run))
         }
@@ -306,6 +308,8 @@ fn an_external_robots_request_and_outcome_count_as_one_step_of_the_chain() {
             params: Default::default(),
             input: serde_json::Value::Null,
             key: "k".into(),
+            then: vec![],
+            survive_move: false,
         }),
         created.position,
     );

@@ -93,8 +93,15 @@ pub fn ruleset_hash(rules: &RuleSet) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A delayed-robots event's fields that come from the firing.
-struct Delayed<'a> {
+/// A rule firing the runtime carries out: what its robots' effects are caused by, the trigger
+/// their templates see, and what a delay it puts off records.
+struct Firing<'a> {
+    /// The event being processed: the trigger, or an external robot's outcome.
+    cause: &'a RecordedEvent,
+    /// The event that triggered the rule.
+    trigger: &'a RecordedEvent,
+    /// The same, decoded.
+    event: &'a Event,
     rule: &'a str,
     survive_move: bool,
     subject: StreamId,
@@ -369,7 +376,8 @@ impl Runtime {
         report: &mut Report,
     ) -> Result<(), RobotError> {
         let event = rec.decode()?;
-        let mut reaction = Reaction::new(&self.rules, &self.config, rec, &event, now);
+        let is_external = |robot: &str| self.registry.call(robot).is_some();
+        let mut reaction = Reaction::new(&self.rules, &self.config, rec, &event, now, &is_external);
         while let Some(step) = reaction.next_step(ws)? {
             match step {
                 Step::Cancel(events) => {
@@ -380,8 +388,12 @@ impl Runtime {
                 Step::Outcome {
                     rule,
                     subject,
+                    trigger,
                     request,
                     completed,
+                    stage,
+                    run,
+                    then,
                 } => {
                     let Some(call) = self.registry.call(&request.robot) else {
                         let text = format!("rule '{rule}': no robot called '{}'", request.robot);
@@ -396,17 +408,25 @@ impl Runtime {
                         )?;
                         continue;
                     };
-                    self.run_robot(
-                        ws,
-                        rec,
-                        &event,
-                        &rule,
+                    // The answer's effects are caused by the outcome; what their templates
+                    // see is the rule's trigger, as for any robot of the rule.
+                    let trigger_event = trigger.decode()?;
+                    let f = Firing {
+                        cause: rec,
+                        trigger: &trigger,
+                        event: &trigger_event,
+                        rule: &rule,
+                        survive_move: request.survive_move,
                         subject,
-                        &request.robot,
-                        now,
-                        report,
-                        &mut |ctx| call.apply(ctx, &request, &completed),
-                    )?;
+                        stage,
+                    };
+                    let applied =
+                        self.run_robot(ws, &f, &request.robot, &[], now, report, &mut |ctx| {
+                            call.apply(ctx, &request, &completed)
+                        })?;
+                    if applied {
+                        self.finish(ws, &f, &run, then, now, report)?;
+                    }
                 }
                 Step::Incident { kind, rule, text } => {
                     self.runtime_incident(ws, rec, now, kind, Some(&rule), text, report)?;
@@ -419,13 +439,16 @@ impl Runtime {
                     robots,
                     due_at,
                 } => {
-                    let d = Delayed {
+                    let f = Firing {
+                        cause: rec,
+                        trigger: rec,
+                        event: &event,
                         rule: &rule,
                         survive_move,
                         subject,
                         stage,
                     };
-                    self.delay(ws, rec, d, robots, due_at, now)?;
+                    self.delay(ws, &f, robots, due_at, now)?;
                 }
                 Step::Fire {
                     rule,
@@ -435,33 +458,16 @@ impl Runtime {
                     run,
                     then,
                 } => {
-                    if !self.run_calls(ws, rec, &event, &rule, subject, &run, now, report)? {
-                        continue;
-                    }
-                    match then {
-                        Then::Done => {}
-                        Then::WaitFailed(text) => {
-                            tracing::warn!(rule, error = %text, "wait failed");
-                            self.runtime_incident(
-                                ws,
-                                rec,
-                                now,
-                                "robot_failed",
-                                Some(&rule),
-                                text,
-                                report,
-                            )?;
-                        }
-                        Then::Delay { due_at, robots } => {
-                            let d = Delayed {
-                                rule: &rule,
-                                survive_move,
-                                subject,
-                                stage,
-                            };
-                            self.delay(ws, rec, d, robots, due_at, now)?;
-                        }
-                    }
+                    let f = Firing {
+                        cause: rec,
+                        trigger: rec,
+                        event: &event,
+                        rule: &rule,
+                        survive_move,
+                        subject,
+                        stage,
+                    };
+                    self.finish(ws, &f, &run, then, now, report)?;
                 }
             }
         }
@@ -469,17 +475,43 @@ impl Runtime {
         Ok(())
     }
 
+    /// Runs a firing's robots, then does what follows them (nothing, a delay, a failed wait).
+    fn finish(
+        &self,
+        ws: &mut dyn Workspace,
+        f: &Firing<'_>,
+        run: &[DelayedRobot],
+        then: Then,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<(), RobotError> {
+        let rest: &[DelayedRobot] = match &then {
+            Then::Answer(rest) => rest,
+            _ => &[],
+        };
+        if !self.run_calls(ws, f, run, rest, now, report)? {
+            return Ok(());
+        }
+        match then {
+            // The external robot's request holds the rest.
+            Then::Done | Then::Answer(_) => Ok(()),
+            Then::WaitFailed(text) => {
+                tracing::warn!(rule = f.rule, error = %text, "wait failed");
+                self.runtime_incident(ws, f.cause, now, "robot_failed", Some(f.rule), text, report)
+            }
+            Then::Delay { due_at, robots } => self.delay(ws, f, robots, due_at, now),
+        }
+    }
+
     /// Runs robot calls in order, each in a savepoint; a failure stops the rule and is
-    /// recorded as an incident. Whether all of them ran.
-    #[allow(clippy::too_many_arguments)]
+    /// recorded as an incident. Whether all of them ran. `rest` is what the rule runs after
+    /// an external robot's answer (for the external robot among the calls, the last one).
     fn run_calls(
         &self,
         ws: &mut dyn Workspace,
-        rec: &RecordedEvent,
-        event: &Event,
-        rule: &str,
-        subject: StreamId,
+        f: &Firing<'_>,
         calls: &[DelayedRobot],
+        rest: &[DelayedRobot],
         now: DateTime<Utc>,
         report: &mut Report,
     ) -> Result<bool, RobotError> {
@@ -487,27 +519,19 @@ impl Runtime {
             let Some(robot) = self.registry.implementation(&call.robot) else {
                 self.runtime_incident(
                     ws,
-                    rec,
+                    f.cause,
                     now,
                     "robot_failed",
-                    Some(rule),
-                    format!("rule '{rule}': no robot called '{}'", call.robot),
+                    Some(f.rule),
+                    format!("rule '{}': no robot called '{}'", f.rule, call.robot),
                     report,
                 )?;
                 return Ok(false);
             };
             let params: &Params = &call.params;
-            let ran = self.run_robot(
-                ws,
-                rec,
-                event,
-                rule,
-                subject,
-                &call.robot,
-                now,
-                report,
-                &mut |ctx| robot.run(ctx, params),
-            )?;
+            let ran = self.run_robot(ws, f, &call.robot, rest, now, report, &mut |ctx| {
+                robot.run(ctx, params)
+            })?;
             if !ran {
                 return Ok(false);
             }
@@ -522,15 +546,14 @@ impl Runtime {
     fn run_robot(
         &self,
         ws: &mut dyn Workspace,
-        rec: &RecordedEvent,
-        event: &Event,
-        rule: &str,
-        subject: StreamId,
+        f: &Firing<'_>,
         robot: &str,
+        then: &[DelayedRobot],
         now: DateTime<Utc>,
         report: &mut Report,
         run: &mut dyn FnMut(&mut Ctx<'_, '_>) -> Result<(), RobotError>,
     ) -> Result<bool, RobotError> {
+        let rule = f.rule;
         let mut outcome = Ok(());
         ws.atomically(&mut |ws| {
             let mut ctx = Ctx {
@@ -538,10 +561,13 @@ impl Runtime {
                 config: &self.config,
                 rule,
                 ruleset: &self.hash,
-                trigger: rec,
-                event,
-                subject,
+                trigger: f.trigger,
+                event: f.event,
+                cause: f.cause,
+                subject: f.subject,
                 now,
+                then,
+                survive_move: f.survive_move,
             };
             // A robot that panics (a bug) fails like one that returns an error: its appends
             // are rolled back and an incident gives the panic's message and location; the
@@ -557,7 +583,7 @@ impl Runtime {
                 tracing::warn!(rule, robot, error = %e, "robot failed");
                 self.runtime_incident(
                     ws,
-                    rec,
+                    f.cause,
                     now,
                     "robot_failed",
                     Some(rule),
@@ -573,30 +599,29 @@ impl Runtime {
     fn delay(
         &self,
         ws: &mut dyn Workspace,
-        rec: &RecordedEvent,
-        d: Delayed<'_>,
+        f: &Firing<'_>,
         robots: Vec<DelayedRobot>,
         due_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), RobotError> {
-        let version = ws.version(d.subject)?;
+        let version = ws.version(f.subject)?;
         ws.append(
-            d.subject,
+            f.subject,
             version,
             &[Event::RobotsDelayed(RobotsDelayed {
-                rule: d.rule.to_owned(),
+                rule: f.rule.to_owned(),
                 ruleset: self.hash.clone(),
                 due_at,
-                trigger: rec.position,
-                stage: d.stage,
-                survive_move: d.survive_move,
+                trigger: f.trigger.position,
+                stage: f.stage.clone(),
+                survive_move: f.survive_move,
                 robots,
             })],
             &EventMeta {
                 occurred_at: now,
-                actor: Actor::Robot(d.rule.to_owned()),
-                causation: Some(rec.position),
-                correlation: Some(rec.correlation),
+                actor: Actor::Robot(f.rule.to_owned()),
+                causation: Some(f.cause.position),
+                correlation: Some(f.cause.correlation),
             },
         )?;
         Ok(())

@@ -255,7 +255,7 @@ impl Runtime {
     }
 
     /// [`Runtime::process`], with the requests this process already processed (`mine`): it
-    /// runs those, and others only once they are stale (their process died).
+    /// runs those, and others only once they are free (their process died).
     fn process_with<D: Backend>(
         &self,
         db: &mut D,

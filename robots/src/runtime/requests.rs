@@ -3,13 +3,14 @@
 //! no lock — and appends its `robot.completed`, which the rules then process like any other
 //! event (applying the answer's actions exactly once, with the cursor).
 //!
-//! The process whose rules made a request runs it. A request is recorded in the transaction
-//! that decided it, so a crash loses none: one left without an outcome is stale once its time
-//! limit (and [`STALE_AFTER`]) has passed since it was recorded, and then the next process
-//! that looks (a command, `tick`, `run`) runs it again, with the same input and idempotency
-//! key. Should two processes still run one request, only the first outcome is appended (the
-//! second finds it completed, under the write lock), and the key lets the program drop the
-//! repeat.
+//! The process whose rules made a request runs it: first it claims it under the write lock
+//! (`robot.started`, until the call's time limit and [`STALE_AFTER`]), so no other live
+//! process runs it too. A request is recorded in the transaction that decided it, so a crash
+//! loses none: one whose process died is free again when its claim lapses (or, never
+//! claimed, when the time limit and the margin have passed since it was recorded), and the
+//! next process that looks (a command, `tick`, `run`, which wakes for it) runs it again,
+//! with the same input and idempotency key. Only the first outcome is appended (a later one
+//! finds the request completed, under the write lock).
 
 use super::Runtime;
 use crate::context::RobotError;

@@ -43,12 +43,12 @@ pub(crate) fn load(ctx: &Ctx) -> Result<Option<Runtime>, CliError> {
 /// cursor at the head. Nothing is appended for the command itself: the rule set is activated
 /// (if it is not the one in force) after a command that succeeds, by [`settle`], and the rules
 /// see the command's events — a refused command leaves the log as it was.
-pub(crate) fn prepare(ctx: &mut Ctx) -> Result<Option<Runtime>, CliError> {
+pub(crate) fn before_command(ctx: &mut Ctx) -> Result<Option<Runtime>, CliError> {
     let Some(rt) = load(ctx)? else {
         return Ok(None);
     };
     let report = rt
-        .prepare(&mut ctx.store, ctx.clock.now())
+        .before_command(&mut ctx.store, ctx.clock.now())
         .map_err(CliError::Robot)?;
     if report.processed > 0 {
         tracing::info!(

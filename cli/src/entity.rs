@@ -124,7 +124,7 @@ pub(crate) struct Done {
 /// then the rules until they have reacted to it.
 fn execute(ctx: &mut Ctx, cmd: Command, expect: Option<i64>) -> Result<Done, CliError> {
     ctx.check_backdate()?;
-    let rules = automation::prepare(ctx)?;
+    let rules = automation::before_command(ctx)?;
     let meta = ctx.meta();
     let config = &ctx.config;
     let out = ctx.store.write_with(ctx.recorded_at(), |tx| {

@@ -468,7 +468,7 @@ fn clip_json(v: &Value) -> String {
 pub(crate) fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     let format = format_of(&args)?;
     ctx.check_backdate()?;
-    let rules = crate::automation::prepare(ctx)?;
+    let rules = crate::automation::before_command(ctx)?;
     let size = std::fs::metadata(&args.file)
         .map_err(|e| CliError::io(&args.file, e))?
         .len();

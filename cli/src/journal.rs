@@ -96,7 +96,7 @@ pub(crate) fn inbox(ctx: &mut Ctx, args: InboxArgs) -> Result<(), CliError> {
 fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
     ctx.check_backdate()?;
     let employee = args.employee.as_str();
-    let rules = crate::automation::prepare(ctx)?;
+    let rules = crate::automation::before_command(ctx)?;
     let meta = ctx.meta();
     let filter = if args.mark_all_read {
         InboxFilter {

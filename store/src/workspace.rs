@@ -45,11 +45,14 @@ impl From<WorkspaceError> for Error {
     }
 }
 
+/// The projection table of the leads or deals (`kind`) a rules query reads: the projector's
+/// own table, leads for anything that has none of lead or deal.
 fn table_of(kind: EntityKind) -> &'static str {
-    if kind == EntityKind::Deal {
-        "deals"
-    } else {
-        "leads"
+    match kind {
+        EntityKind::Lead | EntityKind::Deal => {
+            crate::project::table_of(kind).map_or("leads", |t| t.name)
+        }
+        _ => "leads",
     }
 }
 

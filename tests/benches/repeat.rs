@@ -83,7 +83,7 @@ fn ours(dir: &Path, n: usize) -> Result<Run> {
             ..Options::default()
         },
     )?;
-    rt.prepare(&mut store, t0())?;
+    rt.before_command(&mut store, t0())?;
     let start = Instant::now();
     store.write(t0(), |tx| {
         for i in 0..n {

@@ -220,7 +220,7 @@ impl Runtime {
     /// as it was, and the rule set is activated after a command that succeeds); if they did,
     /// processes the backlog — events a crash between a command and its robots left
     /// unprocessed — so that the command is decided on the state the robots leave.
-    pub fn prepare<D: Backend>(
+    pub fn before_command<D: Backend>(
         &self,
         db: &mut D,
         now: DateTime<Utc>,

@@ -675,3 +675,68 @@ impl Backend for Memory {
             .min())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Actor, IncidentRecorded};
+
+    fn incident() -> Event {
+        Event::IncidentRecorded(IncidentRecorded {
+            kind: "x".into(),
+            employee: None,
+            rule: None,
+            text: String::new(),
+        })
+    }
+
+    fn meta() -> EventMeta {
+        EventMeta::root(DateTime::UNIX_EPOCH, Actor::System)
+    }
+
+    const SYSTEM: StreamId = StreamId {
+        kind: EntityKind::System,
+        id: 1,
+    };
+
+    #[test]
+    fn an_append_at_a_stale_version_is_a_conflict_and_appends_nothing() {
+        let mut m = Memory::new();
+        m.append(SYSTEM, 0, &[incident()], &meta()).unwrap();
+        let err = m.append(SYSTEM, 0, &[incident()], &meta()).unwrap_err();
+        let WorkspaceError::Backend(b) = err else {
+            panic!("{err:?}")
+        };
+        assert!(matches!(
+            b.downcast_ref::<MemoryError>(),
+            Some(MemoryError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            })
+        ));
+        assert_eq!(b.to_string(), "system-1 is at version 1, not 0");
+        assert_eq!(m.events().len(), 1);
+    }
+
+    #[test]
+    fn a_savepoint_rolled_back_and_a_failed_write_leave_nothing() {
+        let mut m = Memory::new();
+        let kept = m
+            .atomically(&mut |ws| {
+                ws.append(SYSTEM, 0, &[incident()], &meta()).unwrap();
+                false
+            })
+            .unwrap();
+        assert!(!kept);
+        assert_eq!(m.events().len(), 0);
+        let failed: Result<(), WorkspaceError> = m.write(Stamp::At(DateTime::UNIX_EPOCH), |ws| {
+            ws.append(SYSTEM, 0, &[incident()], &meta())?;
+            ws.append(SYSTEM, 0, &[incident()], &meta())?;
+            Ok(())
+        });
+        assert!(failed.is_err());
+        assert_eq!(m.last_position().unwrap(), 0);
+        assert_eq!(Backend::cursor(&m, "rules").unwrap(), None);
+    }
+}

@@ -209,6 +209,9 @@ pub(crate) enum Command {
     /// Run the rules as a service: react to new events, fire timers when due (SIGINT/SIGTERM
     /// stop it)
     Run,
+    /// Run the HTTP service: the JSON API, the rules and timers, in one process (SIGINT/SIGTERM
+    /// stop it gracefully, SIGHUP reloads the rule folder)
+    Serve(ServeArgs),
     /// Show an employee's notifications, newest first (`!` marks high priority), and mark
     /// them read
     Inbox(InboxArgs),
@@ -259,6 +262,14 @@ impl ConfigSection {
             ConfigSection::Teams => "teams",
         }
     }
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Listen on this address [default: `[server] listen`, else 127.0.0.1:8080]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
 }
 
 /// `inbox EMPLOYEE`.

@@ -10,7 +10,6 @@ use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
 use crate::output::{Table, clip, human_duration, json_line, json_pretty, opt, phone, time};
 use leadflow_engine::command::FieldInputs;
-use leadflow_engine::field;
 use leadflow_engine::field::format_money;
 use leadflow_engine::verb::{self, Verb};
 use leadflow_engine::{Command, Entity, EntityKind, StreamId};
@@ -343,25 +342,7 @@ pub(crate) fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
 
 /// What `--search` text is: a phone, an e-mail, an INN, or text.
 fn search(text: &str) -> Search {
-    let t = text.trim();
-    if t.contains('@')
-        && let Ok(e) = field::normalize_email(t)
-    {
-        return Search::Email(e);
-    }
-    if t.chars().all(|c| c.is_ascii_digit())
-        && matches!(t.len(), 10 | 12)
-        && let Ok(inn) = field::validate_inn(t)
-    {
-        return Search::Inn(inn);
-    }
-    let phone_like = t.chars().filter(char::is_ascii_digit).count() >= 5
-        && t.chars()
-            .all(|c| c.is_ascii_digit() || " +-().".contains(c) || c.is_alphabetic());
-    if phone_like && let Ok(p) = field::parse_phone(t) {
-        return Search::Phone(p.number);
-    }
-    Search::Text(t.to_owned())
+    Search::parse(text)
 }
 
 /// Refuses a name `flag` gives that the configuration does not know (exit 1), listing those

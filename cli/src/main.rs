@@ -20,6 +20,7 @@ mod init;
 mod journal;
 mod logcmd;
 mod rulescmd;
+mod servecmd;
 mod service;
 mod simulate;
 
@@ -34,7 +35,7 @@ fn main() {
         Err(e) => e.exit(),
     };
     // The service logs what it does by default; one-shot commands only warnings.
-    let default_filter = if matches!(cli.command, Command::Run) {
+    let default_filter = if matches!(cli.command, Command::Run | Command::Serve(_)) {
         "info"
     } else {
         "warn"
@@ -42,7 +43,7 @@ fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env();
     // A service's log, or one asked for with RUST_LOG, is stamped (in UTC, as logs are); a
     // one-shot command's few warnings are messages for the person who typed it: no UTC time.
-    let stamped = filter.is_ok() || matches!(cli.command, Command::Run);
+    let stamped = filter.is_ok() || matches!(cli.command, Command::Run | Command::Serve(_));
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter.unwrap_or_else(|_| default_filter.into()))
         .with_writer(std::io::stderr)
@@ -74,7 +75,9 @@ fn access(command: &Command) -> Access {
         Command::Events(_) => return Access::Log,
         Command::Verify(a) if a.chain_only => return Access::Log,
         Command::Verify(_) | Command::Journal(_) | Command::Timers(_) => true,
-        Command::Import(_) | Command::Replay | Command::Tick | Command::Run => false,
+        Command::Import(_) | Command::Replay | Command::Tick | Command::Run | Command::Serve(_) => {
+            false
+        }
         Command::Init { .. }
         | Command::Demo(_)
         | Command::Rules(_)
@@ -115,6 +118,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Verify(a) => logcmd::verify(&mut ctx, a),
                 Command::Tick => automation::tick(&mut ctx),
                 Command::Run => service::run(ctx, cli.now.is_some()),
+                Command::Serve(a) => {
+                    if cli.now.is_some() {
+                        return Err(CliError::Usage(
+                            "`serve` follows the wall clock; --now (LEADFLOW_NOW) is for `tick` and commands".into(),
+                        ));
+                    }
+                    servecmd::serve(ctx, a.listen, &cli.synchronous)
+                }
                 Command::Inbox(a) => journal::inbox(&mut ctx, a),
                 Command::Timers(a) => journal::timers(&ctx, a),
                 Command::Journal(a) => journal::journal(&ctx, a),
@@ -180,6 +191,7 @@ mod tests {
         &["rules", "schema"],
         &["tick"],
         &["run"],
+        &["serve", "--listen", "127.0.0.1:0"],
         &["inbox", "ivanov"],
         &["timers"],
         &["journal"],

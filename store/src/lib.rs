@@ -12,6 +12,7 @@ mod error;
 mod log;
 mod project;
 pub mod query;
+mod responses;
 mod schema;
 mod verify;
 mod workspace;
@@ -21,6 +22,7 @@ pub use error::{Error, Refused};
 pub use leadflow_engine::stored::PendingTimer;
 pub use leadflow_engine::workspace::MatchKey;
 pub use log::{Appended, Executed, LogFilter, RecordedEvent, Tx, fmt_time, parse_time};
+pub use responses::Remembered;
 pub use verify::{ChainReport, ProjectionDiff};
 
 use chrono::{DateTime, Utc};

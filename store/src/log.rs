@@ -810,6 +810,16 @@ impl<'c> Tx<'c> {
         crate::query::inbox(self.conn()?, Some(employee), filter)
     }
 
+    /// The transaction's connection for tables that are not projections (nothing is flushed).
+    pub(crate) fn sql(&self) -> &Connection {
+        &self.tx
+    }
+
+    /// The `recorded_at` this transaction stamps, in the stored time format.
+    pub(crate) fn recorded_at(&self) -> &str {
+        &self.recorded_at
+    }
+
     /// The connection, for queries over the projections; everything appended so far in this
     /// transaction is written to the tables first, so queries see it.
     pub(crate) fn conn(&mut self) -> Result<&Connection, Error> {

@@ -25,6 +25,33 @@ pub enum Search {
     Inn(String),
 }
 
+impl Search {
+    /// What a searched text is: an e-mail (it has `@`), an INN (10 or 12 digits with a valid
+    /// checksum), a phone (five digits or more that parse as one), else text.
+    pub fn parse(text: &str) -> Search {
+        use leadflow_engine::field;
+        let t = text.trim();
+        if t.contains('@')
+            && let Ok(e) = field::normalize_email(t)
+        {
+            return Search::Email(e);
+        }
+        if t.chars().all(|c| c.is_ascii_digit())
+            && matches!(t.len(), 10 | 12)
+            && let Ok(inn) = field::validate_inn(t)
+        {
+            return Search::Inn(inn);
+        }
+        let phone_like = t.chars().filter(char::is_ascii_digit).count() >= 5
+            && t.chars()
+                .all(|c| c.is_ascii_digit() || " +-().".contains(c) || c.is_alphabetic());
+        if phone_like && let Ok(p) = field::parse_phone(t) {
+            return Search::Phone(p.number);
+        }
+        Search::Text(t.to_owned())
+    }
+}
+
 /// The order of `lead list` / `deal list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sort {
@@ -1116,4 +1143,10 @@ mod tests {
         };
         assert_corrupt(journal(conn, &f), 9);
     }
+}
+
+/// How many messages wait in the outbox (webhooks, e-mail) for delivery.
+pub fn outbox_depth(db: &impl Source) -> Result<i64, Error> {
+    let conn = db.sql(Token(()));
+    Ok(conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?)
 }

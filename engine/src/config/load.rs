@@ -17,6 +17,13 @@ use crate::time::parse_duration;
 use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
 
+/// The sources when the configuration names none.
+fn default_sources() -> Vec<String> {
+    ["web_form", "call", "email", "manual", "import"]
+        .map(String::from)
+        .to_vec()
+}
+
 impl Config {
     /// Loads and validates a configuration from one or more files.
     pub fn load(sources: &[Source]) -> Result<Config, Diagnostics> {
@@ -34,7 +41,7 @@ impl Config {
 
 /// Collects the problems of a configuration as it is checked.
 #[derive(Default)]
-struct Loader {
+pub(super) struct Loader {
     errors: Vec<Diagnostic>,
 }
 
@@ -63,6 +70,8 @@ struct Gathered<'a> {
     teams: Vec<Located<'a, RawTeam>>,
     fields: Vec<Located<'a, RawField>>,
     pipelines: Vec<Located<'a, RawPipeline>>,
+    server: Option<super::service::ServerConfig>,
+    forms: Vec<Located<'a, (Spanned<String>, super::service::RawForm)>>,
 }
 
 /// The ids every file defines, for checking references across files.
@@ -102,7 +111,7 @@ impl Known {
 }
 
 impl Loader {
-    fn err(
+    pub(super) fn err(
         &mut self,
         file: &FileIndex<'_>,
         span: std::ops::Range<usize>,
@@ -126,6 +135,19 @@ impl Loader {
         let fields = self.fields(&g.fields);
         let pipelines = self.pipelines(&g.pipelines, &fields);
         self.one_lead_pipeline(&pipelines, &g.pipelines, &indexes);
+        let sources = g.sources.clone().unwrap_or_else(default_sources);
+        let mut forms = BTreeMap::new();
+        for f in g.forms {
+            let (name, raw) = f.item;
+            let form = self.form(f.file, &name, raw, &sources, &fields);
+            if forms.insert(form.name.clone(), form).is_some() {
+                self.err(
+                    f.file,
+                    name.span(),
+                    format!("[forms.{}] is set twice", name.get_ref()),
+                );
+            }
+        }
 
         if !self.errors.is_empty() {
             return Err(Diagnostics(self.errors));
@@ -133,16 +155,14 @@ impl Loader {
         Ok(Config {
             currency: g.currency.unwrap_or_else(|| "RUB".to_owned()),
             default_actor: g.default_actor.map(|a| EmployeeId(a.item.into_inner())),
-            sources: g.sources.unwrap_or_else(|| {
-                ["web_form", "call", "email", "manual", "import"]
-                    .map(String::from)
-                    .to_vec()
-            }),
+            sources,
             employees,
             teams,
             fields,
             pipelines,
             calendar: g.calendar.unwrap_or_default(),
+            server: g.server.unwrap_or_default(),
+            forms,
         })
     }
 
@@ -193,6 +213,14 @@ impl Loader {
             }
             g.sources = Some(self.sources(src, list));
         }
+        if let Some(sv) = raw.server {
+            if g.server.is_some() {
+                self.err(src, sv.span(), "[server] is set in more than one file");
+            }
+            g.server = Some(self.server(src, sv.into_inner()));
+        }
+        g.forms
+            .extend(Located::all(src, raw.forms.into_iter().collect()));
         g.employees.extend(Located::all(src, raw.employees));
         g.teams.extend(Located::all(src, raw.teams));
         g.fields.extend(Located::all(src, raw.fields));

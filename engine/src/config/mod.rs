@@ -20,6 +20,9 @@
 
 mod load;
 mod raw;
+mod service;
+
+pub use service::{FormConfig, ServerConfig};
 
 use crate::calendar::Calendar;
 use crate::field::FieldType;
@@ -221,6 +224,10 @@ pub struct Config {
     pub pipelines: Vec<Pipeline>,
     /// Working days and hours, for deadlines in working time.
     pub calendar: Calendar,
+    /// `[server]`: how `leadflow serve` listens.
+    pub server: ServerConfig,
+    /// `[forms.NAME]`: web forms whose submissions become leads, by name.
+    pub forms: BTreeMap<String, FormConfig>,
 }
 
 impl Config {

@@ -20,6 +20,9 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub(super) pipelines: Vec<RawPipeline>,
     pub(super) calendar: Option<Spanned<RawCalendar>>,
+    pub(super) server: Option<Spanned<super::service::RawServer>>,
+    #[serde(default)]
+    pub(super) forms: std::collections::BTreeMap<Spanned<String>, super::service::RawForm>,
 }
 
 #[derive(Deserialize)]

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 pub use leadflow_engine::react::{DEPTH_LIMIT, RULESET_STREAM, SYSTEM_STREAM};
+pub use requests::PendingCall;
 pub use timers::{Advanced, TICKS_PER_INSTANT};
 
 /// The cursor's name in `rule_cursor`.
@@ -292,6 +293,23 @@ impl Runtime {
                 return Ok(total);
             }
         }
+    }
+
+    /// Processes every event after the cursor in the caller's write transaction, the robots'
+    /// own effects included, until the cursor reaches the head (activating the rule set first
+    /// if it is not the one in force): for a service whose writer commits many requests
+    /// together. Returns what it did and the positions of the external robots' requests it
+    /// processed, which the caller runs after the commit ([`Runtime::pending_calls`]).
+    pub fn react_in(
+        &self,
+        ws: &mut dyn Workspace,
+        now: DateTime<Utc>,
+    ) -> Result<(Report, Vec<i64>), RobotError> {
+        self.activate_in(ws, now)?;
+        let mut report = Report::default();
+        let mut mine = Vec::new();
+        self.process_in(ws, now, &mut report, usize::MAX, true, &mut mine)?;
+        Ok((report, mine))
     }
 
     /// Processes at most `budget` events in one transaction (for callers that interleave

@@ -77,6 +77,28 @@ impl Runtime {
         Ok(total)
     }
 
+    /// [`Runtime::tick`] in the caller's write transaction, for a service whose writer owns
+    /// the write connection: processes the backlog, fires up to a batch of due timers (and,
+    /// when that was all of them, the schedules and idle rules due), and processes the rules'
+    /// reactions. Returns what it did, the positions of the external robots' requests it
+    /// processed (to run after the commit) and whether more timers may be due (call again).
+    pub fn tick_in(
+        &self,
+        ws: &mut dyn Workspace,
+        now: DateTime<Utc>,
+    ) -> Result<(Report, Vec<i64>, bool), RobotError> {
+        let (mut report, mut mine) = self.react_in(ws, now)?;
+        let fired = self.fire_timers(ws, now, TIMERS_PER_TX)?;
+        let more = fired == TIMERS_PER_TX;
+        report.timers += fired;
+        if !more {
+            report.timers += self.fire_schedules(ws, now)?;
+            report.timers += self.fire_idle(ws, now)?;
+        }
+        self.process_in(ws, now, &mut report, usize::MAX, false, &mut mine)?;
+        Ok((report, mine, more))
+    }
+
     /// Appends the firing events of up to `limit` due timers; how many fired.
     fn fire_timers(
         &self,

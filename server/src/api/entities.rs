@@ -1,0 +1,591 @@
+//! Leads, deals, contacts, companies and tasks: create, update, move, assign, complete, get
+//! and list. A write is a writer job — the command from `engine::verb` (the CLI's mapping),
+//! decided and appended in its own savepoint with the rules' reactions — answered after its
+//! commit with the entity as the robots left it and the robots' events.
+
+use super::extract::{IdempotencyKey, IfMatch, JsonBody};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::writer::Answer;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use leadflow_engine::command::Target;
+use leadflow_engine::ids::{EntityKind, StreamId};
+use leadflow_engine::model::Entity;
+use leadflow_engine::verb::{self, Verb};
+use leadflow_engine::{Command, EventMeta};
+use leadflow_store::query::{self, ListFilter, Search};
+use leadflow_store::{Executed, Tx};
+use serde_json::{Map, Value, json};
+
+/// An entity as JSON (the CLI's `show --json` shape).
+pub(crate) fn entity_json(e: &Entity) -> Value {
+    let v = match e {
+        Entity::Lead(l) => serde_json::to_value(l),
+        Entity::Deal(d) => serde_json::to_value(d),
+        Entity::Contact(c) => serde_json::to_value(c),
+        Entity::Company(c) => serde_json::to_value(c),
+        Entity::Task(t) => serde_json::to_value(t),
+    };
+    let mut v = v.unwrap_or(Value::Null);
+    v["version"] = json!(e.version());
+    v
+}
+
+/// The answer to a write: 201 for a create, 200 otherwise, with `ETag` and `Location`.
+pub(crate) fn respond(a: Answer) -> Response {
+    let mut resp = (a.status, axum::Json(a.body)).into_response();
+    let h = resp.headers_mut();
+    if let Some(v) = a.version
+        && let Ok(v) = HeaderValue::from_str(&format!("\"{v}\""))
+    {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(l) = a.location
+        && let Ok(l) = HeaderValue::from_str(&l)
+    {
+        h.insert(header::LOCATION, l);
+    }
+    if a.replayed {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// Runs `command` for `caller` through the writer (checking `If-Match` first) and answers.
+pub(crate) async fn write(
+    state: &AppState,
+    caller: &Caller,
+    key: IdempotencyKey,
+    hash: &str,
+    if_match: Option<i64>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    if !state.ready() {
+        return Err(ApiError::Unavailable("the service is shutting down".into()));
+    }
+    let actor = caller.actor();
+    let created = matches!(command.target(), Target::New(_));
+    let answer = state
+        .writer
+        .run(
+            key.with(&caller.token, hash),
+            Box::new(move |tx, ctx| {
+                if let (Some(expected), Target::Existing(stream)) = (if_match, command.target()) {
+                    let actual = tx.load(stream)?.map(|e| e.version());
+                    match actual {
+                        None => return Err(ApiError::NotFound(format!("{stream} does not exist"))),
+                        Some(actual) if actual != expected => {
+                            return Err(ApiError::Conflict {
+                                message: format!(
+                                    "{stream} is at version {actual}, not {expected} (If-Match); reload it and retry"
+                                ),
+                                current: actual,
+                            });
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let out = tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, actor))?;
+                written(tx, &out, created)
+            }),
+        )
+        .await?;
+    Ok(respond(answer))
+}
+
+/// The answer to a command that ran: its events, the entity as it stands (the writer adds the
+/// robots' events and reloads it after the rules reacted).
+fn written(tx: &mut Tx<'_>, out: &Executed, created: bool) -> Result<Answer, ApiError> {
+    let entity = tx.load(out.stream)?;
+    let events: Vec<Value> = match &out.appended {
+        Some(a) => out
+            .events
+            .iter()
+            .zip(a.first_position..)
+            .map(|(e, p)| json!({"position": p, "type": e.event_type()}))
+            .collect(),
+        None => vec![],
+    };
+    let kind = out.stream.kind.as_str();
+    let mut body = json!({
+        "id": out.stream.id,
+        "stream": out.stream.to_string(),
+        "changed": out.appended.is_some(),
+        "events": events,
+    });
+    if let Some(e) = &entity {
+        body[kind] = entity_json(e);
+    }
+    Ok(Answer {
+        status: if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        version: entity.as_ref().map(Entity::version),
+        location: created.then(|| format!("/api/v1/{}/{}", plural(out.stream.kind), out.stream.id)),
+        body,
+        replayed: false,
+        subject: Some((
+            out.stream,
+            out.appended
+                .as_ref()
+                .map(|a| (a.first_position, a.last_position)),
+        )),
+    })
+}
+
+/// `leads`, `deals`…: the collection's path segment.
+pub(crate) fn plural(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Lead => "leads",
+        EntityKind::Deal => "deals",
+        EntityKind::Contact => "contacts",
+        EntityKind::Company => "companies",
+        EntityKind::Task => "tasks",
+        EntityKind::Ruleset => "rulesets",
+        EntityKind::System => "system",
+    }
+}
+
+/// The command of `verb` with the body's arguments (and `id` from the path).
+fn command(
+    state: &AppState,
+    verb: Verb,
+    id: Option<i64>,
+    mut args: Map<String, Value>,
+) -> Result<Command, ApiError> {
+    if let Some(id) = id {
+        if args.contains_key("id") {
+            return Err(ApiError::bad_field(
+                "id",
+                "the id is in the path; leave it out of the body",
+            ));
+        }
+        args.insert("id".into(), json!(id));
+    }
+    verb::build(verb, &args, state.clock.now(), &state.config).map_err(|m| {
+        let field = quoted_name(&m);
+        ApiError::BadRequest {
+            code: "invalid_argument",
+            message: m,
+            field,
+        }
+    })
+}
+
+/// The first name in quotes in a message (`unknown field 'x'` → `x`), for the error's field.
+fn quoted_name(m: &str) -> Option<String> {
+    for q in ['`', '\''] {
+        if let Some(start) = m.find(q)
+            && let Some(len) = m[start + 1..].find(q)
+        {
+            return Some(m[start + 1..start + 1 + len].to_owned());
+        }
+    }
+    None
+}
+
+/// An id from the path: a positive integer.
+fn id_of(kind: EntityKind, text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::NotFound(format!("no {kind} '{text}': ids are positive integers")))
+}
+
+async fn create(
+    state: AppState,
+    caller: Caller,
+    key: IdempotencyKey,
+    body: JsonBody,
+    verb: Verb,
+) -> Result<Response, ApiError> {
+    let cmd = command(&state, verb, None, body.map)?;
+    write(&state, &caller, key, &body.hash, None, cmd).await
+}
+
+async fn change(
+    state: AppState,
+    caller: Caller,
+    key: IdempotencyKey,
+    if_match: IfMatch,
+    id: String,
+    body: JsonBody,
+    verb: Verb,
+) -> Result<Response, ApiError> {
+    let id = id_of(verb.kind(), &id)?;
+    if matches!(
+        verb,
+        Verb::LeadUpdate | Verb::DealUpdate | Verb::ContactUpdate | Verb::CompanyUpdate
+    ) && body.map.is_empty()
+    {
+        return Err(ApiError::bad_request(
+            "nothing_to_change",
+            "the body names no field to change",
+        ));
+    }
+    let cmd = command(&state, verb, Some(id), body.map)?;
+    write(&state, &caller, key, &body.hash, if_match.0, cmd).await
+}
+
+/// `GET /{kind}/{id}`: the entity, with `ETag`; `If-None-Match` with its version is a 304.
+async fn get(
+    state: AppState,
+    headers: HeaderMap,
+    kind: EntityKind,
+    id: String,
+) -> Result<Response, ApiError> {
+    let stream = StreamId::new(kind, id_of(kind, &id)?);
+    let entity = state
+        .readers
+        .read(move |s| Ok(s.load(stream)?))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{stream} does not exist")))?;
+    let etag = format!("\"{}\"", entity.version());
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        })
+    {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let mut resp = axum::Json(entity_json(&entity)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+/// The query string as pairs; a key given twice is refused.
+pub(crate) fn query_pairs(raw: Option<&str>) -> Result<Map<String, Value>, ApiError> {
+    let mut out = Map::new();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if out
+            .insert(k.to_string(), Value::String(v.to_string()))
+            .is_some()
+        {
+            return Err(ApiError::bad_field(
+                k.to_string(),
+                format!("'{k}' is given twice"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Takes a query parameter out of `q`.
+fn take(q: &mut Map<String, Value>, key: &str) -> Option<String> {
+    q.remove(key).and_then(|v| v.as_str().map(str::to_owned))
+}
+
+/// A time in a query (`2026-03-02T10:00:00+03:00`, or `YYYY-MM-DD HH:MM` in the calendar's
+/// zone).
+pub(crate) fn query_time(
+    state: &AppState,
+    q: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    let Some(text) = take(q, key) else {
+        return Ok(None);
+    };
+    leadflow_engine::time::parse_time(
+        &text,
+        state.config.calendar.timezone,
+        Some(state.clock.now()),
+    )
+    .map(Some)
+    .map_err(|e| ApiError::bad_field(key, e.to_string()))
+}
+
+/// `limit` (1 to 500, default 50) and `cursor` (opaque: where the last page ended).
+pub(crate) fn page(q: &mut Map<String, Value>) -> Result<(usize, usize), ApiError> {
+    let limit = match take(q, "limit") {
+        None => 50,
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_field("limit", format!("limit must be from 1 to 500, not '{t}'"))
+            })?,
+    };
+    let offset = match take(q, "cursor") {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("o")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| {
+                ApiError::bad_field("cursor", "cursor must be a next_cursor this API gave")
+            })?,
+    };
+    Ok((limit, offset))
+}
+
+/// Refuses query parameters left over after a handler took the ones it knows.
+pub(crate) fn no_more(q: Map<String, Value>, known: &str) -> Result<(), ApiError> {
+    match q.keys().next() {
+        Some(k) => Err(ApiError::bad_field(
+            k.clone(),
+            format!("unknown query parameter '{k}'; this route takes {known}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A page of rows and the cursor of the next page.
+fn page_json(items: Vec<Value>, limit: usize, offset: usize) -> Value {
+    let more = items.len() > limit;
+    let items: Vec<Value> = items.into_iter().take(limit).collect();
+    let next = more.then(|| format!("o{}", offset + limit));
+    json!({"items": items, "next_cursor": next})
+}
+
+/// What a known name must be: one the configuration lists.
+fn check_known<'a>(
+    key: &str,
+    given: &Option<String>,
+    known: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    let Some(g) = given else { return Ok(()) };
+    let known: Vec<&str> = known.into_iter().collect();
+    if known.contains(&g.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_field(
+            key,
+            format!(
+                "unknown {key} '{g}'; the configuration lists: {}",
+                known.join(", ")
+            ),
+        ))
+    }
+}
+
+/// `GET /leads` and `GET /deals`.
+async fn list_pipeline_items(
+    state: AppState,
+    raw: Option<String>,
+    kind: EntityKind,
+) -> Result<Response, ApiError> {
+    let mut q = query_pairs(raw.as_deref())?;
+    let cfg = state.config.clone();
+    let (limit, offset) = page(&mut q)?;
+    let mut f = ListFilter {
+        pipeline: take(&mut q, "pipeline"),
+        stage: take(&mut q, "stage"),
+        responsible: take(&mut q, "responsible"),
+        source: if kind == EntityKind::Lead {
+            take(&mut q, "source")
+        } else {
+            None
+        },
+        search: take(&mut q, "q").map(|t| Search::parse(&t)),
+        created_since: query_time(&state, &mut q, "created_since")?,
+        created_until: query_time(&state, &mut q, "created_until")?,
+        updated_since: query_time(&state, &mut q, "updated_since")?,
+        updated_until: query_time(&state, &mut q, "updated_until")?,
+        ascending: take(&mut q, "order").is_some_and(|o| o == "asc"),
+        limit: limit + 1,
+        offset,
+        ..ListFilter::default()
+    };
+    check_known(
+        "pipeline",
+        &f.pipeline,
+        cfg.pipelines
+            .iter()
+            .filter(|p| p.entity == kind)
+            .map(|p| p.id.as_str()),
+    )?;
+    check_known(
+        "responsible",
+        &f.responsible,
+        cfg.employees.keys().map(|e| e.as_str()),
+    )?;
+    check_known("source", &f.source, cfg.sources.iter().map(String::as_str))?;
+    if let Some(team) = take(&mut q, "team") {
+        let t = cfg
+            .teams
+            .values()
+            .find(|t| t.id.as_str() == team)
+            .ok_or_else(|| ApiError::bad_field("team", format!("unknown team '{team}'")))?;
+        f.responsible_in = Some(
+            cfg.employees
+                .values()
+                .filter(|e| e.team.as_ref() == Some(&t.id))
+                .map(|e| e.id.as_str().to_owned())
+                .collect(),
+        );
+    }
+    no_more(
+        q,
+        "pipeline, stage, responsible, team, source (leads), q, created_since, created_until, updated_since, updated_until, order, limit, cursor",
+    )?;
+    let items = state
+        .readers
+        .read(move |s| {
+            Ok(match kind {
+                EntityKind::Lead => query::leads(s, &f)?
+                    .iter()
+                    .map(|l| serde_json::to_value(l).unwrap_or(Value::Null))
+                    .collect::<Vec<_>>(),
+                _ => query::deals(s, &f)?
+                    .iter()
+                    .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
+                    .collect(),
+            })
+        })
+        .await?;
+    Ok(axum::Json(page_json(items, limit, offset)).into_response())
+}
+
+async fn list_simple(
+    state: AppState,
+    raw: Option<String>,
+    kind: EntityKind,
+) -> Result<Response, ApiError> {
+    let mut q = query_pairs(raw.as_deref())?;
+    let (limit, offset) = page(&mut q)?;
+    let assignee = if kind == EntityKind::Task {
+        take(&mut q, "assignee")
+    } else {
+        None
+    };
+    let open = kind == EntityKind::Task && take(&mut q, "open").is_some_and(|v| v == "true");
+    no_more(
+        q,
+        if kind == EntityKind::Task {
+            "assignee, open, limit, cursor"
+        } else {
+            "limit, cursor"
+        },
+    )?;
+    let n = offset + limit + 1;
+    let items = state
+        .readers
+        .read(move |s| {
+            let rows: Vec<Value> = match kind {
+                EntityKind::Contact => query::contacts(s, n)?
+                    .iter()
+                    .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+                    .collect(),
+                EntityKind::Company => query::companies(s, n)?
+                    .iter()
+                    .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+                    .collect(),
+                _ => query::tasks(
+                    s,
+                    &query::TaskFilter {
+                        assignee,
+                        open,
+                        overdue_at: None,
+                        limit: n,
+                    },
+                )?
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+                .collect(),
+            };
+            Ok(rows.into_iter().skip(offset).collect())
+        })
+        .await?;
+    Ok(axum::Json(page_json(items, limit, offset)).into_response())
+}
+
+macro_rules! entity_routes {
+    ($kind:expr, $create:ident, $cverb:expr, $get:ident, $list:ident, $lister:ident) => {
+        pub(crate) async fn $create(
+            State(state): State<AppState>,
+            caller: Caller,
+            key: IdempotencyKey,
+            body: JsonBody,
+        ) -> Result<Response, ApiError> {
+            create(state, caller, key, body, $cverb).await
+        }
+        pub(crate) async fn $get(
+            State(state): State<AppState>,
+            headers: HeaderMap,
+            Path(id): Path<String>,
+        ) -> Result<Response, ApiError> {
+            get(state, headers, $kind, id).await
+        }
+        pub(crate) async fn $list(
+            State(state): State<AppState>,
+            RawQuery(raw): RawQuery,
+        ) -> Result<Response, ApiError> {
+            $lister(state, raw, $kind).await
+        }
+    };
+}
+
+macro_rules! change_route {
+    ($name:ident, $verb:expr) => {
+        pub(crate) async fn $name(
+            State(state): State<AppState>,
+            caller: Caller,
+            key: IdempotencyKey,
+            if_match: IfMatch,
+            Path(id): Path<String>,
+            body: JsonBody,
+        ) -> Result<Response, ApiError> {
+            change(state, caller, key, if_match, id, body, $verb).await
+        }
+    };
+}
+
+entity_routes!(
+    EntityKind::Lead,
+    create_lead,
+    Verb::LeadCreate,
+    get_lead,
+    list_leads,
+    list_pipeline_items
+);
+entity_routes!(
+    EntityKind::Deal,
+    create_deal,
+    Verb::DealCreate,
+    get_deal,
+    list_deals,
+    list_pipeline_items
+);
+entity_routes!(
+    EntityKind::Contact,
+    create_contact,
+    Verb::ContactCreate,
+    get_contact,
+    list_contacts,
+    list_simple
+);
+entity_routes!(
+    EntityKind::Company,
+    create_company,
+    Verb::CompanyCreate,
+    get_company,
+    list_companies,
+    list_simple
+);
+entity_routes!(
+    EntityKind::Task,
+    create_task,
+    Verb::TaskCreate,
+    get_task,
+    list_tasks,
+    list_simple
+);
+change_route!(update_lead, Verb::LeadUpdate);
+change_route!(move_lead, Verb::LeadMove);
+change_route!(assign_lead, Verb::LeadAssign);
+change_route!(update_deal, Verb::DealUpdate);
+change_route!(move_deal, Verb::DealMove);
+change_route!(assign_deal, Verb::DealAssign);
+change_route!(update_contact, Verb::ContactUpdate);
+change_route!(update_company, Verb::CompanyUpdate);
+change_route!(complete_task, Verb::TaskComplete);

@@ -1,0 +1,174 @@
+//! Operations: `GET /healthz` (alive), `GET /readyz` (database open, rules loaded, writer
+//! running), `GET /metrics` (Prometheus text), and the layers every request passes — a
+//! request id (taken from `x-request-id` or made) on every log line, the request log with
+//! secrets masked, metrics by route and status, the body limit and the timeout.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// The operations routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "alive"})).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let db = state.readers.read(|s| Ok(s.last_position()?)).await;
+    let writer = state.writer.is_alive();
+    let accepting = state.accepting.load(Ordering::SeqCst);
+    let rules = state.rules.current().map(|r| r.rules().rules.len());
+    let ready = db.is_ok() && writer && accepting;
+    let body = json!({
+        "ready": ready,
+        "database": match &db { Ok(head) => json!({"open": true, "head": head}), Err(e) => json!({"open": false, "error": e.to_string()}) },
+        "writer": writer,
+        "accepting": accepting,
+        "rules": rules,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let (pending, head) = state
+        .readers
+        .read(|s| Ok((leadflow_store::query::outbox_depth(s)?, s.last_position()?)))
+        .await
+        .unwrap_or((0, 0));
+    metrics::gauge!("leadflow_outbox_depth").set(pending as f64);
+    metrics::gauge!("leadflow_log_head").set(head as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// A path as it may be logged: the secret of a Bitrix24 webhook URL
+/// (`/rest/<user>/<secret>/…`) and of a form token in the query are masked.
+pub fn masked_path(path: &str) -> String {
+    let mut parts: Vec<&str> = path.split('/').collect();
+    if parts.get(1) == Some(&"rest") && parts.len() > 3 {
+        parts[3] = "***";
+    }
+    parts.join("/")
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The request id: the client's `x-request-id` when it is short and printable, else one made
+/// here (process start time and a counter).
+fn request_id(req: &Request) -> String {
+    if let Some(v) = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        && !v.is_empty()
+        && v.len() <= 128
+        && v.chars().all(|c| c.is_ascii_graphic())
+    {
+        return v.to_owned();
+    }
+    static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    });
+    format!(
+        "{:x}-{}",
+        start & 0xffff_ffff_ffff,
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The request log and metrics around every request.
+async fn observe(req: Request, next: Next) -> Response {
+    let id = request_id(&req);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().clone();
+    let path = masked_path(req.uri().path());
+    let span = tracing::info_span!("request", id = %id, method = %method, path = %path);
+    let started = Instant::now();
+    let mut resp = {
+        let _enter = span.enter();
+        tracing::debug!("started");
+        drop(_enter);
+        tracing::Instrument::instrument(next.run(req), span.clone()).await
+    };
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    metrics::counter!("leadflow_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("leadflow_http_request_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, ms = elapsed.as_millis() as u64, "answered");
+        } else {
+            tracing::info!(status, ms = elapsed.as_millis() as u64, "answered");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Turns a bare 405 (axum's, for a route without that method) into the JSON error.
+async fn json_method_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && resp.headers().get(header::CONTENT_TYPE).is_none()
+    {
+        let allow = resp.headers().get(header::ALLOW).cloned();
+        let mut r = ApiError::MethodNotAllowed("this route does not take that method".into())
+            .into_response();
+        if let Some(a) = allow {
+            r.headers_mut().insert(header::ALLOW, a);
+        }
+        return r;
+    }
+    resp
+}
+
+/// The layers around the whole app.
+pub(crate) fn layers(router: Router, state: &AppState) -> Router {
+    let s = &state.config.server;
+    let timeout = s
+        .request_timeout
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(30));
+    router
+        .layer(axum::middleware::from_fn(json_method_errors))
+        .layer(axum::extract::DefaultBodyLimit::max(s.body_limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn(observe))
+}

@@ -1,0 +1,242 @@
+//! The rules in the service: the rule set in force (swapped whole on reload), and the
+//! background tasks that do what `leadflow run` does — react to events other processes
+//! appended, fire timers, schedules and idle rules when due, and run the external robots'
+//! requests after the commits that made them. Every write they make is a writer job.
+
+use crate::error::ApiError;
+use crate::readers::Readers;
+use crate::writer::{Answer, Writer};
+use chrono::{DateTime, Utc};
+use leadflow_engine::Clock;
+use leadflow_robots::Runtime;
+use serde_json::json;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often the log's head is compared with the rules' cursor (for events other processes
+/// appended) when nothing else wakes the loop.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// The rule set in force, if any; cheap to clone, swapped whole.
+#[derive(Clone, Default)]
+pub struct Rules {
+    current: Arc<RwLock<Option<Arc<Runtime>>>>,
+    /// The positions of the external robots' requests this process's rules made.
+    mine: Arc<Mutex<Vec<i64>>>,
+}
+
+impl Rules {
+    /// Rules in force from the start.
+    pub fn new(rt: Option<Runtime>) -> Rules {
+        Rules {
+            current: Arc::new(RwLock::new(rt.map(Arc::new))),
+            mine: Arc::default(),
+        }
+    }
+
+    /// The rule set in force now.
+    pub fn current(&self) -> Option<Arc<Runtime>> {
+        self.current.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Puts a new rule set in force (at the writer's next batch).
+    pub fn replace(&self, rt: Option<Runtime>) {
+        if let Ok(mut g) = self.current.write() {
+            *g = rt.map(Arc::new);
+        }
+    }
+
+    /// Notes requests made by this process's rules.
+    pub(crate) fn add_mine(&self, positions: &[i64]) {
+        if let Ok(mut m) = self.mine.lock() {
+            m.extend_from_slice(positions);
+        }
+    }
+
+    fn mine(&self) -> Vec<i64> {
+        self.mine.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn forget(&self, position: i64) {
+        if let Ok(mut m) = self.mine.lock() {
+            m.retain(|p| *p != position);
+        }
+    }
+}
+
+/// What the background tasks need.
+#[derive(Clone)]
+pub struct Background {
+    /// The rule set.
+    pub rules: Rules,
+    /// The writer.
+    pub writer: Writer,
+    /// Read connections.
+    pub readers: Readers,
+    /// The wall clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Reacts to other processes' events and fires what falls due, until `stop` turns true.
+pub async fn rules_loop(bg: Background, mut stop: watch::Receiver<bool>) {
+    let mut committed = bg.writer.committed();
+    let mut wake: Option<DateTime<Utc>> = None;
+    let mut first = true;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Some(rt) = bg.rules.current() {
+            match pass(&bg, &rt, first, wake).await {
+                Ok(next) => {
+                    first = false;
+                    wake = next;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "rules: a pass failed; trying again");
+                    wake = None;
+                }
+            }
+        }
+        let now = bg.clock.now();
+        let pause = wake.map_or(POLL, |t| {
+            (t - now).to_std().unwrap_or(Duration::ZERO).min(POLL)
+        });
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = committed.changed() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// One pass: tick if something is due (or on the first pass), else process events the cursor
+/// has not reached; then when to wake.
+async fn pass(
+    bg: &Background,
+    rt: &Arc<Runtime>,
+    first: bool,
+    wake: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let now = bg.clock.now();
+    let (head, cursor) = bg
+        .readers
+        .read(|s| Ok((s.last_position()?, s.cursor("rules")?)))
+        .await?;
+    if first || wake.is_some_and(|t| t <= now) {
+        loop {
+            let rt2 = rt.clone();
+            let rules = bg.rules.clone();
+            let a = bg
+                .writer
+                .run_rules(Box::new(move |tx, ctx| {
+                    let (report, mine, more) = rt2.tick_in(tx, ctx.now)?;
+                    rules.add_mine(&mine);
+                    if report.timers + report.processed > 0 {
+                        tracing::info!(
+                            timers = report.timers,
+                            processed = report.processed,
+                            fired = report.fired,
+                            "tick"
+                        );
+                    }
+                    metrics::counter!("leadflow_timers_fired_total")
+                        .increment(report.timers as u64);
+                    Ok(Answer::ok(json!({ "more": more })))
+                }))
+                .await?;
+            if a.body["more"] != json!(true) {
+                break;
+            }
+        }
+    } else if cursor.is_some_and(|c| c < head) {
+        let rt2 = rt.clone();
+        let rules = bg.rules.clone();
+        bg.writer
+            .run_rules(Box::new(move |tx, ctx| {
+                let (report, mine) = rt2.react_in(tx, ctx.now)?;
+                rules.add_mine(&mine);
+                if report.processed > 0 {
+                    tracing::info!(
+                        processed = report.processed,
+                        fired = report.fired,
+                        "processed events appended by other processes"
+                    );
+                }
+                Ok(Answer::ok(json!({})))
+            }))
+            .await?;
+    }
+    let rt2 = rt.clone();
+    bg.readers.read(move |s| Ok(rt2.next_wake(s, now)?)).await
+}
+
+/// Runs the external robots' requests after the commits that made them, until `stop`.
+pub async fn requests_loop(bg: Background, mut stop: watch::Receiver<bool>) {
+    let mut committed = bg.writer.committed();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Some(rt) = bg.rules.current()
+            && let Err(e) = run_requests(&bg, &rt, &stop).await
+        {
+            tracing::error!(error = %e, "external robots: a pass failed; trying again");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL * 4) => {}
+            _ = committed.changed() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+async fn run_requests(
+    bg: &Background,
+    rt: &Arc<Runtime>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), ApiError> {
+    let mut after = 0;
+    loop {
+        let now = bg.clock.now();
+        let mine = bg.rules.mine();
+        let rt2 = rt.clone();
+        let (calls, last) = bg
+            .readers
+            .read(move |s| Ok(rt2.pending_calls(s, now, after, &mine)?))
+            .await?;
+        let Some(last) = last else { return Ok(()) };
+        after = last;
+        for call in calls {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let call = Arc::new(call);
+            let (rt2, c2) = (rt.clone(), call.clone());
+            let claimed = bg
+                .writer
+                .run_rules(Box::new(move |tx, ctx| {
+                    Ok(Answer::ok(json!(rt2.claim_in(tx, &c2, ctx.now)?)))
+                }))
+                .await?;
+            bg.rules.forget(call.record.position);
+            if claimed.body != json!(true) {
+                continue;
+            }
+            let (rt2, c2) = (rt.clone(), call.clone());
+            let completed = tokio::task::spawn_blocking(move || rt2.call(&c2))
+                .await
+                .map_err(|e| ApiError::Internal(format!("an external robot's task failed: {e}")))?;
+            let (rt2, c2, rules) = (rt.clone(), call.clone(), bg.rules.clone());
+            bg.writer
+                .run_rules(Box::new(move |tx, ctx| {
+                    rt2.complete_in(tx, &c2, completed, ctx.now)?;
+                    let (_, mine) = rt2.react_in(tx, ctx.now)?;
+                    rules.add_mine(&mine);
+                    Ok(Answer::ok(json!({})))
+                }))
+                .await?;
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The writer: one thread owns the SQLite write connection and commits requests in groups.
+//!
+//! Handlers send it a [`Job`] (a closure over the write transaction) and await the answer. The
+//! thread takes whatever jobs are queued (up to `[server] max_batch`), opens one
+//! transaction, runs each job in its own savepoint — a refused or conflicting command rolls back
+//! alone and gets its own error — with the rules' immediate reactions in the same savepoint,
+//! commits once (one fsync for the whole batch), and only then answers each job. An answer is
+//! therefore never sent before the commit that holds its events; if the commit fails, every job
+//! of the batch is told so (503) and nothing of it is kept.
+//!
+//! The queue is bounded: a full queue is a 503 at once, not a wait without end. When every
+//! sender is gone (the service shuts down) the thread commits what it holds and stops.
+
+use crate::error::ApiError;
+use crate::runtime::Rules;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use leadflow_engine::{Clock, Config};
+use leadflow_robots::Report;
+use leadflow_store::{Store, Tx};
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// What a job does in its savepoint: given the transaction and what it may need, the answer
+/// to send after the commit (or an error, after which its savepoint is rolled back).
+pub type Work = Box<dyn FnOnce(&mut Tx<'_>, &WriteCtx<'_>) -> Result<Answer, ApiError> + Send>;
+
+/// What a job sees besides the transaction.
+pub struct WriteCtx<'a> {
+    /// The configuration.
+    pub config: &'a Config,
+    /// Business time for this batch (the wall clock when the batch began).
+    pub now: DateTime<Utc>,
+}
+
+/// A successful answer, sent after the commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// 200, 201…
+    pub status: StatusCode,
+    /// The JSON body.
+    pub body: Value,
+    /// The entity's version after the job, for `ETag`.
+    pub version: Option<i64>,
+    /// `Location` of a created entity.
+    pub location: Option<String>,
+    /// Whether it is a remembered answer to a retried idempotency key.
+    pub replayed: bool,
+    /// The entity the job wrote to and the positions of its events: after the rules
+    /// reacted, the writer puts the entity as the robots left it in the body (under its
+    /// kind), its version in the `ETag`, and the robots' events under `robots`.
+    pub subject: Option<(leadflow_engine::StreamId, Option<(i64, i64)>)>,
+}
+
+impl Answer {
+    /// A 200 with a body.
+    pub fn ok(body: Value) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            body,
+            version: None,
+            location: None,
+            replayed: false,
+            subject: None,
+        }
+    }
+}
+
+/// A remembered-response key: the token (`scope`), the client's `Idempotency-Key`, and the
+/// hash of what was asked.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// Whose key: the token's name (keys of different tokens never meet).
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// SHA-256 of the method, path and body.
+    pub request_hash: String,
+}
+
+struct Job {
+    work: Work,
+    idempotency: Option<Idempotency>,
+    /// Run the rules after the job (false for jobs that are the rules' own work).
+    react: bool,
+    reply: oneshot::Sender<Result<Answer, ApiError>>,
+}
+
+/// What the writer tells the rest of the service after each commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// The head of the log after the commit.
+    pub head: i64,
+    /// How many commits so far.
+    pub commits: u64,
+    /// Whether some job of the commit left external robots' requests to run.
+    pub requests: bool,
+}
+
+/// The handle handlers send jobs through; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+    alive: Arc<AtomicBool>,
+    committed: watch::Receiver<Committed>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `store` (opened for writing). `rules` is read at every
+    /// batch, so a reload takes effect at the next one.
+    pub fn start(
+        store: Store,
+        config: Arc<Config>,
+        rules: Rules,
+        clock: Arc<dyn Clock>,
+        max_batch: usize,
+        queue: usize,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>), ApiError> {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let head = store.last_position().map_err(ApiError::from)?;
+        let (ctx, crx) = watch::channel(Committed {
+            head,
+            commits: 0,
+            requests: false,
+        });
+        let alive = Arc::new(AtomicBool::new(true));
+        let thread = {
+            let alive = alive.clone();
+            std::thread::Builder::new()
+                .name("leadflow-writer".into())
+                .spawn(move || {
+                    let mut w = Thread {
+                        store,
+                        config,
+                        rules,
+                        clock,
+                        max_batch: max_batch.max(1),
+                        committed: ctx,
+                    };
+                    w.run(rx);
+                    alive.store(false, Ordering::SeqCst);
+                })
+                .map_err(|e| ApiError::Internal(format!("cannot start the writer thread: {e}")))?
+        };
+        Ok((
+            Writer {
+                jobs: tx,
+                alive,
+                committed: crx,
+            },
+            thread,
+        ))
+    }
+
+    /// Whether the writer thread is running.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// What the last commit left: the head, and whether requests wait.
+    pub fn committed(&self) -> watch::Receiver<Committed> {
+        self.committed.clone()
+    }
+
+    /// Runs `work` in the next batch, with the rules' reactions, and answers after the commit.
+    /// With an idempotency key, a retry of the same request gets the remembered answer and
+    /// runs nothing; the same key with another request is a 422.
+    pub async fn run(
+        &self,
+        idempotency: Option<Idempotency>,
+        work: Work,
+    ) -> Result<Answer, ApiError> {
+        self.send(idempotency, true, work).await
+    }
+
+    /// Runs the rules' own work (a timer tick, an outcome) in the next batch, without the
+    /// reaction step around it (the work runs the rules itself).
+    pub async fn run_rules(&self, work: Work) -> Result<Answer, ApiError> {
+        self.send(None, false, work).await
+    }
+
+    async fn send(
+        &self,
+        idempotency: Option<Idempotency>,
+        react: bool,
+        work: Work,
+    ) -> Result<Answer, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            work,
+            idempotency,
+            react,
+            reply,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("leadflow_writer_rejected_total", "why" => "full").increment(1);
+                return Err(ApiError::Unavailable(
+                    "the writer's queue is full; retry in a moment".into(),
+                ));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(ApiError::Unavailable("the service is shutting down".into()));
+            }
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(ApiError::Unavailable("the writer stopped".into())))
+    }
+}
+
+struct Thread {
+    store: Store,
+    config: Arc<Config>,
+    rules: Rules,
+    clock: Arc<dyn Clock>,
+    max_batch: usize,
+    committed: watch::Sender<Committed>,
+}
+
+/// What one job left for after the commit.
+struct Done {
+    reply: oneshot::Sender<Result<Answer, ApiError>>,
+    result: Result<Answer, ApiError>,
+}
+
+impl Thread {
+    fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
+        tracing::info!("writer: queue closed, stopped");
+    }
+
+    /// Runs one batch in one transaction and answers its jobs after the commit.
+    fn commit(&mut self, batch: Vec<Job>) {
+        let size = batch.len();
+        metrics::histogram!("leadflow_commit_batch_size").record(size as f64);
+        let started = std::time::Instant::now();
+        let rules = self.rules.current();
+        let handle = self.rules.clone();
+        let config = self.config.clone();
+        let mut done: Vec<Done> = Vec::with_capacity(size);
+        let mut requests = false;
+        let clock = self.clock.clone();
+        let outcome = self.store.write_with(clock.as_ref(), |tx| {
+            let now = clock.now();
+            let ctx = WriteCtx {
+                config: &config,
+                now,
+            };
+            for job in batch {
+                let result = run_job(
+                    tx,
+                    &ctx,
+                    rules.as_deref(),
+                    &handle,
+                    job.work,
+                    job.idempotency.as_ref(),
+                    job.react,
+                    &mut requests,
+                );
+                done.push(Done {
+                    reply: job.reply,
+                    result,
+                });
+            }
+            Ok::<_, leadflow_store::Error>(())
+        });
+        metrics::histogram!("leadflow_commit_seconds").record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(()) => {
+                let head = self.store.last_position().unwrap_or_default();
+                self.committed.send_modify(|c| {
+                    c.head = head;
+                    c.commits += 1;
+                    c.requests |= requests;
+                });
+                for d in done {
+                    let _ = d.reply.send(d.result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = size, "writer: the batch did not commit");
+                let err = ApiError::from(e);
+                let err = match err {
+                    ApiError::Unavailable(_) => err,
+                    other => ApiError::Unavailable(format!("nothing was committed: {other}")),
+                };
+                for d in done {
+                    let _ = d.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Puts the entity as the robots left it, and the robots' events caused by the job's own,
+/// in the answer.
+fn after_reactions(
+    tx: &mut Tx<'_>,
+    answer: &mut Answer,
+    stream: leadflow_engine::StreamId,
+    positions: Option<(i64, i64)>,
+) -> Result<(), ApiError> {
+    use leadflow_engine::workspace::Workspace;
+    if let Some(e) = tx.load(stream)? {
+        answer.version = Some(e.version());
+        answer.body[stream.kind.as_str()] = crate::api::entities::entity_json(&e);
+    }
+    let Some((first, last)) = positions else {
+        return Ok(());
+    };
+    let mut robots = Vec::new();
+    let mut after = last;
+    let mut total = 0usize;
+    loop {
+        let page = Workspace::read_after(tx, after, 256)?;
+        let Some(end) = page.last().map(|e| e.position) else {
+            break;
+        };
+        after = end;
+        for e in page.iter().filter(|e| e.correlation == first) {
+            total += 1;
+            if robots.len() < ROBOT_EVENTS_SHOWN {
+                robots.push(serde_json::json!({
+                    "position": e.position,
+                    "stream": e.stream.to_string(),
+                    "type": e.event_type,
+                    "actor": e.actor,
+                }));
+            }
+        }
+    }
+    answer.body["robots"] = serde_json::json!({ "events": robots, "total": total });
+    Ok(())
+}
+
+/// How many of the robots' events an answer lists (`total` counts them all).
+const ROBOT_EVENTS_SHOWN: usize = 50;
+
+/// One job in its savepoint: the remembered answer for a retried key, or the work and the
+/// rules' reactions to it (kept together or rolled back together), remembered under its key.
+#[allow(clippy::too_many_arguments)]
+fn run_job(
+    tx: &mut Tx<'_>,
+    ctx: &WriteCtx<'_>,
+    rules: Option<&leadflow_robots::Runtime>,
+    handle: &Rules,
+    work: Work,
+    idempotency: Option<&Idempotency>,
+    react: bool,
+    requests: &mut bool,
+) -> Result<Answer, ApiError> {
+    if let Some(k) = idempotency
+        && let Some(r) = tx.recall_response(&k.scope, &k.key)?
+    {
+        if r.request_hash != k.request_hash {
+            return Err(ApiError::Unprocessable {
+                code: "idempotency_key_reused",
+                message: format!(
+                    "Idempotency-Key '{}' was used at {} for another request; use a new key for a new request",
+                    k.key, r.at
+                ),
+                field: None,
+            });
+        }
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+        let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        // The entity is under its kind, as `written` answers (`{"stream": "lead-3", "lead": …}`).
+        let stream = body
+            .get("stream")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<leadflow_engine::StreamId>().ok());
+        let version = stream
+            .and_then(|s| body.get(s.kind.as_str()))
+            .and_then(|e| e.get("version"))
+            .and_then(Value::as_i64);
+        let location = stream
+            .filter(|_| status == StatusCode::CREATED)
+            .map(|s| format!("/api/v1/{}/{}", crate::api::entities::plural(s.kind), s.id));
+        return Ok(Answer {
+            status,
+            body,
+            version,
+            location,
+            replayed: true,
+            subject: None,
+        });
+    }
+    let mut report = Report::default();
+    let result = tx.atomically(|tx| {
+        let mut answer = work(tx, ctx)?;
+        if react && let Some(rt) = rules {
+            let (r, mine) = rt.react_in(tx, ctx.now)?;
+            report = r;
+            if !mine.is_empty() {
+                handle.add_mine(&mine);
+                *requests = true;
+            }
+        }
+        if let Some((stream, positions)) = answer.subject.take() {
+            after_reactions(tx, &mut answer, stream, positions)?;
+        }
+        if let Some(k) = idempotency {
+            tx.remember_response(
+                &k.scope,
+                &k.key,
+                &k.request_hash,
+                answer.status.as_u16(),
+                &answer.body.to_string(),
+            )?;
+        }
+        Ok::<_, ApiError>(answer)
+    });
+    if report.incidents > 0 {
+        tracing::warn!(
+            incidents = report.incidents,
+            "robot failures recorded as incidents"
+        );
+    }
+    result
+}

@@ -18,9 +18,11 @@
 pub mod cli;
 pub mod db;
 pub mod exec;
+pub mod http;
 pub mod lead;
 pub mod log;
 pub mod query;
+pub mod serve;
 pub mod setup;
 pub mod time;
 

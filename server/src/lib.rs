@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod bitrix;
 pub mod error;
+pub mod intake;
 pub mod ops;
 pub mod readers;
 pub mod runtime;
@@ -153,6 +154,10 @@ pub fn app(state: AppState) -> Router {
     ops::layers(
         Router::new()
             .nest("/api/v1", api::routes())
+            .route(
+                "/intake/{form}",
+                axum::routing::post(intake::submit).options(intake::preflight),
+            )
             .merge(ops::routes())
             .with_state(state.clone()),
         &state,

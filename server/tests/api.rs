@@ -131,7 +131,14 @@ fn a_business_refusal_is_a_422_with_the_engines_message_and_appends_nothing() {
 }
 
 /// A bad request: method, path, headers, body, the status and error code it must get.
-type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Vec<u8>,
+    u16,
+    &'a str,
+);
 
 #[test]
 fn bad_input_gets_a_clear_4xx_and_appends_nothing() {

@@ -58,6 +58,7 @@ impl Server {
             )
         };
         let rt = runtime(&config, rules);
+        let text_empty = rules.trim().is_empty();
         let text = rules.to_owned();
         let setup = Setup {
             config,
@@ -90,6 +91,22 @@ impl Server {
             });
         });
         let addr = addr_rx.recv().expect("the service started");
+        if !text_empty {
+            // The first pass of the rules activates the rule set: wait for it, so that tests
+            // see a log that changes only with what they do.
+            let c = Client::new(addr);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while c.get("/api/v1/events?type=ruleset.activated").json()["events"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the rule set was never activated"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         Server {
             addr,
             db,

@@ -172,3 +172,78 @@ impl Client {
         self.json("POST", path, body)
     }
 }
+
+/// A kept-alive connection: requests one after another on one socket (for load and
+/// benchmarks, where a new connection per request would measure TCP set-up). Answers must
+/// carry `Content-Length` (the service's JSON answers do).
+pub struct Conn {
+    addr: SocketAddr,
+    stream: std::io::BufReader<TcpStream>,
+}
+
+impl Conn {
+    /// Connects to `addr`.
+    pub fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Conn {
+            addr,
+            stream: std::io::BufReader::new(s),
+        })
+    }
+
+    /// One request on the connection.
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        use std::io::BufRead;
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.stream.get_mut().write_all(&bytes)?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line)?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = l.split_once(':') {
+                let (n, v) = (n.trim().to_ascii_lowercase(), v.trim().to_owned());
+                if n == "content-length" {
+                    length = v.parse().unwrap_or(0);
+                }
+                headers.push((n, v));
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body)?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}

@@ -1,0 +1,272 @@
+//! The service's benchmark (issue 10): group commit against raw SQLite's one insert per
+//! transaction, the same with batching off, and one client over HTTP against the same commands
+//! through the store directly — all with `synchronous=FULL`, in the same run, on the same disk.
+//! Figures go to `docs/BENCHMARKS-SERVE.md`.
+//!
+//! ```text
+//! cargo bench -p leadflow-tests --bench serve                  # full run, writes the report
+//! LEADFLOW_BENCH_QUICK=1 cargo bench -p leadflow-tests --bench serve   # smoke run, writes nothing
+//! ```
+//!
+//! Environment: `LEADFLOW_BENCH_CLIENTS` (64), `LEADFLOW_BENCH_EACH` (leads per client, 40),
+//! `LEADFLOW_BENCH_SINGLE` (one client's leads, 400), `LEADFLOW_BENCH_DIR` (a real disk:
+//! cargo's target/tmp by default), `LEADFLOW_BENCH_OUT` (default docs/BENCHMARKS-SERVE.md).
+
+// A benchmark's output is its figures (stdout) and its progress (stderr).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use leadflow_engine::{Actor, Clock, Config, EventMeta};
+use leadflow_robots::Runtime;
+use leadflow_store::{Options, Store, Synchronous};
+use leadflow_testkit::http::Conn;
+use leadflow_testkit::serve::Server;
+use leadflow_testkit::{config_from, repo, source};
+use leadflow_tests::raw;
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn dir() -> PathBuf {
+    let d = std::env::var_os("LEADFLOW_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The demo's intake rules (scenario A: round robin in the first line).
+fn rules() -> String {
+    std::fs::read_to_string(repo(
+        "examples/scenarios/a-two-line-sales/rules/intake.toml",
+    ))
+    .unwrap()
+}
+
+fn config(max_batch: usize) -> Config {
+    let base = leadflow_engine::config::DEFAULT_CONFIG;
+    // The default configuration already has a [server] table: replace its listen line's
+    // table with one that sets the batch size.
+    let text = base.replace(
+        "[server]\nlisten = \"127.0.0.1:8080\"",
+        &format!("[server]\nlisten = \"127.0.0.1:8080\"\nmax_batch = {max_batch}"),
+    );
+    assert!(
+        text.contains("max_batch"),
+        "the default configuration has a [server] table"
+    );
+    config_from(&text)
+}
+
+struct Load {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    requests: usize,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// `clients` kept-alive connections creating `each` leads each, all at once.
+fn http_load(max_batch: usize, clients: usize, each: usize) -> Load {
+    let db = dir().join(format!("serve-{max_batch}.db"));
+    raw::remove_db(&db);
+    Store::open(&db, &Options::default()).unwrap();
+    let s = Server::start_on(db.clone(), config(max_batch), &rules());
+    let addr = s.addr;
+    let start = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr).unwrap();
+                let mut lat = Vec::with_capacity(each);
+                for j in 0..each {
+                    let body = json!({"title": format!("bench {i}-{j}"), "phones": [format!("+7901{:07}", i * 10_000 + j)], "source": "web_form"}).to_string();
+                    let t = Instant::now();
+                    let r = conn
+                        .send("POST", "/api/v1/leads", &[("content-type", "application/json")], body.as_bytes())
+                        .unwrap();
+                    assert_eq!(r.status, 201, "{}", r.text());
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    let elapsed = start.elapsed();
+    s.stop();
+    raw::remove_db(&db);
+    lat.sort();
+    Load {
+        rate: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        requests: lat.len(),
+    }
+}
+
+/// Raw SQLite: one insert of an event-sized row per transaction, FULL.
+fn raw_single(n: usize) -> f64 {
+    let db = dir().join("raw-single.db");
+    raw::remove_db(&db);
+    let conn = raw::open(&db, Synchronous::Full).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE events (position INTEGER PRIMARY KEY, stream TEXT NOT NULL, type TEXT NOT NULL, payload TEXT NOT NULL, at TEXT NOT NULL)",
+    )
+    .unwrap();
+    let payload = json!({"title": "bench", "phones": ["+79010000000"], "source": "web_form", "pipeline": "lead", "stage": "new"}).to_string();
+    let start = Instant::now();
+    for i in 0..n {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.execute(
+            "INSERT INTO events (stream, type, payload, at) VALUES (?1, 'lead.created', ?2, '2026-12-02T10:00:00.000000Z')",
+            rusqlite::params![format!("lead-{i}"), payload],
+        )
+        .unwrap();
+        raw::commit(&conn, 1).unwrap();
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(conn);
+    raw::remove_db(&db);
+    rate
+}
+
+struct Wall;
+impl Clock for Wall {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
+
+/// The same commands through the store directly: one transaction for the command and one for
+/// the rules' reactions (what the CLI does), FULL.
+fn direct(n: usize) -> f64 {
+    let db = dir().join("direct.db");
+    raw::remove_db(&db);
+    let mut store = Store::open(&db, &Options::default()).unwrap();
+    let cfg = config(256);
+    let rt = Runtime::load(cfg.clone(), &[source("rules/intake.toml", &rules())])
+        .unwrap()
+        .with_wall_clock(std::sync::Arc::new(Wall));
+    rt.before_command(&mut store, chrono::Utc::now()).unwrap();
+    let start = Instant::now();
+    for j in 0..n {
+        let args = json!({"title": format!("direct {j}"), "phones": [format!("+7902{:07}", j)], "source": "web_form"});
+        let cmd = leadflow_engine::verb::build(
+            leadflow_engine::verb::Verb::LeadCreate,
+            args.as_object().unwrap(),
+            chrono::Utc::now(),
+            &cfg,
+        )
+        .unwrap();
+        store
+            .write_with(&Wall, |tx| {
+                tx.execute(
+                    &cfg,
+                    &cmd,
+                    &EventMeta::root(chrono::Utc::now(), Actor::Api("bench".into())),
+                )
+            })
+            .unwrap();
+        rt.process(&mut store, chrono::Utc::now()).unwrap();
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(store);
+    raw::remove_db(&db);
+    rate
+}
+
+fn main() {
+    let quick = std::env::var_os("LEADFLOW_BENCH_QUICK").is_some();
+    let clients = env_usize("LEADFLOW_BENCH_CLIENTS", 64);
+    let each = env_usize("LEADFLOW_BENCH_EACH", if quick { 4 } else { 40 });
+    let single = env_usize("LEADFLOW_BENCH_SINGLE", if quick { 40 } else { 400 });
+    eprintln!("raw SQLite, one insert per transaction…");
+    let raw_rate = raw_single(single.max(200));
+    eprintln!("{clients} clients, group commit…");
+    let batched = http_load(256, clients, each);
+    eprintln!("{clients} clients, batching off…");
+    let unbatched = http_load(1, clients, each);
+    eprintln!("one client over HTTP…");
+    let one = http_load(256, 1, single);
+    eprintln!("the same commands through the store directly…");
+    let direct_rate = direct(single);
+
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks: `leadflow serve`\n");
+    let _ = writeln!(
+        out,
+        "`cargo bench -p leadflow-tests --bench serve` (tests/benches/serve.rs), run {} on this machine ({} cores). Every figure is from the same run, on the same disk, with `synchronous=FULL`: {}.\n",
+        chrono::Utc::now().format("%Y-%m-%d"),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        raw::describe(Synchronous::Full)
+    );
+    let _ = writeln!(
+        out,
+        "Each request creates a lead through `POST /api/v1/leads` (validation, the projections, the demo's intake rules — scenario A's round robin — in the same savepoint), on kept-alive connections; the answer comes after the commit.\n"
+    );
+    let _ = writeln!(out, "| figure | leads/s | p50 | p99 | beside |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "| raw SQLite: one insert per transaction | {raw_rate:.0} | | | the floor a request-per-transaction service cannot pass |"
+    );
+    let _ = writeln!(
+        out,
+        "| {clients} clients, group commit | {:.0} | {:.1} ms | {:.1} ms | **{:.1}× raw** (target ≥ 5×) |",
+        batched.rate,
+        batched.p50.as_secs_f64() * 1e3,
+        batched.p99.as_secs_f64() * 1e3,
+        batched.rate / raw_rate
+    );
+    let _ = writeln!(
+        out,
+        "| {clients} clients, batching off (`max_batch = 1`) | {:.0} | {:.1} ms | {:.1} ms | {:.2}× raw |",
+        unbatched.rate,
+        unbatched.p50.as_secs_f64() * 1e3,
+        unbatched.p99.as_secs_f64() * 1e3,
+        unbatched.rate / raw_rate
+    );
+    let _ = writeln!(
+        out,
+        "| one client over HTTP | {:.0} | {:.1} ms | {:.1} ms | **{:.0} % of the store directly** (target ≥ 70 %) |",
+        one.rate,
+        one.p50.as_secs_f64() * 1e3,
+        one.p99.as_secs_f64() * 1e3,
+        one.rate / direct_rate * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "| the same commands through the store directly (command + rules, two commits, as the CLI) | {direct_rate:.0} | | | |"
+    );
+    let _ = writeln!(
+        out,
+        "\n{} + {} + {} requests over HTTP; {} raw inserts; {} direct commands.",
+        batched.requests,
+        unbatched.requests,
+        one.requests,
+        single.max(200),
+        single
+    );
+    print!("{out}");
+    if !quick || std::env::var_os("LEADFLOW_BENCH_OUT").is_some() {
+        let path = std::env::var_os("LEADFLOW_BENCH_OUT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo("docs/BENCHMARKS-SERVE.md"));
+        std::fs::write(&path, out).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+}

@@ -1,6 +1,7 @@
 //! Loading: the files' sections gathered, then each section checked and built by its own
 //! method — settings (currency, default actor, intake sources), calendar, teams, employees,
-//! fields, pipelines with their stages — every problem collected with its location.
+//! fields, pipelines with their stages, `[bitrix24]` (in `bitrix24.rs`) — every problem
+//! collected with its location.
 
 use super::raw::{
     RawCalendar, RawConditional, RawEmployee, RawField, RawFile, RawPipeline, RawStage, RawTeam,
@@ -63,6 +64,7 @@ struct Gathered<'a> {
     teams: Vec<Located<'a, RawTeam>>,
     fields: Vec<Located<'a, RawField>>,
     pipelines: Vec<Located<'a, RawPipeline>>,
+    bitrix24: Option<Located<'a, super::bitrix24::RawBitrix24>>,
 }
 
 /// The ids every file defines, for checking references across files.
@@ -126,6 +128,23 @@ impl Loader {
         let fields = self.fields(&g.fields);
         let pipelines = self.pipelines(&g.pipelines, &fields);
         self.one_lead_pipeline(&pipelines, &g.pipelines, &indexes);
+        let sources = g.sources.unwrap_or_else(|| {
+            ["web_form", "call", "email", "manual", "import"]
+                .map(String::from)
+                .to_vec()
+        });
+        let bitrix24 = match g.bitrix24 {
+            Some(Located { file, item }) => {
+                let known = super::bitrix24::Known {
+                    employees: &employees,
+                    sources: &sources,
+                    pipelines: &pipelines,
+                    fields: &fields,
+                };
+                super::bitrix24::load(file, item, &known, &mut self.errors)
+            }
+            None => Default::default(),
+        };
 
         if !self.errors.is_empty() {
             return Err(Diagnostics(self.errors));
@@ -133,16 +152,13 @@ impl Loader {
         Ok(Config {
             currency: g.currency.unwrap_or_else(|| "RUB".to_owned()),
             default_actor: g.default_actor.map(|a| EmployeeId(a.item.into_inner())),
-            sources: g.sources.unwrap_or_else(|| {
-                ["web_form", "call", "email", "manual", "import"]
-                    .map(String::from)
-                    .to_vec()
-            }),
+            sources,
             employees,
             teams,
             fields,
             pipelines,
             calendar: g.calendar.unwrap_or_default(),
+            bitrix24,
         })
     }
 
@@ -192,6 +208,15 @@ impl Loader {
                 self.err(src, list[0].span(), "sources are set in more than one file");
             }
             g.sources = Some(self.sources(src, list));
+        }
+        if let Some(b) = raw.bitrix24 {
+            if g.bitrix24.is_some() {
+                self.err(src, b.span(), "[bitrix24] is set in more than one file");
+            }
+            g.bitrix24 = Some(Located {
+                file: src,
+                item: b.into_inner(),
+            });
         }
         g.employees.extend(Located::all(src, raw.employees));
         g.teams.extend(Located::all(src, raw.teams));

@@ -13,13 +13,17 @@
 //!   `[calendar]`, `[[teams]]`, `[[employees]]`, `[[fields]]`, `[[pipelines]]` and their
 //!   stages) checks it and builds its part of the model, collecting every problem with its
 //!   location.
+//! - `bitrix24.rs` — the `[bitrix24]` section ([`Bitrix24`]): its format and its checks.
 //!
 //! The diagnostics types ([`ConfigError`], [`ConfigErrors`], [`Source`]) are those of
 //! [`crate::diag`]; the duration syntax ([`parse_duration`], [`DurationParts`]) is
 //! [`crate::time`]'s. Both are re-exported here.
 
+mod bitrix24;
 mod load;
 mod raw;
+
+pub use bitrix24::Bitrix24;
 
 use crate::calendar::Calendar;
 use crate::field::FieldType;
@@ -221,6 +225,8 @@ pub struct Config {
     pub pipelines: Vec<Pipeline>,
     /// Working days and hours, for deadlines in working time.
     pub calendar: Calendar,
+    /// The `[bitrix24]` section: Bitrix24 ids for leadflow's (the REST facade adds defaults).
+    pub bitrix24: Bitrix24,
 }
 
 impl Config {

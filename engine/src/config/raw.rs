@@ -20,6 +20,7 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub(super) pipelines: Vec<RawPipeline>,
     pub(super) calendar: Option<Spanned<RawCalendar>>,
+    pub(super) bitrix24: Option<Spanned<super::bitrix24::RawBitrix24>>,
 }
 
 #[derive(Deserialize)]

@@ -835,7 +835,7 @@ fn stage_history_comments_and_event_bindings() {
 #[test]
 fn the_plain_fields_a_web_form_sends_round_trip() {
     let mut w = World::new();
-    let fields = json!({"TITLE": "Form", "NAME": "Ivan", "COMPANY_TITLE": "Stone LLC", "COMMENTS": "call me", "OPPORTUNITY": "1500.00", "CURRENCY_ID": "RUB", "PHONE": [{"VALUE": "+79001234567", "VALUE_TYPE": "WORK"}], "EMAIL": [{"VALUE": "ivan@example.com", "VALUE_TYPE": "WORK"}]});
+    let fields = json!({"TITLE": "Form", "NAME": "Ivan", "LAST_NAME": "Petrov", "COMPANY_TITLE": "Stone LLC", "COMMENTS": "call me", "OPPORTUNITY": "1500.00", "CURRENCY_ID": "RUB", "PHONE": [{"VALUE": "+79001234567", "VALUE_TYPE": "WORK"}], "EMAIL": [{"VALUE": "ivan@example.com", "VALUE_TYPE": "WORK"}]});
     let id = w.ok("crm.lead.add", json!({"fields": fields}));
     let lead = w.ok("crm.lead.get", json!({"id": id}));
     for key in [

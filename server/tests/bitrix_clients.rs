@@ -473,11 +473,9 @@ fn a_refused_change_is_400_with_leadflows_message_and_changes_nothing() {
     );
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"], "");
+    let said = v["error_description"].as_str().unwrap();
     assert!(
-        v["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("responsible"),
+        said.contains("responsible") && said.contains("(Bitrix24: ASSIGNED_BY_ID, PHONE or EMAIL)"),
         "{v}"
     );
     let lead = w.ok("crm.lead.get", json!({"id": id}));
@@ -509,7 +507,10 @@ fn field_errors_name_the_bitrix24_field() {
         (json!({"TITLE": "x", "UF_CRM_NOPE": "1"}), "UF_CRM_NOPE"),
         (json!({"TITLE": "x", "CURRENCY_ID": "USD"}), "CURRENCY_ID"),
         (json!({"TITLE": {"a": 1}}), "TITLE"),
-        (json!({"TITLE": "x", "UF_CRM_MATERIAL": "gold"}), "material"),
+        (
+            json!({"TITLE": "x", "UF_CRM_MATERIAL": "gold"}),
+            "(Bitrix24: UF_CRM_MATERIAL)",
+        ),
     ] {
         let (status, v) = w.post("crm.lead.add", &json!({"fields": fields}).to_string());
         assert_eq!(status, 400, "{fields}: {v}");
@@ -874,4 +875,76 @@ fn list_filters_by_dates_and_pages_with_start() {
         w.ok("crm.lead.get", json!({"id": 1}))["DATE_CREATE"],
         "2026-03-02T12:00:01+03:00"
     );
+}
+
+#[test]
+fn respond_is_a_whole_handler_and_names_bitrix24_fields_in_refusals() {
+    let mut w = World::new();
+    let (status, body) = leadflow_server::bitrix::respond(
+        &w.m,
+        1,
+        "crm.lead.add.json",
+        Some("fields[TITLE]=via+respond&fields[ASSIGNED_BY_ID]=2"),
+        None,
+        b"",
+        &mut w.crm,
+        t0(),
+        || t0() + chrono::Duration::seconds(2),
+    );
+    // admin (user 2) works no lead pipeline: the refusal says which user and field.
+    assert_eq!(status, 400, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .ends_with("(Bitrix24: ASSIGNED_BY_ID 2)"),
+        "{v}"
+    );
+    let (status, body) = leadflow_server::bitrix::respond(
+        &w.m,
+        1,
+        "crm.lead.add.json",
+        Some("fields[TITLE]=via+respond"),
+        None,
+        b"",
+        &mut w.crm,
+        t0(),
+        || t0() + chrono::Duration::seconds(2),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["time"]["duration"], json!(2.0));
+    assert_eq!(
+        w.ok("crm.lead.get", json!({"id": v["result"]}))["TITLE"],
+        "via respond"
+    );
+}
+
+#[test]
+fn standard_fields_leadflow_does_not_keep_are_ignored_and_typos_are_not() {
+    let mut w = World::new();
+    let id = w.ok(
+        "crm.lead.add",
+        json!({"fields": {"TITLE": "s", "OPENED": "Y", "STATUS_DESCRIPTION": "x", "UTM_SOURCE": "ya", "ADDRESS": "Moscow", "ID": 77, "IS_RETURN_CUSTOMER": "Y"}}),
+    );
+    assert_eq!(id, json!(1));
+    assert_eq!(
+        w.ok("crm.lead.get", json!({"id": 1}))["IS_RETURN_CUSTOMER"],
+        "N"
+    );
+    let (status, v) = w.post("crm.lead.add", r#"{"fields": {"TITEL": "typo"}}"#);
+    assert_eq!(status, 400);
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("unknown lead field TITEL"),
+        "{v}"
+    );
+    let (status, _) = w.post(
+        "crm.deal.add",
+        r#"{"fields": {"TITLE": "d", "OPPORTUNITY": "abc"}}"#,
+    );
+    assert_eq!(status, 400);
 }

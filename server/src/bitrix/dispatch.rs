@@ -2,13 +2,11 @@
 //! [`Crm`] the service implements over the store (reads) and the writer (changes). `batch`
 //! runs up to 50 calls, resolving `$result[cmd][idx][FIELD]` references from earlier ones.
 //!
-//! A handler does:
-//! ```text
-//! let params = Params::from_request(query, content_type, &body)?;
-//! let outcome = dispatch::call(&mapping, user, method_path, &params, &mut crm);
-//! let reply = Reply::of(&outcome, &Timing { start, finish: clock.now(), tz: mapping.tz() });
-//! (reply.status, reply.to_body())
-//! ```
+//! A handler does
+//! `let (status, body) = dispatch::respond(&mapping, user, method, query, content_type, &bytes,
+//! &mut crm, start, || clock.now());` and answers `body` with `Content-Type:
+//! application/json` and `status` — or, step by step, [`Params::from_request`], [`call`] and
+//! [`Reply::of`](super::envelope::Reply::of).
 
 use super::catalog;
 use super::envelope::{Answer, Start};
@@ -90,6 +88,32 @@ pub trait Crm {
     fn unbind(&mut self, event: &str, handler: Option<&str>) -> Result<usize, Error>;
     /// Every subscription.
     fn bindings(&self) -> Result<Vec<Binding>, Error>;
+}
+
+/// One HTTP request to `/rest/<user>/<secret>/<method>`, whole: reads the query string and
+/// the body, runs the call, and answers the status and the JSON body. `start` is when the
+/// request arrived; `finish` is asked once the call is done (the caller's clock).
+#[allow(clippy::too_many_arguments)]
+pub fn respond(
+    m: &Mapping,
+    user: i64,
+    method: &str,
+    query: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+    crm: &mut dyn Crm,
+    start: chrono::DateTime<chrono::Utc>,
+    finish: impl FnOnce() -> chrono::DateTime<chrono::Utc>,
+) -> (u16, String) {
+    let outcome = Params::from_request(query, content_type, body)
+        .and_then(|params| call(m, user, method, &params, crm));
+    let timing = super::envelope::Timing {
+        start,
+        finish: finish(),
+        tz: m.tz(),
+    };
+    let reply = super::envelope::Reply::of(&outcome, &timing);
+    (reply.status, reply.to_body())
 }
 
 /// Runs one call of the webhook of `user` (the path's `<user>`): `method` is the path's last

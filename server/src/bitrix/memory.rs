@@ -6,8 +6,9 @@
 use super::dispatch::{Binding, Crm, Listed};
 use super::error::Error;
 use super::filter::{Cmp, Condition, Direction, Field, ListRequest, Operand};
+use super::mapping::Mapping;
 use super::method::Method;
-use super::records::Found;
+use super::records::{self, Found};
 use chrono::{DateTime, Duration, Utc};
 use leadflow_engine::Command;
 use leadflow_engine::command::Target;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct MemoryCrm {
     config: Arc<Config>,
+    mapping: Mapping,
     entities: BTreeMap<StreamId, Entity>,
     history: BTreeMap<StreamId, Vec<Visit>>,
     /// Leads marked as repeats.
@@ -53,6 +55,7 @@ impl MemoryCrm {
     /// An empty CRM whose clock starts at `now`.
     pub fn new(config: Arc<Config>, now: DateTime<Utc>) -> MemoryCrm {
         MemoryCrm {
+            mapping: Mapping::new(config.clone()),
             config,
             entities: BTreeMap::new(),
             history: BTreeMap::new(),
@@ -127,7 +130,7 @@ impl Crm for MemoryCrm {
                 current.as_ref(),
                 &Exists(&entities),
             )
-            .map_err(|r| Error::Rejected(r.to_string()))?;
+            .map_err(|r| records::rejected(&self.mapping, stream.kind, &r))?;
             let mut state = current;
             for event in &decision.events {
                 state = model::apply(state, event, now);

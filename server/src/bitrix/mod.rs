@@ -2,7 +2,9 @@
 //! filters, batch and the id mapping, as pure functions the facade's handlers use. No HTTP,
 //! no SQL and no clock here.
 //!
-//! A handler is a few lines: [`Params::from_request`] reads the query and the body,
+//! A handler is one call of [`respond`] (bytes, content type, query string and method path
+//! in; status and JSON body out), or three steps: [`Params::from_request`] reads the query
+//! and the body,
 //! [`dispatch::call`] runs the method against a [`Crm`] (the store and the writer behind a
 //! trait), and [`Reply::of`] wraps the outcome with the `time` block of the two instants the
 //! handler measured. docs/BITRIX24-FACADE.md says what is supported.
@@ -31,7 +33,7 @@ pub mod method;
 pub mod params;
 pub mod records;
 
-pub use dispatch::{Binding, Crm, Listed, call};
+pub use dispatch::{Binding, Crm, Listed, call, respond};
 pub use envelope::{Answer, Json, Reply, Start, Timing};
 pub use error::Error;
 pub use filter::ListRequest;

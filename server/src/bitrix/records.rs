@@ -155,6 +155,8 @@ const IGNORED: &[&str] = &[
     "FACE_ID",
     "COMPANY_IDS",
     "LEAD_ID",
+    "OPPORTUNITY",
+    "STATUS_DESCRIPTION",
 ];
 
 /// A time as Bitrix24 writes it: RFC 3339 in the calendar's zone, with its offset.
@@ -896,4 +898,72 @@ pub fn update_commands(
         });
     }
     Ok(out)
+}
+
+/// The Bitrix24 name of a leadflow field of `kind`: `responsible` is `ASSIGNED_BY_ID`, a
+/// custom field its `UF_CRM_*` (or mapped) name.
+pub fn bitrix_name(m: &Mapping, kind: EntityKind, field: &str) -> String {
+    use EntityKind as K;
+    let name = match (kind, field) {
+        (K::Company, "name") | (_, "title") => "TITLE",
+        (_, "name") => "NAME",
+        (_, "phone" | "phones") => "PHONE",
+        (_, "email" | "emails") => "EMAIL",
+        (_, "source") => "SOURCE_ID",
+        (_, "responsible") => "ASSIGNED_BY_ID",
+        (_, "comment") => "COMMENTS",
+        (_, "contact") => "CONTACT_ID",
+        (_, "company") => "COMPANY_ID",
+        (_, "lead") => "LEAD_ID",
+        (_, "amount") => "OPPORTUNITY",
+        (K::Lead, "stage") => "STATUS_ID",
+        (_, "stage") => "STAGE_ID",
+        (_, "pipeline") => "CATEGORY_ID",
+        (_, other) if m.config().field(kind, other).is_some() => {
+            return m.field_name(kind, other);
+        }
+        (_, other) => return other.to_owned(),
+    };
+    name.to_owned()
+}
+
+/// A refusal of leadflow's `decide` as the facade's error: leadflow's message, followed by the
+/// Bitrix24 names of the fields it names, so a Bitrix24 client knows what to send.
+pub fn rejected(m: &Mapping, kind: EntityKind, r: &leadflow_engine::Rejection) -> Error {
+    use leadflow_engine::Rejection as R;
+    let names = |fields: &[&str]| -> String {
+        fields
+            .iter()
+            .map(|alternatives| {
+                alternatives
+                    .split(" or ")
+                    .map(|f| bitrix_name(m, kind, f.trim()))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let fields = match r {
+        R::MissingRequired { missing, .. } => Some(names(
+            &missing.iter().map(String::as_str).collect::<Vec<_>>(),
+        )),
+        R::InvalidValue { field, .. }
+        | R::ReadOnlyField { field, .. }
+        | R::UnknownField { field, .. } => Some(names(&[field.as_str()])),
+        R::UnknownSource { .. } => Some("SOURCE_ID".to_owned()),
+        R::ReasonRequired { .. } | R::UnknownReason { .. } => Some(if kind == EntityKind::Lead {
+            "STATUS_DESCRIPTION".to_owned()
+        } else {
+            "STAGE_REASON".to_owned()
+        }),
+        R::NotInTeam { employee, .. } | R::InactiveEmployee { employee } => {
+            m.user(employee).map(|u| format!("ASSIGNED_BY_ID {u}"))
+        }
+        _ => None,
+    };
+    Error::Rejected(match fields {
+        Some(f) => format!("{r} (Bitrix24: {f})"),
+        None => r.to_string(),
+    })
 }

@@ -274,3 +274,66 @@ fn json(depth: u32) -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+/// PHP's `http_build_query`: nested keys as `a[b][0]`, keys and values `urlencode`d.
+fn build_query(v: &Value) -> String {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    walk(
+                        &if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}[{k}]")
+                        },
+                        x,
+                        out,
+                    );
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(&format!("{prefix}[{i}]"), x, out);
+                }
+            }
+            Value::String(s) => out.push(format!(
+                "{}={}",
+                leadflow_server::bitrix::events::urlencode(prefix),
+                leadflow_server::bitrix::events::urlencode(s)
+            )),
+            other => out.push(format!("{prefix}={other}")),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out.join("&")
+}
+
+/// Parameter trees as PHP forms carry them: strings at the leaves, non-empty maps and lists.
+fn tree() -> impl Strategy<Value = Value> {
+    let leaf = any::<String>().prop_map(Value::from);
+    let inner = leaf.prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 1..4).prop_map(Value::Array),
+            // Keys Bitrix24 uses (`%TITLE`, `>=ID`, `VALUE_TYPE`), never all digits and never
+            // brackets, so a map stays a map.
+            prop::collection::btree_map("[A-Za-z_%>=!@<][A-Za-z0-9_ %.-]{0,5}", inner, 1..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    prop::collection::btree_map("[a-z][a-z0-9_]{0,6}", inner, 1..4)
+        .prop_map(|m| Value::Object(m.into_iter().collect()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// What PHP's `http_build_query` writes, the facade reads back as it was.
+    #[test]
+    fn php_style_queries_read_back_what_http_build_query_wrote(v in tree()) {
+        let q = build_query(&v);
+        let read = Params::from_request(Some(&q), None, b"").unwrap();
+        prop_assert_eq!(Value::Object(read.as_map().clone()), v);
+    }
+}

@@ -40,6 +40,28 @@ pub struct Event<'a> {
     pub auth: &'a Auth,
 }
 
+/// The Bitrix24 event a stored leadflow event raises, if any: `lead.created` is
+/// `ONCRMLEADADD`; a change of fields, stage or responsible is `ONCRMLEADUPDATE`; the same for
+/// deals, contacts and companies. Deletions raise `ON…DELETE` when the service records them
+/// (pass `<kind>.deleted`). Bookkeeping events (deadlines, notifications…) raise none.
+pub fn bitrix_event(stored_type: &str) -> Option<&'static str> {
+    Some(match stored_type {
+        "lead.created" => "ONCRMLEADADD",
+        "lead.updated" | "lead.stage_changed" | "lead.assigned" => "ONCRMLEADUPDATE",
+        "lead.deleted" => "ONCRMLEADDELETE",
+        "deal.created" => "ONCRMDEALADD",
+        "deal.updated" | "deal.stage_changed" | "deal.assigned" => "ONCRMDEALUPDATE",
+        "deal.deleted" => "ONCRMDEALDELETE",
+        "contact.created" => "ONCRMCONTACTADD",
+        "contact.updated" => "ONCRMCONTACTUPDATE",
+        "contact.deleted" => "ONCRMCONTACTDELETE",
+        "company.created" => "ONCRMCOMPANYADD",
+        "company.updated" => "ONCRMCOMPANYUPDATE",
+        "company.deleted" => "ONCRMCOMPANYDELETE",
+        _ => return None,
+    })
+}
+
 /// PHP's `urlencode`: letters, digits and `-_.` stay, a space is `+`, every other byte `%XX`.
 pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -118,6 +140,27 @@ mod tests {
             p.get("auth").unwrap()["client_endpoint"],
             "http://127.0.0.1:8080/rest/"
         );
+    }
+
+    #[test]
+    fn leadflow_events_raise_the_bitrix24_events_event_bind_accepts() {
+        assert_eq!(bitrix_event("lead.created"), Some("ONCRMLEADADD"));
+        assert_eq!(bitrix_event("lead.stage_changed"), Some("ONCRMLEADUPDATE"));
+        assert_eq!(bitrix_event("deal.assigned"), Some("ONCRMDEALUPDATE"));
+        assert_eq!(bitrix_event("lead.deadline_set"), None);
+        for t in [
+            "lead.created",
+            "lead.updated",
+            "lead.deleted",
+            "deal.created",
+            "deal.updated",
+            "deal.deleted",
+            "contact.created",
+            "company.updated",
+        ] {
+            let e = bitrix_event(t).unwrap();
+            assert!(crate::bitrix::dispatch::EVENTS.contains(&e), "{e}");
+        }
     }
 
     #[test]

@@ -626,6 +626,18 @@ mod tests {
     }
 
     #[test]
+    fn a_minimal_config_maps_without_employees_or_deal_pipelines() {
+        let text = "[[pipelines]]\nid = \"lead\"\nname = \"Leads\"\nentity = \"lead\"\nstages = [ { id = \"new\", name = \"New\" }, { id = \"won\", name = \"Won\", semantic = \"success\" }, { id = \"spam\", name = \"Spam\", semantic = \"failure\" } ]\n";
+        let m = Mapping::new(Arc::new(Config::from_toml("x.toml", text).unwrap()));
+        assert!(m.users().is_empty() && m.employee(1).is_none());
+        assert!(m.categories().is_empty() && m.deal_stage("NEW", None).is_none());
+        assert_eq!(m.lead_stage("CONVERTED").unwrap().as_str(), "won");
+        assert_eq!(m.lead_stage("JUNK").unwrap().as_str(), "spam");
+        assert!(m.lead_stage("IN_PROCESS").is_none());
+        assert_eq!(m.source_id("web_form"), "WEB");
+    }
+
+    #[test]
     fn the_bitrix24_section_overrides_the_defaults() {
         let text = DEFAULT_CONFIG.to_owned()
             + "\n[bitrix24]\nusers = { \"1\" = \"petrova\", \"5\" = \"admin\" }\nstatuses = { NEW = \"in_work\" }\ncategories = { \"1\" = \"goods\" }\nsources = { PARTNER = \"import\" }\n[bitrix24.fields.lead]\nUF_CRM_STONE = \"material\"\n";

@@ -948,3 +948,70 @@ fn standard_fields_leadflow_does_not_keep_are_ignored_and_typos_are_not() {
     );
     assert_eq!(status, 400);
 }
+
+#[test]
+fn every_method_of_the_list_answers_through_dispatch() {
+    use leadflow_server::bitrix::{Method, Op};
+    let mut w = World::new();
+    let lead = w.lead("every");
+    let deal = w
+        .ok("crm.deal.add", json!({"fields": {"TITLE": "every"}}))
+        .as_i64()
+        .unwrap();
+    let contact = w
+        .ok("crm.contact.add", json!({"fields": {"NAME": "every"}}))
+        .as_i64()
+        .unwrap();
+    let company = w
+        .ok("crm.company.add", json!({"fields": {"TITLE": "every"}}))
+        .as_i64()
+        .unwrap();
+    let id = |kind: EntityKind| match kind {
+        EntityKind::Lead => lead,
+        EntityKind::Deal => deal,
+        EntityKind::Contact => contact,
+        _ => company,
+    };
+    let mut served = BTreeSet::new();
+    // Deletes last, so the other calls find their records.
+    let mut methods = Method::all();
+    methods.sort_by_key(|m| matches!(m, Method::Crm(_, Op::Delete)));
+    for method in methods {
+        let params = match method {
+            Method::Crm(EntityKind::Contact, Op::Add) => json!({"fields": {"NAME": "n"}}),
+            Method::Crm(_, Op::Add) => json!({"fields": {"TITLE": "t"}}),
+            Method::Crm(EntityKind::Contact, Op::Update) => {
+                json!({"id": contact, "fields": {"NAME": "u"}})
+            }
+            Method::Crm(kind, Op::Update) => json!({"id": id(kind), "fields": {"TITLE": "u"}}),
+            Method::Crm(kind, Op::Get | Op::Delete) => json!({"id": id(kind)}),
+            Method::Crm(_, Op::List | Op::Fields) => json!({}),
+            Method::StatusList => json!({"filter": {"ENTITY_ID": "STATUS"}}),
+            Method::CategoryList => json!({"entityTypeId": 2}),
+            Method::StageHistoryList => json!({"entityTypeId": 1, "filter": {"OWNER_ID": lead}}),
+            Method::TimelineCommentAdd => {
+                json!({"fields": {"ENTITY_ID": deal, "ENTITY_TYPE": "deal", "COMMENT": "c"}})
+            }
+            Method::UserCurrent | Method::EventGet => json!({}),
+            Method::Batch => json!({"cmd": {"a": "user.current"}}),
+            Method::EventBind | Method::EventUnbind => {
+                json!({"event": "ONCRMDEALADD", "handler": "https://h.example/"})
+            }
+        };
+        let (status, v) = w.post(&method.to_string(), &params.to_string());
+        assert_eq!(status, 200, "{method}: {v}");
+        served.insert(method.to_string());
+    }
+    assert_eq!(served.len(), 33);
+    for kind in [
+        EntityKind::Lead,
+        EntityKind::Deal,
+        EntityKind::Contact,
+        EntityKind::Company,
+    ] {
+        assert!(
+            w.crm.entity(StreamId::new(kind, id(kind))).is_none(),
+            "{kind} not deleted"
+        );
+    }
+}

@@ -227,6 +227,10 @@ pub fn record(m: &Mapping, found: &Found, select: &Select) -> Value {
     for def in m.config().fields.iter().filter(|f| f.entity == kind) {
         let name = m.field_name(kind, &def.id);
         let v = fields.get(&def.id).unwrap_or(&Value::Null);
+        // An empty custom field standing for a plain one (`OPPORTUNITY`) keeps its default.
+        if v.is_null() && r.contains_key(&name) {
+            continue;
+        }
         r.insert(name, custom_text(Some(def.ty), v));
     }
     r.retain(|k, _| {

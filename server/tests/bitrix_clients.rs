@@ -1015,3 +1015,16 @@ fn every_method_of_the_list_answers_through_dispatch() {
         );
     }
 }
+
+#[test]
+fn a_record_copied_from_a_get_adds_with_its_item_ids_ignored() {
+    let mut w = World::new();
+    w.lead("original");
+    let mut copy = w.ok("crm.lead.get", json!({"id": 1}));
+    copy["TITLE"] = json!("copy");
+    let id = w.ok("crm.lead.add", json!({"fields": copy}));
+    let lead = w.ok("crm.lead.get", json!({"id": id}));
+    assert_eq!(lead["TITLE"], "copy");
+    assert_eq!(lead["PHONE"][0]["VALUE"], "+79001234567");
+    assert_eq!(lead["PHONE"].as_array().unwrap().len(), 1);
+}

@@ -523,6 +523,16 @@ fn items(name: &str, v: &Value) -> Result<Vec<Item>, Error> {
     Ok(out)
 }
 
+/// The values of a new record's items: every non-empty value not marked `DELETE`; an `ID`
+/// (copied from another record) is ignored.
+fn new_items(m: Multi, written: &Value) -> Result<Vec<String>, Error> {
+    Ok(items(m.name(), written)?
+        .into_iter()
+        .filter(|(_, _, delete)| !delete)
+        .filter_map(|(_, value, _)| value)
+        .collect())
+}
+
 /// The values after applying written items to the current ones (see the module docs).
 fn apply_items(
     record: i64,
@@ -605,12 +615,8 @@ pub fn add_command(
         }
         use EntityKind as K;
         match (kind, name.as_str()) {
-            (K::Lead | K::Contact | K::Company, "PHONE") => {
-                phones = apply_items(0, Multi::Phone, &[], v)?
-            }
-            (K::Lead | K::Contact | K::Company, "EMAIL") => {
-                emails = apply_items(0, Multi::Email, &[], v)?
-            }
+            (K::Lead | K::Contact | K::Company, "PHONE") => phones = new_items(Multi::Phone, v)?,
+            (K::Lead | K::Contact | K::Company, "EMAIL") => emails = new_items(Multi::Email, v)?,
             (_, "ASSIGNED_BY_ID") => {
                 let u = r.user(&name, v)?;
                 lead.responsible = u.clone();

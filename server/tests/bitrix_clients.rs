@@ -1028,3 +1028,28 @@ fn a_record_copied_from_a_get_adds_with_its_item_ids_ignored() {
     assert_eq!(lead["PHONE"][0]["VALUE"], "+79001234567");
     assert_eq!(lead["PHONE"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn writing_back_a_record_as_read_changes_nothing() {
+    let mut w = World::new();
+    w.lead("as read");
+    w.ok("crm.deal.add", json!({"fields": {"TITLE": "as read"}}));
+    for kind in [EntityKind::Lead, EntityKind::Deal] {
+        let stream = StreamId::new(kind, 1);
+        let version = w.crm.entity(stream).unwrap().version();
+        let record = w.ok(&format!("crm.{kind}.get"), json!({"id": 1}));
+        assert_eq!(
+            w.ok(
+                &format!("crm.{kind}.update"),
+                json!({"id": 1, "fields": record})
+            ),
+            json!(true)
+        );
+        assert_eq!(
+            w.crm.entity(stream).unwrap().version(),
+            version,
+            "{kind} changed"
+        );
+        assert_eq!(w.ok(&format!("crm.{kind}.get"), json!({"id": 1})), record);
+    }
+}

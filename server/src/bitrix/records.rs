@@ -565,6 +565,12 @@ fn apply_items(
     Ok(values.into_iter().flatten().collect())
 }
 
+/// Whether a written amount is zero: `OPPORTUNITY` reads `"0.00"` when there is none, so
+/// writing that back is no change.
+fn zero_amount(v: &Value) -> bool {
+    scalar_text(v).and_then(|t| leadflow_engine::field::parse_money(&t)) == Some(0)
+}
+
 fn upper(k: &str) -> String {
     k.trim().to_ascii_uppercase()
 }
@@ -771,9 +777,20 @@ pub fn update_commands(
         Entity::Deal(d) => (&[][..], &[][..], d.responsible.as_ref()),
         Entity::Task(_) => (&[][..], &[][..], None),
     };
+    let current_fields = match current {
+        Entity::Lead(l) => &l.fields,
+        Entity::Deal(d) => &d.fields,
+        Entity::Contact(c) => &c.fields,
+        Entity::Company(c) => &c.fields,
+        Entity::Task(_) => return Err(Error::NotFound),
+    };
     for (k, v) in &fields {
         let name = upper(k);
         if let Some(f) = m.custom_field(kind, &name) {
+            let empty = current_fields.get(f).is_none_or(Value::is_null);
+            if name == "OPPORTUNITY" && empty && zero_amount(v) {
+                continue;
+            }
             changes.insert(f.to_owned(), r.custom(f, &name, v)?);
             continue;
         }
@@ -849,6 +866,10 @@ pub fn update_commands(
                 changes.insert("lead".into(), id_or_null(v)?);
             }
             (K::Deal, "OPPORTUNITY") => {
+                let Entity::Deal(d) = current else { continue };
+                if d.amount.is_none() && zero_amount(v) {
+                    continue;
+                }
                 let amount = match v {
                     Value::String(s) if s.trim().is_empty() => Value::Null,
                     Value::Null | Value::Number(_) | Value::String(_) => v.clone(),

@@ -141,7 +141,13 @@ pub fn decide(
         Command::CreateTask(new) => vec![ctx.create_task(stream, new)?],
         Command::UpdateLead { changes, .. } => {
             let lead = expect_lead(stream, current)?;
-            let changes = ctx.changes(EntityKind::Lead, changes, |k| model::lead_field(lead, k))?;
+            // The whole lists, not `lead_field`'s first phone/e-mail: dropping the second is
+            // a change.
+            let changes = ctx.changes(EntityKind::Lead, changes, |k| match k {
+                "phones" => Value::from(lead.phones.clone()),
+                "emails" => Value::from(lead.emails.clone()),
+                _ => model::lead_field(lead, k),
+            })?;
             if changes.is_empty() {
                 vec![]
             } else {

@@ -290,6 +290,27 @@ fn an_update_records_only_what_changed() {
 }
 
 #[test]
+fn dropping_a_leads_second_phone_or_email_is_a_change() {
+    let mut w = World::lead_in_work();
+    let mut changes = BTreeMap::new();
+    changes.insert(
+        "phones".to_owned(),
+        serde_json::json!(["+79120000001", "+79120000002"]),
+    );
+    changes.insert("emails".to_owned(), serde_json::json!(["a@b.ru", "c@d.ru"]));
+    w.given(vec![Command::UpdateLead { id: 1, changes }]);
+    let mut changes = BTreeMap::new();
+    changes.insert("phones".to_owned(), serde_json::json!(["+79120000001"]));
+    changes.insert("emails".to_owned(), serde_json::json!(["a@b.ru"]));
+    let events = w.when(Command::UpdateLead { id: 1, changes }).unwrap();
+    let [Event::LeadUpdated(u)] = &events[..] else {
+        panic!("no update: {events:?}")
+    };
+    assert_eq!(u.changes["phones"], serde_json::json!(["+79120000001"]));
+    assert_eq!(u.changes["emails"], serde_json::json!(["a@b.ru"]));
+}
+
+#[test]
 fn the_responsible_and_the_stage_are_not_plain_fields() {
     let mut w = World::lead_in_work();
     for (field, hint) in [

@@ -1,6 +1,7 @@
 //! Loading: the files' sections gathered, then each section checked and built by its own
 //! method — settings (currency, default actor, intake sources), calendar, teams, employees,
-//! fields, pipelines with their stages — every problem collected with its location.
+//! fields, pipelines with their stages, `[bitrix24]` (in `bitrix24.rs`) — every problem
+//! collected with its location.
 
 use super::raw::{
     RawCalendar, RawConditional, RawEmployee, RawField, RawFile, RawPipeline, RawStage, RawTeam,
@@ -72,6 +73,7 @@ struct Gathered<'a> {
     pipelines: Vec<Located<'a, RawPipeline>>,
     server: Option<super::service::ServerConfig>,
     forms: Vec<Located<'a, (Spanned<String>, super::service::RawForm)>>,
+    bitrix24: Option<Located<'a, super::bitrix24::RawBitrix24>>,
 }
 
 /// The ids every file defines, for checking references across files.
@@ -148,6 +150,18 @@ impl Loader {
                 );
             }
         }
+        let bitrix24 = match g.bitrix24 {
+            Some(Located { file, item }) => {
+                let known = super::bitrix24::Known {
+                    employees: &employees,
+                    sources: &sources,
+                    pipelines: &pipelines,
+                    fields: &fields,
+                };
+                super::bitrix24::load(file, item, &known, &mut self.errors)
+            }
+            None => Default::default(),
+        };
 
         if !self.errors.is_empty() {
             return Err(Diagnostics(self.errors));
@@ -163,6 +177,7 @@ impl Loader {
             calendar: g.calendar.unwrap_or_default(),
             server: g.server.unwrap_or_default(),
             forms,
+            bitrix24,
         })
     }
 
@@ -221,6 +236,15 @@ impl Loader {
         }
         g.forms
             .extend(Located::all(src, raw.forms.into_iter().collect()));
+        if let Some(b) = raw.bitrix24 {
+            if g.bitrix24.is_some() {
+                self.err(src, b.span(), "[bitrix24] is set in more than one file");
+            }
+            g.bitrix24 = Some(Located {
+                file: src,
+                item: b.into_inner(),
+            });
+        }
         g.employees.extend(Located::all(src, raw.employees));
         g.teams.extend(Located::all(src, raw.teams));
         g.fields.extend(Located::all(src, raw.fields));

@@ -13,16 +13,20 @@
 //!   `[calendar]`, `[[teams]]`, `[[employees]]`, `[[fields]]`, `[[pipelines]]` and their
 //!   stages) checks it and builds its part of the model, collecting every problem with its
 //!   location.
+//! - `bitrix24.rs` — the `[bitrix24]` section ([`Bitrix24`]): its format and its checks.
 //!
 //! The diagnostics types ([`ConfigError`], [`ConfigErrors`], [`Source`]) are those of
 //! [`crate::diag`]; the duration syntax ([`parse_duration`], [`DurationParts`]) is
 //! [`crate::time`]'s. Both are re-exported here.
 
+mod bitrix24;
 mod load;
 mod raw;
 mod service;
 
 pub use service::{FormConfig, ServerConfig};
+
+pub use bitrix24::Bitrix24;
 
 use crate::calendar::Calendar;
 use crate::field::FieldType;
@@ -228,6 +232,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[forms.NAME]`: web forms whose submissions become leads, by name.
     pub forms: BTreeMap<String, FormConfig>,
+    /// The `[bitrix24]` section: Bitrix24 ids for leadflow's (the REST facade adds defaults).
+    pub bitrix24: Bitrix24,
 }
 
 impl Config {

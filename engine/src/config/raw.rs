@@ -23,6 +23,7 @@ pub(super) struct RawFile {
     pub(super) server: Option<Spanned<super::service::RawServer>>,
     #[serde(default)]
     pub(super) forms: std::collections::BTreeMap<Spanned<String>, super::service::RawForm>,
+    pub(super) bitrix24: Option<Spanned<super::bitrix24::RawBitrix24>>,
 }
 
 #[derive(Deserialize)]

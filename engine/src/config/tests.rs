@@ -1,4 +1,5 @@
 use super::*;
+use crate::ids::StageId;
 
 fn errors(text: &str) -> Vec<String> {
     Config::from_toml("x.toml", text)
@@ -124,4 +125,88 @@ fn the_calendar_is_read_and_checked() {
     );
     assert!(errs[3].contains("bad working hours 'late'"), "{errs:?}");
     assert!(errs[4].contains("bad date '2026-02-30'"), "{errs:?}");
+}
+
+#[test]
+fn the_bitrix24_section_maps_ids_to_what_the_config_defines() {
+    let text = format!(
+        "sources = [\"web_form\", \"call\"]
+{MINIMAL}
+[[employees]]
+id = \"petrova\"
+name = \"Petrova\"
+[[fields]]
+id = \"last_name\"
+entity = \"lead\"
+type = \"string\"
+[bitrix24]
+users = {{ \"7\" = \"petrova\" }}
+statuses = {{ START = \"new\" }}
+sources = {{ WEB = \"web_form\" }}
+[bitrix24.fields.lead]
+LAST_NAME = \"last_name\"
+"
+    );
+    let config = Config::from_toml("x.toml", &text).unwrap();
+    let b = &config.bitrix24;
+    assert_eq!(b.users.get(&7), Some(&EmployeeId::from("petrova")));
+    assert_eq!(b.statuses.get("START"), Some(&StageId::from("new")));
+    assert_eq!(b.sources.get("WEB").map(String::as_str), Some("web_form"));
+    assert_eq!(
+        b.fields[&EntityKind::Lead]
+            .get("LAST_NAME")
+            .map(String::as_str),
+        Some("last_name")
+    );
+}
+
+#[test]
+fn bitrix24_section_errors_name_the_place_and_the_unknown_id() {
+    let text = format!(
+        "{MINIMAL}
+[bitrix24]
+users = {{ \"x\" = \"ghost\" }}
+statuses = {{ NEW = \"nowhere\", done = \"done\" }}
+categories = {{ \"1\" = \"lead\" }}
+[bitrix24.fields.task]
+UF_CRM_X = \"x\"
+"
+    );
+    let errs = errors(&text);
+    let line = |n: usize| format!("x.toml:{n}:");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&line(9)) && e.contains("'x' is not a Bitrix24 user id")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("unknown stage of the lead pipeline 'nowhere'")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("'done' is not a Bitrix24 id")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("unknown deal pipeline 'lead'")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("unknown entity 'task' in [bitrix24.fields]")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_stage_mapped_from_two_bitrix24_ids_is_refused() {
+    let text = format!("{MINIMAL}\n[bitrix24]\nstatuses = {{ NEW = \"new\", START = \"new\" }}\n");
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e.contains("'new' is mapped twice")),
+        "{errs:?}"
+    );
 }

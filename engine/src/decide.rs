@@ -104,10 +104,11 @@ pub struct Decision {
     pub events: Vec<Event>,
 }
 
-/// Checks that an actor may act at all: employees must exist in the config and be active.
+/// Checks that an actor may act at all: employees, and the employees API tokens act for, must
+/// exist in the config and be active.
 pub fn check_actor(config: &Config, actor: &Actor) -> Result<(), Rejection> {
-    match actor {
-        Actor::Employee(e) => match config.employee(e) {
+    match actor.employee() {
+        Some(e) => match config.employee(e) {
             None => Err(Rejection::UnknownEmployee {
                 employee: e.clone(),
             }),
@@ -116,7 +117,7 @@ pub fn check_actor(config: &Config, actor: &Actor) -> Result<(), Rejection> {
             }),
             Some(_) => Ok(()),
         },
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 

@@ -257,6 +257,24 @@ fn inactive_employees_cannot_act_or_be_given_work() {
 }
 
 #[test]
+fn an_api_actor_may_act_only_for_a_known_active_employee() {
+    let w = World::new();
+    let api_for = |e: &str| Actor::Api {
+        token: "crm".into(),
+        employee: Some(e.into()),
+    };
+    assert!(check_actor(&w.config, &api_for("ivanov")).is_ok());
+    assert!(check_actor(&w.config, &Actor::api("site-form")).is_ok());
+    assert_eq!(
+        check_actor(&w.config, &api_for("nobody"))
+            .unwrap_err()
+            .to_string(),
+        "unknown employee 'nobody'"
+    );
+    assert!(check_actor(&w.config, &api_for("retired")).is_err());
+}
+
+#[test]
 fn assigning_the_current_responsible_changes_nothing() {
     let mut w = World::lead_in_work();
     assert_eq!(

@@ -519,6 +519,31 @@ pub struct RobotCompleted {
     pub error: Option<String>,
 }
 
+/// An API token was made (`leadflow token create`). Only the hash of its secret is kept: the
+/// secret itself was shown once, to whoever made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// Its name, unique among tokens not revoked; API events record it (`api:<name>`).
+    pub name: String,
+    /// The role it has (see [`crate::access`]).
+    pub role: String,
+    /// The employee it acts for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee: Option<EmployeeId>,
+    /// SHA-256 of the secret, lowercase hex.
+    pub secret_hash: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// An API token was revoked: it opens nothing from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    /// Its name.
+    pub name: String,
+}
+
 /// Why a stored event could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -665,6 +690,10 @@ events! {
     RobotStarted(RobotStarted) = "robot.started", 1, Lead | Deal | Task | Contact | Company | System;
     /// An external robot's call ended.
     RobotCompleted(RobotCompleted) = "robot.completed", 1, Lead | Deal | Task | Contact | Company | System;
+    /// An API token was made (issue 10, access).
+    TokenCreated(TokenCreated) = "token.created", 1, Token;
+    /// An API token was revoked (issue 10, access).
+    TokenRevoked(TokenRevoked) = "token.revoked", 1, Token;
 }
 
 impl Event {

@@ -367,7 +367,7 @@ pub(crate) fn catch_up_page(
     for rec in &page {
         let event = rec.decode()?;
         let at = rec.occurred_at()?;
-        projector.apply(conn, rec.position, rec.stream, &event, at)?;
+        projector.apply(conn, rec.position, rec.stream, &event, at, &rec.actor)?;
     }
     projector.flush(conn)?;
     project::set_checkpoint(conn, schema, last)?;
@@ -562,8 +562,14 @@ impl<'c> Tx<'c> {
                 ])?;
                 self.head_position = position;
                 self.head_hash = hash;
-                self.projector
-                    .apply(&self.tx, position, stream, event, meta.occurred_at)?;
+                self.projector.apply(
+                    &self.tx,
+                    position,
+                    stream,
+                    event,
+                    meta.occurred_at,
+                    &actor,
+                )?;
                 if self.recent_complete {
                     if self.recent.len() < RECENT_MAX {
                         self.recent.push(RecordedEvent {
@@ -617,8 +623,16 @@ impl<'c> Tx<'c> {
         let (stream, current) = match command.target() {
             Target::New(kind) => (StreamId::new(kind, self.next_id(kind)?), None),
             Target::Existing(stream) => (stream, self.load(stream)?),
+            Target::Token(name) => match crate::project::token_state(&self.tx, name)? {
+                Some(t) => (t.stream, None),
+                None => (
+                    StreamId::new(EntityKind::Token, self.next_id(EntityKind::Token)?),
+                    None,
+                ),
+            },
         };
         let decision = decide(config, command, stream, current.as_ref(), &Exists(self))?;
+        let stream = decision.stream;
         if decision.events.is_empty() {
             return Ok(Executed {
                 stream,
@@ -932,6 +946,11 @@ struct Exists<'a, 'c>(&'a Tx<'c>);
 impl Lookup for Exists<'_, '_> {
     fn exists(&self, stream: StreamId) -> bool {
         self.0.exists(stream)
+    }
+
+    fn token(&self, name: &str) -> Option<leadflow_engine::decide::TokenState> {
+        // An error here recurs at the append, which reports it.
+        crate::project::token_state(&self.0.tx, name).ok().flatten()
     }
 }
 

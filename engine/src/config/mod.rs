@@ -11,8 +11,8 @@
 //! - `raw.rs` — the TOML format of the files, as read before any check (a new key starts here).
 //! - `load.rs` — [`Config::load`] and its `Loader`: one method per section (settings,
 //!   `[calendar]`, `[[teams]]`, `[[employees]]`, `[[fields]]`, `[[pipelines]]` and their
-//!   stages) checks it and builds its part of the model, collecting every problem with its
-//!   location.
+//!   stages, `[roles.NAME]`) checks it and builds its part of the model, collecting every
+//!   problem with its location.
 //!
 //! The diagnostics types ([`ConfigError`], [`ConfigErrors`], [`Source`]) are those of
 //! [`crate::diag`]; the duration syntax ([`parse_duration`], [`DurationParts`]) is
@@ -198,7 +198,7 @@ pub fn builtin_fields(entity: EntityKind) -> &'static [&'static str] {
         ],
         EntityKind::Contact => &["name", "phone", "email", "company", "responsible"],
         EntityKind::Company => &["name", "inn", "bank_account", "bik", "phone", "email"],
-        EntityKind::Task | EntityKind::Ruleset | EntityKind::System => &[],
+        EntityKind::Task | EntityKind::Ruleset | EntityKind::System | EntityKind::Token => &[],
     }
 }
 
@@ -221,6 +221,8 @@ pub struct Config {
     pub pipelines: Vec<Pipeline>,
     /// Working days and hours, for deadlines in working time.
     pub calendar: Calendar,
+    /// The API roles (the defaults and `[roles.NAME]`) and what each employee reaches.
+    pub access: crate::access::Access,
 }
 
 impl Config {

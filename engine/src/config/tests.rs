@@ -125,3 +125,75 @@ fn the_calendar_is_read_and_checked() {
     assert!(errs[3].contains("bad working hours 'late'"), "{errs:?}");
     assert!(errs[4].contains("bad date '2026-02-30'"), "{errs:?}");
 }
+
+#[test]
+fn a_roles_section_replaces_a_default_role_and_adds_one() {
+    use crate::access::{Action, Resource, Scope, Want};
+    let text = format!(
+        r#"{MINIMAL}
+[roles.first_line]
+description = "leads, and reading contacts"
+scope = "all"
+lead = ["read", "write"]
+contact = ["read"]
+
+[roles.bot]
+intake = ["create"]
+lead = ["create", "update"]
+"#
+    );
+    let config = Config::from_toml("x.toml", &text).unwrap();
+    let first = config.access.role("first_line").unwrap();
+    assert_eq!(first.scope, Scope::All);
+    assert!(first.allows(Resource::Contact, Action::Read));
+    assert!(first.allows(Resource::Lead, Action::Move));
+    assert!(
+        !first.allows(Resource::Task, Action::Read),
+        "replaced whole"
+    );
+    let bot = Want::new(Resource::Lead, Action::Update);
+    assert!(config.access.check("bot", None, &bot).is_ok());
+    assert!(config.access.role("admin").is_some(), "other defaults stay");
+}
+
+#[test]
+fn unknown_resources_actions_and_scopes_in_roles_are_reported_where_they_are() {
+    let text = format!(
+        "{MINIMAL}\n[roles.x]\nscope = \"planet\"\ncontact = [\"read\", \"move\"]\nverify = [\"write\"]\nlead = [\"fly\"]\n"
+    );
+    let errs = errors(&text);
+    let line = |n: usize| format!("x.toml:{n}:");
+    let base = MINIMAL.lines().count() + 2;
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&line(base + 1)) && e.contains("unknown scope 'planet'")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&format!("x.toml:{}:20:", base + 2))
+                && e.contains(
+                    "'move' does not apply to contact, which takes: read, create, update, delete"
+                )),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&line(base + 3))
+                && e.contains("'write' does not apply to verify")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&line(base + 4)) && e.contains("unknown action 'fly' on lead")),
+        "{errs:?}"
+    );
+    let errs = errors(&format!("{MINIMAL}\n[roles.x]\ndeals = [\"read\"]\n"));
+    assert!(
+        errs[0].starts_with(&line(MINIMAL.lines().count() + 3))
+            && errs[0].contains("unknown field `deals`"),
+        "{errs:?}"
+    );
+    let errs = errors(&format!("{MINIMAL}\n[roles.Boss]\nlead = [\"read\"]\n"));
+    assert!(errs[0].contains("role name 'Boss'"), "{errs:?}");
+}

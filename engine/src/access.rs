@@ -678,6 +678,17 @@ impl Access {
     }
 }
 
+/// SHA-256 of an API token's secret, lowercase hex: what `token.created` and the `tokens` table
+/// keep instead of the secret. A request's secret is hashed and looked up by the hash
+/// (`store::query::token_by_hash`), so no comparison runs over the secret itself.
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -970,6 +981,14 @@ mod tests {
                     &Want::new(Resource::Deal, Action::Create)
                 )
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_secret_is_kept_as_its_sha256_in_hex() {
+        assert_eq!(
+            secret_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 

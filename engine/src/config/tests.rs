@@ -197,3 +197,23 @@ fn unknown_resources_actions_and_scopes_in_roles_are_reported_where_they_are() {
     let errs = errors(&format!("{MINIMAL}\n[roles.Boss]\nlead = [\"read\"]\n"));
     assert!(errs[0].contains("role name 'Boss'"), "{errs:?}");
 }
+
+#[test]
+fn the_roles_example_in_the_default_config_loads_when_uncommented() {
+    let mut text = String::new();
+    let mut inside = false;
+    for line in DEFAULT_CONFIG.lines() {
+        if line == "# [roles.first_line]" {
+            inside = true;
+        }
+        if inside && !line.starts_with("# ") {
+            inside = false;
+        }
+        text.push_str(if inside { &line[2..] } else { line });
+        text.push('\n');
+    }
+    assert!(text.contains("\n[roles.first_line]\n"), "the example is there");
+    let config = Config::from_toml("leadflow.toml", &text).unwrap();
+    let role = config.access.role("first_line").unwrap();
+    assert!(role.allows(crate::access::Resource::Contact, crate::access::Action::Read));
+}

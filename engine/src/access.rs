@@ -698,9 +698,16 @@ mod tests {
         Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap()
     }
 
+    /// A role, the employee its checks act for, and its `resource: actions` lines.
+    type Row = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    );
+
     /// What each default role may do, as `resource: actions` lines; everything else is denied.
     /// Checked against every resource × action, in its own pipeline where it has one.
-    const MATRIX: &[(&str, &str, &[(&str, &str)])] = &[
+    const MATRIX: &[Row] = &[
         (
             "admin",
             "admin",

@@ -212,8 +212,14 @@ fn the_roles_example_in_the_default_config_loads_when_uncommented() {
         text.push_str(if inside { &line[2..] } else { line });
         text.push('\n');
     }
-    assert!(text.contains("\n[roles.first_line]\n"), "the example is there");
+    assert!(
+        text.contains("\n[roles.first_line]\n"),
+        "the example is there"
+    );
     let config = Config::from_toml("leadflow.toml", &text).unwrap();
     let role = config.access.role("first_line").unwrap();
-    assert!(role.allows(crate::access::Resource::Contact, crate::access::Action::Read));
+    assert!(role.allows(
+        crate::access::Resource::Contact,
+        crate::access::Action::Read
+    ));
 }

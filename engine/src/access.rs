@@ -9,7 +9,8 @@
 //! The default roles follow seed 000 (see [`Access::defaults`]); `[roles.NAME]` in the
 //! configuration replaces a default role of that name or adds one (docs/CONFIG.md).
 
-use crate::config::{Employee, Team};
+use crate::command::Command;
+use crate::config::{Config, Employee, Team};
 use crate::ids::{EmployeeId, EntityKind, PipelineId, TeamId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -354,6 +355,50 @@ impl Want {
             resource,
             action,
             pipeline: Some(pipeline.into()),
+        }
+    }
+}
+
+impl Want {
+    /// What executing `command` wants. `pipeline` is the pipeline of the lead or deal it acts
+    /// on (a task: its lead's or deal's), which only the caller's state knows; a create command
+    /// names its own (a deal: its pipeline, else the configuration's first deal pipeline; a
+    /// lead: the lead pipeline), so `pipeline` is ignored for those.
+    pub fn of_command(command: &Command, config: &Config, pipeline: Option<&PipelineId>) -> Want {
+        use Action as A;
+        use Command as C;
+        use Resource as R;
+        let (resource, action) = match command {
+            C::CreateLead(_) => (R::Lead, A::Create),
+            C::UpdateLead { .. } => (R::Lead, A::Update),
+            C::MoveLead { .. } => (R::Lead, A::Move),
+            C::AssignLead { .. } => (R::Lead, A::Assign),
+            C::CreateDeal(_) => (R::Deal, A::Create),
+            C::UpdateDeal { .. } => (R::Deal, A::Update),
+            C::MoveDeal { .. } => (R::Deal, A::Move),
+            C::AssignDeal { .. } => (R::Deal, A::Assign),
+            C::CreateContact(_) => (R::Contact, A::Create),
+            C::UpdateContact { .. } => (R::Contact, A::Update),
+            C::CreateCompany(_) => (R::Company, A::Create),
+            C::UpdateCompany { .. } => (R::Company, A::Update),
+            C::CreateTask(_) => (R::Task, A::Create),
+            C::CompleteTask { .. } => (R::Task, A::Complete),
+            C::CreateToken(_) | C::RevokeToken { .. } => (R::Tokens, A::Admin),
+        };
+        let pipeline = match command {
+            C::CreateLead(_) => Some(config.lead_pipeline().id.clone()),
+            C::CreateDeal(d) => d
+                .pipeline
+                .clone()
+                .or_else(|| config.default_deal_pipeline().map(|p| p.id.clone())),
+            C::CreateContact(_) | C::CreateCompany(_) | C::CreateToken(_) => None,
+            C::UpdateContact { .. } | C::UpdateCompany { .. } | C::RevokeToken { .. } => None,
+            _ => pipeline.cloned(),
+        };
+        Want {
+            resource,
+            action,
+            pipeline,
         }
     }
 }
@@ -988,6 +1033,54 @@ mod tests {
                     &Want::new(Resource::Deal, Action::Create)
                 )
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_command_wants_its_resource_action_and_pipeline() {
+        use crate::command::{NewDeal, NewLead};
+        let config = config();
+        let access = &config.access;
+        let kuznetsov = EmployeeId::from("kuznetsov");
+        let services = PipelineId::from("services");
+        let deal_in = |p: Option<&str>| {
+            Command::CreateDeal(NewDeal {
+                title: "Countertop".into(),
+                pipeline: p.map(PipelineId::from),
+                ..Default::default()
+            })
+        };
+        let want = Want::of_command(&deal_in(None), &config, Some(&services));
+        assert_eq!(
+            want,
+            Want::in_pipeline(Resource::Deal, Action::Create, "goods")
+        );
+        assert!(access.check("sales", Some(&kuznetsov), &want).is_ok());
+        let want = Want::of_command(&deal_in(Some("services")), &config, None);
+        assert!(access.check("sales", Some(&kuznetsov), &want).is_err());
+        let moving = Command::MoveDeal {
+            id: 1,
+            stage: "won".into(),
+            reason: None,
+        };
+        assert_eq!(
+            Want::of_command(&moving, &config, Some(&services)),
+            Want::in_pipeline(Resource::Deal, Action::Move, "services")
+        );
+        let lead = Command::CreateLead(NewLead::default());
+        let want = Want::of_command(&lead, &config, None);
+        assert_eq!(
+            want,
+            Want::in_pipeline(Resource::Lead, Action::Create, "lead")
+        );
+        assert!(access.check("intake", None, &want).is_ok());
+        let revoke = Command::RevokeToken { name: "x".into() };
+        assert_eq!(
+            access
+                .check("auditor", None, &Want::of_command(&revoke, &config, None))
+                .unwrap_err()
+                .to_string(),
+            "role auditor may not administer tokens"
         );
     }
 

@@ -1148,6 +1148,18 @@ impl TokenRow {
     pub fn is_active(&self) -> bool {
         self.revoked_at.is_none()
     }
+
+    /// The actor a request made with this token records: `api:<name>`, acting for `employee`
+    /// if given (a Bitrix24 URL's user id), else for the token's own employee, if any.
+    pub fn actor(
+        &self,
+        employee: Option<leadflow_engine::ids::EmployeeId>,
+    ) -> leadflow_engine::Actor {
+        leadflow_engine::Actor::Api {
+            token: self.name.clone(),
+            employee: employee.or_else(|| self.employee.as_deref().map(Into::into)),
+        }
+    }
 }
 
 const TOKEN_COLUMNS: &str =
@@ -1203,6 +1215,13 @@ pub fn token_by_hash(db: &impl Source, secret_hash: &str) -> Result<Option<Token
         "SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ?1 ORDER BY revoked_at IS NOT NULL LIMIT 1"
     ))?;
     Ok(token_rows(&mut stmt, &[&secret_hash])?.pop())
+}
+
+/// The token a request's secret opens: hashes it (`engine::access::secret_hash`) and looks the
+/// hash up; `None` for an unknown or revoked one (the request is then a 401).
+pub fn token_by_secret(db: &impl Source, secret: &str) -> Result<Option<TokenRow>, Error> {
+    let hash = leadflow_engine::access::secret_hash(secret);
+    Ok(token_by_hash(db, &hash)?.filter(TokenRow::is_active))
 }
 
 /// Every token, revoked ones too, in the order they were made.

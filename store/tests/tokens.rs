@@ -140,3 +140,27 @@ fn replay_rebuilds_the_tokens_table() {
     assert_eq!(query::tokens(&store).unwrap(), before);
     assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
 }
+
+#[test]
+fn a_secret_opens_its_token_until_it_is_revoked_and_acts_for_its_employee() {
+    let mut store = Store::open_in_memory().unwrap();
+    let secret = "c0ffee".repeat(10);
+    let hash = leadflow_engine::access::secret_hash(&secret);
+    run(
+        &mut store,
+        t0(),
+        create("crm", "sales", Some("kuznetsov"), &hash),
+    )
+    .unwrap();
+    let row = query::token_by_secret(&store, &secret).unwrap().unwrap();
+    assert_eq!(row.name, "crm");
+    assert_eq!(row.actor(None).to_string(), "api:crm@kuznetsov");
+    assert_eq!(
+        row.actor(Some("volkov".into())).to_string(),
+        "api:crm@volkov"
+    );
+    assert_eq!(query::token_by_secret(&store, "wrong").unwrap(), None);
+    run(&mut store, t0(), revoke("crm")).unwrap();
+    assert_eq!(query::token_by_secret(&store, &secret).unwrap(), None);
+    assert!(query::token_by_hash(&store, &hash).unwrap().is_some());
+}

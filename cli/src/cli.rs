@@ -830,7 +830,8 @@ pub(crate) struct EventsArgs {
     /// Only this type (lead.created, or a prefix like lead.*); repeat for several
     #[arg(long = "type", value_name = "TYPE")]
     pub types: Vec<String>,
-    /// Only this actor: an employee id, system, employee:ID, robot:RULE or api:TOKEN
+    /// Only this actor: an employee id, system, employee:ID, robot:RULE, api:TOKEN (whoever it
+    /// acted for) or api:TOKEN@EMPLOYEE
     #[arg(long)]
     pub actor: Option<String>,
     /// Only events that occurred at or after this time

@@ -194,3 +194,32 @@ fn a_token_secret_never_reaches_the_database_or_the_log_only_its_hash() {
         "{listed}"
     );
 }
+
+#[test]
+fn the_events_of_a_token_are_found_whoever_it_acted_for() {
+    let env = Env::new();
+    env.ok(&["--as", "api:crm@ivanov", "lead", "create", "--name", "Ivan"]);
+    env.ok(&["--as", "api:crm", "lead", "create", "--name", "Olga"]);
+    env.ok(&["--as", "api:crm2", "lead", "create", "--name", "Pavel"]);
+    let actors = |filter: &str| -> Vec<String> {
+        json_lines(&env.ok(&["--json", "events", "--actor", filter]))
+            .iter()
+            .map(|e| e["actor"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(actors("api:crm"), ["api:crm@ivanov", "api:crm"]);
+    assert_eq!(actors("api:crm@ivanov"), ["api:crm@ivanov"]);
+    assert_eq!(actors("api:crm2"), ["api:crm2"]);
+    env.refused_quietly(
+        &[
+            "--as",
+            "api:crm@ghost",
+            "lead",
+            "create",
+            "--name",
+            "Nobody",
+        ],
+        1,
+        "unknown employee 'ghost'",
+    );
+}

@@ -81,7 +81,8 @@ pub struct LogFilter {
     pub stream: Option<StreamId>,
     /// Only these types; a trailing `*` matches a prefix (`lead.*`).
     pub types: Vec<String>,
-    /// Only this actor (`employee:petrova`, `system`…).
+    /// Only this actor (`employee:petrova`, `system`…); `api:TOKEN` also matches the token
+    /// acting for an employee (`api:TOKEN@EMPLOYEE`).
     pub actor: Option<String>,
     /// Only events that occurred at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -127,7 +128,14 @@ pub(crate) fn read_log(
     }
     if let Some(a) = &filter.actor {
         let p = arg(a.clone().into(), &mut args);
-        sql += &format!(" AND e.actor = {p}");
+        if a.starts_with("api:") && !a.contains('@') {
+            // A token: whoever it acted for (`api:crm@ivanov`) too.
+            sql += &format!(
+                " AND (e.actor = {p} OR substr(e.actor, 1, length({p}) + 1) = {p} || '@')"
+            );
+        } else {
+            sql += &format!(" AND e.actor = {p}");
+        }
     }
     if let Some(t) = filter.since {
         let p = arg(fmt_time(t).into(), &mut args);

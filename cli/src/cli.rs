@@ -24,6 +24,7 @@ pub(crate) const READ_ONLY: &[&[&str]] = &[
     &["company", "show"],
     &["company", "list"],
     &["task", "list"],
+    &["token", "list"],
 ];
 
 /// The command line with the global options propagated to every command, and the
@@ -224,6 +225,36 @@ pub(crate) enum Command {
     /// Show the loaded configuration: pipelines, stages, fields, employees, teams
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Create, list and revoke API tokens (each has a role; see docs/CONFIG.md, roles)
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+/// `token`: API tokens (issue 10, access).
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCmd {
+    /// Create a token and print its secret, once: only its hash is stored
+    Create {
+        /// Its name: lowercase letters, digits, '_', '.', '-' (events record `api:NAME`)
+        name: String,
+        /// Its role: admin, designer, first_line, sales, head_of_sales, auditor, intake, or
+        /// one of `[roles.NAME]`
+        #[arg(long)]
+        role: String,
+        /// The employee it acts for
+        #[arg(long)]
+        employee: Option<String>,
+        /// What it is for
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// List the tokens, revoked ones too (never their secrets)
+    List,
+    /// Revoke a token: it opens nothing from now on
+    Revoke {
+        /// The token's name
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -810,7 +841,8 @@ pub(crate) struct EventsArgs {
     /// Only this type (lead.created, or a prefix like lead.*); repeat for several
     #[arg(long = "type", value_name = "TYPE")]
     pub types: Vec<String>,
-    /// Only this actor: an employee id, system, employee:ID, robot:RULE or api:TOKEN
+    /// Only this actor: an employee id, system, employee:ID, robot:RULE, api:TOKEN (whoever it
+    /// acted for) or api:TOKEN@EMPLOYEE
     #[arg(long)]
     pub actor: Option<String>,
     /// Only events that occurred at or after this time

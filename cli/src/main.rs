@@ -23,6 +23,7 @@ mod rulescmd;
 mod servecmd;
 mod service;
 mod simulate;
+mod tokencmd;
 
 use clap::FromArgMatches;
 use cli::{Cli, Command};
@@ -62,13 +63,14 @@ fn main() {
 /// Whether a command only reads the database (it then never takes the write lock and works on
 /// a read-only copy) or may write it.
 fn access(command: &Command) -> Access {
-    use cli::{CompanyCmd, ContactCmd, DealCmd, LeadCmd, TaskCmd};
+    use cli::{CompanyCmd, ContactCmd, DealCmd, LeadCmd, TaskCmd, TokenCmd};
     let reads = match command {
         Command::Lead(c) => matches!(c, LeadCmd::Show { .. } | LeadCmd::List(_)),
         Command::Deal(c) => matches!(c, DealCmd::Show { .. } | DealCmd::List(_)),
         Command::Contact(c) => matches!(c, ContactCmd::Show { .. } | ContactCmd::List { .. }),
         Command::Company(c) => matches!(c, CompanyCmd::Show { .. } | CompanyCmd::List { .. }),
         Command::Task(c) => matches!(c, TaskCmd::List { .. }),
+        Command::Token(c) => matches!(c, TokenCmd::List),
         // Marking notifications read appends `notification.read`.
         Command::Inbox(a) => a.mark_read.is_empty() && !a.mark_all_read,
         // Only the log: these read a read-only copy that needs an upgrade as it is.
@@ -129,6 +131,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Inbox(a) => journal::inbox(&mut ctx, a),
                 Command::Timers(a) => journal::timers(&ctx, a),
                 Command::Journal(a) => journal::journal(&ctx, a),
+                Command::Token(c) => tokencmd::token(&mut ctx, c),
                 Command::Init { .. }
                 | Command::Demo(_)
                 | Command::Rules(_)
@@ -197,6 +200,9 @@ mod tests {
         &["journal"],
         &["simulate", "scenario.toml"],
         &["config", "show"],
+        &["token", "create", "crm", "--role", "sales"],
+        &["token", "list"],
+        &["token", "revoke", "crm"],
     ];
 
     fn parse(args: &[&str]) -> Result<Cli, String> {

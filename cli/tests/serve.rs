@@ -30,6 +30,13 @@ struct Serving {
     log: Arc<std::sync::Mutex<String>>,
 }
 
+/// An admin token made with `leadflow token create`: its secret.
+fn admin_token(env: &Env) -> String {
+    let out = env.ok(&["--json", "token", "create", "ops", "--role", "admin"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    v["secret"].as_str().unwrap().to_owned()
+}
+
 fn start(env: &Env) -> Serving {
     let mut child = env
         .wall_clock_cmd()
@@ -82,13 +89,16 @@ fn signal(child: &Child, sig: &str) {
 /// Clients creating leads until `stop`: the titles acknowledged with 201.
 fn load(
     addr: SocketAddr,
+    secret: &str,
     clients: usize,
     stop: Arc<AtomicBool>,
     tag: &'static str,
 ) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    let auth = format!("Bearer {secret}");
     (0..clients)
         .map(|i| {
             let stop = stop.clone();
+            let auth = auth.clone();
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 let mut j = 0;
@@ -104,6 +114,7 @@ fn load(
                         &[
                             ("content-type", "application/json"),
                             ("idempotency-key", &key),
+                            ("authorization", &auth),
                         ],
                         body.as_bytes(),
                     ) {
@@ -121,9 +132,10 @@ fn load(
 #[test]
 fn sigterm_under_load_stops_gracefully_and_loses_nothing_acknowledged() {
     let env = Env::with_rules("assign.toml", ROUND_ROBIN);
+    let secret = admin_token(&env);
     let mut s = start(&env);
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = load(s.addr, 16, stop.clone(), "term");
+    let workers = load(s.addr, &secret, 16, stop.clone(), "term");
     std::thread::sleep(std::time::Duration::from_millis(400));
     signal(&s.child, "TERM");
     let status = s.child.wait().unwrap();
@@ -159,12 +171,13 @@ fn sigterm_under_load_stops_gracefully_and_loses_nothing_acknowledged() {
 #[test]
 fn sigkill_under_load_again_and_again_loses_no_acknowledged_lead_and_no_robot_effect() {
     let env = Env::with_rules("assign.toml", ROUND_ROBIN);
+    let secret = admin_token(&env);
     let mut acked = Vec::new();
     for round in 0..3 {
         let mut s = start(&env);
         let stop = Arc::new(AtomicBool::new(false));
         let tag: &'static str = ["kill0", "kill1", "kill2"][round];
-        let workers = load(s.addr, 16, stop.clone(), tag);
+        let workers = load(s.addr, &secret, 16, stop.clone(), tag);
         std::thread::sleep(std::time::Duration::from_millis(300));
         s.child.kill().unwrap();
         s.child.wait().unwrap();
@@ -211,8 +224,9 @@ fn sigkill_under_load_again_and_again_loses_no_acknowledged_lead_and_no_robot_ef
 #[test]
 fn sighup_reloads_the_rule_folder_and_keeps_the_old_set_when_the_new_one_is_broken() {
     let env = Env::with_rules("assign.toml", ROUND_ROBIN);
+    let secret = admin_token(&env);
     let mut s = start(&env);
-    let c = Client::new(s.addr);
+    let c = Client::new(s.addr).bearer(&secret);
     env.write_rules(
         "broken.toml",
         "[[rules]]\nid = \"x\"\ntrigger = { on = \"nonsense\" }\n",

@@ -119,6 +119,22 @@ pub struct NewTask {
     pub deal: Option<i64>,
 }
 
+/// A new API token. The caller makes the secret (the engine has no randomness) and passes
+/// only its hash; the secret never reaches the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    /// `[a-z0-9][a-z0-9_.-]*`, at most 64 characters; unique among tokens not revoked.
+    pub name: String,
+    /// A role of the configuration.
+    pub role: String,
+    /// The employee it acts for, if any.
+    pub employee: Option<EmployeeId>,
+    /// SHA-256 of the secret, lowercase hex.
+    pub secret_hash: String,
+    /// What it is for.
+    pub note: Option<String>,
+}
+
 /// Everything the engine can be asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -165,21 +181,31 @@ pub enum Command {
         id: i64,
         result: Option<String>,
     },
+    /// Makes an API token (issue 10, access).
+    CreateToken(NewToken),
+    /// Revokes the API token of this name.
+    RevokeToken {
+        name: String,
+    },
 }
 
-/// Where a command's events go: a new entity of a kind (its id allocated by the caller), or an
-/// existing stream.
+/// Where a command's events go: a new entity of a kind (its id allocated by the caller), an
+/// existing stream, or a token known by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum Target<'a> {
     /// A create command: the caller allocates the next id of this kind.
     New(EntityKind),
     /// A command on an existing entity.
     Existing(StreamId),
+    /// A command on the token of this name: the caller finds its stream with
+    /// [`crate::Lookup::token`] and passes no entity state; for a name it does not find it
+    /// passes the stream a new token would get, and `decide` rejects the command.
+    Token(&'a str),
 }
 
 impl Command {
     /// The stream this command writes to.
-    pub fn target(&self) -> Target {
+    pub fn target(&self) -> Target<'_> {
         use Command as C;
         use EntityKind as K;
         let existing = |kind, id| Target::Existing(StreamId::new(kind, id));
@@ -198,6 +224,8 @@ impl Command {
             C::UpdateContact { id, .. } => existing(K::Contact, *id),
             C::UpdateCompany { id, .. } => existing(K::Company, *id),
             C::CompleteTask { id, .. } => existing(K::Task, *id),
+            C::CreateToken(_) => Target::New(K::Token),
+            C::RevokeToken { name } => Target::Token(name),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! All business validation lives here: unknown stages, forbidden transitions, fields required
 //! by the target stage, field types, phones and e-mails, employees and team membership.
 
-use crate::command::{Command, FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask};
+use crate::command::{
+    Command, FieldInputs, NewCompany, NewContact, NewDeal, NewLead, NewTask, NewToken,
+};
 use crate::config::{Config, Pipeline, Requirement, Semantic, Stage, builtin_fields};
 use crate::event::{self, Actor, Changes, ClientType, Event, TaskKind};
 use crate::field::{self, normalize_email, normalize_phone, normalize_value};
@@ -17,6 +19,20 @@ use std::collections::BTreeMap;
 pub trait Lookup {
     /// Whether the entity exists.
     fn exists(&self, stream: StreamId) -> bool;
+
+    /// The token named `name`: the one not revoked if there is one, else the newest revoked.
+    fn token(&self, name: &str) -> Option<TokenState>;
+}
+
+/// What a decision needs to know about an API token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenState {
+    /// Its stream (`token-N`).
+    pub stream: StreamId,
+    /// The stream's version.
+    pub version: i64,
+    /// Whether it was revoked.
+    pub revoked: bool,
 }
 
 /// A business "no": the command was understood but cannot be carried out. Nothing is appended.
@@ -91,6 +107,18 @@ pub enum Rejection {
     },
     #[error("{stream} is already completed")]
     TaskAlreadyCompleted { stream: StreamId },
+    #[error(
+        "token name '{name}' must start with a lowercase letter or digit, go on with lowercase letters, digits, '_', '.' or '-', and be at most 64 characters"
+    )]
+    InvalidTokenName { name: String },
+    #[error("a token named '{name}' exists already; revoke it first or choose another name")]
+    TokenExists { name: String },
+    #[error("unknown role '{role}'; the configuration defines: {known}")]
+    UnknownRole { role: String, known: String },
+    #[error("unknown token '{name}'; `leadflow token list` shows the tokens")]
+    UnknownToken { name: String },
+    #[error("token '{name}' is already revoked")]
+    TokenAlreadyRevoked { name: String },
 }
 
 /// The outcome of a successful decision: events for one stream.
@@ -104,10 +132,11 @@ pub struct Decision {
     pub events: Vec<Event>,
 }
 
-/// Checks that an actor may act at all: employees must exist in the config and be active.
+/// Checks that an actor may act at all: employees, and the employees API tokens act for, must
+/// exist in the config and be active.
 pub fn check_actor(config: &Config, actor: &Actor) -> Result<(), Rejection> {
-    match actor {
-        Actor::Employee(e) => match config.employee(e) {
+    match actor.employee() {
+        Some(e) => match config.employee(e) {
             None => Err(Rejection::UnknownEmployee {
                 employee: e.clone(),
             }),
@@ -116,7 +145,7 @@ pub fn check_actor(config: &Config, actor: &Actor) -> Result<(), Rejection> {
             }),
             Some(_) => Ok(()),
         },
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 
@@ -134,6 +163,8 @@ pub fn decide(
     let ctx = Ctx { config, lookup };
     let version = current.map_or(0, Entity::version);
     let events = match command {
+        Command::CreateToken(new) => vec![ctx.create_token(new)?],
+        Command::RevokeToken { name } => return ctx.revoke_token(name),
         Command::CreateLead(new) => vec![ctx.create_lead(stream, new)?],
         Command::CreateDeal(new) => vec![ctx.create_deal(stream, new)?],
         Command::CreateContact(new) => vec![ctx.create_contact(stream, new)?],
@@ -321,6 +352,77 @@ fn company_field(c: &model::Company, key: &str) -> Value {
 struct Ctx<'a> {
     config: &'a Config,
     lookup: &'a dyn Lookup,
+}
+
+/// Whether `s` is a token name: `[a-z0-9][a-z0-9_.-]*`, at most 64 characters.
+pub fn valid_token_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    s.len() <= 64
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+}
+
+/// Tokens (issue 10, access).
+impl Ctx<'_> {
+    fn create_token(&self, new: &NewToken) -> Result<Event, Rejection> {
+        if !valid_token_name(&new.name) {
+            return Err(Rejection::InvalidTokenName {
+                name: new.name.clone(),
+            });
+        }
+        if self.lookup.token(&new.name).is_some_and(|t| !t.revoked) {
+            return Err(Rejection::TokenExists {
+                name: new.name.clone(),
+            });
+        }
+        if self.config.access.role(&new.role).is_none() {
+            return Err(Rejection::UnknownRole {
+                role: new.role.clone(),
+                known: self.config.access.role_names(),
+            });
+        }
+        if let Some(e) = &new.employee {
+            self.check_assignee(e, None)?;
+        }
+        let hex = |s: &str| {
+            s.len() == 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if !hex(&new.secret_hash) {
+            return Err(invalid(
+                "secret_hash",
+                "must be the SHA-256 of the secret, 64 lowercase hex digits".into(),
+            ));
+        }
+        Ok(Event::TokenCreated(event::TokenCreated {
+            name: new.name.clone(),
+            role: new.role.clone(),
+            employee: new.employee.clone(),
+            secret_hash: new.secret_hash.clone(),
+            note: non_empty(new.note.as_deref()),
+        }))
+    }
+
+    fn revoke_token(&self, name: &str) -> Result<Decision, Rejection> {
+        match self.lookup.token(name) {
+            None => Err(Rejection::UnknownToken {
+                name: name.to_owned(),
+            }),
+            Some(t) if t.revoked => Err(Rejection::TokenAlreadyRevoked {
+                name: name.to_owned(),
+            }),
+            Some(t) => Ok(Decision {
+                stream: t.stream,
+                expected_version: t.version,
+                events: vec![Event::TokenRevoked(event::TokenRevoked {
+                    name: name.to_owned(),
+                })],
+            }),
+        }
+    }
 }
 
 fn invalid(field: &str, message: String) -> Rejection {

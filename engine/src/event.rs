@@ -519,6 +519,31 @@ pub struct RobotCompleted {
     pub error: Option<String>,
 }
 
+/// An API token was made (`leadflow token create`). Only the hash of its secret is kept: the
+/// secret itself was shown once, to whoever made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// Its name, unique among tokens not revoked; API events record it (`api:<name>`).
+    pub name: String,
+    /// The role it has (see [`crate::access`]).
+    pub role: String,
+    /// The employee it acts for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee: Option<EmployeeId>,
+    /// SHA-256 of the secret, lowercase hex.
+    pub secret_hash: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// An API token was revoked: it opens nothing from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    /// Its name.
+    pub name: String,
+}
+
 /// Why a stored event could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -665,6 +690,10 @@ events! {
     RobotStarted(RobotStarted) = "robot.started", 1, Lead | Deal | Task | Contact | Company | System;
     /// An external robot's call ended.
     RobotCompleted(RobotCompleted) = "robot.completed", 1, Lead | Deal | Task | Contact | Company | System;
+    /// An API token was made (issue 10, access).
+    TokenCreated(TokenCreated) = "token.created", 1, Token;
+    /// An API token was revoked (issue 10, access).
+    TokenRevoked(TokenRevoked) = "token.revoked", 1, Token;
 }
 
 impl Event {
@@ -728,8 +757,34 @@ pub enum Actor {
     Robot(String),
     /// The engine itself (imports, timers).
     System,
-    /// An API token.
-    Api(String),
+    /// An API token, by name, and the employee it acted for, if any. Stored `api:<token>` or
+    /// `api:<token>@<employee>`.
+    Api {
+        /// The token's name (`leadflow token create NAME`) or a form's.
+        token: String,
+        /// The employee the request acted for (a Bitrix24 URL's user id, a token's employee).
+        employee: Option<EmployeeId>,
+    },
+}
+
+impl Actor {
+    /// An API actor acting for no employee.
+    pub fn api(token: impl Into<String>) -> Actor {
+        Actor::Api {
+            token: token.into(),
+            employee: None,
+        }
+    }
+
+    /// The employee this actor is or acts for: an employee, or an API token acting for one.
+    /// Robots and the engine act for no one.
+    pub fn employee(&self) -> Option<&EmployeeId> {
+        match self {
+            Actor::Employee(e) => Some(e),
+            Actor::Api { employee, .. } => employee.as_ref(),
+            Actor::Robot(_) | Actor::System => None,
+        }
+    }
 }
 
 impl fmt::Display for Actor {
@@ -738,7 +793,14 @@ impl fmt::Display for Actor {
             Actor::Employee(e) => write!(f, "employee:{e}"),
             Actor::Robot(r) => write!(f, "robot:{r}"),
             Actor::System => f.write_str("system"),
-            Actor::Api(t) => write!(f, "api:{t}"),
+            Actor::Api {
+                token,
+                employee: None,
+            } => write!(f, "api:{token}"),
+            Actor::Api {
+                token,
+                employee: Some(e),
+            } => write!(f, "api:{token}@{e}"),
         }
     }
 }
@@ -749,13 +811,23 @@ impl FromStr for Actor {
         if s == "system" {
             return Ok(Actor::System);
         }
+        let bad = || {
+            format!(
+                "bad actor '{s}': expected system, employee:ID, robot:RULE, api:TOKEN or api:TOKEN@EMPLOYEE"
+            )
+        };
         match s.split_once(':') {
             Some(("employee", e)) if !e.is_empty() => Ok(Actor::Employee(EmployeeId(e.to_owned()))),
             Some(("robot", r)) if !r.is_empty() => Ok(Actor::Robot(r.to_owned())),
-            Some(("api", t)) if !t.is_empty() => Ok(Actor::Api(t.to_owned())),
-            _ => Err(format!(
-                "bad actor '{s}': expected system, employee:ID, robot:RULE or api:TOKEN"
-            )),
+            Some(("api", t)) if !t.is_empty() => match t.split_once('@') {
+                None => Ok(Actor::api(t)),
+                Some((token, e)) if !token.is_empty() && !e.is_empty() => Ok(Actor::Api {
+                    token: token.to_owned(),
+                    employee: Some(EmployeeId(e.to_owned())),
+                }),
+                Some(_) => Err(bad()),
+            },
+            _ => Err(bad()),
         }
     }
 }
@@ -838,10 +910,39 @@ mod tests {
             "employee:petrova",
             "robot:assign-first-line",
             "api:site-form",
+            "api:crm@ivanov",
         ] {
             assert_eq!(a.parse::<Actor>().unwrap().to_string(), a);
         }
         assert!("petrova".parse::<Actor>().is_err());
         assert!("employee:".parse::<Actor>().is_err());
+        for bad in ["api:", "api:@ivanov", "api:crm@"] {
+            assert!(bad.parse::<Actor>().is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn an_api_actor_stored_before_employees_were_recorded_still_reads() {
+        assert_eq!(
+            "api:site-form".parse::<Actor>(),
+            Ok(Actor::api("site-form"))
+        );
+        assert_eq!(
+            "api:crm@ivanov".parse::<Actor>(),
+            Ok(Actor::Api {
+                token: "crm".into(),
+                employee: Some("ivanov".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn the_employee_of_an_actor_is_the_person_or_the_one_a_token_acts_for() {
+        let of = |s: &str| s.parse::<Actor>().unwrap().employee().cloned();
+        assert_eq!(of("employee:petrova"), Some("petrova".into()));
+        assert_eq!(of("api:crm@ivanov"), Some("ivanov".into()));
+        assert_eq!(of("api:site-form"), None);
+        assert_eq!(of("robot:assign"), None);
+        assert_eq!(of("system"), None);
     }
 }

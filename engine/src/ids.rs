@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The kinds of event stream: one per entity kind, plus the rule-set history (`ruleset-1`) and
-/// the engine's own stream (`system-1`: schedule firings, reports, incidents about no entity).
+/// The kinds of event stream: one per entity kind, plus the rule-set history (`ruleset-1`),
+/// the engine's own stream (`system-1`: schedule firings, reports, incidents about no entity)
+/// and one stream per API token (`token-3`: made, revoked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntityKind {
@@ -23,6 +24,8 @@ pub enum EntityKind {
     Ruleset,
     /// Not an entity: what the engine does on its own (schedules, reports).
     System,
+    /// Not an entity: an API token's history (created, revoked).
+    Token,
 }
 
 impl EntityKind {
@@ -35,8 +38,8 @@ impl EntityKind {
         EntityKind::Task,
     ];
 
-    /// Every stream kind: the entities, then `ruleset` and `system`.
-    pub const STREAMS: [EntityKind; 7] = [
+    /// Every stream kind: the entities, then `ruleset`, `system` and `token`.
+    pub const STREAMS: [EntityKind; 8] = [
         EntityKind::Lead,
         EntityKind::Deal,
         EntityKind::Contact,
@@ -44,11 +47,16 @@ impl EntityKind {
         EntityKind::Task,
         EntityKind::Ruleset,
         EntityKind::System,
+        EntityKind::Token,
     ];
 
-    /// Whether streams of this kind hold an entity (as opposed to `ruleset` and `system`).
+    /// Whether streams of this kind hold an entity (as opposed to `ruleset`, `system` and
+    /// `token`).
     pub fn is_entity(self) -> bool {
-        !matches!(self, EntityKind::Ruleset | EntityKind::System)
+        !matches!(
+            self,
+            EntityKind::Ruleset | EntityKind::System | EntityKind::Token
+        )
     }
 
     /// The stream-name prefix and the word users type: `lead`, `deal`…
@@ -61,6 +69,7 @@ impl EntityKind {
             EntityKind::Task => "task",
             EntityKind::Ruleset => "ruleset",
             EntityKind::System => "system",
+            EntityKind::Token => "token",
         }
     }
 }
@@ -186,6 +195,14 @@ mod tests {
         let s: StreamId = "lead-42".parse().unwrap();
         assert_eq!(s, StreamId::new(EntityKind::Lead, 42));
         assert_eq!(s.to_string(), "lead-42");
+    }
+
+    #[test]
+    fn token_streams_are_streams_but_not_entities() {
+        let s: StreamId = "token-3".parse().unwrap();
+        assert_eq!(s, StreamId::new(EntityKind::Token, 3));
+        assert!(!EntityKind::Token.is_entity());
+        assert!(!EntityKind::ALL.contains(&EntityKind::Token));
     }
 
     #[test]

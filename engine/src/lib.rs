@@ -5,6 +5,7 @@
 //! clock or async runtimes: callers hand it a [`Config`], the current state of the entities a
 //! command touches, and the time from a [`Clock`], and get back events or a [`Rejection`].
 
+pub mod access;
 pub mod calendar;
 pub mod clock;
 pub mod command;

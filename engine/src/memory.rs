@@ -9,7 +9,7 @@
 
 use crate::command::{Command, Target};
 use crate::config::Config;
-use crate::decide::{Lookup, check_actor, decide};
+use crate::decide::{Lookup, TokenState, check_actor, decide};
 use crate::event::{Event, EventMeta};
 use crate::ids::{EmployeeId, EntityKind, StreamId};
 use crate::model::Entity;
@@ -203,6 +203,30 @@ struct Exists<'a>(&'a Memory);
 impl Lookup for Exists<'_> {
     fn exists(&self, stream: StreamId) -> bool {
         self.0.entities.contains_key(&stream)
+    }
+
+    fn token(&self, name: &str) -> Option<TokenState> {
+        let mut named: BTreeMap<StreamId, bool> = BTreeMap::new();
+        for (rec, event) in self.0.events.iter().zip(&self.0.decoded) {
+            match event {
+                Event::TokenCreated(t) if t.name == name => {
+                    named.insert(rec.stream, false);
+                }
+                Event::TokenRevoked(t) if t.name == name => {
+                    named.insert(rec.stream, true);
+                }
+                _ => {}
+            }
+        }
+        let (stream, revoked) = named
+            .iter()
+            .find(|(_, revoked)| !**revoked)
+            .or_else(|| named.iter().next_back())?;
+        Some(TokenState {
+            stream: *stream,
+            version: self.0.versions.get(stream).copied().unwrap_or(0),
+            revoked: *revoked,
+        })
     }
 }
 
@@ -458,8 +482,16 @@ impl Workspace for Memory {
         let (stream, current) = match command.target() {
             Target::New(kind) => (StreamId::new(kind, self.next_id(kind)), None),
             Target::Existing(stream) => (stream, self.entities.get(&stream).cloned()),
+            Target::Token(name) => match Exists(self).token(name) {
+                Some(t) => (t.stream, None),
+                None => (
+                    StreamId::new(EntityKind::Token, self.next_id(EntityKind::Token)),
+                    None,
+                ),
+            },
         };
         let decision = decide(config, command, stream, current.as_ref(), &Exists(self))?;
+        let stream = decision.stream;
         if decision.events.is_empty() {
             return Ok(Executed {
                 stream,

@@ -2,8 +2,9 @@
 //! rejection that come out. No storage: state is folded with `model::apply`.
 
 use chrono::{DateTime, TimeZone, Utc};
+use leadflow_engine::command::NewToken;
 use leadflow_engine::command::{NewCompany, NewDeal, NewLead, NewTask};
-use leadflow_engine::decide::check_actor;
+use leadflow_engine::decide::{TokenState, check_actor};
 use leadflow_engine::{
     Actor, Command, Config, Entity, EntityKind, Event, Lookup, Rejection, StreamId, decide, model,
 };
@@ -13,11 +14,25 @@ struct World {
     config: Config,
     entities: BTreeMap<StreamId, Entity>,
     next: BTreeMap<EntityKind, i64>,
+    /// Tokens by stream: name, version, revoked.
+    tokens: BTreeMap<StreamId, (String, i64, bool)>,
 }
 
 impl Lookup for World {
     fn exists(&self, stream: StreamId) -> bool {
         self.entities.contains_key(&stream)
+    }
+
+    fn token(&self, name: &str) -> Option<TokenState> {
+        self.tokens
+            .iter()
+            .filter(|(_, (n, _, _))| n == name)
+            .map(|(stream, (_, version, revoked))| TokenState {
+                stream: *stream,
+                version: *version,
+                revoked: *revoked,
+            })
+            .min_by_key(|t| (t.revoked, -t.stream.id))
     }
 }
 
@@ -33,6 +48,7 @@ impl World {
             config: Config::from_toml("leadflow.toml", &text).unwrap(),
             entities: BTreeMap::new(),
             next: BTreeMap::new(),
+            tokens: BTreeMap::new(),
         }
     }
 
@@ -44,9 +60,32 @@ impl World {
                 StreamId::new(kind, *n)
             }
             leadflow_engine::command::Target::Existing(s) => s,
+            leadflow_engine::command::Target::Token(name) => match self.token(name) {
+                Some(t) => t.stream,
+                None => StreamId::new(
+                    EntityKind::Token,
+                    *self.next.get(&EntityKind::Token).unwrap_or(&1),
+                ),
+            },
         };
         let current = self.entities.get(&stream).cloned();
         let decision = decide(&self.config, &cmd, stream, current.as_ref(), self)?;
+        let stream = decision.stream;
+        for e in &decision.events {
+            match e {
+                Event::TokenCreated(t) => {
+                    self.tokens.insert(stream, (t.name.clone(), 1, false));
+                    *self.next.entry(EntityKind::Token).or_insert(1) += 1;
+                }
+                Event::TokenRevoked(_) => {
+                    if let Some(t) = self.tokens.get_mut(&stream) {
+                        t.1 += 1;
+                        t.2 = true;
+                    }
+                }
+                _ => {}
+            }
+        }
         let mut state = current;
         for e in &decision.events {
             state = model::apply(state, e, at());
@@ -254,6 +293,24 @@ fn inactive_employees_cannot_act_or_be_given_work() {
     assert!(check_actor(&w.config, &Actor::Employee("retired".into())).is_err());
     assert!(check_actor(&w.config, &Actor::Employee("nobody".into())).is_err());
     assert!(check_actor(&w.config, &Actor::System).is_ok());
+}
+
+#[test]
+fn an_api_actor_may_act_only_for_a_known_active_employee() {
+    let w = World::new();
+    let api_for = |e: &str| Actor::Api {
+        token: "crm".into(),
+        employee: Some(e.into()),
+    };
+    assert!(check_actor(&w.config, &api_for("ivanov")).is_ok());
+    assert!(check_actor(&w.config, &Actor::api("site-form")).is_ok());
+    assert_eq!(
+        check_actor(&w.config, &api_for("nobody"))
+            .unwrap_err()
+            .to_string(),
+        "unknown employee 'nobody'"
+    );
+    assert!(check_actor(&w.config, &api_for("retired")).is_err());
 }
 
 #[test]
@@ -582,4 +639,91 @@ fn bookkeeping_events_change_nothing_but_the_version() {
             );
         }
     }
+}
+
+fn new_token(name: &str, role: &str, employee: Option<&str>) -> Command {
+    Command::CreateToken(NewToken {
+        name: name.into(),
+        role: role.into(),
+        employee: employee.map(Into::into),
+        secret_hash: "ab".repeat(32),
+        note: Some("  the site  ".into()),
+    })
+}
+
+#[test]
+fn a_token_is_created_with_its_role_employee_and_hash_and_revoked_by_name() {
+    let mut w = World::new();
+    let events = w
+        .when(new_token("crm.sync-1", "sales", Some("kuznetsov")))
+        .unwrap();
+    assert_eq!(
+        events,
+        [Event::TokenCreated(leadflow_engine::event::TokenCreated {
+            name: "crm.sync-1".into(),
+            role: "sales".into(),
+            employee: Some("kuznetsov".into()),
+            secret_hash: "ab".repeat(32),
+            note: Some("the site".into()),
+        })]
+    );
+    let revoke = || Command::RevokeToken {
+        name: "crm.sync-1".into(),
+    };
+    assert_eq!(
+        w.when(revoke()).unwrap(),
+        [Event::TokenRevoked(leadflow_engine::event::TokenRevoked {
+            name: "crm.sync-1".into()
+        })]
+    );
+    assert_eq!(
+        rejection(&mut w, revoke()),
+        "token 'crm.sync-1' is already revoked"
+    );
+    // A revoked token's name may be used again.
+    assert!(w.when(new_token("crm.sync-1", "admin", None)).is_ok());
+}
+
+#[test]
+fn token_commands_name_what_is_wrong() {
+    let mut w = World::new();
+    w.given(vec![new_token("site", "intake", None)]);
+    assert_eq!(
+        rejection(&mut w, new_token("site", "admin", None)),
+        "a token named 'site' exists already; revoke it first or choose another name"
+    );
+    assert_eq!(
+        rejection(&mut w, new_token("crm", "root", None)),
+        "unknown role 'root'; the configuration defines: admin, auditor, designer, first_line, head_of_sales, intake, sales"
+    );
+    assert_eq!(
+        rejection(&mut w, new_token("crm", "sales", Some("ghost"))),
+        "unknown employee 'ghost'"
+    );
+    assert_eq!(
+        rejection(&mut w, new_token("crm", "sales", Some("retired"))),
+        "employee 'retired' is inactive and cannot be given work"
+    );
+    for bad in ["", "Site", "-site", "a b", "site/1", &"x".repeat(65)] {
+        assert!(
+            rejection(&mut w, new_token(bad, "admin", None))
+                .starts_with(&format!("token name '{bad}' must")),
+            "{bad}"
+        );
+    }
+    assert!(w.when(new_token(&"x".repeat(64), "admin", None)).is_ok());
+    let mut bad_hash = new_token("h", "admin", None);
+    if let Command::CreateToken(t) = &mut bad_hash {
+        t.secret_hash = "not a hash".into();
+    }
+    assert!(rejection(&mut w, bad_hash).starts_with("field 'secret_hash'"));
+    assert_eq!(
+        rejection(
+            &mut w,
+            Command::RevokeToken {
+                name: "nobody".into()
+            }
+        ),
+        "unknown token 'nobody'; `leadflow token list` shows the tokens"
+    );
 }

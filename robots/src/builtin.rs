@@ -9,7 +9,7 @@ use leadflow_engine::event::{
     Channel, DeadlineCancelled, DeadlineScheduled, EscalationRecorded, NotificationQueued,
 };
 use leadflow_engine::ids::{EmployeeId, TeamId};
-use leadflow_engine::{Command, Entity, EntityKind, Event};
+use leadflow_engine::{Actor, Command, Entity, EntityKind, Event};
 use serde_json::Value;
 
 /// A text parameter.
@@ -188,11 +188,17 @@ impl Robot for Assign {
                             },
                         ))
                     })?;
-                match first.strip_prefix("employee:") {
-                    Some(e) => EmployeeId(e.to_owned()),
+                // An employee, or an API token acting for one, is the creator.
+                match first
+                    .parse::<Actor>()
+                    .ok()
+                    .as_ref()
+                    .and_then(Actor::employee)
+                {
+                    Some(e) => e.clone(),
                     None => {
                         return Err(RobotError::Failed(format!(
-                            "{stream} was created by {first}, not by an employee, so it has no creator to assign"
+                            "{stream} was created by {first}, not by or for an employee, so it has no creator to assign"
                         )));
                     }
                 }

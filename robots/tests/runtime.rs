@@ -432,3 +432,70 @@ kind = "evening"
     assert_eq!(kinds("evening"), 2);
     assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
 }
+
+const ASSIGN_CREATOR: &str = r#"
+[[rules]]
+id = "mine"
+trigger = { on = "created", entity = "lead" }
+[[rules.robots]]
+robot = "assign"
+strategy = "creator"
+"#;
+
+#[test]
+fn a_lead_created_through_the_api_for_an_employee_is_assigned_to_that_employee_as_creator() {
+    let rt = runtime(ASSIGN_CREATOR);
+    let db = Db::new();
+    let mut store = db.open();
+    let t0 = monday_10();
+    rt.activate(&mut store, t0).unwrap();
+    let for_petrova = leadflow_engine::Actor::Api {
+        token: "crm".into(),
+        employee: Some("petrova".into()),
+    };
+    let id = exec_as(
+        &mut store,
+        rt.config(),
+        for_petrova,
+        t0,
+        &leadflow_testkit::countertop_lead("+7 912 000-00-01"),
+    )
+    .stream
+    .id;
+    rt.process(&mut store, t0).unwrap();
+    assert_eq!(
+        leadflow_testkit::load_lead(&store, id)
+            .responsible
+            .map(|e| e.0),
+        Some("petrova".to_owned())
+    );
+    assert!(
+        db.rows::<(String,)>("SELECT text FROM incidents")
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_lead_created_through_the_api_for_no_one_has_no_creator_to_assign() {
+    let rt = runtime(ASSIGN_CREATOR);
+    let db = Db::new();
+    let mut store = db.open();
+    let t0 = monday_10();
+    rt.activate(&mut store, t0).unwrap();
+    let id = exec_as(
+        &mut store,
+        rt.config(),
+        leadflow_engine::Actor::api("site-form"),
+        t0,
+        &leadflow_testkit::countertop_lead("+7 912 000-00-01"),
+    )
+    .stream
+    .id;
+    rt.process(&mut store, t0).unwrap();
+    assert_eq!(leadflow_testkit::load_lead(&store, id).responsible, None);
+    let (text,): (String,) = db.row("SELECT text FROM incidents");
+    assert!(
+        text.contains("api:site-form") && text.contains("no creator"),
+        "{text}"
+    );
+}

@@ -1,12 +1,30 @@
-//! Who is calling: the API token (`Authorization: Bearer <secret>`, or the secret of a
-//! Bitrix24 webhook URL), its role and the employee it acts for.
+//! Who is calling: the API token (`Authorization: Bearer <secret>`, or the secret of a Bitrix24
+//! webhook URL), its role and the employee it acts for; and the check every route makes
+//! ([`Caller::may`]), whose refusal is a 403 saying which role lacks what.
+//!
+//! Secrets stay secret: a secret is hashed (SHA-256) and looked up by its hash, so no
+//! comparison runs over the secret itself; it never reaches a log line, a metric label or an
+//! error message. Repeated failed attempts from one address are slowed down: after
+//! [`FAILURES_ALLOWED`] within [`FAILURE_WINDOW`] the address gets 429 until the window passes.
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header;
 use axum::http::request::Parts;
-use leadflow_engine::Actor;
+use leadflow_engine::access::Want;
 use leadflow_engine::ids::EmployeeId;
+use leadflow_engine::{Actor, StreamId};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Failed attempts an address may make within [`FAILURE_WINDOW`] before it is refused (429).
+pub const FAILURES_ALLOWED: u32 = 10;
+
+/// The window failed attempts are counted in.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// The caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,23 +38,144 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The actor its events record.
+    /// The actor its events record: `api:<token>` or `api:<token>@<employee>`.
     pub fn actor(&self) -> Actor {
-        Actor::Api(self.token.clone())
+        Actor::Api {
+            token: self.token.clone(),
+            employee: self.employee.clone(),
+        }
     }
+
+    /// Whether the caller's role may do `want` (403 with the reason if not).
+    pub fn may(&self, state: &AppState, want: &Want) -> Result<(), ApiError> {
+        state
+            .config
+            .access
+            .check(&self.role, self.employee.as_ref(), want)
+            .map_err(|d| ApiError::Forbidden(format!("token '{}': {d}", self.token)))
+    }
+
+    /// Whether the caller may see the events of `stream` (of a lead or deal in `pipeline`).
+    pub fn may_see(
+        &self,
+        state: &AppState,
+        stream: StreamId,
+        pipeline: Option<&leadflow_engine::ids::PipelineId>,
+    ) -> bool {
+        state
+            .config
+            .access
+            .may_see(&self.role, self.employee.as_ref(), stream.kind, pipeline)
+    }
+}
+
+/// Failed attempts by address.
+#[derive(Default)]
+pub struct Failures {
+    by_address: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl Failures {
+    /// Refuses an address that failed too often lately.
+    fn check(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(ip) = ip else { return Ok(()) };
+        let map = self
+            .by_address
+            .lock()
+            .map_err(|_| ApiError::Internal("lock".into()))?;
+        match map.get(&ip) {
+            Some((n, since)) if *n >= FAILURES_ALLOWED && since.elapsed() < FAILURE_WINDOW => {
+                Err(ApiError::TooManyRequests(format!(
+                    "too many failed attempts from this address; wait {} s",
+                    (FAILURE_WINDOW - since.elapsed()).as_secs().max(1)
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed attempt.
+    fn fail(&self, ip: Option<IpAddr>) {
+        let Some(ip) = ip else { return };
+        if let Ok(mut map) = self.by_address.lock() {
+            let e = map.entry(ip).or_insert((0, Instant::now()));
+            if e.1.elapsed() >= FAILURE_WINDOW {
+                *e = (0, Instant::now());
+            }
+            e.0 += 1;
+            if map.len() > 100_000 {
+                map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+            }
+        }
+    }
+}
+
+/// The client's address, when the server was started with connection info.
+pub(crate) fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The caller of a secret, for `ip`: 401 for an unknown or revoked one (counted), 429 after too
+/// many failures. `acting_for` is a Bitrix24 URL's user: the employee the request acts for
+/// instead of the token's own.
+pub async fn authenticate(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    secret: &str,
+    acting_for: Option<EmployeeId>,
+) -> Result<Caller, ApiError> {
+    state.failures.check(ip)?;
+    let s = secret.to_owned();
+    let row = state
+        .readers
+        .read(move |st| Ok(leadflow_store::query::token_by_secret(st, &s)?))
+        .await?;
+    let Some(row) = row else {
+        state.failures.fail(ip);
+        metrics::counter!("leadflow_auth_failures_total").increment(1);
+        return Err(ApiError::Unauthorized(
+            "unknown or revoked token: make one with `leadflow token create NAME --role ROLE`"
+                .into(),
+        ));
+    };
+    Ok(Caller {
+        token: row.name,
+        role: row.role,
+        employee: acting_for.or(row.employee.map(EmployeeId)),
+    })
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let _ = (parts, state);
-        // Tokens and roles arrive with the access commit; until then every caller is the
-        // service's own administrator.
-        Ok(Caller {
-            token: "anonymous".into(),
-            role: "admin".into(),
-            employee: None,
-        })
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
+        let ip = client_ip(parts);
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            state.failures.check(ip)?;
+            return Err(ApiError::Unauthorized(
+                "send a token: Authorization: Bearer <secret> (`leadflow token create`)".into(),
+            ));
+        };
+        let secret = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the Authorization header must be `Bearer <secret>`".into())
+            })?;
+        let caller = authenticate(state, ip, secret, None).await?;
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
     }
 }

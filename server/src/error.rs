@@ -171,6 +171,11 @@ pub fn rejection_code(r: &Rejection) -> (&'static str, Option<String>) {
         R::InactiveEmployee { .. } => ("inactive_employee", None),
         R::NotInTeam { .. } => ("not_in_team", None),
         R::TaskAlreadyCompleted { .. } => ("already_completed", None),
+        R::InvalidTokenName { .. } => ("invalid_token_name", Some("name".into())),
+        R::TokenExists { .. } => ("token_exists", Some("name".into())),
+        R::UnknownRole { .. } => ("unknown_role", Some("role".into())),
+        R::UnknownToken { .. } => ("unknown_token", Some("name".into())),
+        R::TokenAlreadyRevoked { .. } => ("token_revoked", Some("name".into())),
     }
 }
 

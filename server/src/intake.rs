@@ -79,7 +79,7 @@ pub(crate) async fn submit(
             key,
             request_hash: request_hash(&Method::POST, &path, &body_bytes),
         });
-        let actor = Actor::Api(form.name.clone());
+        let actor = Actor::api(form.name.clone());
         let form2 = form.clone();
         let answer = state
             .writer

@@ -136,6 +136,7 @@ impl Service {
             clock: setup.clock,
             metrics: metrics_handle(),
             accepting: Arc::new(AtomicBool::new(true)),
+            failures: Arc::default(),
         };
         Ok(Service {
             state,
@@ -227,9 +228,12 @@ pub async fn serve(
         accepting.store(false, Ordering::SeqCst);
         let _ = signalled_tx.send(true);
     };
-    let server = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(graceful)
-        .into_future();
+    let server = axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful)
+    .into_future();
     tokio::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,

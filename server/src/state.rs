@@ -33,6 +33,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// False once shutdown began: `/readyz` says so, new writes are refused.
     pub accepting: Arc<AtomicBool>,
+    /// Failed authentication attempts by address.
+    pub failures: Arc<crate::auth::Failures>,
 }
 
 impl AppState {

@@ -63,7 +63,7 @@ fn a_created_lead_is_answered_after_the_robots_reacted_with_its_etag_and_locatio
     let events = c
         .get("/api/v1/events?stream=lead-1&type=lead.created")
         .json();
-    assert_eq!(events["events"][0]["actor"], "api:anonymous");
+    assert_eq!(events["events"][0]["actor"], "api:admin");
     let timers = c.get("/api/v1/leads/1/timers").json();
     assert_eq!(timers["timers"][0]["name"], "qualification");
 }
@@ -462,7 +462,8 @@ fn the_event_stream_sends_the_log_from_a_position_as_server_sent_events() {
         .unwrap();
     write!(
         sock,
-        "GET /api/v1/events/stream?after=0 HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /api/v1/events/stream?after=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        leadflow_testkit::serve::ADMIN_SECRET
     )
     .unwrap();
     let mut got = Vec::new();

@@ -9,14 +9,14 @@ use leadflow_testkit::{ASSIGN_AND_QUALIFY_RULES, config_from};
 use serde_json::Value;
 
 const FORMS: &str = r#"
-[forms.site]
+[forms.shop]
 title = "Site: {your_name}"
 honeypot = "website"
 allowed_origins = ["https://shop.example"]
 utm = ["utm_source", "utm_campaign"]
 redirect = "https://shop.example/thanks"
 
-[forms.site.fields]
+[forms.shop.fields]
 name = "your-name"
 phones = ["tel", "tel2"]
 emails = "mail"
@@ -58,10 +58,10 @@ fn form(
 #[test]
 fn an_urlencoded_submission_becomes_a_lead_the_intake_rules_assign() {
     let s = server();
-    let c = s.client();
+    let c = s.anonymous();
     let r = form(
         &c,
-        "/intake/site",
+        "/intake/shop",
         &[("accept", "application/json")],
         "your-name=Ivan+Petrov&tel=%2B7+900+111-22-33&tel2=&mail=Ivan%40Example.RU&message=Granite%2C+2m&utm_source=yandex&utm_campaign=spring&extra=ignored",
     );
@@ -77,16 +77,17 @@ fn an_urlencoded_submission_becomes_a_lead_the_intake_rules_assign() {
         "Granite, 2m\nutm_source=yandex utm_campaign=spring"
     );
     assert_eq!(lead["responsible"], "ivanov", "the intake rule assigned it");
-    let created = c
+    let created = s
+        .client()
         .get("/api/v1/events?stream=lead-1&type=lead.created")
         .json();
-    assert_eq!(created["events"][0]["actor"], "api:site");
+    assert_eq!(created["events"][0]["actor"], "api:shop");
 }
 
 #[test]
 fn multipart_and_json_submissions_are_taken_too() {
     let s = server();
-    let c = s.client();
+    let c = s.anonymous();
     let boundary = "XyZ123";
     let body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"your-name\"\r\n\r\nAnna\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"tel\"\r\n\r\n+79002223344\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"cv\"; filename=\"cv.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n--{boundary}--\r\n"
@@ -94,7 +95,7 @@ fn multipart_and_json_submissions_are_taken_too() {
     let ct = format!("multipart/form-data; boundary={boundary}");
     let r = c.request(
         "POST",
-        "/intake/site",
+        "/intake/shop",
         &[("content-type", &ct), ("accept", "application/json")],
         body.as_bytes(),
     );
@@ -102,7 +103,7 @@ fn multipart_and_json_submissions_are_taken_too() {
     assert_eq!(r.json()["lead"]["name"], "Anna");
     let j = c.request(
         "POST",
-        "/intake/site",
+        "/intake/shop",
         &[("content-type", "application/json")],
         br#"{"your-name": "Oleg", "tel": ["+79003334455"], "mail": "oleg@example.ru"}"#,
     );
@@ -113,10 +114,10 @@ fn multipart_and_json_submissions_are_taken_too() {
 #[test]
 fn a_plain_html_form_is_redirected_and_a_bot_filling_the_honeypot_creates_nothing() {
     let s = server();
-    let c = s.client();
+    let c = s.anonymous();
     let r = form(
         &c,
-        "/intake/site",
+        "/intake/shop",
         &[],
         "your-name=Maria&tel=%2B79004445566",
     );
@@ -125,7 +126,7 @@ fn a_plain_html_form_is_redirected_and_a_bot_filling_the_honeypot_creates_nothin
     let before = head(&c);
     let bot = form(
         &c,
-        "/intake/site",
+        "/intake/shop",
         &[("accept", "application/json")],
         "your-name=Bot&tel=%2B79005556677&website=http%3A%2F%2Fspam",
     );
@@ -137,7 +138,7 @@ fn a_plain_html_form_is_redirected_and_a_bot_filling_the_honeypot_creates_nothin
 #[test]
 fn the_token_of_a_form_is_required_and_checked() {
     let s = server();
-    let c = s.client();
+    let c = s.anonymous();
     let before = head(&c);
     let none = form(&c, "/intake/partner", &[], "name=A&phone=%2B79001230000");
     assert_eq!(none.status, 401, "{}", none.text());
@@ -176,10 +177,10 @@ fn the_token_of_a_form_is_required_and_checked() {
 #[test]
 fn browsers_may_post_only_from_the_allowed_origins() {
     let s = server();
-    let c = s.client();
+    let c = s.anonymous();
     let pre = c.request(
         "OPTIONS",
-        "/intake/site",
+        "/intake/shop",
         &[
             ("origin", "https://shop.example"),
             ("access-control-request-method", "POST"),
@@ -193,7 +194,7 @@ fn browsers_may_post_only_from_the_allowed_origins() {
     );
     let ok = form(
         &c,
-        "/intake/site",
+        "/intake/shop",
         &[
             ("origin", "https://shop.example"),
             ("accept", "application/json"),
@@ -208,7 +209,7 @@ fn browsers_may_post_only_from_the_allowed_origins() {
     let before = head(&c);
     let evil = form(
         &c,
-        "/intake/site",
+        "/intake/shop",
         &[("origin", "https://evil.example")],
         "your-name=No&tel=%2B79006667789",
     );
@@ -219,18 +220,18 @@ fn browsers_may_post_only_from_the_allowed_origins() {
 #[test]
 fn bad_submissions_get_a_4xx_naming_the_form_field_and_append_nothing() {
     let s = server();
-    let c = s.client();
+    let c = s.anonymous();
     let before = head(&c);
     let j = [("accept", "application/json")];
-    let empty = form(&c, "/intake/site", &j, "message=hello");
+    let empty = form(&c, "/intake/shop", &j, "message=hello");
     assert_eq!(empty.status, 422, "{}", empty.text());
-    let bad_phone = form(&c, "/intake/site", &j, "your-name=X&tel=not-a-phone-at-all");
+    let bad_phone = form(&c, "/intake/shop", &j, "your-name=X&tel=not-a-phone-at-all");
     assert_eq!(bad_phone.status, 422, "{}", bad_phone.text());
     let e: Value = bad_phone.json();
     assert_eq!(e["error"]["field"], "tel", "{e}");
     let huge = form(
         &c,
-        "/intake/site",
+        "/intake/shop",
         &j,
         &format!("your-name={}", "x".repeat(100_000)),
     );
@@ -239,21 +240,21 @@ fn bad_submissions_get_a_4xx_naming_the_form_field_and_append_nothing() {
     assert_eq!(unknown.status, 404);
     let text = c.request(
         "POST",
-        "/intake/site",
+        "/intake/shop",
         &[("content-type", "text/plain")],
         b"hi",
     );
     assert_eq!(text.status, 415);
     let not_utf8 = c.request(
         "POST",
-        "/intake/site",
+        "/intake/shop",
         &[("content-type", "application/x-www-form-urlencoded")],
         b"your-name=\xff\xfe",
     );
     assert_eq!(not_utf8.status, 400, "{}", not_utf8.text());
     let nested = c.request(
         "POST",
-        "/intake/site",
+        "/intake/shop",
         &[("content-type", "application/json")],
         br#"{"your-name": {"a": 1}}"#,
     );

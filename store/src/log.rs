@@ -81,7 +81,8 @@ pub struct LogFilter {
     pub stream: Option<StreamId>,
     /// Only these types; a trailing `*` matches a prefix (`lead.*`).
     pub types: Vec<String>,
-    /// Only this actor (`employee:petrova`, `system`…).
+    /// Only this actor (`employee:petrova`, `system`…); `api:TOKEN` also matches the token
+    /// acting for an employee (`api:TOKEN@EMPLOYEE`).
     pub actor: Option<String>,
     /// Only events that occurred at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -127,7 +128,14 @@ pub(crate) fn read_log(
     }
     if let Some(a) = &filter.actor {
         let p = arg(a.clone().into(), &mut args);
-        sql += &format!(" AND e.actor = {p}");
+        if a.starts_with("api:") && !a.contains('@') {
+            // A token: whoever it acted for (`api:crm@ivanov`) too.
+            sql += &format!(
+                " AND (e.actor = {p} OR substr(e.actor, 1, length({p}) + 1) = {p} || '@')"
+            );
+        } else {
+            sql += &format!(" AND e.actor = {p}");
+        }
     }
     if let Some(t) = filter.since {
         let p = arg(fmt_time(t).into(), &mut args);
@@ -367,7 +375,7 @@ pub(crate) fn catch_up_page(
     for rec in &page {
         let event = rec.decode()?;
         let at = rec.occurred_at()?;
-        projector.apply(conn, rec.position, rec.stream, &event, at)?;
+        projector.apply(conn, rec.position, rec.stream, &event, at, &rec.actor)?;
     }
     projector.flush(conn)?;
     project::set_checkpoint(conn, schema, last)?;
@@ -562,8 +570,14 @@ impl<'c> Tx<'c> {
                 ])?;
                 self.head_position = position;
                 self.head_hash = hash;
-                self.projector
-                    .apply(&self.tx, position, stream, event, meta.occurred_at)?;
+                self.projector.apply(
+                    &self.tx,
+                    position,
+                    stream,
+                    event,
+                    meta.occurred_at,
+                    &actor,
+                )?;
                 if self.recent_complete {
                     if self.recent.len() < RECENT_MAX {
                         self.recent.push(RecordedEvent {
@@ -617,8 +631,16 @@ impl<'c> Tx<'c> {
         let (stream, current) = match command.target() {
             Target::New(kind) => (StreamId::new(kind, self.next_id(kind)?), None),
             Target::Existing(stream) => (stream, self.load(stream)?),
+            Target::Token(name) => match crate::project::token_state(&self.tx, name)? {
+                Some(t) => (t.stream, None),
+                None => (
+                    StreamId::new(EntityKind::Token, self.next_id(EntityKind::Token)?),
+                    None,
+                ),
+            },
         };
         let decision = decide(config, command, stream, current.as_ref(), &Exists(self))?;
+        let stream = decision.stream;
         if decision.events.is_empty() {
             return Ok(Executed {
                 stream,
@@ -942,6 +964,11 @@ struct Exists<'a, 'c>(&'a Tx<'c>);
 impl Lookup for Exists<'_, '_> {
     fn exists(&self, stream: StreamId) -> bool {
         self.0.exists(stream)
+    }
+
+    fn token(&self, name: &str) -> Option<leadflow_engine::decide::TokenState> {
+        // An error here recurs at the append, which reports it.
+        crate::project::token_state(&self.0.tx, name).ok().flatten()
     }
 }
 

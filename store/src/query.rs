@@ -1150,3 +1150,118 @@ pub fn outbox_depth(db: &impl Source) -> Result<i64, Error> {
     let conn = db.sql(Token(()));
     Ok(conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?)
 }
+
+// ---- API tokens (issue 10, access) ----------------------------------------------------------
+
+/// An API token as the `tokens` table holds it: never its secret, only the secret's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// Its name (`api:<name>` in the events its requests append).
+    pub name: String,
+    /// Its stream, `token-N`.
+    pub stream: StreamId,
+    /// Its role.
+    pub role: String,
+    /// The employee it acts for, if any.
+    pub employee: Option<String>,
+    /// SHA-256 of the secret, lowercase hex.
+    pub secret_hash: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// Who made it (an actor as stored: `employee:admin`).
+    pub created_by: String,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Who revoked it.
+    pub revoked_by: Option<String>,
+}
+
+impl TokenRow {
+    /// Whether it still opens anything.
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+
+    /// The actor a request made with this token records: `api:<name>`, acting for `employee`
+    /// if given (a Bitrix24 URL's user id), else for the token's own employee, if any.
+    pub fn actor(
+        &self,
+        employee: Option<leadflow_engine::ids::EmployeeId>,
+    ) -> leadflow_engine::Actor {
+        leadflow_engine::Actor::Api {
+            token: self.name.clone(),
+            employee: employee.or_else(|| self.employee.as_deref().map(Into::into)),
+        }
+    }
+}
+
+const TOKEN_COLUMNS: &str =
+    "name, stream, role, employee, secret_hash, created_at, created_by, revoked_at, revoked_by";
+
+fn token_rows(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<TokenRow>, Error> {
+    let rows = stmt.query_map(params, |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, Option<String>>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, stream, role, employee, secret_hash, created, created_by, revoked, revoked_by) =
+            row?;
+        let stream: StreamId = stream.parse().map_err(|why| Error::Corrupt {
+            position: 0,
+            why: format!("tokens.stream of token '{name}': {why}"),
+        })?;
+        out.push(TokenRow {
+            created_at: row_time(&created, 0, "tokens.created_at")?,
+            revoked_at: revoked
+                .map(|t| row_time(&t, 0, "tokens.revoked_at"))
+                .transpose()?,
+            name,
+            stream,
+            role,
+            employee,
+            secret_hash,
+            created_by,
+            revoked_by,
+        });
+    }
+    Ok(out)
+}
+
+/// The token whose secret hashes to `secret_hash` (SHA-256, lowercase hex), revoked or not
+/// (the caller refuses a revoked one); one index probe.
+pub fn token_by_hash(db: &impl Source, secret_hash: &str) -> Result<Option<TokenRow>, Error> {
+    let conn = db.sql(Token(()));
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ?1 ORDER BY revoked_at IS NOT NULL LIMIT 1"
+    ))?;
+    Ok(token_rows(&mut stmt, &[&secret_hash])?.pop())
+}
+
+/// The token a request's secret opens: hashes it (`engine::access::secret_hash`) and looks the
+/// hash up; `None` for an unknown or revoked one (the request is then a 401).
+pub fn token_by_secret(db: &impl Source, secret: &str) -> Result<Option<TokenRow>, Error> {
+    let hash = leadflow_engine::access::secret_hash(secret);
+    Ok(token_by_hash(db, &hash)?.filter(TokenRow::is_active))
+}
+
+/// Every token, revoked ones too, in the order they were made.
+pub fn tokens(db: &impl Source) -> Result<Vec<TokenRow>, Error> {
+    let conn = db.sql(Token(()));
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY CAST(substr(stream, 7) AS INTEGER)"
+    ))?;
+    token_rows(&mut stmt, &[])
+}

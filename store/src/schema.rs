@@ -67,7 +67,7 @@ const V3: &str = "-- match_keys, inbox_read: created by the projection check tha
 /// Version 4: the service's remembered responses (`Idempotency-Key`, kept at least a day). Not
 /// a projection: replay leaves it alone (see `responses.rs`).
 const V4: &str = r#"
-CREATE TABLE responses (
+CREATE TABLE IF NOT EXISTS responses (
     scope        TEXT    NOT NULL,
     key          TEXT    NOT NULL,
     request_hash TEXT    NOT NULL,
@@ -76,7 +76,7 @@ CREATE TABLE responses (
     at           TEXT    NOT NULL,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
-CREATE INDEX responses_at ON responses (at);
+CREATE INDEX IF NOT EXISTS responses_at ON responses (at);
 "#;
 
 /// Refuses databases that are not leadflow's (or are from a newer leadflow).

@@ -158,6 +158,7 @@ pub(crate) fn projections(
             }
             "idle_marks" | "match_keys" => "entity_id",
             "schedules" => "NULL",
+            "tokens" => "CAST(substr(stream, 7) AS INTEGER)",
             _ => "id",
         };
         let count = |a: &str, b: &str| -> Result<(i64, Option<i64>), Error> {

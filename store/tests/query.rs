@@ -70,7 +70,7 @@ fn events_by_robots_counts_only_the_events_a_rule_appended() {
     assert_eq!(query::events_by_robots(&store).unwrap(), 0);
     run_as(&mut store, ivanov(), lead("Ivan"));
     run_as(&mut store, Actor::System, lead("Pyotr"));
-    run_as(&mut store, Actor::Api("crm".into()), lead("Anna"));
+    run_as(&mut store, Actor::api("crm"), lead("Anna"));
     run_as(&mut store, Actor::Robot("welcome".into()), lead("Olga"));
     run_as(&mut store, Actor::Robot("convert".into()), deal_from(None));
     assert_eq!(query::events_by_robots(&store).unwrap(), 2);

@@ -21,6 +21,44 @@ impl Clock for Wall {
     }
 }
 
+/// The secret of the `admin` token every test server has ([`Server::client`] sends it).
+pub const ADMIN_SECRET: &str = "test-admin-secret-0000000000000000";
+
+/// Makes an API token in the database at `db` (before a server starts on it): its secret.
+pub fn make_token(
+    db: &std::path::Path,
+    config: &Config,
+    name: &str,
+    role: &str,
+    employee: Option<&str>,
+) -> String {
+    use leadflow_engine::command::NewToken;
+    use leadflow_engine::{Actor, Command, EventMeta};
+    let secret = if name == "admin" {
+        ADMIN_SECRET.to_owned()
+    } else {
+        format!("test-{name}-secret-{:016x}", name.len() * 7919)
+    };
+    let cmd = Command::CreateToken(NewToken {
+        name: name.into(),
+        role: role.into(),
+        employee: employee.map(Into::into),
+        secret_hash: leadflow_engine::access::secret_hash(&secret),
+        note: None,
+    });
+    let mut store = Store::open(db, &Options::default()).unwrap();
+    store
+        .write_with(&Wall, |tx| {
+            tx.execute(
+                config,
+                &cmd,
+                &EventMeta::root(chrono::Utc::now(), Actor::System),
+            )
+        })
+        .unwrap_or_else(|e| panic!("token {name}: {e}"));
+    secret
+}
+
 /// A running service.
 pub struct Server {
     /// Where it listens.
@@ -45,8 +83,20 @@ impl Server {
         s
     }
 
-    /// A service over the database at `db` (kept when the server stops).
+    /// A service over the database at `db` (kept when the server stops); makes the `admin`
+    /// token first if the database has none.
     pub fn start_on(db: PathBuf, config: Config, rules: &str) -> Server {
+        {
+            let store = Store::open(&db, &Options::default()).unwrap();
+            let has_admin = leadflow_store::query::tokens(&store)
+                .unwrap()
+                .iter()
+                .any(|t| t.name == "admin");
+            drop(store);
+            if !has_admin {
+                make_token(&db, &config, "admin", "admin", None);
+            }
+        }
         let runtime = |config: &Config, rules: &str| -> Option<Runtime> {
             if rules.trim().is_empty() {
                 return None;
@@ -94,7 +144,7 @@ impl Server {
         if !text_empty {
             // The first pass of the rules activates the rule set: wait for it, so that tests
             // see a log that changes only with what they do.
-            let c = Client::new(addr);
+            let c = Client::new(addr).bearer(ADMIN_SECRET);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while c.get("/api/v1/events?type=ruleset.activated").json()["events"]
                 .as_array()
@@ -116,8 +166,13 @@ impl Server {
         }
     }
 
-    /// A client of this server.
+    /// A client of this server with the `admin` token.
     pub fn client(&self) -> Client {
+        Client::new(self.addr).bearer(ADMIN_SECRET)
+    }
+
+    /// A client of this server without credentials.
+    pub fn anonymous(&self) -> Client {
         Client::new(self.addr)
     }
 

@@ -177,7 +177,7 @@ fn direct(n: usize) -> f64 {
                 tx.execute(
                     &cfg,
                     &cmd,
-                    &EventMeta::root(chrono::Utc::now(), Actor::Api("bench".into())),
+                    &EventMeta::root(chrono::Utc::now(), Actor::api("bench")),
                 )
             })
             .unwrap();

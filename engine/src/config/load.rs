@@ -4,12 +4,14 @@
 //! collected with its location.
 
 use super::raw::{
-    RawCalendar, RawConditional, RawEmployee, RawField, RawFile, RawPipeline, RawStage, RawTeam,
+    RawCalendar, RawConditional, RawEmployee, RawField, RawFile, RawPipeline, RawRole, RawStage,
+    RawTeam,
 };
 use super::{
     ConditionalRequirement, Config, Employee, FieldDef, Pipeline, Requirement, Semantic, Stage,
     Team, builtin_fields,
 };
+use crate::access::{Action, Role, Scope};
 use crate::calendar::{self, Calendar};
 use crate::diag::{Diagnostic, Diagnostics, FileIndex, Source};
 use crate::field::FieldType;
@@ -74,6 +76,7 @@ struct Gathered<'a> {
     server: Option<super::service::ServerConfig>,
     forms: Vec<Located<'a, (Spanned<String>, super::service::RawForm)>>,
     bitrix24: Option<Located<'a, super::bitrix24::RawBitrix24>>,
+    roles: Vec<Located<'a, (Spanned<String>, RawRole)>>,
 }
 
 /// The ids every file defines, for checking references across files.
@@ -162,10 +165,12 @@ impl Loader {
             }
             None => Default::default(),
         };
+        let roles = self.roles(g.roles);
 
         if !self.errors.is_empty() {
             return Err(Diagnostics(self.errors));
         }
+        let access = crate::access::Access::new(roles, &employees, &teams);
         Ok(Config {
             currency: g.currency.unwrap_or_else(|| "RUB".to_owned()),
             default_actor: g.default_actor.map(|a| EmployeeId(a.item.into_inner())),
@@ -178,6 +183,7 @@ impl Loader {
             server: g.server.unwrap_or_default(),
             forms,
             bitrix24,
+            access,
         })
     }
 
@@ -249,6 +255,8 @@ impl Loader {
         g.teams.extend(Located::all(src, raw.teams));
         g.fields.extend(Located::all(src, raw.fields));
         g.pipelines.extend(Located::all(src, raw.pipelines));
+        g.roles
+            .extend(Located::all(src, raw.roles.into_iter().collect()));
     }
 
     /// `currency`: a code like `RUB`.
@@ -841,4 +849,110 @@ impl Loader {
 fn known_field(entity: EntityKind, fields: &[FieldDef], name: &str) -> bool {
     builtin_fields(entity).contains(&name)
         || fields.iter().any(|f| f.entity == entity && f.id == name)
+}
+
+/// `[roles.NAME]` (issue 10, access).
+impl Loader {
+    /// The roles the files define, each a whole role replacing the default of its name.
+    fn roles(
+        &mut self,
+        raw: Vec<Located<'_, (Spanned<String>, RawRole)>>,
+    ) -> BTreeMap<String, Role> {
+        let mut out = BTreeMap::new();
+        for Located {
+            file,
+            item: (name, role),
+        } in raw
+        {
+            let span = name.span();
+            let name = name.into_inner();
+            if !valid_role_name(&name) {
+                self.err(
+                    file,
+                    span.clone(),
+                    format!("role name '{name}' must be lowercase letters, digits and '_'"),
+                );
+            }
+            if out.contains_key(&name) {
+                self.err(
+                    file,
+                    span,
+                    format!("role '{name}' is defined more than once"),
+                );
+                continue;
+            }
+            let built = self.role(file, role);
+            out.insert(name, built);
+        }
+        out
+    }
+
+    fn role(&mut self, file: &FileIndex<'_>, raw: RawRole) -> Role {
+        let mut role = Role {
+            description: raw.description.clone().unwrap_or_default(),
+            ..Role::default()
+        };
+        if let Some(s) = &raw.scope {
+            match s.get_ref().parse::<Scope>() {
+                Ok(scope) => role.scope = scope,
+                Err(m) => self.err(file, s.span(), m),
+            }
+        }
+        for (resource, actions) in raw.grants() {
+            let Some(actions) = actions else { continue };
+            let mut granted = Vec::new();
+            for a in actions.into_inner() {
+                let word = a.get_ref().as_str();
+                let applicable = resource.actions();
+                let list = || {
+                    applicable
+                        .iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let these: Vec<Action> = match word {
+                    "all" => applicable.to_vec(),
+                    "write" => Action::WRITE
+                        .into_iter()
+                        .filter(|a| applicable.contains(a))
+                        .collect(),
+                    other => match Action::ALL.iter().find(|a| a.as_str() == other) {
+                        Some(a) => vec![*a],
+                        None => {
+                            self.err(
+                                file,
+                                a.span(),
+                                format!(
+                                    "unknown action '{other}' on {resource}; actions are read, write (create, update, move, assign, complete, delete), admin and all"
+                                ),
+                            );
+                            continue;
+                        }
+                    },
+                };
+                if these.is_empty() || these.iter().any(|x| !applicable.contains(x)) {
+                    self.err(
+                        file,
+                        a.span(),
+                        format!(
+                            "'{word}' does not apply to {resource}, which takes: {}",
+                            list()
+                        ),
+                    );
+                    continue;
+                }
+                granted.extend(these);
+            }
+            role.grant(resource, &granted);
+        }
+        role
+    }
+}
+
+/// Whether `s` is a role name: lowercase letters, digits and `_`, not empty.
+fn valid_role_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }

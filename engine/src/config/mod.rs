@@ -11,8 +11,8 @@
 //! - `raw.rs` — the TOML format of the files, as read before any check (a new key starts here).
 //! - `load.rs` — [`Config::load`] and its `Loader`: one method per section (settings,
 //!   `[calendar]`, `[[teams]]`, `[[employees]]`, `[[fields]]`, `[[pipelines]]` and their
-//!   stages) checks it and builds its part of the model, collecting every problem with its
-//!   location.
+//!   stages, `[roles.NAME]`) checks it and builds its part of the model, collecting every
+//!   problem with its location.
 //! - `bitrix24.rs` — the `[bitrix24]` section ([`Bitrix24`]): its format and its checks.
 //!
 //! The diagnostics types ([`ConfigError`], [`ConfigErrors`], [`Source`]) are those of
@@ -205,7 +205,7 @@ pub fn builtin_fields(entity: EntityKind) -> &'static [&'static str] {
         ],
         EntityKind::Contact => &["name", "phone", "email", "company", "responsible"],
         EntityKind::Company => &["name", "inn", "bank_account", "bik", "phone", "email"],
-        EntityKind::Task | EntityKind::Ruleset | EntityKind::System => &[],
+        EntityKind::Task | EntityKind::Ruleset | EntityKind::System | EntityKind::Token => &[],
     }
 }
 
@@ -234,6 +234,8 @@ pub struct Config {
     pub forms: BTreeMap<String, FormConfig>,
     /// The `[bitrix24]` section: Bitrix24 ids for leadflow's (the REST facade adds defaults).
     pub bitrix24: Bitrix24,
+    /// The API roles (the defaults and `[roles.NAME]`) and what each employee reaches.
+    pub access: crate::access::Access,
 }
 
 impl Config {

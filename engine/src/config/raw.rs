@@ -1,8 +1,10 @@
 //! The configuration files' TOML format, as read before any check: spans kept for messages.
 
 use super::Semantic;
+use crate::access::Resource;
 use crate::field::FieldType;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use toml::Spanned;
 
 #[derive(Deserialize, Default)]
@@ -24,6 +26,9 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub(super) forms: std::collections::BTreeMap<Spanned<String>, super::service::RawForm>,
     pub(super) bitrix24: Option<Spanned<super::bitrix24::RawBitrix24>>,
+    /// `[roles.NAME]`: API roles replacing or adding to the defaults (issue 10, access).
+    #[serde(default)]
+    pub(super) roles: BTreeMap<Spanned<String>, RawRole>,
 }
 
 #[derive(Deserialize)]
@@ -113,4 +118,57 @@ pub(super) struct RawConditional {
     pub(super) field: Spanned<String>,
     pub(super) equals: String,
     pub(super) required: Vec<Spanned<String>>,
+}
+
+/// A list of actions, as written: `["read", "write"]`.
+pub(super) type RawActions = Option<Spanned<Vec<Spanned<String>>>>;
+
+/// `[roles.NAME]`: a key per resource (an unknown one is a TOML error at its place) with the
+/// actions granted on it, a scope and a description.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRole {
+    pub(super) description: Option<String>,
+    pub(super) scope: Option<Spanned<String>>,
+    pub(super) lead: RawActions,
+    pub(super) deal: RawActions,
+    pub(super) contact: RawActions,
+    pub(super) company: RawActions,
+    pub(super) task: RawActions,
+    pub(super) events: RawActions,
+    pub(super) journal: RawActions,
+    pub(super) inbox: RawActions,
+    pub(super) timers: RawActions,
+    pub(super) rules: RawActions,
+    pub(super) tokens: RawActions,
+    pub(super) webhooks: RawActions,
+    pub(super) outbox: RawActions,
+    pub(super) verify: RawActions,
+    pub(super) reports: RawActions,
+    pub(super) intake: RawActions,
+}
+
+impl RawRole {
+    /// Each resource's granted actions, as written.
+    pub(super) fn grants(self) -> [(Resource, RawActions); 16] {
+        use Resource as R;
+        [
+            (R::Lead, self.lead),
+            (R::Deal, self.deal),
+            (R::Contact, self.contact),
+            (R::Company, self.company),
+            (R::Task, self.task),
+            (R::Events, self.events),
+            (R::Journal, self.journal),
+            (R::Inbox, self.inbox),
+            (R::Timers, self.timers),
+            (R::Rules, self.rules),
+            (R::Tokens, self.tokens),
+            (R::Webhooks, self.webhooks),
+            (R::Outbox, self.outbox),
+            (R::Verify, self.verify),
+            (R::Reports, self.reports),
+            (R::Intake, self.intake),
+        ]
+    }
 }

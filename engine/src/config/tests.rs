@@ -210,3 +210,101 @@ fn a_stage_mapped_from_two_bitrix24_ids_is_refused() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_roles_section_replaces_a_default_role_and_adds_one() {
+    use crate::access::{Action, Resource, Scope, Want};
+    let text = format!(
+        r#"{MINIMAL}
+[roles.first_line]
+description = "leads, and reading contacts"
+scope = "all"
+lead = ["read", "write"]
+contact = ["read"]
+
+[roles.bot]
+intake = ["create"]
+lead = ["create", "update"]
+"#
+    );
+    let config = Config::from_toml("x.toml", &text).unwrap();
+    let first = config.access.role("first_line").unwrap();
+    assert_eq!(first.scope, Scope::All);
+    assert!(first.allows(Resource::Contact, Action::Read));
+    assert!(first.allows(Resource::Lead, Action::Move));
+    assert!(
+        !first.allows(Resource::Task, Action::Read),
+        "replaced whole"
+    );
+    let bot = Want::new(Resource::Lead, Action::Update);
+    assert!(config.access.check("bot", None, &bot).is_ok());
+    assert!(config.access.role("admin").is_some(), "other defaults stay");
+}
+
+#[test]
+fn unknown_resources_actions_and_scopes_in_roles_are_reported_where_they_are() {
+    let text = format!(
+        "{MINIMAL}\n[roles.x]\nscope = \"planet\"\ncontact = [\"read\", \"move\"]\nverify = [\"write\"]\nlead = [\"fly\"]\n"
+    );
+    let errs = errors(&text);
+    let line = |n: usize| format!("x.toml:{n}:");
+    let base = MINIMAL.lines().count() + 2;
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&line(base + 1)) && e.contains("unknown scope 'planet'")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&format!("x.toml:{}:20:", base + 2))
+                && e.contains(
+                    "'move' does not apply to contact, which takes: read, create, update, delete"
+                )),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&line(base + 3))
+                && e.contains("'write' does not apply to verify")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&line(base + 4)) && e.contains("unknown action 'fly' on lead")),
+        "{errs:?}"
+    );
+    let errs = errors(&format!("{MINIMAL}\n[roles.x]\ndeals = [\"read\"]\n"));
+    assert!(
+        errs[0].starts_with(&line(MINIMAL.lines().count() + 3))
+            && errs[0].contains("unknown field `deals`"),
+        "{errs:?}"
+    );
+    let errs = errors(&format!("{MINIMAL}\n[roles.Boss]\nlead = [\"read\"]\n"));
+    assert!(errs[0].contains("role name 'Boss'"), "{errs:?}");
+}
+
+#[test]
+fn the_roles_example_in_the_default_config_loads_when_uncommented() {
+    let mut text = String::new();
+    let mut inside = false;
+    for line in DEFAULT_CONFIG.lines() {
+        if line == "# [roles.first_line]" {
+            inside = true;
+        }
+        if inside && !line.starts_with("# ") {
+            inside = false;
+        }
+        text.push_str(if inside { &line[2..] } else { line });
+        text.push('\n');
+    }
+    assert!(
+        text.contains("\n[roles.first_line]\n"),
+        "the example is there"
+    );
+    let config = Config::from_toml("leadflow.toml", &text).unwrap();
+    let role = config.access.role("first_line").unwrap();
+    assert!(role.allows(
+        crate::access::Resource::Contact,
+        crate::access::Action::Read
+    ));
+}

@@ -11,6 +11,7 @@ use crate::writer::Answer;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use leadflow_engine::access::{Action, Reach, Resource, Want};
 use leadflow_engine::command::Target;
 use leadflow_engine::ids::{EntityKind, StreamId};
 use leadflow_engine::model::Entity;
@@ -54,6 +55,33 @@ pub(crate) fn respond(a: Answer) -> Response {
     resp
 }
 
+/// The pipeline of what `entity` is in: a lead's or deal's own, a task's lead's or deal's.
+pub(crate) fn pipeline_of(
+    entity: &Entity,
+    load: &mut dyn FnMut(StreamId) -> Result<Option<Entity>, ApiError>,
+) -> Result<Option<leadflow_engine::ids::PipelineId>, ApiError> {
+    Ok(match entity {
+        Entity::Lead(l) => Some(l.pipeline.clone()),
+        Entity::Deal(d) => Some(d.pipeline.clone()),
+        Entity::Task(t) => {
+            let parent = match (t.deal, t.lead) {
+                (Some(d), _) => Some(StreamId::new(EntityKind::Deal, d)),
+                (None, Some(l)) => Some(StreamId::new(EntityKind::Lead, l)),
+                (None, None) => None,
+            };
+            match parent {
+                Some(p) => match load(p)? {
+                    Some(Entity::Lead(l)) => Some(l.pipeline),
+                    Some(Entity::Deal(d)) => Some(d.pipeline),
+                    _ => None,
+                },
+                None => None,
+            }
+        }
+        Entity::Contact(_) | Entity::Company(_) => None,
+    })
+}
+
 /// Runs `command` for `caller` through the writer (checking `If-Match` first) and answers.
 pub(crate) async fn write(
     state: &AppState,
@@ -68,11 +96,26 @@ pub(crate) async fn write(
     }
     let actor = caller.actor();
     let created = matches!(command.target(), Target::New(_));
+    if created {
+        caller.may(state, &Want::of_command(&command, &state.config, None))?;
+    }
+    let who = caller.clone();
     let answer = state
         .writer
         .run(
             key.with(&caller.token, hash),
             Box::new(move |tx, ctx| {
+                // The role's reach is checked on the entity as the transaction sees it.
+                if let Target::Existing(stream) = command.target() {
+                    let pipeline = match tx.load(stream)? {
+                        Some(e) => pipeline_of(&e, &mut |s| Ok(tx_load(tx, s)?))?,
+                        None => None,
+                    };
+                    ctx.config
+                        .access
+                        .check(&who.role, who.employee.as_ref(), &Want::of_command(&command, ctx.config, pipeline.as_ref()))
+                        .map_err(|d| ApiError::Forbidden(format!("token '{}': {d}", who.token)))?;
+                }
                 if let (Some(expected), Target::Existing(stream)) = (if_match, command.target()) {
                     let actual = tx.load(stream)?.map(|e| e.version());
                     match actual {
@@ -94,6 +137,10 @@ pub(crate) async fn write(
         )
         .await?;
     Ok(respond(answer))
+}
+
+fn tx_load(tx: &mut Tx<'_>, s: StreamId) -> Result<Option<Entity>, leadflow_store::Error> {
+    tx.load(s)
 }
 
 /// The answer to a command that ran: its events, the entity as it stands (the writer adds the
@@ -148,6 +195,7 @@ pub(crate) fn plural(kind: EntityKind) -> &'static str {
         EntityKind::Task => "tasks",
         EntityKind::Ruleset => "rulesets",
         EntityKind::System => "system",
+        EntityKind::Token => "tokens",
     }
 }
 
@@ -235,16 +283,27 @@ async fn change(
 /// `GET /{kind}/{id}`: the entity, with `ETag`; `If-None-Match` with its version is a 304.
 async fn get(
     state: AppState,
+    caller: Caller,
     headers: HeaderMap,
     kind: EntityKind,
     id: String,
 ) -> Result<Response, ApiError> {
+    caller.may(&state, &Want::new(Resource::of_stream(kind), Action::Read))?;
     let stream = StreamId::new(kind, id_of(kind, &id)?);
-    let entity = state
+    let (entity, pipeline) = state
         .readers
-        .read(move |s| Ok(s.load(stream)?))
+        .read(move |s| {
+            let Some(e) = s.load(stream)? else {
+                return Ok(None);
+            };
+            let p = pipeline_of(&e, &mut |x| Ok(s.load(x)?))?;
+            Ok(Some((e, p)))
+        })
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{stream} does not exist")))?;
+    let mut want = Want::new(Resource::of_stream(kind), Action::Read);
+    want.pipeline = pipeline;
+    caller.may(&state, &want)?;
     let etag = format!("\"{}\"", entity.version());
     if headers
         .get(header::IF_NONE_MATCH)
@@ -371,6 +430,7 @@ fn check_known<'a>(
 /// `GET /leads` and `GET /deals`.
 async fn list_pipeline_items(
     state: AppState,
+    caller: Caller,
     raw: Option<String>,
     kind: EntityKind,
 ) -> Result<Response, ApiError> {
@@ -428,6 +488,53 @@ async fn list_pipeline_items(
         q,
         "pipeline, stage, responsible, team, source (leads), q, created_since, created_until, updated_since, updated_until, order, limit, cursor",
     )?;
+    // A team-scoped role lists only its pipelines.
+    let reach = cfg
+        .access
+        .pipelines(&caller.role, caller.employee.as_ref())
+        .unwrap_or(Reach::Only(Default::default()));
+    if let Reach::Only(set) = &reach {
+        match &f.pipeline {
+            Some(p) => {
+                let mut want = Want::new(Resource::of_stream(kind), Action::Read);
+                want.pipeline = Some(p.as_str().into());
+                caller.may(&state, &want)?;
+            }
+            None => {
+                let mine: Vec<_> = cfg
+                    .pipelines
+                    .iter()
+                    .filter(|p| p.entity == kind && set.contains(&p.id))
+                    .collect();
+                match mine.as_slice() {
+                    [one] => f.pipeline = Some(one.id.as_str().to_owned()),
+                    _ => {
+                        let mut want = Want::new(Resource::of_stream(kind), Action::Read);
+                        want.pipeline = cfg
+                            .pipelines
+                            .iter()
+                            .find(|p| p.entity == kind && !set.contains(&p.id))
+                            .map(|p| p.id.clone());
+                        if want.pipeline.is_some() && mine.is_empty() {
+                            caller.may(&state, &want)?;
+                        }
+                        if mine.len() > 1 {
+                            return Err(ApiError::bad_field(
+                                "pipeline",
+                                format!(
+                                    "this token reaches several {kind} pipelines ({}): name one with ?pipeline=",
+                                    mine.iter()
+                                        .map(|p| p.id.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
     let items = state
         .readers
         .read(move |s| {
@@ -448,9 +555,17 @@ async fn list_pipeline_items(
 
 async fn list_simple(
     state: AppState,
+    caller: Caller,
     raw: Option<String>,
     kind: EntityKind,
 ) -> Result<Response, ApiError> {
+    // A team-scoped role sees the tasks of its pipelines' leads and deals, and its own.
+    let reach = state
+        .config
+        .access
+        .pipelines(&caller.role, caller.employee.as_ref())
+        .unwrap_or(Reach::Only(Default::default()));
+    let me = caller.employee.clone();
     let mut q = query_pairs(raw.as_deref())?;
     let (limit, offset) = page(&mut q)?;
     let assignee = if kind == EntityKind::Task {
@@ -480,18 +595,27 @@ async fn list_simple(
                     .iter()
                     .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
                     .collect(),
-                _ => query::tasks(
-                    s,
-                    &query::TaskFilter {
+                _ => {
+                    let filter = query::TaskFilter {
                         assignee,
                         open,
                         overdue_at: None,
                         limit: n,
-                    },
-                )?
-                .iter()
-                .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-                .collect(),
+                    };
+                    let mut rows = Vec::new();
+                    for t in query::tasks(s, &filter)? {
+                        if let Reach::Only(set) = &reach {
+                            let mine = me.as_ref() == Some(&t.assignee);
+                            let task = Entity::Task(t.clone());
+                            let pipeline = pipeline_of(&task, &mut |x| Ok(s.load(x)?))?;
+                            if !mine && !pipeline.is_some_and(|p| set.contains(&p)) {
+                                continue;
+                            }
+                        }
+                        rows.push(serde_json::to_value(&t).unwrap_or(Value::Null));
+                    }
+                    rows
+                }
             };
             Ok(rows.into_iter().skip(offset).collect())
         })
@@ -511,16 +635,19 @@ macro_rules! entity_routes {
         }
         pub(crate) async fn $get(
             State(state): State<AppState>,
+            caller: Caller,
             headers: HeaderMap,
             Path(id): Path<String>,
         ) -> Result<Response, ApiError> {
-            get(state, headers, $kind, id).await
+            get(state, caller, headers, $kind, id).await
         }
         pub(crate) async fn $list(
             State(state): State<AppState>,
+            caller: Caller,
             RawQuery(raw): RawQuery,
         ) -> Result<Response, ApiError> {
-            $lister(state, raw, $kind).await
+            caller.may(&state, &Want::new(Resource::of_stream($kind), Action::Read))?;
+            $lister(state, caller, raw, $kind).await
         }
     };
 }

@@ -11,11 +11,45 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::Stream;
+use leadflow_engine::access::{Action, Resource, Want};
 use leadflow_engine::ids::{EntityKind, StreamId};
 use leadflow_store::query::{self, InboxFilter, JournalFilter};
 use leadflow_store::{LogFilter, RecordedEvent, fmt_time, to_hex};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::convert::Infallible;
+
+/// Keeps the events the caller may see: a first-line token's log carries no deal events, a
+/// sales token's only its pipelines' (looked up once per stream).
+fn visible(
+    state: &AppState,
+    caller: &Caller,
+    store: &leadflow_store::Store,
+    events: Vec<RecordedEvent>,
+    cache: &mut HashMap<StreamId, bool>,
+) -> Result<Vec<RecordedEvent>, ApiError> {
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let seen = match cache.get(&e.stream) {
+            Some(v) => *v,
+            None => {
+                let pipeline = match store.load(e.stream)? {
+                    Some(entity) => {
+                        super::entities::pipeline_of(&entity, &mut |x| Ok(store.load(x)?))?
+                    }
+                    None => None,
+                };
+                let v = caller.may_see(state, e.stream, pipeline.as_ref());
+                cache.insert(e.stream, v);
+                v
+            }
+        };
+        if seen {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
 
 /// An event as JSON (the `leadflow events --json` shape).
 pub(crate) fn event_json(e: &RecordedEvent) -> Value {
@@ -76,9 +110,10 @@ fn log_filter(state: &AppState, q: &mut Map<String, Value>) -> Result<LogFilter,
 /// `GET /events?after=&stream=&type=&actor=&since=&until=&limit=`: events in position order.
 pub(crate) async fn events(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    caller.may(&state, &Want::new(Resource::Events, Action::Read))?;
     let mut q = query_pairs(raw.as_deref())?;
     let after = position(&mut q, "after")?;
     let limit = match take(&mut q, "limit") {
@@ -91,11 +126,15 @@ pub(crate) async fn events(
     };
     let filter = log_filter(&state, &mut q)?;
     no_more(q, "after, stream, type, actor, since, until, limit")?;
-    let rows = state
+    let st = state.clone();
+    let (rows, next) = state
         .readers
-        .read(move |s| Ok(s.read_log(&filter, after, limit)?))
+        .read(move |s| {
+            let rows = s.read_log(&filter, after, limit)?;
+            let next = rows.last().map(|e| e.position);
+            Ok((visible(&st, &caller, s, rows, &mut HashMap::new())?, next))
+        })
         .await?;
-    let next = rows.last().map(|e| e.position);
     Ok(axum::Json(json!({
         "events": rows.iter().map(event_json).collect::<Vec<_>>(),
         "next_after": next,
@@ -107,7 +146,7 @@ pub(crate) async fn events(
 /// position as the SSE id, then new ones as they are committed.
 pub(crate) async fn event_stream(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -118,17 +157,28 @@ pub(crate) async fn event_stream(
             ApiError::bad_field("Last-Event-ID", "Last-Event-ID must be a position")
         })?;
     }
+    caller.may(&state, &Want::new(Resource::Events, Action::Read))?;
     let filter = log_filter(&state, &mut q)?;
     no_more(q, "after, stream, type, actor, since, until")?;
     let mut committed = state.writer.committed();
+    let cache = std::sync::Arc::new(std::sync::Mutex::new(HashMap::new()));
     let stream = async_stream::stream! {
         loop {
             let f = filter.clone();
-            let page = state.readers.read(move |s| Ok(s.read_log(&f, after, 256)?)).await;
+            let (st, who, cache) = (state.clone(), caller.clone(), cache.clone());
+            let page = state
+                .readers
+                .read(move |s| {
+                    let page = s.read_log(&f, after, 256)?;
+                    let last = page.last().map(|e| e.position);
+                    let mut cache = cache.lock().map_err(|_| ApiError::Internal("lock".into()))?;
+                    Ok((visible(&st, &who, s, page, &mut cache)?, last))
+                })
+                .await;
             match page {
-                Ok(page) if !page.is_empty() => {
+                Ok((page, Some(last))) => {
+                    after = last;
                     for e in &page {
-                        after = e.position;
                         yield Ok(SseEvent::default()
                             .id(e.position.to_string())
                             .event(e.event_type.clone())
@@ -154,9 +204,10 @@ pub(crate) async fn event_stream(
 /// `GET /journal?employee=&team=&kind=&rule=&since=&until=&what=incidents|escalations`.
 pub(crate) async fn journal(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    caller.may(&state, &Want::new(Resource::Journal, Action::Read))?;
     let mut q = query_pairs(raw.as_deref())?;
     let cfg = state.config.clone();
     let mut employees = take(&mut q, "employee").map(|e| vec![e]);
@@ -213,6 +264,7 @@ pub(crate) async fn inbox(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    caller.may(&state, &Want::new(Resource::Inbox, Action::Read))?;
     let mut q = query_pairs(raw.as_deref())?;
     let employee = match take(&mut q, "employee") {
         Some(e) => e,
@@ -256,19 +308,29 @@ pub(crate) async fn inbox(
     Ok(axum::Json(json!({ "notifications": rows })).into_response())
 }
 
-async fn timers_of(state: AppState, kind: EntityKind, id: String) -> Result<Response, ApiError> {
+async fn timers_of(
+    state: AppState,
+    caller: Caller,
+    kind: EntityKind,
+    id: String,
+) -> Result<Response, ApiError> {
+    caller.may(&state, &Want::new(Resource::Timers, Action::Read))?;
     let id: i64 = id
         .parse()
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| ApiError::NotFound(format!("no {kind} '{id}'")))?;
     let stream = StreamId::new(kind, id);
+    let st = state.clone();
     let rows = state
         .readers
         .read(move |s| {
-            if s.load(stream)?.is_none() {
+            let Some(entity) = s.load(stream)? else {
                 return Err(ApiError::NotFound(format!("{stream} does not exist")));
-            }
+            };
+            let mut want = Want::new(Resource::of_stream(kind), Action::Read);
+            want.pipeline = super::entities::pipeline_of(&entity, &mut |x| Ok(s.load(x)?))?;
+            caller.may(&st, &want)?;
             Ok(query::timers(
                 s,
                 &query::TimerFilter {
@@ -298,26 +360,27 @@ async fn timers_of(state: AppState, kind: EntityKind, id: String) -> Result<Resp
 /// `GET /leads/{id}/timers`.
 pub(crate) async fn lead_timers(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    timers_of(state, EntityKind::Lead, id).await
+    timers_of(state, caller, EntityKind::Lead, id).await
 }
 
 /// `GET /deals/{id}/timers`.
 pub(crate) async fn deal_timers(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    timers_of(state, EntityKind::Deal, id).await
+    timers_of(state, caller, EntityKind::Deal, id).await
 }
 
 /// `POST /rules/check`: loads the rule folder and reports every problem (nothing changes).
 pub(crate) async fn rules_check(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
+    caller.may(&state, &Want::new(Resource::Rules, Action::Read))?;
     let reload = state.reload.clone();
     let cfg = state.config.clone();
     let loaded = tokio::task::spawn_blocking(move || reload(&cfg))
@@ -345,8 +408,9 @@ pub(crate) async fn rules_check(
 /// any problem the rule set in force stays and every problem is returned.
 pub(crate) async fn rules_activate(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
+    caller.may(&state, &Want::new(Resource::Rules, Action::Admin))?;
     match reload_rules(&state).await? {
         Ok((rules, hash)) => Ok(axum::Json(json!({ "ok": true, "rules": rules, "hash": hash })).into_response()),
         Err(errors) => Ok((
@@ -406,8 +470,9 @@ pub(crate) async fn reload_rules(
 /// `GET /verify`: the hash chain and the projections against a fresh replay.
 pub(crate) async fn verify(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
+    caller.may(&state, &Want::new(Resource::Verify, Action::Read))?;
     let (chain, diffs) = state
         .readers
         .read(|s| {

@@ -49,6 +49,11 @@ impl Lookup for Exists<'_> {
     fn exists(&self, stream: StreamId) -> bool {
         self.0.contains_key(&stream)
     }
+
+    fn token(&self, _name: &str) -> Option<leadflow_engine::decide::TokenState> {
+        // The facade makes no tokens.
+        None
+    }
 }
 
 impl MemoryCrm {
@@ -121,6 +126,11 @@ impl Crm for MemoryCrm {
                     StreamId::new(kind, next)
                 }
                 Target::Existing(s) => s,
+                Target::Token(name) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "token '{name}': tokens are not made through the Bitrix24 facade"
+                    )));
+                }
             };
             let current = entities.get(&stream).cloned();
             let decision = decide(

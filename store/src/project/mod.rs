@@ -1,6 +1,6 @@
 //! The projection tables: the current state of leads, deals, contacts, companies and tasks,
 //! and the side tables (stage history, timers, journals, inbox and outbox, match keys, idle
-//! marks, cron state), all derived from the log through [`leadflow_engine::projection::project`].
+//! marks, cron state, API tokens), all derived from the log through [`leadflow_engine::projection::project`].
 //!
 //! Where to change what:
 //! - here: [`TABLES`], every projection table in the order the DDL creates them and `verify`
@@ -10,8 +10,8 @@
 //! - [`rows`]: the entity tables' column lists, each column with the model field it holds, and
 //!   how each field type is stored ([`rows::Cell`]). Adding a column to an entity table is one
 //!   line there.
-//! - [`side`]: which event writes which side-table row; [`timers`] and [`match_keys`]: those
-//!   tables' reads and writes.
+//! - [`side`]: which event writes which side-table row; [`timers`], [`match_keys`] and
+//!   [`tokens`]: those tables' reads and writes.
 //! - [`projector`]: applying events inside a write transaction (the in-memory cache of entity
 //!   states and its flush); [`replay`]: rebuilding every table from the whole log.
 //!
@@ -26,6 +26,7 @@ mod rows;
 mod side;
 mod tables;
 mod timers;
+mod tokens;
 
 pub(crate) use leadflow_engine::stored::PendingTimer;
 pub(crate) use leadflow_engine::workspace::MatchKey;
@@ -38,13 +39,14 @@ pub(crate) use rows::{
 };
 pub(crate) use tables::{checkpoint, set_checkpoint};
 pub(crate) use timers::{pending as pending_timers, take_due as take_due_timers};
+pub(crate) use tokens::token_state;
 
 use crate::error::Error;
 use rows::{COMPANIES, CONTACTS, DEALS, LEADS, TASKS};
 use rusqlite::Connection;
 use tables::{
     ESCALATIONS, IDLE_MARKS, INBOX, INBOX_READ, INCIDENTS, MATCH_KEYS, OUTBOX, PROJECTION_STATE,
-    REQUESTS, SCHEDULES, STAGE_HISTORY, TIMERS, Table,
+    REQUESTS, SCHEDULES, STAGE_HISTORY, TIMERS, TOKENS, Table,
 };
 
 /// The projection tables, in the order they are created and `verify` compares them.
@@ -65,6 +67,7 @@ pub(crate) static TABLES: &[&Table] = &[
     &SCHEDULES,
     &MATCH_KEYS,
     &REQUESTS,
+    &TOKENS,
     &PROJECTION_STATE,
 ];
 

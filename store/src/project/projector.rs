@@ -100,7 +100,7 @@ impl Projector {
         })
     }
 
-    /// Applies one event.
+    /// Applies one event, appended by `actor` (as stored: `employee:ivanov`).
     pub(crate) fn apply(
         &mut self,
         conn: &Connection,
@@ -108,6 +108,7 @@ impl Projector {
         stream: StreamId,
         event: &Event,
         at: DateTime<Utc>,
+        actor: &str,
     ) -> Result<(), Error> {
         let mut take = |id: Option<i64>| match self.taken.get_mut(&stream) {
             Some(ids) => {
@@ -132,7 +133,7 @@ impl Projector {
         };
         if !taken {
             // (A taken timer's row is gone already: nothing else in those events to project.)
-            side::apply(conn, self.schema, position, stream, event, at)?;
+            side::apply(conn, self.schema, position, stream, event, at, actor)?;
         }
         if !stream.kind.is_entity() {
             return Ok(());

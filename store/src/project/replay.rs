@@ -36,7 +36,7 @@ pub(crate) fn rebuild_from_scratch(
     // sort, no temporary table (CROSS JOIN pins that join order; the write lock means no
     // event beyond `head` can appear).
     let mut stmt = conn.prepare(
-        "SELECT s.stream_key, s.kind, s.entity_id, e.position, e.type, e.schema_version, e.payload, e.occurred_at \
+        "SELECT s.stream_key, s.kind, s.entity_id, e.position, e.type, e.schema_version, e.payload, e.occurred_at, e.actor \
          FROM streams s CROSS JOIN events e ON e.stream_key = s.stream_key \
          ORDER BY s.stream_key, e.version",
     )?;
@@ -67,7 +67,7 @@ pub(crate) fn rebuild_from_scratch(
             why: format!("occurred_at '{occurred_at}' is not a time"),
         })?;
         if let Some((_, fold)) = current.as_mut() {
-            fold.apply(conn, position, &event, at)?;
+            fold.apply(conn, position, &event, at, text(r, 8)?)?;
         }
         applied += 1;
         if applied % PROGRESS_EVERY == 0 {
@@ -115,8 +115,9 @@ impl StreamFold {
         position: i64,
         event: &Event,
         at: DateTime<Utc>,
+        actor: &str,
     ) -> Result<(), Error> {
-        side::apply(conn, self.schema, position, self.stream, event, at)?;
+        side::apply(conn, self.schema, position, self.stream, event, at, actor)?;
         if !self.stream.kind.is_entity() {
             return Ok(());
         }

@@ -1,13 +1,14 @@
 //! The side tables: every projection row that is not an entity's. What each event writes to
 //! `timers` (through [`super::timers`]), the incident and escalation journals, the inbox and
-//! outbox, `inbox_read`, idle marks, cron state and pending external requests is decided in
+//! outbox, `inbox_read`, idle marks, cron state, pending external requests and API tokens is
+//! decided in
 //! [`apply`]; the stage history
 //! is written by the projector as entities enter and leave stages ([`stage_left`],
 //! [`stage_visit`]).
 
 use super::tables::{
     ESCALATIONS, IDLE_MARKS, INBOX, INBOX_READ, INCIDENTS, OUTBOX, Op, REQUESTS, SCHEDULES,
-    STAGE_HISTORY, Table, sql,
+    STAGE_HISTORY, TOKENS, Table, sql,
 };
 use super::timers::{self, NewTimer};
 use crate::error::Error;
@@ -18,9 +19,9 @@ use leadflow_engine::stored::fmt_time;
 use leadflow_engine::{Event, StreamId};
 use rusqlite::{Connection, ToSql, params};
 
-/// Writes what `event` (at `position`, of `stream`, occurred `at`) puts in the side tables.
-/// Each row depends only on its own event (and earlier events of the same stream), so a
-/// stream-by-stream rebuild writes the same rows as the live path.
+/// Writes what `event` (at `position`, of `stream`, occurred `at`, appended by `actor`) puts in
+/// the side tables. Each row depends only on its own event (and earlier events of the same
+/// stream), so a stream-by-stream rebuild writes the same rows as the live path.
 pub(crate) fn apply(
     conn: &Connection,
     schema: &'static str,
@@ -28,6 +29,7 @@ pub(crate) fn apply(
     stream: StreamId,
     event: &Event,
     at: DateTime<Utc>,
+    actor: &str,
 ) -> Result<(), Error> {
     let insert = |table: &Table, op: Op, values: &[&dyn ToSql]| -> Result<(), Error> {
         conn.prepare_cached(table.sql(schema, op))?
@@ -178,6 +180,29 @@ pub(crate) fn apply(
         Event::RobotCompleted(c) => {
             conn.prepare_cached(sql(schema, "DELETE FROM {s}.requests WHERE position = ?1"))?
                 .execute([c.request])?;
+            Ok(())
+        }
+        Event::TokenCreated(t) => insert(
+            &TOKENS,
+            Op::Insert,
+            &[
+                &t.name,
+                &name,
+                &t.role,
+                &t.employee.as_ref().map(|e| e.as_str()),
+                &t.secret_hash,
+                &fmt_time(at),
+                &actor,
+                &None::<String>,
+                &None::<String>,
+            ],
+        ),
+        Event::TokenRevoked(_) => {
+            conn.prepare_cached(sql(
+                schema,
+                "UPDATE {s}.tokens SET revoked_at = ?1, revoked_by = ?2 WHERE stream = ?3",
+            ))?
+            .execute(params![fmt_time(at), actor, name])?;
             Ok(())
         }
         _ => Ok(()),

@@ -244,6 +244,28 @@ pub(crate) static MATCH_KEYS: Table = Table {
     then: "",
 };
 
+/// API tokens (`token.created`, `token.revoked`): who holds which role, since when, made and
+/// revoked by whom. Only the secret's hash is stored; requests find their token by it.
+pub(crate) static TOKENS: Table = Table {
+    name: "tokens",
+    columns: &[
+        Column::new("name", "TEXT    NOT NULL"),
+        Column::new("stream", "TEXT    NOT NULL PRIMARY KEY"),
+        Column::new("role", "TEXT    NOT NULL"),
+        Column::new("employee", "TEXT"),
+        Column::new("secret_hash", "TEXT    NOT NULL"),
+        Column::new("created_at", "TEXT    NOT NULL"),
+        Column::new("created_by", "TEXT    NOT NULL"),
+        Column::new("revoked_at", "TEXT"),
+        Column::new("revoked_by", "TEXT"),
+    ],
+    primary_key: None,
+    without_rowid: false,
+    then: "CREATE INDEX IF NOT EXISTS {s}.tokens_by_hash ON tokens (secret_hash);
+CREATE INDEX IF NOT EXISTS {s}.tokens_by_name ON tokens (name);
+",
+};
+
 /// The position up to which the projections are built (one row).
 pub(crate) static PROJECTION_STATE: Table = Table {
     name: "projection_state",

@@ -771,4 +771,49 @@ mod tests {
         assert_eq!(m.last_position().unwrap(), 0);
         assert_eq!(Backend::cursor(&m, "rules").unwrap(), None);
     }
+
+    #[test]
+    fn tokens_are_created_and_revoked_by_name_as_in_the_store() {
+        use crate::command::NewToken;
+        let config = Config::from_toml("leadflow.toml", crate::config::DEFAULT_CONFIG).unwrap();
+        let create = |name: &str| {
+            Command::CreateToken(NewToken {
+                name: name.into(),
+                role: "sales".into(),
+                employee: None,
+                secret_hash: "ab".repeat(32),
+                note: None,
+            })
+        };
+        let revoke = |name: &str| Command::RevokeToken { name: name.into() };
+        let mut m = Memory::new();
+        let token = |n| StreamId::new(EntityKind::Token, n);
+        assert_eq!(
+            m.execute(&config, &create("crm"), &meta()).unwrap().stream,
+            token(1)
+        );
+        assert_eq!(
+            m.execute(&config, &create("site"), &meta()).unwrap().stream,
+            token(2)
+        );
+        let err = m.execute(&config, &create("crm"), &meta()).unwrap_err();
+        assert!(err.to_string().contains("exists already"), "{err}");
+        assert_eq!(
+            m.execute(&config, &revoke("crm"), &meta()).unwrap().stream,
+            token(1)
+        );
+        let err = m.execute(&config, &revoke("crm"), &meta()).unwrap_err();
+        assert!(err.to_string().contains("already revoked"), "{err}");
+        let err = m.execute(&config, &revoke("nobody"), &meta()).unwrap_err();
+        assert!(err.to_string().contains("unknown token 'nobody'"), "{err}");
+        assert_eq!(
+            m.execute(&config, &create("crm"), &meta()).unwrap().stream,
+            token(3)
+        );
+        assert_eq!(
+            m.execute(&config, &revoke("crm"), &meta()).unwrap().stream,
+            token(3)
+        );
+        assert_eq!(m.events().len(), 5);
+    }
 }

@@ -1,6 +1,13 @@
 //! Read queries over the log and the projection tables, for the CLI and reports: each a named
 //! function reading a [`Source`] (a [`Store`](crate::Store) or a [`Snapshot`](crate::Snapshot)).
 
+mod list;
+
+pub use list::{
+    Cmp, Cursor, Filter, ListQuery, MAX_IN, MAX_LIMIT, MIN_SEARCH_CHARS, Order, Page, PageSpec,
+    SortKey, Start, explain, list,
+};
+
 use crate::error::Error;
 use crate::project::{
     COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, MatchKey, PendingTimer,

@@ -517,6 +517,25 @@ pub(crate) fn save(
     Ok(())
 }
 
+/// Removes a deleted entity's row and what its [`IndexKey`] says it has in the side indexes
+/// (match keys, search text, custom-field values).
+pub(crate) fn delete(
+    conn: &Connection,
+    schema: &'static str,
+    stream: StreamId,
+    stored: &IndexKey,
+) -> Result<(), Error> {
+    let Some(table) = table_of(stream.kind) else {
+        return Ok(());
+    };
+    conn.prepare_cached(table.sql(schema, Op::Delete))?
+        .execute([stream.id])?;
+    match_keys::save(conn, schema, stream, &stored.match_keys, &[])?;
+    search::delete_text(conn, schema, stream)?;
+    search::save_fields(conn, schema, stream, &stored.fields, &[])?;
+    Ok(())
+}
+
 /// Adds `n` to the version of the entity's row (if it has one).
 pub(crate) fn add_version(
     conn: &Connection,

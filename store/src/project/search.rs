@@ -89,6 +89,17 @@ pub(crate) fn save_text(
     Ok(())
 }
 
+/// Removes the entity's `search_text` row (the trigger removes it from `search_fts`).
+pub(crate) fn delete_text(
+    conn: &Connection,
+    schema: &'static str,
+    stream: StreamId,
+) -> Result<(), Error> {
+    conn.prepare_cached(sql(schema, "DELETE FROM {s}.search_text WHERE id = ?1"))?
+        .execute([key(stream)])?;
+    Ok(())
+}
+
 /// A custom field's value as `field_values` stores it; `None` for an empty or non-scalar one.
 pub(crate) fn field_value(v: &Json) -> Option<Value> {
     Some(match v {

@@ -324,6 +324,8 @@ pub(crate) enum Op {
     Select,
     /// `UPDATE … SET version = version + ?1 WHERE` first `= ?2`.
     AddVersion,
+    /// `DELETE FROM … WHERE` first `= ?1`.
+    Delete,
 }
 
 impl Table {
@@ -396,6 +398,7 @@ impl Table {
             Op::AddVersion => {
                 format!("UPDATE {s}.{name} SET version = version + ?1 WHERE {first} = ?2")
             }
+            Op::Delete => format!("DELETE FROM {s}.{name} WHERE {first} = ?1"),
         }
     }
 }

@@ -989,3 +989,48 @@ fn verify_finds_search_rows_and_the_text_index_out_of_step_and_replay_mends_them
     assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
     assert_eq!(titled(&store, "гранит"), vec![2]);
 }
+
+#[test]
+fn every_filter_searches_an_index_in_every_order() {
+    let store = store();
+    let mid = t0() + Duration::hours(200);
+    let filters = vec![
+        Filter::Id(Cmp::Gt(10)),
+        Filter::Stage(Cmp::Eq(s("new"))),
+        Filter::Stage(Cmp::Ne(s("junk"))),
+        Filter::Stage(Cmp::In(vec![s("new"), s("junk")])),
+        Filter::Pipeline(Cmp::Eq(s("lead"))),
+        Filter::Responsible(Cmp::In(vec![s("ivanov"), s("petrova")])),
+        Filter::Source(Cmp::Eq(s("call"))),
+        Filter::ClientType(Cmp::Eq(s("legal"))),
+        Filter::Contact(Cmp::Eq(3)),
+        Filter::Company(Cmp::Eq(3)),
+        Filter::CreatedAt(Cmp::Ge(mid)),
+        Filter::UpdatedAt(Cmp::Lt(mid)),
+        Filter::Phone(Cmp::Eq(s("+79000000042"))),
+        Filter::Email(Cmp::Eq(s("lead42@example.com"))),
+        Filter::Title(s("столеш")),
+        Filter::Name(s("мария")),
+        Filter::Text(s("olga")),
+        Filter::Custom {
+            field: s("budget"),
+            cmp: Cmp::Le(json!(3000)),
+        },
+    ];
+    for filter in filters {
+        for key in [SortKey::Id, SortKey::CreatedAt, SortKey::UpdatedAt] {
+            for descending in [false, true] {
+                let q = ListQuery {
+                    filters: vec![filter.clone()],
+                    order: Order { key, descending },
+                    page: PageSpec {
+                        total: true,
+                        ..PageSpec::default()
+                    },
+                    ..ListQuery::new(EntityKind::Lead)
+                };
+                assert_indexed(&store, &q);
+            }
+        }
+    }
+}

@@ -17,7 +17,9 @@
 //!
 //! SQLite uses one index per query: with several filters it looks up the most selective one
 //! it can judge and checks the others on the rows found. Ordering by anything but the index
-//! it searched sorts the rows found (not the table).
+//! it searched sorts the rows found (not the table): a filter that matches most rows (a
+//! `stage != junk`, a wide period) with an order its index does not give costs a sort of
+//! what it matches; combine it with a selective filter, or order by id.
 
 use super::{Source, Token};
 use crate::error::Error;
@@ -661,13 +663,20 @@ fn statements(q: &ListQuery) -> Result<Statements, Error> {
     let count_args = sql.args.clone();
     let sort = sort_column(q.kind, q.order.key)?;
     let dir = if q.order.descending { "DESC" } else { "ASC" };
-    // SQLite keeps no statistics, so with only ranges (or `!=`) to go by it may read the
-    // table in the order asked for and check each row, which for a narrow range reads almost
-    // all of it. Unless a range is on the sort column itself (its index gives the order), the
-    // sort key is written as an expression (`+id`), which no index provides: SQLite then
-    // searches the range's index and sorts what it finds.
-    let by_range = !sql.exact && sql.ranges.iter().any(|c| *c != "id" && *c != sort);
-    let plus = if by_range { "+" } else { "" };
+    // SQLite keeps no statistics, so it may read the table in the order asked for (by id,
+    // or along the sort column's index) and check each row against the filters, which for a
+    // selective filter reads almost all of it. Where that can happen the sort key is written
+    // as an expression (`+id`), which no index provides: SQLite then searches the filter's
+    // index and sorts what it finds. By id, only filters that are all ranges (or `!=`) need
+    // that: an equality's index gives its rows in id order. By another column, every filter
+    // but a range on that column does. Without filters the order's own index is the plan.
+    let filtered = !sql.conds.is_empty();
+    let by_filter = if sort == "id" {
+        !sql.exact && sql.ranges.iter().any(|c| *c != "id")
+    } else {
+        !sql.ranges.contains(&sort)
+    };
+    let plus = if filtered && by_filter { "+" } else { "" };
     let order_by = if sort == "id" {
         format!("{plus}id {dir}")
     } else {

@@ -113,6 +113,10 @@ fn a_deleted_lead_leaves_every_list_index_and_its_timers() {
         query::lookup(&store, StreamId::new(EntityKind::Lead, 99)).unwrap(),
         Lookup::Missing
     );
+    assert!(matches!(
+        store.lookup(lead).unwrap(),
+        Lookup::Deleted { .. }
+    ));
     for f in [phone(), title(), material()] {
         assert_eq!(count(&store, EntityKind::Lead, f), 1);
     }

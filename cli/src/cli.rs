@@ -482,6 +482,20 @@ pub(crate) enum LeadCmd {
     },
     /// List leads, newest first
     List(ListArgs),
+    /// Delete a lead (not a converted one); its events stay in the log
+    Delete(DeleteArgs),
+}
+
+/// `delete ID`, for leads, deals, contacts and companies.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// The id (42, or lead-42 / deal-42 / contact-42 / company-42)
+    pub id: String,
+    /// Why (recorded in the event)
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub expect: Expect,
 }
 
 /// `move ID STAGE`, for leads and deals.
@@ -642,6 +656,8 @@ pub(crate) enum DealCmd {
     },
     /// List deals, newest first
     List(ListArgs),
+    /// Delete a deal; its events stay in the log
+    Delete(DeleteArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -697,6 +713,8 @@ pub(crate) enum ContactCmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Delete a contact; its events stay in the log
+    Delete(DeleteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -731,6 +749,8 @@ pub(crate) enum CompanyCmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Delete a company; its events stay in the log
+    Delete(DeleteArgs),
 }
 
 #[derive(Debug, Args, Default)]

@@ -3,8 +3,8 @@
 
 use crate::automation;
 use crate::cli::{
-    AssignArgs, CompanyCmd, ContactCmd, DealCmd, DealFields, LeadCmd, LeadFields, ListArgs,
-    MoveArgs, PartyFields, Requisites, SortBy, TaskCmd,
+    AssignArgs, CompanyCmd, ContactCmd, DealCmd, DealFields, DeleteArgs, LeadCmd, LeadFields,
+    ListArgs, MoveArgs, PartyFields, Requisites, SortBy, TaskCmd,
 };
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
@@ -189,6 +189,21 @@ fn move_to(ctx: &mut Ctx, verb: Verb, args: MoveArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `lead delete`, `deal delete`, `contact delete`, `company delete`.
+fn delete(ctx: &mut Ctx, kind: EntityKind, args: DeleteArgs) -> Result<(), CliError> {
+    let id = parse_id(kind, &args.id)?;
+    let reason = args.reason.clone();
+    let cmd = match kind {
+        EntityKind::Lead => Command::DeleteLead { id, reason },
+        EntityKind::Deal => Command::DeleteDeal { id, reason },
+        EntityKind::Contact => Command::DeleteContact { id, reason },
+        _ => Command::DeleteCompany { id, reason },
+    };
+    let out = execute(ctx, cmd, args.expect.expect_version)?;
+    report(ctx, &out, "deleted");
+    Ok(())
+}
+
 /// `lead assign` and `deal assign`.
 fn assign(ctx: &mut Ctx, verb: Verb, args: AssignArgs) -> Result<(), CliError> {
     let mut a = Named::default();
@@ -290,6 +305,7 @@ pub(crate) fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
                 expect.expect_version,
             )?;
         }
+        LeadCmd::Delete(args) => delete(ctx, EntityKind::Lead, args)?,
         LeadCmd::Move(args) => move_to(ctx, Verb::LeadMove, args)?,
         LeadCmd::Assign(args) => assign(ctx, Verb::LeadAssign, args)?,
         LeadCmd::Show { id } => show(
@@ -534,6 +550,7 @@ pub(crate) fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
                 expect.expect_version,
             )?;
         }
+        DealCmd::Delete(args) => delete(ctx, EntityKind::Deal, args)?,
         DealCmd::Move(args) => move_to(ctx, Verb::DealMove, args)?,
         DealCmd::Assign(args) => assign(ctx, Verb::DealAssign, args)?,
         DealCmd::Show { id } => show(
@@ -622,6 +639,7 @@ pub(crate) fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
             let changes = party_changes(&fields, &company)?;
             update(ctx, Verb::ContactUpdate, id, changes, &clear, None)?;
         }
+        ContactCmd::Delete(args) => delete(ctx, EntityKind::Contact, args)?,
         ContactCmd::Show { id } => show(
             ctx,
             StreamId::new(EntityKind::Contact, parse_id(EntityKind::Contact, &id)?),
@@ -695,6 +713,7 @@ pub(crate) fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
                 .text("bik", &requisites.bik);
             update(ctx, Verb::CompanyUpdate, id, changes, &clear, None)?;
         }
+        CompanyCmd::Delete(args) => delete(ctx, EntityKind::Company, args)?,
         CompanyCmd::Show { id } => show(
             ctx,
             StreamId::new(EntityKind::Company, parse_id(EntityKind::Company, &id)?),
@@ -813,12 +832,21 @@ pub(crate) fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
 
 fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
     let tz = ctx.config.calendar.timezone;
-    let entity = ctx
-        .store
-        .load(stream)?
-        .ok_or(leadflow_store::Error::Rejected(
-            leadflow_engine::Rejection::NotFound { stream },
-        ))?;
+    let entity = match query::lookup(&ctx.store, stream)? {
+        query::Lookup::Found(e) => *e,
+        query::Lookup::Deleted { position, at } => {
+            return Err(CliError::Unknown(format!(
+                "{stream} was deleted at {} (position {position}); `leadflow events --stream {stream}` shows its history",
+                time(ctx.config.calendar.timezone, at)
+            )));
+        }
+        query::Lookup::Missing => {
+            return Err(
+                leadflow_store::Error::Rejected(leadflow_engine::Rejection::NotFound { stream })
+                    .into(),
+            );
+        }
+    };
     let store = &ctx.store;
     let history = query::stage_history(store, stream)?;
     let name = stream.to_string();

@@ -173,6 +173,10 @@ mod tests {
         &["company", "update", "1", "--name", "Co"],
         &["company", "show", "1"],
         &["company", "list"],
+        &["lead", "delete", "1"],
+        &["deal", "delete", "1"],
+        &["contact", "delete", "1"],
+        &["company", "delete", "1"],
         &[
             "task",
             "create",

@@ -384,6 +384,10 @@ impl Want {
             C::CreateTask(_) => (R::Task, A::Create),
             C::CompleteTask { .. } => (R::Task, A::Complete),
             C::CreateToken(_) | C::RevokeToken { .. } => (R::Tokens, A::Admin),
+            C::DeleteLead { .. } => (R::Lead, A::Delete),
+            C::DeleteDeal { .. } => (R::Deal, A::Delete),
+            C::DeleteContact { .. } => (R::Contact, A::Delete),
+            C::DeleteCompany { .. } => (R::Company, A::Delete),
         };
         let pipeline = match command {
             C::CreateLead(_) => Some(config.lead_pipeline().id.clone()),

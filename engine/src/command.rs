@@ -187,6 +187,26 @@ pub enum Command {
     RevokeToken {
         name: String,
     },
+    /// Deletes a lead; a converted one is refused (see `decide`).
+    DeleteLead {
+        id: i64,
+        reason: Option<String>,
+    },
+    /// Deletes a deal.
+    DeleteDeal {
+        id: i64,
+        reason: Option<String>,
+    },
+    /// Deletes a contact.
+    DeleteContact {
+        id: i64,
+        reason: Option<String>,
+    },
+    /// Deletes a company.
+    DeleteCompany {
+        id: i64,
+        reason: Option<String>,
+    },
 }
 
 /// Where a command's events go: a new entity of a kind (its id allocated by the caller), an
@@ -223,6 +243,10 @@ impl Command {
             }
             C::UpdateContact { id, .. } => existing(K::Contact, *id),
             C::UpdateCompany { id, .. } => existing(K::Company, *id),
+            C::DeleteLead { id, .. } => existing(K::Lead, *id),
+            C::DeleteDeal { id, .. } => existing(K::Deal, *id),
+            C::DeleteContact { id, .. } => existing(K::Contact, *id),
+            C::DeleteCompany { id, .. } => existing(K::Company, *id),
             C::CompleteTask { id, .. } => existing(K::Task, *id),
             C::CreateToken(_) => Target::New(K::Token),
             C::RevokeToken { name } => Target::Token(name),

@@ -119,6 +119,10 @@ pub enum Rejection {
     UnknownToken { name: String },
     #[error("token '{name}' is already revoked")]
     TokenAlreadyRevoked { name: String },
+    #[error(
+        "{stream} was converted (stage '{stage}'): the deal made from it links to it and the conversion counts in reports, so it cannot be deleted; delete the deal, or move the lead out of '{stage}' first"
+    )]
+    DeleteConverted { stream: StreamId, stage: StageId },
 }
 
 /// The outcome of a successful decision: events for one stream.
@@ -273,6 +277,48 @@ pub fn decide(
                     to: to.clone(),
                 })]
             }
+        }
+        // Deleting: a lead in a success stage of its pipeline (converted) is refused — its
+        // deal's `lead` link and the conversion reports depend on it. Deals, contacts and
+        // companies can always be deleted; links to them from other entities stay as ids
+        // (as in Bitrix24), pointing at an entity that says it was deleted.
+        Command::DeleteLead { reason, .. } => {
+            let lead = expect_lead(stream, current)?;
+            let pipeline = ctx.pipeline(&lead.pipeline, EntityKind::Lead)?;
+            if pipeline
+                .stage(&lead.stage)
+                .is_some_and(|s| s.semantic == crate::config::Semantic::Success)
+            {
+                return Err(Rejection::DeleteConverted {
+                    stream,
+                    stage: lead.stage.clone(),
+                });
+            }
+            vec![Event::LeadDeleted(event::Deleted {
+                reason: reason.clone(),
+            })]
+        }
+        Command::DeleteDeal { reason, .. } => {
+            expect_deal(stream, current)?;
+            vec![Event::DealDeleted(event::Deleted {
+                reason: reason.clone(),
+            })]
+        }
+        Command::DeleteContact { reason, .. } => {
+            let Some(Entity::Contact(_)) = current else {
+                return Err(missing(stream, current));
+            };
+            vec![Event::ContactDeleted(event::Deleted {
+                reason: reason.clone(),
+            })]
+        }
+        Command::DeleteCompany { reason, .. } => {
+            let Some(Entity::Company(_)) = current else {
+                return Err(missing(stream, current));
+            };
+            vec![Event::CompanyDeleted(event::Deleted {
+                reason: reason.clone(),
+            })]
         }
         Command::CompleteTask { result, .. } => {
             let Some(Entity::Task(t)) = current else {

@@ -544,6 +544,16 @@ pub struct TokenRevoked {
     pub name: String,
 }
 
+/// A lead, deal, contact or company was deleted (`crm.*.delete`): its row leaves the
+/// projections (with its match keys, search text, custom-field index and pending timers);
+/// its events stay in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    /// Why, if the person said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Why a stored event could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -694,6 +704,28 @@ events! {
     TokenCreated(TokenCreated) = "token.created", 1, Token;
     /// An API token was revoked (issue 10, access).
     TokenRevoked(TokenRevoked) = "token.revoked", 1, Token;
+    /// A lead was deleted.
+    LeadDeleted(Deleted) = "lead.deleted", 1, Lead;
+    /// A deal was deleted.
+    DealDeleted(Deleted) = "deal.deleted", 1, Deal;
+    /// A contact was deleted.
+    ContactDeleted(Deleted) = "contact.deleted", 1, Contact;
+    /// A company was deleted.
+    CompanyDeleted(Deleted) = "company.deleted", 1, Company;
+}
+
+impl Event {
+    /// Whether the event deletes its entity (`lead.deleted`, …): after it the stream holds no
+    /// entity, and the projections hold no row of it.
+    pub fn is_deletion(&self) -> bool {
+        matches!(
+            self,
+            Event::LeadDeleted(_)
+                | Event::DealDeleted(_)
+                | Event::ContactDeleted(_)
+                | Event::CompanyDeleted(_)
+        )
+    }
 }
 
 impl Event {

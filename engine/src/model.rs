@@ -259,6 +259,8 @@ pub fn apply(prior: Option<Entity>, event: &Event, at: DateTime<Utc>) -> Option<
             }));
         }
         (None, _) => return None,
+        // A deletion ends the entity: the stream holds none after it.
+        (Some(_), e) if e.is_deletion() => return None,
         (Some(state), _) => state,
     };
     match (&mut state, event) {

@@ -176,6 +176,7 @@ pub fn rejection_code(r: &Rejection) -> (&'static str, Option<String>) {
         R::UnknownRole { .. } => ("unknown_role", Some("role".into())),
         R::UnknownToken { .. } => ("unknown_token", Some("name".into())),
         R::TokenAlreadyRevoked { .. } => ("token_revoked", Some("name".into())),
+        R::DeleteConverted { .. } => ("converted", None),
     }
 }
 

@@ -179,6 +179,23 @@ pub async fn serve(
         state,
         writer_thread,
     } = service;
+    // Before the first request: the rule set in force is activated and the backlog a crash
+    // left is processed, so the first command is decided on the state the robots leave and its
+    // events come after the activation (whose first time starts the rules' cursor).
+    if let Some(rt) = state.rules.current() {
+        let rules = state.rules.clone();
+        state
+            .writer
+            .run_rules(Box::new(move |tx, ctx| {
+                let (report, mine) = rt.react_in(tx, ctx.now)?;
+                rules.add_mine(&mine);
+                if report.processed > 0 {
+                    tracing::info!(processed = report.processed, "processed the events left unprocessed");
+                }
+                Ok(writer::Answer::ok(serde_json::json!({})))
+            }))
+            .await?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let bg = runtime::Background {
         rules: state.rules.clone(),

@@ -94,6 +94,10 @@ pub enum Error {
     /// A stored row is not what leadflow writes.
     #[error("corrupt row at position {position}: {why}")]
     Corrupt { position: i64, why: String },
+    /// A list query ([`crate::query::list`]) asks for what the store cannot do: the field (or
+    /// `order`, `page`, `cursor`) and why.
+    #[error("{field}: {why}")]
+    BadList { field: String, why: String },
     /// SQLite failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -436,9 +436,15 @@ impl Store {
         Ok(out)
     }
 
-    /// The current state of an entity, from the projections.
+    /// The current state of an entity, from the projections; `None` also for a deleted one
+    /// ([`Store::lookup`] tells which).
     pub fn load(&self, stream: StreamId) -> Result<Option<Entity>, Error> {
         project::load(&self.conn, "main", stream)
+    }
+
+    /// The entity, or that it was deleted (when, by which event), or that it never existed.
+    pub fn lookup(&self, stream: StreamId) -> Result<query::Lookup, Error> {
+        query::lookup(self, stream)
     }
 
     /// The newest event's position and hash; `None` for an empty log.

@@ -1,6 +1,13 @@
 //! Read queries over the log and the projection tables, for the CLI and reports: each a named
 //! function reading a [`Source`] (a [`Store`](crate::Store) or a [`Snapshot`](crate::Snapshot)).
 
+mod list;
+
+pub use list::{
+    Cmp, Cursor, Filter, ListQuery, MAX_IN, MAX_LIMIT, MIN_SEARCH_CHARS, Order, Page, PageSpec,
+    SortKey, Start, explain, list,
+};
+
 use crate::error::Error;
 use crate::project::{
     COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, MatchKey, PendingTimer,
@@ -11,6 +18,49 @@ use leadflow_engine::StreamId;
 use leadflow_engine::model::{Company, Contact, Deal, Lead, Task};
 use leadflow_engine::stored::{fmt_time, parse_time};
 use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as Sql};
+
+/// What the projections hold for a stream (see [`lookup`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// The entity as it stands.
+    Found(Box<leadflow_engine::Entity>),
+    /// It was deleted by the event at `position`, which occurred `at`.
+    Deleted {
+        /// The position of its `*.deleted` event.
+        position: i64,
+        /// When it was deleted.
+        at: DateTime<Utc>,
+    },
+    /// There is no such entity.
+    Missing,
+}
+
+/// The entity of `stream`, or that it was deleted (its `*.deleted` event: a lookup of the
+/// stream's events through their index), or that it never existed.
+pub fn lookup(db: &impl Source, stream: StreamId) -> Result<Lookup, Error> {
+    let conn = db.sql(Token(()));
+    if let Some(e) = crate::project::load(conn, "main", stream)? {
+        return Ok(Lookup::Found(Box::new(e)));
+    }
+    let deleted: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT e.position, e.occurred_at FROM streams s JOIN events e ON e.stream_key = s.stream_key \
+             WHERE s.kind = ?1 AND s.entity_id = ?2 \
+             AND e.type IN ('lead.deleted', 'deal.deleted', 'contact.deleted', 'company.deleted') \
+             ORDER BY e.version DESC LIMIT 1",
+        )?
+        .query_row(rusqlite::params![stream.kind.as_str(), stream.id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    Ok(match deleted {
+        Some((position, at)) => Lookup::Deleted {
+            position,
+            at: row_time(&at, position, "events.occurred_at")?,
+        },
+        None => Lookup::Missing,
+    })
+}
 
 /// What `lead list` / `deal list` search for: the CLI tells which kind of key the text is.
 #[derive(Debug, Clone, PartialEq, Eq)]

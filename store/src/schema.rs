@@ -10,10 +10,10 @@ use std::path::Path;
 pub(crate) const APPLICATION_ID: i64 = 0x4C46_4C57;
 
 /// The schema version this leadflow writes.
-pub(crate) const LATEST: i64 = 4;
+pub(crate) const LATEST: i64 = 5;
 
 /// Migration steps; step `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 const V1: &str = r#"
 CREATE TABLE streams (
@@ -64,9 +64,16 @@ CREATE TABLE rule_cursor (
 /// from the version alone that it must be upgraded.
 const V3: &str = "-- match_keys, inbox_read: created by the projection check that follows";
 
-/// Version 4: the service's remembered responses (`Idempotency-Key`, kept at least a day). Not
+/// Version 4: the list queries' indexes — B-tree indexes on the entity tables' filter
+/// columns, and the `search_text` (with its FTS5 index `search_fts`) and `field_values`
+/// projection tables. Like version 3, the step changes nothing itself: the new tables are
+/// missing, so [`migrate`] recreates every projection table (with the new indexes) and the
+/// catch-up rebuilds them from the log.
+const V4: &str = "-- search_text, search_fts, field_values and the new indexes: created by the projection check that follows";
+
+/// Version 5: the service's remembered responses (`Idempotency-Key`, kept at least a day). Not
 /// a projection: replay leaves it alone (see `responses.rs`).
-const V4: &str = r#"
+const V5: &str = r#"
 CREATE TABLE IF NOT EXISTS responses (
     scope        TEXT    NOT NULL,
     key          TEXT    NOT NULL,

@@ -23,6 +23,7 @@ mod match_keys;
 mod projector;
 mod replay;
 mod rows;
+mod search;
 mod side;
 mod tables;
 mod timers;
@@ -37,6 +38,7 @@ pub(crate) use rows::{
     COMPANY_COLUMNS, CONTACT_COLUMNS, DEAL_COLUMNS, LEAD_COLUMNS, TASK_COLUMNS, company_row,
     contact_row, deal_row, lead_row, load, table_of, task_row,
 };
+pub(crate) use search::{code as search_code, field_value};
 pub(crate) use tables::{checkpoint, set_checkpoint};
 pub(crate) use timers::{pending as pending_timers, take_due as take_due_timers};
 pub(crate) use tokens::token_state;
@@ -48,6 +50,7 @@ use tables::{
     ESCALATIONS, IDLE_MARKS, INBOX, INBOX_READ, INCIDENTS, MATCH_KEYS, OUTBOX, PROJECTION_STATE,
     REQUESTS, SCHEDULES, STAGE_HISTORY, TIMERS, TOKENS, Table,
 };
+use tables::{FIELD_VALUES, SEARCH_FTS, SEARCH_TEXT};
 
 /// The projection tables, in the order they are created and `verify` compares them.
 pub(crate) static TABLES: &[&Table] = &[
@@ -68,6 +71,8 @@ pub(crate) static TABLES: &[&Table] = &[
     &MATCH_KEYS,
     &REQUESTS,
     &TOKENS,
+    &SEARCH_TEXT,
+    &FIELD_VALUES,
     &PROJECTION_STATE,
 ];
 
@@ -86,8 +91,10 @@ pub(crate) fn ensure(conn: &Connection, schema: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Drops and recreates every projection table (empty, checkpoint 0).
+/// Drops and recreates every projection table (empty, checkpoint 0), and the FTS5 index
+/// over `search_text`.
 pub(crate) fn recreate(conn: &Connection, schema: &str) -> Result<(), Error> {
+    conn.execute_batch(&format!("DROP TABLE IF EXISTS {schema}.{SEARCH_FTS};"))?;
     for t in TABLES {
         conn.execute_batch(&format!("DROP TABLE IF EXISTS {schema}.{};", t.name))?;
     }

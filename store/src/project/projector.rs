@@ -26,6 +26,8 @@ pub(crate) struct Projector {
     /// Timers whose rows were removed in bulk when they were taken to fire (see
     /// `Tx::take_due_timers`): their firing events need not remove them again.
     taken: HashMap<StreamId, Vec<i64>>,
+    /// Entities deleted since the last flush: their rows go then.
+    deleted: HashSet<StreamId>,
     pending: usize,
 }
 
@@ -46,6 +48,7 @@ impl Projector {
             dirty: HashSet::new(),
             bumps: HashMap::new(),
             taken: HashMap::new(),
+            deleted: HashSet::new(),
             pending: 0,
         }
     }
@@ -145,10 +148,16 @@ impl Projector {
             return Ok(());
         }
         let schema = self.schema;
+        let deleted = self.deleted.contains(&stream);
         let slot = self.slot(conn, stream)?;
         let p = project(slot.state.take(), event, at);
-        let ignored = p.entity.is_none();
+        // After a deletion the stream holds no entity: later bookkeeping on it is expected.
+        let ignored = p.entity.is_none() && !event.is_deletion() && !deleted;
         slot.state = p.entity;
+        if event.is_deletion() {
+            side::stage_left(conn, schema, stream, at)?;
+            self.deleted.insert(stream);
+        }
         if p.left.is_some() {
             side::stage_left(conn, schema, stream, at)?;
         }
@@ -176,6 +185,7 @@ impl Projector {
         self.cache.clear();
         self.dirty.clear();
         self.bumps.clear();
+        self.deleted.clear();
         self.pending = 0;
     }
 
@@ -191,6 +201,17 @@ impl Projector {
             }) = self.cache.get(&stream)
             {
                 rows::save(conn, self.schema, e, stored.as_ref())?;
+            }
+        }
+        let mut deleted: Vec<StreamId> = self.deleted.drain().collect();
+        deleted.sort_unstable();
+        for stream in deleted {
+            if let Some(Slot {
+                state: None,
+                stored: Some(stored),
+            }) = self.cache.get(&stream)
+            {
+                rows::delete(conn, self.schema, stream, stored)?;
             }
         }
         let mut bumps: Vec<(StreamId, i64)> = self.bumps.drain().collect();

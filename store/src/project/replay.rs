@@ -96,6 +96,8 @@ struct StreamFold {
     stream: StreamId,
     entity: Option<Entity>,
     open: Option<(i64, StageVisit)>,
+    /// The stream's entity was deleted.
+    deleted: bool,
 }
 
 impl StreamFold {
@@ -105,6 +107,7 @@ impl StreamFold {
             stream,
             entity: None,
             open: None,
+            deleted: false,
         }
     }
 
@@ -122,6 +125,12 @@ impl StreamFold {
             return Ok(());
         }
         let p = project(self.entity.take(), event, at);
+        if event.is_deletion()
+            && let Some((entered, visit)) = self.open.take()
+        {
+            // As the live path: the open stage visit ends when the entity is deleted.
+            side::stage_visit(conn, self.schema, entered, &visit, Some(at))?;
+        }
         if p.left.is_some()
             && let Some((entered, visit)) = self.open.take()
         {
@@ -134,7 +143,9 @@ impl StreamFold {
                 side::stage_visit(conn, self.schema, entered, &open, None)?;
             }
         }
-        if p.entity.is_none() {
+        let gone = event.is_deletion() || self.deleted;
+        self.deleted |= event.is_deletion();
+        if p.entity.is_none() && !gone {
             tracing::warn!(position, stream = %self.stream, event = event.event_type(), "event does not apply to the entity's state; ignored");
         }
         self.entity = p.entity;

@@ -11,6 +11,7 @@
 //! EXISTS` leaves an existing table as it is.
 
 use super::match_keys;
+use super::search;
 use super::tables::{Column, Op, Table};
 use crate::error::Error;
 use chrono::{DateTime, Utc};
@@ -307,6 +308,12 @@ entity_table! {
     then: "CREATE INDEX IF NOT EXISTS {s}.leads_by_stage ON leads (pipeline, stage);
 CREATE INDEX IF NOT EXISTS {s}.leads_by_responsible ON leads (responsible);
 CREATE INDEX IF NOT EXISTS {s}.leads_by_company ON leads (company_id);
+CREATE INDEX IF NOT EXISTS {s}.leads_by_stage_responsible ON leads (stage, responsible);
+CREATE INDEX IF NOT EXISTS {s}.leads_by_source ON leads (source);
+CREATE INDEX IF NOT EXISTS {s}.leads_by_client_type ON leads (client_type);
+CREATE INDEX IF NOT EXISTS {s}.leads_by_contact ON leads (contact_id);
+CREATE INDEX IF NOT EXISTS {s}.leads_by_created ON leads (created_at);
+CREATE INDEX IF NOT EXISTS {s}.leads_by_updated ON leads (updated_at);
 ";
 }
 
@@ -335,6 +342,10 @@ entity_table! {
 CREATE INDEX IF NOT EXISTS {s}.deals_by_responsible ON deals (responsible);
 CREATE INDEX IF NOT EXISTS {s}.deals_by_contact ON deals (contact_id);
 CREATE INDEX IF NOT EXISTS {s}.deals_by_company ON deals (company_id);
+CREATE INDEX IF NOT EXISTS {s}.deals_by_stage_responsible ON deals (stage, responsible);
+CREATE INDEX IF NOT EXISTS {s}.deals_by_lead ON deals (lead_id);
+CREATE INDEX IF NOT EXISTS {s}.deals_by_created ON deals (created_at);
+CREATE INDEX IF NOT EXISTS {s}.deals_by_updated ON deals (updated_at);
 ";
 }
 
@@ -352,7 +363,11 @@ entity_table! {
         updated_at:  "TEXT    NOT NULL" => updated_at,
         version:     "INTEGER NOT NULL" => version,
     }
-    then: "";
+    then: "CREATE INDEX IF NOT EXISTS {s}.contacts_by_company ON contacts (company_id);
+CREATE INDEX IF NOT EXISTS {s}.contacts_by_responsible ON contacts (responsible);
+CREATE INDEX IF NOT EXISTS {s}.contacts_by_created ON contacts (created_at);
+CREATE INDEX IF NOT EXISTS {s}.contacts_by_updated ON contacts (updated_at);
+";
 }
 
 entity_table! {
@@ -371,7 +386,11 @@ entity_table! {
         updated_at:   "TEXT    NOT NULL" => updated_at,
         version:      "INTEGER NOT NULL" => version,
     }
-    then: "CREATE INDEX IF NOT EXISTS {s}.companies_by_inn ON companies (inn);\n";
+    then: "CREATE INDEX IF NOT EXISTS {s}.companies_by_inn ON companies (inn);
+CREATE INDEX IF NOT EXISTS {s}.companies_by_responsible ON companies (responsible);
+CREATE INDEX IF NOT EXISTS {s}.companies_by_created ON companies (created_at);
+CREATE INDEX IF NOT EXISTS {s}.companies_by_updated ON companies (updated_at);
+";
 }
 
 entity_table! {
@@ -393,6 +412,7 @@ entity_table! {
 CREATE INDEX IF NOT EXISTS {s}.tasks_by_assignee ON tasks (assignee);
 CREATE INDEX IF NOT EXISTS {s}.tasks_by_lead ON tasks (lead_id);
 CREATE INDEX IF NOT EXISTS {s}.tasks_by_deal ON tasks (deal_id);
+CREATE INDEX IF NOT EXISTS {s}.tasks_by_created ON tasks (created_at);
 ";
 }
 
@@ -440,11 +460,14 @@ pub(crate) fn load(
 }
 
 /// What an entity's row holds that an update may have to change in an index: the values of
-/// its key columns and its match keys. An update that leaves both as they were sets neither.
+/// its key columns, its match keys, its searchable text and its indexed custom fields. An
+/// update that leaves all of them as they were sets none.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct IndexKey {
     columns: Vec<Value>,
     match_keys: Vec<(MatchKey, String)>,
+    text: search::Text,
+    fields: Vec<(String, Value)>,
 }
 
 /// The entity's [`IndexKey`].
@@ -458,6 +481,8 @@ pub(crate) fn index_key(e: &Entity) -> IndexKey {
             Entity::Task(t) => (TASKS.key)(t),
         },
         match_keys: match_keys::of(e),
+        text: search::text_of(e),
+        fields: search::fields_of(e),
     }
 }
 
@@ -485,7 +510,29 @@ pub(crate) fn save(
     if op != Op::UpdateUnkeyed {
         let old = stored.map_or(&[][..], |k| &k.match_keys);
         match_keys::save(conn, schema, e.stream(), old, &key.match_keys)?;
+        search::save_text(conn, schema, e.stream(), stored.map(|k| &k.text), &key.text)?;
+        let old = stored.map_or(&[][..], |k| &k.fields);
+        search::save_fields(conn, schema, e.stream(), old, &key.fields)?;
     }
+    Ok(())
+}
+
+/// Removes a deleted entity's row and what its [`IndexKey`] says it has in the side indexes
+/// (match keys, search text, custom-field values).
+pub(crate) fn delete(
+    conn: &Connection,
+    schema: &'static str,
+    stream: StreamId,
+    stored: &IndexKey,
+) -> Result<(), Error> {
+    let Some(table) = table_of(stream.kind) else {
+        return Ok(());
+    };
+    conn.prepare_cached(table.sql(schema, Op::Delete))?
+        .execute([stream.id])?;
+    match_keys::save(conn, schema, stream, &stored.match_keys, &[])?;
+    search::delete_text(conn, schema, stream)?;
+    search::save_fields(conn, schema, stream, &stored.fields, &[])?;
     Ok(())
 }
 

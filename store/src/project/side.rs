@@ -205,6 +205,21 @@ pub(crate) fn apply(
             .execute(params![fmt_time(at), actor, name])?;
             Ok(())
         }
+        // A deleted entity's pending timers and idle marks go with it (nothing fires for it).
+        Event::LeadDeleted(_)
+        | Event::DealDeleted(_)
+        | Event::ContactDeleted(_)
+        | Event::CompanyDeleted(_) => {
+            for t in timers::pending(conn, schema, stream)? {
+                timers::unset(conn, schema, t.due_at, t.id)?;
+            }
+            conn.prepare_cached(sql(
+                schema,
+                "DELETE FROM {s}.idle_marks WHERE kind = ?1 AND entity_id = ?2",
+            ))?
+            .execute(params![kind, stream.id])?;
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

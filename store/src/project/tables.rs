@@ -266,6 +266,56 @@ CREATE INDEX IF NOT EXISTS {s}.tokens_by_name ON tokens (name);
 ",
 };
 
+/// The searchable text of every entity (title, name, phones, e-mails; see `search`): the
+/// content of the FTS5 table `search_fts` (trigram tokenizer, so any substring of three
+/// characters or more is an index lookup), which the triggers keep in step with it. `id` is
+/// the entity id times 8 plus its kind's code (`search::key`).
+pub(crate) static SEARCH_TEXT: Table = Table {
+    name: "search_text",
+    columns: &[
+        Column::new("id", "INTEGER PRIMARY KEY"),
+        Column::new("kind", "TEXT    NOT NULL"),
+        Column::new("entity_id", "INTEGER NOT NULL"),
+        Column::new("title", "TEXT    NOT NULL"),
+        Column::new("name", "TEXT    NOT NULL"),
+        Column::new("phones", "TEXT    NOT NULL"),
+        Column::new("emails", "TEXT    NOT NULL"),
+    ],
+    primary_key: None,
+    without_rowid: false,
+    then: "CREATE VIRTUAL TABLE IF NOT EXISTS {s}.search_fts USING fts5(title, name, phones, emails, content='search_text', content_rowid='id', tokenize='trigram');
+CREATE TRIGGER IF NOT EXISTS {s}.search_text_inserted AFTER INSERT ON search_text BEGIN
+    INSERT INTO search_fts (rowid, title, name, phones, emails) VALUES (new.id, new.title, new.name, new.phones, new.emails);
+END;
+CREATE TRIGGER IF NOT EXISTS {s}.search_text_deleted AFTER DELETE ON search_text BEGIN
+    INSERT INTO search_fts (search_fts, rowid, title, name, phones, emails) VALUES ('delete', old.id, old.title, old.name, old.phones, old.emails);
+END;
+CREATE TRIGGER IF NOT EXISTS {s}.search_text_updated AFTER UPDATE ON search_text BEGIN
+    INSERT INTO search_fts (search_fts, rowid, title, name, phones, emails) VALUES ('delete', old.id, old.title, old.name, old.phones, old.emails);
+    INSERT INTO search_fts (rowid, title, name, phones, emails) VALUES (new.id, new.title, new.name, new.phones, new.emails);
+END;
+",
+};
+
+/// The FTS5 index over [`SEARCH_TEXT`]: dropped and recreated with it.
+pub(crate) const SEARCH_FTS: &str = "search_fts";
+
+/// The scalar custom fields of leads, deals, contacts and companies (text, numbers, yes/no as
+/// 1/0; see `search`), so a custom-field filter is an index lookup. `value` has no type
+/// affinity: numbers stay numbers, text stays text.
+pub(crate) static FIELD_VALUES: Table = Table {
+    name: "field_values",
+    columns: &[
+        Column::new("kind", "TEXT    NOT NULL"),
+        Column::new("field", "TEXT    NOT NULL"),
+        Column::new("value", "BLOB    NOT NULL"),
+        Column::new("entity_id", "INTEGER NOT NULL"),
+    ],
+    primary_key: Some("kind, field, value, entity_id"),
+    without_rowid: true,
+    then: "",
+};
+
 /// The position up to which the projections are built (one row).
 pub(crate) static PROJECTION_STATE: Table = Table {
     name: "projection_state",
@@ -296,6 +346,8 @@ pub(crate) enum Op {
     Select,
     /// `UPDATE … SET version = version + ?1 WHERE` first `= ?2`.
     AddVersion,
+    /// `DELETE FROM … WHERE` first `= ?1`.
+    Delete,
 }
 
 impl Table {
@@ -368,6 +420,7 @@ impl Table {
             Op::AddVersion => {
                 format!("UPDATE {s}.{name} SET version = version + ?1 WHERE {first} = ?2")
             }
+            Op::Delete => format!("DELETE FROM {s}.{name} WHERE {first} = ?1"),
         }
     }
 }

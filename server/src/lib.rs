@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod bitrix;
 pub mod error;
+pub mod facade;
 pub mod intake;
 pub mod ops;
 pub mod readers;
@@ -150,16 +151,32 @@ impl Service {
     }
 }
 
+/// Any other path: the Bitrix24 error for `/rest/…` (a path without user, secret or method),
+/// the JSON 404 for the rest.
+async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if uri.path().starts_with("/rest/") {
+        facade::incomplete().await
+    } else {
+        ApiError::NotFound("no such route; see /api/v1/openapi.json".into()).into_response()
+    }
+}
+
 /// The whole router with its layers.
 pub fn app(state: AppState) -> Router {
     ops::layers(
         Router::new()
             .nest("/api/v1", api::routes())
             .route(
+                "/rest/{user}/{secret}/{*method}",
+                axum::routing::any(facade::call),
+            )
+            .route(
                 "/intake/{form}",
                 axum::routing::post(intake::submit).options(intake::preflight),
             )
             .merge(ops::routes())
+            .fallback(fallback)
             .with_state(state.clone()),
         &state,
     )
@@ -190,7 +207,10 @@ pub async fn serve(
                 let (report, mine) = rt.react_in(tx, ctx.now)?;
                 rules.add_mine(&mine);
                 if report.processed > 0 {
-                    tracing::info!(processed = report.processed, "processed the events left unprocessed");
+                    tracing::info!(
+                        processed = report.processed,
+                        "processed the events left unprocessed"
+                    );
                 }
                 Ok(writer::Answer::ok(serde_json::json!({})))
             }))

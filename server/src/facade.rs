@@ -1,0 +1,521 @@
+//! The Bitrix24-compatible REST facade: `/rest/{user}/{secret}/{method}` (any HTTP method,
+//! JSON, PHP-style query strings or form bodies). The secret is an API token; `{user}` is the
+//! Bitrix24 user id of the employee the call acts for (`[bitrix24] users`). The protocol is
+//! [`crate::bitrix`]; this module implements its [`Crm`] over the read connections and the
+//! writer, with the token's role checked on every call and every command of a batch.
+
+use crate::api::entities::pipeline_of;
+use crate::auth::{Caller, authenticate};
+use crate::bitrix::dispatch::{Binding, Crm, Listed};
+use crate::bitrix::error::Error;
+use crate::bitrix::filter::{Cmp as BCmp, Condition, Direction, Field, ListRequest, Operand};
+use crate::bitrix::mapping::Mapping;
+use crate::bitrix::method::{Method, Op};
+use crate::bitrix::records::{self, Found};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::writer::Answer;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use leadflow_engine::access::{Action, Resource, Want};
+use leadflow_engine::command::Target;
+use leadflow_engine::ids::{EntityKind, StreamId};
+use leadflow_engine::model::Entity;
+use leadflow_engine::{Command, EventMeta};
+use leadflow_store::query::{self, Visit};
+use leadflow_store::query::{Cmp, Filter, ListQuery, Order, PageSpec, SortKey, Start};
+use serde_json::json;
+use std::sync::Arc;
+
+/// A facade answer: always JSON, with the Bitrix24 status.
+fn answer(status: u16, body: String) -> Response {
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+fn error(e: &Error) -> Response {
+    answer(
+        e.status(),
+        json!({"error": e.code(), "error_description": e.to_string()}).to_string(),
+    )
+}
+
+/// `/rest/{user}/{secret}/{*method}`.
+pub(crate) async fn call(
+    State(state): State<AppState>,
+    Path((user, secret, method)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    parts: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    body: Bytes,
+) -> Response {
+    let started = state.clock.now();
+    let mapping = Arc::new(Mapping::new(state.config.clone()));
+    let Ok(user) = user.parse::<i64>() else {
+        return error(&Error::NoAuthFound);
+    };
+    let Some(employee) = mapping.employee(user).cloned() else {
+        return error(&Error::NoAuthFound);
+    };
+    let caller = match authenticate(&state, Some(parts.0.ip()), &secret, Some(employee)).await {
+        Ok(c) => c,
+        Err(ApiError::TooManyRequests(_)) => return error(&Error::QueryLimitExceeded),
+        Err(ApiError::Unauthorized(_)) => return error(&Error::NoAuthFound),
+        Err(e) => return error(&Error::Internal(e.to_string())),
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let handle = tokio::runtime::Handle::current();
+    let st = state.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut crm = StoreCrm {
+            state: st.clone(),
+            caller,
+            mapping: mapping.clone(),
+            handle,
+        };
+        crate::bitrix::dispatch::respond(
+            &mapping,
+            user,
+            &method,
+            query.as_deref(),
+            content_type.as_deref(),
+            &body,
+            &mut crm,
+            started,
+            || st.clock.now(),
+        )
+    })
+    .await;
+    match done {
+        Ok((status, body)) => answer(status, body),
+        Err(e) => error(&Error::Internal(format!("the call failed: {e}"))),
+    }
+}
+
+/// A `/rest/…` path without a method, or with a user or secret missing.
+pub(crate) async fn incomplete() -> Response {
+    error(&Error::MethodNotFound)
+}
+
+/// The [`Crm`] of the service: reads through the read pool, writes through the writer, as the
+/// token's role allows. Called from a blocking task ([`tokio::runtime::Handle::block_on`]).
+struct StoreCrm {
+    state: AppState,
+    caller: Caller,
+    mapping: Arc<Mapping>,
+    handle: tokio::runtime::Handle,
+}
+
+fn internal(e: ApiError) -> Error {
+    match e {
+        ApiError::Forbidden(m) => Error::AccessDenied(m),
+        ApiError::NotFound(_) => Error::NotFound,
+        ApiError::Conflict { message, .. } => Error::Conflict(message),
+        ApiError::Unavailable(m) => Error::Internal(m),
+        ApiError::Unprocessable { message, .. } | ApiError::BadRequest { message, .. } => {
+            Error::Rejected(message)
+        }
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+impl StoreCrm {
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut leadflow_store::Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.handle
+            .block_on(self.state.readers.read(f))
+            .map_err(internal)
+    }
+
+    fn found(store: &leadflow_store::Store, e: Entity) -> Result<Found, ApiError> {
+        let repeat = match &e {
+            Entity::Lead(l) => query::repeat_of(store, l.id)?.is_some(),
+            Entity::Deal(d) => match d.lead {
+                Some(l) => query::repeat_of(store, l)?.is_some(),
+                None => false,
+            },
+            _ => false,
+        };
+        Ok(Found { entity: e, repeat })
+    }
+
+    fn may(&self, want: &Want) -> Result<(), Error> {
+        self.caller.may(&self.state, want).map_err(internal)
+    }
+}
+
+impl Crm for StoreCrm {
+    fn authorize(&self, method: Method) -> Result<(), Error> {
+        let want = match method {
+            Method::Crm(kind, op) => Want::new(
+                Resource::of_stream(kind),
+                match op {
+                    Op::Add => Action::Create,
+                    Op::Update => Action::Update,
+                    Op::Delete => Action::Delete,
+                    Op::Get | Op::List | Op::Fields => Action::Read,
+                },
+            ),
+            Method::StageHistoryList => Want::new(Resource::Lead, Action::Read),
+            Method::TimelineCommentAdd => Want::new(Resource::Lead, Action::Update),
+            Method::EventBind | Method::EventUnbind | Method::EventGet => {
+                Want::new(Resource::Webhooks, Action::Admin)
+            }
+            Method::StatusList | Method::CategoryList | Method::UserCurrent | Method::Batch => {
+                return Ok(());
+            }
+        };
+        // The comment and the history are checked again on the record they touch.
+        if matches!(
+            method,
+            Method::StageHistoryList | Method::TimelineCommentAdd
+        ) {
+            return Ok(());
+        }
+        self.may(&want)
+    }
+
+    fn execute(&mut self, commands: Vec<Command>) -> Result<Option<i64>, Error> {
+        let who = self.caller.clone();
+        let mapping = self.mapping.clone();
+        let kind_of = commands.first().map(|c| match c.target() {
+            Target::New(k) => k,
+            Target::Existing(s) => s.kind,
+            Target::Token(_) => EntityKind::Token,
+        });
+        let result = self.handle.block_on(self.state.writer.run(
+            None,
+            Box::new(move |tx, ctx| {
+                let actor = who.actor();
+                let mut created = None;
+                for command in &commands {
+                    let pipeline = match command.target() {
+                        Target::Existing(stream) => match tx.load(stream)? {
+                            Some(e) => pipeline_of(&e, &mut |s| Ok(tx.load(s)?))?,
+                            None => {
+                                return Err(ApiError::NotFound(format!("{stream} does not exist")));
+                            }
+                        },
+                        _ => None,
+                    };
+                    ctx.config
+                        .access
+                        .check(
+                            &who.role,
+                            who.employee.as_ref(),
+                            &Want::of_command(command, ctx.config, pipeline.as_ref()),
+                        )
+                        .map_err(|d| ApiError::Forbidden(format!("token '{}': {d}", who.token)))?;
+                    let out = tx.execute(
+                        ctx.config,
+                        command,
+                        &EventMeta::root(ctx.now, actor.clone()),
+                    );
+                    let out = match out {
+                        Ok(o) => o,
+                        Err(leadflow_store::Error::Rejected(r)) => {
+                            let kind = match command.target() {
+                                Target::New(k) => k,
+                                Target::Existing(s) => s.kind,
+                                Target::Token(_) => EntityKind::Token,
+                            };
+                            return Err(ApiError::Unprocessable {
+                                code: "rejected",
+                                message: records::rejected(&mapping, kind, &r).to_string(),
+                                field: None,
+                            });
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    if matches!(command.target(), Target::New(_)) {
+                        created = Some(out.stream.id);
+                    }
+                }
+                Ok(Answer::ok(json!({ "created": created })))
+            }),
+        ));
+        let _ = kind_of;
+        match result {
+            Ok(a) => Ok(a.body["created"].as_i64()),
+            Err(ApiError::Unprocessable { message, .. }) => Err(Error::Rejected(message)),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    fn get(&self, stream: StreamId) -> Result<Option<Found>, Error> {
+        let found = self.read(move |s| {
+            let Some(e) = s.load(stream)? else {
+                return Ok(None);
+            };
+            let pipeline = pipeline_of(&e, &mut |x| Ok(s.load(x)?))?;
+            Ok(Some((StoreCrm::found(s, e)?, pipeline)))
+        })?;
+        let Some((found, pipeline)) = found else {
+            return Ok(None);
+        };
+        let mut want = Want::new(Resource::of_stream(stream.kind), Action::Read);
+        want.pipeline = pipeline;
+        self.may(&want)?;
+        Ok(Some(found))
+    }
+
+    fn list(&self, request: &ListRequest) -> Result<Listed, Error> {
+        let q = list_query(request)?;
+        let kind = request.kind;
+        let reach = self
+            .state
+            .config
+            .access
+            .pipelines(&self.caller.role, self.caller.employee.as_ref());
+        let mut q = q;
+        if let Some(leadflow_engine::access::Reach::Only(set)) = reach
+            && matches!(kind, EntityKind::Lead | EntityKind::Deal)
+        {
+            q.filters.push(Filter::Pipeline(Cmp::In(
+                set.iter().map(|p| p.as_str().to_owned()).collect(),
+            )));
+        }
+        let page = self.read(move |s| {
+            let page = query::list(s, &q)?;
+            let mut rows = Vec::with_capacity(page.items.len());
+            for e in page.items {
+                rows.push(StoreCrm::found(s, e)?);
+            }
+            Ok((rows, page.total))
+        })?;
+        Ok(Listed {
+            rows: page.0,
+            total: page.1.map(|t| t as usize),
+        })
+    }
+
+    fn delete(&mut self, stream: StreamId) -> Result<(), Error> {
+        let command = match stream.kind {
+            EntityKind::Lead => Command::DeleteLead {
+                id: stream.id,
+                reason: None,
+            },
+            EntityKind::Deal => Command::DeleteDeal {
+                id: stream.id,
+                reason: None,
+            },
+            EntityKind::Contact => Command::DeleteContact {
+                id: stream.id,
+                reason: None,
+            },
+            EntityKind::Company => Command::DeleteCompany {
+                id: stream.id,
+                reason: None,
+            },
+            _ => return Err(Error::NotFound),
+        };
+        self.execute(vec![command]).map(|_| ())
+    }
+
+    fn stage_history(&self, stream: StreamId) -> Result<Vec<Visit>, Error> {
+        if self.get(stream)?.is_none() {
+            return Err(Error::NotFound);
+        }
+        self.read(move |s| Ok(query::stage_history(s, stream)?))
+    }
+
+    fn add_comment(&mut self, stream: StreamId, text: &str) -> Result<i64, Error> {
+        // A timeline comment is recorded as the record's comment, appended (an event of its
+        // own stream, `*.updated`, caused by the caller).
+        let Some(found) = self.get(stream)? else {
+            return Err(Error::NotFound);
+        };
+        let old = match &found.entity {
+            Entity::Lead(l) => l.comment.clone(),
+            Entity::Deal(d) => d.comment.clone(),
+            _ => None,
+        };
+        let comment = match old {
+            Some(o) if !o.is_empty() => format!("{o}\n{text}"),
+            _ => text.to_owned(),
+        };
+        let changes: leadflow_engine::command::FieldInputs =
+            [("comment".to_owned(), json!(comment))]
+                .into_iter()
+                .collect();
+        let command = leadflow_engine::verb::update(
+            match stream.kind {
+                EntityKind::Lead => leadflow_engine::verb::Verb::LeadUpdate,
+                EntityKind::Deal => leadflow_engine::verb::Verb::DealUpdate,
+                _ => {
+                    return Err(Error::InvalidArgument(
+                        "comments are kept on leads and deals".into(),
+                    ));
+                }
+            },
+            stream.id,
+            changes,
+        )
+        .ok_or(Error::NotFound)?;
+        self.execute(vec![command])?;
+        let head = self.read(|s| Ok(s.last_position()?))?;
+        Ok(head)
+    }
+
+    fn bind(&mut self, _binding: Binding) -> Result<(), Error> {
+        Err(Error::InvalidArgument(
+            "event.bind: outgoing events are delivered by webhook endpoints (`leadflow webhook add URL --format bitrix24`)".into(),
+        ))
+    }
+
+    fn unbind(&mut self, _event: &str, _handler: Option<&str>) -> Result<usize, Error> {
+        Ok(0)
+    }
+
+    fn bindings(&self) -> Result<Vec<Binding>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// The store's list query for a facade list request; a condition the store cannot serve
+/// through an index is refused, naming the field.
+fn list_query(r: &ListRequest) -> Result<ListQuery, Error> {
+    let mut q = ListQuery::new(r.kind);
+    for c in &r.conditions {
+        q.filters.push(filter(r.kind, c)?);
+    }
+    if let Some((field, dir)) = r.order.first() {
+        q.order = Order {
+            key: match field {
+                Field::Id => SortKey::Id,
+                Field::Created => SortKey::CreatedAt,
+                Field::Updated => SortKey::UpdatedAt,
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "order by {other:?} is not supported: order by ID, DATE_CREATE or DATE_MODIFY"
+                    )));
+                }
+            },
+            descending: *dir == Direction::Desc,
+        };
+    }
+    q.page = PageSpec {
+        start: Start::Offset(r.start.offset() as u64),
+        limit: r.limit() as u32,
+        total: !matches!(r.start, crate::bitrix::envelope::Start::NoCount),
+    };
+    Ok(q)
+}
+
+fn unsupported(c: &Condition) -> Error {
+    Error::InvalidArgument(format!(
+        "filter {:?} {:?} is not supported here: use =, @ (in), ranges or % on the fields that have them",
+        c.field, c.cmp
+    ))
+}
+
+fn text(o: &Operand) -> Option<String> {
+    match o {
+        Operand::Text(t) => Some(t.clone()),
+        Operand::Int(n) => Some(n.to_string()),
+        Operand::Employee(e) => Some(e.as_str().to_owned()),
+        Operand::Pipeline(p) => Some(p.as_str().to_owned()),
+        Operand::Stage(_, s) => Some(s.as_str().to_owned()),
+        Operand::Bool(b) => Some(if *b { "Y" } else { "N" }.into()),
+        _ => None,
+    }
+}
+
+fn list_of<T>(o: &Operand, f: impl Fn(&Operand) -> Option<T>) -> Option<Vec<T>> {
+    match o {
+        Operand::List(items) => items.iter().map(f).collect(),
+        one => f(one).map(|v| vec![v]),
+    }
+}
+
+fn cmp<T: Clone>(c: &Condition, f: impl Fn(&Operand) -> Option<T>) -> Result<Cmp<T>, Error> {
+    let one = || f(&c.value).ok_or_else(|| unsupported(c));
+    Ok(match c.cmp {
+        BCmp::Eq => match &c.value {
+            Operand::List(_) => Cmp::In(list_of(&c.value, &f).ok_or_else(|| unsupported(c))?),
+            _ => Cmp::Eq(one()?),
+        },
+        BCmp::In => Cmp::In(list_of(&c.value, &f).ok_or_else(|| unsupported(c))?),
+        BCmp::NotEq => Cmp::Ne(one()?),
+        BCmp::Gt => Cmp::Gt(one()?),
+        BCmp::Ge => Cmp::Ge(one()?),
+        BCmp::Lt => Cmp::Lt(one()?),
+        BCmp::Le => Cmp::Le(one()?),
+        BCmp::NotIn | BCmp::Contains | BCmp::NotContains | BCmp::Like => {
+            return Err(unsupported(c));
+        }
+    })
+}
+
+fn int(o: &Operand) -> Option<i64> {
+    match o {
+        Operand::Int(n) => Some(*n),
+        Operand::Text(t) => t.parse().ok(),
+        _ => None,
+    }
+}
+
+fn time(o: &Operand) -> Option<chrono::DateTime<chrono::Utc>> {
+    match o {
+        Operand::Time(t) => Some(*t),
+        _ => None,
+    }
+}
+
+fn filter(kind: EntityKind, c: &Condition) -> Result<Filter, Error> {
+    let substring = || match (&c.cmp, &c.value) {
+        (BCmp::Contains, Operand::Text(t)) => Ok(t.clone()),
+        _ => Err(unsupported(c)),
+    };
+    Ok(match &c.field {
+        Field::Id => Filter::Id(cmp(c, int)?),
+        // A company's TITLE is its name.
+        Field::Title if kind == EntityKind::Company => Filter::Name(substring()?),
+        Field::Title => Filter::Title(substring()?),
+        Field::Name => Filter::Name(substring()?),
+        Field::Stage => Filter::Stage(cmp(c, text)?),
+        Field::Pipeline => Filter::Pipeline(cmp(c, text)?),
+        Field::Responsible => Filter::Responsible(cmp(c, text)?),
+        Field::Source => Filter::Source(cmp(c, text)?),
+        Field::Phone if c.cmp == BCmp::Contains => Filter::Text(substring()?),
+        Field::Email if c.cmp == BCmp::Contains => Filter::Text(substring()?),
+        Field::Phone => Filter::Phone(cmp(c, |o| {
+            text(o).map(|t| {
+                leadflow_engine::field::parse_phone(&t)
+                    .map(|p| p.number)
+                    .unwrap_or(t)
+            })
+        })?),
+        Field::Email => Filter::Email(cmp(c, |o| text(o).map(|t| t.to_lowercase()))?),
+        Field::Created => Filter::CreatedAt(cmp(c, time)?),
+        Field::Updated => Filter::UpdatedAt(cmp(c, time)?),
+        Field::Contact => Filter::Contact(cmp(c, int)?),
+        Field::Company => Filter::Company(cmp(c, int)?),
+        Field::Lead => Filter::Lead(cmp(c, int)?),
+        Field::Custom(id) => Filter::Custom {
+            field: id.clone(),
+            cmp: cmp(c, |o| match o {
+                Operand::Text(t) => Some(json!(t)),
+                Operand::Int(n) => Some(json!(n)),
+                Operand::Bool(b) => Some(json!(b)),
+                _ => None,
+            })?,
+        },
+        Field::Amount | Field::Repeat => return Err(unsupported(c)),
+    })
+}

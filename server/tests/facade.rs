@@ -1,0 +1,229 @@
+//! The Bitrix24-compatible REST facade on a real socket, as the clients of BITRIX24.md send
+//! their requests: fast-bitrix24's batch-wrapped add and paged get_all, b24pysdk's method
+//! casing and `.json`, bitrix24-rest's GET with a PHP-style query; the errors (unknown method,
+//! wrong secret, a role's refusal, inside a batch too) and nothing appended for them.
+
+use leadflow_testkit::http::Client;
+use leadflow_testkit::serve::{ADMIN_SECRET, Server, make_token};
+use leadflow_testkit::{ASSIGN_AND_QUALIFY_RULES, config};
+use serde_json::{Value, json};
+
+fn head(s: &Server) -> i64 {
+    s.client().get("/readyz").json()["database"]["head"]
+        .as_i64()
+        .unwrap()
+}
+
+/// `POST /rest/1/<secret>/<method>` with a JSON body.
+fn call(c: &Client, secret: &str, method: &str, body: &Value) -> (u16, Value) {
+    let r = c.request(
+        "POST",
+        &format!("/rest/1/{secret}/{method}"),
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("application/json"),
+        "{method}"
+    );
+    (r.status, r.json())
+}
+
+#[test]
+fn leads_are_added_got_updated_and_listed_as_the_clients_send_them() {
+    let s = Server::start(config(), ASSIGN_AND_QUALIFY_RULES);
+    let c = s.anonymous();
+    // fast-bitrix24: a single call goes out as a batch, values percent-encoded.
+    let (st, b) = call(
+        &c,
+        ADMIN_SECRET,
+        "batch",
+        &json!({"halt": 0, "cmd": {"order0000000000": "crm.lead.add?__order=order0000000000&fields[TITLE]=fast%20lead%20A&fields[NAME]=Ivan&fields[PHONE][0][VALUE]=%2B79002339605&fields[PHONE][0][VALUE_TYPE]=WORK&fields[STATUS_ID]=NEW&"}}),
+    );
+    assert_eq!(st, 200, "{b}");
+    assert!(
+        b["result"]["result_error"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            || b["result"]["result_error"]
+                .as_object()
+                .is_some_and(|o| o.is_empty()),
+        "{b}"
+    );
+    let id = b["result"]["result"]["order0000000000"]
+        .as_i64()
+        .expect("the new id");
+    // b24pysdk: method casing altered, `.json`, JSON body, and the `time` block.
+    let (st, got) = call(&c, ADMIN_SECRET, "crm.lead.Get.json", &json!({"id": id}));
+    assert_eq!(st, 200, "{got}");
+    for key in [
+        "start",
+        "finish",
+        "duration",
+        "processing",
+        "date_start",
+        "date_finish",
+    ] {
+        assert!(got["time"].get(key).is_some(), "time.{key} in {got}");
+    }
+    let lead = &got["result"];
+    assert_eq!(lead["TITLE"], "fast lead A");
+    assert_eq!(lead["STATUS_ID"], "NEW");
+    assert_eq!(lead["PHONE"][0]["VALUE"], "+79002339605");
+    assert_eq!(
+        lead["ASSIGNED_BY_ID"], "1",
+        "the intake rule assigned it to user 1 (ivanov): {lead}"
+    );
+    let (st, up) = call(
+        &c,
+        ADMIN_SECRET,
+        "crm.lead.Update.json",
+        &json!({"id": id, "fields": {"STATUS_ID": "IN_PROCESS"}}),
+    );
+    assert_eq!((st, &up["result"]), (200, &json!(true)), "{up}");
+    // bitrix24-rest: GET with a PHP-style query.
+    let r = c.get(&format!(
+        "/rest/1/{ADMIN_SECRET}/crm.lead.get.json?ID={id}&start=0&"
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["STATUS_ID"], "IN_PROCESS");
+    // The event says who: the token, for user 1's employee.
+    let events = s
+        .client()
+        .get(&format!(
+            "/api/v1/events?stream=lead-{id}&type=lead.created"
+        ))
+        .json();
+    assert_eq!(events["events"][0]["actor"], "api:admin@ivanov");
+}
+
+#[test]
+fn list_pages_of_fifty_give_total_and_next_and_get_all_reads_every_row() {
+    let s = Server::start(config(), "");
+    let c = s.anonymous();
+    for i in 0..55 {
+        let (st, b) = call(
+            &c,
+            ADMIN_SECRET,
+            "crm.lead.add",
+            &json!({"fields": {"TITLE": format!("page-lead {i}"), "NAME": "X"}}),
+        );
+        assert_eq!(st, 200, "{b}");
+    }
+    let (st, p1) = call(
+        &c,
+        ADMIN_SECRET,
+        "crm.lead.list",
+        &json!({"filter": {"%TITLE": "page-lead"}, "select": ["ID", "TITLE"], "order": {"ID": "ASC"}}),
+    );
+    assert_eq!(st, 200, "{p1}");
+    assert_eq!(p1["result"].as_array().unwrap().len(), 50);
+    assert_eq!(p1["total"], 55);
+    assert_eq!(p1["next"], 50);
+    let (_, p2) = call(
+        &c,
+        ADMIN_SECRET,
+        "batch",
+        &json!({"halt": 0, "cmd": {"cmd0000000000": "crm.lead.list?filter[%25TITLE]=page-lead&select[0]=ID&order[ID]=ASC&start=50&"}}),
+    );
+    let rows = p2["result"]["result"]["cmd0000000000"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "{p2}");
+    let mut ids: Vec<String> = p1["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rows)
+        .map(|r| r["ID"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 55);
+}
+
+#[test]
+fn errors_have_the_bitrix24_envelope_and_status_and_append_nothing() {
+    let s = Server::start(config(), "");
+    let c = s.anonymous();
+    let before = head(&s);
+    let (st, e) = call(&c, ADMIN_SECRET, "crm.lead.frobnicate", &json!({}));
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (404, Some("ERROR_METHOD_NOT_FOUND")),
+        "{e}"
+    );
+    let (st, e) = call(&c, "not-the-secret", "crm.lead.list", &json!({}));
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (401, Some("NO_AUTH_FOUND")),
+        "{e}"
+    );
+    let r = c.get(&format!("/rest/999/{ADMIN_SECRET}/crm.lead.list"));
+    assert_eq!(r.status, 401, "an unknown user id: {}", r.text());
+    let (st, e) = call(&c, ADMIN_SECRET, "crm.lead.get", &json!({}));
+    assert_eq!(st, 400, "{e}");
+    let (st, e) = call(
+        &c,
+        ADMIN_SECRET,
+        "crm.lead.add",
+        &json!({"fields": {"PHONE": [{"VALUE": "not a phone"}]}}),
+    );
+    assert_eq!(st, 400, "{e}");
+    assert!(
+        e["error_description"].as_str().unwrap().contains("PHONE"),
+        "{e}"
+    );
+    let r = c.request(
+        "POST",
+        &format!("/rest/1/{ADMIN_SECRET}/crm.lead.add"),
+        &[("content-type", "application/json")],
+        b"{not json",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(head(&s), before);
+}
+
+#[test]
+fn a_token_s_role_holds_on_the_facade_and_inside_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leadflow.db");
+    leadflow_store::Store::open(&db, &leadflow_store::Options::default()).unwrap();
+    let cfg = config();
+    let first = make_token(&db, &cfg, "operator", "first_line", Some("ivanov"));
+    let s = Server::start_on(db, cfg, "");
+    let c = s.anonymous();
+    let (st, _) = call(
+        &c,
+        &first,
+        "crm.lead.add",
+        &json!({"fields": {"TITLE": "mine", "NAME": "A"}}),
+    );
+    assert_eq!(st, 200);
+    let before = head(&s);
+    let (st, e) = call(&c, &first, "crm.deal.list", &json!({}));
+    assert_eq!(st, 403, "{e}");
+    assert!(
+        e["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("first_line"),
+        "{e}"
+    );
+    let (st, b) = call(
+        &c,
+        &first,
+        "batch",
+        &json!({"halt": 0, "cmd": {"ok": "crm.lead.list?select[0]=ID", "no": "crm.deal.add?fields[TITLE]=x"}}),
+    );
+    assert_eq!(st, 200, "{b}");
+    assert!(
+        b["result"]["result_error"]["no"]["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("first_line"),
+        "{b}"
+    );
+    assert_eq!(b["result"]["result"]["ok"].as_array().unwrap().len(), 1);
+    assert_eq!(head(&s), before, "the refused deal appended nothing");
+}

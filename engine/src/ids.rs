@@ -23,6 +23,9 @@ pub enum EntityKind {
     Ruleset,
     /// Not an entity: what the engine does on its own (schedules, reports).
     System,
+    /// Not an entity: a webhook endpoint and its subscription (`endpoint-3`), with the
+    /// delivery events of the messages it is sent.
+    Endpoint,
 }
 
 impl EntityKind {
@@ -35,8 +38,8 @@ impl EntityKind {
         EntityKind::Task,
     ];
 
-    /// Every stream kind: the entities, then `ruleset` and `system`.
-    pub const STREAMS: [EntityKind; 7] = [
+    /// Every stream kind: the entities, then `ruleset`, `system` and `endpoint`.
+    pub const STREAMS: [EntityKind; 8] = [
         EntityKind::Lead,
         EntityKind::Deal,
         EntityKind::Contact,
@@ -44,11 +47,16 @@ impl EntityKind {
         EntityKind::Task,
         EntityKind::Ruleset,
         EntityKind::System,
+        EntityKind::Endpoint,
     ];
 
-    /// Whether streams of this kind hold an entity (as opposed to `ruleset` and `system`).
+    /// Whether streams of this kind hold an entity (as opposed to `ruleset`, `system` and
+    /// `endpoint`).
     pub fn is_entity(self) -> bool {
-        !matches!(self, EntityKind::Ruleset | EntityKind::System)
+        !matches!(
+            self,
+            EntityKind::Ruleset | EntityKind::System | EntityKind::Endpoint
+        )
     }
 
     /// The stream-name prefix and the word users type: `lead`, `deal`…
@@ -61,6 +69,7 @@ impl EntityKind {
             EntityKind::Task => "task",
             EntityKind::Ruleset => "ruleset",
             EntityKind::System => "system",
+            EntityKind::Endpoint => "endpoint",
         }
     }
 }

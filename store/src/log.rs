@@ -5,6 +5,7 @@ use crate::error::{Error, Refused};
 use crate::project::{self, Projector};
 use chrono::{DateTime, Utc};
 use leadflow_engine::command::Target;
+use leadflow_engine::decide::EndpointState;
 use leadflow_engine::{
     Command, Config, Entity, EntityKind, Event, EventMeta, Lookup, StreamId, decide,
 };
@@ -618,7 +619,17 @@ impl<'c> Tx<'c> {
             Target::New(kind) => (StreamId::new(kind, self.next_id(kind)?), None),
             Target::Existing(stream) => (stream, self.load(stream)?),
         };
-        let decision = decide(config, command, stream, current.as_ref(), &Exists(self))?;
+        let endpoint = match command {
+            Command::RemoveEndpoint { .. } => self.endpoint_state(stream)?,
+            _ => None,
+        };
+        let decision = decide(
+            config,
+            command,
+            stream,
+            current.as_ref(),
+            &Exists(self, endpoint),
+        )?;
         if decision.events.is_empty() {
             return Ok(Executed {
                 stream,
@@ -917,6 +928,23 @@ impl<'c> Tx<'c> {
         }
     }
 
+    /// A webhook endpoint's version and whether it was removed; `None` if it does not exist.
+    fn endpoint_state(&mut self, stream: StreamId) -> Result<Option<EndpointState>, Error> {
+        let version = self.version(stream)?;
+        if version == 0 || stream.kind != EntityKind::Endpoint {
+            return Ok(None);
+        }
+        let state: Option<String> = self
+            .tx
+            .prepare_cached("SELECT state FROM endpoints WHERE id = ?1")?
+            .query_row([stream.id], |r| r.get(0))
+            .optional()?;
+        Ok(Some(EndpointState {
+            version,
+            removed: state.as_deref() == Some("removed"),
+        }))
+    }
+
     fn exists(&self, stream: StreamId) -> bool {
         self.projector.cached(stream)
             || self
@@ -927,11 +955,17 @@ impl<'c> Tx<'c> {
     }
 }
 
-struct Exists<'a, 'c>(&'a Tx<'c>);
+/// What a decision may ask of the transaction (and, for an endpoint command, its endpoint's
+/// state, read beforehand).
+struct Exists<'a, 'c>(&'a Tx<'c>, Option<EndpointState>);
 
 impl Lookup for Exists<'_, '_> {
     fn exists(&self, stream: StreamId) -> bool {
         self.0.exists(stream)
+    }
+
+    fn endpoint(&self, _stream: StreamId) -> Option<EndpointState> {
+        self.1
     }
 }
 

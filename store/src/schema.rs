@@ -10,10 +10,10 @@ use std::path::Path;
 pub(crate) const APPLICATION_ID: i64 = 0x4C46_4C57;
 
 /// The schema version this leadflow writes.
-pub(crate) const LATEST: i64 = 3;
+pub(crate) const LATEST: i64 = 4;
 
 /// Migration steps; step `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 const V1: &str = r#"
 CREATE TABLE streams (
@@ -63,6 +63,10 @@ CREATE TABLE rule_cursor (
 /// for the writer's catch-up to rebuild from the log. A reader of a version-2 database knows
 /// from the version alone that it must be upgraded.
 const V3: &str = "-- match_keys, inbox_read: created by the projection check that follows";
+
+/// Version 4: the `endpoints` and `deliveries` projection tables (issue 10, the delivered
+/// outbox), created and filled like version 3's.
+const V4: &str = "-- endpoints, deliveries: created by the projection check that follows";
 
 /// Refuses databases that are not leadflow's (or are from a newer leadflow).
 pub(crate) fn check_identity(conn: &Connection, path: Option<&Path>) -> Result<(), Error> {

@@ -1259,7 +1259,9 @@ impl World {
                         id,
                         changes: changes(&[("name", json!("Nobody"))]),
                     },
-                    K::Task | K::Ruleset | K::System => C::CompleteTask { id, result: None },
+                    K::Task | K::Ruleset | K::System | K::Endpoint => {
+                        C::CompleteTask { id, result: None }
+                    }
                 };
                 (
                     vec![cmd],

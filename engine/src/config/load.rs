@@ -34,7 +34,7 @@ impl Config {
 
 /// Collects the problems of a configuration as it is checked.
 #[derive(Default)]
-struct Loader {
+pub(super) struct Loader {
     errors: Vec<Diagnostic>,
 }
 
@@ -59,6 +59,7 @@ struct Gathered<'a> {
     default_actor: Option<Located<'a, Spanned<String>>>,
     sources: Option<Vec<String>>,
     calendar: Option<Calendar>,
+    delivery: Option<super::Delivery>,
     employees: Vec<Located<'a, RawEmployee>>,
     teams: Vec<Located<'a, RawTeam>>,
     fields: Vec<Located<'a, RawField>>,
@@ -102,7 +103,7 @@ impl Known {
 }
 
 impl Loader {
-    fn err(
+    pub(super) fn err(
         &mut self,
         file: &FileIndex<'_>,
         span: std::ops::Range<usize>,
@@ -143,6 +144,7 @@ impl Loader {
             fields,
             pipelines,
             calendar: g.calendar.unwrap_or_default(),
+            delivery: g.delivery.unwrap_or_default(),
         })
     }
 
@@ -174,6 +176,12 @@ impl Loader {
                 self.err(src, c.span(), "[calendar] is set in more than one file");
             }
             g.calendar = Some(self.calendar(src, c.into_inner()));
+        }
+        if let Some(d) = raw.delivery {
+            if g.delivery.is_some() {
+                self.err(src, d.span(), "[delivery] is set in more than one file");
+            }
+            g.delivery = Some(self.delivery(src, d.into_inner()));
         }
         if let Some(c) = raw.currency {
             if g.currency.is_some() {

@@ -18,6 +18,7 @@
 //! [`crate::diag`]; the duration syntax ([`parse_duration`], [`DurationParts`]) is
 //! [`crate::time`]'s. Both are re-exported here.
 
+mod delivery;
 mod load;
 mod raw;
 
@@ -31,6 +32,7 @@ use std::fmt;
 
 pub use crate::diag::{Diagnostic as ConfigError, Diagnostics as ConfigErrors, Source, line_col};
 pub use crate::time::{DurationParts, parse_duration};
+pub use delivery::{Delivery, Smtp, SmtpTls};
 
 /// Whether a stage is still open, or ends the lead/deal as won or lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
@@ -198,7 +200,7 @@ pub fn builtin_fields(entity: EntityKind) -> &'static [&'static str] {
         ],
         EntityKind::Contact => &["name", "phone", "email", "company", "responsible"],
         EntityKind::Company => &["name", "inn", "bank_account", "bik", "phone", "email"],
-        EntityKind::Task | EntityKind::Ruleset | EntityKind::System => &[],
+        EntityKind::Task | EntityKind::Ruleset | EntityKind::System | EntityKind::Endpoint => &[],
     }
 }
 
@@ -221,6 +223,8 @@ pub struct Config {
     pub pipelines: Vec<Pipeline>,
     /// Working days and hours, for deadlines in working time.
     pub calendar: Calendar,
+    /// How the outbox and webhook subscriptions are delivered (`[delivery]`).
+    pub delivery: Delivery,
 }
 
 impl Config {

@@ -20,6 +20,7 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub(super) pipelines: Vec<RawPipeline>,
     pub(super) calendar: Option<Spanned<RawCalendar>>,
+    pub(super) delivery: Option<Spanned<super::delivery::RawDelivery>>,
 }
 
 #[derive(Deserialize)]

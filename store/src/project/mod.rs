@@ -43,8 +43,8 @@ use crate::error::Error;
 use rows::{COMPANIES, CONTACTS, DEALS, LEADS, TASKS};
 use rusqlite::Connection;
 use tables::{
-    ESCALATIONS, IDLE_MARKS, INBOX, INBOX_READ, INCIDENTS, MATCH_KEYS, OUTBOX, PROJECTION_STATE,
-    REQUESTS, SCHEDULES, STAGE_HISTORY, TIMERS, Table,
+    DELIVERIES, ENDPOINTS, ESCALATIONS, IDLE_MARKS, INBOX, INBOX_READ, INCIDENTS, MATCH_KEYS,
+    OUTBOX, PROJECTION_STATE, REQUESTS, SCHEDULES, STAGE_HISTORY, TIMERS, Table,
 };
 
 /// The projection tables, in the order they are created and `verify` compares them.
@@ -65,6 +65,8 @@ pub(crate) static TABLES: &[&Table] = &[
     &SCHEDULES,
     &MATCH_KEYS,
     &REQUESTS,
+    &ENDPOINTS,
+    &DELIVERIES,
     &PROJECTION_STATE,
 ];
 

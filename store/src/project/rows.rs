@@ -404,7 +404,7 @@ pub(crate) fn table_of(kind: EntityKind) -> Option<&'static Table> {
         EntityKind::Contact => &CONTACTS.table,
         EntityKind::Company => &COMPANIES.table,
         EntityKind::Task => &TASKS.table,
-        EntityKind::Ruleset | EntityKind::System => return None,
+        EntityKind::Ruleset | EntityKind::System | EntityKind::Endpoint => return None,
     })
 }
 
@@ -435,7 +435,7 @@ pub(crate) fn load(
         EntityKind::Contact => CONTACTS.load(conn, schema, id)?.map(Entity::Contact),
         EntityKind::Company => COMPANIES.load(conn, schema, id)?.map(Entity::Company),
         EntityKind::Task => TASKS.load(conn, schema, id)?.map(Entity::Task),
-        EntityKind::Ruleset | EntityKind::System => None,
+        EntityKind::Ruleset | EntityKind::System | EntityKind::Endpoint => None,
     })
 }
 

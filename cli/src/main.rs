@@ -19,9 +19,11 @@ mod import;
 mod init;
 mod journal;
 mod logcmd;
+mod outboxcmd;
 mod rulescmd;
 mod service;
 mod simulate;
+mod webhookcmd;
 
 use clap::FromArgMatches;
 use cli::{Cli, Command};
@@ -74,6 +76,8 @@ fn access(command: &Command) -> Access {
         Command::Events(_) => return Access::Log,
         Command::Verify(a) if a.chain_only => return Access::Log,
         Command::Verify(_) | Command::Journal(_) | Command::Timers(_) => true,
+        Command::Webhook(c) => matches!(c, cli::WebhookCmd::List { .. }),
+        Command::Outbox(c) => matches!(c, cli::OutboxCmd::List { .. }),
         Command::Import(_) | Command::Replay | Command::Tick | Command::Run => false,
         Command::Init { .. }
         | Command::Demo(_)
@@ -118,6 +122,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Inbox(a) => journal::inbox(&mut ctx, a),
                 Command::Timers(a) => journal::timers(&ctx, a),
                 Command::Journal(a) => journal::journal(&ctx, a),
+                Command::Webhook(c) => webhookcmd::webhook(&mut ctx, c),
+                Command::Outbox(c) => outboxcmd::outbox(&mut ctx, c),
                 Command::Init { .. }
                 | Command::Demo(_)
                 | Command::Rules(_)
@@ -185,6 +191,18 @@ mod tests {
         &["journal"],
         &["simulate", "scenario.toml"],
         &["config", "show"],
+        &[
+            "webhook",
+            "add",
+            "http://127.0.0.1:9/h",
+            "--events",
+            "lead.*",
+        ],
+        &["webhook", "list"],
+        &["webhook", "remove", "1"],
+        &["outbox", "list"],
+        &["outbox", "retry", "1"],
+        &["outbox", "drop", "1"],
     ];
 
     fn parse(args: &[&str]) -> Result<Cli, String> {

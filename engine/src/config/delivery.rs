@@ -103,11 +103,7 @@ impl Loader {
                         v.span(),
                         format!("delivery.{key} must be longer than 0s"),
                     ),
-                    Err(m) => this.err(
-                        src,
-                        v.span(),
-                        format!("delivery.{key}: {m}; write it like 10s, 5m or 1h"),
-                    ),
+                    Err(m) => this.err(src, v.span(), format!("delivery.{key}: {m}")),
                 }
             };
         duration(self, &raw.timeout, "timeout", &mut d.timeout);

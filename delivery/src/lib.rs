@@ -237,6 +237,49 @@ impl Deliverer {
         Ok(report)
     }
 
+    /// Delivers until `shutdown` resolves: passes back to back while there is more, else a
+    /// pause until the next attempt is due, at most `poll` (to see new events and messages
+    /// others appended). A failed pass (a locked database) is logged and tried again after
+    /// `poll`; a broken log ends it with its error. For a service whose writes go through
+    /// `db` (an attempt in flight when `shutdown` resolves has no outcome: it is sent again,
+    /// with the same `webhook-id`).
+    pub async fn run(
+        &self,
+        db: &mut impl DeliveryDb,
+        clock: &dyn Clock,
+        poll: Duration,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        tokio::pin!(shutdown);
+        loop {
+            let pass = tokio::select! {
+                r = self.run_once(db, clock) => r,
+                () = &mut shutdown => return Ok(()),
+            };
+            let pause = match pass {
+                Ok(r) if r.more => Duration::ZERO,
+                Ok(_) => match Deliverer::next_due(db.reader()) {
+                    Ok(Some(t)) => (t - clock.now())
+                        .to_std()
+                        .unwrap_or(Duration::ZERO)
+                        .min(poll),
+                    _ => poll,
+                },
+                Err(Error::Store(e @ leadflow_store::Error::Tampered { .. })) => {
+                    return Err(Error::Store(e));
+                }
+                Err(e) => {
+                    tracing::error!("delivery: {e}; trying again");
+                    poll
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = &mut shutdown => return Ok(()),
+            }
+        }
+    }
+
     /// Takes the new events of every active endpoint as its messages.
     async fn fan_out(
         &self,

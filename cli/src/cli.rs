@@ -25,6 +25,8 @@ pub(crate) const READ_ONLY: &[&[&str]] = &[
     &["company", "list"],
     &["task", "list"],
     &["token", "list"],
+    &["webhook", "list"],
+    &["outbox", "list"],
 ];
 
 /// The command line with the global options propagated to every command, and the
@@ -228,6 +230,12 @@ pub(crate) enum Command {
     /// Create, list and revoke API tokens (each has a role; see docs/CONFIG.md, roles)
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Add, list and remove webhook endpoints: subscriptions to events, delivered by `run`
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+    /// List the messages to deliver (webhooks, e-mails, subscriptions); retry or drop one
+    #[command(subcommand)]
+    Outbox(OutboxCmd),
 }
 
 /// `token`: API tokens (issue 10, access).
@@ -254,6 +262,62 @@ pub(crate) enum TokenCmd {
     Revoke {
         /// The token's name
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WebhookCmd {
+    /// Subscribe URL to events: every later event whose type matches is POSTed to it, signed
+    /// (Standard Webhooks)
+    Add {
+        /// Where to POST: an http:// or https:// URL
+        url: String,
+        /// Event types or patterns, comma-separated: 'lead.*,deal.stage_changed', '*'
+        #[arg(long)]
+        events: String,
+        /// The body: native (leadflow's JSON) or bitrix24 (Bitrix24's outgoing events)
+        #[arg(long, default_value = "native")]
+        format: String,
+        /// The signing secret (whsec_ and base64); one is made and printed once if not given
+        #[arg(long, env = "LEADFLOW_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+    },
+    /// List the webhook endpoints (--all: with the removed and disabled ones)
+    List {
+        /// Also the removed and disabled endpoints
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove a webhook endpoint: nothing more is delivered to it
+    Remove {
+        /// The endpoint: 3 or endpoint-3
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OutboxCmd {
+    /// List messages, newest first, with their state, attempts and last error
+    List {
+        /// Only the failed ones (given up on: `outbox retry` sends them again)
+        #[arg(long)]
+        failed: bool,
+        /// Only the pending ones (not yet delivered)
+        #[arg(long)]
+        pending: bool,
+        /// At most this many (0: all)
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Give a failed message a new round of attempts
+    Retry {
+        /// The message id (the ID column of `outbox list`)
+        id: i64,
+    },
+    /// Drop a pending or failed message: it is never delivered
+    Drop {
+        /// The message id (the ID column of `outbox list`)
+        id: i64,
     },
 }
 

@@ -19,11 +19,13 @@ mod import;
 mod init;
 mod journal;
 mod logcmd;
+mod outboxcmd;
 mod rulescmd;
 mod servecmd;
 mod service;
 mod simulate;
 mod tokencmd;
+mod webhookcmd;
 
 use clap::FromArgMatches;
 use cli::{Cli, Command};
@@ -77,6 +79,8 @@ fn access(command: &Command) -> Access {
         Command::Events(_) => return Access::Log,
         Command::Verify(a) if a.chain_only => return Access::Log,
         Command::Verify(_) | Command::Journal(_) | Command::Timers(_) => true,
+        Command::Webhook(c) => matches!(c, cli::WebhookCmd::List { .. }),
+        Command::Outbox(c) => matches!(c, cli::OutboxCmd::List { .. }),
         Command::Import(_) | Command::Replay | Command::Tick | Command::Run | Command::Serve(_) => {
             false
         }
@@ -132,6 +136,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Timers(a) => journal::timers(&ctx, a),
                 Command::Journal(a) => journal::journal(&ctx, a),
                 Command::Token(c) => tokencmd::token(&mut ctx, c),
+                Command::Webhook(c) => webhookcmd::webhook(&mut ctx, c),
+                Command::Outbox(c) => outboxcmd::outbox(&mut ctx, c),
                 Command::Init { .. }
                 | Command::Demo(_)
                 | Command::Rules(_)
@@ -207,6 +213,18 @@ mod tests {
         &["token", "create", "crm", "--role", "sales"],
         &["token", "list"],
         &["token", "revoke", "crm"],
+        &[
+            "webhook",
+            "add",
+            "http://127.0.0.1:9/h",
+            "--events",
+            "lead.*",
+        ],
+        &["webhook", "list"],
+        &["webhook", "remove", "1"],
+        &["outbox", "list"],
+        &["outbox", "retry", "1"],
+        &["outbox", "drop", "1"],
     ];
 
     fn parse(args: &[&str]) -> Result<Cli, String> {

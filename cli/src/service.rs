@@ -15,11 +15,16 @@
 //! poll, then ticks. The
 //! rule folder is re-read when its files change; a rule set that no longer loads is logged and
 //! the loaded one kept.
+//!
+//! Between rule passes it delivers the outbox and the webhook subscriptions
+//! (`leadflow_delivery`), and wakes when the next attempt is due; without rules it still runs
+//! when there is something to deliver (an endpoint, a pending message).
 
 use crate::automation;
 use crate::ctx::Ctx;
 use crate::error::CliError;
 use chrono::{DateTime, Utc};
+use leadflow_delivery::{Deliverer, Direct};
 use leadflow_robots::{Report, Runtime};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -110,12 +115,14 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = &'static str>,
 ) -> Result<(), CliError> {
     tokio::pin!(shutdown);
-    let Some(mut rt) = automation::load(&ctx)? else {
+    let deliverer = Deliverer::new(&ctx.config).map_err(delivery_error)?;
+    let mut rt = automation::load(&ctx)?;
+    if rt.is_none() && !Deliverer::has_work(&ctx.store).map_err(delivery_error)? {
         // Nothing to run: say so and stop (a service that waits for rule files to appear
         // would look like it works while doing nothing).
         outln!("{}", automation::no_rules_message(&ctx));
         return Ok(());
-    };
+    }
     let dir = ctx.rules_dir.clone();
     let mut files = dir.as_deref().map(fingerprint).unwrap_or_default();
     let db = ctx
@@ -124,12 +131,14 @@ pub(crate) async fn serve(
         .map_or_else(|| "memory".into(), |p| p.display().to_string());
     tracing::info!(
         db = %db,
-        rules = rt.rules().rules.len(),
+        rules = rt.as_ref().map_or(0, |rt| rt.rules().rules.len()),
         dir = %dir.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
         "leadflow run: started"
     );
     let mut seen: Option<i64> = None;
     let mut wake: Option<DateTime<Utc>> = None;
+    // When the next delivery attempt is due (apart from `wake`, which makes the rules tick).
+    let mut next_delivery: Option<DateTime<Utc>> = None;
     loop {
         // Rule files edited: load them again (the CLI's commands will activate the new set;
         // keeping the old one would make the two take turns activating theirs).
@@ -143,7 +152,7 @@ pub(crate) async fn serve(
                             rules = new.rules().rules.len(),
                             "rule files changed: reloaded"
                         );
-                        rt = new;
+                        rt = Some(new);
                         // Tick at once: the new set may have other schedules and idle rules.
                         seen = None;
                     }
@@ -156,12 +165,33 @@ pub(crate) async fn serve(
                 }
             }
         }
-        let pause = match step(&mut ctx, &rt, &mut seen, &mut wake) {
+        let stepped = match &rt {
+            Some(rt) => step(&mut ctx, rt, &mut seen, &mut wake),
+            None => Ok(()),
+        };
+        let delivered = match stepped {
+            Ok(()) => {
+                tokio::select! {
+                    d = deliver(&mut ctx, &deliverer, &mut next_delivery) => d,
+                    signal = &mut shutdown => {
+                        // An attempt in flight has no outcome: the next run sends it again,
+                        // with the same webhook-id.
+                        tracing::info!(signal, "leadflow run: stopping");
+                        return Ok(());
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let pause = match delivered {
             Ok(()) => {
                 let now = Utc::now();
-                wake.map_or(POLL, |t| {
-                    (t - now).to_std().unwrap_or(Duration::ZERO).min(POLL)
-                })
+                wake.into_iter()
+                    .chain(next_delivery)
+                    .min()
+                    .map_or(POLL, |t| {
+                        (t - now).to_std().unwrap_or(Duration::ZERO).min(POLL)
+                    })
             }
             // A broken log stays broken: stop, and say so (exit 1).
             Err(e) if e.is_tampered() => return Err(e),
@@ -179,6 +209,53 @@ pub(crate) async fn serve(
             }
         }
     }
+}
+
+/// The delivery errors as the CLI reports them.
+fn delivery_error(e: leadflow_delivery::Error) -> CliError {
+    match e {
+        leadflow_delivery::Error::Store(s) => CliError::Store(s),
+        other => CliError::Usage(other.to_string()),
+    }
+}
+
+/// Delivers what is due (a few passes while there is more), then sets `next` to the next
+/// attempt's time.
+async fn deliver(
+    ctx: &mut Ctx,
+    deliverer: &Deliverer,
+    next: &mut Option<DateTime<Utc>>,
+) -> Result<(), CliError> {
+    for _ in 0..16 {
+        let mut db = Direct {
+            store: &mut ctx.store,
+            clock: ctx_clock(),
+        };
+        let r = deliverer
+            .run_once(&mut db, ctx_clock())
+            .await
+            .map_err(delivery_error)?;
+        if !r.is_empty() {
+            tracing::info!(
+                queued = r.queued,
+                attempts = r.attempts,
+                delivered = r.delivered,
+                retried = r.retried,
+                failed = r.failed,
+                "delivered"
+            );
+        }
+        if !r.more {
+            break;
+        }
+    }
+    *next = Deliverer::next_due(&ctx.store).map_err(delivery_error)?;
+    Ok(())
+}
+
+/// The wall clock, for delivery attempts and `recorded_at`.
+fn ctx_clock() -> &'static dyn leadflow_engine::Clock {
+    &crate::ctx::SystemClock
 }
 
 /// One pass: a tick if something is due (or on the first pass), else processing if the log

@@ -152,6 +152,7 @@ impl Resource {
             EntityKind::Ruleset => Resource::Rules,
             EntityKind::System => Resource::Reports,
             EntityKind::Token => Resource::Tokens,
+            EntityKind::Endpoint => Resource::Webhooks,
         }
     }
 }
@@ -388,6 +389,7 @@ impl Want {
             C::DeleteDeal { .. } => (R::Deal, A::Delete),
             C::DeleteContact { .. } => (R::Contact, A::Delete),
             C::DeleteCompany { .. } => (R::Company, A::Delete),
+            C::AddEndpoint(_) | C::RemoveEndpoint { .. } => (R::Webhooks, A::Admin),
         };
         let pipeline = match command {
             C::CreateLead(_) => Some(config.lead_pipeline().id.clone()),
@@ -396,6 +398,7 @@ impl Want {
                 .clone()
                 .or_else(|| config.default_deal_pipeline().map(|p| p.id.clone())),
             C::CreateContact(_) | C::CreateCompany(_) | C::CreateToken(_) => None,
+            C::AddEndpoint(_) | C::RemoveEndpoint { .. } => None,
             C::UpdateContact { .. } | C::UpdateCompany { .. } | C::RevokeToken { .. } => None,
             _ => pipeline.cloned(),
         };

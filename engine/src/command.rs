@@ -135,6 +135,21 @@ pub struct NewToken {
     pub note: Option<String>,
 }
 
+/// A new webhook endpoint (a subscription to events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpoint {
+    /// Where to POST: an `http://` or `https://` URL.
+    pub url: String,
+    /// Glob patterns over event types: `lead.*`, `deal.stage_changed`, `*`.
+    pub events: Vec<String>,
+    /// `native` (the default) or `bitrix24`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// The signing secret; the caller makes one (`whsec_` and base64) when the user gives none.
+    pub secret: String,
+}
+
 /// Everything the engine can be asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -207,6 +222,12 @@ pub enum Command {
         id: i64,
         reason: Option<String>,
     },
+    /// Adds a webhook endpoint (`endpoint-N`).
+    AddEndpoint(NewEndpoint),
+    /// Removes a webhook endpoint.
+    RemoveEndpoint {
+        id: i64,
+    },
 }
 
 /// Where a command's events go: a new entity of a kind (its id allocated by the caller), an
@@ -250,6 +271,8 @@ impl Command {
             C::CompleteTask { id, .. } => existing(K::Task, *id),
             C::CreateToken(_) => Target::New(K::Token),
             C::RevokeToken { name } => Target::Token(name),
+            C::AddEndpoint(_) => Target::New(K::Endpoint),
+            C::RemoveEndpoint { id } => existing(K::Endpoint, *id),
         }
     }
 }

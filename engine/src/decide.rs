@@ -22,6 +22,11 @@ pub trait Lookup {
 
     /// The token named `name`: the one not revoked if there is one, else the newest revoked.
     fn token(&self, name: &str) -> Option<TokenState>;
+    /// A webhook endpoint's stream version and state; `None` if there is no such endpoint (a
+    /// backend without endpoints keeps this default).
+    fn endpoint(&self, _stream: StreamId) -> Option<EndpointState> {
+        None
+    }
 }
 
 /// What a decision needs to know about an API token.
@@ -33,6 +38,15 @@ pub struct TokenState {
     pub version: i64,
     /// Whether it was revoked.
     pub revoked: bool,
+}
+
+/// What a decision about an endpoint needs to know of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointState {
+    /// Its stream's version.
+    pub version: i64,
+    /// Whether it was removed.
+    pub removed: bool,
 }
 
 /// A business "no": the command was understood but cannot be carried out. Nothing is appended.
@@ -123,6 +137,8 @@ pub enum Rejection {
         "{stream} was converted (stage '{stage}'): the deal made from it links to it and the conversion counts in reports, so it cannot be deleted; delete the deal, or move the lead out of '{stage}' first"
     )]
     DeleteConverted { stream: StreamId, stage: StageId },
+    #[error("{stream} was already removed")]
+    EndpointRemoved { stream: StreamId },
 }
 
 /// The outcome of a successful decision: events for one stream.
@@ -165,7 +181,7 @@ pub fn decide(
     lookup: &dyn Lookup,
 ) -> Result<Decision, Rejection> {
     let ctx = Ctx { config, lookup };
-    let version = current.map_or(0, Entity::version);
+    let mut version = current.map_or(0, Entity::version);
     let events = match command {
         Command::CreateToken(new) => vec![ctx.create_token(new)?],
         Command::RevokeToken { name } => return ctx.revoke_token(name),
@@ -331,12 +347,163 @@ pub fn decide(
                 result: result.clone(),
             })]
         }
+        Command::AddEndpoint(new) => vec![endpoint::add(new)?],
+        Command::RemoveEndpoint { .. } => {
+            let state = lookup
+                .endpoint(stream)
+                .ok_or(Rejection::NotFound { stream })?;
+            if state.removed {
+                return Err(Rejection::EndpointRemoved { stream });
+            }
+            version = state.version;
+            vec![Event::EndpointRemoved(event::EndpointRemoved {})]
+        }
     };
     Ok(Decision {
         stream,
         expected_version: version,
         events,
     })
+}
+
+/// Webhook endpoints: their URL, event patterns, format and secret checked.
+mod endpoint {
+    use super::{Rejection, invalid};
+    use crate::command::NewEndpoint;
+    use crate::event::{self, EndpointFormat, Event};
+
+    /// The longest URL, pattern list and secret taken.
+    const MAX_URL: usize = 2048;
+    const MAX_PATTERNS: usize = 64;
+    const MAX_SECRET: usize = 256;
+
+    pub(super) fn add(new: &NewEndpoint) -> Result<Event, Rejection> {
+        let url = new.url.trim();
+        check_url(url)?;
+        if new.events.is_empty() {
+            return Err(invalid(
+                "events",
+                "give at least one event type or pattern, like 'lead.*'".into(),
+            ));
+        }
+        if new.events.len() > MAX_PATTERNS {
+            return Err(invalid(
+                "events",
+                format!("at most {MAX_PATTERNS} patterns, not {}", new.events.len()),
+            ));
+        }
+        let mut events = Vec::new();
+        for p in &new.events {
+            let p = p.trim();
+            check_pattern(p)?;
+            if !events.iter().any(|e: &String| e == p) {
+                events.push(p.to_owned());
+            }
+        }
+        let format = match new.format.as_deref().map(str::trim) {
+            None | Some("") => EndpointFormat::Native,
+            Some(f) => f.parse().map_err(|m| invalid("format", m))?,
+        };
+        check_secret(&new.secret)?;
+        Ok(Event::EndpointAdded(event::EndpointAdded {
+            url: url.to_owned(),
+            events,
+            format,
+            secret: new.secret.clone(),
+        }))
+    }
+
+    fn check_url(url: &str) -> Result<(), Rejection> {
+        let bad = |why: &str| invalid("url", format!("'{url}' {why}"));
+        if url.len() > MAX_URL {
+            return Err(invalid(
+                "url",
+                format!("the URL is longer than {MAX_URL} characters"),
+            ));
+        }
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| bad("is not an http:// or https:// URL"))?;
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("has spaces or control characters in it"));
+        }
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit('@').next().unwrap_or("");
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.split(':').next().unwrap_or(""),
+        };
+        if host.is_empty() {
+            return Err(bad("has no host"));
+        }
+        if let Some(port) = authority.rsplit_once(':').map(|(_, p)| p)
+            && !authority.ends_with(']')
+            && !port.contains(']')
+            && port.parse::<u16>().is_err()
+        {
+            return Err(bad("has a bad port"));
+        }
+        Ok(())
+    }
+
+    fn check_pattern(p: &str) -> Result<(), Rejection> {
+        if p.is_empty()
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._*".contains(&b))
+        {
+            return Err(invalid(
+                "events",
+                format!(
+                    "'{p}' is not an event type or pattern like 'lead.*' (lowercase letters, digits, '.', '_' and '*')"
+                ),
+            ));
+        }
+        if !Event::TYPES
+            .iter()
+            .any(|(t, _)| event::deliverable(t) && event::type_matches(p, t))
+        {
+            let known: Vec<&str> = Event::TYPES
+                .iter()
+                .map(|(t, _)| *t)
+                .filter(|t| event::deliverable(t))
+                .collect();
+            return Err(invalid(
+                "events",
+                format!(
+                    "'{p}' matches no event type; known types: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_secret(secret: &str) -> Result<(), Rejection> {
+        let bad = |why: &str| invalid("secret", why.into());
+        if secret.len() < 16 {
+            return Err(bad("the secret must be at least 16 characters long"));
+        }
+        if secret.len() > MAX_SECRET {
+            return Err(bad("the secret must be at most 256 characters long"));
+        }
+        if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad(
+                "the secret must not contain spaces or control characters",
+            ));
+        }
+        if let Some(b64) = secret.strip_prefix("whsec_")
+            && !b64
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        {
+            return Err(bad(
+                "a secret starting with whsec_ must go on in base64 (A-Z, a-z, 0-9, +, /, =)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn missing(stream: StreamId, current: Option<&Entity>) -> Rejection {

@@ -554,6 +554,155 @@ pub struct Deleted {
     pub reason: Option<String>,
 }
 
+// --- Delivery: webhook endpoints and the outbox's delivery (issue 10, decision 0006) ---
+
+/// The shape of a subscription's bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointFormat {
+    /// leadflow's JSON: the event with its position, stream, type, payload, time and actor.
+    #[default]
+    Native,
+    /// The form-encoded body of Bitrix24's outgoing events (`ONCRMLEADADD`…).
+    Bitrix24,
+}
+
+impl EndpointFormat {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointFormat::Native => "native",
+            EndpointFormat::Bitrix24 => "bitrix24",
+        }
+    }
+}
+
+impl FromStr for EndpointFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "native" => Ok(EndpointFormat::Native),
+            "bitrix24" => Ok(EndpointFormat::Bitrix24),
+            other => Err(format!(
+                "unknown format '{other}': expected native or bitrix24"
+            )),
+        }
+    }
+}
+
+/// A webhook endpoint was added: every later event whose type matches one of `events` is
+/// delivered to `url`, signed with `secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointAdded {
+    pub url: String,
+    /// Glob patterns over event types (`lead.*`, `deal.stage_changed`, `*`).
+    pub events: Vec<String>,
+    pub format: EndpointFormat,
+    /// The Standard Webhooks secret (`whsec_` and base64).
+    pub secret: String,
+}
+
+/// A webhook endpoint was removed: nothing more is delivered to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct EndpointRemoved {}
+
+/// A webhook endpoint was disabled by its receiver (it answered 410 Gone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointDisabled {
+    pub reason: String,
+}
+
+/// An event was taken for delivery to the endpoint of this stream: a message, whose id is
+/// this event's position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryQueued {
+    /// The position of the event to deliver.
+    pub event: i64,
+    /// Its stream (the order of delivery is kept per stream).
+    pub stream: StreamId,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+}
+
+/// One delivery attempt failed; another follows at `next_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttempted {
+    /// The message: the position of its `notification.queued` or `delivery.queued`.
+    pub message: i64,
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// The receiver's HTTP status, if it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// What went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the next attempt is due.
+    pub next_at: DateTime<Utc>,
+}
+
+/// A message was delivered (a 2xx answer, or the mail relay took it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverySucceeded {
+    pub message: i64,
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+/// A message was given up on: the bound on attempts or age was reached, or its endpoint is
+/// gone. An `incident.recorded` goes with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryFailed {
+    pub message: i64,
+    pub attempts: u32,
+    pub reason: String,
+}
+
+/// A failed message was given a new round of attempts (`outbox retry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRetried {
+    pub message: i64,
+}
+
+/// A message was dropped (`outbox drop`): it is never delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryDropped {
+    pub message: i64,
+}
+
+/// Whether an event type may be delivered to a subscription: every type but the endpoints'
+/// own and the deliveries' (which would feed themselves).
+pub fn deliverable(event_type: &str) -> bool {
+    !(event_type.starts_with("endpoint.") || event_type.starts_with("delivery."))
+}
+
+/// Whether `event_type` matches the glob `pattern`, where `*` stands for any run of
+/// characters (`lead.*`, `*.created`, `*`).
+pub fn type_matches(pattern: &str, event_type: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), event_type.as_bytes());
+    // Iterative glob with backtracking to the last star.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|b| *b == b'*')
+}
+
 /// Why a stored event could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -683,7 +832,7 @@ events! {
     /// Delayed robots were called off.
     RobotsCancelled(RobotsCancelled) = "robots.cancelled", 1, Lead | Deal | Task | Contact | Company | System;
     /// An incident went into the journal.
-    IncidentRecorded(IncidentRecorded) = "incident.recorded", 1, Lead | Deal | Task | Contact | Company | System;
+    IncidentRecorded(IncidentRecorded) = "incident.recorded", 1, Lead | Deal | Task | Contact | Company | System | Endpoint;
     /// An escalation to a manager went into the journal.
     EscalationRecorded(EscalationRecorded) = "escalation.recorded", 1, Lead | Deal | Task | Contact | Company | System;
     /// A message was queued for an inbox or the outbox.
@@ -712,6 +861,24 @@ events! {
     ContactDeleted(Deleted) = "contact.deleted", 1, Contact;
     /// A company was deleted.
     CompanyDeleted(Deleted) = "company.deleted", 1, Company;
+    /// A webhook endpoint was added.
+    EndpointAdded(EndpointAdded) = "endpoint.added", 1, Endpoint;
+    /// A webhook endpoint was removed.
+    EndpointRemoved(EndpointRemoved) = "endpoint.removed", 1, Endpoint;
+    /// A webhook endpoint was disabled (it answered 410).
+    EndpointDisabled(EndpointDisabled) = "endpoint.disabled", 1, Endpoint;
+    /// An event was taken for delivery to an endpoint.
+    DeliveryQueued(DeliveryQueued) = "delivery.queued", 1, Endpoint;
+    /// A delivery attempt failed; another follows.
+    DeliveryAttempted(DeliveryAttempted) = "delivery.attempted", 1, Lead | Deal | Task | Contact | Company | System | Endpoint;
+    /// A message was delivered.
+    DeliverySucceeded(DeliverySucceeded) = "delivery.succeeded", 1, Lead | Deal | Task | Contact | Company | System | Endpoint;
+    /// A message was given up on.
+    DeliveryFailed(DeliveryFailed) = "delivery.failed", 1, Lead | Deal | Task | Contact | Company | System | Endpoint;
+    /// A failed message got a new round of attempts.
+    DeliveryRetried(DeliveryRetried) = "delivery.retried", 1, Lead | Deal | Task | Contact | Company | System | Endpoint;
+    /// A message was dropped.
+    DeliveryDropped(DeliveryDropped) = "delivery.dropped", 1, Lead | Deal | Task | Contact | Company | System | Endpoint;
 }
 
 impl Event {
@@ -754,6 +921,15 @@ impl Event {
                 | Event::RobotRequested(_)
                 | Event::RobotStarted(_)
                 | Event::RobotCompleted(_)
+                | Event::EndpointAdded(_)
+                | Event::EndpointRemoved(_)
+                | Event::EndpointDisabled(_)
+                | Event::DeliveryQueued(_)
+                | Event::DeliveryAttempted(_)
+                | Event::DeliverySucceeded(_)
+                | Event::DeliveryFailed(_)
+                | Event::DeliveryRetried(_)
+                | Event::DeliveryDropped(_)
         )
     }
 
@@ -925,6 +1101,20 @@ mod tests {
             Event::decode("lead.updated", 1, "[]"),
             Err(DecodeError::Payload { .. })
         ));
+    }
+
+    #[test]
+    fn event_type_globs_match_as_written() {
+        assert!(type_matches("lead.*", "lead.created"));
+        assert!(type_matches("*", "deal.stage_changed"));
+        assert!(type_matches("*.created", "deal.created"));
+        assert!(type_matches("deal.stage_changed", "deal.stage_changed"));
+        assert!(!type_matches("lead.*", "deal.created"));
+        assert!(!type_matches("lead.created", "lead.created_x"));
+        assert!(!type_matches("lead", "lead.created"));
+        assert!(deliverable("lead.created"));
+        assert!(!deliverable("delivery.succeeded"));
+        assert!(!deliverable("endpoint.added"));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum EntityKind {
     System,
     /// Not an entity: an API token's history (created, revoked).
     Token,
+    /// Not an entity: a webhook endpoint and its subscription (`endpoint-3`), with the
+    /// delivery events of the messages it is sent.
+    Endpoint,
 }
 
 impl EntityKind {
@@ -38,8 +41,8 @@ impl EntityKind {
         EntityKind::Task,
     ];
 
-    /// Every stream kind: the entities, then `ruleset`, `system` and `token`.
-    pub const STREAMS: [EntityKind; 8] = [
+    /// Every stream kind: the entities, then `ruleset`, `system`, `token` and `endpoint`.
+    pub const STREAMS: [EntityKind; 9] = [
         EntityKind::Lead,
         EntityKind::Deal,
         EntityKind::Contact,
@@ -48,14 +51,15 @@ impl EntityKind {
         EntityKind::Ruleset,
         EntityKind::System,
         EntityKind::Token,
+        EntityKind::Endpoint,
     ];
 
-    /// Whether streams of this kind hold an entity (as opposed to `ruleset`, `system` and
-    /// `token`).
+    /// Whether streams of this kind hold an entity (as opposed to `ruleset`, `system`,
+    /// `token` and `endpoint`).
     pub fn is_entity(self) -> bool {
         !matches!(
             self,
-            EntityKind::Ruleset | EntityKind::System | EntityKind::Token
+            EntityKind::Ruleset | EntityKind::System | EntityKind::Token | EntityKind::Endpoint
         )
     }
 
@@ -70,6 +74,7 @@ impl EntityKind {
             EntityKind::Ruleset => "ruleset",
             EntityKind::System => "system",
             EntityKind::Token => "token",
+            EntityKind::Endpoint => "endpoint",
         }
     }
 }

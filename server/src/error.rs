@@ -177,6 +177,7 @@ pub fn rejection_code(r: &Rejection) -> (&'static str, Option<String>) {
         R::UnknownToken { .. } => ("unknown_token", Some("name".into())),
         R::TokenAlreadyRevoked { .. } => ("token_revoked", Some("name".into())),
         R::DeleteConverted { .. } => ("converted", None),
+        R::EndpointRemoved { .. } => ("endpoint_removed", None),
     }
 }
 

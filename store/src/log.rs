@@ -5,6 +5,7 @@ use crate::error::{Error, Refused};
 use crate::project::{self, Projector};
 use chrono::{DateTime, Utc};
 use leadflow_engine::command::Target;
+use leadflow_engine::decide::EndpointState;
 use leadflow_engine::{
     Command, Config, Entity, EntityKind, Event, EventMeta, Lookup, StreamId, decide,
 };
@@ -639,7 +640,17 @@ impl<'c> Tx<'c> {
                 ),
             },
         };
-        let decision = decide(config, command, stream, current.as_ref(), &Exists(self))?;
+        let endpoint = match command {
+            Command::RemoveEndpoint { .. } => self.endpoint_state(stream)?,
+            _ => None,
+        };
+        let decision = decide(
+            config,
+            command,
+            stream,
+            current.as_ref(),
+            &Exists(self, endpoint),
+        )?;
         let stream = decision.stream;
         if decision.events.is_empty() {
             return Ok(Executed {
@@ -949,6 +960,23 @@ impl<'c> Tx<'c> {
         }
     }
 
+    /// A webhook endpoint's version and whether it was removed; `None` if it does not exist.
+    fn endpoint_state(&mut self, stream: StreamId) -> Result<Option<EndpointState>, Error> {
+        let version = self.version(stream)?;
+        if version == 0 || stream.kind != EntityKind::Endpoint {
+            return Ok(None);
+        }
+        let state: Option<String> = self
+            .tx
+            .prepare_cached("SELECT state FROM endpoints WHERE id = ?1")?
+            .query_row([stream.id], |r| r.get(0))
+            .optional()?;
+        Ok(Some(EndpointState {
+            version,
+            removed: state.as_deref() == Some("removed"),
+        }))
+    }
+
     fn exists(&self, stream: StreamId) -> bool {
         self.projector.cached(stream)
             || self
@@ -959,7 +987,9 @@ impl<'c> Tx<'c> {
     }
 }
 
-struct Exists<'a, 'c>(&'a Tx<'c>);
+/// What a decision may ask of the transaction (and, for an endpoint command, its endpoint's
+/// state, read beforehand).
+struct Exists<'a, 'c>(&'a Tx<'c>, Option<EndpointState>);
 
 impl Lookup for Exists<'_, '_> {
     fn exists(&self, stream: StreamId) -> bool {
@@ -969,6 +999,10 @@ impl Lookup for Exists<'_, '_> {
     fn token(&self, name: &str) -> Option<leadflow_engine::decide::TokenState> {
         // An error here recurs at the append, which reports it.
         crate::project::token_state(&self.0.tx, name).ok().flatten()
+    }
+
+    fn endpoint(&self, _stream: StreamId) -> Option<EndpointState> {
+        self.1
     }
 }
 

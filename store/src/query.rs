@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use leadflow_engine::StreamId;
 use leadflow_engine::model::{Company, Contact, Deal, Lead, Task};
 use leadflow_engine::stored::{fmt_time, parse_time};
-use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as Sql};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value as Sql};
 
 /// What the projections hold for a stream (see [`lookup`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -1314,4 +1314,297 @@ pub fn tokens(db: &impl Source) -> Result<Vec<TokenRow>, Error> {
         "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY CAST(substr(stream, 7) AS INTEGER)"
     ))?;
     token_rows(&mut stmt, &[])
+}
+
+// --- Delivery: webhook endpoints and the messages of the outbox and subscriptions ---
+
+/// A webhook endpoint, as the `endpoints` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `endpoint-N`'s N.
+    pub id: i64,
+    pub url: String,
+    /// Its event-type patterns.
+    pub events: Vec<String>,
+    /// `native` or `bitrix24`.
+    pub format: String,
+    pub secret: String,
+    /// `active`, `removed` or `disabled`.
+    pub state: String,
+    /// Why it was disabled.
+    pub reason: Option<String>,
+    pub added_at: DateTime<Utc>,
+    /// The position of its `endpoint.added`: it gets the events after it.
+    pub position: i64,
+}
+
+impl Endpoint {
+    /// Its stream.
+    pub fn stream(&self) -> StreamId {
+        StreamId::new(leadflow_engine::EntityKind::Endpoint, self.id)
+    }
+}
+
+const ENDPOINT_COLUMNS: &str = "id, url, events, format, secret, state, reason, added_at, position";
+
+fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Endpoint, String, String)> {
+    Ok((
+        Endpoint {
+            id: r.get(0)?,
+            url: r.get(1)?,
+            events: vec![],
+            format: r.get(3)?,
+            secret: r.get(4)?,
+            state: r.get(5)?,
+            reason: r.get(6)?,
+            added_at: DateTime::<Utc>::MIN_UTC,
+            position: r.get(8)?,
+        },
+        r.get(2)?,
+        r.get(7)?,
+    ))
+}
+
+fn endpoint_of((mut e, events, at): (Endpoint, String, String)) -> Result<Endpoint, Error> {
+    e.events = serde_json::from_str(&events).map_err(|_| Error::Corrupt {
+        position: e.position,
+        why: format!("endpoints.events {events:?} is not a JSON list"),
+    })?;
+    e.added_at = row_time(&at, e.position, "endpoints.added_at")?;
+    Ok(e)
+}
+
+/// Webhook endpoints by id: the active ones, or all (`all`).
+pub fn endpoints(db: &impl Source, all: bool) -> Result<Vec<Endpoint>, Error> {
+    let conn = db.sql(Token(()));
+    let mut stmt = conn.prepare_cached(if all {
+        "SELECT id, url, events, format, secret, state, reason, added_at, position FROM endpoints ORDER BY id"
+    } else {
+        "SELECT id, url, events, format, secret, state, reason, added_at, position FROM endpoints WHERE state = 'active' ORDER BY id"
+    })?;
+    let rows = stmt.query_map([], endpoint_row)?;
+    rows.map(|r| endpoint_of(r?)).collect()
+}
+
+/// One webhook endpoint.
+pub fn endpoint(db: &impl Source, id: i64) -> Result<Option<Endpoint>, Error> {
+    let conn = db.sql(Token(()));
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?1"
+        ))?
+        .query_row([id], endpoint_row)
+        .optional()?;
+    row.map(endpoint_of).transpose()
+}
+
+/// A message to deliver and how its delivery went, as the `deliveries` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The message id: the position of its `notification.queued` or `delivery.queued`.
+    pub id: i64,
+    /// The Standard Webhooks `webhook-id`, the same on every attempt.
+    pub webhook_id: String,
+    /// The stream its delivery events go to.
+    pub stream: StreamId,
+    /// `webhook`, `email` (the outbox) or `endpoint` (a subscription).
+    pub channel: String,
+    /// The endpoint of a subscription's message.
+    pub endpoint: Option<i64>,
+    /// The URL or address of an outbox message.
+    pub target: Option<String>,
+    /// The event delivered: the notification itself, or the subscribed event.
+    pub event: i64,
+    pub event_type: String,
+    /// `pending`, `succeeded`, `failed`, `dropped` or `cancelled`.
+    pub state: String,
+    /// Attempts made in this round.
+    pub attempts: u32,
+    /// When the next attempt is due (pending).
+    pub next_at: Option<DateTime<Utc>>,
+    pub queued_at: DateTime<Utc>,
+    /// When this round of attempts began (the age bound counts from it).
+    pub round_at: DateTime<Utc>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub done_at: Option<DateTime<Utc>>,
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.webhook_id, d.stream, d.channel, d.endpoint, d.target, \
+     d.event, d.event_type, d.state, d.attempts, d.next_at, d.queued_at, d.round_at, \
+     d.last_status, d.last_error, d.done_at";
+
+type DeliveryCells = (
+    Delivery,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+);
+
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryCells> {
+    let epoch = DateTime::<Utc>::MIN_UTC;
+    Ok((
+        Delivery {
+            id: r.get(0)?,
+            webhook_id: r.get(1)?,
+            stream: StreamId::new(leadflow_engine::EntityKind::System, 1),
+            channel: r.get(3)?,
+            endpoint: r.get(4)?,
+            target: r.get(5)?,
+            event: r.get(6)?,
+            event_type: r.get(7)?,
+            state: r.get(8)?,
+            attempts: r.get(9)?,
+            next_at: None,
+            queued_at: epoch,
+            round_at: epoch,
+            last_status: r.get(13)?,
+            last_error: r.get(14)?,
+            done_at: None,
+        },
+        r.get(2)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+        r.get(15)?,
+    ))
+}
+
+fn delivery_of(
+    (mut d, stream, next, queued, round, done): DeliveryCells,
+) -> Result<Delivery, Error> {
+    let id = d.id;
+    d.stream = stream
+        .parse()
+        .map_err(|why| Error::Corrupt { position: id, why })?;
+    d.next_at = next
+        .map(|t| row_time(&t, id, "deliveries.next_at"))
+        .transpose()?;
+    d.queued_at = row_time(&queued, id, "deliveries.queued_at")?;
+    d.round_at = row_time(&round, id, "deliveries.round_at")?;
+    d.done_at = done
+        .map(|t| row_time(&t, id, "deliveries.done_at"))
+        .transpose()?;
+    Ok(d)
+}
+
+/// Which messages `outbox list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only these states (`pending`, `failed`…); empty for all.
+    pub states: Vec<String>,
+    /// At most this many, newest first (0: all).
+    pub limit: usize,
+}
+
+/// Messages, newest first.
+pub fn deliveries(db: &impl Source, f: &DeliveryFilter) -> Result<Vec<Delivery>, Error> {
+    let conn = db.sql(Token(()));
+    let cond = if f.states.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "WHERE d.state IN ({})",
+            (1..=f.states.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d {cond} ORDER BY d.id DESC LIMIT {}",
+        limit(f.limit)
+    ))?;
+    let rows = stmt.query_map(params_from_iter(f.states.iter()), delivery_row)?;
+    rows.map(|r| delivery_of(r?)).collect()
+}
+
+/// One message.
+pub fn delivery(db: &impl Source, id: i64) -> Result<Option<Delivery>, Error> {
+    let conn = db.sql(Token(()));
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = ?1"
+        ))?
+        .query_row([id], delivery_row)
+        .optional()?;
+    row.map(delivery_of).transpose()
+}
+
+/// Pending messages due by `now` that wait for no earlier pending message of their lane
+/// (their target and the stream of their event), in due order: through the `deliveries_due`
+/// index, each checked against `deliveries_lane`.
+pub fn due_deliveries(
+    db: &impl Source,
+    now: DateTime<Utc>,
+    n: usize,
+) -> Result<Vec<Delivery>, Error> {
+    let conn = db.sql(Token(()));
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_due \
+         WHERE d.state = 'pending' AND d.next_at <= ?1 \
+         AND NOT EXISTS (SELECT 1 FROM deliveries e INDEXED BY deliveries_lane \
+             WHERE e.lane = d.lane AND e.state = 'pending' AND e.id < d.id) \
+         ORDER BY d.next_at, d.id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![fmt_time(now), limit(n)], delivery_row)?;
+    rows.map(|r| delivery_of(r?)).collect()
+}
+
+/// When the next pending message is due (it may wait for an earlier one of its lane).
+pub fn next_delivery_at(db: &impl Source) -> Result<Option<DateTime<Utc>>, Error> {
+    let conn = db.sql(Token(()));
+    let t: Option<String> = conn
+        .prepare_cached(
+            "SELECT next_at FROM deliveries INDEXED BY deliveries_due WHERE state = 'pending' ORDER BY next_at LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    t.map(|t| row_time(&t, 0, "deliveries.next_at")).transpose()
+}
+
+/// How many messages are in each state (for `outbox list` and metrics).
+pub fn delivery_counts(db: &impl Source) -> Result<std::collections::BTreeMap<String, i64>, Error> {
+    let conn = db.sql(Token(()));
+    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM deliveries GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+impl crate::Tx<'_> {
+    /// A message as of this transaction (for a worker to check, under the write lock, that the
+    /// outcome it is about to append is still the next one).
+    pub fn delivery(&mut self, id: i64) -> Result<Option<Delivery>, Error> {
+        delivery(self.conn()?, id)
+    }
+
+    /// A webhook endpoint as of this transaction.
+    pub fn endpoint(&mut self, id: i64) -> Result<Option<Endpoint>, Error> {
+        endpoint(self.conn()?, id)
+    }
+}
+
+/// Where an endpoint's next events start: after its cursor, its `endpoint.added`, and the
+/// last event it took (so a cursor moved back never takes an event twice).
+pub fn endpoint_start(db: &impl Source, ep: &Endpoint) -> Result<i64, Error> {
+    let conn = db.sql(Token(()));
+    let cursor: Option<i64> = conn
+        .prepare_cached("SELECT position FROM rule_cursor WHERE name = ?1")?
+        .query_row([format!("delivery:endpoint-{}", ep.id)], |r| r.get(0))
+        .optional()?;
+    let taken: Option<i64> = conn
+        .prepare_cached(
+            "SELECT max(event) FROM deliveries INDEXED BY deliveries_by_endpoint WHERE endpoint = ?1",
+        )?
+        .query_row([ep.id], |r| r.get(0))?;
+    Ok(ep.position.max(cursor.unwrap_or(0)).max(taken.unwrap_or(0)))
+}
+
+impl crate::Tx<'_> {
+    /// [`endpoint_start`] as of this transaction.
+    pub fn endpoint_start(&mut self, ep: &Endpoint) -> Result<i64, Error> {
+        endpoint_start(self.conn()?, ep)
+    }
 }

@@ -69,7 +69,7 @@ const V3: &str = "-- match_keys, inbox_read: created by the projection check tha
 /// projection tables. Like version 3, the step changes nothing itself: the new tables are
 /// missing, so [`migrate`] recreates every projection table (with the new indexes) and the
 /// catch-up rebuilds them from the log.
-const V4: &str = "-- search_text, search_fts, field_values and the new indexes: created by the projection check that follows";
+const V4: &str = "-- search_text, search_fts, field_values, endpoints, deliveries and the new indexes: created by the projection check that follows";
 
 /// Version 5: the service's remembered responses (`Idempotency-Key`, kept at least a day). Not
 /// a projection: replay leaves it alone (see `responses.rs`).

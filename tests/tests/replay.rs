@@ -1259,7 +1259,7 @@ impl World {
                         id,
                         changes: changes(&[("name", json!("Nobody"))]),
                     },
-                    K::Task | K::Ruleset | K::System | K::Token => {
+                    K::Task | K::Ruleset | K::System | K::Token | K::Endpoint => {
                         C::CompleteTask { id, result: None }
                     }
                 };

@@ -69,6 +69,7 @@ struct Gathered<'a> {
     default_actor: Option<Located<'a, Spanned<String>>>,
     sources: Option<Vec<String>>,
     calendar: Option<Calendar>,
+    delivery: Option<super::Delivery>,
     employees: Vec<Located<'a, RawEmployee>>,
     teams: Vec<Located<'a, RawTeam>>,
     fields: Vec<Located<'a, RawField>>,
@@ -184,6 +185,7 @@ impl Loader {
             forms,
             bitrix24,
             access,
+            delivery: g.delivery.unwrap_or_default(),
         })
     }
 
@@ -215,6 +217,12 @@ impl Loader {
                 self.err(src, c.span(), "[calendar] is set in more than one file");
             }
             g.calendar = Some(self.calendar(src, c.into_inner()));
+        }
+        if let Some(d) = raw.delivery {
+            if g.delivery.is_some() {
+                self.err(src, d.span(), "[delivery] is set in more than one file");
+            }
+            g.delivery = Some(self.delivery(src, d.into_inner()));
         }
         if let Some(c) = raw.currency {
             if g.currency.is_some() {

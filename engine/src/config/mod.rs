@@ -20,6 +20,7 @@
 //! [`crate::time`]'s. Both are re-exported here.
 
 mod bitrix24;
+mod delivery;
 mod load;
 mod raw;
 mod service;
@@ -38,6 +39,7 @@ use std::fmt;
 
 pub use crate::diag::{Diagnostic as ConfigError, Diagnostics as ConfigErrors, Source, line_col};
 pub use crate::time::{DurationParts, parse_duration};
+pub use delivery::{Delivery, Smtp, SmtpTls};
 
 /// Whether a stage is still open, or ends the lead/deal as won or lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
@@ -205,7 +207,11 @@ pub fn builtin_fields(entity: EntityKind) -> &'static [&'static str] {
         ],
         EntityKind::Contact => &["name", "phone", "email", "company", "responsible"],
         EntityKind::Company => &["name", "inn", "bank_account", "bik", "phone", "email"],
-        EntityKind::Task | EntityKind::Ruleset | EntityKind::System | EntityKind::Token => &[],
+        EntityKind::Task
+        | EntityKind::Ruleset
+        | EntityKind::System
+        | EntityKind::Token
+        | EntityKind::Endpoint => &[],
     }
 }
 
@@ -236,6 +242,8 @@ pub struct Config {
     pub bitrix24: Bitrix24,
     /// The API roles (the defaults and `[roles.NAME]`) and what each employee reaches.
     pub access: crate::access::Access,
+    /// How the outbox and webhook subscriptions are delivered (`[delivery]`).
+    pub delivery: Delivery,
 }
 
 impl Config {

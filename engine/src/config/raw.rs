@@ -29,6 +29,7 @@ pub(super) struct RawFile {
     /// `[roles.NAME]`: API roles replacing or adding to the defaults (issue 10, access).
     #[serde(default)]
     pub(super) roles: BTreeMap<Spanned<String>, RawRole>,
+    pub(super) delivery: Option<Spanned<super::delivery::RawDelivery>>,
 }
 
 #[derive(Deserialize)]

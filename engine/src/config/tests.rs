@@ -308,3 +308,41 @@ fn the_roles_example_in_the_default_config_loads_when_uncommented() {
         crate::access::Action::Read
     ));
 }
+
+#[test]
+fn the_delivery_section_loads_with_defaults_for_what_it_leaves_out() {
+    let config = Config::from_toml("x.toml", MINIMAL).unwrap();
+    assert_eq!(config.delivery, Delivery::default());
+    let text = format!(
+        "{MINIMAL}\n[delivery]\ntimeout = \"3s\"\nmax_attempts = 4\nbackoff_base = \"2s\"\n\n[delivery.smtp]\nhost = \"smtp.example.ru\"\nfrom = \"crm@example.ru\"\n"
+    );
+    let d = Config::from_toml("x.toml", &text).unwrap().delivery;
+    assert_eq!(d.timeout, std::time::Duration::from_secs(3));
+    assert_eq!(d.max_attempts, 4);
+    assert_eq!(d.backoff_base, std::time::Duration::from_secs(2));
+    assert_eq!(d.max_age, Delivery::default().max_age);
+    let smtp = d.smtp.unwrap();
+    assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::Starttls));
+}
+
+#[test]
+fn every_bad_delivery_value_is_an_error_with_its_place() {
+    let text = format!(
+        "{MINIMAL}\n[delivery]\ntimeout = \"0s\"\nmax_attempts = 0\nbackoff_base = \"1h\"\nbackoff_max = \"1m\"\nsecret = \"short\"\n\n[delivery.smtp]\nhost = \"smtp\"\nfrom = \"nobody\"\ntls = \"ssl\"\nuser = \"u\"\n"
+    );
+    let errs = errors(&text).join("\n");
+    for needle in [
+        "delivery.timeout must be longer than 0s",
+        "delivery.max_attempts must be between 1 and 1000",
+        "delivery.backoff_max is shorter than delivery.backoff_base",
+        "delivery.secret must be at least 16 characters",
+        "delivery.smtp.from 'nobody' is not an e-mail address",
+        "unknown delivery.smtp.tls 'ssl'",
+        "both user and password",
+    ] {
+        assert!(errs.contains(needle), "{needle:?} not in:\n{errs}");
+    }
+    assert!(errs.lines().all(|l| l.starts_with("x.toml:")), "{errs}");
+    let unknown = errors(&format!("{MINIMAL}\n[delivery]\ntimeot = \"3s\"\n")).join("\n");
+    assert!(unknown.contains("timeot"), "{unknown}");
+}

@@ -196,6 +196,7 @@ pub(crate) fn plural(kind: EntityKind) -> &'static str {
         EntityKind::Ruleset => "rulesets",
         EntityKind::System => "system",
         EntityKind::Token => "tokens",
+        EntityKind::Endpoint => "webhooks",
     }
 }
 

@@ -424,7 +424,9 @@ pub(crate) fn table_of(kind: EntityKind) -> Option<&'static Table> {
         EntityKind::Contact => &CONTACTS.table,
         EntityKind::Company => &COMPANIES.table,
         EntityKind::Task => &TASKS.table,
-        EntityKind::Ruleset | EntityKind::System | EntityKind::Token => return None,
+        EntityKind::Ruleset | EntityKind::System | EntityKind::Token | EntityKind::Endpoint => {
+            return None;
+        }
     })
 }
 
@@ -455,7 +457,7 @@ pub(crate) fn load(
         EntityKind::Contact => CONTACTS.load(conn, schema, id)?.map(Entity::Contact),
         EntityKind::Company => COMPANIES.load(conn, schema, id)?.map(Entity::Company),
         EntityKind::Task => TASKS.load(conn, schema, id)?.map(Entity::Task),
-        EntityKind::Ruleset | EntityKind::System | EntityKind::Token => None,
+        EntityKind::Ruleset | EntityKind::System | EntityKind::Token | EntityKind::Endpoint => None,
     })
 }
 

@@ -23,7 +23,7 @@ pub(crate) fn code(kind: EntityKind) -> i64 {
         EntityKind::Contact => 3,
         EntityKind::Company => 4,
         EntityKind::Task => 5,
-        EntityKind::Ruleset | EntityKind::System | EntityKind::Token => 0,
+        EntityKind::Ruleset | EntityKind::System | EntityKind::Token | EntityKind::Endpoint => 0,
     }
 }
 

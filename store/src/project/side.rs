@@ -7,8 +7,8 @@
 //! [`stage_visit`]).
 
 use super::tables::{
-    ESCALATIONS, IDLE_MARKS, INBOX, INBOX_READ, INCIDENTS, OUTBOX, Op, REQUESTS, SCHEDULES,
-    STAGE_HISTORY, TOKENS, Table, sql,
+    DELIVERIES, ENDPOINTS, ESCALATIONS, IDLE_MARKS, INBOX, INBOX_READ, INCIDENTS, OUTBOX, Op,
+    REQUESTS, SCHEDULES, STAGE_HISTORY, TOKENS, Table, sql,
 };
 use super::timers::{self, NewTimer};
 use crate::error::Error;
@@ -132,21 +132,116 @@ pub(crate) fn apply(
                     &name,
                 ],
             ),
-            channel => insert(
-                &OUTBOX,
-                Op::Insert,
-                &[
-                    &position,
-                    &fmt_time(at),
-                    &channel.as_str(),
-                    &n.target,
-                    &n.to.as_ref().map(|e| e.as_str()),
-                    &n.text,
-                    &n.key,
-                    &name,
-                ],
-            ),
+            channel => {
+                insert(
+                    &OUTBOX,
+                    Op::Insert,
+                    &[
+                        &position,
+                        &fmt_time(at),
+                        &channel.as_str(),
+                        &n.target,
+                        &n.to.as_ref().map(|e| e.as_str()),
+                        &n.text,
+                        &n.key,
+                        &name,
+                    ],
+                )?;
+                let target = n.target.as_deref().unwrap_or("");
+                delivery::queued(
+                    conn,
+                    schema,
+                    &delivery::Queued {
+                        id: position,
+                        webhook_id: &n.key,
+                        stream: &name,
+                        lane: &format!("{}:{target}|{name}", channel.as_str()),
+                        channel: channel.as_str(),
+                        endpoint: None,
+                        target: n.target.as_deref(),
+                        event: position,
+                        event_type: "notification.queued",
+                        at,
+                    },
+                )
+            }
         },
+        Event::EndpointAdded(e) => insert(
+            &ENDPOINTS,
+            Op::Insert,
+            &[
+                &stream.id,
+                &e.url,
+                &serde_json::to_string(&e.events).unwrap_or_default(),
+                &e.format.as_str(),
+                &e.secret,
+                &"active",
+                &None::<String>,
+                &fmt_time(at),
+                &position,
+            ],
+        ),
+        Event::EndpointRemoved(_) => delivery::endpoint_gone(conn, schema, stream, "removed", None),
+        Event::EndpointDisabled(d) => {
+            delivery::endpoint_gone(conn, schema, stream, "disabled", Some(&d.reason))
+        }
+        Event::DeliveryQueued(q) => delivery::queued(
+            conn,
+            schema,
+            &delivery::Queued {
+                id: position,
+                webhook_id: &format!("msg_{name}_{}", q.event),
+                stream: &name,
+                lane: &format!("{name}|{}", q.stream),
+                channel: "endpoint",
+                endpoint: Some(stream.id),
+                target: None,
+                event: q.event,
+                event_type: &q.event_type,
+                at,
+            },
+        ),
+        Event::DeliveryAttempted(a) => delivery::set(
+            conn,
+            schema,
+            a.message,
+            &delivery::Outcome {
+                state: "pending",
+                attempts: a.attempt,
+                next_at: Some(a.next_at),
+                status: a.status,
+                error: a.error.as_deref(),
+                done_at: None,
+            },
+        ),
+        Event::DeliverySucceeded(d) => delivery::set(
+            conn,
+            schema,
+            d.message,
+            &delivery::Outcome {
+                state: "succeeded",
+                attempts: d.attempt,
+                next_at: None,
+                status: d.status,
+                error: None,
+                done_at: Some(at),
+            },
+        ),
+        Event::DeliveryFailed(f) => delivery::set(
+            conn,
+            schema,
+            f.message,
+            &delivery::Outcome {
+                state: "failed",
+                attempts: f.attempts,
+                next_at: None,
+                status: None,
+                error: Some(&f.reason),
+                done_at: Some(at),
+            },
+        ),
+        Event::DeliveryRetried(r) => delivery::retried(conn, schema, r.message, at),
+        Event::DeliveryDropped(d) => delivery::dropped(conn, schema, d.message, at),
         Event::IdleDetected(i) => insert(
             &IDLE_MARKS,
             Op::InsertOrReplace,
@@ -221,6 +316,144 @@ pub(crate) fn apply(
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// The `deliveries` and `endpoints` rows' writes beyond a plain insert.
+mod delivery {
+    use super::{DELIVERIES, Op, sql};
+    use crate::error::Error;
+    use chrono::{DateTime, Utc};
+    use leadflow_engine::StreamId;
+    use leadflow_engine::stored::fmt_time;
+    use rusqlite::{Connection, params};
+
+    /// A new message.
+    pub(super) struct Queued<'a> {
+        pub(super) id: i64,
+        pub(super) webhook_id: &'a str,
+        pub(super) stream: &'a str,
+        pub(super) lane: &'a str,
+        pub(super) channel: &'a str,
+        pub(super) endpoint: Option<i64>,
+        pub(super) target: Option<&'a str>,
+        pub(super) event: i64,
+        pub(super) event_type: &'a str,
+        pub(super) at: DateTime<Utc>,
+    }
+
+    pub(super) fn queued(
+        conn: &Connection,
+        schema: &'static str,
+        q: &Queued<'_>,
+    ) -> Result<(), Error> {
+        let at = fmt_time(q.at);
+        conn.prepare_cached(DELIVERIES.sql(schema, Op::Insert))?
+            .execute(params![
+                q.id,
+                q.webhook_id,
+                q.stream,
+                q.lane,
+                q.channel,
+                q.endpoint,
+                q.target,
+                q.event,
+                q.event_type,
+                "pending",
+                0,
+                at,
+                at,
+                at,
+                None::<i64>,
+                None::<String>,
+                None::<String>,
+            ])?;
+        Ok(())
+    }
+
+    /// How an attempt left a message.
+    pub(super) struct Outcome<'a> {
+        pub(super) state: &'a str,
+        pub(super) attempts: u32,
+        pub(super) next_at: Option<DateTime<Utc>>,
+        pub(super) status: Option<u16>,
+        pub(super) error: Option<&'a str>,
+        pub(super) done_at: Option<DateTime<Utc>>,
+    }
+
+    pub(super) fn set(
+        conn: &Connection,
+        schema: &'static str,
+        id: i64,
+        o: &Outcome<'_>,
+    ) -> Result<(), Error> {
+        conn.prepare_cached(sql(
+            schema,
+            "UPDATE {s}.deliveries SET state = ?2, attempts = ?3, next_at = ?4, \
+             last_status = coalesce(?5, last_status), last_error = ?6, done_at = ?7 WHERE id = ?1",
+        ))?
+        .execute(params![
+            id,
+            o.state,
+            o.attempts,
+            o.next_at.map(fmt_time),
+            o.status,
+            o.error,
+            o.done_at.map(fmt_time),
+        ])?;
+        Ok(())
+    }
+
+    /// A new round of attempts, from now.
+    pub(super) fn retried(
+        conn: &Connection,
+        schema: &'static str,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        conn.prepare_cached(sql(
+            schema,
+            "UPDATE {s}.deliveries SET state = 'pending', attempts = 0, next_at = ?2, \
+             round_at = ?2, done_at = NULL WHERE id = ?1",
+        ))?
+        .execute(params![id, fmt_time(at)])?;
+        Ok(())
+    }
+
+    pub(super) fn dropped(
+        conn: &Connection,
+        schema: &'static str,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        conn.prepare_cached(sql(
+            schema,
+            "UPDATE {s}.deliveries SET state = 'dropped', next_at = NULL, done_at = ?2 WHERE id = ?1",
+        ))?
+        .execute(params![id, fmt_time(at)])?;
+        Ok(())
+    }
+
+    /// An endpoint removed or disabled: its row says so, and its pending messages (all in its
+    /// own stream) are cancelled.
+    pub(super) fn endpoint_gone(
+        conn: &Connection,
+        schema: &'static str,
+        stream: StreamId,
+        state: &str,
+        reason: Option<&str>,
+    ) -> Result<(), Error> {
+        conn.prepare_cached(sql(
+            schema,
+            "UPDATE {s}.endpoints SET state = ?2, reason = ?3 WHERE id = ?1",
+        ))?
+        .execute(params![stream.id, state, reason])?;
+        conn.prepare_cached(sql(
+            schema,
+            "UPDATE {s}.deliveries SET state = 'cancelled', next_at = NULL WHERE stream = ?1 AND state = 'pending'",
+        ))?
+        .execute([stream.to_string()])?;
+        Ok(())
     }
 }
 

@@ -229,6 +229,64 @@ pub(crate) static REQUESTS: Table = Table {
     then: "",
 };
 
+/// Webhook endpoints (`endpoint.added`, `.removed`, `.disabled`): one row per `endpoint-N`
+/// stream; `events` is the JSON list of its patterns.
+pub(crate) static ENDPOINTS: Table = Table {
+    name: "endpoints",
+    columns: &[
+        Column::new("id", "INTEGER PRIMARY KEY"),
+        Column::new("url", "TEXT    NOT NULL"),
+        Column::new("events", "TEXT    NOT NULL"),
+        Column::new("format", "TEXT    NOT NULL"),
+        Column::new("secret", "TEXT    NOT NULL"),
+        Column::new("state", "TEXT    NOT NULL"),
+        Column::new("reason", "TEXT"),
+        Column::new("added_at", "TEXT    NOT NULL"),
+        Column::new("position", "INTEGER NOT NULL"),
+    ],
+    primary_key: None,
+    without_rowid: false,
+    then: "",
+};
+
+/// Messages to deliver and how their delivery went: one row per outbox notification
+/// (`notification.queued` on the webhook or e-mail channel, in its entity's stream) and per
+/// event taken for an endpoint (`delivery.queued`, in the endpoint's stream); `id` is the
+/// position of that event, and the message's delivery events are in the same stream, so the
+/// row is a function of one stream. `lane` is what order is kept within (the target and the
+/// stream of the delivered event). `state`: pending, succeeded, failed, dropped, cancelled
+/// (its endpoint went). The indexes serve the worker: the due pending rows by `next_at`, and
+/// for each the earlier pending one of its lane.
+pub(crate) static DELIVERIES: Table = Table {
+    name: "deliveries",
+    columns: &[
+        Column::new("id", "INTEGER PRIMARY KEY"),
+        Column::new("webhook_id", "TEXT    NOT NULL"),
+        Column::new("stream", "TEXT    NOT NULL"),
+        Column::new("lane", "TEXT    NOT NULL"),
+        Column::new("channel", "TEXT    NOT NULL"),
+        Column::new("endpoint", "INTEGER"),
+        Column::new("target", "TEXT"),
+        Column::new("event", "INTEGER NOT NULL"),
+        Column::new("event_type", "TEXT    NOT NULL"),
+        Column::new("state", "TEXT    NOT NULL"),
+        Column::new("attempts", "INTEGER NOT NULL"),
+        Column::new("next_at", "TEXT"),
+        Column::new("queued_at", "TEXT    NOT NULL"),
+        Column::new("round_at", "TEXT    NOT NULL"),
+        Column::new("last_status", "INTEGER"),
+        Column::new("last_error", "TEXT"),
+        Column::new("done_at", "TEXT"),
+    ],
+    primary_key: None,
+    without_rowid: false,
+    then: "CREATE INDEX IF NOT EXISTS {s}.deliveries_due ON deliveries (next_at, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS {s}.deliveries_lane ON deliveries (lane, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS {s}.deliveries_by_state ON deliveries (state, id);
+CREATE INDEX IF NOT EXISTS {s}.deliveries_by_endpoint ON deliveries (endpoint, event) WHERE endpoint IS NOT NULL;
+",
+};
+
 /// The phones, e-mails and INNs of leads, contacts and companies, normalised, for finding
 /// them by any of these (see `match_keys`).
 pub(crate) static MATCH_KEYS: Table = Table {

@@ -291,3 +291,89 @@ fn serve_refuses_a_fixed_clock_and_a_bad_address() {
     );
     assert!(leadflow_testkit::cli::stderr(&out).contains("bad --listen address 'nowhere'"));
 }
+
+/// A receiver on 127.0.0.1 that answers 200 to every POST and keeps what it got.
+fn receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .ok();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            // Headers, then the body by Content-Length.
+            while let Ok(n) = s.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            sink.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf).to_string());
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn serve_delivers_a_subscribed_event_signed_to_a_local_listener() {
+    let env = Env::with_rules("assign.toml", ROUND_ROBIN);
+    let secret = admin_token(&env);
+    let (url, got) = receiver();
+    env.ok(&[
+        "webhook",
+        "add",
+        &url,
+        "--events",
+        "lead.created",
+        "--secret",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ]);
+    let mut s = start(&env);
+    let c = Client::new(s.addr).bearer(&secret);
+    let r = c.post("/api/v1/leads", &json!({"name": "Hooked"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while got.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing delivered: {}",
+            s.log.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    signal(&s.child, "TERM");
+    assert!(s.child.wait().unwrap().success());
+    let req = got.lock().unwrap()[0].to_ascii_lowercase();
+    for h in [
+        "webhook-id:",
+        "webhook-timestamp:",
+        "webhook-signature: v1,",
+    ] {
+        assert!(req.contains(h), "{h} missing from {req}");
+    }
+    assert!(req.contains("lead.created"), "{req}");
+    assert!(req.contains("hooked"), "{req}");
+}

@@ -22,6 +22,7 @@ pub mod error;
 pub mod facade;
 pub mod intake;
 pub mod ops;
+mod outbox;
 pub mod readers;
 pub mod runtime;
 pub mod state;
@@ -225,6 +226,7 @@ pub async fn serve(
     };
     let rules_task = tokio::spawn(runtime::rules_loop(bg.clone(), stop_rx.clone()));
     let requests_task = tokio::spawn(runtime::requests_loop(bg, stop_rx.clone()));
+    let delivery_thread = outbox::spawn(&state, stop_rx.clone());
     let reload_task = {
         let state = state.clone();
         let mut stop = stop_rx.clone();
@@ -284,6 +286,9 @@ pub async fn serve(
     };
     let _ = stop_tx.send(true);
     let _ = tokio::join!(rules_task, requests_task, reload_task);
+    if let Some(t) = delivery_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
     // Dropping the last senders closes the writer's queue: it commits what it holds and ends.
     drop(state);
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;

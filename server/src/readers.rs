@@ -36,6 +36,11 @@ impl Readers {
         })
     }
 
+    /// A read connection of its own, outside the pool (for a task that keeps one).
+    pub fn open_one(&self) -> Result<Store, ApiError> {
+        Ok(Store::open_read(&self.inner.path, &self.inner.options)?)
+    }
+
     /// Runs `f` on a read connection in a blocking task.
     pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where

@@ -364,6 +364,14 @@ fn serve_delivers_a_subscribed_event_signed_to_a_local_listener() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // The endpoint's signing secret is never served by the API.
+    let added = c.get("/api/v1/events?type=endpoint.added").json();
+    assert_eq!(added["events"][0]["payload"]["secret"], "***", "{added}");
+    assert!(
+        !added
+            .to_string()
+            .contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    );
     signal(&s.child, "TERM");
     assert!(s.child.wait().unwrap().success());
     let req = got.lock().unwrap()[0].to_ascii_lowercase();

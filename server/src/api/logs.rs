@@ -53,13 +53,22 @@ fn visible(
 
 /// An event as JSON (the `leadflow events --json` shape).
 pub(crate) fn event_json(e: &RecordedEvent) -> Value {
+    let mut payload =
+        serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::String(e.payload.clone()));
+    // An endpoint's signing secret stays in the log (delivery signs with it) but is never
+    // served: the API shows that there is one.
+    if e.event_type == "endpoint.added"
+        && let Some(secret) = payload.get_mut("secret")
+    {
+        *secret = json!("***");
+    }
     json!({
         "position": e.position,
         "stream": e.stream.to_string(),
         "version": e.version,
         "type": e.event_type,
         "schema_version": e.schema_version,
-        "payload": serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::String(e.payload.clone())),
+        "payload": payload,
         "occurred_at": e.occurred_at,
         "recorded_at": e.recorded_at,
         "actor": e.actor,

@@ -385,3 +385,37 @@ fn serve_delivers_a_subscribed_event_signed_to_a_local_listener() {
     assert!(req.contains("lead.created"), "{req}");
     assert!(req.contains("hooked"), "{req}");
 }
+
+#[test]
+fn sigterm_with_an_event_stream_open_still_stops_within_the_grace_period() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let secret = admin_token(&env);
+    let mut s = start(&env);
+    let mut sock = std::net::TcpStream::connect(s.addr).unwrap();
+    write!(
+        sock,
+        "GET /api/v1/events/stream?after=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n\r\n"
+    )
+    .unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = sock.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+    let asked = std::time::Instant::now();
+    signal(&s.child, "TERM");
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            assert!(status.success(), "{}", s.log.lock().unwrap());
+            break;
+        }
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(15),
+            "serve did not stop with a stream open: {}",
+            s.log.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(s.log.lock().unwrap().contains("leadflow serve: stopped"));
+}

@@ -267,21 +267,25 @@ pub async fn serve(
         accepting.store(false, Ordering::SeqCst);
         let _ = signalled_tx.send(true);
     };
-    let server = axum::serve(
-        listener,
-        app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(graceful)
-    .into_future();
-    tokio::pin!(server);
-    let result = tokio::select! {
-        r = &mut server => r,
-        () = async {
-            let _ = signalled_rx.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("in-flight requests did not finish within the grace period; closing them");
-            Ok(())
+    // In a block of its own, so that the server (and the state its router holds) is gone
+    // before the writer is waited for.
+    let result = {
+        let server = axum::serve(
+            listener,
+            app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful)
+        .into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            r = &mut server => r,
+            () = async {
+                let _ = signalled_rx.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("in-flight requests did not finish within the grace period; closing them");
+                Ok(())
+            }
         }
     };
     let _ = stop_tx.send(true);
@@ -291,7 +295,15 @@ pub async fn serve(
     }
     // Dropping the last senders closes the writer's queue: it commits what it holds and ends.
     drop(state);
-    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    // Everything acknowledged is committed already; a connection that still holds the state
+    // (a client that does not let go) only delays the writer's end, so it is waited for
+    // within the grace period.
+    let joined = tokio::task::spawn_blocking(move || writer_thread.join());
+    if tokio::time::timeout(grace, joined).await.is_err() {
+        tracing::warn!(
+            "the writer still had senders after the grace period; stopping anyway (nothing acknowledged is lost)"
+        );
+    }
     tracing::info!("leadflow serve: stopped");
     result.map_err(|e| ServeError::Other(format!("the server failed: {e}")))
 }

@@ -173,6 +173,10 @@ pub(crate) async fn event_stream(
     let cache = std::sync::Arc::new(std::sync::Mutex::new(HashMap::new()));
     let stream = async_stream::stream! {
         loop {
+            // The stream ends when the service begins to stop, so its connection can close.
+            if !state.accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
             let f = filter.clone();
             let (st, who, cache) = (state.clone(), caller.clone(), cache.clone());
             let page = state

@@ -30,6 +30,14 @@ struct Serving {
     log: Arc<std::sync::Mutex<String>>,
 }
 
+impl Drop for Serving {
+    /// A test that fails leaves no service running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An admin token made with `leadflow token create`: its secret.
 fn admin_token(env: &Env) -> String {
     let out = env.ok(&["--json", "token", "create", "ops", "--role", "admin"]);

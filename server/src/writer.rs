@@ -400,7 +400,20 @@ fn run_job(
     }
     let mut report = Report::default();
     let result = tx.atomically(|tx| {
-        let mut answer = work(tx, ctx)?;
+        // A job that panics (a defect) fails alone, as a 500, with its savepoint rolled back;
+        // the writer goes on with the batch.
+        let mut answer = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(tx, ctx))) {
+            Ok(answer) => answer?,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                tracing::error!(panic = %what, "writer: a job panicked; its changes are rolled back");
+                return Err(ApiError::Internal(format!("the request failed on a defect ({what}); nothing of it was kept")));
+            }
+        };
         if react && let Some(rt) = rules {
             let (r, mine) = rt.react_in(tx, ctx.now)?;
             report = r;

@@ -55,6 +55,31 @@ impl Caller {
             .map_err(|d| ApiError::Forbidden(format!("token '{}': {d}", self.token)))
     }
 
+    /// Whether the caller's role may run `command`, checked in the writer's transaction on the
+    /// entity as it stands there (its pipeline): 403 if not, 404 for a missing entity.
+    pub fn may_execute(
+        &self,
+        tx: &mut leadflow_store::Tx<'_>,
+        config: &leadflow_engine::Config,
+        command: &leadflow_engine::Command,
+    ) -> Result<(), ApiError> {
+        let pipeline = match command.target() {
+            leadflow_engine::command::Target::Existing(stream) => match tx.load(stream)? {
+                Some(e) => crate::api::entities::pipeline_of(&e, &mut |s| Ok(tx.load(s)?))?,
+                None => return Err(ApiError::NotFound(format!("{stream} does not exist"))),
+            },
+            _ => None,
+        };
+        config
+            .access
+            .check(
+                &self.role,
+                self.employee.as_ref(),
+                &Want::of_command(command, config, pipeline.as_ref()),
+            )
+            .map_err(|d| ApiError::Forbidden(format!("token '{}': {d}", self.token)))
+    }
+
     /// Whether the caller may see the events of `stream` (of a lead or deal in `pipeline`).
     pub fn may_see(
         &self,

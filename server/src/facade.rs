@@ -193,34 +193,13 @@ impl Crm for StoreCrm {
     fn execute(&mut self, commands: Vec<Command>) -> Result<Option<i64>, Error> {
         let who = self.caller.clone();
         let mapping = self.mapping.clone();
-        let kind_of = commands.first().map(|c| match c.target() {
-            Target::New(k) => k,
-            Target::Existing(s) => s.kind,
-            Target::Token(_) => EntityKind::Token,
-        });
         let result = self.handle.block_on(self.state.writer.run(
             None,
             Box::new(move |tx, ctx| {
                 let actor = who.actor();
                 let mut created = None;
                 for command in &commands {
-                    let pipeline = match command.target() {
-                        Target::Existing(stream) => match tx.load(stream)? {
-                            Some(e) => pipeline_of(&e, &mut |s| Ok(tx.load(s)?))?,
-                            None => {
-                                return Err(ApiError::NotFound(format!("{stream} does not exist")));
-                            }
-                        },
-                        _ => None,
-                    };
-                    ctx.config
-                        .access
-                        .check(
-                            &who.role,
-                            who.employee.as_ref(),
-                            &Want::of_command(command, ctx.config, pipeline.as_ref()),
-                        )
-                        .map_err(|d| ApiError::Forbidden(format!("token '{}': {d}", who.token)))?;
+                    who.may_execute(tx, ctx.config, command)?;
                     let out = tx.execute(
                         ctx.config,
                         command,
@@ -229,14 +208,10 @@ impl Crm for StoreCrm {
                     let out = match out {
                         Ok(o) => o,
                         Err(leadflow_store::Error::Rejected(r)) => {
-                            let kind = match command.target() {
-                                Target::New(k) => k,
-                                Target::Existing(s) => s.kind,
-                                Target::Token(_) => EntityKind::Token,
-                            };
                             return Err(ApiError::Unprocessable {
                                 code: "rejected",
-                                message: records::rejected(&mapping, kind, &r).to_string(),
+                                message: records::rejected(&mapping, kind_of(command), &r)
+                                    .to_string(),
                                 field: None,
                             });
                         }
@@ -249,7 +224,6 @@ impl Crm for StoreCrm {
                 Ok(Answer::ok(json!({ "created": created })))
             }),
         ));
-        let _ = kind_of;
         match result {
             Ok(a) => Ok(a.body["created"].as_i64()),
             Err(ApiError::Unprocessable { message, .. }) => Err(Error::Rejected(message)),
@@ -384,6 +358,15 @@ impl Crm for StoreCrm {
 
     fn bindings(&self) -> Result<Vec<Binding>, Error> {
         Ok(Vec::new())
+    }
+}
+
+/// The kind of entity a command is about.
+fn kind_of(command: &Command) -> EntityKind {
+    match command.target() {
+        Target::New(k) => k,
+        Target::Existing(s) => s.kind,
+        Target::Token(_) => EntityKind::Token,
     }
 }
 

@@ -6,15 +6,9 @@ use leadflow_server::writer::Answer;
 use leadflow_server::{ApiError, Service, Setup};
 use leadflow_store::{Options, Store};
 use leadflow_testkit::config;
+use leadflow_testkit::serve::Wall;
 use serde_json::json;
 use std::sync::Arc;
-
-struct Wall;
-impl leadflow_engine::Clock for Wall {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
-    }
-}
 
 fn create(name: &str) -> Command {
     let args = json!({"name": name});

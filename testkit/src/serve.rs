@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The wall clock, for the service under test.
-struct Wall;
+/// The wall clock, for the service under test (and tests that drive its parts).
+pub struct Wall;
 
 impl Clock for Wall {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {

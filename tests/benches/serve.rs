@@ -15,11 +15,11 @@
 // A benchmark's output is its figures (stdout) and its progress (stderr).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use leadflow_engine::{Actor, Clock, Config, EventMeta};
+use leadflow_engine::{Actor, Config, EventMeta};
 use leadflow_robots::Runtime;
 use leadflow_store::{Options, Store, Synchronous};
 use leadflow_testkit::http::Conn;
-use leadflow_testkit::serve::Server;
+use leadflow_testkit::serve::{Server, Wall};
 use leadflow_testkit::{config_from, repo, source};
 use leadflow_tests::raw;
 use serde_json::json;
@@ -142,13 +142,6 @@ fn raw_single(n: usize) -> f64 {
     drop(conn);
     raw::remove_db(&db);
     rate
-}
-
-struct Wall;
-impl Clock for Wall {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
-    }
 }
 
 /// The same commands through the store directly: one transaction for the command and one for

@@ -2,7 +2,7 @@
 //! Server-Sent Events to tail it), the journal, the inbox, an entity's pending timers, the
 //! rule set (check and activate) and verify.
 
-use super::entities::{no_more, query_pairs, query_time};
+use super::entities::{no_more, query_pairs, query_time, take};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -76,10 +76,6 @@ pub(crate) fn event_json(e: &RecordedEvent) -> Value {
         "correlation": e.correlation,
         "hash": to_hex(&e.hash),
     })
-}
-
-fn take(q: &mut Map<String, Value>, key: &str) -> Option<String> {
-    q.remove(key).and_then(|v| v.as_str().map(str::to_owned))
 }
 
 fn position(q: &mut Map<String, Value>, key: &str) -> Result<i64, ApiError> {
@@ -388,32 +384,46 @@ pub(crate) async fn deal_timers(
     timers_of(state, caller, EntityKind::Deal, id).await
 }
 
+/// The rule folder loaded again (files read by the binary's loader, in a blocking task).
+async fn load_rules(
+    state: &AppState,
+) -> Result<Result<Option<leadflow_robots::Runtime>, Vec<String>>, ApiError> {
+    let reload = state.reload.clone();
+    let cfg = state.config.clone();
+    tokio::task::spawn_blocking(move || reload(&cfg))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The 422 of a rule folder that does not load: every problem, with its file:line:col.
+fn rules_refused(problems: &[String]) -> Response {
+    (
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({
+            "error": {
+                "code": "rules_invalid",
+                "message": format!("the rule set does not load ({} problems); the rules in force stay", problems.len()),
+            },
+            "problems": problems,
+        })),
+    )
+        .into_response()
+}
+
 /// `POST /rules/check`: loads the rule folder and reports every problem (nothing changes).
 pub(crate) async fn rules_check(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.may(&state, &Want::new(Resource::Rules, Action::Read))?;
-    let reload = state.reload.clone();
-    let cfg = state.config.clone();
-    let loaded = tokio::task::spawn_blocking(move || reload(&cfg))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(match loaded {
+    Ok(match load_rules(&state).await? {
         Ok(rt) => axum::Json(json!({
             "ok": true,
             "rules": rt.as_ref().map_or(0, |r| r.rules().rules.len()),
             "hash": rt.as_ref().map(|r| r.hash().to_owned()),
         }))
         .into_response(),
-        Err(errors) => (
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(json!({
-                "error": {"code": "rules_invalid", "message": format!("the rule set does not load ({} problems); the rules in force stay", errors.len())},
-                "problems": errors,
-            })),
-        )
-            .into_response(),
+        Err(problems) => rules_refused(&problems),
     })
 }
 
@@ -425,15 +435,10 @@ pub(crate) async fn rules_activate(
 ) -> Result<Response, ApiError> {
     caller.may(&state, &Want::new(Resource::Rules, Action::Admin))?;
     match reload_rules(&state).await? {
-        Ok((rules, hash)) => Ok(axum::Json(json!({ "ok": true, "rules": rules, "hash": hash })).into_response()),
-        Err(errors) => Ok((
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(json!({
-                "error": {"code": "rules_invalid", "message": format!("the rule set does not load ({} problems); the rules in force stay", errors.len())},
-                "problems": errors,
-            })),
-        )
-            .into_response()),
+        Ok((rules, hash)) => {
+            Ok(axum::Json(json!({ "ok": true, "rules": rules, "hash": hash })).into_response())
+        }
+        Err(problems) => Ok(rules_refused(&problems)),
     }
 }
 
@@ -443,12 +448,7 @@ pub(crate) async fn rules_activate(
 pub(crate) async fn reload_rules(
     state: &AppState,
 ) -> Result<Result<(usize, Option<String>), Vec<String>>, ApiError> {
-    let reload = state.reload.clone();
-    let cfg = state.config.clone();
-    let loaded = tokio::task::spawn_blocking(move || reload(&cfg))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let rt = match loaded {
+    let rt = match load_rules(state).await? {
         Ok(rt) => rt,
         Err(problems) => {
             tracing::error!(

@@ -492,6 +492,7 @@ fn filter(ctx: &Ctx, args: &ListArgs, kind: EntityKind) -> Result<ListFilter, Cl
         ascending: args.asc,
         limit: args.limit,
         offset: args.offset,
+        after_id: None,
     })
 }
 

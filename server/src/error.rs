@@ -209,6 +209,9 @@ impl From<leadflow_store::Error> for ApiError {
             E::Locked { .. } | E::DiskFull { .. } | E::DiskIo { .. } => {
                 ApiError::Unavailable(e.to_string())
             }
+            E::BadList { field, why } => {
+                ApiError::bad_field(field.clone(), format!("{field}: {why}"))
+            }
             E::Tampered { .. } => ApiError::Unavailable(format!(
                 "the log fails its checks, so nothing is written: {e}"
             )),

@@ -389,6 +389,72 @@ fn lists_filter_and_page_with_a_cursor_through_every_row_once() {
 }
 
 #[test]
+fn a_cursor_is_a_keyset_so_rows_added_meanwhile_neither_repeat_nor_skip_a_row() {
+    let s = server();
+    let c = s.client();
+    for i in 0..6 {
+        create(&c, json!({"name": format!("Lead {i}"), "source": "call"}));
+    }
+    // Newest first: 6, 5, 4 — then three more leads arrive before the next page.
+    let first = c.get("/api/v1/leads?limit=3").json();
+    let ids = |p: &Value| -> Vec<i64> {
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&first), [6, 5, 4]);
+    assert!(first["items"][0]["version"].as_i64().unwrap() >= 1);
+    for i in 6..9 {
+        create(&c, json!({"name": format!("Lead {i}"), "source": "call"}));
+    }
+    let cur = first["next_cursor"].as_str().unwrap().to_owned();
+    let second = c.get(&format!("/api/v1/leads?limit=3&cursor={cur}")).json();
+    assert_eq!(
+        ids(&second),
+        [3, 2, 1],
+        "an offset would have repeated 6, 5, 4"
+    );
+    assert_eq!(second["next_cursor"], Value::Null);
+    // Oldest first pages the other way.
+    let asc = c.get("/api/v1/leads?limit=4&order=asc").json();
+    assert_eq!(ids(&asc), [1, 2, 3, 4]);
+    let cur = asc["next_cursor"].as_str().unwrap().to_owned();
+    let asc2 = c
+        .get(&format!("/api/v1/leads?limit=4&order=asc&cursor={cur}"))
+        .json();
+    assert_eq!(ids(&asc2), [5, 6, 7, 8]);
+    // Another head's cursor, another order's cursor, garbage: a 400 naming the cursor.
+    let r = c.get(&format!("/api/v1/leads?limit=4&cursor={cur}"));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "cursor");
+    for bad in ["zz", "d", "d-4", "o3", "%FF"] {
+        let r = c.get(&format!("/api/v1/leads?cursor={bad}"));
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert_eq!(r.json()["error"]["field"], "cursor", "{bad}");
+    }
+    let r = c.get("/api/v1/leads?order=sideways");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["field"], "order");
+    // Contacts page by keyset too.
+    for i in 0..3 {
+        let r = c.post("/api/v1/contacts", &json!({"name": format!("Contact {i}")}));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let p1 = c.get("/api/v1/contacts?limit=2").json();
+    let cur = p1["next_cursor"].as_str().unwrap().to_owned();
+    let p2 = c
+        .get(&format!("/api/v1/contacts?limit=2&cursor={cur}"))
+        .json();
+    let mut all = ids(&p1);
+    all.extend(ids(&p2));
+    assert_eq!(all, [3, 2, 1]);
+    assert_eq!(p2["next_cursor"], Value::Null);
+}
+
+#[test]
 fn contacts_companies_deals_and_tasks_have_their_routes() {
     let s = server();
     let c = s.client();

@@ -152,6 +152,10 @@ pub struct ListFilter {
     pub limit: usize,
     /// Skip this many rows first.
     pub offset: usize,
+    /// Only rows after this id in the list's order (keyset paging, with [`Sort::Created`]:
+    /// ids below it newest first, above it oldest first). Stable while rows are added or
+    /// removed, and an index seek however deep the page.
+    pub after_id: Option<i64>,
 }
 
 /// Whether the lead `{t}.id` has a `lead.repeat_detected` event (a lookup by stream).
@@ -229,6 +233,10 @@ fn where_clause(f: &ListFilter, table: &str) -> (String, Vec<Sql>) {
             let n = arg(fmt_time(t).into(), &mut args);
             conds.push(format!("{col} {op} ?{n}"));
         }
+    }
+    if let Some(id) = f.after_id {
+        let n = arg(id.into(), &mut args);
+        conds.push(format!("id {} ?{n}", if f.ascending { ">" } else { "<" }));
     }
     if let (Some(repeat), "leads") = (f.repeat, table) {
         conds.push(format!(

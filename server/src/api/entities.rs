@@ -17,7 +17,7 @@ use leadflow_engine::ids::{EntityKind, StreamId};
 use leadflow_engine::model::Entity;
 use leadflow_engine::verb::{self, Verb};
 use leadflow_engine::{Command, EventMeta};
-use leadflow_store::query::{self, ListFilter, Search};
+use leadflow_store::query::{self, Cmp, Filter, ListFilter, ListQuery, Search};
 use leadflow_store::{Executed, Tx};
 use serde_json::{Map, Value, json};
 
@@ -353,8 +353,26 @@ pub(crate) fn query_time(
     .map_err(|e| ApiError::bad_field(key, e.to_string()))
 }
 
+/// Where a page starts: the first page, or after the row a `next_cursor` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum After {
+    /// The first page.
+    Start,
+    /// After this id, in a list newest first (`d`) or oldest first (`a`).
+    Id { id: i64, ascending: bool },
+    /// After skipping this many rows (lists without a keyset: contacts, companies, tasks).
+    Offset(usize),
+}
+
+impl After {
+    /// The cursor of the page after `last` (an id), in this order.
+    fn keyset(last: i64, ascending: bool) -> String {
+        format!("{}{last}", if ascending { "a" } else { "d" })
+    }
+}
+
 /// `limit` (1 to 500, default 50) and `cursor` (opaque: where the last page ended).
-pub(crate) fn page(q: &mut Map<String, Value>) -> Result<(usize, usize), ApiError> {
+pub(crate) fn page(q: &mut Map<String, Value>) -> Result<(usize, After), ApiError> {
     let limit = match take(q, "limit") {
         None => 50,
         Some(t) => t
@@ -365,16 +383,28 @@ pub(crate) fn page(q: &mut Map<String, Value>) -> Result<(usize, usize), ApiErro
                 ApiError::bad_field("limit", format!("limit must be from 1 to 500, not '{t}'"))
             })?,
     };
-    let offset = match take(q, "cursor") {
-        None => 0,
-        Some(t) => t
-            .strip_prefix("o")
-            .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| {
-                ApiError::bad_field("cursor", "cursor must be a next_cursor this API gave")
-            })?,
+    let after = match take(q, "cursor") {
+        None => After::Start,
+        Some(t) => {
+            let bad =
+                || ApiError::bad_field("cursor", "cursor must be a next_cursor this API gave");
+            let (head, n) = t.split_at_checked(1).ok_or_else(bad)?;
+            let n = n.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
+            match head {
+                "a" => After::Id {
+                    id: n,
+                    ascending: true,
+                },
+                "d" => After::Id {
+                    id: n,
+                    ascending: false,
+                },
+                "o" => After::Offset(usize::try_from(n).map_err(|_| bad())?),
+                _ => return Err(bad()),
+            }
+        }
     };
-    Ok((limit, offset))
+    Ok((limit, after))
 }
 
 /// Refuses query parameters left over after a handler took the ones it knows.
@@ -388,11 +418,24 @@ pub(crate) fn no_more(q: Map<String, Value>, known: &str) -> Result<(), ApiError
     }
 }
 
-/// A page of rows and the cursor of the next page.
+/// A page of rows (one more than `limit` asked, to tell whether there are more) and the
+/// cursor of the next page, an offset after `offset`.
 fn page_json(items: Vec<Value>, limit: usize, offset: usize) -> Value {
     let more = items.len() > limit;
     let items: Vec<Value> = items.into_iter().take(limit).collect();
     let next = more.then(|| format!("o{}", offset + limit));
+    json!({"items": items, "next_cursor": next})
+}
+
+/// A page of entities (one more than `limit` asked, to tell whether there are more), each
+/// with its version, and the keyset cursor of the next page.
+fn keyset_json(rows: Vec<Entity>, limit: usize, ascending: bool) -> Value {
+    let more = rows.len() > limit;
+    let rows = &rows[..rows.len().min(limit)];
+    let next = more
+        .then(|| rows.last().map(|e| After::keyset(e.stream().id, ascending)))
+        .flatten();
+    let items: Vec<Value> = rows.iter().map(entity_json).collect();
     json!({"items": items, "next_cursor": next})
 }
 
@@ -426,7 +469,27 @@ async fn list_pipeline_items(
 ) -> Result<Response, ApiError> {
     let mut q = query_pairs(raw.as_deref())?;
     let cfg = state.config.clone();
-    let (limit, offset) = page(&mut q)?;
+    let (limit, after) = page(&mut q)?;
+    let ascending = match take(&mut q, "order").as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_field(
+                "order",
+                format!("order must be asc or desc, not '{other}'"),
+            ));
+        }
+    };
+    let after_id = match after {
+        After::Start => None,
+        After::Id { id, ascending: a } if a == ascending => Some(id),
+        After::Id { .. } | After::Offset(_) => {
+            return Err(ApiError::bad_field(
+                "cursor",
+                "cursor was made for another order or list; start from the first page",
+            ));
+        }
+    };
     let mut f = ListFilter {
         pipeline: take(&mut q, "pipeline"),
         stage: take(&mut q, "stage"),
@@ -441,9 +504,9 @@ async fn list_pipeline_items(
         created_until: query_time(&state, &mut q, "created_until")?,
         updated_since: query_time(&state, &mut q, "updated_since")?,
         updated_until: query_time(&state, &mut q, "updated_until")?,
-        ascending: take(&mut q, "order").is_some_and(|o| o == "asc"),
+        ascending,
         limit: limit + 1,
-        offset,
+        after_id,
         ..ListFilter::default()
     };
     check_known(
@@ -525,22 +588,16 @@ async fn list_pipeline_items(
             }
         }
     }
-    let items = state
+    let rows: Vec<Entity> = state
         .readers
         .read(move |s| {
             Ok(match kind {
-                EntityKind::Lead => query::leads(s, &f)?
-                    .iter()
-                    .map(|l| serde_json::to_value(l).unwrap_or(Value::Null))
-                    .collect::<Vec<_>>(),
-                _ => query::deals(s, &f)?
-                    .iter()
-                    .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
-                    .collect(),
+                EntityKind::Lead => query::leads(s, &f)?.into_iter().map(Entity::Lead).collect(),
+                _ => query::deals(s, &f)?.into_iter().map(Entity::Deal).collect(),
             })
         })
         .await?;
-    Ok(axum::Json(page_json(items, limit, offset)).into_response())
+    Ok(axum::Json(keyset_json(rows, limit, ascending)).into_response())
 }
 
 async fn list_simple(
@@ -557,7 +614,23 @@ async fn list_simple(
         .unwrap_or(Reach::Only(Default::default()));
     let me = caller.employee.clone();
     let mut q = query_pairs(raw.as_deref())?;
-    let (limit, offset) = page(&mut q)?;
+    let (limit, after) = page(&mut q)?;
+    let offset = match (kind, after) {
+        (_, After::Start) => 0,
+        (EntityKind::Task, After::Offset(n)) => n,
+        (
+            EntityKind::Contact | EntityKind::Company,
+            After::Id {
+                ascending: false, ..
+            },
+        ) => 0,
+        _ => {
+            return Err(ApiError::bad_field(
+                "cursor",
+                "cursor was made for another list; start from the first page",
+            ));
+        }
+    };
     let assignee = if kind == EntityKind::Task {
         take(&mut q, "assignee")
     } else {
@@ -572,41 +645,47 @@ async fn list_simple(
             "limit, cursor"
         },
     )?;
+    if kind != EntityKind::Task {
+        // Contacts and companies, newest first, a page after the last id seen.
+        let mut lq = ListQuery::new(kind);
+        lq.order.descending = true;
+        lq.page.limit = u32::try_from(limit + 1).unwrap_or(u32::MAX);
+        if let After::Id { id, .. } = after {
+            lq.filters.push(Filter::Id(Cmp::Lt(id)));
+        }
+        let rows = state
+            .readers
+            .read(move |s| Ok(query::list(s, &lq)?.items))
+            .await?;
+        return Ok(axum::Json(keyset_json(rows, limit, false)).into_response());
+    }
     let n = offset + limit + 1;
     let items = state
         .readers
         .read(move |s| {
-            let rows: Vec<Value> = match kind {
-                EntityKind::Contact => query::contacts(s, n)?
-                    .iter()
-                    .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-                    .collect(),
-                EntityKind::Company => query::companies(s, n)?
-                    .iter()
-                    .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-                    .collect(),
-                _ => {
-                    let filter = query::TaskFilter {
-                        assignee,
-                        open,
-                        overdue_at: None,
-                        limit: n,
-                    };
-                    let mut rows = Vec::new();
-                    for t in query::tasks(s, &filter)? {
-                        if let Reach::Only(set) = &reach {
-                            let mine = me.as_ref() == Some(&t.assignee);
-                            let task = Entity::Task(t.clone());
-                            let pipeline = pipeline_of(&task, &mut |x| Ok(s.load(x)?))?;
-                            if !mine && !pipeline.is_some_and(|p| set.contains(&p)) {
-                                continue;
-                            }
-                        }
-                        rows.push(serde_json::to_value(&t).unwrap_or(Value::Null));
-                    }
-                    rows
-                }
+            // A team-scoped role's tasks are filtered here, so the query cannot stop at `n`.
+            let scoped = matches!(reach, Reach::Only(_));
+            let filter = query::TaskFilter {
+                assignee,
+                open,
+                overdue_at: None,
+                limit: if scoped { 0 } else { n },
             };
+            let mut rows = Vec::new();
+            for t in query::tasks(s, &filter)? {
+                if rows.len() == n {
+                    break;
+                }
+                if let Reach::Only(set) = &reach {
+                    let mine = me.as_ref() == Some(&t.assignee);
+                    let task = Entity::Task(t.clone());
+                    let pipeline = pipeline_of(&task, &mut |x| Ok(s.load(x)?))?;
+                    if !mine && !pipeline.is_some_and(|p| set.contains(&p)) {
+                        continue;
+                    }
+                }
+                rows.push(entity_json(&Entity::Task(t)));
+            }
             Ok(rows.into_iter().skip(offset).collect())
         })
         .await?;

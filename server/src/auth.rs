@@ -166,6 +166,17 @@ pub async fn authenticate(
                 .into(),
         ));
     };
+    // A token made for an employee acts for that employee only: a Bitrix24 URL naming
+    // another user would reach that user's pipelines.
+    if let (Some(own), Some(asked)) = (&row.employee, &acting_for)
+        && own != asked.as_str()
+    {
+        state.failures.fail(ip);
+        metrics::counter!("leadflow_auth_failures_total").increment(1);
+        return Err(ApiError::Unauthorized(format!(
+            "this token acts for the employee '{own}', not for '{asked}': use the user id of '{own}' in the URL"
+        )));
+    }
     Ok(Caller {
         token: row.name,
         role: row.role,

@@ -227,3 +227,38 @@ fn a_token_s_role_holds_on_the_facade_and_inside_a_batch() {
     assert_eq!(b["result"]["result"]["ok"].as_array().unwrap().len(), 1);
     assert_eq!(head(&s), before, "the refused deal appended nothing");
 }
+
+#[test]
+fn a_token_made_for_an_employee_cannot_act_for_another_user_through_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leadflow.db");
+    leadflow_store::Store::open(&db, &leadflow_store::Options::default()).unwrap();
+    let cfg = config();
+    let sales = make_token(&db, &cfg, "seller", "sales", Some("kuznetsov"));
+    let s = Server::start_on(db, cfg, "");
+    let c = s.anonymous();
+    let mut answered = Vec::new();
+    for user in 1..=12 {
+        let r = c.get(&format!("/rest/{user}/{sales}/user.current"));
+        match r.status {
+            200 => answered.push((user, r.json())),
+            401 => {
+                let e = r.json();
+                assert_eq!(e["error"], "NO_AUTH_FOUND", "{e}");
+                assert!(!r.text().contains(&sales), "the secret is never echoed");
+            }
+            other => panic!("user {user}: {other} {}", r.text()),
+        }
+    }
+    assert_eq!(
+        answered.len(),
+        1,
+        "only the token's own employee: {answered:?}"
+    );
+    assert!(
+        answered[0].1.to_string().contains("kuznetsov")
+            || answered[0].1["result"]["ID"].is_string(),
+        "{:?}",
+        answered[0]
+    );
+}

@@ -217,7 +217,13 @@ pub async fn serve(
             }))
             .await?;
     }
+    // Idempotency keys older than the promise are forgotten before the first request too.
+    let forgotten = runtime::forget_responses(&state.writer).await?;
+    if forgotten > 0 {
+        tracing::info!(forgotten, "forgot idempotency keys older than 48 hours");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
+    let forget_task = tokio::spawn(runtime::forget_loop(state.writer.clone(), stop_rx.clone()));
     let bg = runtime::Background {
         rules: state.rules.clone(),
         writer: state.writer.clone(),
@@ -289,7 +295,7 @@ pub async fn serve(
         }
     };
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(rules_task, requests_task, reload_task);
+    let _ = tokio::join!(rules_task, requests_task, reload_task, forget_task);
     if let Some(t) = delivery_thread {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }

@@ -18,6 +18,13 @@ use tokio::sync::watch;
 /// appended) when nothing else wakes the loop.
 pub const POLL: Duration = Duration::from_millis(250);
 
+/// How long an `Idempotency-Key`'s response is kept: the issue promises at least a day, and a
+/// client retrying over a weekend outage is served by two.
+pub const KEEP_RESPONSES: chrono::TimeDelta = chrono::TimeDelta::hours(48);
+
+/// How often responses older than [`KEEP_RESPONSES`] are forgotten (and once at the start).
+pub const FORGET_EVERY: Duration = Duration::from_secs(3600);
+
 /// The rule set in force, if any; cheap to clone, swapped whole.
 #[derive(Clone, Default)]
 pub struct Rules {
@@ -76,6 +83,35 @@ pub struct Background {
     pub readers: Readers,
     /// The wall clock.
     pub clock: Arc<dyn Clock>,
+}
+
+/// Forgets the remembered responses older than [`KEEP_RESPONSES`] on the batch's clock: a
+/// writer job, so it commits with whatever else the batch holds. Answers how many.
+pub async fn forget_responses(writer: &Writer) -> Result<usize, ApiError> {
+    let a = writer
+        .run_rules(Box::new(|tx, ctx| {
+            let before = leadflow_engine::stored::fmt_time(ctx.now - KEEP_RESPONSES);
+            Ok(Answer::ok(json!(tx.forget_responses(&before)?)))
+        }))
+        .await?;
+    Ok(a.body.as_u64().unwrap_or(0) as usize)
+}
+
+/// Forgets old responses every [`FORGET_EVERY`] until `stop` turns true.
+pub async fn forget_loop(writer: Writer, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(FORGET_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        match forget_responses(&writer).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(forgotten = n, "forgot idempotency keys older than 48 hours"),
+            Err(e) => {
+                tracing::warn!(error = %e, "forgetting old idempotency keys failed; trying again later")
+            }
+        }
+    }
 }
 
 /// Reacts to other processes' events and fires what falls due, until `stop` turns true.

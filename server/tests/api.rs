@@ -355,6 +355,37 @@ fn idempotency_keys_survive_a_restart() {
 }
 
 #[test]
+fn idempotency_keys_are_kept_two_days_then_forgotten() {
+    use chrono::TimeDelta;
+    use leadflow_engine::clock::ManualClock;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leadflow.db");
+    leadflow_store::Store::open(&db, &leadflow_store::Options::default()).unwrap();
+    let clock = std::sync::Arc::new(ManualClock::new(chrono::Utc::now()));
+    let h = [
+        ("content-type", "application/json"),
+        ("idempotency-key", "kept-1"),
+    ];
+    let post = |body: &[u8]| {
+        let s = Server::start_with_clock(db.clone(), config(), "", clock.clone());
+        let r = s.client().request("POST", "/api/v1/leads", &h, body);
+        s.stop();
+        r
+    };
+    assert_eq!(post(br#"{"name": "First"}"#).status, 201);
+    // A day and a half later the key is still known: another body under it is refused.
+    clock.advance(TimeDelta::hours(36));
+    let r = post(br#"{"name": "Second"}"#);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "idempotency_key_reused");
+    // Past two days the service forgot it at its start: the key is free again.
+    clock.advance(TimeDelta::hours(13));
+    let r = post(br#"{"name": "Second"}"#);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["lead"]["name"], "Second");
+}
+
+#[test]
 fn lists_filter_and_page_with_a_cursor_through_every_row_once() {
     let s = server();
     let c = s.client();

@@ -86,6 +86,16 @@ impl Server {
     /// A service over the database at `db` (kept when the server stops); makes the `admin`
     /// token first if the database has none.
     pub fn start_on(db: PathBuf, config: Config, rules: &str) -> Server {
+        Server::start_with_clock(db, config, rules, Arc::new(Wall))
+    }
+
+    /// [`Server::start_on`] with the service's clock (business time of its batches) given.
+    pub fn start_with_clock(
+        db: PathBuf,
+        config: Config,
+        rules: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Server {
         {
             let store = Store::open(&db, &Options::default()).unwrap();
             let has_admin = leadflow_store::query::tokens(&store)
@@ -116,7 +126,7 @@ impl Server {
             options: Options::default(),
             rules: rt,
             reload: Arc::new(move |c: &Config| Ok(runtime(c, &text))),
-            clock: Arc::new(Wall),
+            clock,
         };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -218,10 +218,7 @@ pub async fn serve(
             .await?;
     }
     // Idempotency keys older than the promise are forgotten before the first request too.
-    let forgotten = runtime::forget_responses(&state.writer).await?;
-    if forgotten > 0 {
-        tracing::info!(forgotten, "forgot idempotency keys older than 48 hours");
-    }
+    runtime::forget_responses(&state.writer).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let forget_task = tokio::spawn(runtime::forget_loop(state.writer.clone(), stop_rx.clone()));
     let bg = runtime::Background {

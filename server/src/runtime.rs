@@ -85,16 +85,20 @@ pub struct Background {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Forgets the remembered responses older than [`KEEP_RESPONSES`] on the batch's clock: a
-/// writer job, so it commits with whatever else the batch holds. Answers how many.
-pub async fn forget_responses(writer: &Writer) -> Result<usize, ApiError> {
+/// Forgets the remembered responses older than [`KEEP_RESPONSES`] on the batch's clock (a
+/// writer job, so it commits with whatever else the batch holds), and logs how many.
+pub async fn forget_responses(writer: &Writer) -> Result<(), ApiError> {
     let a = writer
         .run_rules(Box::new(|tx, ctx| {
             let before = leadflow_engine::stored::fmt_time(ctx.now - KEEP_RESPONSES);
             Ok(Answer::ok(json!(tx.forget_responses(&before)?)))
         }))
         .await?;
-    Ok(a.body.as_u64().unwrap_or(0) as usize)
+    let n = a.body.as_u64().unwrap_or(0);
+    if n > 0 {
+        tracing::info!(forgotten = n, "forgot idempotency keys older than 48 hours");
+    }
+    Ok(())
 }
 
 /// Forgets old responses every [`FORGET_EVERY`] until `stop` turns true.
@@ -104,12 +108,8 @@ pub async fn forget_loop(writer: Writer, mut stop: watch::Receiver<bool>) {
             () = tokio::time::sleep(FORGET_EVERY) => {}
             _ = stop.changed() => return,
         }
-        match forget_responses(&writer).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(forgotten = n, "forgot idempotency keys older than 48 hours"),
-            Err(e) => {
-                tracing::warn!(error = %e, "forgetting old idempotency keys failed; trying again later")
-            }
+        if let Err(e) = forget_responses(&writer).await {
+            tracing::warn!(error = %e, "forgetting old idempotency keys failed; trying again later");
         }
     }
 }

@@ -407,6 +407,14 @@ pub(crate) fn page(q: &mut Map<String, Value>) -> Result<(usize, After), ApiErro
     Ok((limit, after))
 }
 
+/// A cursor given to another list or order than it was made for.
+fn stale_cursor() -> ApiError {
+    ApiError::bad_field(
+        "cursor",
+        "cursor was made for another order or list; start from the first page",
+    )
+}
+
 /// Refuses query parameters left over after a handler took the ones it knows.
 pub(crate) fn no_more(q: Map<String, Value>, known: &str) -> Result<(), ApiError> {
     match q.keys().next() {
@@ -483,12 +491,7 @@ async fn list_pipeline_items(
     let after_id = match after {
         After::Start => None,
         After::Id { id, ascending: a } if a == ascending => Some(id),
-        After::Id { .. } | After::Offset(_) => {
-            return Err(ApiError::bad_field(
-                "cursor",
-                "cursor was made for another order or list; start from the first page",
-            ));
-        }
+        After::Id { .. } | After::Offset(_) => return Err(stale_cursor()),
     };
     let mut f = ListFilter {
         pipeline: take(&mut q, "pipeline"),
@@ -624,12 +627,7 @@ async fn list_simple(
                 ascending: false, ..
             },
         ) => 0,
-        _ => {
-            return Err(ApiError::bad_field(
-                "cursor",
-                "cursor was made for another list; start from the first page",
-            ));
-        }
+        _ => return Err(stale_cursor()),
     };
     let assignee = if kind == EntityKind::Task {
         take(&mut q, "assignee")

@@ -5,113 +5,15 @@
 //! fake SMTP relay; the log then verifies and replays with the new tables.
 
 use leadflow_testkit::cli::{Env, json_lines, stderr};
+use leadflow_testkit::receiver::{Receiver, Reply};
 use serde_json::Value;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Got {
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map_or("", String::as_str)
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap()
-    }
-}
-
-/// What the receiver answers to its n-th request (from 0).
-#[derive(Clone, Copy)]
-enum Reply {
-    Status(u16),
-    /// Never answers (holds the connection).
-    Hang,
-}
-
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Got>>>,
-}
-
-impl Receiver {
-    fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let seen = got.clone();
-        let script = Arc::new(script);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let seen = seen.clone();
-                let script = script.clone();
-                std::thread::spawn(move || serve(conn, &seen, &*script));
-            }
-        });
-        Receiver { url, got }
-    }
-
-    fn got(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-fn serve(conn: TcpStream, seen: &Mutex<Vec<Got>>, script: &dyn Fn(usize) -> Reply) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut headers = HashMap::new();
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        }
-    }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).unwrap();
-    let n = {
-        let mut seen = seen.lock().unwrap();
-        seen.push(Got {
-            headers,
-            body: String::from_utf8(body).unwrap(),
-        });
-        seen.len() - 1
-    };
-    let mut conn = conn;
-    match script(n) {
-        Reply::Status(s) => {
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {s} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-        }
-        Reply::Hang => std::thread::sleep(Duration::from_secs(120)),
-    }
-}
 
 /// Waits (polling) until `cond` holds, at most 30 s.
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool, log: &Env) {

@@ -5,6 +5,7 @@
 
 use leadflow_testkit::cli::Env;
 use leadflow_testkit::http::{Client, send};
+use leadflow_testkit::receiver::Receiver;
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -300,60 +301,15 @@ fn serve_refuses_a_fixed_clock_and_a_bad_address() {
     assert!(leadflow_testkit::cli::stderr(&out).contains("bad --listen address 'nowhere'"));
 }
 
-/// A receiver on 127.0.0.1 that answers 200 to every POST and keeps what it got.
-fn receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-                .ok();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            // Headers, then the body by Content-Length.
-            while let Ok(n) = s.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        break;
-                    }
-                }
-            }
-            sink.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&buf).to_string());
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (url, got)
-}
-
 #[test]
 fn serve_delivers_a_subscribed_event_signed_to_a_local_listener() {
     let env = Env::with_rules("assign.toml", ROUND_ROBIN);
     let secret = admin_token(&env);
-    let (url, got) = receiver();
+    let rx = Receiver::ok();
     env.ok(&[
         "webhook",
         "add",
-        &url,
+        &rx.url,
         "--events",
         "lead.created",
         "--secret",
@@ -363,14 +319,8 @@ fn serve_delivers_a_subscribed_event_signed_to_a_local_listener() {
     let c = Client::new(s.addr).bearer(&secret);
     let r = c.post("/api/v1/leads", &json!({"name": "Hooked"}));
     assert_eq!(r.status, 201, "{}", r.text());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while got.lock().unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing delivered: {}",
-            s.log.lock().unwrap()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    if rx.wait_for(1, std::time::Duration::from_secs(20)).is_err() {
+        panic!("nothing delivered: {}", s.log.lock().unwrap());
     }
     // The endpoint's signing secret is never served by the API.
     let added = c.get("/api/v1/events?type=endpoint.added").json();
@@ -382,16 +332,16 @@ fn serve_delivers_a_subscribed_event_signed_to_a_local_listener() {
     );
     signal(&s.child, "TERM");
     assert!(s.child.wait().unwrap().success());
-    let req = got.lock().unwrap()[0].to_ascii_lowercase();
-    for h in [
-        "webhook-id:",
-        "webhook-timestamp:",
-        "webhook-signature: v1,",
-    ] {
-        assert!(req.contains(h), "{h} missing from {req}");
-    }
-    assert!(req.contains("lead.created"), "{req}");
-    assert!(req.contains("hooked"), "{req}");
+    let req = &rx.got()[0];
+    assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/hook"));
+    assert!(!req.header("webhook-id").is_empty(), "{req:?}");
+    assert!(!req.header("webhook-timestamp").is_empty(), "{req:?}");
+    assert!(
+        req.header("webhook-signature").starts_with("v1,"),
+        "{req:?}"
+    );
+    assert_eq!(req.json()["type"], "lead.created", "{req:?}");
+    assert!(req.body.contains("Hooked"), "{req:?}");
 }
 
 #[test]

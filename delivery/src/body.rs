@@ -1,6 +1,7 @@
 //! What a message's body says: leadflow's native JSON, or (the boundary for the Bitrix24
 //! facade) the form-encoded shape of Bitrix24's outgoing events.
 
+use crate::bitrix::{self, Auth, Origin};
 use leadflow_store::RecordedEvent;
 use leadflow_store::query::Endpoint;
 use serde_json::{Value, json};
@@ -35,9 +36,24 @@ pub fn native_body(event: &RecordedEvent, webhook_id: &str) -> Body {
     }
 }
 
-/// The body of an endpoint added with `--format bitrix24`: Bitrix24's outgoing event
-/// (`ONCRMLEADADD`…, form-encoded). The Bitrix24 facade (server/src/bitrix/events.rs) writes
-/// it; until that is merged, the native body is sent.
-pub fn bitrix_body(event: &RecordedEvent, _endpoint: &Endpoint, webhook_id: &str) -> Body {
-    native_body(event, webhook_id)
+/// The body of an endpoint bound with `event.bind` (or added with `--format bitrix24`):
+/// Bitrix24's outgoing event, form-encoded — the Bitrix24 event the stored event raises, the
+/// endpoint's id as `event_handler_id`, the record's id, the event's time and the `auth` block
+/// with the endpoint's `application_token`. `None` for an event that raises no Bitrix24 event
+/// (the fan-out does not take those for such an endpoint).
+pub fn bitrix_body(event: &RecordedEvent, endpoint: &Endpoint, origin: &Origin) -> Option<Body> {
+    let name = bitrix::bitrix_event(&event.event_type)?;
+    let auth = Auth::of(origin, &endpoint.secret);
+    let body = bitrix::payload(&bitrix::Event {
+        name,
+        handler_id: endpoint.id,
+        entity_id: event.stream.id,
+        // The log holds RFC 3339 times (checked when written and by `verify`).
+        ts: chrono::DateTime::parse_from_rfc3339(&event.occurred_at).map_or(0, |t| t.timestamp()),
+        auth: &auth,
+    });
+    Some(Body {
+        content_type: "application/x-www-form-urlencoded",
+        bytes: body.into_bytes(),
+    })
 }

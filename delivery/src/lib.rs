@@ -21,6 +21,7 @@
 //! by [`Job::run`] on a store transaction, so the service's writer thread can run them as one
 //! job each ([`DeliveryDb`]).
 
+pub mod bitrix;
 mod body;
 mod job;
 mod send;
@@ -150,6 +151,7 @@ pub struct Deliverer {
     rule_secret: Option<String>,
     emails: HashMap<String, String>,
     sender: send::Sender,
+    origin: bitrix::Origin,
 }
 
 impl Deliverer {
@@ -171,7 +173,15 @@ impl Deliverer {
                 .filter_map(|e| Some((e.id.to_string(), e.email.clone()?)))
                 .collect(),
             sender: send::Sender::new(d)?,
+            origin: bitrix::Origin::new(&config.server.listen),
         })
+    }
+
+    /// The address Bitrix24 event handlers are told to call back (`auth[domain]`): the one
+    /// the service listens on (by default `[server] listen`).
+    pub fn with_origin(mut self, domain: &str) -> Deliverer {
+        self.origin = bitrix::Origin::new(domain);
+        self
     }
 
     /// Whether there is anything to deliver, now or later: an active endpoint, or a pending
@@ -322,8 +332,15 @@ impl Deliverer {
             None => None,
         };
         let body = |event: &RecordedEvent| match &endpoint {
-            Some(ep) if ep.format == "bitrix24" => bitrix_body(event, ep, &m.webhook_id),
-            _ => native_body(event, &m.webhook_id),
+            Some(ep) if ep.format == "bitrix24" => {
+                bitrix_body(event, ep, &self.origin).ok_or_else(|| {
+                    format!(
+                        "{} raises no Bitrix24 event for endpoint-{}",
+                        event.event_type, ep.id
+                    )
+                })
+            }
+            _ => Ok(native_body(event, &m.webhook_id)),
         };
         Ok(match (m.channel.as_str(), event) {
             (_, None) => send::Request::Broken(format!(
@@ -351,21 +368,22 @@ impl Deliverer {
                     None => send::Request::Broken("the e-mail has no address".into()),
                 }
             }
-            ("endpoint", Some(event)) => match &endpoint {
-                Some(ep) => send::Request::Post {
+            ("endpoint", Some(event)) => match (&endpoint, body(&event)) {
+                (Some(ep), Ok(body)) => send::Request::Post {
                     url: ep.url.clone(),
                     webhook_id: m.webhook_id.clone(),
                     secret: Some(ep.secret.clone()),
-                    body: body(&event),
+                    body,
                 },
-                None => send::Request::Broken(format!("no endpoint {:?}", m.endpoint)),
+                (Some(_), Err(why)) => send::Request::Broken(why),
+                (None, _) => send::Request::Broken(format!("no endpoint {:?}", m.endpoint)),
             },
             (_, Some(event)) => match m.target.clone().filter(|t| !t.is_empty()) {
                 Some(url) => send::Request::Post {
                     url,
                     webhook_id: m.webhook_id.clone(),
                     secret: self.rule_secret.clone(),
-                    body: body(&event),
+                    body: native_body(&event, &m.webhook_id),
                 },
                 None => send::Request::Broken("the webhook has no URL".into()),
             },
@@ -448,10 +466,11 @@ impl Deliverer {
 }
 
 /// Whether an endpoint gets an event: a type it subscribed to, and not the deliveries' or
-/// endpoints' own events.
+/// endpoints' own events; a Bitrix24 endpoint only the events that raise a Bitrix24 event.
 fn subscribed(ep: &Endpoint, e: &RecordedEvent) -> bool {
     e.stream.kind != EntityKind::Endpoint
         && event::deliverable(&e.event_type)
+        && (ep.format != "bitrix24" || bitrix::bitrix_event(&e.event_type).is_some())
         && ep
             .events
             .iter()

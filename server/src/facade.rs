@@ -8,6 +8,7 @@ use crate::api::entities::pipeline_of;
 use crate::auth::{Caller, authenticate};
 use crate::bitrix::dispatch::{Binding, Crm, Listed};
 use crate::bitrix::error::Error;
+use crate::bitrix::events;
 use crate::bitrix::filter::{Cmp as BCmp, Condition, Direction, Field, ListRequest, Operand};
 use crate::bitrix::mapping::Mapping;
 use crate::bitrix::method::{Method, Op};
@@ -346,18 +347,96 @@ impl Crm for StoreCrm {
         Ok(head)
     }
 
-    fn bind(&mut self, _binding: Binding) -> Result<(), Error> {
-        Err(Error::InvalidArgument(
-            "event.bind: outgoing events are delivered by webhook endpoints (`leadflow webhook add URL --format bitrix24`)".into(),
-        ))
+    fn bind(&mut self, binding: Binding) -> Result<(), Error> {
+        // The binding is a webhook endpoint in the Bitrix24 format, subscribed to the stored
+        // events that raise its event: added by `decide` like every endpoint (an event, so the
+        // log says who subscribed what), delivered by the outbox with retries.
+        let types = events::leadflow_types(&binding.event).ok_or_else(|| {
+            Error::InvalidArgument(format!("event {} is not served", binding.event))
+        })?;
+        let secret = leadflow_delivery::new_secret()
+            .map_err(|e| Error::Internal(format!("cannot make the handler's secret: {e}")))?;
+        let command = Command::AddEndpoint(leadflow_engine::command::NewEndpoint {
+            url: binding.handler.clone(),
+            events: types.iter().map(|t| (*t).to_owned()).collect(),
+            format: Some("bitrix24".into()),
+            secret,
+        });
+        let who = self.caller.clone();
+        let result = self.handle.block_on(self.state.writer.run(
+            None,
+            Box::new(move |tx, ctx| {
+                who.may_execute(tx, ctx.config, &command)?;
+                let bound = tx.endpoints(false)?.into_iter().any(|ep| {
+                    ep.format == "bitrix24"
+                        && ep.url == binding.handler
+                        && events::raised_by(&ep.events).contains(&binding.event.as_str())
+                });
+                if bound {
+                    return Ok(Answer::ok(json!(false)));
+                }
+                tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, who.actor()))?;
+                Ok(Answer::ok(json!(true)))
+            }),
+        ));
+        match result {
+            Ok(a) if a.body == json!(true) => Ok(()),
+            Ok(_) => Err(Error::HandlerAlreadyBound),
+            Err(e) => Err(internal(e)),
+        }
     }
 
-    fn unbind(&mut self, _event: &str, _handler: Option<&str>) -> Result<usize, Error> {
-        Ok(0)
+    fn unbind(&mut self, event: &str, handler: Option<&str>) -> Result<usize, Error> {
+        // Every Bitrix24 endpoint raising the event (of the handler, if given) is removed; an
+        // endpoint added with `leadflow webhook add --format bitrix24 --events 'lead.*'` raises
+        // several events and is removed whole.
+        let who = self.caller.clone();
+        let event = event.to_owned();
+        let handler = handler.map(str::to_owned);
+        let result = self.handle.block_on(self.state.writer.run(
+            None,
+            Box::new(move |tx, ctx| {
+                let gone: Vec<i64> = tx
+                    .endpoints(false)?
+                    .into_iter()
+                    .filter(|ep| {
+                        ep.format == "bitrix24"
+                            && handler.as_deref().is_none_or(|h| h == ep.url)
+                            && events::raised_by(&ep.events).contains(&event.as_str())
+                    })
+                    .map(|ep| ep.id)
+                    .collect();
+                // `authorize` checked the webhooks right for the method.
+                for id in &gone {
+                    let command = Command::RemoveEndpoint { id: *id };
+                    tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, who.actor()))?;
+                }
+                Ok(Answer::ok(json!(gone.len())))
+            }),
+        ));
+        match result {
+            Ok(a) => Ok(a.body.as_u64().unwrap_or(0) as usize),
+            Err(e) => Err(internal(e)),
+        }
     }
 
     fn bindings(&self) -> Result<Vec<Binding>, Error> {
-        Ok(Vec::new())
+        let endpoints = self.read(|s| Ok(query::endpoints(s, false)?))?;
+        Ok(endpoints
+            .into_iter()
+            .filter(|ep| ep.format == "bitrix24")
+            .flat_map(|ep| {
+                let token = events::application_token(&ep.secret);
+                events::raised_by(&ep.events)
+                    .into_iter()
+                    .map(move |event| Binding {
+                        event: event.to_owned(),
+                        handler: ep.url.clone(),
+                        auth_type: 0,
+                        application_token: Some(token.clone()),
+                    })
+            })
+            .collect())
     }
 }
 

@@ -229,7 +229,11 @@ pub async fn serve(
     };
     let rules_task = tokio::spawn(runtime::rules_loop(bg.clone(), stop_rx.clone()));
     let requests_task = tokio::spawn(runtime::requests_loop(bg, stop_rx.clone()));
-    let delivery_thread = outbox::spawn(&state, stop_rx.clone());
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let delivery_thread = outbox::spawn(&state, &addr, stop_rx.clone());
     let reload_task = {
         let state = state.clone();
         let mut stop = stop_rx.clone();
@@ -248,10 +252,6 @@ pub async fn serve(
             }
         })
     };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
     tracing::info!(listen = %addr, "leadflow serve: listening");
     let grace = state
         .config

@@ -44,13 +44,16 @@ impl DeliveryDb for ThroughWriter {
 }
 
 /// Starts the delivery thread; it ends when `stop` turns true. `None` (logged) when the
-/// `[delivery]` configuration cannot be used.
+/// `[delivery]` configuration cannot be used. `listen` is the address the service listens on
+/// (Bitrix24 event handlers are told to call back there).
 pub(crate) fn spawn(
     state: &AppState,
+    listen: &str,
     mut stop: watch::Receiver<bool>,
 ) -> Option<std::thread::JoinHandle<()>> {
     let deliverer = match Deliverer::new(&state.config) {
-        Ok(d) => d,
+        Ok(d) if listen.is_empty() => d,
+        Ok(d) => d.with_origin(listen),
         Err(e) => {
             tracing::error!(error = %e, "the outbox is not delivered");
             return None;

@@ -810,6 +810,15 @@ fn stage_history_comments_and_event_bindings() {
         "event.bind",
         json!({"event": "ONCRMDEALUPDATE", "handler": "http://127.0.0.1:9/h"}),
     );
+    let (status, v) = w.post(
+        "event.bind",
+        r#"{"event": "ONCRMDEALUPDATE", "handler": "http://127.0.0.1:9/h"}"#,
+    );
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        v,
+        json!({"error": "ERROR_CORE", "error_description": "Handler already binded"})
+    );
     let got = w.ok("event.get", json!({}));
     assert_eq!(got[0]["event"], "ONCRMLEADADD");
     assert_eq!(got.as_array().unwrap().len(), 2);

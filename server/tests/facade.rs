@@ -260,3 +260,153 @@ fn a_token_made_for_an_employee_cannot_act_for_another_user_through_the_url() {
     assert_eq!(me["result"]["XML_ID"], "kuznetsov", "{me}");
     assert_eq!(me["result"]["ID"], user.to_string(), "{me}");
 }
+
+#[test]
+fn bound_events_are_delivered_form_encoded_in_the_bitrix24_shape_until_unbound() {
+    use leadflow_server::bitrix::params::parse_query;
+    use leadflow_testkit::receiver::Receiver;
+    use std::time::Duration;
+    let s = Server::start(config(), "");
+    let c = s.anonymous();
+    let rx = Receiver::ok();
+    for event in ["ONCRMLEADADD", "onCrmLeadUpdate"] {
+        let (st, b) = call(
+            &c,
+            ADMIN_SECRET,
+            "event.bind",
+            &json!({"event": event, "handler": rx.url}),
+        );
+        assert_eq!((st, &b["result"]), (200, &json!(true)), "{b}");
+    }
+    // Binding the same event and handler again is Bitrix24's error, and appends nothing.
+    let before = head(&s);
+    let (st, b) = call(
+        &c,
+        ADMIN_SECRET,
+        "event.bind",
+        &json!({"event": "ONCRMLEADADD", "handler": rx.url}),
+    );
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(
+        b,
+        json!({"error": "ERROR_CORE", "error_description": "Handler already binded"})
+    );
+    assert_eq!(head(&s), before);
+    // event.get lists both, with the token their events carry.
+    let (_, got) = call(&c, ADMIN_SECRET, "event.get", &json!({}));
+    let bound = got["result"].as_array().unwrap();
+    assert_eq!(bound.len(), 2, "{got}");
+    assert_eq!(bound[0]["event"], "ONCRMLEADADD");
+    assert_eq!(bound[1]["event"], "ONCRMLEADUPDATE");
+    assert_eq!(bound[0]["handler"], rx.url.as_str());
+    let token = bound[0]["application_token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 32, "{got}");
+    // Subscribing is an event in the log, made by the token.
+    let added = s.client().get("/api/v1/events?type=endpoint.added").json();
+    assert_eq!(added["events"].as_array().unwrap().len(), 2, "{added}");
+    // The admin token acting, through /rest/1/, for user 1 (ivanov).
+    assert_eq!(added["events"][0]["actor"], "api:admin@ivanov", "{added}");
+
+    let (st, b) = call(
+        &c,
+        ADMIN_SECRET,
+        "crm.lead.add",
+        &json!({"fields": {"TITLE": "Hooked", "NAME": "Ivan"}}),
+    );
+    assert_eq!(st, 200, "{b}");
+    let id = b["result"].as_i64().unwrap();
+    let (st, b) = call(
+        &c,
+        ADMIN_SECRET,
+        "crm.lead.update",
+        &json!({"id": id, "fields": {"TITLE": "Hooked again"}}),
+    );
+    assert_eq!(st, 200, "{b}");
+    let got = rx
+        .wait_for(2, Duration::from_secs(20))
+        .unwrap_or_else(|g| panic!("delivered only {g:?}"));
+    let mut names = Vec::new();
+    for req in &got {
+        assert_eq!(req.method, "POST");
+        assert_eq!(
+            req.header("content-type"),
+            "application/x-www-form-urlencoded"
+        );
+        assert!(
+            req.header("webhook-signature").starts_with("v1,"),
+            "{req:?}"
+        );
+        assert!(!req.header("webhook-id").is_empty());
+        let p = parse_query(&req.body).unwrap();
+        let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        names.push(text("event"));
+        assert_eq!(p.get("data").unwrap()["FIELDS"]["ID"], id.to_string());
+        assert!(text("ts").parse::<i64>().unwrap() > 1_700_000_000);
+        assert!(text("event_handler_id").parse::<i64>().unwrap() > 0);
+        let auth = p.get("auth").unwrap();
+        assert_eq!(auth["domain"], s.addr.to_string(), "{req:?}");
+        assert_eq!(
+            auth["client_endpoint"],
+            format!("http://{}/rest/", s.addr),
+            "{req:?}"
+        );
+        assert_eq!(auth["member_id"].as_str().unwrap().len(), 32);
+        if text("event") == "ONCRMLEADADD" {
+            assert_eq!(auth["application_token"], token.as_str(), "{req:?}");
+        }
+    }
+    names.sort();
+    assert_eq!(names, ["ONCRMLEADADD", "ONCRMLEADUPDATE"]);
+
+    // Unbound, the event is no longer sent; the other binding still is.
+    let (st, b) = call(
+        &c,
+        ADMIN_SECRET,
+        "event.unbind",
+        &json!({"event": "ONCRMLEADADD", "handler": rx.url}),
+    );
+    assert_eq!((st, &b["result"]), (200, &json!({"count": 1})), "{b}");
+    let (_, b) = call(
+        &c,
+        ADMIN_SECRET,
+        "event.unbind",
+        &json!({"event": "ONCRMLEADADD", "handler": rx.url}),
+    );
+    assert_eq!(b["result"], json!({"count": 0}));
+    let (_, got) = call(&c, ADMIN_SECRET, "event.get", &json!({}));
+    assert_eq!(got["result"].as_array().unwrap().len(), 1, "{got}");
+    let (_, b) = call(
+        &c,
+        ADMIN_SECRET,
+        "crm.lead.add",
+        &json!({"fields": {"TITLE": "Quiet", "NAME": "Olga"}}),
+    );
+    let quiet = b["result"].as_i64().unwrap();
+    call(
+        &c,
+        ADMIN_SECRET,
+        "crm.lead.update",
+        &json!({"id": quiet, "fields": {"TITLE": "Quiet still"}}),
+    );
+    rx.wait_for(3, Duration::from_secs(20))
+        .unwrap_or_else(|g| panic!("delivered only {g:?}"));
+    std::thread::sleep(Duration::from_millis(600));
+    let got = rx.got();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got[2].body.starts_with("event=ONCRMLEADUPDATE&"), "{got:?}");
+}
+
+#[test]
+fn event_bind_needs_the_webhooks_right() {
+    let (_dir, s, first) = with_token("operator", "first_line", "ivanov");
+    let before = head(&s);
+    let (st, e) = call(
+        &s.anonymous(),
+        &first,
+        "event.bind",
+        &json!({"event": "ONCRMLEADADD", "handler": "http://127.0.0.1:9/h"}),
+    );
+    assert_eq!(st, 403, "{e}");
+    assert_eq!(e["error"], "ACCESS_DENIED");
+    assert_eq!(head(&s), before);
+}

@@ -1592,6 +1592,12 @@ impl crate::Tx<'_> {
     pub fn endpoint(&mut self, id: i64) -> Result<Option<Endpoint>, Error> {
         endpoint(self.conn()?, id)
     }
+
+    /// The webhook endpoints as of this transaction: the active ones, or all (`all`) — for a
+    /// check that must see the endpoints added by earlier requests of the same batch.
+    pub fn endpoints(&mut self, all: bool) -> Result<Vec<Endpoint>, Error> {
+        endpoints(self.conn()?, all)
+    }
 }
 
 /// Where an endpoint's next events start: after its cursor, its `endpoint.added`, and the

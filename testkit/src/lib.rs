@@ -3,7 +3,8 @@
 //! an actor at a time ([`mod@exec`]), leads ([`lead`]), the log read back ([`log`]), tables read
 //! with SQL from a database in a temporary file ([`Db`]), the store's named queries a test
 //! compares ([`query`]), and the harness that runs the real `leadflow` binary in a folder
-//! `leadflow init` set up ([`cli`]).
+//! `leadflow init` set up ([`cli`]), the service on a real socket ([`serve`], [`http`]) and a
+//! webhook receiver ([`receiver`]).
 //!
 //! Tests speak SQL only through this crate: a store a test inspects with SQL lives in a
 //! temporary file, and [`Db`] reads (or tampers with) it over connections of its own, never
@@ -22,6 +23,7 @@ pub mod http;
 pub mod lead;
 pub mod log;
 pub mod query;
+pub mod receiver;
 pub mod serve;
 pub mod setup;
 pub mod time;

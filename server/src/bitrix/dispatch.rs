@@ -43,23 +43,10 @@ pub struct Binding {
     pub handler: String,
     /// The user the handler acts as (`auth_type`; 0 = the one who bound it).
     pub auth_type: i64,
+    /// The `auth[application_token]` its events carry (`event.get` shows it, so the
+    /// handler's owner can check events with it); `None` when binding.
+    pub application_token: Option<String>,
 }
-
-/// The events `event.bind` accepts.
-pub const EVENTS: &[&str] = &[
-    "ONCRMLEADADD",
-    "ONCRMLEADUPDATE",
-    "ONCRMLEADDELETE",
-    "ONCRMDEALADD",
-    "ONCRMDEALUPDATE",
-    "ONCRMDEALDELETE",
-    "ONCRMCONTACTADD",
-    "ONCRMCONTACTUPDATE",
-    "ONCRMCONTACTDELETE",
-    "ONCRMCOMPANYADD",
-    "ONCRMCOMPANYUPDATE",
-    "ONCRMCOMPANYDELETE",
-];
 
 /// What the facade needs of the service. Synchronous: the service calls [`call`] from a
 /// blocking task. Errors are the facade's [`Error`]: a refusal of `decide` is
@@ -82,7 +69,8 @@ pub trait Crm {
     fn stage_history(&self, stream: StreamId) -> Result<Vec<Visit>, Error>;
     /// Adds a comment to a record's timeline; answers the comment's id.
     fn add_comment(&mut self, stream: StreamId, text: &str) -> Result<i64, Error>;
-    /// Subscribes a handler (binding the same event and handler again changes nothing).
+    /// Subscribes a handler; binding the same event and handler again is
+    /// [`Error::HandlerAlreadyBound`].
     fn bind(&mut self, binding: Binding) -> Result<(), Error>;
     /// Removes the subscriptions of an event (of one handler, if given); answers how many.
     fn unbind(&mut self, event: &str, handler: Option<&str>) -> Result<usize, Error>;
@@ -243,6 +231,7 @@ fn run(
                 event,
                 handler: h.to_owned(),
                 auth_type,
+                application_token: None,
             })?;
             Ok(Answer::Result(json!(true)))
         }
@@ -256,7 +245,13 @@ fn run(
             let rows: Vec<Value> = crm
                 .bindings()?
                 .into_iter()
-                .map(|b| json!({"event": b.event, "handler": b.handler, "auth_type": b.auth_type.to_string(), "offline": 0}))
+                .map(|b| {
+                    let mut row = json!({"event": b.event, "handler": b.handler, "auth_type": b.auth_type.to_string(), "offline": 0});
+                    if let Some(t) = b.application_token {
+                        row["application_token"] = json!(t);
+                    }
+                    row
+                })
                 .collect();
             Ok(Answer::Result(Value::Array(rows)))
         }
@@ -269,10 +264,14 @@ fn event_name(params: &Params) -> Result<String, Error> {
         .and_then(scalar_text)
         .map(|e| e.trim().to_ascii_uppercase())
         .ok_or_else(|| Error::InvalidArgument("event is required, e.g. ONCRMLEADADD".into()))?;
-    if !EVENTS.contains(&event.as_str()) {
+    if crate::bitrix::events::leadflow_types(&event).is_none() {
+        let served: Vec<&str> = crate::bitrix::events::EVENTS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
         return Err(Error::InvalidArgument(format!(
             "event {event} is not served: bind one of {}",
-            EVENTS.join(", ")
+            served.join(", ")
         )));
     }
     Ok(event)

@@ -31,6 +31,9 @@ pub enum Error {
     /// The token's role may not do this; the message says which role lacks what.
     #[error("{0}")]
     AccessDenied(String),
+    /// `event.bind` of an event and handler already bound (Bitrix24's words).
+    #[error("Handler already binded")]
+    HandlerAlreadyBound,
     /// More than 50 commands in one batch.
     #[error("Max batch length exceeded")]
     BatchLengthExceeded,
@@ -59,6 +62,7 @@ impl Error {
             | Error::InvalidArgument(_)
             | Error::IdNotDefined
             | Error::Rejected(_)
+            | Error::HandlerAlreadyBound
             | Error::BatchLengthExceeded => 400,
             Error::Conflict(_) => 409,
             Error::NoAuthFound => 401,
@@ -78,6 +82,7 @@ impl Error {
             // Bitrix24's crm methods answer these with an empty code.
             Error::IdNotDefined | Error::NotFound | Error::Rejected(_) => "",
             Error::Conflict(_) => "ERROR_CONFLICT",
+            Error::HandlerAlreadyBound => "ERROR_CORE",
             Error::AccessDenied(_) => "ACCESS_DENIED",
             Error::BatchLengthExceeded => "ERROR_BATCH_LENGTH_EXCEEDED",
             Error::BatchMethodNotAllowed => "ERROR_BATCH_METHOD_NOT_ALLOWED",
@@ -110,5 +115,10 @@ mod tests {
         assert_eq!(Error::AccessDenied("x".into()).status(), 403);
         assert_eq!(Error::BatchLengthExceeded.status(), 400);
         assert_eq!(Error::BatchMethodNotAllowed.status(), 405);
+        assert_eq!(
+            Error::HandlerAlreadyBound.to_json(),
+            serde_json::json!({"error": "ERROR_CORE", "error_description": "Handler already binded"})
+        );
+        assert_eq!(Error::HandlerAlreadyBound.status(), 400);
     }
 }

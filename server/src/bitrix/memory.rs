@@ -230,9 +230,14 @@ impl Crm for MemoryCrm {
     }
 
     fn bind(&mut self, binding: Binding) -> Result<(), Error> {
-        if !self.bound.contains(&binding) {
-            self.bound.push(binding);
+        if self
+            .bound
+            .iter()
+            .any(|b| b.event == binding.event && b.handler == binding.handler)
+        {
+            return Err(Error::HandlerAlreadyBound);
         }
+        self.bound.push(binding);
         Ok(())
     }
 

@@ -390,6 +390,7 @@ impl Want {
             C::DeleteContact { .. } => (R::Contact, A::Delete),
             C::DeleteCompany { .. } => (R::Company, A::Delete),
             C::AddEndpoint(_) | C::RemoveEndpoint { .. } => (R::Webhooks, A::Admin),
+            C::Comment { stream, .. } => (R::of_stream(stream.kind), A::Update),
         };
         let pipeline = match command {
             C::CreateLead(_) => Some(config.lead_pipeline().id.clone()),

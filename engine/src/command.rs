@@ -222,6 +222,13 @@ pub enum Command {
         id: i64,
         reason: Option<String>,
     },
+    /// Puts a comment on the timeline of a lead, deal, contact or company.
+    Comment {
+        /// The record.
+        stream: StreamId,
+        /// The comment (at most [`crate::decide::MAX_COMMENT`] characters).
+        text: String,
+    },
     /// Adds a webhook endpoint (`endpoint-N`).
     AddEndpoint(NewEndpoint),
     /// Removes a webhook endpoint.
@@ -268,6 +275,7 @@ impl Command {
             C::DeleteDeal { id, .. } => existing(K::Deal, *id),
             C::DeleteContact { id, .. } => existing(K::Contact, *id),
             C::DeleteCompany { id, .. } => existing(K::Company, *id),
+            C::Comment { stream, .. } => Target::Existing(*stream),
             C::CompleteTask { id, .. } => existing(K::Task, *id),
             C::CreateToken(_) => Target::New(K::Token),
             C::RevokeToken { name } => Target::Token(name),

@@ -49,6 +49,9 @@ pub struct EndpointState {
     pub removed: bool,
 }
 
+/// The longest timeline comment, in characters.
+pub const MAX_COMMENT: usize = 10_000;
+
 /// A business "no": the command was understood but cannot be carried out. Nothing is appended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -335,6 +338,44 @@ pub fn decide(
             vec![Event::CompanyDeleted(event::Deleted {
                 reason: reason.clone(),
             })]
+        }
+        Command::Comment { text, .. } => {
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(invalid("comment", "is empty".into()));
+            }
+            let chars = text.chars().count();
+            if chars > MAX_COMMENT {
+                return Err(invalid(
+                    "comment",
+                    format!("is {chars} characters long; at most {MAX_COMMENT}"),
+                ));
+            }
+            let c = event::Commented {
+                text: text.to_owned(),
+            };
+            match (stream.kind, current) {
+                (EntityKind::Lead, Some(Entity::Lead(_))) => vec![Event::LeadCommented(c)],
+                (EntityKind::Deal, Some(Entity::Deal(_))) => vec![Event::DealCommented(c)],
+                (EntityKind::Contact, Some(Entity::Contact(_))) => {
+                    vec![Event::ContactCommented(c)]
+                }
+                (EntityKind::Company, Some(Entity::Company(_))) => {
+                    vec![Event::CompanyCommented(c)]
+                }
+                (
+                    EntityKind::Lead | EntityKind::Deal | EntityKind::Contact | EntityKind::Company,
+                    _,
+                ) => {
+                    return Err(missing(stream, current));
+                }
+                _ => {
+                    return Err(invalid(
+                        "comment",
+                        format!("{stream}: comments go on leads, deals, contacts and companies"),
+                    ));
+                }
+            }
         }
         Command::CompleteTask { result, .. } => {
             let Some(Entity::Task(t)) = current else {

@@ -554,6 +554,14 @@ pub struct Deleted {
     pub reason: Option<String>,
 }
 
+/// A comment on a record's timeline (Bitrix24's `crm.timeline.comment.add`): the record's
+/// fields stay as they are; the comment is activity on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commented {
+    /// The comment's text.
+    pub text: String,
+}
+
 // --- Delivery: webhook endpoints and the outbox's delivery (issue 10, decision 0006) ---
 
 /// The shape of a subscription's bodies.
@@ -861,6 +869,14 @@ events! {
     ContactDeleted(Deleted) = "contact.deleted", 1, Contact;
     /// A company was deleted.
     CompanyDeleted(Deleted) = "company.deleted", 1, Company;
+    /// A comment went on a lead's timeline.
+    LeadCommented(Commented) = "lead.commented", 1, Lead;
+    /// A comment went on a deal's timeline.
+    DealCommented(Commented) = "deal.commented", 1, Deal;
+    /// A comment went on a contact's timeline.
+    ContactCommented(Commented) = "contact.commented", 1, Contact;
+    /// A comment went on a company's timeline.
+    CompanyCommented(Commented) = "company.commented", 1, Company;
     /// A webhook endpoint was added.
     EndpointAdded(EndpointAdded) = "endpoint.added", 1, Endpoint;
     /// A webhook endpoint was removed.

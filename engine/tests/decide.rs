@@ -727,3 +727,60 @@ fn token_commands_name_what_is_wrong() {
         "unknown token 'nobody'; `leadflow token list` shows the tokens"
     );
 }
+
+#[test]
+fn a_timeline_comment_is_its_own_event_and_changes_no_field() {
+    let mut w = World::lead_in_work();
+    let lead = StreamId::new(EntityKind::Lead, 1);
+    let before = w.entities[&lead].clone();
+    let events = w
+        .when(Command::Comment {
+            stream: lead,
+            text: "  called back, wants a quote \n".into(),
+        })
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![Event::LeadCommented(leadflow_engine::event::Commented {
+            text: "called back, wants a quote".into()
+        })]
+    );
+    let mut after = w.entities[&lead].clone();
+    assert_eq!(after.version(), before.version() + 1);
+    after.add_version(-1);
+    assert_eq!(after, before, "a comment changes no field");
+    assert!(events[0].is_activity());
+
+    for (stream, text, needle) in [
+        (lead, "   ", "field 'comment': is empty"),
+        (
+            lead,
+            &"я".repeat(10_001)[..],
+            "10001 characters long; at most 10000",
+        ),
+        (
+            StreamId::new(EntityKind::Lead, 9),
+            "x",
+            "lead-9 does not exist",
+        ),
+        (
+            StreamId::new(EntityKind::Deal, 1),
+            "x",
+            "deal-1 does not exist",
+        ),
+        (
+            StreamId::new(EntityKind::Task, 1),
+            "x",
+            "comments go on leads, deals",
+        ),
+    ] {
+        let r = rejection(
+            &mut w,
+            Command::Comment {
+                stream,
+                text: text.into(),
+            },
+        );
+        assert!(r.contains(needle), "{needle}: {r}");
+    }
+}

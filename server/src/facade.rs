@@ -310,41 +310,39 @@ impl Crm for StoreCrm {
     }
 
     fn add_comment(&mut self, stream: StreamId, text: &str) -> Result<i64, Error> {
-        // A timeline comment is recorded as the record's comment, appended (an event of its
-        // own stream, `*.updated`, caused by the caller).
-        let Some(found) = self.get(stream)? else {
-            return Err(Error::NotFound);
+        // A timeline comment is an event of the record's stream (`lead.commented`, …); its id
+        // is the event's position in the log.
+        let command = Command::Comment {
+            stream,
+            text: text.to_owned(),
         };
-        let old = match &found.entity {
-            Entity::Lead(l) => l.comment.clone(),
-            Entity::Deal(d) => d.comment.clone(),
-            _ => None,
-        };
-        let comment = match old {
-            Some(o) if !o.is_empty() => format!("{o}\n{text}"),
-            _ => text.to_owned(),
-        };
-        let changes: leadflow_engine::command::FieldInputs =
-            [("comment".to_owned(), json!(comment))]
-                .into_iter()
-                .collect();
-        let command = leadflow_engine::verb::update(
-            match stream.kind {
-                EntityKind::Lead => leadflow_engine::verb::Verb::LeadUpdate,
-                EntityKind::Deal => leadflow_engine::verb::Verb::DealUpdate,
-                _ => {
-                    return Err(Error::InvalidArgument(
-                        "comments are kept on leads and deals".into(),
-                    ));
-                }
-            },
-            stream.id,
-            changes,
-        )
-        .ok_or(Error::NotFound)?;
-        self.execute(vec![command])?;
-        let head = self.read(|s| Ok(s.last_position()?))?;
-        Ok(head)
+        let who = self.caller.clone();
+        let mapping = self.mapping.clone();
+        let result = self.handle.block_on(self.state.writer.run(
+            None,
+            Box::new(move |tx, ctx| {
+                who.may_execute(tx, ctx.config, &command)?;
+                let out = tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, who.actor()));
+                let out = match out {
+                    Ok(o) => o,
+                    Err(leadflow_store::Error::Rejected(r)) => {
+                        return Err(ApiError::Unprocessable {
+                            code: "rejected",
+                            message: records::rejected(&mapping, stream.kind, &r).to_string(),
+                            field: None,
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let position = out.appended.as_ref().map_or(0, |a| a.last_position);
+                Ok(Answer::ok(json!(position)))
+            }),
+        ));
+        match result {
+            Ok(a) => Ok(a.body.as_i64().unwrap_or(0)),
+            Err(ApiError::Unprocessable { message, .. }) => Err(Error::Rejected(message)),
+            Err(e) => Err(internal(e)),
+        }
     }
 
     fn bind(&mut self, binding: Binding) -> Result<(), Error> {

@@ -410,3 +410,74 @@ fn event_bind_needs_the_webhooks_right() {
     assert_eq!(e["error"], "ACCESS_DENIED");
     assert_eq!(head(&s), before);
 }
+
+#[test]
+fn a_timeline_comment_is_an_event_of_the_record_and_changes_no_field() {
+    let s = Server::start(config(), "");
+    let c = s.anonymous();
+    let (_, b) = call(
+        &c,
+        ADMIN_SECRET,
+        "crm.lead.add",
+        &json!({"fields": {"TITLE": "Talked", "NAME": "Ivan", "COMMENTS": "first call"}}),
+    );
+    let id = b["result"].as_i64().unwrap();
+    let (st, b) = call(
+        &c,
+        ADMIN_SECRET,
+        "crm.timeline.comment.add",
+        &json!({"fields": {"ENTITY_ID": id, "ENTITY_TYPE": "lead", "COMMENT": "  asked for a quote "}}),
+    );
+    assert_eq!(st, 200, "{b}");
+    let position = b["result"].as_i64().unwrap();
+    let events = s
+        .client()
+        .get(&format!(
+            "/api/v1/events?stream=lead-{id}&type=lead.commented"
+        ))
+        .json();
+    let e = &events["events"][0];
+    assert_eq!(e["position"], position, "{events}");
+    assert_eq!(e["payload"], json!({"text": "asked for a quote"}));
+    assert_eq!(e["actor"], "api:admin@ivanov");
+    let (_, lead) = call(&c, ADMIN_SECRET, "crm.lead.get", &json!({"id": id}));
+    assert_eq!(lead["result"]["COMMENTS"], "first call", "{lead}");
+
+    // Refusals append nothing.
+    let before = head(&s);
+    for (fields, status, needle) in [
+        (
+            json!({"ENTITY_ID": 999, "ENTITY_TYPE": "lead", "COMMENT": "x"}),
+            400,
+            "Not found",
+        ),
+        (
+            json!({"ENTITY_ID": id, "ENTITY_TYPE": "lead", "COMMENT": "  "}),
+            400,
+            "COMMENT",
+        ),
+        (
+            json!({"ENTITY_ID": id, "ENTITY_TYPE": "task", "COMMENT": "x"}),
+            400,
+            "ENTITY_TYPE",
+        ),
+        (
+            json!({"ENTITY_ID": id, "ENTITY_TYPE": "lead", "COMMENT": "x".repeat(10_001)}),
+            400,
+            "10000",
+        ),
+    ] {
+        let (st, e) = call(
+            &c,
+            ADMIN_SECRET,
+            "crm.timeline.comment.add",
+            &json!({ "fields": fields }),
+        );
+        assert_eq!(st, status, "{e}");
+        assert!(
+            e["error_description"].as_str().unwrap().contains(needle),
+            "{needle}: {e}"
+        );
+    }
+    assert_eq!(head(&s), before);
+}

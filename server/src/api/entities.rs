@@ -105,8 +105,11 @@ pub(crate) async fn write(
         .run(
             key.with(&caller.token, hash),
             Box::new(move |tx, ctx| {
-                // The role's reach is checked on the entity as the transaction sees it.
-                if matches!(command.target(), Target::Existing(_)) {
+                // The role's reach is checked on the entity as the transaction sees it (a new
+                // task: on its lead or deal).
+                if matches!(command.target(), Target::Existing(_))
+                    || matches!(command, Command::CreateTask(_))
+                {
                     who.may_execute(tx, ctx.config, &command)?;
                 }
                 if let (Some(expected), Target::Existing(stream)) = (if_match, command.target()) {

@@ -37,6 +37,10 @@ fn visible(
                     Some(entity) => {
                         super::entities::pipeline_of(&entity, &mut |x| Ok(store.load(x)?))?
                     }
+                    // A deleted lead or deal stays in the pipeline it was created in.
+                    None if matches!(e.stream.kind, EntityKind::Lead | EntityKind::Deal) => {
+                        created_in(store, e.stream)?
+                    }
                     None => None,
                 };
                 let v = caller.may_see(state, e.stream, pipeline.as_ref());
@@ -49,6 +53,21 @@ fn visible(
         }
     }
     Ok(out)
+}
+
+/// The pipeline a lead or deal was created in (its first event's), for one deleted since.
+fn created_in(
+    store: &leadflow_store::Store,
+    stream: StreamId,
+) -> Result<Option<leadflow_engine::ids::PipelineId>, ApiError> {
+    let first = store.read_stream(stream)?.into_iter().next();
+    Ok(first
+        .and_then(|e| serde_json::from_str::<Value>(&e.payload).ok())
+        .and_then(|p| {
+            p["pipeline"]
+                .as_str()
+                .map(leadflow_engine::ids::PipelineId::from)
+        }))
 }
 
 /// An event as JSON (the `leadflow events --json` shape).

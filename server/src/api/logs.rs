@@ -318,6 +318,27 @@ pub(crate) async fn inbox(
             format!("unknown employee '{employee}'"),
         ));
     }
+    // A team-scoped role reads its own employee's inbox ("its inbox"), no one else's.
+    let scoped = matches!(
+        state
+            .config
+            .access
+            .pipelines(&caller.role, caller.employee.as_ref()),
+        Some(leadflow_engine::access::Reach::Only(_))
+    );
+    if scoped
+        && caller
+            .employee
+            .as_ref()
+            .is_none_or(|e| e.as_str() != employee)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "token '{}': role {} may read only the inbox of the employee the token acts for ({}), not {employee}'s",
+            caller.token,
+            caller.role,
+            caller.employee.as_ref().map_or("none", |e| e.as_str()),
+        )));
+    }
     let unread = take(&mut q, "unread").is_some_and(|v| v == "true");
     let limit = take(&mut q, "limit")
         .and_then(|v| v.parse().ok())

@@ -39,6 +39,10 @@ const TOKENS: [(&str, Option<&str>); 7] = [
     (INTAKE, None),
 ];
 
+/// One more token, for scope: a head of sales acting for volkov, who manages goods only (no
+/// lead pipeline): name, role, employee.
+const HEAD_OF_GOODS: (&str, &str, &str) = ("head_of_goods", HEAD, "volkov");
+
 /// Who may call each route of the native API: method, path (as the OpenAPI document names
 /// it), the roles that may, and what every other role lacks (its 403 says `role R may not
 /// <that>`). `GET /openapi.json` is open. Run in this order, each role on its own records, so
@@ -154,10 +158,12 @@ impl World {
         let db = dir.path().join("leadflow.db");
         leadflow_store::Store::open(&db, &leadflow_store::Options::default()).unwrap();
         let cfg = config();
-        let secrets = TOKENS
+        let mut secrets: BTreeMap<&'static str, String> = TOKENS
             .iter()
             .map(|(role, employee)| (*role, make_token(&db, &cfg, role, role, *employee)))
             .collect();
+        let (name, role, employee) = HEAD_OF_GOODS;
+        secrets.insert(name, make_token(&db, &cfg, name, role, Some(employee)));
         let mapping = Mapping::new(Arc::new(cfg.clone()));
         World {
             server: Server::start_on(db, cfg, ""),
@@ -172,8 +178,9 @@ impl World {
         self.client(ADMIN)
     }
 
-    fn client(&self, role: &str) -> Client {
-        self.server.anonymous().bearer(&self.secrets[role])
+    /// A client with the token of `name` (a role's name, or [`HEAD_OF_GOODS`]'s).
+    fn client(&self, name: &str) -> Client {
+        self.server.anonymous().bearer(&self.secrets[name])
     }
 
     /// The head of the log.
@@ -183,16 +190,21 @@ impl World {
             .unwrap()
     }
 
-    /// `POST /rest/<user>/<secret>/<method>` as `role`, at its employee's user id.
-    fn facade(&self, role: &str, method: &str, body: &Value) -> (u16, Value) {
-        let user = TOKENS
-            .iter()
-            .find(|(r, _)| *r == role)
-            .and_then(|(_, e)| *e)
-            .map_or(1, |e| self.mapping.user(&EmployeeId::from(e)).unwrap());
+    /// `POST /rest/<user>/<secret>/<method>` with the token of `name`, at its employee's user
+    /// id (user 1 for a token without one).
+    fn facade(&self, name: &str, method: &str, body: &Value) -> (u16, Value) {
+        let employee = if name == HEAD_OF_GOODS.0 {
+            Some(HEAD_OF_GOODS.2)
+        } else {
+            TOKENS
+                .iter()
+                .find(|(r, _)| *r == name)
+                .and_then(|(_, e)| *e)
+        };
+        let user = employee.map_or(1, |e| self.mapping.user(&EmployeeId::from(e)).unwrap());
         let r = self.server.anonymous().request(
             "POST",
-            &format!("/rest/{user}/{}/{method}", self.secrets[role]),
+            &format!("/rest/{user}/{}/{method}", self.secrets[name]),
             &[("content-type", "application/json")],
             body.to_string().as_bytes(),
         );
@@ -1143,4 +1155,195 @@ fn the_largest_page_of_contacts_and_companies_is_served_and_pages_on() {
     let contacts = c.get("/api/v1/contacts?limit=500");
     assert_eq!(contacts.status, 200, "{}", contacts.text());
     assert_eq!(contacts.json()["next_cursor"], Value::Null);
+}
+
+#[test]
+fn every_route_refuses_a_team_scoped_token_the_records_of_other_teams() {
+    let w = World::new();
+    let lead = w.create("/api/v1/leads", json!({"name": "A lead"}));
+    let goods = w.create(
+        "/api/v1/deals",
+        json!({"title": "Goods deal", "pipeline": "goods"}),
+    );
+    let services = w.create(
+        "/api/v1/deals",
+        json!({"title": "Services deal", "pipeline": "services"}),
+    );
+    let task = |on: &str, id: i64, assignee: &str| {
+        w.create(
+            "/api/v1/tasks",
+            json!({"kind": "call", "title": "A call", "assignee": assignee, on: id}),
+        )
+    };
+    let (on_lead, on_goods, on_services) = (
+        task("lead", lead, "ivanov"),
+        task("deal", goods, "kuznetsov"),
+        task("deal", services, "morozova"),
+    );
+    // Per token: its role, and records out of its reach (a lead only where one is: every lead
+    // is in the one lead pipeline), each with its pipeline.
+    let out_of_reach = |name: &'static str,
+                        lead: Option<i64>,
+                        deal: (i64, &'static str, &'static str),
+                        task: i64| {
+        let own = Own {
+            role: name,
+            lead: lead.unwrap_or(0),
+            deal: deal.0,
+            pipeline: deal.1,
+            member: deal.2,
+            contact: 0,
+            company: 0,
+            task,
+            task_on: ("deal", deal.0),
+            assignee: "ivanov",
+        };
+        (name, lead.is_some(), own)
+    };
+    let tokens = [
+        out_of_reach(FIRST_LINE, None, (goods, "goods", "popova"), on_goods),
+        out_of_reach(
+            SALES,
+            Some(lead),
+            (services, "services", "lebedev"),
+            on_services,
+        ),
+        out_of_reach(HEAD, None, (goods, "goods", "popova"), on_goods),
+        out_of_reach(
+            HEAD_OF_GOODS.0,
+            Some(lead),
+            (services, "services", "lebedev"),
+            on_lead,
+        ),
+    ];
+    let role_of = |name: &str| {
+        if name == HEAD_OF_GOODS.0 {
+            HEAD
+        } else {
+            TOKENS.iter().find(|(r, _)| *r == name).unwrap().0
+        }
+    };
+    let mut wrong = Vec::new();
+    for (name, has_lead, own) in &tokens {
+        let role = role_of(name);
+        let (mut native_cells, mut facade_cells) = (0, 0);
+        // Every route on one record: a 403, "may not" for what the role lacks anyway, "only in
+        // its team's pipelines" for what it may do on its own team's.
+        for (method, path, allowed, _) in NATIVE.iter().filter(|(_, p, _, _)| p.contains("{id}")) {
+            let segment = path.split('/').nth(1).unwrap();
+            if !matches!(segment, "leads" | "deals" | "tasks") || (segment == "leads" && !has_lead)
+            {
+                continue;
+            }
+            native_cells += 1;
+            let url = fill(path, own);
+            let before = w.head();
+            let c = w.client(name);
+            let r = if *method == "get" {
+                c.get(&url)
+            } else {
+                c.json(
+                    &method.to_uppercase(),
+                    &url,
+                    &native_body(method, path, own),
+                )
+            };
+            let cell = format!("{name} {} {url}", method.to_uppercase());
+            let message = serde_json::from_slice::<Value>(&r.body)
+                .ok()
+                .and_then(|b| b["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let says = if allowed.contains(&role) {
+                format!("role {role} may ")
+            } else {
+                format!("role {role} may not ")
+            };
+            if r.status != 403 || !message.contains(&says) {
+                wrong.push(format!(
+                    "{cell}: should be a 403 saying `{says}…`, got {} {}",
+                    r.status,
+                    r.text()
+                ));
+            } else if allowed.contains(&role) && !message.contains("only in its team's pipelines") {
+                wrong.push(format!("{cell}: the 403 should name the reach: {message}"));
+            }
+            if w.head() != before {
+                wrong.push(format!("{cell}: a refusal appended to the log"));
+            }
+        }
+        // Lists leave them out (or are refused whole).
+        for (list, id) in [
+            ("leads", own.lead),
+            ("deals", own.deal),
+            ("tasks", own.task),
+        ] {
+            if list == "leads" && !has_lead {
+                continue;
+            }
+            let r = w.client(name).get(&format!("/api/v1/{list}?limit=500"));
+            let listed = r.status == 200
+                && r.json()["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["id"] == id);
+            if listed || !matches!(r.status, 200 | 403) {
+                wrong.push(format!(
+                    "{name} GET /api/v1/{list}: {id} listed: {} {}",
+                    r.status,
+                    r.text()
+                ));
+            }
+        }
+        // The facade, the same.
+        for (method, _, _) in FACADE {
+            let about_lead = method.starts_with("crm.lead.")
+                || *method == "crm.stagehistory.list"
+                || *method == "crm.timeline.comment.add";
+            let on_one = [
+                ".get",
+                ".update",
+                ".delete",
+                "stagehistory.list",
+                "comment.add",
+            ]
+            .iter()
+            .any(|m| method.ends_with(m));
+            if !on_one || !(about_lead && *has_lead || method.starts_with("crm.deal.")) {
+                continue;
+            }
+            facade_cells += 1;
+            let before = w.head();
+            let (status, b) = w.facade(name, method, &facade_body(method, own));
+            if status != 403 || b["error"] != "ACCESS_DENIED" {
+                wrong.push(format!("{name} {method}: should be 403, got {status} {b}"));
+            }
+            if w.head() != before {
+                wrong.push(format!("{name} {method}: a refusal appended to the log"));
+            }
+        }
+        // Deal routes for all; lead ones too where a lead is out of reach.
+        let expected = if *has_lead { (12, 8) } else { (7, 3) };
+        assert_eq!(
+            (native_cells, facade_cells),
+            expected,
+            "{name}: cells checked"
+        );
+        for (method, id) in [("crm.lead.list", own.lead), ("crm.deal.list", own.deal)] {
+            let (status, b) = w.facade(name, method, &json!({"select": ["ID"]}));
+            let listed = b["result"].as_array().is_some_and(|rows| {
+                rows.iter()
+                    .any(|r| r["ID"].as_str().and_then(|s| s.parse::<i64>().ok()) == Some(id))
+            });
+            if listed || !matches!(status, 200 | 403) {
+                wrong.push(format!("{name} {method}: {id} listed: {status} {b}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} cells wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }

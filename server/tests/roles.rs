@@ -3,9 +3,12 @@
 //! of the native API (read from the served `/api/v1/openapi.json`, so a route added without a
 //! row here fails) and every method of the Bitrix24 facade. A row says which roles may; every
 //! other role must get a 403 that names the role and what it lacks, and nothing appended; an
-//! allowed call must succeed (2xx). Then: a batch cannot do what its token cannot, event
-//! streams and the event list carry only what the role may read (a first-line stream has no
-//! deal events), and a team-scoped token reaches only its team's pipelines.
+//! allowed call must succeed (2xx); no token is a 401. Then: a batch cannot do what its token
+//! cannot; event streams and the event list carry only what the role may read (a first-line
+//! stream has no deal events; a deleted deal stays its team's); a team-scoped token reaches
+//! only its team's pipelines, on every route of both APIs (another team's record is a 403 and
+//! left out of lists; a task is made only on a lead or deal in reach) and reads only its own
+//! inbox; a `[roles.NAME]` section replaces a default role or adds one.
 
 use leadflow_engine::ids::EmployeeId;
 use leadflow_server::bitrix::Mapping;
@@ -148,26 +151,39 @@ const FACADE_BUGS: &[&str] = &["event.get"];
 struct World {
     server: Server,
     secrets: BTreeMap<&'static str, String>,
+    /// The employee each token acts for.
+    employees: BTreeMap<&'static str, Option<&'static str>>,
     mapping: Mapping,
     _dir: tempfile::TempDir,
 }
 
 impl World {
+    /// The default configuration, a token per role and [`HEAD_OF_GOODS`].
     fn new() -> World {
+        World::with(config(), &[])
+    }
+
+    /// `cfg`, a token per default role, [`HEAD_OF_GOODS`] and the tokens `extra` (name, role,
+    /// employee).
+    fn with(cfg: leadflow_engine::Config, extra: &[(&'static str, &str, &'static str)]) -> World {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("leadflow.db");
         leadflow_store::Store::open(&db, &leadflow_store::Options::default()).unwrap();
-        let cfg = config();
-        let mut secrets: BTreeMap<&'static str, String> = TOKENS
-            .iter()
-            .map(|(role, employee)| (*role, make_token(&db, &cfg, role, role, *employee)))
-            .collect();
-        let (name, role, employee) = HEAD_OF_GOODS;
-        secrets.insert(name, make_token(&db, &cfg, name, role, Some(employee)));
+        let mut tokens: Vec<(&'static str, &str, Option<&'static str>)> =
+            TOKENS.iter().map(|(role, e)| (*role, *role, *e)).collect();
+        tokens.push((HEAD_OF_GOODS.0, HEAD_OF_GOODS.1, Some(HEAD_OF_GOODS.2)));
+        tokens.extend(extra.iter().map(|(n, r, e)| (*n, *r, Some(*e))));
+        let mut secrets = BTreeMap::new();
+        let mut employees = BTreeMap::new();
+        for (name, role, employee) in tokens {
+            secrets.insert(name, make_token(&db, &cfg, name, role, employee));
+            employees.insert(name, employee);
+        }
         let mapping = Mapping::new(Arc::new(cfg.clone()));
         World {
             server: Server::start_on(db, cfg, ""),
             secrets,
+            employees,
             mapping,
             _dir: dir,
         }
@@ -178,7 +194,7 @@ impl World {
         self.client(ADMIN)
     }
 
-    /// A client with the token of `name` (a role's name, or [`HEAD_OF_GOODS`]'s).
+    /// A client with the token of `name` (a role's name, [`HEAD_OF_GOODS`]'s or an extra one).
     fn client(&self, name: &str) -> Client {
         self.server.anonymous().bearer(&self.secrets[name])
     }
@@ -193,15 +209,8 @@ impl World {
     /// `POST /rest/<user>/<secret>/<method>` with the token of `name`, at its employee's user
     /// id (user 1 for a token without one).
     fn facade(&self, name: &str, method: &str, body: &Value) -> (u16, Value) {
-        let employee = if name == HEAD_OF_GOODS.0 {
-            Some(HEAD_OF_GOODS.2)
-        } else {
-            TOKENS
-                .iter()
-                .find(|(r, _)| *r == name)
-                .and_then(|(_, e)| *e)
-        };
-        let user = employee.map_or(1, |e| self.mapping.user(&EmployeeId::from(e)).unwrap());
+        let user =
+            self.employees[name].map_or(1, |e| self.mapping.user(&EmployeeId::from(e)).unwrap());
         let r = self.server.anonymous().request(
             "POST",
             &format!("/rest/{user}/{}/{method}", self.secrets[name]),
@@ -1346,4 +1355,75 @@ fn every_route_refuses_a_team_scoped_token_the_records_of_other_teams() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+#[test]
+fn a_configured_role_replaces_the_default_of_its_name_or_adds_one_on_both_apis() {
+    // The example of docs/CONFIG.md: a first line that may also look up contacts; and a role
+    // of its own that reads the journal and reports only.
+    let text = format!(
+        "{}\n{}",
+        leadflow_engine::config::DEFAULT_CONFIG,
+        r#"
+[roles.first_line]
+description = "the first line, who may also look up contacts"
+scope = "team"
+lead = ["read", "write"]
+task = ["read", "write"]
+contact = ["read"]
+inbox = ["read", "update"]
+events = ["read"]
+
+[roles.reporter]
+description = "reads the journal"
+journal = ["read"]
+"#
+    );
+    let w = World::with(
+        leadflow_testkit::config_from(&text),
+        &[("reporter", "reporter", "smirnova")],
+    );
+    let contact = w.create("/api/v1/contacts", json!({"name": "Someone"}));
+    let first = w.client(FIRST_LINE);
+    assert_eq!(first.get("/api/v1/contacts").status, 200);
+    assert_eq!(
+        first.get(&format!("/api/v1/contacts/{contact}")).status,
+        200
+    );
+    let (st, b) = w.facade(FIRST_LINE, "crm.contact.get", &json!({"id": contact}));
+    assert_eq!(st, 200, "{b}");
+    let before = w.head();
+    let r = first.post("/api/v1/contacts", &json!({"name": "Not mine to make"}));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        r.text().contains("role first_line may not create contacts"),
+        "{}",
+        r.text()
+    );
+    let (st, b) = w.facade(
+        FIRST_LINE,
+        "crm.contact.add",
+        &json!({"fields": {"NAME": "x"}}),
+    );
+    assert_eq!(st, 403, "{b}");
+    assert_eq!(w.head(), before);
+    // A role of its own: what it names, nothing else.
+    let reporter = w.client("reporter");
+    assert_eq!(reporter.get("/api/v1/journal").status, 200);
+    for path in [
+        "/api/v1/leads",
+        "/api/v1/events",
+        "/api/v1/inbox",
+        "/api/v1/verify",
+    ] {
+        let r = reporter.get(path);
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert!(
+            r.text().contains("role reporter may not read"),
+            "{}",
+            r.text()
+        );
+    }
+    let (st, b) = w.facade("reporter", "crm.lead.list", &json!({}));
+    assert_eq!((st, &b["error"]), (403, &json!("ACCESS_DENIED")), "{b}");
 }

@@ -1427,3 +1427,31 @@ journal = ["read"]
     let (st, b) = w.facade("reporter", "crm.lead.list", &json!({}));
     assert_eq!((st, &b["error"]), (403, &json!("ACCESS_DENIED")), "{b}");
 }
+
+#[test]
+#[ignore = "bug: a task whose deal or lead was deleted is in no pipeline (pipeline_of finds no parent), so every team-scoped role with task rights reads and completes it"]
+fn a_task_of_a_deleted_deal_stays_in_the_deals_pipeline() {
+    let w = World::new();
+    let deal = w.create(
+        "/api/v1/deals",
+        json!({"title": "Services deal", "pipeline": "services"}),
+    );
+    let task = w.create(
+        "/api/v1/tasks",
+        json!({"kind": "call", "title": "A call", "assignee": "morozova", "deal": deal}),
+    );
+    let (st, b) = w.facade(ADMIN, "crm.deal.delete", &json!({"id": deal}));
+    assert_eq!(st, 200, "{b}");
+    let before = w.head();
+    for role in [FIRST_LINE, SALES] {
+        let c = w.client(role);
+        let r = c.get(&format!("/api/v1/tasks/{task}"));
+        assert_eq!(r.status, 403, "{role} reads it: {}", r.text());
+        let r = c.post(
+            &format!("/api/v1/tasks/{task}/complete"),
+            &json!({"result": "not mine"}),
+        );
+        assert_eq!(r.status, 403, "{role} completes it: {}", r.text());
+    }
+    assert_eq!(w.head(), before);
+}

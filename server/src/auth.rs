@@ -56,18 +56,35 @@ impl Caller {
     }
 
     /// Whether the caller's role may run `command`, checked in the writer's transaction on the
-    /// entity as it stands there (its pipeline): 403 if not, 404 for a missing entity.
+    /// entity as it stands there (its pipeline; a new task's: its lead's or deal's): 403 if
+    /// not, 404 for a missing entity.
     pub fn may_execute(
         &self,
         tx: &mut leadflow_store::Tx<'_>,
         config: &leadflow_engine::Config,
         command: &leadflow_engine::Command,
     ) -> Result<(), ApiError> {
-        let pipeline = match command.target() {
-            leadflow_engine::command::Target::Existing(stream) => match tx.load(stream)? {
+        use leadflow_engine::model::Entity;
+        let pipeline = match (command.target(), command) {
+            (leadflow_engine::command::Target::Existing(stream), _) => match tx.load(stream)? {
                 Some(e) => crate::api::entities::pipeline_of(&e, &mut |s| Ok(tx.load(s)?))?,
                 None => return Err(ApiError::NotFound(format!("{stream} does not exist"))),
             },
+            // A new task is in the pipeline of what it is on (a missing one is decide's 422).
+            (_, leadflow_engine::Command::CreateTask(t)) => {
+                let parent = match (t.deal, t.lead) {
+                    (Some(d), _) => Some(StreamId::new(leadflow_engine::ids::EntityKind::Deal, d)),
+                    (None, Some(l)) => {
+                        Some(StreamId::new(leadflow_engine::ids::EntityKind::Lead, l))
+                    }
+                    (None, None) => None,
+                };
+                match parent.map(|p| tx.load(p)).transpose()?.flatten() {
+                    Some(Entity::Lead(l)) => Some(l.pipeline),
+                    Some(Entity::Deal(d)) => Some(d.pipeline),
+                    _ => None,
+                }
+            }
             _ => None,
         };
         config

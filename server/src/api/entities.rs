@@ -105,8 +105,11 @@ pub(crate) async fn write(
         .run(
             key.with(&caller.token, hash),
             Box::new(move |tx, ctx| {
-                // The role's reach is checked on the entity as the transaction sees it.
-                if matches!(command.target(), Target::Existing(_)) {
+                // The role's reach is checked on the entity as the transaction sees it (a new
+                // task: on its lead or deal).
+                if matches!(command.target(), Target::Existing(_))
+                    || matches!(command, Command::CreateTask(_))
+                {
                     who.may_execute(tx, ctx.config, &command)?;
                 }
                 if let (Some(expected), Target::Existing(stream)) = (if_match, command.target()) {
@@ -645,15 +648,33 @@ async fn list_simple(
     )?;
     if kind != EntityKind::Task {
         // Contacts and companies, newest first, a page after the last id seen.
+        // One row more than the page tells whether there are more; the store answers at most
+        // `MAX_LIMIT` rows, so a page of that many looks for the row after it on its own.
+        let capped = limit >= query::MAX_LIMIT as usize;
         let mut lq = ListQuery::new(kind);
         lq.order.descending = true;
-        lq.page.limit = u32::try_from(limit + 1).unwrap_or(u32::MAX);
+        lq.page.limit = u32::try_from(limit + 1)
+            .unwrap_or(u32::MAX)
+            .min(query::MAX_LIMIT);
         if let After::Id { id, .. } = after {
             lq.filters.push(Filter::Id(Cmp::Lt(id)));
         }
         let rows = state
             .readers
-            .read(move |s| Ok(query::list(s, &lq)?.items))
+            .read(move |s| {
+                let mut rows = query::list(s, &lq)?.items;
+                if capped
+                    && rows.len() == limit
+                    && let Some(last) = rows.last().map(|e| e.stream().id)
+                {
+                    let mut next = ListQuery::new(lq.kind);
+                    next.order.descending = true;
+                    next.page.limit = 1;
+                    next.filters.push(Filter::Id(Cmp::Lt(last)));
+                    rows.extend(query::list(s, &next)?.items);
+                }
+                Ok(rows)
+            })
             .await?;
         return Ok(axum::Json(keyset_json(rows, limit, false)).into_response());
     }

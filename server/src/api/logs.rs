@@ -37,6 +37,10 @@ fn visible(
                     Some(entity) => {
                         super::entities::pipeline_of(&entity, &mut |x| Ok(store.load(x)?))?
                     }
+                    // A deleted lead or deal stays in the pipeline it was created in.
+                    None if matches!(e.stream.kind, EntityKind::Lead | EntityKind::Deal) => {
+                        created_in(store, e.stream)?
+                    }
                     None => None,
                 };
                 let v = caller.may_see(state, e.stream, pipeline.as_ref());
@@ -49,6 +53,21 @@ fn visible(
         }
     }
     Ok(out)
+}
+
+/// The pipeline a lead or deal was created in (its first event's), for one deleted since.
+fn created_in(
+    store: &leadflow_store::Store,
+    stream: StreamId,
+) -> Result<Option<leadflow_engine::ids::PipelineId>, ApiError> {
+    let first = store.read_stream(stream)?.into_iter().next();
+    Ok(first
+        .and_then(|e| serde_json::from_str::<Value>(&e.payload).ok())
+        .and_then(|p| {
+            p["pipeline"]
+                .as_str()
+                .map(leadflow_engine::ids::PipelineId::from)
+        }))
 }
 
 /// An event as JSON (the `leadflow events --json` shape).
@@ -298,6 +317,27 @@ pub(crate) async fn inbox(
             "employee",
             format!("unknown employee '{employee}'"),
         ));
+    }
+    // A team-scoped role reads its own employee's inbox ("its inbox"), no one else's.
+    let scoped = matches!(
+        state
+            .config
+            .access
+            .pipelines(&caller.role, caller.employee.as_ref()),
+        Some(leadflow_engine::access::Reach::Only(_))
+    );
+    if scoped
+        && caller
+            .employee
+            .as_ref()
+            .is_none_or(|e| e.as_str() != employee)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "token '{}': role {} may read only the inbox of the employee the token acts for ({}), not {employee}'s",
+            caller.token,
+            caller.role,
+            caller.employee.as_ref().map_or("none", |e| e.as_str()),
+        )));
     }
     let unread = take(&mut q, "unread").is_some_and(|v| v == "true");
     let limit = take(&mut q, "limit")

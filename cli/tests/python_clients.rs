@@ -6,7 +6,10 @@
 //! works deals in the `services` pipeline (`CATEGORY_ID` 1, `C1:` stages), runs a batch and
 //! checks the error of an unknown method, failing on the first mismatch; afterwards the log
 //! verifies and its `lead.created`/`deal.created` events are exactly the records the script
-//! reports, each written through the webhook's token for user 1 (`api:py@ivanov`).
+//! reports, each written through the webhook's token for user 1 (`api:py@ivanov`). The
+//! `batch-order` tests check that a batch runs its commands in the order sent, whatever their
+//! labels (fast-bitrix24: a reference to a command labelled after it; b24pysdk: a list of 12
+//! requests, labelled `0` … `11`).
 //!
 //! The Python with both packages is `$LEADFLOW_PYTHON` (`.ci/run` makes a virtualenv from
 //! tests/clients/requirements.txt). Without it the tests are skipped, saying so on stderr,
@@ -139,10 +142,18 @@ fn env_with_token() -> (Env, String) {
     (env, secret)
 }
 
-/// Runs `python script` with `vars`; it must exit 0. Answers the JSON of its last stdout line.
-fn run_client(python: &Path, name: &str, vars: &[(&str, &str)], serving: &Serving) -> Value {
+/// Runs `python script mode` with `vars`; it must exit 0. Answers the JSON of its last stdout
+/// line.
+fn run_client(
+    python: &Path,
+    name: &str,
+    mode: &str,
+    vars: &[(&str, &str)],
+    serving: &Serving,
+) -> Value {
     let out = Command::new(python)
         .arg(script(name))
+        .arg(mode)
         .envs(vars.iter().copied())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1")
@@ -153,7 +164,7 @@ fn run_client(python: &Path, name: &str, vars: &[(&str, &str)], serving: &Servin
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "{name}: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- serve\n{}",
+        "{name} {mode}: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- serve\n{}",
         out.status,
         serving.log()
     );
@@ -161,50 +172,61 @@ fn run_client(python: &Path, name: &str, vars: &[(&str, &str)], serving: &Servin
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{name}: no summary ({e}): {stdout}"))
 }
 
-/// The ids a summary lists under `key`.
-fn ids(summary: &Value, key: &str) -> BTreeSet<i64> {
-    summary[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("no {key} in {summary}"))
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect()
+/// The ids a summary lists at `pointer`, `[]` if none.
+fn ids(summary: &Value, pointer: &str) -> BTreeSet<i64> {
+    summary
+        .pointer(pointer)
+        .map(|v| {
+            v.as_array()
+                .unwrap_or_else(|| panic!("{pointer} in {summary} is not a list"))
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-/// After the service stopped: the log verifies, and its created leads and deals are exactly the
-/// summary's, each appended through the token for user 1.
+/// After the service stopped: the log verifies, its created leads are exactly the summary's
+/// `leads` and its created deals the summary's `deals` by pipeline (`CATEGORY_ID` 1 is
+/// `services`, 0 `goods`), each appended through the token for user 1.
 fn check_log(env: &Env, summary: &Value) {
     env.ok(&["verify"]);
     let log = env.log();
-    for (kind, key) in [("lead", "leads"), ("deal", "deals")] {
-        let created: Vec<&Value> = log
-            .iter()
+    let created = |kind: &str, pipeline: Option<&str>| -> BTreeSet<i64> {
+        log.iter()
             .filter(|e| e["type"] == format!("{kind}.created").as_str())
-            .collect();
-        let actors: BTreeSet<&str> = created
-            .iter()
-            .map(|e| e["actor"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            actors,
-            BTreeSet::from(["api:py@ivanov"]),
-            "{kind}.created actors"
-        );
-        let logged: BTreeSet<i64> = created
-            .iter()
+            .filter(|e| pipeline.is_none_or(|p| e["payload"]["pipeline"] == p))
             .map(|e| {
-                e["entity_id"]
+                assert_eq!(e["actor"], "api:py@ivanov", "{e}");
+                e["payload"]["id"]
                     .as_i64()
-                    .unwrap_or_else(|| panic!("no entity id in {e}"))
+                    .unwrap_or_else(|| panic!("no id in {e}"))
             })
-            .collect();
-        assert_eq!(logged, ids(summary, key), "{kind}s created");
-    }
+            .collect()
+    };
+    assert_eq!(
+        created("lead", None),
+        ids(summary, "/leads"),
+        "leads created"
+    );
+    let services = ids(summary, "/deals/services");
+    let goods = ids(summary, "/deals/goods");
+    assert_eq!(
+        created("deal", Some("services")),
+        services,
+        "services deals"
+    );
+    assert_eq!(created("deal", Some("goods")), goods, "goods deals");
+    assert_eq!(
+        created("deal", None).len(),
+        services.len() + goods.len(),
+        "deals created"
+    );
 }
 
-#[test]
-fn fast_bitrix24_drives_the_facade_unmodified() {
-    let Some(python) = python("fast_bitrix24_drives_the_facade_unmodified") else {
+/// fast-bitrix24's script in `mode` against a fresh service, then [`check_log`].
+fn fast_bitrix24(test: &str, mode: &str) {
+    let Some(python) = python(test) else {
         return;
     };
     let (env, secret) = env_with_token();
@@ -213,6 +235,7 @@ fn fast_bitrix24_drives_the_facade_unmodified() {
     let summary = run_client(
         &python,
         "fast_bitrix24_client.py",
+        mode,
         &[("LEADFLOW_URL", &url)],
         &serving,
     );
@@ -220,16 +243,20 @@ fn fast_bitrix24_drives_the_facade_unmodified() {
     check_log(&env, &summary);
 }
 
-#[test]
-fn b24pysdk_drives_the_facade_unmodified_over_tls() {
-    let Some(python) = python("b24pysdk_drives_the_facade_unmodified_over_tls") else {
+/// b24pysdk's script in `mode` against a fresh service behind a TLS terminator with a
+/// self-signed certificate for 127.0.0.1, then [`check_log`].
+fn b24pysdk(test: &str, mode: &str) {
+    let Some(python) = python(test) else {
         return;
     };
     let (env, secret) = env_with_token();
     let (cert, key) = (env.path().join("cert.pem"), env.path().join("key.pem"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -262,6 +289,7 @@ fn b24pysdk_drives_the_facade_unmodified_over_tls() {
     let summary = run_client(
         &python,
         "b24pysdk_client.py",
+        mode,
         &[
             ("LEADFLOW_DOMAIN", &domain),
             ("LEADFLOW_WEBHOOK", &webhook),
@@ -272,4 +300,32 @@ fn b24pysdk_drives_the_facade_unmodified_over_tls() {
     drop(proxy);
     serving.stop();
     check_log(&env, &summary);
+}
+
+#[test]
+fn fast_bitrix24_drives_the_facade_unmodified() {
+    fast_bitrix24("fast_bitrix24_drives_the_facade_unmodified", "main");
+}
+
+#[test]
+fn b24pysdk_drives_the_facade_unmodified_over_tls() {
+    b24pysdk("b24pysdk_drives_the_facade_unmodified_over_tls", "main");
+}
+
+#[test]
+#[ignore = "facade bug: batch runs a JSON `cmd` object's commands in label order (serde_json's sorted Map), not in the order sent"]
+fn fast_bitrix24_batch_runs_commands_in_the_order_sent() {
+    fast_bitrix24(
+        "fast_bitrix24_batch_runs_commands_in_the_order_sent",
+        "batch-order",
+    );
+}
+
+#[test]
+#[ignore = "facade bug: batch runs a JSON `cmd` object's commands in label order (serde_json's sorted Map), not in the order sent"]
+fn b24pysdk_batch_runs_commands_in_the_order_sent() {
+    b24pysdk(
+        "b24pysdk_batch_runs_commands_in_the_order_sent",
+        "batch-order",
+    );
 }

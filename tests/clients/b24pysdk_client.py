@@ -16,13 +16,18 @@ pipeline's deals and the deal categories, runs a `batch`, and checks the errors 
 method: `BitrixAPINotFound` (HTTP 404, `ERROR_METHOD_NOT_FOUND`) for a direct call,
 `ERROR_METHOD_NOT_FOUND` in `result_error` inside a batch.
 
+`python b24pysdk_client.py batch-order` checks only that a `batch` runs its commands in the
+order sent, whatever their labels (a list of 12 requests).
+
 Exits non-zero on the first mismatch (a plain assert naming it). The last line of stdout is a
-JSON summary the Rust test checks against the log: `{"leads": [ids], "deals": [ids]}`.
+JSON summary the Rust test checks against the log:
+`{"leads": [ids], "deals": {"services": [ids], "goods": [ids]}}`.
 """
 
 import json
 import os
 import re
+import sys
 
 from b24pysdk import BitrixWebhook, Client
 from b24pysdk.errors import BitrixAPINotFound
@@ -94,7 +99,7 @@ def main():
     assert [r["ID"] for r in fast] == sorted((r["ID"] for r in rows), key=int), "as_list_fast: the same, by ID"
     new = crm.lead.list(filter={"%TITLE": PREFIX, "STATUS_ID": "NEW"}, select=["ID"]).as_list().result
     assert {int(r["ID"]) for r in new} == ours - {target}, f"STATUS_ID NEW: {len(new)} rows"
-    moved = crm.lead.list(filter={"STATUS_ID": "IN_PROCESS"}, select=["ID", "TITLE"]).as_list().result
+    moved = crm.lead.list(filter={"%TITLE": PREFIX, "STATUS_ID": "IN_PROCESS"}, select=["ID", "TITLE"]).as_list().result
     assert [(int(r["ID"]), r["TITLE"]) for r in moved] == [(target, f"{PREFIX}05 updated")], f"IN_PROCESS: {moved!r}"
     limited = crm.lead.list(filter={"%TITLE": PREFIX}, select=["ID"]).as_list(limit=55).result
     assert len(limited) == 55, f"as_list(limit=55): {len(limited)}"
@@ -149,8 +154,23 @@ def main():
     assert set(errors) == {"bad"} and errors["bad"]["error"] == "ERROR_METHOD_NOT_FOUND", f"result_error: {errors!r}"
     assert raw["result"]["result"]["ok"]["TITLE"] == f"{PREFIX}single", f"batch ok: {raw['result']['result']!r}"
 
-    print(json.dumps({"leads": sorted(ours | {other}), "deals": sorted(set(deals.values()) | {goods})}))
+    print(json.dumps({"leads": sorted(ours | {other}), "deals": {"services": sorted(deals.values()), "goods": [goods]}}))
+
+
+def batch_order():
+    """`batch` runs its commands in the order sent, as Bitrix24 does, whatever their labels.
+    b24pysdk labels a list of requests `0`, `1`, … `11`, and `10` sorts before `2`."""
+    token = BitrixWebhook(domain=os.environ["LEADFLOW_DOMAIN"], webhook_token=os.environ["LEADFLOW_WEBHOOK"])
+    client = Client(token)
+    crm = client.crm
+    seq = client.call_batch([crm.lead.add({"TITLE": f"{PREFIX}seq-{i}"}) for i in range(12)]).result
+    assert not seq.result_error, f"12 adds: {seq.result_error!r}"
+    answers = seq.result if isinstance(seq.result, list) else [seq.result[str(i)] for i in range(12)]
+    assert answers == sorted(answers), f"ids in the order the adds were sent: {answers!r}"
+    ours = set(answers)
+    assert len(ours) == 12, f"12 leads: {answers!r}"
+    print(json.dumps({"leads": sorted(ours), "deals": {}}))
 
 
 if __name__ == "__main__":
-    main()
+    {"main": main, "batch-order": batch_order}[sys.argv[1] if len(sys.argv) > 1 else "main"]()

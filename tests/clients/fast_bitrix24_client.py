@@ -10,14 +10,18 @@ commands `crm.lead.list?…&start=50`), adds deals in the `services` pipeline (`
 `$result[…]` references, and checks the errors of an unknown method: a 404 for a direct
 call, `ERROR_METHOD_NOT_FOUND` in `result_error` inside a batch.
 
+`python fast_bitrix24_client.py batch-order` checks only that a `batch` runs its commands in
+the order sent, whatever their labels.
+
 Exits non-zero on the first mismatch (a plain assert naming it). The last line of stdout is a
 JSON summary the Rust test (cli/tests/python_clients.rs) checks against the log:
-`{"leads": [ids], "deals": [ids]}`.
+`{"leads": [ids], "deals": {"services": [ids], "goods": [ids]}}`.
 """
 
 import json
 import os
 import re
+import sys
 import warnings
 
 from aiohttp import ClientResponseError
@@ -99,7 +103,7 @@ def main():
         "crm.lead.list", {"filter": {"%TITLE": PREFIX, "STATUS_ID": "NEW"}, "select": ["ID"]}
     )
     assert {int(r["ID"]) for r in new} == ours - {target}, f"STATUS_ID NEW: {len(new)} rows"
-    moved = b.get_all("crm.lead.list", {"filter": {"STATUS_ID": "IN_PROCESS"}, "select": ["ID", "TITLE"]})
+    moved = b.get_all("crm.lead.list", {"filter": {"%TITLE": PREFIX, "STATUS_ID": "IN_PROCESS"}, "select": ["ID", "TITLE"]})
     assert [int(r["ID"]) for r in moved] == [target], f"STATUS_ID IN_PROCESS: {moved!r}"
     none = b.get_all("crm.lead.list", {"filter": {"%TITLE": "no such title"}})
     assert none == [], f"an empty list: {none!r}"
@@ -133,22 +137,29 @@ def main():
     in_goods = b.get_all("crm.deal.list", {"filter": {"CATEGORY_ID": 0}, "select": ["ID", "STAGE_ID"]})
     assert [(int(d["ID"]), d["STAGE_ID"]) for d in in_goods] == [(goods, "NEW")], f"CATEGORY_ID 0: {in_goods!r}"
 
-    # --- batch, with references to earlier results.
+    # --- batch, with references to earlier results. (The labels sort in the order they are
+    # sent: the `batch-order` mode below checks commands run in the order sent whatever
+    # their labels.)
     res = b.call_batch(
         {
             "halt": 0,
             "cmd": {
-                "first": f"crm.lead.get?id={ids[PREFIX + '00']}",
-                "page": "crm.lead.list?filter[%25TITLE]=fb-&select[]=ID&select[]=TITLE&order[ID]=ASC",
-                "last_of_page": "crm.lead.get?id=$result[page][49][ID]",
-                "deal": f"crm.deal.get?id={moving}",
+                "a_first": f"crm.lead.get?id={ids[PREFIX + '00']}",
+                "b_page": "crm.lead.list?filter[%25TITLE]=fb-&select[]=ID&select[]=TITLE&order[ID]=ASC",
+                "c_last_of_page": "crm.lead.get?id=$result[b_page][49][ID]",
+                "d_total": "crm.lead.list?filter[%25TITLE]=fb-&select[]=ID&start=$result_next[b_page]",
+                "e_deal": f"crm.deal.get?id={moving}",
             },
         }
     )
-    assert res["first"]["TITLE"] == f"{PREFIX}00", f"batch first: {res['first']!r}"
-    assert len(res["page"]) == 50, f"batch page holds 50: {len(res['page'])}"
-    assert res["last_of_page"]["ID"] == res["page"][49]["ID"], f"batch reference: {res['last_of_page']!r}"
-    assert res["deal"]["STAGE_ID"] == "C1:MEASUREMENT" and res["deal"]["CATEGORY_ID"] == "1", f"batch deal: {res['deal']!r}"
+    assert res["a_first"]["TITLE"] == f"{PREFIX}00", f"batch first: {res['a_first']!r}"
+    page = res["b_page"]
+    assert len(page) == 50, f"batch page holds 50: {len(page)}"
+    assert [int(r["ID"]) for r in page] == sorted(ours)[:50], "batch page: the first 50 by ID"
+    assert res["c_last_of_page"]["ID"] == page[49]["ID"], f"$result reference: {res['c_last_of_page']!r}"
+    assert [int(r["ID"]) for r in res["d_total"]] == sorted(ours)[50:], f"$result_next reference: {res['d_total']!r}"
+    deal = res["e_deal"]
+    assert (deal["STAGE_ID"], deal["CATEGORY_ID"]) == ("C1:MEASUREMENT", "1"), f"batch deal: {deal!r}"
 
     # --- the error of an unknown method.
     try:
@@ -178,8 +189,27 @@ def main():
         assert set(errors) == {"bad"}, f"result_error: {errors!r}"
         assert errors["bad"]["error"] == "ERROR_METHOD_NOT_FOUND", f"result_error: {errors!r}"
 
-    print(json.dumps({"leads": sorted(ours | {other}), "deals": sorted(set(deals) | {goods})}))
+    print(json.dumps({"leads": sorted(ours | {other}), "deals": {"services": sorted(deals), "goods": [goods]}}))
+
+
+def batch_order():
+    """`batch` runs its commands in the order sent, as Bitrix24 does, whatever their labels: a
+    command may refer to an earlier one whose label sorts after its own."""
+    b = Bitrix(os.environ["LEADFLOW_URL"], verbose=False)
+    lead = b.call("crm.lead.add", {"fields": {"TITLE": f"{PREFIX}order"}})
+    res = b.call_batch(
+        {
+            "halt": 0,
+            "cmd": {
+                "page": f"crm.lead.list?filter[%25TITLE]={PREFIX}order&select[]=ID",
+                "lead": "crm.lead.get?id=$result[page][0][ID]",
+            },
+        }
+    )
+    assert list(res) == ["page", "lead"], f"answers in the order sent: {list(res)!r}"
+    assert res["lead"]["ID"] == str(lead), f"the reference: {res['lead']!r}"
+    print(json.dumps({"leads": [lead], "deals": {}}))
 
 
 if __name__ == "__main__":
-    main()
+    {"main": main, "batch-order": batch_order}[sys.argv[1] if len(sys.argv) > 1 else "main"]()

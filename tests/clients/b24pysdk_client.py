@@ -30,7 +30,7 @@ import re
 import sys
 
 from b24pysdk import BitrixWebhook, Client
-from b24pysdk.errors import BitrixAPINotFound
+from b24pysdk.errors import BitrixAPIBadRequest, BitrixAPIInvalidArgValue, BitrixAPINotFound
 
 PREFIX = "sdk-"
 
@@ -87,6 +87,12 @@ def main():
     phones = rec.get("PHONE") or []
     assert len(phones) == 1 and digits(phones[0]["VALUE"]) == "79002000005", f"PHONE: {phones!r}"
 
+    history = crm.stagehistory.list(1, filter={"OWNER_ID": target}).as_list().result
+    assert [h["STATUS_ID"] for h in history] == ["NEW", "IN_PROCESS"], f"stage history: {history!r}"
+    comment = crm.timeline.comment.add({"ENTITY_ID": target, "ENTITY_TYPE": "lead", "COMMENT": "called back"}).result
+    assert isinstance(comment, int), f"timeline comment: {comment!r}"
+    assert "called back" in (crm.lead.get(target).result.get("COMMENTS") or ""), "the comment is on the lead"
+
     # --- lists with filters, more than one page.
     select = ["ID", "TITLE", "STATUS_ID"]
     first = crm.lead.list(filter={"%TITLE": PREFIX}, select=select)
@@ -97,12 +103,29 @@ def main():
     assert {int(r["ID"]) for r in rows} == ours, "as_list: exactly our leads"
     fast = list(crm.lead.list(filter={"%TITLE": PREFIX}, select=select).as_list_fast().result)
     assert [r["ID"] for r in fast] == sorted((r["ID"] for r in rows), key=int), "as_list_fast: the same, by ID"
+    back = [r["ID"] for r in crm.lead.list(filter={"%TITLE": PREFIX}, select=["ID"]).as_list_fast(descending=True).result]
+    assert back == [r["ID"] for r in reversed(fast)], "as_list_fast(descending=True): the same, by ID descending"
+    desc = crm.lead.list(filter={"%TITLE": PREFIX}, order={"ID": "DESC"}, select=["ID"]).result
+    assert [r["ID"] for r in desc] == back[:50], "order ID DESC: the last 50 first"
     new = crm.lead.list(filter={"%TITLE": PREFIX, "STATUS_ID": "NEW"}, select=["ID"]).as_list().result
     assert {int(r["ID"]) for r in new} == ours - {target}, f"STATUS_ID NEW: {len(new)} rows"
     moved = crm.lead.list(filter={"%TITLE": PREFIX, "STATUS_ID": "IN_PROCESS"}, select=["ID", "TITLE"]).as_list().result
     assert [(int(r["ID"]), r["TITLE"]) for r in moved] == [(target, f"{PREFIX}05 updated")], f"IN_PROCESS: {moved!r}"
     limited = crm.lead.list(filter={"%TITLE": PREFIX}, select=["ID"]).as_list(limit=55).result
     assert len(limited) == 55, f"as_list(limit=55): {len(limited)}"
+
+    ok = crm.lead.delete(other).result
+    assert ok is True, f"delete answered {ok!r}"
+    try:
+        crm.lead.get(other).result
+        raise AssertionError("a deleted lead answered")
+    except BitrixAPIBadRequest as e:
+        assert e.error_description == "Not found", f"a deleted lead: {e.json_response!r}"
+    try:
+        crm.lead.list(filter={"NO_SUCH_FIELD": 1}).result
+        raise AssertionError("a filter on an unknown field answered")
+    except BitrixAPIInvalidArgValue as e:
+        assert "NO_SUCH_FIELD" in e.error_description, f"the message names the field: {e.error_description!r}"
 
     # --- deals: the categories, three in services (CATEGORY_ID 1, C1: stages), one in goods.
     categories = crm.category.list(2).result
@@ -113,6 +136,8 @@ def main():
         deals[f"{PREFIX}deal-{i}"] = crm.deal.add(
             {"TITLE": f"{PREFIX}deal-{i}", "CATEGORY_ID": 1, "STAGE_ID": "C1:NEW", "OPPORTUNITY": 2000 + i}
         ).result
+    stages = [s["STATUS_ID"] for s in crm.status.list(filter={"ENTITY_ID": "DEAL_STAGE_1"}).result]
+    assert stages == ["C1:NEW", "C1:MEASUREMENT", "C1:CONTRACT", "C1:WON", "C1:LOSE"], f"DEAL_STAGE_1: {stages!r}"
     goods = crm.deal.add({"TITLE": f"{PREFIX}goods-deal", "CATEGORY_ID": 0}).result
     moving = deals[f"{PREFIX}deal-1"]
     ok = crm.deal.update(moving, {"STAGE_ID": "C1:MEASUREMENT"}).result

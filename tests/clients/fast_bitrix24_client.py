@@ -99,12 +99,20 @@ def main():
     assert len(phones) == 1 and digits(phones[0]["VALUE"]) == "79001000005", f"PHONE: {phones!r}"
     assert got[str(neighbour)]["TITLE"] == f"{PREFIX}06", f"neighbour: {got[str(neighbour)]!r}"
 
+    history = b.get_all("crm.stagehistory.list", {"entityTypeId": 1, "filter": {"OWNER_ID": target}})
+    assert [h["STATUS_ID"] for h in history] == ["NEW", "IN_PROCESS"], f"stage history: {history!r}"
+
     new = b.get_all(
         "crm.lead.list", {"filter": {"%TITLE": PREFIX, "STATUS_ID": "NEW"}, "select": ["ID"]}
     )
     assert {int(r["ID"]) for r in new} == ours - {target}, f"STATUS_ID NEW: {len(new)} rows"
     moved = b.get_all("crm.lead.list", {"filter": {"%TITLE": PREFIX, "STATUS_ID": "IN_PROCESS"}, "select": ["ID", "TITLE"]})
     assert [int(r["ID"]) for r in moved] == [target], f"STATUS_ID IN_PROCESS: {moved!r}"
+    by_phone = b.get_all("crm.lead.list", {"filter": {"PHONE": "+7 (900) 100-00-07"}, "select": ["ID"]})
+    assert [int(r["ID"]) for r in by_phone] == [ids[f"{PREFIX}07"]], f"PHONE filter: {by_phone!r}"
+    three = sorted(ids[f"{PREFIX}{i:02}"] for i in (1, 2, 3))
+    by_ids = b.get_all("crm.lead.list", {"filter": {"@ID": three}, "select": ["ID"]})
+    assert sorted(int(r["ID"]) for r in by_ids) == three, f"@ID filter: {by_ids!r}"
     none = b.get_all("crm.lead.list", {"filter": {"%TITLE": "no such title"}})
     assert none == [], f"an empty list: {none!r}"
 
@@ -172,6 +180,16 @@ def main():
         raise AssertionError("an unknown list method answered")
     except ClientResponseError as e:
         assert e.status == 404, f"an unknown list method: HTTP {e.status}"
+    try:
+        b.call("crm.lead.get", {"id": 999999}, raw=True)
+        raise AssertionError("a missing lead answered")
+    except ClientResponseError as e:
+        assert e.status == 400, f"a missing lead: HTTP {e.status}"
+    try:
+        b.get_all("crm.lead.list", {"filter": {"NO_SUCH_FIELD": 1}})
+        raise AssertionError("a filter on an unknown field answered")
+    except ClientResponseError as e:
+        assert e.status == 400, f"a filter on an unknown field: HTTP {e.status}"
     # Inside a batch (call() batches even one item): the command's error, in result_error.
     try:
         b.call("no.such.method", {"x": 1})

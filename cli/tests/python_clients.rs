@@ -9,7 +9,10 @@
 //! reports, each written through the webhook's token for user 1 (`api:py@ivanov`). The
 //! `batch-order` tests check that a batch runs its commands in the order sent, whatever their
 //! labels (fast-bitrix24: a reference to a command labelled after it; b24pysdk: a list of 12
-//! requests, labelled `0` … `11`).
+//! requests, labelled `0` … `11`); `fast_bitrix24_lists_with_every_documented_filter` that each
+//! kind of filter and order docs/BITRIX24-FACADE.md lists answers the right rows, and
+//! `b24pysdk_parses_the_typed_fields` that b24pysdk's typed `.value` of `user.current` and
+//! `crm.*.fields` parses. Those four are ignored until the facade does so.
 //!
 //! The Python with both packages is `$LEADFLOW_PYTHON` (`.ci/run` makes a virtualenv from
 //! tests/clients/requirements.txt). Without it the tests are skipped, saying so on stderr,
@@ -328,4 +331,19 @@ fn b24pysdk_batch_runs_commands_in_the_order_sent() {
         "b24pysdk_batch_runs_commands_in_the_order_sent",
         "batch-order",
     );
+}
+
+#[test]
+#[ignore = "facade gap: the service's crm.*.list refuses most documented filters (`=`/`!` on TITLE and NAME, `!@`, `=%`, IS_RETURN_CUSTOMER, a deal's OPPORTUNITY) and order by TITLE (server/src/facade.rs list_query)"]
+fn fast_bitrix24_lists_with_every_documented_filter() {
+    fast_bitrix24(
+        "fast_bitrix24_lists_with_every_documented_filter",
+        "documented-filters",
+    );
+}
+
+#[test]
+#[ignore = "facade gap: crm.lead.fields answers enumeration items with text IDs (`granite`), and b24pysdk's typed `.value` wants Bitrix24's integer IDs"]
+fn b24pysdk_parses_the_typed_fields() {
+    b24pysdk("b24pysdk_parses_the_typed_fields", "typed-fields");
 }

@@ -17,7 +17,8 @@ method: `BitrixAPINotFound` (HTTP 404, `ERROR_METHOD_NOT_FOUND`) for a direct ca
 `ERROR_METHOD_NOT_FOUND` in `result_error` inside a batch.
 
 `python b24pysdk_client.py batch-order` checks only that a `batch` runs its commands in the
-order sent, whatever their labels (a list of 12 requests).
+order sent, whatever their labels (a list of 12 requests); `typed-fields`, that b24pysdk's
+typed answers (`.value`) of `user.current` and `crm.*.fields` parse.
 
 Exits non-zero on the first mismatch (a plain assert naming it). The last line of stdout is a
 JSON summary the Rust test checks against the log:
@@ -197,5 +198,28 @@ def batch_order():
     print(json.dumps({"leads": sorted(ours), "deals": {}}))
 
 
+def typed_fields():
+    """b24pysdk's typed answers (`.value`) parse: `user.current` and the `crm.*.fields` of
+    leads, deals, contacts and companies (an enumeration's items carry integer `ID`s in
+    Bitrix24, and b24pysdk converts them). All failures are reported together."""
+    token = BitrixWebhook(domain=os.environ["LEADFLOW_DOMAIN"], webhook_token=os.environ["LEADFLOW_WEBHOOK"])
+    client = Client(token)
+    crm = client.crm
+    wrong = []
+    for name, request in [
+        ("user.current", client.user.current()),
+        ("crm.lead.fields", crm.lead.fields()),
+        ("crm.deal.fields", crm.deal.fields()),
+        ("crm.contact.fields", crm.contact.fields()),
+        ("crm.company.fields", crm.company.fields()),
+    ]:
+        try:
+            request.value
+        except Exception as e:  # noqa: BLE001 -- any failure to parse is the finding
+            wrong.append(f"{name}.value: {type(e).__name__}: {e}")
+    assert not wrong, "typed answers that do not parse:\n" + "\n".join(wrong)
+    print(json.dumps({"leads": [], "deals": {}}))
+
+
 if __name__ == "__main__":
-    {"main": main, "batch-order": batch_order}[sys.argv[1] if len(sys.argv) > 1 else "main"]()
+    {"main": main, "batch-order": batch_order, "typed-fields": typed_fields}[sys.argv[1] if len(sys.argv) > 1 else "main"]()

@@ -11,7 +11,8 @@ commands `crm.lead.list?…&start=50`), adds deals in the `services` pipeline (`
 call, `ERROR_METHOD_NOT_FOUND` in `result_error` inside a batch.
 
 `python fast_bitrix24_client.py batch-order` checks only that a `batch` runs its commands in
-the order sent, whatever their labels.
+the order sent, whatever their labels; `documented-filters`, that every kind of filter and
+order docs/BITRIX24-FACADE.md lists answers the right rows.
 
 Exits non-zero on the first mismatch (a plain assert naming it). The last line of stdout is a
 JSON summary the Rust test (cli/tests/python_clients.rs) checks against the log:
@@ -229,5 +230,40 @@ def batch_order():
     print(json.dumps({"leads": [lead], "deals": {}}))
 
 
+def documented_filters():
+    """Every kind of filter and order docs/BITRIX24-FACADE.md lists answers the right rows: `=`
+    on a text field, `!`, `!@`, `=%` (LIKE), `IS_RETURN_CUSTOMER`, `>` on a deal's
+    `OPPORTUNITY`, `order` by `TITLE`. All mismatches are reported together."""
+    b = Bitrix(os.environ["LEADFLOW_URL"], verbose=False)
+    leads = {}
+    for title, name in [("alpha", "Anna"), ("beta", "Boris"), ("gamma", "Clara")]:
+        leads[title] = b.call("crm.lead.add", {"fields": {"TITLE": f"{PREFIX}{title}", "NAME": name}})
+    small = b.call("crm.deal.add", {"fields": {"TITLE": f"{PREFIX}small", "CATEGORY_ID": 1, "OPPORTUNITY": 100}})
+    big = b.call("crm.deal.add", {"fields": {"TITLE": f"{PREFIX}big", "CATEGORY_ID": 1, "OPPORTUNITY": 900}})
+    a, be, g = leads["alpha"], leads["beta"], leads["gamma"]
+    ours = {"%TITLE": PREFIX}
+    cases = [
+        ("crm.lead.list", {"TITLE": f"{PREFIX}beta"}, None, [be]),
+        ("crm.lead.list", {"NAME": "Boris"}, None, [be]),
+        ("crm.lead.list", {**ours, "!TITLE": f"{PREFIX}alpha"}, None, [be, g]),
+        ("crm.lead.list", {**ours, "!@ID": [a]}, None, [be, g]),
+        ("crm.lead.list", {"=%TITLE": f"{PREFIX}%ta"}, None, [be]),
+        ("crm.lead.list", {**ours, "IS_RETURN_CUSTOMER": False}, None, [a, be, g]),
+        ("crm.lead.list", ours, {"TITLE": "DESC"}, [g, be, a]),
+        ("crm.deal.list", {"CATEGORY_ID": 1, ">OPPORTUNITY": 500}, None, [big]),
+    ]
+    wrong = []
+    for method, flt, order, expected in cases:
+        params = {"filter": flt, "select": ["ID"], "order": order or {"ID": "ASC"}}
+        try:
+            got = [int(r["ID"]) for r in b.call(method, params, raw=True)["result"]]
+        except ClientResponseError as e:
+            got = f"HTTP {e.status}"
+        if got != expected:
+            wrong.append(f"{method} filter={flt} order={order}: expected {expected}, got {got}")
+    assert not wrong, "documented filters answered wrong:\n" + "\n".join(wrong)
+    print(json.dumps({"leads": sorted(leads.values()), "deals": {"services": sorted([small, big])}}))
+
+
 if __name__ == "__main__":
-    {"main": main, "batch-order": batch_order}[sys.argv[1] if len(sys.argv) > 1 else "main"]()
+    {"main": main, "batch-order": batch_order, "documented-filters": documented_filters}[sys.argv[1] if len(sys.argv) > 1 else "main"]()

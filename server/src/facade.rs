@@ -174,9 +174,9 @@ impl Crm for StoreCrm {
             ),
             Method::StageHistoryList => Want::new(Resource::Lead, Action::Read),
             Method::TimelineCommentAdd => Want::new(Resource::Lead, Action::Update),
-            Method::EventBind | Method::EventUnbind | Method::EventGet => {
-                Want::new(Resource::Webhooks, Action::Admin)
-            }
+            Method::EventBind | Method::EventUnbind => Want::new(Resource::Webhooks, Action::Admin),
+            // Listing the subscriptions is a read of the webhooks.
+            Method::EventGet => Want::new(Resource::Webhooks, Action::Read),
             Method::StatusList | Method::CategoryList | Method::UserCurrent | Method::Batch => {
                 return Ok(());
             }
@@ -187,6 +187,19 @@ impl Crm for StoreCrm {
             Method::StageHistoryList | Method::TimelineCommentAdd
         ) {
             return Ok(());
+        }
+        // An update is a change of fields, a move (STATUS_ID/STAGE_ID) or an assignment
+        // (ASSIGNED_BY_ID): a role that may do one of them passes here, and `execute` checks
+        // each command the fields make on the record itself.
+        if let Method::Crm(kind, Op::Update) = method {
+            let resource = Resource::of_stream(kind);
+            return self.may(&want).or_else(|refused| {
+                [Action::Move, Action::Assign]
+                    .into_iter()
+                    .find(|a| self.may(&Want::new(resource, *a)).is_ok())
+                    .map(|_| ())
+                    .ok_or(refused)
+            });
         }
         self.may(&want)
     }

@@ -1062,3 +1062,46 @@ fn writing_back_a_record_as_read_changes_nothing() {
         assert_eq!(w.ok(&format!("crm.{kind}.get"), json!({"id": 1})), record);
     }
 }
+
+#[test]
+fn batch_runs_its_commands_in_the_order_sent_whatever_their_labels() {
+    let mut w = World::new();
+    // `z` adds, `a` reads what `z` made: sorted labels would run `a` first.
+    let json_body = r#"{"halt": 1, "cmd": {"z": "crm.lead.add?fields[TITLE]=first&fields[NAME]=N", "m": "crm.lead.add?fields[TITLE]=second&fields[NAME]=N", "a": "crm.lead.get?id=$result[z]"}}"#;
+    let (status, v) = w.post("batch", json_body);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["result_error"], json!([]), "{v}");
+    assert_eq!(v["result"]["result"]["a"]["TITLE"], "first", "{v}");
+    let (z, m) = (
+        v["result"]["result"]["z"].as_i64().unwrap(),
+        v["result"]["result"]["m"].as_i64().unwrap(),
+    );
+    assert!(z < m, "z ran before m: {v}");
+    // The answer keeps the order the commands ran in.
+    let r = w.http(
+        "batch",
+        None,
+        Some("application/json"),
+        json_body.as_bytes(),
+    );
+    let inner = r.body.get("result").unwrap().get("result").unwrap();
+    assert_eq!(inner.keys(), ["z", "m", "a"]);
+    // A form body's `cmd[...]` keys, the same.
+    let form = "halt=1&cmd%5Bz%5D=crm.lead.add%3Ffields%5BTITLE%5D%3Dthird%26fields%5BNAME%5D%3DN&cmd%5Ba%5D=crm.lead.get%3Fid%3D%24result%5Bz%5D";
+    let r = w.http(
+        "batch",
+        None,
+        Some("application/x-www-form-urlencoded"),
+        form.as_bytes(),
+    );
+    let v = r.json();
+    assert_eq!(r.status, 200, "{v}");
+    assert_eq!(v["result"]["result"]["a"]["TITLE"], "third", "{v}");
+    // A label given twice in JSON is one command (the last value, as JSON readers keep).
+    let (status, v) = w.post(
+        "batch",
+        r#"{"cmd": {"x": "crm.lead.get?id=1", "x": "crm.lead.get?id=2"}}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["result"]["x"]["ID"], "2", "{v}");
+}

@@ -92,7 +92,8 @@ def main():
     assert [h["STATUS_ID"] for h in history] == ["NEW", "IN_PROCESS"], f"stage history: {history!r}"
     comment = crm.timeline.comment.add({"ENTITY_ID": target, "ENTITY_TYPE": "lead", "COMMENT": "called back"}).result
     assert isinstance(comment, int), f"timeline comment: {comment!r}"
-    assert "called back" in (crm.lead.get(target).result.get("COMMENTS") or ""), "the comment is on the lead"
+    # As in Bitrix24, a timeline comment is an entry of its own: the lead's COMMENTS stay.
+    assert "called back" not in (crm.lead.get(target).result.get("COMMENTS") or ""), "COMMENTS unchanged"
 
     # --- lists with filters, more than one page.
     select = ["ID", "TITLE", "STATUS_ID"]

@@ -401,7 +401,20 @@ fn stage_history(m: &Mapping, params: &Params, crm: &mut dyn Crm) -> Result<Answ
 
 fn batch(m: &Mapping, user: i64, params: &Params, crm: &mut dyn Crm) -> Result<Answer, Error> {
     let cmds: Vec<(String, Value)> = match params.get("cmd") {
-        Some(Value::Object(o)) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        // In the order sent: a command may refer to the results of the ones before it.
+        Some(Value::Object(o)) if o.len() > MAX_BATCH => return Err(Error::BatchLengthExceeded),
+        Some(Value::Object(o)) => {
+            let mut cmds: Vec<(String, Value)> = Vec::with_capacity(o.len());
+            let labels = params.cmd_order().iter().chain(o.keys());
+            for k in labels {
+                if let Some(v) = o.get(k)
+                    && !cmds.iter().any(|(label, _)| label == k)
+                {
+                    cmds.push((k.clone(), v.clone()));
+                }
+            }
+            cmds
+        }
         Some(Value::Array(a)) => a
             .iter()
             .enumerate()

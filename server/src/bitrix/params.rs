@@ -19,9 +19,10 @@ pub const MAX_DEPTH: usize = 32;
 /// The most `key=value` pairs accepted in one query or form body.
 pub const MAX_PAIRS: usize = 10_000;
 
-/// The parameters of one call: a JSON object, top-level keys lowercase.
+/// The parameters of one call: a JSON object, top-level keys lowercase; and the labels of a
+/// `batch`'s `cmd` in the order the client sent them (a JSON object's keys are kept sorted).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Params(Map<String, Value>);
+pub struct Params(Map<String, Value>, Vec<String>);
 
 impl Params {
     /// Reads the query string (without `?`), then the body by its content type, and merges
@@ -36,6 +37,9 @@ impl Params {
             None => Params::default(),
         };
         let body = parse_body(content_type, body)?;
+        if body.0.contains_key("cmd") {
+            out.1 = body.1;
+        }
         for (k, v) in body.0 {
             out.0.insert(k, v);
         }
@@ -51,7 +55,7 @@ impl Params {
                 out.insert(k.to_lowercase(), v);
             }
         }
-        Params(out)
+        Params(out, Vec::new())
     }
 
     /// The parameter `key` (give it in lowercase), whatever case the client used.
@@ -68,6 +72,11 @@ impl Params {
     /// Sets a parameter (the key is lowercased).
     pub fn insert(&mut self, key: &str, v: Value) {
         self.0.insert(key.to_lowercase(), v);
+    }
+
+    /// The labels of `cmd` in the order sent (empty when `cmd` is not an object).
+    pub fn cmd_order(&self) -> &[String] {
+        &self.1
     }
 
     /// The parameters as one JSON object.
@@ -95,10 +104,23 @@ pub fn parse_query(q: &str) -> Result<Params, Error> {
             root.set(&path, value);
         }
     }
+    let order = match &root {
+        Node::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("cmd"))
+            .map(|(_, cmd)| match cmd {
+                Node::Map(labels) => labels.iter().map(|(l, _)| l.clone()).collect(),
+                Node::Leaf(_) => Vec::new(),
+            })
+            .unwrap_or_default(),
+        Node::Leaf(_) => Vec::new(),
+    };
     let Value::Object(map) = root.into_value() else {
         unreachable!("the root is a map")
     };
-    Ok(Params::from_value(Value::Object(map)))
+    let mut params = Params::from_value(Value::Object(map));
+    params.1 = order;
+    Ok(params)
 }
 
 /// A body by its content type: JSON, form-encoded, or (no or another type) whichever it looks
@@ -148,11 +170,96 @@ pub fn parse_json(body: &[u8]) -> Result<Params, Error> {
         return Err(too_deep());
     }
     match v {
-        Value::Object(_) => Ok(Params::from_value(v)),
+        Value::Object(_) => {
+            let mut params = Params::from_value(v);
+            // The document parsed, so reading its `cmd` keys in order cannot fail.
+            params.1 = serde_json::from_slice::<CmdOrder>(body)
+                .map(|o| o.0)
+                .unwrap_or_default();
+            Ok(params)
+        }
         Value::Array(a) if a.is_empty() => Ok(Params::default()),
         _ => Err(Error::InvalidRequest(
             "the JSON body must be an object like {\"fields\": {…}}".into(),
         )),
+    }
+}
+
+/// The keys of a JSON body's `cmd` object (any case), in document order.
+struct CmdOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for CmdOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CmdOrder, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
+        struct Top;
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = Vec<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    keys.push(k);
+                }
+                Ok(keys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<String>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Vec::new())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Vec<String>, E> {
+                Ok(Vec::new())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Vec<String>, E> {
+                Ok(Vec::new())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Vec<String>, E> {
+                Ok(Vec::new())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Vec<String>, E> {
+                Ok(Vec::new())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Vec<String>, E> {
+                Ok(Vec::new())
+            }
+            fn visit_unit<E>(self) -> Result<Vec<String>, E> {
+                Ok(Vec::new())
+            }
+        }
+        struct KeysOf;
+        impl<'de> serde::de::DeserializeSeed<'de> for KeysOf {
+            type Value = Vec<String>;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Vec<String>, D::Error> {
+                d.deserialize_any(Keys)
+            }
+        }
+        impl<'de> Visitor<'de> for Top {
+            type Value = Vec<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+                let mut order = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    if k.eq_ignore_ascii_case("cmd") {
+                        order = map.next_value_seed(KeysOf)?;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(order)
+            }
+        }
+        d.deserialize_map(Top).map(CmdOrder)
     }
 }
 

@@ -6,9 +6,7 @@ use crate::cli::OutboxCmd;
 use crate::ctx::Ctx;
 use crate::error::CliError;
 use crate::output::{Table, clip, json_line, opt, time};
-use leadflow_engine::Event;
-use leadflow_engine::event::{DeliveryDropped, DeliveryRetried};
-use leadflow_store::fmt_time;
+use leadflow_delivery::manage::{self, Change, Refusal};
 use leadflow_store::query::{self, Delivery, DeliveryFilter};
 use serde_json::json;
 
@@ -46,23 +44,7 @@ fn list(ctx: &Ctx, failed: bool, pending: bool, limit: usize) -> Result<(), CliE
     let tz = ctx.config.calendar.timezone;
     if ctx.json {
         for d in &rows {
-            json_line(&json!({
-                "id": d.id,
-                "webhook_id": d.webhook_id,
-                "state": d.state,
-                "channel": d.channel,
-                "endpoint": d.endpoint,
-                "target": d.target,
-                "stream": d.stream.to_string(),
-                "event": d.event,
-                "type": d.event_type,
-                "attempts": d.attempts,
-                "next_at": d.next_at.map(fmt_time),
-                "queued_at": fmt_time(d.queued_at),
-                "done_at": d.done_at.map(fmt_time),
-                "last_status": d.last_status,
-                "last_error": d.last_error,
-            }));
+            json_line(&manage::message_json(d));
         }
         return Ok(());
     }
@@ -104,47 +86,15 @@ fn list(ctx: &Ctx, failed: bool, pending: bool, limit: usize) -> Result<(), CliE
     Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum Change {
-    Retry,
-    Drop,
-}
-
 fn change(ctx: &mut Ctx, id: i64, change: Change) -> Result<(), CliError> {
     ctx.check_backdate()?;
     let meta = ctx.meta();
     let (stream, position) = ctx.store.write_with(ctx.recorded_at(), |tx| {
-        let Some(d) = tx.delivery(id)? else {
-            return Err(CliError::Unknown(format!(
-                "the outbox has no message {id}; `leadflow outbox list` shows them in the ID column"
-            )));
-        };
-        let event = match (change, d.state.as_str()) {
-            (Change::Retry, "failed") => Event::DeliveryRetried(DeliveryRetried { message: id }),
-            (Change::Retry, state) => {
-                return Err(CliError::Refused(format!(
-                    "message {id} is {state}: only a failed message can be retried"
-                )));
-            }
-            (Change::Drop, "pending" | "failed") => {
-                Event::DeliveryDropped(DeliveryDropped { message: id })
-            }
-            (Change::Drop, state) => {
-                return Err(CliError::Refused(format!(
-                    "message {id} is {state}: only a pending or failed message can be dropped"
-                )));
-            }
-        };
-        if let (Change::Retry, Some(ep)) = (change, d.endpoint)
-            && tx.endpoint(ep)?.is_none_or(|e| e.state != "active")
-        {
-            return Err(CliError::Refused(format!(
-                "message {id} is for endpoint-{ep}, which is no longer active: add the endpoint again"
-            )));
-        }
-        let version = tx.version(d.stream)?;
-        let a = tx.append(d.stream, version, &[event], &meta)?;
-        Ok::<_, CliError>((d.stream, a.last_position))
+        manage::change(tx, id, change, &meta).map_err(|r| match r {
+            Refusal::Unknown(m) => CliError::Unknown(m),
+            Refusal::Refused(m) => CliError::Refused(m),
+            Refusal::Store(e) => CliError::Store(e),
+        })
     })?;
     let what = match change {
         Change::Retry => "will be sent again by `leadflow run`",

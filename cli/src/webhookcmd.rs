@@ -5,9 +5,8 @@ use crate::cli::WebhookCmd;
 use crate::ctx::Ctx;
 use crate::error::CliError;
 use crate::output::{Table, json_line, time};
+use leadflow_delivery::manage::{self, NewHook};
 use leadflow_engine::Command;
-use leadflow_engine::command::NewEndpoint;
-use leadflow_store::fmt_time;
 use leadflow_store::query;
 use serde_json::json;
 
@@ -33,26 +32,13 @@ fn add(
     secret: Option<String>,
 ) -> Result<(), CliError> {
     ctx.check_backdate()?;
-    let made = secret.is_none();
-    let secret = match secret {
-        Some(s) => s,
-        None => leadflow_delivery::new_secret().map_err(|e| {
-            CliError::Usage(format!(
-                "cannot make a secret ({e}); give one with --secret"
-            ))
-        })?,
-    };
-    let cmd = Command::AddEndpoint(NewEndpoint {
+    let (cmd, made) = manage::add_command(NewHook {
         url,
-        events: events
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        events: manage::parse_events(events),
         format: Some(format),
-        secret: secret.clone(),
-    });
+        secret,
+    })
+    .map_err(|e| CliError::Usage(format!("cannot make a secret ({e}); give one with --secret")))?;
     let meta = ctx.meta();
     let config = &ctx.config;
     let out = ctx
@@ -63,15 +49,12 @@ fn add(
         return Err(CliError::Refused("the endpoint was not added".into()));
     };
     if ctx.json {
-        json_line(&json!({
-            "endpoint": out.stream.to_string(),
-            "id": out.stream.id,
-            "position": position,
-            "url": added.url,
-            "events": added.events,
-            "format": added.format.as_str(),
-            "secret": if made { Some(&secret) } else { None },
-        }));
+        json_line(&manage::added_json(
+            out.stream,
+            position,
+            added,
+            made.as_deref(),
+        ));
         return Ok(());
     }
     outln!(
@@ -81,7 +64,7 @@ fn add(
         added.events.join(", "),
         added.format.as_str()
     );
-    if made {
+    if let Some(secret) = made {
         outln!("secret: {secret}");
         errln!("the secret is shown only this once: give it to the receiver to check signatures");
     }
@@ -93,16 +76,7 @@ fn list(ctx: &Ctx, all: bool) -> Result<(), CliError> {
     let tz = ctx.config.calendar.timezone;
     if ctx.json {
         for e in &rows {
-            json_line(&json!({
-                "endpoint": e.stream().to_string(),
-                "id": e.id,
-                "url": e.url,
-                "events": e.events,
-                "format": e.format,
-                "state": e.state,
-                "reason": e.reason,
-                "added_at": fmt_time(e.added_at),
-            }));
+            json_line(&manage::endpoint_json(e));
         }
         return Ok(());
     }
@@ -133,12 +107,7 @@ fn list(ctx: &Ctx, all: bool) -> Result<(), CliError> {
 
 /// `3` or `endpoint-3`.
 fn endpoint_id(text: &str) -> Result<i64, CliError> {
-    text.strip_prefix("endpoint-")
-        .unwrap_or(text)
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| {
+    manage::endpoint_id(text).ok_or_else(|| {
             CliError::Usage(format!(
                 "'{text}' is not an endpoint id like 3 or endpoint-3 (see `leadflow webhook list`)"
             ))

@@ -24,6 +24,7 @@
 pub mod bitrix;
 mod body;
 mod job;
+pub mod manage;
 mod send;
 mod sign;
 

@@ -9,11 +9,12 @@ pub(crate) mod entities;
 pub(crate) mod extract;
 pub(crate) mod logs;
 pub(crate) mod openapi;
+pub(crate) mod outbox;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 /// The `/api/v1` routes, as (path, methods) for the OpenAPI check, and the router.
 pub(crate) fn routes() -> Router<AppState> {
@@ -49,6 +50,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/rules/check", post(logs::rules_check))
         .route("/rules/activate", post(logs::rules_activate))
         .route("/verify", get(logs::verify))
+        .route(
+            "/webhooks",
+            get(outbox::list_webhooks).post(outbox::add_webhook),
+        )
+        .route("/webhooks/{id}", delete(outbox::remove_webhook))
+        .route("/outbox", get(outbox::list_outbox))
+        .route("/outbox/{id}/retry", post(outbox::retry_message))
+        .route("/outbox/{id}/drop", post(outbox::drop_message))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
 }

@@ -64,6 +64,32 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
         "Reload the rule folder and put it in force",
     ),
     ("get", "/verify", "Check the hash chain and the projections"),
+    (
+        "get",
+        "/webhooks",
+        "Webhook endpoints, never their secrets (all=true: removed and disabled ones too)",
+    ),
+    (
+        "post",
+        "/webhooks",
+        "Subscribe a URL to events (url, events, format, secret); a secret made here is shown once",
+    ),
+    ("delete", "/webhooks/{id}", "Remove a webhook endpoint"),
+    (
+        "get",
+        "/outbox",
+        "Messages to deliver, newest first (state, limit), and the counts by state",
+    ),
+    (
+        "post",
+        "/outbox/{id}/retry",
+        "A new round of attempts for a failed message",
+    ),
+    (
+        "post",
+        "/outbox/{id}/drop",
+        "Drop a pending or failed message: it is not delivered",
+    ),
     ("get", "/openapi.json", "This document"),
 ];
 

@@ -38,7 +38,11 @@ fn add(
         format: Some(format),
         secret,
     })
-    .map_err(|e| CliError::Usage(format!("cannot make a secret ({e}); give one with --secret")))?;
+    .map_err(|e| {
+        CliError::Usage(format!(
+            "cannot make a secret ({e}); give one with --secret"
+        ))
+    })?;
     let meta = ctx.meta();
     let config = &ctx.config;
     let out = ctx
@@ -108,10 +112,10 @@ fn list(ctx: &Ctx, all: bool) -> Result<(), CliError> {
 /// `3` or `endpoint-3`.
 fn endpoint_id(text: &str) -> Result<i64, CliError> {
     manage::endpoint_id(text).ok_or_else(|| {
-            CliError::Usage(format!(
-                "'{text}' is not an endpoint id like 3 or endpoint-3 (see `leadflow webhook list`)"
-            ))
-        })
+        CliError::Usage(format!(
+            "'{text}' is not an endpoint id like 3 or endpoint-3 (see `leadflow webhook list`)"
+        ))
+    })
 }
 
 fn remove(ctx: &mut Ctx, id: &str) -> Result<(), CliError> {

@@ -14,6 +14,7 @@ use leadflow_engine::ids::EmployeeId;
 use leadflow_server::bitrix::Mapping;
 use leadflow_testkit::config;
 use leadflow_testkit::http::{Client, Response};
+use leadflow_testkit::receiver::{Receiver, Reply};
 use leadflow_testkit::serve::{Server, make_token};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -86,6 +87,12 @@ const NATIVE: &[(&str, &str, &[&str], &str)] = &[
     ("post", "/deals/{id}/move", &[ADMIN, SALES, HEAD], "move deals"),
     ("post", "/tasks/{id}/complete", &[ADMIN, FIRST_LINE, SALES], "complete tasks"),
     ("post", "/rules/activate", &[ADMIN, DESIGNER], "administer rules"),
+    ("get", "/webhooks", &[ADMIN, DESIGNER, AUDITOR], "read webhooks"),
+    ("get", "/outbox", &[ADMIN, DESIGNER, AUDITOR], "read the outbox"),
+    ("post", "/webhooks", &[ADMIN], "administer webhooks"),
+    ("delete", "/webhooks/{id}", &[ADMIN], "administer webhooks"),
+    ("post", "/outbox/{id}/drop", &[ADMIN], "administer the outbox"),
+    ("post", "/outbox/{id}/retry", &[ADMIN], "administer the outbox"),
 ];
 
 /// Who may call each method of the Bitrix24 facade, and what every other role lacks (`|`
@@ -243,6 +250,11 @@ struct Own {
     task: i64,
     task_on: (&'static str, i64),
     assignee: &'static str,
+    /// The endpoint `DELETE /webhooks/{id}` removes, and the failed messages the outbox rows
+    /// retry and drop (the same for every role; 0 until [`failed_messages`]).
+    webhook: i64,
+    retried: i64,
+    dropped: i64,
 }
 
 /// Seeds `role`'s records with the admin's token: a lead, a deal in a pipeline of its team, a
@@ -293,6 +305,59 @@ fn seed(w: &World, role: &'static str, task: bool) -> Own {
         task,
         task_on,
         assignee,
+        webhook: 0,
+        retried: 0,
+        dropped: 0,
+    }
+}
+
+/// The matrix's configuration: a message fails at its first attempt (`max_attempts = 1`),
+/// and an attempt may take a minute.
+fn delivering() -> leadflow_engine::Config {
+    leadflow_testkit::setup::config_from(&format!(
+        "{}\n[delivery]\nmax_attempts = 1\ntimeout = \"60s\"\n",
+        leadflow_engine::config::DEFAULT_CONFIG
+    ))
+}
+
+/// Two failed messages for the outbox rows, and the id the endpoint `POST /webhooks` makes
+/// will have: an endpoint for `contact.deleted` (no row deletes a contact) at a receiver that
+/// fails the first two requests and never answers later ones (a retried message appends
+/// nothing while the matrix runs), and two contacts deleted through the facade.
+fn failed_messages(w: &World) -> (i64, i64, i64) {
+    let rx = Receiver::start(|n| {
+        if n < 2 {
+            Reply::Status(500)
+        } else {
+            Reply::Hang
+        }
+    });
+    let r = w.admin().post(
+        "/api/v1/webhooks",
+        &json!({"url": rx.url, "events": ["contact.deleted"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let endpoint = r.json()["id"].as_i64().unwrap();
+    for n in 0..2 {
+        let id = w.create("/api/v1/contacts", json!({"name": format!("deleted {n}")}));
+        let (status, body) = w.facade(ADMIN, "crm.contact.delete", &json!({"id": id}));
+        assert_eq!(status, 200, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let failed = w.admin().get("/api/v1/outbox?state=failed").json()["messages"].clone();
+        if let [a, b] = failed.as_array().unwrap().as_slice() {
+            return (
+                endpoint + 1,
+                a["id"].as_i64().unwrap(),
+                b["id"].as_i64().unwrap(),
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the messages never failed: {failed}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -304,6 +369,9 @@ fn fill(path: &str, own: &Own) -> String {
         Some("contacts") => own.contact,
         Some("companies") => own.company,
         Some("tasks") => own.task,
+        Some("webhooks") => own.webhook,
+        Some("outbox") if path.ends_with("/retry") => own.retried,
+        Some("outbox") => own.dropped,
         _ => 0,
     };
     format!("/api/v1{}", path.replace("{id}", &id.to_string()))
@@ -334,6 +402,12 @@ fn native_body(method: &str, path: &str, own: &Own) -> Value {
         }
         ("post", "/tasks/{id}/complete") => json!({"result": "reached"}),
         ("post", "/rules/check") | ("post", "/rules/activate") => json!({}),
+        ("post", "/webhooks") => {
+            json!({"url": "https://hooks.example/leadflow", "events": ["contact.deleted"]})
+        }
+        ("delete", "/webhooks/{id}")
+        | ("post", "/outbox/{id}/retry")
+        | ("post", "/outbox/{id}/drop") => json!({}),
         (m, p) => panic!("no body for {m} {p}: give the new route one"),
     }
 }
@@ -380,7 +454,7 @@ fn wrong_refusal(role: &str, message: &str, lacks: &str) -> Option<String> {
 
 #[test]
 fn every_role_on_every_route_of_the_native_api_is_allowed_or_refused_as_the_matrix_says() {
-    let w = World::new();
+    let w = World::with(delivering(), &[]);
     let doc = w.server.anonymous().get("/api/v1/openapi.json").json();
     let mut documented = BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -399,7 +473,11 @@ fn every_role_on_every_route_of_the_native_api_is_allowed_or_refused_as_the_matr
     );
     assert_eq!(in_matrix.len(), NATIVE.len(), "no route has two rows");
 
-    let own: Vec<Own> = TOKENS.iter().map(|(r, _)| seed(&w, r, true)).collect();
+    let mut own: Vec<Own> = TOKENS.iter().map(|(r, _)| seed(&w, r, true)).collect();
+    let (webhook, retried, dropped) = failed_messages(&w);
+    for o in &mut own {
+        (o.webhook, o.retried, o.dropped) = (webhook, retried, dropped);
+    }
     let mut wrong = Vec::new();
     for (method, path, allowed, lacks) in NATIVE {
         for own in &own {
@@ -1204,6 +1282,9 @@ fn every_route_refuses_a_team_scoped_token_the_records_of_other_teams() {
             task,
             task_on: ("deal", deal.0),
             assignee: "ivanov",
+            webhook: 0,
+            retried: 0,
+            dropped: 0,
         };
         (name, lead.is_some(), own)
     };

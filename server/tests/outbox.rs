@@ -80,17 +80,21 @@ fn a_webhook_added_over_the_api_gets_a_new_lead_signed_with_the_secret_made_for_
     let rx = Receiver::ok();
     let s = Server::start(config(""), "");
     let c = s.client();
-    let r = c.request(
-        "POST",
-        "/api/v1/webhooks",
-        &[
-            ("content-type", "application/json"),
-            ("idempotency-key", "add-hook-1"),
-        ],
-        json!({"url": rx.url, "events": "lead.created, lead.stage_changed"})
-            .to_string()
-            .as_bytes(),
-    );
+    // With an Idempotency-Key, sent twice.
+    let post = || {
+        c.request(
+            "POST",
+            "/api/v1/webhooks",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", "add-hook-1"),
+            ],
+            json!({"url": rx.url, "events": "lead.created, lead.stage_changed"})
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    let r = post();
     assert_eq!(r.status, 201, "{}", r.text());
     let added = r.json();
     assert_eq!(added["endpoint"], "endpoint-1");
@@ -103,17 +107,7 @@ fn a_webhook_added_over_the_api_gets_a_new_lead_signed_with_the_secret_made_for_
     let secret = added["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"), "{secret}");
     // The same key again: the remembered answer, no second endpoint.
-    let again = c.request(
-        "POST",
-        "/api/v1/webhooks",
-        &[
-            ("content-type", "application/json"),
-            ("idempotency-key", "add-hook-1"),
-        ],
-        json!({"url": rx.url, "events": "lead.created, lead.stage_changed"})
-            .to_string()
-            .as_bytes(),
-    );
+    let again = post();
     assert_eq!(again.status, 201);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     let listed = c.get("/api/v1/webhooks");

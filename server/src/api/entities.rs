@@ -374,18 +374,23 @@ impl After {
     }
 }
 
-/// `limit` (1 to 500, default 50) and `cursor` (opaque: where the last page ended).
-pub(crate) fn page(q: &mut Map<String, Value>) -> Result<(usize, After), ApiError> {
-    let limit = match take(q, "limit") {
-        None => 50,
+/// `limit`: 1 to 500, default 50.
+pub(crate) fn limit(q: &mut Map<String, Value>) -> Result<usize, ApiError> {
+    match take(q, "limit") {
+        None => Ok(50),
         Some(t) => t
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=500).contains(n))
             .ok_or_else(|| {
                 ApiError::bad_field("limit", format!("limit must be from 1 to 500, not '{t}'"))
-            })?,
-    };
+            }),
+    }
+}
+
+/// `limit` (1 to 500, default 50) and `cursor` (opaque: where the last page ended).
+pub(crate) fn page(q: &mut Map<String, Value>) -> Result<(usize, After), ApiError> {
+    let limit = limit(q)?;
     let after = match take(q, "cursor") {
         None => After::Start,
         Some(t) => {

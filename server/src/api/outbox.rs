@@ -4,18 +4,19 @@
 //! made here shown once) and removed; messages listed with the counts by state, retried or
 //! dropped. Writes go through the writer with `Idempotency-Key`.
 
-use super::entities::{no_more, query_pairs, respond, take};
+use super::entities::{limit, no_more, query_pairs, respond, take};
 use super::extract::{IdempotencyKey, JsonBody, kind_of};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::writer::Answer;
+use crate::writer::{Answer, WriteCtx};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use leadflow_delivery::manage::{self, Change, NewHook, Refusal};
 use leadflow_engine::access::{Action, Resource, Want};
 use leadflow_engine::{Command, Event, EventMeta};
+use leadflow_store::Tx;
 use leadflow_store::query::{self, DeliveryFilter};
 use serde_json::{Map, Value, json};
 
@@ -118,12 +119,29 @@ fn no_fields(map: Map<String, Value>, known: &str) -> Result<(), ApiError> {
     }
 }
 
-fn ready(state: &AppState) -> Result<(), ApiError> {
-    if state.ready() {
-        Ok(())
-    } else {
-        Err(ApiError::Unavailable("the service is shutting down".into()))
+/// Runs `work` for `caller` through the writer (its events recorded as the caller's, with
+/// `Idempotency-Key`) and answers after the commit.
+async fn write(
+    state: &AppState,
+    caller: &Caller,
+    key: IdempotencyKey,
+    hash: &str,
+    work: impl FnOnce(&mut Tx<'_>, &WriteCtx<'_>, &EventMeta) -> Result<Answer, ApiError>
+    + Send
+    + 'static,
+) -> Result<Response, ApiError> {
+    if !state.ready() {
+        return Err(ApiError::Unavailable("the service is shutting down".into()));
     }
+    let actor = caller.actor();
+    let answer = state
+        .writer
+        .run(
+            key.with(&caller.token, hash),
+            Box::new(move |tx, ctx| work(tx, ctx, &EventMeta::root(ctx.now, actor))),
+        )
+        .await?;
+    Ok(respond(answer))
 }
 
 /// `POST /webhooks` `{"url", "events", "format"?, "secret"?}`: 201 with the endpoint, and the
@@ -135,33 +153,25 @@ pub(crate) async fn add_webhook(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     caller.may(&state, &Want::new(Resource::Webhooks, Action::Admin))?;
-    ready(&state)?;
     let hook = new_hook(body.map)?;
     let (cmd, made) = manage::add_command(hook)
         .map_err(|e| ApiError::Internal(format!("cannot make a secret ({e}); give one")))?;
-    let actor = caller.actor();
-    let answer = state
-        .writer
-        .run(
-            key.with(&caller.token, &body.hash),
-            Box::new(move |tx, ctx| {
-                let out = tx.execute(ctx.config, &cmd, &EventMeta::root(ctx.now, actor))?;
-                let position = out.appended.as_ref().map_or(0, |a| a.last_position);
-                let Some(Event::EndpointAdded(added)) = out.events.first() else {
-                    return Err(ApiError::Internal("the endpoint was not added".into()));
-                };
-                Ok(Answer {
-                    status: StatusCode::CREATED,
-                    body: manage::added_json(out.stream, position, added, made.as_deref()),
-                    version: None,
-                    location: Some(format!("/api/v1/webhooks/{}", out.stream.id)),
-                    replayed: false,
-                    subject: None,
-                })
-            }),
-        )
-        .await?;
-    Ok(respond(answer))
+    write(&state, &caller, key, &body.hash, move |tx, ctx, meta| {
+        let out = tx.execute(ctx.config, &cmd, meta)?;
+        let position = out.appended.as_ref().map_or(0, |a| a.last_position);
+        let Some(Event::EndpointAdded(added)) = out.events.first() else {
+            return Err(ApiError::Internal("the endpoint was not added".into()));
+        };
+        Ok(Answer {
+            status: StatusCode::CREATED,
+            body: manage::added_json(out.stream, position, added, made.as_deref()),
+            version: None,
+            location: Some(format!("/api/v1/webhooks/{}", out.stream.id)),
+            replayed: false,
+            subject: None,
+        })
+    })
+    .await
 }
 
 /// `DELETE /webhooks/{id}` (`3` or `endpoint-3`): nothing more is delivered to it.
@@ -173,7 +183,6 @@ pub(crate) async fn remove_webhook(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     caller.may(&state, &Want::new(Resource::Webhooks, Action::Admin))?;
-    ready(&state)?;
     let id = manage::endpoint_id(&id).ok_or_else(|| {
         ApiError::NotFound(format!(
             "no webhook '{id}': ids are positive integers (GET /api/v1/webhooks)"
@@ -181,23 +190,16 @@ pub(crate) async fn remove_webhook(
     })?;
     no_fields(body.map, "no body")?;
     let cmd = Command::RemoveEndpoint { id };
-    let actor = caller.actor();
-    let answer = state
-        .writer
-        .run(
-            key.with(&caller.token, &body.hash),
-            Box::new(move |tx, ctx| {
-                let out = tx.execute(ctx.config, &cmd, &EventMeta::root(ctx.now, actor))?;
-                let position = out.appended.as_ref().map_or(0, |a| a.last_position);
-                Ok(Answer::ok(json!({
-                    "endpoint": out.stream.to_string(),
-                    "id": out.stream.id,
-                    "position": position,
-                })))
-            }),
-        )
-        .await?;
-    Ok(respond(answer))
+    write(&state, &caller, key, &body.hash, move |tx, ctx, meta| {
+        let out = tx.execute(ctx.config, &cmd, meta)?;
+        let position = out.appended.as_ref().map_or(0, |a| a.last_position);
+        Ok(Answer::ok(json!({
+            "endpoint": out.stream.to_string(),
+            "id": out.stream.id,
+            "position": position,
+        })))
+    })
+    .await
 }
 
 /// `GET /outbox?state=failed,pending&limit=`: messages, newest first, and the counts by state.
@@ -219,16 +221,7 @@ pub(crate) async fn list_outbox(
         }
         states.push(s.to_owned());
     }
-    let limit = match take(&mut q, "limit") {
-        None => 50,
-        Some(t) => t
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_field("limit", format!("limit must be from 1 to 500, not '{t}'"))
-            })?,
-    };
+    let limit = limit(&mut q)?;
     no_more(q, "state, limit")?;
     let f = DeliveryFilter { states, limit };
     let (rows, counts) = state
@@ -248,42 +241,32 @@ async fn change(
     change: Change,
 ) -> Result<Response, ApiError> {
     caller.may(&state, &Want::new(Resource::Outbox, Action::Admin))?;
-    ready(&state)?;
     let id = id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
         ApiError::NotFound(format!(
             "the outbox has no message '{id}': ids are positive integers (GET /api/v1/outbox)"
         ))
     })?;
     no_fields(body.map, "no body")?;
-    let actor = caller.actor();
-    let answer = state
-        .writer
-        .run(
-            key.with(&caller.token, &body.hash),
-            Box::new(move |tx, ctx| {
-                let meta = EventMeta::root(ctx.now, actor);
-                let (stream, position) =
-                    manage::change(tx, id, change, &meta).map_err(|r| match r {
-                        Refusal::Unknown(m) => ApiError::NotFound(m),
-                        Refusal::Refused(m) => ApiError::Unprocessable {
-                            code: match change {
-                                Change::Retry => "not_retryable",
-                                Change::Drop => "not_droppable",
-                            },
-                            message: m,
-                            field: None,
-                        },
-                        Refusal::Store(e) => e.into(),
-                    })?;
-                Ok(Answer::ok(json!({
-                    "id": id,
-                    "stream": stream.to_string(),
-                    "position": position,
-                })))
-            }),
-        )
-        .await?;
-    Ok(respond(answer))
+    write(&state, &caller, key, &body.hash, move |tx, _, meta| {
+        let (stream, position) = manage::change(tx, id, change, meta).map_err(|r| match r {
+            Refusal::Unknown(m) => ApiError::NotFound(m),
+            Refusal::Refused(m) => ApiError::Unprocessable {
+                code: match change {
+                    Change::Retry => "not_retryable",
+                    Change::Drop => "not_droppable",
+                },
+                message: m,
+                field: None,
+            },
+            Refusal::Store(e) => e.into(),
+        })?;
+        Ok(Answer::ok(json!({
+            "id": id,
+            "stream": stream.to_string(),
+            "position": position,
+        })))
+    })
+    .await
 }
 
 /// `POST /outbox/{id}/retry`: a new round of attempts for a failed message.

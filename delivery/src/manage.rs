@@ -177,3 +177,63 @@ pub fn change(
     let a = tx.append(d.stream, version, &[event], meta)?;
     Ok((d.stream, a.last_position))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The shared parsing: patterns from a comma list, endpoint ids, and a secret made only
+    //! when none is given (and shown only then).
+    use super::*;
+    use leadflow_engine::event::EndpointFormat;
+
+    #[test]
+    fn events_split_on_commas_and_empty_parts_are_left_out() {
+        assert_eq!(
+            parse_events(" lead.*, ,deal.created,"),
+            ["lead.*", "deal.created"]
+        );
+        assert!(parse_events(" , ").is_empty());
+    }
+
+    #[test]
+    fn an_endpoint_id_is_a_positive_number_with_or_without_its_prefix() {
+        assert_eq!(endpoint_id("3"), Some(3));
+        assert_eq!(endpoint_id("endpoint-3"), Some(3));
+        for bad in ["0", "-1", "endpoint-", "lead-3", "x"] {
+            assert_eq!(endpoint_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_secret_is_made_only_when_none_is_given_and_shown_only_then() {
+        let hook = |secret: Option<&str>| NewHook {
+            url: "https://hooks.example/x".into(),
+            events: vec!["lead.*".into()],
+            format: None,
+            secret: secret.map(Into::into),
+        };
+        let (cmd, made) = add_command(hook(Some("whsec_given"))).unwrap();
+        assert_eq!(made, None);
+        let Command::AddEndpoint(e) = cmd else {
+            panic!("{cmd:?}")
+        };
+        assert_eq!(e.secret, "whsec_given");
+        let (cmd, made) = add_command(hook(None)).unwrap();
+        let Command::AddEndpoint(e) = cmd else {
+            panic!("{cmd:?}")
+        };
+        assert!(e.secret.starts_with("whsec_"), "{}", e.secret);
+        assert_eq!(made.as_deref(), Some(e.secret.as_str()));
+        let added = EndpointAdded {
+            url: e.url,
+            events: e.events,
+            format: EndpointFormat::Native,
+            secret: e.secret.clone(),
+        };
+        let stream = crate::endpoint_stream(1);
+        assert_eq!(added_json(stream, 5, &added, None)["secret"], Value::Null);
+        assert_eq!(
+            added_json(stream, 5, &added, made.as_deref())["secret"],
+            e.secret
+        );
+    }
+}

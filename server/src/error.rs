@@ -215,6 +215,19 @@ impl From<leadflow_store::Error> for ApiError {
             E::Tampered { .. } => ApiError::Unavailable(format!(
                 "the log fails its checks, so nothing is written: {e}"
             )),
+            // The file or its disk cannot be used now (made read-only, moved away, unreadable,
+            // busy): an outage the operator fixes, so the client is told to retry (503).
+            E::ReadOnly { .. }
+            | E::Unreadable { .. }
+            | E::Open { .. }
+            | E::Missing { .. }
+            | E::Empty { .. } => {
+                tracing::error!(error = %e, "the database cannot be used");
+                ApiError::Unavailable(format!("the database cannot be used now: {e}"))
+            }
+            // A database that is not what leadflow wrote (not one, newer, corrupt rows, an
+            // undecodable event), or a defect: 500. (The store names the file-level SQLite
+            // failures — read-only, full, I/O, busy — as the variants above.)
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::Internal(format!("the database failed: {other}"))

@@ -139,21 +139,29 @@ async fn observe(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Turns a bare 405 (axum's, for a route without that method) into the JSON error.
-async fn json_method_errors(req: Request, next: Next) -> Response {
+/// Turns the bare answers of the layers into the JSON error: axum's 405 (a route without that
+/// method, with its `Allow` kept) and the timeout's 503 (with `Retry-After`).
+async fn json_bare_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-        && resp.headers().get(header::CONTENT_TYPE).is_none()
-    {
-        let allow = resp.headers().get(header::ALLOW).cloned();
-        let mut r = ApiError::MethodNotAllowed("this route does not take that method".into())
-            .into_response();
-        if let Some(a) = allow {
-            r.headers_mut().insert(header::ALLOW, a);
-        }
-        return r;
+    if resp.headers().get(header::CONTENT_TYPE).is_some() {
+        return resp;
     }
-    resp
+    match resp.status() {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = resp.headers().get(header::ALLOW).cloned();
+            let mut r = ApiError::MethodNotAllowed("this route does not take that method".into())
+                .into_response();
+            if let Some(a) = allow {
+                r.headers_mut().insert(header::ALLOW, a);
+            }
+            r
+        }
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(
+            "the request did not finish within [server] request_timeout; retry later".into(),
+        )
+        .into_response(),
+        _ => resp,
+    }
 }
 
 /// The layers around the whole app.
@@ -163,12 +171,13 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
         .request_timeout
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(30));
+    // The JSON errors wrap the timeout, so that its bare 503 is answered as JSON too.
     router
-        .layer(axum::middleware::from_fn(json_method_errors))
         .layer(axum::extract::DefaultBodyLimit::max(s.body_limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+        .layer(axum::middleware::from_fn(json_bare_errors))
         .layer(axum::middleware::from_fn(observe))
 }

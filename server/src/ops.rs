@@ -157,7 +157,7 @@ async fn json_bare_errors(req: Request, next: Next) -> Response {
             r
         }
         StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(
-            "the request did not finish within [server] request_timeout; retry later".into(),
+            "the request did not finish within [server] request_timeout; a write already queued may still be committed, so retry with the same Idempotency-Key".into(),
         )
         .into_response(),
         _ => resp,

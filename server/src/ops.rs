@@ -66,14 +66,44 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// A path as it may be logged: the secret of a Bitrix24 webhook URL
-/// (`/rest/<user>/<secret>/…`) and of a form token in the query are masked.
+/// A path as it may be logged: the secret of a Bitrix24 webhook URL (`/rest/<user>/<secret>/…`)
+/// is masked — also in the spellings the router does not take (`//rest/…`, `/REST/…`,
+/// `/%72est/…`), which are answered 404 but logged all the same. (Queries, where a form token
+/// may be, are not logged.)
 pub fn masked_path(path: &str) -> String {
     let mut parts: Vec<&str> = path.split('/').collect();
-    if parts.get(1) == Some(&"rest") && parts.len() > 3 {
-        parts[3] = "***";
+    let segments: Vec<usize> = (0..parts.len()).filter(|&i| !parts[i].is_empty()).collect();
+    for (k, &i) in segments.iter().enumerate() {
+        if percent_decoded(parts[i]).eq_ignore_ascii_case("rest")
+            && let Some(&secret) = segments.get(k + 2)
+        {
+            parts[secret] = "***";
+        }
     }
     parts.join("/")
+}
+
+/// `%XX` escapes decoded (bytes that are not UTF-8 are replaced).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -180,4 +210,25 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(json_bare_errors))
         .layer(axum::middleware::from_fn(observe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked_path;
+
+    #[test]
+    fn the_secret_of_a_rest_path_is_masked_in_every_spelling() {
+        for (path, want) in [
+            ("/rest/1/s3cret/crm.lead.list", "/rest/1/***/crm.lead.list"),
+            ("/rest/1/s3cret", "/rest/1/***"),
+            ("//rest/1/s3cret/x", "//rest/1/***/x"),
+            ("/REST/1/s3cret/x", "/REST/1/***/x"),
+            ("/%72est/1/s3cret/x", "/%72est/1/***/x"),
+            ("/rest//1//s3cret/x", "/rest//1//***/x"),
+            ("/rest/1", "/rest/1"),
+            ("/api/v1/leads/1", "/api/v1/leads/1"),
+        ] {
+            assert_eq!(masked_path(path), want, "{path}");
+        }
+    }
 }

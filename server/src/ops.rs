@@ -169,29 +169,104 @@ async fn observe(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Turns the bare answers of the layers into the JSON error: axum's 405 (a route without that
-/// method, with its `Allow` kept) and the timeout's 503 (with `Retry-After`).
+/// Turns the answers the layers and axum's extractors make into the service's errors: axum's
+/// bare 405 (a route without that method, with its `Allow` kept), the timeout's bare 503 (with
+/// `Retry-After`), and axum's plain-text 4xx rejections (a path parameter that is not UTF-8,
+/// a facade body over `[server] body_limit`). Under `/rest/` they take the Bitrix24 envelope
+/// `{"error", "error_description"}`, elsewhere the JSON error.
 async fn json_bare_errors(req: Request, next: Next) -> Response {
+    let rest = req.uri().path().starts_with("/rest/");
     let resp = next.run(req).await;
-    if resp.headers().get(header::CONTENT_TYPE).is_some() {
-        return resp;
-    }
-    match resp.status() {
-        StatusCode::METHOD_NOT_ALLOWED => {
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let plain_rejection = status.is_client_error()
+        && content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/plain; charset=utf-8"));
+    let error = match (status, content_type.is_none(), plain_rejection) {
+        (StatusCode::METHOD_NOT_ALLOWED, true, _) => {
+            ApiError::MethodNotAllowed("this route does not take that method".into())
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, true, _) => ApiError::Unavailable(
+            "the request did not finish within [server] request_timeout; a write already queued may still be committed, so retry with the same Idempotency-Key".into(),
+        ),
+        (StatusCode::PAYLOAD_TOO_LARGE, _, true) => ApiError::TooLarge(
+            "the body is larger than the server accepts ([server] body_limit)".into(),
+        ),
+        (_, _, true) => {
             let allow = resp.headers().get(header::ALLOW).cloned();
-            let mut r = ApiError::MethodNotAllowed("this route does not take that method".into())
-                .into_response();
+            let text = axum::body::to_bytes(resp.into_body(), 4096)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+                .ok()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "the request cannot be read".into());
+            let mut r = rejection(rest, status, &text);
             if let Some(a) = allow {
                 r.headers_mut().insert(header::ALLOW, a);
             }
-            r
+            return r;
         }
-        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(
-            "the request did not finish within [server] request_timeout; a write already queued may still be committed, so retry with the same Idempotency-Key".into(),
-        )
-        .into_response(),
-        _ => resp,
+        _ => return resp,
+    };
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let mut r = if rest {
+        bitrix_error(&error)
+    } else {
+        error.into_response()
+    };
+    if let Some(a) = allow {
+        r.headers_mut().insert(header::ALLOW, a);
     }
+    r
+}
+
+/// An axum rejection's text as the error of its route, with its status.
+fn rejection(rest: bool, status: StatusCode, text: &str) -> Response {
+    if rest {
+        return bitrix_envelope(status, "INVALID_REQUEST", text);
+    }
+    let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        "unsupported_media_type"
+    } else {
+        "invalid_request"
+    };
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": text}})),
+    )
+        .into_response()
+}
+
+/// One of the service's errors in the Bitrix24 envelope, for a `/rest/` path.
+fn bitrix_error(e: &ApiError) -> Response {
+    let code = match e {
+        ApiError::Unavailable(_) => "INTERNAL_SERVER_ERROR",
+        ApiError::MethodNotAllowed(_) => "ERROR_METHOD_NOT_FOUND",
+        _ => "INVALID_REQUEST",
+    };
+    let mut r = bitrix_envelope(e.status(), code, &e.to_string());
+    if matches!(e, ApiError::Unavailable(_)) {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+fn bitrix_envelope(status: StatusCode, code: &str, description: &str) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        json!({"error": code, "error_description": description}).to_string(),
+    )
+        .into_response()
 }
 
 /// The layers around the whole app.

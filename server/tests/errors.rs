@@ -381,3 +381,53 @@ fn a_request_that_outlasts_the_timeout_is_a_json_503_with_retry_after_and_append
         201
     );
 }
+
+#[test]
+fn axum_rejections_are_answered_in_the_shape_of_their_route() {
+    let mut cfg = config();
+    cfg.server.body_limit = 1024;
+    let s = Server::start(cfg, "");
+    let c = s.client();
+    let before = head(&c);
+    // A path parameter that is not UTF-8: the native API and the intake give their JSON error.
+    for (method, path) in [
+        ("GET", "/api/v1/leads/%ff"),
+        ("PATCH", "/api/v1/leads/%ff%fe"),
+        ("POST", "/intake/%ff"),
+    ] {
+        let r = c.request(method, path, &[("content-type", "application/json")], b"{}");
+        assert_error(&r, 400, "invalid_request");
+    }
+    // The facade gives the Bitrix24 envelope, for a bad path and for a body over the limit.
+    let bitrix = |r: &Response, status: u16| {
+        assert_eq!(r.status, status, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["error"], "INVALID_REQUEST", "{v}");
+        assert!(
+            v["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{v}"
+        );
+    };
+    bitrix(&c.get("/rest/1/%ff/crm.lead.list"), 400);
+    bitrix(&c.get(&format!("/rest/1/{ADMIN_SECRET}/crm.lead.%ff")), 400);
+    let big = json!({"fields": {"TITLE": "T".repeat(4000)}});
+    bitrix(
+        &c.post(&format!("/rest/1/{ADMIN_SECRET}/crm.lead.add"), &big),
+        413,
+    );
+    // A form over the server's body limit (below its own) names the limit that applied.
+    let r = s.anonymous().request(
+        "POST",
+        "/intake/site",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        format!("name={}", "N".repeat(4000)).as_bytes(),
+    );
+    let body = assert_error(&r, 413, "too_large");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("1024"),
+        "{body}"
+    );
+    assert_eq!(head(&c), before);
+}

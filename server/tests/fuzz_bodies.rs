@@ -321,6 +321,7 @@ fn bad_bodies_on_the_native_api_are_4xx_with_its_error_and_append_nothing() {
             "abc",
             "1.5",
             "%00",
+            "%ff",
             "1e3",
             "%F0%9F%98%80",
         ][..],
@@ -414,7 +415,7 @@ fn bad_submissions_on_the_intake_are_4xx_with_its_error_and_append_nothing() {
     let anonymous = Client::new(c.addr);
     let form = prop_oneof![
         6 => prop::sample::select(&["site", "fuzz", "partner"][..]),
-        1 => prop::sample::select(&["nope", "%00", "site%2F..%2Fpartner"][..]),
+        1 => prop::sample::select(&["nope", "%00", "%ff", "site%2F..%2Fpartner"][..]),
     ];
     // (content type, body) in each encoding, well formed and not.
     let urlencoded = prop_oneof![
@@ -483,6 +484,7 @@ fn garbage_on_the_facade_over_the_socket_is_4xx_with_the_bitrix_error_and_append
             "crm.lead.list",
             "crm.lead.update",
             "crm.lead.add/extra",
+            "crm.lead.%ff",
         ][..],
     );
     let ct = prop::sample::select(

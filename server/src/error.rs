@@ -138,12 +138,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut resp = (status, axum::Json(self.body())).into_response();
-        if matches!(
-            self,
-            ApiError::Unavailable(_) | ApiError::TooManyRequests(_)
-        ) {
+        // A 503 is worth retrying at once; a 429 (the failed-attempt limiter, the only one
+        // that gives it) only once its window is over, which is at most the window's length
+        // from now: a client that waits what Retry-After says is let in.
+        let retry_after = match self {
+            ApiError::Unavailable(_) => Some(1),
+            ApiError::TooManyRequests(_) => Some(crate::auth::FAILURE_WINDOW.as_secs().max(1)),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -215,6 +220,19 @@ impl From<leadflow_store::Error> for ApiError {
             E::Tampered { .. } => ApiError::Unavailable(format!(
                 "the log fails its checks, so nothing is written: {e}"
             )),
+            // The file or its disk cannot be used now (made read-only, moved away, unreadable,
+            // busy): an outage the operator fixes, so the client is told to retry (503).
+            E::ReadOnly { .. }
+            | E::Unreadable { .. }
+            | E::Open { .. }
+            | E::Missing { .. }
+            | E::Empty { .. } => {
+                tracing::error!(error = %e, "the database cannot be used");
+                ApiError::Unavailable(format!("the database cannot be used now: {e}"))
+            }
+            // A database that is not what leadflow wrote (not one, newer, corrupt rows, an
+            // undecodable event), or a defect: 500. (The store names the file-level SQLite
+            // failures — read-only, full, I/O, busy — as the variants above.)
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::Internal(format!("the database failed: {other}"))

@@ -219,10 +219,13 @@ async fn read_fields(
     form: &FormConfig,
     kind: Kind,
 ) -> Result<(Fields, Vec<u8>), ApiError> {
+    // The form's own limit, or the server's body limit when that is smaller (the body is
+    // read under it).
+    let limit = form.size_limit.min(state.config.server.body_limit);
     let too_large = || {
         ApiError::TooLarge(format!(
-            "the submission is larger than form '{}' takes ({} bytes)",
-            form.name, form.size_limit
+            "the submission is larger than form '{}' takes ({limit} bytes)",
+            form.name
         ))
     };
     if let Some(n) = req

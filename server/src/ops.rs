@@ -66,14 +66,44 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// A path as it may be logged: the secret of a Bitrix24 webhook URL
-/// (`/rest/<user>/<secret>/…`) and of a form token in the query are masked.
+/// A path as it may be logged: the secret of a Bitrix24 webhook URL (`/rest/<user>/<secret>/…`)
+/// is masked — also in the spellings the router does not take (`//rest/…`, `/REST/…`,
+/// `/%72est/…`), which are answered 404 but logged all the same. (Queries, where a form token
+/// may be, are not logged.)
 pub fn masked_path(path: &str) -> String {
     let mut parts: Vec<&str> = path.split('/').collect();
-    if parts.get(1) == Some(&"rest") && parts.len() > 3 {
-        parts[3] = "***";
+    let segments: Vec<usize> = (0..parts.len()).filter(|&i| !parts[i].is_empty()).collect();
+    for (k, &i) in segments.iter().enumerate() {
+        if percent_decoded(parts[i]).eq_ignore_ascii_case("rest")
+            && let Some(&secret) = segments.get(k + 2)
+        {
+            parts[secret] = "***";
+        }
     }
     parts.join("/")
+}
+
+/// `%XX` escapes decoded (bytes that are not UTF-8 are replaced).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -139,21 +169,104 @@ async fn observe(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Turns a bare 405 (axum's, for a route without that method) into the JSON error.
-async fn json_method_errors(req: Request, next: Next) -> Response {
+/// Turns the answers the layers and axum's extractors make into the service's errors: axum's
+/// bare 405 (a route without that method, with its `Allow` kept), the timeout's bare 503 (with
+/// `Retry-After`), and axum's plain-text 4xx rejections (a path parameter that is not UTF-8,
+/// a facade body over `[server] body_limit`). Under `/rest/` they take the Bitrix24 envelope
+/// `{"error", "error_description"}`, elsewhere the JSON error.
+async fn json_bare_errors(req: Request, next: Next) -> Response {
+    let rest = req.uri().path().starts_with("/rest/");
     let resp = next.run(req).await;
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-        && resp.headers().get(header::CONTENT_TYPE).is_none()
-    {
-        let allow = resp.headers().get(header::ALLOW).cloned();
-        let mut r = ApiError::MethodNotAllowed("this route does not take that method".into())
-            .into_response();
-        if let Some(a) = allow {
-            r.headers_mut().insert(header::ALLOW, a);
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let plain_rejection = status.is_client_error()
+        && content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/plain; charset=utf-8"));
+    let error = match (status, content_type.is_none(), plain_rejection) {
+        (StatusCode::METHOD_NOT_ALLOWED, true, _) => {
+            ApiError::MethodNotAllowed("this route does not take that method".into())
         }
-        return r;
+        (StatusCode::SERVICE_UNAVAILABLE, true, _) => ApiError::Unavailable(
+            "the request did not finish within [server] request_timeout; a write already queued may still be committed, so retry with the same Idempotency-Key".into(),
+        ),
+        (StatusCode::PAYLOAD_TOO_LARGE, _, true) => ApiError::TooLarge(
+            "the body is larger than the server accepts ([server] body_limit)".into(),
+        ),
+        (_, _, true) => {
+            let allow = resp.headers().get(header::ALLOW).cloned();
+            let text = axum::body::to_bytes(resp.into_body(), 4096)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+                .ok()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "the request cannot be read".into());
+            let mut r = rejection(rest, status, &text);
+            if let Some(a) = allow {
+                r.headers_mut().insert(header::ALLOW, a);
+            }
+            return r;
+        }
+        _ => return resp,
+    };
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let mut r = if rest {
+        bitrix_error(&error)
+    } else {
+        error.into_response()
+    };
+    if let Some(a) = allow {
+        r.headers_mut().insert(header::ALLOW, a);
     }
-    resp
+    r
+}
+
+/// An axum rejection's text as the error of its route, with its status.
+fn rejection(rest: bool, status: StatusCode, text: &str) -> Response {
+    if rest {
+        return bitrix_envelope(status, "INVALID_REQUEST", text);
+    }
+    let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        "unsupported_media_type"
+    } else {
+        "invalid_request"
+    };
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": text}})),
+    )
+        .into_response()
+}
+
+/// One of the service's errors in the Bitrix24 envelope, for a `/rest/` path.
+fn bitrix_error(e: &ApiError) -> Response {
+    let code = match e {
+        ApiError::Unavailable(_) => "INTERNAL_SERVER_ERROR",
+        ApiError::MethodNotAllowed(_) => "ERROR_METHOD_NOT_FOUND",
+        _ => "INVALID_REQUEST",
+    };
+    let mut r = bitrix_envelope(e.status(), code, &e.to_string());
+    if matches!(e, ApiError::Unavailable(_)) {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+fn bitrix_envelope(status: StatusCode, code: &str, description: &str) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        json!({"error": code, "error_description": description}).to_string(),
+    )
+        .into_response()
 }
 
 /// The layers around the whole app.
@@ -163,12 +276,34 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
         .request_timeout
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(30));
+    // The JSON errors wrap the timeout, so that its bare 503 is answered as JSON too.
     router
-        .layer(axum::middleware::from_fn(json_method_errors))
         .layer(axum::extract::DefaultBodyLimit::max(s.body_limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+        .layer(axum::middleware::from_fn(json_bare_errors))
         .layer(axum::middleware::from_fn(observe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked_path;
+
+    #[test]
+    fn the_secret_of_a_rest_path_is_masked_in_every_spelling() {
+        for (path, want) in [
+            ("/rest/1/s3cret/crm.lead.list", "/rest/1/***/crm.lead.list"),
+            ("/rest/1/s3cret", "/rest/1/***"),
+            ("//rest/1/s3cret/x", "//rest/1/***/x"),
+            ("/REST/1/s3cret/x", "/REST/1/***/x"),
+            ("/%72est/1/s3cret/x", "/%72est/1/***/x"),
+            ("/rest//1//s3cret/x", "/rest//1//***/x"),
+            ("/rest/1", "/rest/1"),
+            ("/api/v1/leads/1", "/api/v1/leads/1"),
+        ] {
+            assert_eq!(masked_path(path), want, "{path}");
+        }
+    }
 }

@@ -6,7 +6,7 @@ use crate::error::CliError;
 use crate::output::{Table, clip, json_line, time};
 use indicatif::{ProgressBar, ProgressStyle};
 use leadflow_store::{LogFilter, RecordedEvent, from_hex, to_hex};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.
 pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
@@ -21,23 +21,6 @@ pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     );
     bar.set_message(what.to_owned());
     bar
-}
-
-fn event_json(e: &RecordedEvent) -> Value {
-    json!({
-        "position": e.position,
-        "stream": e.stream.to_string(),
-        "version": e.version,
-        "type": e.event_type,
-        "schema_version": e.schema_version,
-        "payload": serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::String(e.payload.clone())),
-        "occurred_at": e.occurred_at,
-        "recorded_at": e.recorded_at,
-        "actor": e.actor,
-        "causation": e.causation,
-        "correlation": e.correlation,
-        "hash": to_hex(&e.hash),
-    })
 }
 
 pub(crate) fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
@@ -86,7 +69,7 @@ pub(crate) fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
         for e in &page {
             if ctx.json || args.follow {
                 if ctx.json {
-                    json_line(&event_json(e));
+                    json_line(&e.to_json());
                 } else {
                     outln!(
                         "{} {} {} v{} {} {} {}",
@@ -96,7 +79,7 @@ pub(crate) fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
                         e.version,
                         e.event_type,
                         e.actor,
-                        e.payload
+                        e.shown_payload()
                     );
                 }
             } else {
@@ -107,7 +90,7 @@ pub(crate) fn events(ctx: &Ctx, args: EventsArgs) -> Result<(), CliError> {
                     e.version.to_string(),
                     e.event_type.clone(),
                     e.actor.clone(),
-                    clip(&e.payload, 60),
+                    clip(&e.shown_payload().to_string(), 60),
                 ]);
             }
             after = e.position;

@@ -12,7 +12,7 @@
 //! requests, labelled `0` … `11`); `fast_bitrix24_lists_with_every_documented_filter` that each
 //! kind of filter and order docs/BITRIX24-FACADE.md lists answers the right rows, and
 //! `b24pysdk_parses_the_typed_fields` that b24pysdk's typed `.value` of `user.current` and
-//! `crm.*.fields` parses. Those last two are ignored until the facade does so.
+//! `crm.*.fields` parses. That last one is ignored until the facade does so.
 //!
 //! The Python with both packages is `$LEADFLOW_PYTHON` (`.ci/run` makes a virtualenv from
 //! tests/clients/requirements.txt). Without it the tests are skipped, saying so on stderr,
@@ -341,7 +341,6 @@ fn b24pysdk_batch_runs_commands_in_the_order_sent() {
 }
 
 #[test]
-#[ignore = "facade gap: the service's crm.*.list refuses most documented filters (`=`/`!` on TITLE and NAME, `!@`, `=%`, IS_RETURN_CUSTOMER, a deal's OPPORTUNITY) and order by TITLE (server/src/facade.rs list_query)"]
 fn fast_bitrix24_lists_with_every_documented_filter() {
     fast_bitrix24(
         "fast_bitrix24_lists_with_every_documented_filter",

@@ -144,6 +144,39 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
+    /// The payload as it is shown to people and clients: parsed (the text itself if it does
+    /// not parse), with an endpoint's signing secret (`endpoint.added`) as `***` — it stays
+    /// in the log, which delivery signs with, but is never shown.
+    pub fn shown_payload(&self) -> serde_json::Value {
+        let mut payload = serde_json::from_str::<serde_json::Value>(&self.payload)
+            .unwrap_or_else(|_| serde_json::Value::String(self.payload.clone()));
+        if self.event_type == "endpoint.added"
+            && let Some(secret) = payload.get_mut("secret")
+        {
+            *secret = serde_json::Value::String("***".into());
+        }
+        payload
+    }
+
+    /// The event as JSON, the shape of `leadflow events --json` and the API's `/events`: every
+    /// field, the payload as [`RecordedEvent::shown_payload`], the hash in hex.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "position": self.position,
+            "stream": self.stream.to_string(),
+            "version": self.version,
+            "type": self.event_type,
+            "schema_version": self.schema_version,
+            "payload": self.shown_payload(),
+            "occurred_at": self.occurred_at,
+            "recorded_at": self.recorded_at,
+            "actor": self.actor,
+            "causation": self.causation,
+            "correlation": self.correlation,
+            "hash": self.hash.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        })
+    }
+
     /// The domain event, upcast to the current schema.
     pub fn decode(&self) -> Result<Event, StoredError> {
         Event::decode(&self.event_type, self.schema_version as u32, &self.payload).map_err(

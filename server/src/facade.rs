@@ -41,6 +41,11 @@ fn answer(status: u16, body: String) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
+    // An outage or the rate limit: a client may try again shortly.
+    if status == 503 {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     r
 }
 
@@ -125,7 +130,7 @@ fn internal(e: ApiError) -> Error {
         ApiError::Forbidden(m) => Error::AccessDenied(m),
         ApiError::NotFound(_) => Error::NotFound,
         ApiError::Conflict { message, .. } => Error::Conflict(message),
-        ApiError::Unavailable(m) => Error::Internal(m),
+        ApiError::Unavailable(m) => Error::Unavailable(m),
         ApiError::Unprocessable { message, .. } | ApiError::BadRequest { message, .. } => {
             Error::Rejected(message)
         }
@@ -278,13 +283,18 @@ impl Crm for StoreCrm {
                 set.iter().map(|p| p.as_str().to_owned()).collect(),
             )));
         }
-        let page = self.read(move |s| {
+        let page = self.handle.block_on(self.state.readers.read(move |s| {
             let page = query::list(s, &q)?;
             let mut rows = Vec::with_capacity(page.items.len());
             for e in page.items {
                 rows.push(StoreCrm::found(s, e)?);
             }
             Ok((rows, page.total))
+        }));
+        // A filter the store cannot serve is the caller's mistake, named.
+        let page = page.map_err(|e| match e {
+            ApiError::BadRequest { message, .. } => Error::InvalidArgument(message),
+            other => internal(other),
         })?;
         Ok(Listed {
             rows: page.0,
@@ -365,14 +375,14 @@ impl Crm for StoreCrm {
         let types = events::leadflow_types(&binding.event).ok_or_else(|| {
             Error::InvalidArgument(format!("event {} is not served", binding.event))
         })?;
-        let secret = leadflow_delivery::new_secret()
+        let (command, _) =
+            leadflow_delivery::manage::add_command(leadflow_delivery::manage::NewHook {
+                url: binding.handler.clone(),
+                events: types.iter().map(|t| (*t).to_owned()).collect(),
+                format: Some("bitrix24".into()),
+                secret: None,
+            })
             .map_err(|e| Error::Internal(format!("cannot make the handler's secret: {e}")))?;
-        let command = Command::AddEndpoint(leadflow_engine::command::NewEndpoint {
-            url: binding.handler.clone(),
-            events: types.iter().map(|t| (*t).to_owned()).collect(),
-            format: Some("bitrix24".into()),
-            secret,
-        });
         let who = self.caller.clone();
         let result = self.handle.block_on(self.state.writer.run(
             None,
@@ -473,9 +483,13 @@ fn list_query(r: &ListRequest) -> Result<ListQuery, Error> {
                 Field::Id => SortKey::Id,
                 Field::Created => SortKey::CreatedAt,
                 Field::Updated => SortKey::UpdatedAt,
+                Field::Title => SortKey::Title,
+                // A contact's NAME is what its lists sort by as a title.
+                Field::Name if r.kind == EntityKind::Contact => SortKey::Title,
                 other => {
                     return Err(Error::InvalidArgument(format!(
-                        "order by {other:?} is not supported: order by ID, DATE_CREATE or DATE_MODIFY"
+                        "order by {} is not supported: order by ID, TITLE, DATE_CREATE or DATE_MODIFY",
+                        field_name(r.kind, other)
                     )));
                 }
             },
@@ -490,11 +504,57 @@ fn list_query(r: &ListRequest) -> Result<ListQuery, Error> {
     Ok(q)
 }
 
-fn unsupported(c: &Condition) -> Error {
+fn unsupported(kind: EntityKind, c: &Condition) -> Error {
+    let prefix = match c.cmp {
+        BCmp::Eq => "=",
+        BCmp::NotEq => "!",
+        BCmp::Gt => ">",
+        BCmp::Ge => ">=",
+        BCmp::Lt => "<",
+        BCmp::Le => "<=",
+        BCmp::In => "@",
+        BCmp::NotIn => "!@",
+        BCmp::Contains => "%",
+        BCmp::NotContains => "!%",
+        BCmp::Like => "=%",
+    };
+    let field = field_name(kind, &c.field);
+    let takes = match c.field {
+        Field::Title | Field::Name => "=, %, =% and their negations",
+        Field::Phone | Field::Email => "=, @, % and their negations",
+        Field::Id | Field::Amount | Field::Created | Field::Updated | Field::Custom(_) => {
+            "=, @, ranges and their negations"
+        }
+        Field::Repeat => "no filter (it is worked out on reading)",
+        _ => "= and @ and their negations",
+    };
     Error::InvalidArgument(format!(
-        "filter {:?} {:?} is not supported here: use =, @ (in), ranges or % on the fields that have them",
-        c.field, c.cmp
+        "filter {prefix}{field} is not supported: {field} takes {takes}"
     ))
+}
+
+/// A field's Bitrix24 name, for messages.
+fn field_name(kind: EntityKind, f: &Field) -> String {
+    match f {
+        Field::Id => "ID".into(),
+        Field::Title => "TITLE".into(),
+        Field::Name => "NAME".into(),
+        Field::Stage if kind == EntityKind::Lead => "STATUS_ID".into(),
+        Field::Stage => "STAGE_ID".into(),
+        Field::Pipeline => "CATEGORY_ID".into(),
+        Field::Responsible => "ASSIGNED_BY_ID".into(),
+        Field::Source => "SOURCE_ID".into(),
+        Field::Phone => "PHONE".into(),
+        Field::Email => "EMAIL".into(),
+        Field::Created => "DATE_CREATE".into(),
+        Field::Updated => "DATE_MODIFY".into(),
+        Field::Contact => "CONTACT_ID".into(),
+        Field::Company => "COMPANY_ID".into(),
+        Field::Lead => "LEAD_ID".into(),
+        Field::Amount => "OPPORTUNITY".into(),
+        Field::Repeat => "IS_RETURN_CUSTOMER".into(),
+        Field::Custom(id) => format!("UF_CRM_{}", id.to_ascii_uppercase()),
+    }
 }
 
 fn text(o: &Operand) -> Option<String> {
@@ -516,21 +576,25 @@ fn list_of<T>(o: &Operand, f: impl Fn(&Operand) -> Option<T>) -> Option<Vec<T>> 
     }
 }
 
-fn cmp<T: Clone>(c: &Condition, f: impl Fn(&Operand) -> Option<T>) -> Result<Cmp<T>, Error> {
-    let one = || f(&c.value).ok_or_else(|| unsupported(c));
+fn cmp<T: Clone>(
+    kind: EntityKind,
+    c: &Condition,
+    f: impl Fn(&Operand) -> Option<T>,
+) -> Result<Cmp<T>, Error> {
+    let one = || f(&c.value).ok_or_else(|| unsupported(kind, c));
     Ok(match c.cmp {
         BCmp::Eq => match &c.value {
-            Operand::List(_) => Cmp::In(list_of(&c.value, &f).ok_or_else(|| unsupported(c))?),
+            Operand::List(_) => Cmp::In(list_of(&c.value, &f).ok_or_else(|| unsupported(kind, c))?),
             _ => Cmp::Eq(one()?),
         },
-        BCmp::In => Cmp::In(list_of(&c.value, &f).ok_or_else(|| unsupported(c))?),
+        BCmp::In => Cmp::In(list_of(&c.value, &f).ok_or_else(|| unsupported(kind, c))?),
         BCmp::NotEq => Cmp::Ne(one()?),
         BCmp::Gt => Cmp::Gt(one()?),
         BCmp::Ge => Cmp::Ge(one()?),
         BCmp::Lt => Cmp::Lt(one()?),
         BCmp::Le => Cmp::Le(one()?),
         BCmp::NotIn | BCmp::Contains | BCmp::NotContains | BCmp::Like => {
-            return Err(unsupported(c));
+            return Err(unsupported(kind, c));
         }
     })
 }
@@ -551,44 +615,74 @@ fn time(o: &Operand) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 fn filter(kind: EntityKind, c: &Condition) -> Result<Filter, Error> {
+    // A negation is the store's `Not` of the condition it negates (a stage's `!=` is served
+    // as two ranges of its index instead).
+    let positive = match c.cmp {
+        BCmp::NotEq if c.field != Field::Stage => Some(BCmp::Eq),
+        BCmp::NotIn => Some(BCmp::In),
+        BCmp::NotContains => Some(BCmp::Contains),
+        _ => None,
+    };
+    if let Some(cmp) = positive {
+        let c = Condition { cmp, ..c.clone() };
+        return Ok(Filter::Not(Box::new(filter(kind, &c)?)));
+    }
+    // A company's TITLE is its name.
+    let title = |t: &str| match (kind, &c.cmp) {
+        (EntityKind::Company, BCmp::Eq) => Filter::NameIs(t.to_owned()),
+        (EntityKind::Company, BCmp::Like) => Filter::NameLike(t.to_owned()),
+        (EntityKind::Company, _) => Filter::Name(t.to_owned()),
+        (_, BCmp::Eq) => Filter::TitleIs(t.to_owned()),
+        (_, BCmp::Like) => Filter::TitleLike(t.to_owned()),
+        _ => Filter::Title(t.to_owned()),
+    };
+    let name = |t: &str| match &c.cmp {
+        BCmp::Eq => Filter::NameIs(t.to_owned()),
+        BCmp::Like => Filter::NameLike(t.to_owned()),
+        _ => Filter::Name(t.to_owned()),
+    };
+    let words = |make: &dyn Fn(&str) -> Filter| match (&c.cmp, &c.value) {
+        (BCmp::Eq | BCmp::Contains | BCmp::Like, Operand::Text(t)) => Ok(make(t)),
+        (BCmp::Eq | BCmp::Contains | BCmp::Like, Operand::Int(n)) => Ok(make(&n.to_string())),
+        _ => Err(unsupported(kind, c)),
+    };
     let substring = || match (&c.cmp, &c.value) {
         (BCmp::Contains, Operand::Text(t)) => Ok(t.clone()),
-        _ => Err(unsupported(c)),
+        _ => Err(unsupported(kind, c)),
     };
     Ok(match &c.field {
-        Field::Id => Filter::Id(cmp(c, int)?),
-        // A company's TITLE is its name.
-        Field::Title if kind == EntityKind::Company => Filter::Name(substring()?),
-        Field::Title => Filter::Title(substring()?),
-        Field::Name => Filter::Name(substring()?),
-        Field::Stage => Filter::Stage(cmp(c, text)?),
-        Field::Pipeline => Filter::Pipeline(cmp(c, text)?),
-        Field::Responsible => Filter::Responsible(cmp(c, text)?),
-        Field::Source => Filter::Source(cmp(c, text)?),
+        Field::Id => Filter::Id(cmp(kind, c, int)?),
+        Field::Title => words(&title)?,
+        Field::Name => words(&name)?,
+        Field::Stage => Filter::Stage(cmp(kind, c, text)?),
+        Field::Pipeline => Filter::Pipeline(cmp(kind, c, text)?),
+        Field::Responsible => Filter::Responsible(cmp(kind, c, text)?),
+        Field::Source => Filter::Source(cmp(kind, c, text)?),
         Field::Phone if c.cmp == BCmp::Contains => Filter::Text(substring()?),
         Field::Email if c.cmp == BCmp::Contains => Filter::Text(substring()?),
-        Field::Phone => Filter::Phone(cmp(c, |o| {
+        Field::Phone => Filter::Phone(cmp(kind, c, |o| {
             text(o).map(|t| {
                 leadflow_engine::field::parse_phone(&t)
                     .map(|p| p.number)
                     .unwrap_or(t)
             })
         })?),
-        Field::Email => Filter::Email(cmp(c, |o| text(o).map(|t| t.to_lowercase()))?),
-        Field::Created => Filter::CreatedAt(cmp(c, time)?),
-        Field::Updated => Filter::UpdatedAt(cmp(c, time)?),
-        Field::Contact => Filter::Contact(cmp(c, int)?),
-        Field::Company => Filter::Company(cmp(c, int)?),
-        Field::Lead => Filter::Lead(cmp(c, int)?),
+        Field::Email => Filter::Email(cmp(kind, c, |o| text(o).map(|t| t.to_lowercase()))?),
+        Field::Created => Filter::CreatedAt(cmp(kind, c, time)?),
+        Field::Updated => Filter::UpdatedAt(cmp(kind, c, time)?),
+        Field::Contact => Filter::Contact(cmp(kind, c, int)?),
+        Field::Company => Filter::Company(cmp(kind, c, int)?),
+        Field::Lead => Filter::Lead(cmp(kind, c, int)?),
         Field::Custom(id) => Filter::Custom {
             field: id.clone(),
-            cmp: cmp(c, |o| match o {
+            cmp: cmp(kind, c, |o| match o {
                 Operand::Text(t) => Some(json!(t)),
                 Operand::Int(n) => Some(json!(n)),
                 Operand::Bool(b) => Some(json!(b)),
                 _ => None,
             })?,
         },
-        Field::Amount | Field::Repeat => return Err(unsupported(c)),
+        Field::Amount => Filter::Amount(cmp(kind, c, int)?),
+        Field::Repeat => return Err(unsupported(kind, c)),
     })
 }

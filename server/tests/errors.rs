@@ -304,6 +304,29 @@ fn a_full_writer_queue_and_a_commit_that_cannot_take_the_lock_are_503_with_retry
         "{body}"
     );
     assert_retry_after(&full);
+    // The Bitrix24 facade says the same in its envelope: a 503 its clients retry.
+    let facade = c.request(
+        "POST",
+        &format!("/rest/1/{ADMIN_SECRET}/crm.lead.add"),
+        &[("content-type", "application/json")],
+        br#"{"fields": {"TITLE": "D", "NAME": "D"}}"#,
+    );
+    assert_eq!(facade.status, 503, "{}", facade.text());
+    assert_eq!(
+        facade.json()["error"],
+        "SERVICE_UNAVAILABLE",
+        "{}",
+        facade.text()
+    );
+    assert!(
+        facade.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("queue"),
+        "{}",
+        facade.text()
+    );
+    assert_retry_after(&facade);
     // The first job's commit could not take the lock within the busy timeout: 503, nothing
     // kept.
     // (Its message says "the writer stopped" today, though the writer goes on: the batch

@@ -625,6 +625,7 @@ fn orders_sort_by_id_created_or_updated_then_id() {
             SortKey::Id => (t0(), l.id),
             SortKey::CreatedAt => (l.created_at, l.id),
             SortKey::UpdatedAt => (l.updated_at, l.id),
+            SortKey::Title => unreachable!("deals_filter_by_amount_and_lists_sort_by_title"),
         });
         if descending {
             want.reverse();
@@ -1016,12 +1017,27 @@ fn every_filter_searches_an_index_in_every_order() {
             field: s("budget"),
             cmp: Cmp::Le(json!(3000)),
         },
+        Filter::TitleIs(s("Countertop №7")),
+        Filter::NameIs(s("Olga 9")),
+        Filter::TitleLike(s("%ница №1_")),
+        Filter::NameLike(s("Мар%")),
     ];
-    for filter in filters {
-        for key in [SortKey::Id, SortKey::CreatedAt, SortKey::UpdatedAt] {
+    // Each alone, and each beside a negation (checked on the rows it finds).
+    let negation = Filter::Not(Box::new(Filter::Source(Cmp::Eq(s("call")))));
+    let queries = filters
+        .iter()
+        .map(|f| vec![f.clone()])
+        .chain(filters.iter().map(|f| vec![f.clone(), negation.clone()]));
+    for filters in queries {
+        for key in [
+            SortKey::Id,
+            SortKey::CreatedAt,
+            SortKey::UpdatedAt,
+            SortKey::Title,
+        ] {
             for descending in [false, true] {
                 let q = ListQuery {
-                    filters: vec![filter.clone()],
+                    filters: filters.clone(),
                     order: Order { key, descending },
                     page: PageSpec {
                         total: true,
@@ -1031,6 +1047,212 @@ fn every_filter_searches_an_index_in_every_order() {
                 };
                 assert_indexed(&store, &q);
             }
+        }
+    }
+}
+
+#[test]
+fn title_and_name_equal_a_text_or_match_a_like_pattern() {
+    let store = store();
+    let leads: Vec<leadflow_engine::model::Lead> = all(&store, EntityKind::Lead)
+        .iter()
+        .map(lead)
+        .cloned()
+        .collect();
+    drop(store);
+    let some = leads
+        .iter()
+        .find(|l| l.title.starts_with("Countertop"))
+        .unwrap();
+    // Equal, ASCII letters in any case.
+    let title = some
+        .title
+        .to_uppercase()
+        .replace("COUNTERTOP", "cOuNtErToP");
+    check_leads(Filter::TitleIs(title.clone()), |l| {
+        l.title.to_ascii_lowercase() == title.to_ascii_lowercase()
+    });
+    let named = leads.iter().find_map(|l| l.name.clone()).unwrap();
+    check_leads(Filter::NameIs(named.clone()), |l| {
+        l.name.as_deref() == Some(named.as_str())
+    });
+    // LIKE: `%` any run, `_` one character.
+    check_leads(Filter::TitleLike(s("counterT_p №2%")), |l| {
+        l.title.starts_with("Countertop №2")
+    });
+    check_leads(Filter::TitleLike(s("%ница №2%")), |l| {
+        l.title.contains("ница №2")
+    });
+    // A pattern needs three literal characters in a row: anything less would read the table.
+    let store = self::store();
+    let q = ListQuery {
+        filters: vec![Filter::TitleLike(s("%a%b%"))],
+        ..ListQuery::new(EntityKind::Lead)
+    };
+    let err = query::list(&*store, &q).unwrap_err().to_string();
+    assert!(err.contains("title") && err.contains("at least 3"), "{err}");
+}
+
+#[test]
+fn a_negation_is_checked_on_the_rows_another_filter_finds() {
+    check_leads_all(
+        vec![
+            Filter::Title(s("Countertop")),
+            Filter::Not(Box::new(Filter::Id(Cmp::In(vec![3, 7, 11])))),
+        ],
+        |l| l.title.contains("Countertop") && ![3, 7, 11].contains(&l.id),
+    );
+    check_leads_all(
+        vec![
+            Filter::Stage(Cmp::Eq(s("new"))),
+            Filter::Not(Box::new(Filter::Responsible(Cmp::Eq(s("petrova"))))),
+        ],
+        // A lead with no responsible is not petrova's.
+        |l| {
+            l.stage.as_str() == "new"
+                && l.responsible
+                    .as_ref()
+                    .is_none_or(|r| r.as_str() != "petrova")
+        },
+    );
+    check_leads_all(
+        vec![
+            Filter::Id(Cmp::Le(100)),
+            Filter::Not(Box::new(Filter::Title(s("ступени")))),
+        ],
+        |l| l.id <= 100 && !l.title.to_lowercase().contains("ступени"),
+    );
+    // Not matching an empty list is every row the other filters find.
+    check_leads_all(
+        vec![
+            Filter::Id(Cmp::Le(20)),
+            Filter::Not(Box::new(Filter::Id(Cmp::In(vec![])))),
+        ],
+        |l| l.id <= 20,
+    );
+    // Alone, or only with other negations, it is refused, naming its field.
+    let store = store();
+    for filters in [
+        vec![Filter::Not(Box::new(Filter::Source(Cmp::Eq(s("call")))))],
+        vec![
+            Filter::Not(Box::new(Filter::Source(Cmp::Eq(s("call"))))),
+            Filter::Not(Box::new(Filter::Id(Cmp::Eq(1)))),
+        ],
+    ] {
+        let q = ListQuery {
+            filters,
+            ..ListQuery::new(EntityKind::Lead)
+        };
+        let err = query::list(&*store, &q).unwrap_err();
+        assert!(
+            matches!(&err, Error::BadList { field, why } if field == "source" && why.contains("negation")),
+            "{err}"
+        );
+    }
+    let q = ListQuery {
+        filters: vec![
+            Filter::Id(Cmp::Le(5)),
+            Filter::Not(Box::new(Filter::Not(Box::new(Filter::Id(Cmp::Eq(1)))))),
+        ],
+        ..ListQuery::new(EntityKind::Lead)
+    };
+    assert!(query::list(&*store, &q).is_err());
+}
+
+/// [`check_leads`] for several filters at once.
+fn check_leads_all(filters: Vec<Filter>, keep: impl Fn(&leadflow_engine::model::Lead) -> bool) {
+    let store = store();
+    let want: Vec<i64> = all(&store, EntityKind::Lead)
+        .iter()
+        .map(lead)
+        .filter(|l| keep(l))
+        .map(|l| l.id)
+        .collect();
+    assert!(!want.is_empty(), "{filters:?} finds nothing");
+    let q = ListQuery {
+        filters,
+        page: PageSpec {
+            limit: 500,
+            total: true,
+            ..PageSpec::default()
+        },
+        ..ListQuery::new(EntityKind::Lead)
+    };
+    let page = query::list(&*store, &q).unwrap();
+    assert_eq!(ids(&page.items), want, "{:?}", q.filters);
+    assert_eq!(page.total, Some(want.len() as u64));
+    assert_indexed(&store, &q);
+}
+
+#[test]
+fn deals_filter_by_amount_and_lists_sort_by_title() {
+    let store = store();
+    let deals: Vec<leadflow_engine::model::Deal> = all(&store, EntityKind::Deal)
+        .iter()
+        .map(|e| match e {
+            Entity::Deal(d) => d.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    for (cmp, keep) in [
+        (
+            Cmp::Gt(50_000),
+            Box::new(|a: i64| a > 50_000) as Box<dyn Fn(i64) -> bool>,
+        ),
+        (Cmp::Le(10_000), Box::new(|a: i64| a <= 10_000)),
+    ] {
+        let want: Vec<i64> = deals
+            .iter()
+            .filter(|d| d.amount.is_some_and(&keep))
+            .map(|d| d.id)
+            .collect();
+        assert!(!want.is_empty());
+        let q = ListQuery {
+            filters: vec![Filter::Amount(cmp)],
+            page: PageSpec {
+                limit: 500,
+                ..PageSpec::default()
+            },
+            ..ListQuery::new(EntityKind::Deal)
+        };
+        assert_eq!(ids(&query::list(&*store, &q).unwrap().items), want);
+        assert_indexed(&store, &q);
+    }
+    // By title, ASCII letters in any case, then id; a cursor pages through every row once.
+    let leads: Vec<leadflow_engine::model::Lead> = all(&store, EntityKind::Lead)
+        .iter()
+        .map(lead)
+        .cloned()
+        .collect();
+    for descending in [false, true] {
+        let mut want = leads.clone();
+        want.sort_by(|a, b| {
+            (a.title.to_ascii_lowercase(), a.id).cmp(&(b.title.to_ascii_lowercase(), b.id))
+        });
+        if descending {
+            want.reverse();
+        }
+        let order = Order {
+            key: SortKey::Title,
+            descending,
+        };
+        for by_cursor in [false, true] {
+            let q = ListQuery {
+                order,
+                page: PageSpec {
+                    limit: 37,
+                    ..PageSpec::default()
+                },
+                ..ListQuery::new(EntityKind::Lead)
+            };
+            // Unfiltered, the page reads the title index in order (as far as the page goes).
+            let plan = query::explain(&*store, &q).unwrap();
+            assert_eq!(plan, ["SCAN leads USING INDEX leads_by_title"]);
+            let got: Vec<i64> = every_page(&store, q, by_cursor)
+                .iter()
+                .flat_map(|p| ids(&p.items))
+                .collect();
+            assert_eq!(got, want.iter().map(|l| l.id).collect::<Vec<_>>());
         }
     }
 }

@@ -70,33 +70,6 @@ fn created_in(
         }))
 }
 
-/// An event as JSON (the `leadflow events --json` shape).
-pub(crate) fn event_json(e: &RecordedEvent) -> Value {
-    let mut payload =
-        serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::String(e.payload.clone()));
-    // An endpoint's signing secret stays in the log (delivery signs with it) but is never
-    // served: the API shows that there is one.
-    if e.event_type == "endpoint.added"
-        && let Some(secret) = payload.get_mut("secret")
-    {
-        *secret = json!("***");
-    }
-    json!({
-        "position": e.position,
-        "stream": e.stream.to_string(),
-        "version": e.version,
-        "type": e.event_type,
-        "schema_version": e.schema_version,
-        "payload": payload,
-        "occurred_at": e.occurred_at,
-        "recorded_at": e.recorded_at,
-        "actor": e.actor,
-        "causation": e.causation,
-        "correlation": e.correlation,
-        "hash": to_hex(&e.hash),
-    })
-}
-
 fn position(q: &mut Map<String, Value>, key: &str) -> Result<i64, ApiError> {
     match take(q, key) {
         None => Ok(0),
@@ -160,7 +133,7 @@ pub(crate) async fn events(
         })
         .await?;
     Ok(axum::Json(json!({
-        "events": rows.iter().map(event_json).collect::<Vec<_>>(),
+        "events": rows.iter().map(RecordedEvent::to_json).collect::<Vec<_>>(),
         "next_after": next,
     }))
     .into_response())
@@ -210,7 +183,7 @@ pub(crate) async fn event_stream(
                         yield Ok(SseEvent::default()
                             .id(e.position.to_string())
                             .event(e.event_type.clone())
-                            .data(event_json(e).to_string()));
+                            .data(e.to_json().to_string()));
                     }
                     continue;
                 }

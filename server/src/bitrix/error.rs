@@ -46,7 +46,12 @@ pub enum Error {
     /// Too many requests.
     #[error("Too many requests")]
     QueryLimitExceeded,
-    /// The service cannot answer now (the store or the writer failed); the message says why.
+    /// The service cannot answer now (the writer's queue is full, the database is locked or
+    /// unreadable): retrying later may work; the message says why.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The service failed (a defect, or a database that is not leadflow's); the message says
+    /// why.
     #[error("{0}")]
     Internal(String),
 }
@@ -68,7 +73,7 @@ impl Error {
             Error::NoAuthFound => 401,
             Error::AccessDenied(_) => 403,
             Error::BatchMethodNotAllowed => 405,
-            Error::QueryLimitExceeded => 503,
+            Error::QueryLimitExceeded | Error::Unavailable(_) => 503,
             Error::Internal(_) => 500,
         }
     }
@@ -88,6 +93,7 @@ impl Error {
             Error::BatchMethodNotAllowed => "ERROR_BATCH_METHOD_NOT_ALLOWED",
             Error::NoAuthFound => "NO_AUTH_FOUND",
             Error::QueryLimitExceeded => "QUERY_LIMIT_EXCEEDED",
+            Error::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Error::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -112,6 +118,8 @@ mod tests {
         assert_eq!(Error::IdNotDefined.status(), 400);
         assert_eq!(Error::IdNotDefined.code(), "");
         assert_eq!(Error::QueryLimitExceeded.status(), 503);
+        assert_eq!(Error::Unavailable("x".into()).status(), 503);
+        assert_eq!(Error::Internal("x".into()).status(), 500);
         assert_eq!(Error::AccessDenied("x".into()).status(), 403);
         assert_eq!(Error::BatchLengthExceeded.status(), 400);
         assert_eq!(Error::BatchMethodNotAllowed.status(), 405);

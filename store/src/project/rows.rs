@@ -314,6 +314,8 @@ CREATE INDEX IF NOT EXISTS {s}.leads_by_client_type ON leads (client_type);
 CREATE INDEX IF NOT EXISTS {s}.leads_by_contact ON leads (contact_id);
 CREATE INDEX IF NOT EXISTS {s}.leads_by_created ON leads (created_at);
 CREATE INDEX IF NOT EXISTS {s}.leads_by_updated ON leads (updated_at);
+CREATE INDEX IF NOT EXISTS {s}.leads_by_title ON leads (title COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS {s}.leads_by_name ON leads (name COLLATE NOCASE);
 ";
 }
 
@@ -346,6 +348,8 @@ CREATE INDEX IF NOT EXISTS {s}.deals_by_stage_responsible ON deals (stage, respo
 CREATE INDEX IF NOT EXISTS {s}.deals_by_lead ON deals (lead_id);
 CREATE INDEX IF NOT EXISTS {s}.deals_by_created ON deals (created_at);
 CREATE INDEX IF NOT EXISTS {s}.deals_by_updated ON deals (updated_at);
+CREATE INDEX IF NOT EXISTS {s}.deals_by_title ON deals (title COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS {s}.deals_by_amount ON deals (amount);
 ";
 }
 
@@ -367,6 +371,7 @@ entity_table! {
 CREATE INDEX IF NOT EXISTS {s}.contacts_by_responsible ON contacts (responsible);
 CREATE INDEX IF NOT EXISTS {s}.contacts_by_created ON contacts (created_at);
 CREATE INDEX IF NOT EXISTS {s}.contacts_by_updated ON contacts (updated_at);
+CREATE INDEX IF NOT EXISTS {s}.contacts_by_name ON contacts (name COLLATE NOCASE);
 ";
 }
 
@@ -390,6 +395,7 @@ entity_table! {
 CREATE INDEX IF NOT EXISTS {s}.companies_by_responsible ON companies (responsible);
 CREATE INDEX IF NOT EXISTS {s}.companies_by_created ON companies (created_at);
 CREATE INDEX IF NOT EXISTS {s}.companies_by_updated ON companies (updated_at);
+CREATE INDEX IF NOT EXISTS {s}.companies_by_name ON companies (name COLLATE NOCASE);
 ";
 }
 
@@ -412,6 +418,7 @@ entity_table! {
 CREATE INDEX IF NOT EXISTS {s}.tasks_by_assignee ON tasks (assignee);
 CREATE INDEX IF NOT EXISTS {s}.tasks_by_lead ON tasks (lead_id);
 CREATE INDEX IF NOT EXISTS {s}.tasks_by_deal ON tasks (deal_id);
+CREATE INDEX IF NOT EXISTS {s}.tasks_by_title ON tasks (title COLLATE NOCASE);
 CREATE INDEX IF NOT EXISTS {s}.tasks_by_created ON tasks (created_at);
 ";
 }

@@ -13,7 +13,13 @@
 //! | `created_at`, `updated_at` | `*_by_created`, `*_by_updated` |
 //! | `phone`, `email` | `match_keys` (normalised as the engine normalises them) |
 //! | `title`, `name` (substring), `text` | the FTS5 trigram index `search_fts` |
+//! | `title`, `name` (equal, ASCII letters in any case) | `*_by_title`, `*_by_name` |
+//! | `title`, `name` (a `LIKE` pattern) | `search_fts` (its longest run of literal characters) |
+//! | a deal's `amount` | `deals_by_amount` |
 //! | custom fields (`=`, `in`, ranges) | `field_values` (every text, number or yes/no field) |
+//!
+//! A negation ([`Filter::Not`]) cannot be searched for: it is checked on the rows the other
+//! filters find, so a query with one needs another filter that an index serves.
 //!
 //! SQLite uses one index per query: with several filters it looks up the most selective one
 //! it can judge and checks the others on the rows found. Ordering by anything but the index
@@ -119,6 +125,22 @@ pub enum Filter {
     Name(String),
     /// A substring of the title, name, phones or e-mails, in any case.
     Text(String),
+    /// The title (a company's name) equal to this, ASCII letters in any case.
+    TitleIs(String),
+    /// The name equal to this, ASCII letters in any case.
+    NameIs(String),
+    /// The title (a company's name) matching a `LIKE` pattern (`%` any run of characters, `_`
+    /// one), ASCII letters in any case; its longest run of literal characters must have at
+    /// least [`MIN_SEARCH_CHARS`].
+    TitleLike(String),
+    /// The name matching a `LIKE` pattern, as [`Filter::TitleLike`].
+    NameLike(String),
+    /// A deal's amount, in minor units (`=`, `in`, ranges).
+    Amount(Cmp<i64>),
+    /// The rows the inner filter does not match (a row whose field is empty is one of them).
+    /// Checked on the rows the query's other filters find: a query with a negation needs
+    /// another filter that an index serves.
+    Not(Box<Filter>),
     /// A custom field (`=`, `in`, ranges) holding text, a number or yes/no (`true`/`false`).
     Custom {
         /// The field's id.
@@ -149,6 +171,10 @@ impl Filter {
             Filter::Title(_) => "title",
             Filter::Name(_) => "name",
             Filter::Text(_) => "text",
+            Filter::TitleIs(_) | Filter::TitleLike(_) => "title",
+            Filter::NameIs(_) | Filter::NameLike(_) => "name",
+            Filter::Amount(_) => "amount",
+            Filter::Not(inner) => inner.field(),
             Filter::Custom { field, .. } => field,
         }
     }
@@ -164,6 +190,8 @@ pub enum SortKey {
     CreatedAt,
     /// The time of the last change (not tasks).
     UpdatedAt,
+    /// The title (a contact's or company's name), ASCII letters in any case.
+    Title,
 }
 
 impl SortKey {
@@ -172,6 +200,7 @@ impl SortKey {
             SortKey::Id => "i",
             SortKey::CreatedAt => "c",
             SortKey::UpdatedAt => "u",
+            SortKey::Title => "t",
         }
     }
 }
@@ -295,7 +324,7 @@ impl std::str::FromStr for Cursor {
                 "is not a cursor this server made; start from the first page",
             )
         };
-        if !s.len().is_multiple_of(2) || s.len() > 256 {
+        if !s.len().is_multiple_of(2) || s.len() > 4096 {
             return Err(bad());
         }
         let bytes: Vec<u8> = (0..s.len())
@@ -312,6 +341,7 @@ impl std::str::FromStr for Cursor {
             Some("i") => SortKey::Id,
             Some("c") => SortKey::CreatedAt,
             Some("u") => SortKey::UpdatedAt,
+            Some("t") => SortKey::Title,
             _ => return Err(bad()),
         };
         let descending = match head.get(1..) {
@@ -323,6 +353,7 @@ impl std::str::FromStr for Cursor {
         let value = match key {
             SortKey::Id if value.is_empty() => None,
             SortKey::Id => return Err(bad()),
+            SortKey::Title => Some(value.to_owned()),
             _ => Some(fmt_time(parse_time(value).ok_or_else(bad)?)),
         };
         Ok(Cursor {
@@ -410,6 +441,11 @@ fn column(kind: EntityKind, f: &Filter) -> Option<&'static str> {
         (Filter::Title(_), K::Lead | K::Deal | K::Task) => "title",
         (Filter::Name(_), K::Lead | K::Contact | K::Company) => "name",
         (Filter::Text(_), _) => "id",
+        (Filter::TitleIs(_) | Filter::TitleLike(_), K::Lead | K::Deal | K::Task) => "title",
+        (Filter::TitleIs(_) | Filter::TitleLike(_), K::Company) => "name",
+        (Filter::NameIs(_) | Filter::NameLike(_), K::Lead | K::Contact | K::Company) => "name",
+        (Filter::Amount(_), K::Deal) => "amount",
+        (Filter::Not(inner), _) => return column(kind, inner),
         (Filter::Custom { .. }, K::Lead | K::Deal | K::Contact | K::Company) => "id",
         _ => return None,
     })
@@ -425,6 +461,8 @@ struct Conds {
     exact: bool,
     /// The columns compared by ranges or `!=`.
     ranges: Vec<&'static str>,
+    /// How many negations were added.
+    negations: usize,
 }
 
 impl Conds {
@@ -530,83 +568,149 @@ fn fts_phrase(field: &str, column: Option<&str>, s: &str) -> Result<String, Erro
 }
 
 fn conditions(q: &ListQuery) -> Result<Conds, Error> {
-    let mut sql = Conds {
-        conds: Vec::new(),
-        args: Vec::new(),
-        empty: false,
-        exact: false,
-        ranges: Vec::new(),
-    };
-    let kind = kind_of(q.kind)?;
-    let kind_name = q.kind.as_str();
+    let mut sql = Conds::new(Vec::new());
     for f in &q.filters {
-        let field = f.field();
-        let Some(col) = column(q.kind, f) else {
-            return Err(bad(
-                field,
-                format!("{} have no such field to filter on", kind.plural),
-            ));
-        };
-        match f {
-            Filter::Id(c) => sql.cmp(field, col, c, ALL_BUT_NE, int)?,
-            Filter::Stage(c) => sql.cmp(field, col, c, &["=", "!=", "in"], text)?,
-            Filter::Pipeline(c)
-            | Filter::Responsible(c)
-            | Filter::Source(c)
-            | Filter::ClientType(c) => sql.cmp(field, col, c, EQ_IN, text)?,
-            Filter::Contact(c) | Filter::Company(c) | Filter::Lead(c) | Filter::Deal(c) => {
-                sql.cmp(field, col, c, EQ_IN, int)?
-            }
-            Filter::CreatedAt(c) | Filter::UpdatedAt(c) => {
-                sql.cmp(field, col, c, EQ_RANGE, time)?
-            }
-            Filter::Phone(c) | Filter::Email(c) => {
-                let what = if matches!(f, Filter::Phone(_)) {
-                    MatchKey::Phone
-                } else {
-                    MatchKey::Email
-                };
-                let mut inner = Conds {
-                    conds: Vec::new(),
-                    args: std::mem::take(&mut sql.args),
-                    empty: false,
-                    exact: false,
-                    ranges: Vec::new(),
-                };
+        condition(&mut sql, q.kind, f)?;
+    }
+    if sql.negations > 0 && !sql.exact && sql.ranges.is_empty() {
+        let field = q
+            .filters
+            .iter()
+            .find(|f| matches!(f, Filter::Not(_)))
+            .map_or("filter", Filter::field);
+        return Err(bad(
+            field,
+            "a negation is checked on the rows the other filters find: add a filter an index serves (an equality, a list, a range or a search)",
+        ));
+    }
+    Ok(sql)
+}
+
+impl Conds {
+    fn new(args: Vec<Sql>) -> Conds {
+        Conds {
+            conds: Vec::new(),
+            args,
+            empty: false,
+            exact: false,
+            ranges: Vec::new(),
+            negations: 0,
+        }
+    }
+
+    /// Runs `build` on conditions of their own sharing this one's arguments; answers the one
+    /// condition they made, if any, and whether they can match nothing.
+    fn nested(
+        &mut self,
+        build: impl FnOnce(&mut Conds) -> Result<(), Error>,
+    ) -> Result<(Option<String>, bool), Error> {
+        let mut inner = Conds::new(std::mem::take(&mut self.args));
+        let built = build(&mut inner);
+        self.args = std::mem::take(&mut inner.args);
+        built?;
+        let cond = (!inner.conds.is_empty()).then(|| inner.conds.join(" AND "));
+        Ok((cond, inner.empty))
+    }
+}
+
+/// The longest run of literal characters of a `LIKE` pattern.
+fn like_literal(pattern: &str) -> &str {
+    pattern
+        .split(['%', '_'])
+        .max_by_key(|run| run.chars().count())
+        .unwrap_or("")
+}
+
+/// Adds the condition of one filter.
+fn condition(sql: &mut Conds, kind: EntityKind, f: &Filter) -> Result<(), Error> {
+    let field = f.field();
+    let plural = kind_of(kind)?.plural;
+    let kind_name = kind.as_str();
+    let Some(col) = column(kind, f) else {
+        return Err(bad(
+            field,
+            format!("{plural} have no such field to filter on"),
+        ));
+    };
+    let search = |sql: &mut Conds, column: Option<&str>, s: &str| -> Result<(), Error> {
+        let m = sql.arg(fts_phrase(field, column, s)?);
+        sql.exact = true;
+        sql.conds.push(format!(
+            "id IN (SELECT rowid >> 3 FROM search_fts WHERE search_fts MATCH {m} AND (rowid & 7) = {})",
+            search_code(kind)
+        ));
+        Ok(())
+    };
+    match f {
+        Filter::Id(c) => sql.cmp(field, col, c, ALL_BUT_NE, int)?,
+        Filter::Stage(c) => sql.cmp(field, col, c, &["=", "!=", "in"], text)?,
+        Filter::Pipeline(c)
+        | Filter::Responsible(c)
+        | Filter::Source(c)
+        | Filter::ClientType(c) => sql.cmp(field, col, c, EQ_IN, text)?,
+        Filter::Contact(c) | Filter::Company(c) | Filter::Lead(c) | Filter::Deal(c) => {
+            sql.cmp(field, col, c, EQ_IN, int)?
+        }
+        Filter::Amount(c) => sql.cmp(field, col, c, ALL_BUT_NE, int)?,
+        Filter::CreatedAt(c) | Filter::UpdatedAt(c) => sql.cmp(field, col, c, EQ_RANGE, time)?,
+        Filter::Phone(c) | Filter::Email(c) => {
+            let what = if matches!(f, Filter::Phone(_)) {
+                MatchKey::Phone
+            } else {
+                MatchKey::Email
+            };
+            let (cond, empty) = sql.nested(|inner| {
                 inner.cmp(field, "value", c, EQ_IN, |v| {
                     Ok(Sql::Text(what.normalize(v.trim())))
-                })?;
-                sql.args = inner.args;
-                sql.empty |= inner.empty;
-                if let Some(cond) = inner.conds.pop() {
-                    sql.exact = true;
-                    sql.conds.push(format!(
-                        "id IN (SELECT entity_id FROM match_keys WHERE what = '{}' AND {cond} AND kind = '{kind_name}')",
-                        what.as_str()
-                    ));
-                }
-            }
-            Filter::Title(s) | Filter::Name(s) | Filter::Text(s) => {
-                let column = match f {
-                    Filter::Text(_) => None,
-                    _ => Some(col),
-                };
-                let m = sql.arg(fts_phrase(field, column, s)?);
+                })
+            })?;
+            sql.empty |= empty;
+            if let Some(cond) = cond {
                 sql.exact = true;
                 sql.conds.push(format!(
-                    "id IN (SELECT rowid >> 3 FROM search_fts WHERE search_fts MATCH {m} AND (rowid & 7) = {})",
-                    search_code(q.kind)
+                    "id IN (SELECT entity_id FROM match_keys WHERE what = '{}' AND {cond} AND kind = '{kind_name}')",
+                    what.as_str()
                 ));
             }
-            Filter::Custom { field, cmp } => {
-                let k = sql.arg(field.clone());
-                let mut inner = Conds {
-                    conds: Vec::new(),
-                    args: std::mem::take(&mut sql.args),
-                    empty: false,
-                    exact: false,
-                    ranges: Vec::new(),
-                };
+        }
+        Filter::Title(s) | Filter::Name(s) => search(sql, Some(col), s)?,
+        Filter::Text(s) => search(sql, None, s)?,
+        Filter::TitleIs(s) | Filter::NameIs(s) => {
+            let m = sql.arg(s.trim().to_owned());
+            sql.exact = true;
+            sql.conds.push(format!("{col} = {m} COLLATE NOCASE"));
+        }
+        Filter::TitleLike(p) | Filter::NameLike(p) => {
+            let literal = like_literal(p);
+            if literal.chars().count() < MIN_SEARCH_CHARS {
+                return Err(bad(
+                    field,
+                    format!(
+                        "the pattern '{p}' needs a run of at least {MIN_SEARCH_CHARS} characters without % or _"
+                    ),
+                ));
+            }
+            search(sql, Some(col), literal)?;
+            let m = sql.arg(p.clone());
+            sql.conds.push(format!("{col} LIKE {m}"));
+        }
+        Filter::Not(inner) => {
+            if matches!(**inner, Filter::Not(_)) {
+                return Err(bad(
+                    field,
+                    "a negation of a negation: give the filter itself",
+                ));
+            }
+            let (cond, empty) = sql.nested(|sub| condition(sub, kind, inner))?;
+            // Not matching nothing is matching everything: no condition at all.
+            if let (Some(cond), false) = (cond, empty) {
+                sql.negations += 1;
+                sql.conds.push(format!("NOT IFNULL(({cond}), 0)"));
+            }
+        }
+        Filter::Custom { field, cmp } => {
+            let k = sql.arg(field.clone());
+            let (cond, empty) = sql.nested(|inner| {
                 inner.cmp(field, "value", cmp, ALL_BUT_NE, |v| {
                     field_value(v).ok_or_else(|| {
                         bad(
@@ -614,19 +718,18 @@ fn conditions(q: &ListQuery) -> Result<Conds, Error> {
                             format!("{v} cannot be compared: give text, a number, true or false"),
                         )
                     })
-                })?;
-                sql.args = inner.args;
-                sql.empty |= inner.empty;
-                if let Some(cond) = inner.conds.pop() {
-                    sql.exact = true;
-                    sql.conds.push(format!(
-                        "id IN (SELECT entity_id FROM field_values WHERE kind = '{kind_name}' AND field = {k} AND {cond})"
-                    ));
-                }
+                })
+            })?;
+            sql.empty |= empty;
+            if let Some(cond) = cond {
+                sql.exact = true;
+                sql.conds.push(format!(
+                    "id IN (SELECT entity_id FROM field_values WHERE kind = '{kind_name}' AND field = {k} AND {cond})"
+                ));
             }
         }
     }
-    Ok(sql)
+    Ok(())
 }
 
 /// The sort column for `key` on this kind.
@@ -638,6 +741,10 @@ fn sort_column(kind: EntityKind, key: SortKey) -> Result<&'static str, Error> {
             return Err(bad("order", "tasks have no updated_at to sort by"));
         }
         SortKey::UpdatedAt => "updated_at",
+        SortKey::Title => match kind {
+            EntityKind::Contact | EntityKind::Company => "name",
+            _ => "title",
+        },
     })
 }
 
@@ -677,10 +784,16 @@ fn statements(q: &ListQuery) -> Result<Statements, Error> {
         !sql.ranges.contains(&sort)
     };
     let plus = if filtered && by_filter { "+" } else { "" };
+    // Titles and names sort as their index does: ASCII letters in any case.
+    let key = if q.order.key == SortKey::Title {
+        format!("{sort} COLLATE NOCASE")
+    } else {
+        sort.to_owned()
+    };
     let order_by = if sort == "id" {
         format!("{plus}id {dir}")
     } else {
-        format!("{plus}{sort} {dir}, {plus}id {dir}")
+        format!("{plus}{key} {dir}, {plus}id {dir}")
     };
     let offset = match &q.page.start {
         Start::Offset(n) => *n,
@@ -697,7 +810,7 @@ fn statements(q: &ListQuery) -> Result<Statements, Error> {
                 None => format!("id {op} {id}"),
                 Some(v) => {
                     let v = sql.arg(v.clone());
-                    format!("({sort}, id) {op} ({v}, {id})")
+                    format!("({key}, id) {op} ({v}, {id})")
                 }
             };
             sql.conds.push(cond);
@@ -743,6 +856,13 @@ fn cursor_of(e: &Entity, order: Order) -> Cursor {
         SortKey::Id => None,
         SortKey::CreatedAt => Some(fmt_time(created)),
         SortKey::UpdatedAt => updated.map(fmt_time),
+        SortKey::Title => Some(match e {
+            Entity::Lead(l) => l.title.clone(),
+            Entity::Deal(d) => d.title.clone(),
+            Entity::Contact(c) => c.name.clone(),
+            Entity::Company(c) => c.name.clone(),
+            Entity::Task(t) => t.title.clone(),
+        }),
     };
     Cursor {
         order,

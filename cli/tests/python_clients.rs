@@ -12,7 +12,7 @@
 //! requests, labelled `0` … `11`); `fast_bitrix24_lists_with_every_documented_filter` that each
 //! kind of filter and order docs/BITRIX24-FACADE.md lists answers the right rows, and
 //! `b24pysdk_parses_the_typed_fields` that b24pysdk's typed `.value` of `user.current` and
-//! `crm.*.fields` parses. That last one is ignored until the facade does so.
+//! `crm.*.fields` parses (enumeration items have Bitrix24's integer ids).
 //!
 //! The Python with both packages is `$LEADFLOW_PYTHON` (`.ci/run` makes a virtualenv from
 //! tests/clients/requirements.txt). Without it the tests are skipped, saying so on stderr,
@@ -349,7 +349,6 @@ fn fast_bitrix24_lists_with_every_documented_filter() {
 }
 
 #[test]
-#[ignore = "facade gap: crm.lead.fields answers enumeration items with text IDs (`granite`), and b24pysdk's typed `.value` wants Bitrix24's integer IDs"]
 fn b24pysdk_parses_the_typed_fields() {
     b24pysdk("b24pysdk_parses_the_typed_fields", "typed-fields");
 }

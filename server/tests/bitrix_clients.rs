@@ -509,7 +509,7 @@ fn field_errors_name_the_bitrix24_field() {
         (json!({"TITLE": {"a": 1}}), "TITLE"),
         (
             json!({"TITLE": "x", "UF_CRM_MATERIAL": "gold"}),
-            "(Bitrix24: UF_CRM_MATERIAL)",
+            "field UF_CRM_MATERIAL: expected an item id 1 to 5",
         ),
     ] {
         let (status, v) = w.post("crm.lead.add", &json!({"fields": fields}).to_string());
@@ -702,6 +702,34 @@ fn fields_statuses_categories_and_users_describe_the_configuration() {
     assert_eq!(f["UF_CRM_MATERIAL"]["type"], "enumeration");
     assert_eq!(f["UF_CRM_MATERIAL"]["items"][0]["VALUE"], "granite");
     assert_eq!(f["IS_RETURN_CUSTOMER"]["isReadOnly"], true);
+    // Enumeration items have Bitrix24's integer ids; records show the id and take it (or the
+    // option's own text), and a filter takes it too.
+    let items = f["UF_CRM_MATERIAL"]["items"].as_array().unwrap().clone();
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item["ID"], (i + 1).to_string(), "{item}");
+    }
+    let (by_id, by_text) = (items[1]["ID"].clone(), items[2]["VALUE"].clone());
+    let a = w.ok(
+        "crm.lead.add",
+        json!({"fields": {"TITLE": "enum a", "NAME": "A", "UF_CRM_MATERIAL": by_id}}),
+    );
+    let b = w.ok(
+        "crm.lead.add",
+        json!({"fields": {"TITLE": "enum b", "NAME": "B", "UF_CRM_MATERIAL": by_text}}),
+    );
+    assert_eq!(
+        w.ok("crm.lead.get", json!({"id": a}))["UF_CRM_MATERIAL"],
+        "2"
+    );
+    assert_eq!(
+        w.ok("crm.lead.get", json!({"id": b}))["UF_CRM_MATERIAL"],
+        "3"
+    );
+    let found = w.ok(
+        "crm.lead.list",
+        json!({"filter": {"UF_CRM_MATERIAL": "3"}, "select": ["ID"]}),
+    );
+    assert_eq!(found, json!([{"ID": b.to_string()}]));
     let f = w.ok("crm.deal.fields", json!({}));
     assert_eq!(f["LEAD_ID"]["isReadOnly"], false);
     assert_eq!(f["CATEGORY_ID"]["isImmutable"], true);

@@ -1070,7 +1070,7 @@ fn title_and_name_equal_a_text_or_match_a_like_pattern() {
         .to_uppercase()
         .replace("COUNTERTOP", "cOuNtErToP");
     check_leads(Filter::TitleIs(title.clone()), |l| {
-        l.title.to_ascii_lowercase() == title.to_ascii_lowercase()
+        l.title.eq_ignore_ascii_case(&title)
     });
     let named = leads.iter().find_map(|l| l.name.clone()).unwrap();
     check_leads(Filter::NameIs(named.clone()), |l| {

@@ -179,13 +179,31 @@ pub fn fields(m: &Mapping, kind: EntityKind) -> Value {
             d["items"] = Value::Array(
                 def.options
                     .iter()
-                    .map(|o| json!({"ID": o, "VALUE": o}))
+                    .enumerate()
+                    .map(|(i, o)| json!({"ID": enum_id(i), "VALUE": o}))
                     .collect(),
             );
         }
         out.insert(m.field_name(kind, &def.id), d);
     }
     Value::Object(out)
+}
+
+/// The Bitrix24 id of an enumeration field's `i`-th option (from 0): `"1"`, `"2"`, … —
+/// Bitrix24's item ids are integers; records show and take them.
+pub fn enum_id(i: usize) -> String {
+    (i + 1).to_string()
+}
+
+/// The option an enumeration field's value stands for: an item id (`"2"`) or the option's own
+/// text; `None` for neither.
+pub fn enum_option<'a>(options: &'a [String], v: &str) -> Option<&'a str> {
+    let v = v.trim();
+    if let Some(o) = options.iter().find(|o| o.as_str() == v) {
+        return Some(o);
+    }
+    let n: usize = v.parse().ok()?;
+    options.get(n.checked_sub(1)?).map(String::as_str)
 }
 
 fn semantics(s: Semantic) -> &'static str {

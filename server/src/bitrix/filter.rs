@@ -523,6 +523,14 @@ fn operand(
                     leadflow_engine::field::parse_money(&text)
                         .ok_or_else(|| bad("expected an amount like 1500.00"))?,
                 ),
+                // An enumeration's item id stands for its option.
+                Some(leadflow_engine::field::FieldType::Enum) => Operand::Text(
+                    crate::bitrix::catalog::enum_option(
+                        def.map_or(&[][..], |d| &d.options[..]),
+                        &text,
+                    )
+                    .map_or(text.clone(), str::to_owned),
+                ),
                 _ => Operand::Text(text),
             }
         }

@@ -186,16 +186,21 @@ fn semantic_code(s: Option<Semantic>) -> Value {
     })
 }
 
-/// A custom field's value as Bitrix24 shows it.
-fn custom_text(ty: Option<FieldType>, v: &Value) -> Value {
-    match (ty, v) {
+/// A custom field's value as Bitrix24 shows it (an enumeration's option as its item id).
+fn custom_text(def: &leadflow_engine::config::FieldDef, v: &Value) -> Value {
+    if let (FieldType::Enum, Value::String(s)) = (def.ty, v)
+        && let Some(i) = def.options.iter().position(|o| o == s)
+    {
+        return Value::from(crate::bitrix::catalog::enum_id(i));
+    }
+    match (Some(def.ty), v) {
         (_, Value::Null) => Value::Null,
         (Some(FieldType::Money), Value::Number(n)) => n.as_i64().map_or_else(
             || Value::from(n.to_string()),
             |i| Value::from(format_money(i)),
         ),
         (_, Value::Bool(b)) => yn(*b),
-        (_, Value::Array(a)) => Value::Array(a.iter().map(|x| custom_text(ty, x)).collect()),
+        (_, Value::Array(a)) => Value::Array(a.iter().map(|x| custom_text(def, x)).collect()),
         (_, Value::String(s)) => Value::from(s.clone()),
         (_, other) => Value::from(other.to_string()),
     }
@@ -231,7 +236,7 @@ pub fn record(m: &Mapping, found: &Found, select: &Select) -> Value {
         if v.is_null() && r.contains_key(&name) {
             continue;
         }
-        r.insert(name, custom_text(Some(def.ty), v));
+        r.insert(name, custom_text(def, v));
     }
     r.retain(|k, _| {
         let fk = if k == "PHONE" || k == "EMAIL" {
@@ -463,9 +468,28 @@ impl Reader<'_> {
 
     /// A custom field's value as leadflow's commands take it: Bitrix24 booleans as booleans.
     fn custom(&self, field: &str, name: &str, v: &Value) -> Result<Value, Error> {
-        let ty = self.m.config().field(self.kind, field).map(|d| d.ty);
+        let def = self.m.config().field(self.kind, field);
+        let ty = def.map(|d| d.ty);
         Ok(match (ty, v) {
             (_, Value::String(s)) if s.is_empty() => Value::Null,
+            // An enumeration takes its item id (as Bitrix24 does) or the option's text.
+            (Some(FieldType::Enum), v) if scalar_text(v).is_some() => {
+                let text = scalar_text(v).unwrap_or_default();
+                let options = def.map_or(&[][..], |d| &d.options[..]);
+                match crate::bitrix::catalog::enum_option(options, &text) {
+                    Some(o) => Value::from(o),
+                    None => {
+                        return Err(bad(
+                            name,
+                            &format!(
+                                "expected an item id 1 to {} or an option (crm.*.fields lists them)",
+                                options.len()
+                            ),
+                            v,
+                        ));
+                    }
+                }
+            }
             (Some(FieldType::Bool), v) if !v.is_null() => {
                 Value::Bool(boolean(v).ok_or_else(|| bad(name, "expected Y or N", v))?)
             }

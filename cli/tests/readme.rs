@@ -179,6 +179,13 @@ fn readme_commands_work_in_order_on_a_fresh_init() {
         "tick/run on a fresh init: {out}"
     );
     assert!(out.contains("A. Two-line sales: passed"), "{out}");
+    // The service: the robots assigned the lead the API created, the Bitrix24 REST listed the
+    // form's lead, and the local listener got signed webhooks.
+    assert!(out.contains(r#""responsible":""#), "{out}");
+    assert!(out.contains(r#""NAME":"Anna""#), "{out}");
+    assert!(out.contains("signature: valid"), "{out}");
+    assert!(!out.contains("signature: INVALID"), "{out}");
+    assert!(out.contains(r#""type":"lead.created""#), "{out}");
     assert!(out.contains("passed"), "{out}");
 }
 

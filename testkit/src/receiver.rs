@@ -53,6 +53,12 @@ pub struct Receiver {
 impl Receiver {
     /// Starts a receiver answering as `script` says.
     pub fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Receiver {
+        Receiver::start_with(move |n, _| script(n))
+    }
+
+    /// Starts a receiver answering each request as `script` says from its number and the
+    /// request itself (its headers, its body).
+    pub fn start_with(script: impl Fn(usize, &Got) -> Reply + Send + Sync + 'static) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -95,7 +101,7 @@ impl Receiver {
     }
 }
 
-fn serve(conn: TcpStream, seen: &Mutex<Vec<Got>>, script: &dyn Fn(usize) -> Reply) {
+fn serve(conn: TcpStream, seen: &Mutex<Vec<Got>>, script: &dyn Fn(usize, &Got) -> Reply) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut headers = HashMap::new();
@@ -130,18 +136,19 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<Got>>, script: &dyn Fn(usize) -> Repl
     let Ok(body) = String::from_utf8(body) else {
         return;
     };
+    let got = Got {
+        method,
+        path,
+        headers,
+        body,
+    };
     let n = {
         let mut seen = seen.lock().unwrap();
-        seen.push(Got {
-            method,
-            path,
-            headers,
-            body,
-        });
+        seen.push(got.clone());
         seen.len() - 1
     };
     let mut conn = conn;
-    match script(n) {
+    match script(n, &got) {
         Reply::Status(s) => {
             let _ = write!(
                 conn,

@@ -10,7 +10,9 @@
 //!
 //! Environment: `LEADFLOW_BENCH_CLIENTS` (64), `LEADFLOW_BENCH_EACH` (leads per client, 40),
 //! `LEADFLOW_BENCH_SINGLE` (one client's leads, 400), `LEADFLOW_BENCH_DIR` (a real disk:
-//! cargo's target/tmp by default), `LEADFLOW_BENCH_OUT` (default docs/BENCHMARKS-SERVE.md).
+//! cargo's target/tmp by default), `LEADFLOW_BENCH_OUT` (default docs/BENCHMARKS-SERVE.md),
+//! `LEADFLOW_BENCH_ONLY` (one figure alone, for a profiler: `raw`, `batched`, `unbatched`,
+//! `one`, `direct` or `cli`; prints that figure and writes nothing).
 
 // A benchmark's output is its figures (stdout) and its progress (stderr).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -191,11 +193,38 @@ fn direct(n: usize, same_tx: bool) -> f64 {
     rate
 }
 
+/// One figure alone (`LEADFLOW_BENCH_ONLY`), for a profiler.
+fn only(which: &str, clients: usize, each: usize, single: usize) {
+    let load = |l: Load| {
+        format!(
+            "{} requests, {:.0}/s, p50 {:.1} ms, p99 {:.1} ms",
+            l.requests,
+            l.rate,
+            l.p50.as_secs_f64() * 1e3,
+            l.p99.as_secs_f64() * 1e3
+        )
+    };
+    let line = match which {
+        "raw" => format!("{:.0}/s", raw_single(single)),
+        "batched" => load(http_load(256, clients, each)),
+        "unbatched" => load(http_load(1, clients, each)),
+        "one" => load(http_load(256, 1, single)),
+        "direct" => format!("{:.0}/s", direct(single, true)),
+        "cli" => format!("{:.0}/s", direct(single, false)),
+        other => panic!("LEADFLOW_BENCH_ONLY={other}: one of raw, batched, unbatched, one, direct, cli"),
+    };
+    println!("{which}: {line}");
+}
+
 fn main() {
     let quick = std::env::var_os("LEADFLOW_BENCH_QUICK").is_some();
     let clients = env_usize("LEADFLOW_BENCH_CLIENTS", 64);
     let each = env_usize("LEADFLOW_BENCH_EACH", if quick { 4 } else { 40 });
     let single = env_usize("LEADFLOW_BENCH_SINGLE", if quick { 40 } else { 400 });
+    if let Ok(which) = std::env::var("LEADFLOW_BENCH_ONLY") {
+        only(&which, clients, each, single);
+        return;
+    }
     eprintln!("raw SQLite, one insert per transaction…");
     let raw_rate = raw_single(single.max(200));
     eprintln!("{clients} clients, group commit…");

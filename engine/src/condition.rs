@@ -79,7 +79,7 @@ impl Condition {
 
     /// Evaluates the condition with these variables; it must yield true or false.
     pub fn eval(&self, vars: &Map<String, Value>) -> Result<bool, String> {
-        let mut ctx = cel::Context::default();
+        let mut ctx = cel::Context::with_env(stdlib());
         for (k, v) in vars {
             ctx.add_variable(k.as_str(), v)
                 .map_err(|e| format!("cannot pass '{k}' to the condition: {e}"))?;
@@ -100,6 +100,16 @@ impl Condition {
 }
 
 /// The limit of the parser's "Recursion limit of N exceeded", however it is wrapped.
+/// CEL's standard library, built once: what `cel::Context::default` builds again for every
+/// context (most of a condition's cost when it was built per evaluation). A context only
+/// reads it; its own functions and variables are its own.
+fn stdlib() -> std::sync::Arc<cel::Env> {
+    static STDLIB: std::sync::OnceLock<std::sync::Arc<cel::Env>> = std::sync::OnceLock::new();
+    STDLIB
+        .get_or_init(|| std::sync::Arc::new(cel::Env::stdlib()))
+        .clone()
+}
+
 fn recursion_limit(message: &str) -> Option<&str> {
     let rest = &message[message.find("Recursion limit of ")? + "Recursion limit of ".len()..];
     let end = rest.find(|c: char| !c.is_ascii_digit())?;

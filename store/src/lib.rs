@@ -648,7 +648,10 @@ fn refuse_missing_or_empty(path: &Path) -> Result<(), Error> {
 /// that read a bound value (a `LIKE ?` prefix, a partial index matched by a bound value) are
 /// given up, and none of the writer's statements relies on one.
 fn stable_plans(conn: &Connection) -> Result<(), Error> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
 

@@ -16,6 +16,9 @@ use std::sync::Arc;
 pub struct Condition {
     source: String,
     program: Arc<cel::Program>,
+    /// The names the expression refers to: only those variables are handed to CEL (each
+    /// one is converted whole, the entity with all its fields, at every evaluation).
+    names: Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for Condition {
@@ -43,10 +46,19 @@ impl Condition {
     /// Parses a CEL expression.
     pub fn compile(source: &str) -> Result<Condition, ConditionError> {
         match cel::Program::compile(source) {
-            Ok(p) => Ok(Condition {
-                source: source.to_owned(),
-                program: Arc::new(p),
-            }),
+            Ok(p) => {
+                let names = p
+                    .references()
+                    .variables()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                Ok(Condition {
+                    source: source.to_owned(),
+                    program: Arc::new(p),
+                    names: Arc::new(names),
+                })
+            }
             Err(errs) => {
                 let first = errs.errors.first();
                 let message = first.map_or_else(|| errs.to_string(), |e| e.msg.clone());
@@ -79,8 +91,12 @@ impl Condition {
 
     /// Evaluates the condition with these variables; it must yield true or false.
     pub fn eval(&self, vars: &Map<String, Value>) -> Result<bool, String> {
-        let mut ctx = cel::Context::default();
-        for (k, v) in vars {
+        let mut ctx = cel::Context::with_env(stdlib());
+        // A variable the expression never names cannot change its value.
+        for (k, v) in vars
+            .iter()
+            .filter(|(k, _)| self.names.iter().any(|n| n == *k))
+        {
             ctx.add_variable(k.as_str(), v)
                 .map_err(|e| format!("cannot pass '{k}' to the condition: {e}"))?;
         }
@@ -100,6 +116,16 @@ impl Condition {
 }
 
 /// The limit of the parser's "Recursion limit of N exceeded", however it is wrapped.
+/// CEL's standard library, built once: what `cel::Context::default` builds again for every
+/// context (most of a condition's cost when it was built per evaluation). A context only
+/// reads it; its own functions and variables are its own.
+fn stdlib() -> std::sync::Arc<cel::Env> {
+    static STDLIB: std::sync::OnceLock<std::sync::Arc<cel::Env>> = std::sync::OnceLock::new();
+    STDLIB
+        .get_or_init(|| std::sync::Arc::new(cel::Env::stdlib()))
+        .clone()
+}
+
 fn recursion_limit(message: &str) -> Option<&str> {
     let rest = &message[message.find("Recursion limit of ")? + "Recursion limit of ".len()..];
     let end = rest.find(|c: char| !c.is_ascii_digit())?;
@@ -243,6 +269,36 @@ mod tests {
             json!({"client_type": "legal", "fields": {"inn": "7707083893"}}),
         );
         assert_eq!(c.eval(&vars), Ok(false));
+    }
+
+    #[test]
+    fn only_the_variables_a_condition_names_are_passed_and_each_one_it_names_counts() {
+        let c = Condition::compile(
+            r#"event.type == "lead.created" && lead.phones.exists(p, p.startsWith("+7")) && has(responsible.team)"#,
+        )
+        .unwrap();
+        let mut vars = Map::new();
+        vars.insert("event".into(), json!({"type": "lead.created"}));
+        vars.insert(
+            "lead".into(),
+            json!({"phones": ["+49301234567", "+79010000000"]}),
+        );
+        vars.insert("responsible".into(), json!({"team": "first_line"}));
+        vars.insert(
+            "deal".into(),
+            json!({"title": "not named by the condition"}),
+        );
+        assert_eq!(c.eval(&vars), Ok(true));
+        vars.insert("lead".into(), json!({"phones": ["+49301234567"]}));
+        assert_eq!(c.eval(&vars), Ok(false));
+        vars.insert("lead".into(), json!({"phones": ["+79010000000"]}));
+        vars.insert("responsible".into(), json!({}));
+        assert_eq!(c.eval(&vars), Ok(false));
+        vars.remove("responsible");
+        assert!(
+            c.eval(&vars).is_err(),
+            "a variable it names and lacks is an error"
+        );
     }
 
     #[test]

@@ -61,6 +61,10 @@ impl Rules {
         }
     }
 
+    fn has_mine(&self) -> bool {
+        self.mine.lock().is_ok_and(|m| !m.is_empty())
+    }
+
     fn mine(&self) -> Vec<i64> {
         self.mine.lock().map(|m| m.clone()).unwrap_or_default()
     }
@@ -156,9 +160,18 @@ async fn pass(
     wake: Option<DateTime<Utc>>,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
     let now = bg.clock.now();
-    let (head, cursor) = bg
+    // When to wake next is read with the head and the cursor (one read after each commit,
+    // not two); it is read again only if this pass writes.
+    let rt2 = rt.clone();
+    let (head, cursor, idle_wake) = bg
         .readers
-        .read(|s| Ok((s.last_position()?, s.cursor("rules")?)))
+        .read(move |s| {
+            Ok((
+                s.last_position()?,
+                s.cursor("rules")?,
+                rt2.next_wake(s, now)?,
+            ))
+        })
         .await?;
     if first || wake.is_some_and(|t| t <= now) {
         loop {
@@ -203,6 +216,8 @@ async fn pass(
                 Ok(Answer::ok(json!({})))
             }))
             .await?;
+    } else {
+        return Ok(idle_wake);
     }
     let rt2 = rt.clone();
     bg.readers.read(move |s| Ok(rt2.next_wake(s, now)?)).await
@@ -211,20 +226,35 @@ async fn pass(
 /// Runs the external robots' requests after the commits that made them, until `stop`.
 pub async fn requests_loop(bg: Background, mut stop: watch::Receiver<bool>) {
     let mut committed = bg.writer.committed();
+    // A commit wakes the loop, but only a commit whose rules made requests gives it work:
+    // after the others (most of them) it looks again when its poll is due, for requests
+    // other processes made and leases that ran out, without a read of the requests after
+    // every commit.
+    let mut look = true;
     loop {
         if *stop.borrow() {
             return;
         }
-        if let Some(rt) = bg.rules.current()
+        if look
+            && let Some(rt) = bg.rules.current()
             && let Err(e) = run_requests(&bg, &rt, &stop).await
         {
             tracing::error!(error = %e, "external robots: a pass failed; trying again");
         }
-        tokio::select! {
-            () = tokio::time::sleep(POLL * 4) => {}
-            _ = committed.changed() => {}
-            _ = stop.changed() => {}
-        }
+        let poll = tokio::time::sleep(POLL * 4);
+        tokio::pin!(poll);
+        look = loop {
+            tokio::select! {
+                () = &mut poll => break true,
+                r = committed.changed() => {
+                    // (The writer gone: as before, straight to a pass, which says so.)
+                    if r.is_err() || bg.rules.has_mine() {
+                        break true;
+                    }
+                }
+                _ = stop.changed() => break true,
+            }
+        };
     }
 }
 

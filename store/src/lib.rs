@@ -264,6 +264,7 @@ impl Store {
         // A write runs a dozen distinct statements (log, streams, each projection table);
         // rusqlite's default cache of 16 would keep re-preparing them.
         conn.set_prepared_statement_cache_capacity(64);
+        stable_plans(&conn)?;
         // SQLite checkpoints the WAL into the database file once it holds this many pages
         // (its default); bulk transactions raise it for their commit (see `Tx::commit`). A
         // WAL that grew (by a bulk import or a replay) is cut back to 64 MiB at the next
@@ -639,6 +640,21 @@ fn refuse_missing_or_empty(path: &Path) -> Result<(), Error> {
 }
 
 /// A `file:` URI for a path (percent-encoding what URIs reserve), without a query.
+/// Plans that do not depend on bound values (SQLite's query planner stability guarantee).
+/// Without it, a statement whose plan looked at a bound value — a `LIMIT ?`, an `x = ?`
+/// the planner weighs by its value — is compiled again at every use: rusqlite clears the
+/// bindings of a cached statement, and SQLite then expires every such statement. That was a
+/// quarter of a command's instructions in the writer. Results are the same; only optimisations
+/// that read a bound value (a `LIKE ?` prefix, a partial index matched by a bound value) are
+/// given up, and none of the writer's statements relies on one.
+fn stable_plans(conn: &Connection) -> Result<(), Error> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
 fn file_uri(path: &Path) -> String {
     let mut out = String::from("file:");
     for c in path.to_string_lossy().chars() {

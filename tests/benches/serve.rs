@@ -10,7 +10,9 @@
 //!
 //! Environment: `LEADFLOW_BENCH_CLIENTS` (64), `LEADFLOW_BENCH_EACH` (leads per client, 40),
 //! `LEADFLOW_BENCH_SINGLE` (one client's leads, 400), `LEADFLOW_BENCH_DIR` (a real disk:
-//! cargo's target/tmp by default), `LEADFLOW_BENCH_OUT` (default docs/BENCHMARKS-SERVE.md).
+//! cargo's target/tmp by default), `LEADFLOW_BENCH_OUT` (default docs/BENCHMARKS-SERVE.md),
+//! `LEADFLOW_BENCH_ONLY` (one figure alone, for a profiler: `raw`, `batched`, `unbatched`,
+//! `one`, `direct` or `cli`; prints that figure and writes nothing).
 
 // A benchmark's output is its figures (stdout) and its progress (stderr).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -76,33 +78,44 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// `clients` kept-alive connections creating `each` leads each, all at once.
+/// `clients` kept-alive connections creating `each` leads each, all at once. Each connection
+/// first creates one lead that is not counted, and the clock starts when all have: the figure
+/// is the service's steady state, not its first batch (which, in a short run, paid whatever
+/// the process loads on first use, and opened the connections).
 fn http_load(max_batch: usize, clients: usize, each: usize) -> Load {
     let db = dir().join(format!("serve-{max_batch}.db"));
     raw::remove_db(&db);
     Store::open(&db, &Options::default()).unwrap();
     let s = Server::start_on(db.clone(), config(max_batch), &rules());
     let addr = s.addr;
-    let start = Instant::now();
+    let ready = std::sync::Arc::new(std::sync::Barrier::new(clients + 1));
     let workers: Vec<_> = (0..clients)
         .map(|i| {
+            let ready = ready.clone();
             std::thread::spawn(move || {
                 let auth = format!("Bearer {ADMIN_SECRET}");
                 let mut conn = Conn::open(addr).unwrap();
-                let mut lat = Vec::with_capacity(each);
-                for j in 0..each {
+                let mut create = |j: usize| {
                     let body = json!({"title": format!("bench {i}-{j}"), "phones": [format!("+7901{:07}", i * 10_000 + j)], "source": "web_form"}).to_string();
-                    let t = Instant::now();
                     let r = conn
                         .send("POST", "/api/v1/leads", &[("content-type", "application/json"), ("authorization", &auth)], body.as_bytes())
                         .unwrap();
                     assert_eq!(r.status, 201, "{}", r.text());
+                };
+                create(each);
+                ready.wait();
+                let mut lat = Vec::with_capacity(each);
+                for j in 0..each {
+                    let t = Instant::now();
+                    create(j);
                     lat.push(t.elapsed());
                 }
                 lat
             })
         })
         .collect();
+    ready.wait();
+    let start = Instant::now();
     let mut lat: Vec<Duration> = workers
         .into_iter()
         .flat_map(|w| w.join().unwrap())
@@ -149,6 +162,7 @@ fn raw_single(n: usize) -> f64 {
 /// `same_tx` each command and the rules' reactions to it commit together, as the service's
 /// writer does for one request (the figure "one client over HTTP" is compared with); without
 /// it the command commits, then the rules run in a transaction of their own, as the CLI does.
+/// One more command runs first, not counted.
 fn direct(n: usize, same_tx: bool) -> f64 {
     let db = dir().join("direct.db");
     raw::remove_db(&db);
@@ -158,8 +172,12 @@ fn direct(n: usize, same_tx: bool) -> f64 {
         .unwrap()
         .with_wall_clock(std::sync::Arc::new(Wall));
     rt.before_command(&mut store, chrono::Utc::now()).unwrap();
-    let start = Instant::now();
-    for j in 0..n {
+    // The first command is not counted (as over HTTP): what the process loads on first use.
+    let mut start = Instant::now();
+    for j in 0..=n {
+        if j == 1 {
+            start = Instant::now();
+        }
         let args = json!({"title": format!("direct {j}"), "phones": [format!("+7902{:07}", j)], "source": "web_form"});
         let now = chrono::Utc::now();
         let cmd = leadflow_engine::verb::build(
@@ -191,11 +209,40 @@ fn direct(n: usize, same_tx: bool) -> f64 {
     rate
 }
 
+/// One figure alone (`LEADFLOW_BENCH_ONLY`), for a profiler.
+fn only(which: &str, clients: usize, each: usize, single: usize) {
+    let load = |l: Load| {
+        format!(
+            "{} requests, {:.0}/s, p50 {:.1} ms, p99 {:.1} ms",
+            l.requests,
+            l.rate,
+            l.p50.as_secs_f64() * 1e3,
+            l.p99.as_secs_f64() * 1e3
+        )
+    };
+    let line = match which {
+        "raw" => format!("{:.0}/s", raw_single(single)),
+        "batched" => load(http_load(256, clients, each)),
+        "unbatched" => load(http_load(1, clients, each)),
+        "one" => load(http_load(256, 1, single)),
+        "direct" => format!("{:.0}/s", direct(single, true)),
+        "cli" => format!("{:.0}/s", direct(single, false)),
+        other => {
+            panic!("LEADFLOW_BENCH_ONLY={other}: one of raw, batched, unbatched, one, direct, cli")
+        }
+    };
+    println!("{which}: {line}");
+}
+
 fn main() {
     let quick = std::env::var_os("LEADFLOW_BENCH_QUICK").is_some();
     let clients = env_usize("LEADFLOW_BENCH_CLIENTS", 64);
     let each = env_usize("LEADFLOW_BENCH_EACH", if quick { 4 } else { 40 });
     let single = env_usize("LEADFLOW_BENCH_SINGLE", if quick { 40 } else { 400 });
+    if let Ok(which) = std::env::var("LEADFLOW_BENCH_ONLY") {
+        only(&which, clients, each, single);
+        return;
+    }
     eprintln!("raw SQLite, one insert per transaction…");
     let raw_rate = raw_single(single.max(200));
     eprintln!("{clients} clients, group commit…");

@@ -449,11 +449,13 @@ fn main() -> Result<()> {
         );
         figures.push(f);
     }
+    let facade = facade_pass(&ours_db, n, queries)?;
     let load = (load_before, loadavg());
     let report = report(
         n,
         queries,
         &figures,
+        &facade,
         (built_ours, built_raw),
         load,
         whole.elapsed().as_secs_f64(),
@@ -525,10 +527,57 @@ fn loadavg() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The same PHONE and %TITLE pages asked of the Bitrix24 facade of a running service, over
+/// HTTP on 127.0.0.1, as a client sends `crm.lead.list`: (filter, p50, p99, rows in the page).
+fn facade_pass(db: &Path, n: i64, queries: u64) -> Result<Vec<(&'static str, f64, f64, f64)>> {
+    use leadflow_testkit::serve::{ADMIN_SECRET, Server};
+    let server = Server::start_on(db.to_path_buf(), leadflow_testkit::config(), "");
+    let c = server.anonymous();
+    let mut out = Vec::new();
+    for kind in [Kind::Phone, Kind::Title] {
+        let body = |p: &Params| match kind {
+            Kind::Phone => {
+                serde_json::json!({"filter": {"PHONE": p.phone}, "order": {"ID": "DESC"}})
+            }
+            _ => serde_json::json!({"filter": {"%TITLE": p.surname}, "order": {"ID": "DESC"}}),
+        };
+        let path = format!("/rest/1/{ADMIN_SECRET}/crm.lead.list");
+        let ask = |p: &Params| -> Result<usize> {
+            let r = c.request(
+                "POST",
+                &path,
+                &[("content-type", "application/json")],
+                body(p).to_string().as_bytes(),
+            );
+            if r.status != 200 {
+                return Err(format!("crm.lead.list answered {}: {}", r.status, r.text()).into());
+            }
+            Ok(r.json()["result"].as_array().map_or(0, Vec::len))
+        };
+        for i in 0..10 {
+            ask(&params_of(i, n))?;
+        }
+        let (mut times, mut rows) = (Vec::new(), 0usize);
+        for i in 0..queries {
+            let p = params_of(300_000 + i, n);
+            let t = Instant::now();
+            rows += ask(&p)?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+        eprintln!("facade, {}: p50 {p50:.2} ms p99 {p99:.2} ms", kind.label());
+        out.push((kind.label(), p50, p99, rows as f64 / queries as f64));
+    }
+    server.stop();
+    Ok(out)
+}
+
 fn report(
     n: i64,
     queries: u64,
     figures: &[Figure],
+    facade: &[(&'static str, f64, f64, f64)],
     (built_ours, built_raw): (f64, f64),
     load: (String, String),
     whole: f64,
@@ -574,6 +623,26 @@ fn report(
          300 and moves with that load; compare it with the raw side's in the same pass.\n",
         load.0, load.1
     );
+    let _ = writeln!(
+        s,
+        "Through the Bitrix24 facade of a running `leadflow serve` (testkit's server on 127.0.0.1, the admin \
+         token): `POST /rest/1/<secret>/crm.lead.list` with the filter and `order: {{ID: DESC}}`, {queries} \
+         requests per filter, each timed from sending to the last byte of the answer (parsing, the same query, \
+         50 records rendered in the Bitrix24 shape with `total` and `next`, the JSON envelope).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| filter | rows in the page (mean) | p50, ms | p99, ms | p99 < 50 ms |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---|");
+    for (label, p50, p99, rows) in facade {
+        let _ = writeln!(
+            s,
+            "| {label} | {rows:.0} | {p50:.2} | {p99:.2} | {} |",
+            if *p99 < 50.0 { "yes" } else { "**no**" }
+        );
+    }
+    let _ = writeln!(s);
     let _ = writeln!(s, "leadflow's query plans (page, then count):\n");
     for f in figures.iter().filter(|f| f.pass == 1) {
         let _ = writeln!(s, "- {}: `{}`", f.kind.label(), f.plan.join("; "));

@@ -234,12 +234,6 @@ struct Thread {
     committed: watch::Sender<Committed>,
 }
 
-/// What one job left for after the commit.
-struct Done {
-    reply: oneshot::Sender<Result<Answer, ApiError>>,
-    result: Result<Answer, ApiError>,
-}
-
 impl Thread {
     fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
         while let Some(first) = rx.blocking_recv() {
@@ -263,7 +257,13 @@ impl Thread {
         let rules = self.rules.current();
         let handle = self.rules.clone();
         let config = self.config.clone();
-        let mut done: Vec<Done> = Vec::with_capacity(size);
+        // The replies stay out of the transaction, so that a batch that fails before any job
+        // ran (its BEGIN could not take the lock) still answers each of them.
+        let (jobs, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|j| ((j.work, j.idempotency, j.react), j.reply))
+            .unzip();
+        let mut results: Vec<Option<Result<Answer, ApiError>>> = Vec::with_capacity(size);
         let mut requests = false;
         let clock = self.clock.clone();
         let outcome = self.store.write_with(clock.as_ref(), |tx| {
@@ -272,21 +272,24 @@ impl Thread {
                 config: &config,
                 now,
             };
-            for job in batch {
-                let result = run_job(
+            for ((work, idempotency, react), reply) in jobs.into_iter().zip(&replies) {
+                // Nobody waits for it any more (the request timed out and was answered 503,
+                // or its client went away): it is not run, so a 503 never hides a write.
+                if reply.is_closed() {
+                    metrics::counter!("leadflow_writer_jobs_abandoned_total").increment(1);
+                    results.push(None);
+                    continue;
+                }
+                results.push(Some(run_job(
                     tx,
                     &ctx,
                     rules.as_deref(),
                     &handle,
-                    job.work,
-                    job.idempotency.as_ref(),
-                    job.react,
+                    work,
+                    idempotency.as_ref(),
+                    react,
                     &mut requests,
-                );
-                done.push(Done {
-                    reply: job.reply,
-                    result,
-                });
+                )));
             }
             Ok::<_, leadflow_store::Error>(())
         });
@@ -299,8 +302,10 @@ impl Thread {
                     c.commits += 1;
                     c.requests |= requests;
                 });
-                for d in done {
-                    let _ = d.reply.send(d.result);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    if let Some(result) = result {
+                        let _ = reply.send(result);
+                    }
                 }
             }
             Err(e) => {
@@ -310,8 +315,8 @@ impl Thread {
                     ApiError::Unavailable(_) => err,
                     other => ApiError::Unavailable(format!("nothing was committed: {other}")),
                 };
-                for d in done {
-                    let _ = d.reply.send(Err(err.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
                 }
             }
         }

@@ -328,11 +328,12 @@ fn a_full_writer_queue_and_a_commit_that_cannot_take_the_lock_are_503_with_retry
     );
     assert_retry_after(&facade);
     // The first job's commit could not take the lock within the busy timeout: 503, nothing
-    // kept.
-    // (Its message says "the writer stopped" today, though the writer goes on: the batch
-    // failed at its BEGIN, before any job ran, and the jobs' replies were dropped unanswered.)
+    // kept, and the answer says so (the batch failed at its BEGIN, before any job ran).
     let a = a.join().unwrap();
-    assert_error(&a, 503, "unavailable");
+    let body = assert_error(&a, 503, "unavailable");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("writer stopped"), "{body}");
+    assert!(message.contains("write lock"), "{body}");
     assert_retry_after(&a);
     assert_eq!(lead_count(&c), before_leads, "a refused job left a lead");
     // The lock goes: the queued one commits.
@@ -453,4 +454,41 @@ fn axum_rejections_are_answered_in_the_shape_of_their_route() {
         "{body}"
     );
     assert_eq!(head(&c), before);
+}
+
+#[test]
+fn a_write_whose_request_timed_out_while_it_waited_in_the_queue_is_not_run() {
+    let mut cfg = config();
+    cfg.server.request_timeout = chrono::Duration::milliseconds(400);
+    cfg.server.max_batch = 1;
+    let s = Server::start(cfg, "");
+    let c = s.client();
+    let before = lead_count(&c);
+    // The writer waits for the lock in A's batch; B waits in the queue past its timeout.
+    let lock = Db::at(&s.db).hold_write_lock();
+    let post = |name: &'static str| {
+        let c = c.clone();
+        std::thread::spawn(move || c.post("/api/v1/leads", &json!({ "name": name })))
+    };
+    let a = post("A");
+    std::thread::sleep(Duration::from_millis(100));
+    let b = post("B");
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_error(&a, 503, "unavailable");
+    assert_error(&b, 503, "unavailable");
+    drop(lock);
+    // A's job had started when its client gave up (it may still commit: the 503 tells the
+    // client to retry with its Idempotency-Key); B's had not, and is never run.
+    std::thread::sleep(Duration::from_millis(500));
+    let names: Vec<Value> = c.get("/api/v1/leads").json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].clone())
+        .collect();
+    assert!(!names.contains(&json!("B")), "{names:?}");
+    assert!(lead_count(&c) <= before + 1);
+    // The writer goes on.
+    let r = c.post("/api/v1/leads", &json!({"name": "C"}));
+    assert_eq!(r.status, 201, "{}", r.text());
 }

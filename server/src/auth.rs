@@ -67,7 +67,9 @@ impl Caller {
         use leadflow_engine::model::Entity;
         let pipeline = match (command.target(), command) {
             (leadflow_engine::command::Target::Existing(stream), _) => match tx.load(stream)? {
-                Some(e) => crate::api::entities::pipeline_of(&e, &mut |s| Ok(tx.load(s)?))?,
+                Some(e) => crate::api::entities::pipeline_of(&e, &mut |s| {
+                    crate::api::entities::stream_pipeline_in(tx, s)
+                })?,
                 None => return Err(ApiError::NotFound(format!("{stream} does not exist"))),
             },
             // A new task is in the pipeline of what it is on (a missing one is decide's 422).

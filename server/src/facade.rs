@@ -255,7 +255,7 @@ impl Crm for StoreCrm {
             let Some(e) = s.load(stream)? else {
                 return Ok(None);
             };
-            let pipeline = pipeline_of(&e, &mut |x| Ok(s.load(x)?))?;
+            let pipeline = pipeline_of(&e, &mut |x| crate::api::entities::stream_pipeline(s, x))?;
             Ok(Some((StoreCrm::found(s, e)?, pipeline)))
         })?;
         let Some((found, pipeline)) = found else {

@@ -55,31 +55,66 @@ pub(crate) fn respond(a: Answer) -> Response {
     resp
 }
 
-/// The pipeline of what `entity` is in: a lead's or deal's own, a task's lead's or deal's.
+/// The pipeline an entity is in, for the role's reach: a lead's or deal's own; a task's is
+/// that of the deal or lead it is on — kept when that one was deleted (the pipeline it was
+/// created in); contacts, companies and a task on nothing are in none. `parent` answers a
+/// lead's or deal's pipeline ([`stream_pipeline`], or [`stream_pipeline_in`] in a write).
 pub(crate) fn pipeline_of(
     entity: &Entity,
-    load: &mut dyn FnMut(StreamId) -> Result<Option<Entity>, ApiError>,
+    parent: &mut dyn FnMut(StreamId) -> Result<Option<leadflow_engine::ids::PipelineId>, ApiError>,
 ) -> Result<Option<leadflow_engine::ids::PipelineId>, ApiError> {
     Ok(match entity {
         Entity::Lead(l) => Some(l.pipeline.clone()),
         Entity::Deal(d) => Some(d.pipeline.clone()),
-        Entity::Task(t) => {
-            let parent = match (t.deal, t.lead) {
-                (Some(d), _) => Some(StreamId::new(EntityKind::Deal, d)),
-                (None, Some(l)) => Some(StreamId::new(EntityKind::Lead, l)),
-                (None, None) => None,
-            };
-            match parent {
-                Some(p) => match load(p)? {
-                    Some(Entity::Lead(l)) => Some(l.pipeline),
-                    Some(Entity::Deal(d)) => Some(d.pipeline),
-                    _ => None,
-                },
-                None => None,
-            }
-        }
+        Entity::Task(t) => match (t.deal, t.lead) {
+            (Some(d), _) => parent(StreamId::new(EntityKind::Deal, d))?,
+            (None, Some(l)) => parent(StreamId::new(EntityKind::Lead, l))?,
+            (None, None) => None,
+        },
         Entity::Contact(_) | Entity::Company(_) => None,
     })
+}
+
+/// The pipeline of a lead or deal stream, read through `s`: its own, or — deleted — the one
+/// its first event created it in.
+pub(crate) fn stream_pipeline(
+    s: &leadflow_store::Store,
+    stream: StreamId,
+) -> Result<Option<leadflow_engine::ids::PipelineId>, ApiError> {
+    Ok(match s.load(stream)? {
+        Some(Entity::Lead(l)) => Some(l.pipeline),
+        Some(Entity::Deal(d)) => Some(d.pipeline),
+        Some(_) => None,
+        None => created_pipeline(s.read_stream(stream)?.first()),
+    })
+}
+
+/// [`stream_pipeline`] inside a write transaction.
+pub(crate) fn stream_pipeline_in(
+    tx: &mut leadflow_store::Tx<'_>,
+    stream: StreamId,
+) -> Result<Option<leadflow_engine::ids::PipelineId>, ApiError> {
+    use leadflow_engine::workspace::View;
+    Ok(match tx.load(stream)? {
+        Some(Entity::Lead(l)) => Some(l.pipeline),
+        Some(Entity::Deal(d)) => Some(d.pipeline),
+        Some(_) => None,
+        None => created_pipeline(
+            View::event_of(tx, stream, 1)
+                .map_err(leadflow_store::Error::from)?
+                .as_ref(),
+        ),
+    })
+}
+
+/// The pipeline a `lead.created`/`deal.created` event names.
+fn created_pipeline(
+    first: Option<&leadflow_store::RecordedEvent>,
+) -> Option<leadflow_engine::ids::PipelineId> {
+    let payload = serde_json::from_str::<serde_json::Value>(&first?.payload).ok()?;
+    payload["pipeline"]
+        .as_str()
+        .map(leadflow_engine::ids::PipelineId::from)
 }
 
 /// Runs `command` for `caller` through the writer (checking `If-Match` first) and answers.
@@ -289,7 +324,7 @@ async fn get(
             let Some(e) = s.load(stream)? else {
                 return Ok(None);
             };
-            let p = pipeline_of(&e, &mut |x| Ok(s.load(x)?))?;
+            let p = pipeline_of(&e, &mut |x| stream_pipeline(s, x))?;
             Ok(Some((e, p)))
         })
         .await?
@@ -703,7 +738,7 @@ async fn list_simple(
                 if let Reach::Only(set) = &reach {
                     let mine = me.as_ref() == Some(&t.assignee);
                     let task = Entity::Task(t.clone());
-                    let pipeline = pipeline_of(&task, &mut |x| Ok(s.load(x)?))?;
+                    let pipeline = pipeline_of(&task, &mut |x| stream_pipeline(s, x))?;
                     if !mine && !pipeline.is_some_and(|p| set.contains(&p)) {
                         continue;
                     }

@@ -34,12 +34,12 @@ fn visible(
             Some(v) => *v,
             None => {
                 let pipeline = match store.load(e.stream)? {
-                    Some(entity) => {
-                        super::entities::pipeline_of(&entity, &mut |x| Ok(store.load(x)?))?
-                    }
+                    Some(entity) => super::entities::pipeline_of(&entity, &mut |x| {
+                        super::entities::stream_pipeline(store, x)
+                    })?,
                     // A deleted lead or deal stays in the pipeline it was created in.
                     None if matches!(e.stream.kind, EntityKind::Lead | EntityKind::Deal) => {
-                        created_in(store, e.stream)?
+                        super::entities::stream_pipeline(store, e.stream)?
                     }
                     None => None,
                 };
@@ -53,21 +53,6 @@ fn visible(
         }
     }
     Ok(out)
-}
-
-/// The pipeline a lead or deal was created in (its first event's), for one deleted since.
-fn created_in(
-    store: &leadflow_store::Store,
-    stream: StreamId,
-) -> Result<Option<leadflow_engine::ids::PipelineId>, ApiError> {
-    let first = store.read_stream(stream)?.into_iter().next();
-    Ok(first
-        .and_then(|e| serde_json::from_str::<Value>(&e.payload).ok())
-        .and_then(|p| {
-            p["pipeline"]
-                .as_str()
-                .map(leadflow_engine::ids::PipelineId::from)
-        }))
 }
 
 fn position(q: &mut Map<String, Value>, key: &str) -> Result<i64, ApiError> {
@@ -351,7 +336,9 @@ async fn timers_of(
                 return Err(ApiError::NotFound(format!("{stream} does not exist")));
             };
             let mut want = Want::new(Resource::of_stream(kind), Action::Read);
-            want.pipeline = super::entities::pipeline_of(&entity, &mut |x| Ok(s.load(x)?))?;
+            want.pipeline = super::entities::pipeline_of(&entity, &mut |x| {
+                super::entities::stream_pipeline(s, x)
+            })?;
             caller.may(&st, &want)?;
             Ok(query::timers(
                 s,

@@ -121,7 +121,7 @@ pub struct Failures {
 
 impl Failures {
     /// Refuses an address that failed too often lately.
-    fn check(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+    pub(crate) fn check(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
         let Some(ip) = ip else { return Ok(()) };
         let map = self
             .by_address
@@ -139,7 +139,7 @@ impl Failures {
     }
 
     /// Counts a failed attempt.
-    fn fail(&self, ip: Option<IpAddr>) {
+    pub(crate) fn fail(&self, ip: Option<IpAddr>) {
         let Some(ip) = ip else { return };
         if let Ok(mut map) = self.by_address.lock() {
             let e = map.entry(ip).or_insert((0, Instant::now()));

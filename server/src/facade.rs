@@ -50,10 +50,18 @@ fn answer(status: u16, body: String) -> Response {
 }
 
 fn error(e: &Error) -> Response {
-    answer(
+    let mut r = answer(
         e.status(),
         json!({"error": e.code(), "error_description": e.to_string()}).to_string(),
-    )
+    );
+    // The address is refused for the failure window, not a second.
+    if *e == Error::QueryLimitExceeded {
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::auth::FAILURE_WINDOW.as_secs()),
+        );
+    }
+    r
 }
 
 /// `/rest/{user}/{secret}/{*method}`.
@@ -85,12 +93,17 @@ pub(crate) async fn call(
         .map(str::to_owned);
     let handle = tokio::runtime::Handle::current();
     let st = state.clone();
+    // Held while this request is waited for: when the request times out (or its client goes)
+    // this future is dropped with it, and the blocking task's writes give up their place in
+    // the writer's queue, so a 503 never hides a later write.
+    let (_waited_for, gone) = tokio::sync::watch::channel(());
     let done = tokio::task::spawn_blocking(move || {
         let mut crm = StoreCrm {
             state: st.clone(),
             caller,
             mapping: mapping.clone(),
             handle,
+            gone,
         };
         crate::bitrix::dispatch::respond(
             &mapping,
@@ -123,6 +136,8 @@ struct StoreCrm {
     caller: Caller,
     mapping: Arc<Mapping>,
     handle: tokio::runtime::Handle,
+    /// Closes when nobody waits for the request any more.
+    gone: tokio::sync::watch::Receiver<()>,
 }
 
 fn internal(e: ApiError) -> Error {
@@ -139,6 +154,22 @@ fn internal(e: ApiError) -> Error {
 }
 
 impl StoreCrm {
+    /// Runs `work` in the writer's next batch and waits for its commit — unless nobody waits
+    /// for the request any more: then its job is dropped from the queue (the writer skips a
+    /// job whose answer nobody takes) and the call fails.
+    fn write(&self, work: crate::writer::Work) -> Result<Answer, ApiError> {
+        let mut gone = self.gone.clone();
+        let writer = self.state.writer.clone();
+        self.handle.block_on(async move {
+            tokio::select! {
+                answer = writer.run(None, work) => answer,
+                _ = gone.changed() => Err(ApiError::Unavailable(
+                    "the request was given up before its write ran; nothing was written".into(),
+                )),
+            }
+        })
+    }
+
     fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut leadflow_store::Store) -> Result<T, ApiError> + Send + 'static,
@@ -212,37 +243,33 @@ impl Crm for StoreCrm {
     fn execute(&mut self, commands: Vec<Command>) -> Result<Option<i64>, Error> {
         let who = self.caller.clone();
         let mapping = self.mapping.clone();
-        let result = self.handle.block_on(self.state.writer.run(
-            None,
-            Box::new(move |tx, ctx| {
-                let actor = who.actor();
-                let mut created = None;
-                for command in &commands {
-                    who.may_execute(tx, ctx.config, command)?;
-                    let out = tx.execute(
-                        ctx.config,
-                        command,
-                        &EventMeta::root(ctx.now, actor.clone()),
-                    );
-                    let out = match out {
-                        Ok(o) => o,
-                        Err(leadflow_store::Error::Rejected(r)) => {
-                            return Err(ApiError::Unprocessable {
-                                code: "rejected",
-                                message: records::rejected(&mapping, kind_of(command), &r)
-                                    .to_string(),
-                                field: None,
-                            });
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    if matches!(command.target(), Target::New(_)) {
-                        created = Some(out.stream.id);
+        let result = self.write(Box::new(move |tx, ctx| {
+            let actor = who.actor();
+            let mut created = None;
+            for command in &commands {
+                who.may_execute(tx, ctx.config, command)?;
+                let out = tx.execute(
+                    ctx.config,
+                    command,
+                    &EventMeta::root(ctx.now, actor.clone()),
+                );
+                let out = match out {
+                    Ok(o) => o,
+                    Err(leadflow_store::Error::Rejected(r)) => {
+                        return Err(ApiError::Unprocessable {
+                            code: "rejected",
+                            message: records::rejected(&mapping, kind_of(command), &r).to_string(),
+                            field: None,
+                        });
                     }
+                    Err(e) => return Err(e.into()),
+                };
+                if matches!(command.target(), Target::New(_)) {
+                    created = Some(out.stream.id);
                 }
-                Ok(Answer::ok(json!({ "created": created })))
-            }),
-        ));
+            }
+            Ok(Answer::ok(json!({ "created": created })))
+        }));
         match result {
             Ok(a) => Ok(a.body["created"].as_i64()),
             Err(ApiError::Unprocessable { message, .. }) => Err(Error::Rejected(message)),
@@ -341,26 +368,23 @@ impl Crm for StoreCrm {
         };
         let who = self.caller.clone();
         let mapping = self.mapping.clone();
-        let result = self.handle.block_on(self.state.writer.run(
-            None,
-            Box::new(move |tx, ctx| {
-                who.may_execute(tx, ctx.config, &command)?;
-                let out = tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, who.actor()));
-                let out = match out {
-                    Ok(o) => o,
-                    Err(leadflow_store::Error::Rejected(r)) => {
-                        return Err(ApiError::Unprocessable {
-                            code: "rejected",
-                            message: records::rejected(&mapping, stream.kind, &r).to_string(),
-                            field: None,
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let position = out.appended.as_ref().map_or(0, |a| a.last_position);
-                Ok(Answer::ok(json!(position)))
-            }),
-        ));
+        let result = self.write(Box::new(move |tx, ctx| {
+            who.may_execute(tx, ctx.config, &command)?;
+            let out = tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, who.actor()));
+            let out = match out {
+                Ok(o) => o,
+                Err(leadflow_store::Error::Rejected(r)) => {
+                    return Err(ApiError::Unprocessable {
+                        code: "rejected",
+                        message: records::rejected(&mapping, stream.kind, &r).to_string(),
+                        field: None,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let position = out.appended.as_ref().map_or(0, |a| a.last_position);
+            Ok(Answer::ok(json!(position)))
+        }));
         match result {
             Ok(a) => Ok(a.body.as_i64().unwrap_or(0)),
             Err(ApiError::Unprocessable { message, .. }) => Err(Error::Rejected(message)),
@@ -384,22 +408,24 @@ impl Crm for StoreCrm {
             })
             .map_err(|e| Error::Internal(format!("cannot make the handler's secret: {e}")))?;
         let who = self.caller.clone();
-        let result = self.handle.block_on(self.state.writer.run(
-            None,
-            Box::new(move |tx, ctx| {
-                who.may_execute(tx, ctx.config, &command)?;
-                let bound = tx.endpoints(false)?.into_iter().any(|ep| {
-                    ep.format == "bitrix24"
-                        && ep.url == binding.handler
-                        && events::raised_by(&ep.events).contains(&binding.event.as_str())
-                });
-                if bound {
-                    return Ok(Answer::ok(json!(false)));
-                }
-                tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, who.actor()))?;
-                Ok(Answer::ok(json!(true)))
-            }),
-        ));
+        let result = self.write(Box::new(move |tx, ctx| {
+            who.may_execute(tx, ctx.config, &command)?;
+            // Already bound: an endpoint for the handler gets every stored type of the event.
+            let bound = tx.endpoints(false)?.into_iter().any(|ep| {
+                ep.format == "bitrix24"
+                    && ep.url == binding.handler
+                    && types.iter().all(|t| {
+                        ep.events
+                            .iter()
+                            .any(|p| leadflow_engine::event::type_matches(p, t))
+                    })
+            });
+            if bound {
+                return Ok(Answer::ok(json!(false)));
+            }
+            tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, who.actor()))?;
+            Ok(Answer::ok(json!(true)))
+        }));
         match result {
             Ok(a) if a.body == json!(true) => Ok(()),
             Ok(_) => Err(Error::HandlerAlreadyBound),
@@ -414,27 +440,24 @@ impl Crm for StoreCrm {
         let who = self.caller.clone();
         let event = event.to_owned();
         let handler = handler.map(str::to_owned);
-        let result = self.handle.block_on(self.state.writer.run(
-            None,
-            Box::new(move |tx, ctx| {
-                let gone: Vec<i64> = tx
-                    .endpoints(false)?
-                    .into_iter()
-                    .filter(|ep| {
-                        ep.format == "bitrix24"
-                            && handler.as_deref().is_none_or(|h| h == ep.url)
-                            && events::raised_by(&ep.events).contains(&event.as_str())
-                    })
-                    .map(|ep| ep.id)
-                    .collect();
-                // `authorize` checked the webhooks right for the method.
-                for id in &gone {
-                    let command = Command::RemoveEndpoint { id: *id };
-                    tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, who.actor()))?;
-                }
-                Ok(Answer::ok(json!(gone.len())))
-            }),
-        ));
+        let result = self.write(Box::new(move |tx, ctx| {
+            let gone: Vec<i64> = tx
+                .endpoints(false)?
+                .into_iter()
+                .filter(|ep| {
+                    ep.format == "bitrix24"
+                        && handler.as_deref().is_none_or(|h| h == ep.url)
+                        && events::raised_by(&ep.events).contains(&event.as_str())
+                })
+                .map(|ep| ep.id)
+                .collect();
+            // `authorize` checked the webhooks right for the method.
+            for id in &gone {
+                let command = Command::RemoveEndpoint { id: *id };
+                tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, who.actor()))?;
+            }
+            Ok(Answer::ok(json!(gone.len())))
+        }));
         match result {
             Ok(a) => Ok(a.body.as_u64().unwrap_or(0) as usize),
             Err(e) => Err(internal(e)),
@@ -442,19 +465,24 @@ impl Crm for StoreCrm {
     }
 
     fn bindings(&self) -> Result<Vec<Binding>, Error> {
+        // The application token lets a handler trust an event: only those who may bind
+        // handlers see it (event.get itself is a read).
+        let owner = self
+            .may(&Want::new(Resource::Webhooks, Action::Admin))
+            .is_ok();
         let endpoints = self.read(|s| Ok(query::endpoints(s, false)?))?;
         Ok(endpoints
             .into_iter()
             .filter(|ep| ep.format == "bitrix24")
             .flat_map(|ep| {
-                let token = events::application_token(&ep.secret);
+                let token = owner.then(|| events::application_token(&ep.secret));
                 events::raised_by(&ep.events)
                     .into_iter()
                     .map(move |event| Binding {
                         event: event.to_owned(),
                         handler: ep.url.clone(),
                         auth_type: 0,
-                        application_token: Some(token.clone()),
+                        application_token: token.clone(),
                     })
             })
             .collect())
@@ -658,8 +686,11 @@ fn filter(kind: EntityKind, c: &Condition) -> Result<Filter, Error> {
         Field::Pipeline => Filter::Pipeline(cmp(kind, c, text)?),
         Field::Responsible => Filter::Responsible(cmp(kind, c, text)?),
         Field::Source => Filter::Source(cmp(kind, c, text)?),
-        Field::Phone if c.cmp == BCmp::Contains => Filter::Text(substring()?),
-        Field::Email if c.cmp == BCmp::Contains => Filter::Text(substring()?),
+        // Phones are kept in E.164: their digits are searched.
+        Field::Phone if c.cmp == BCmp::Contains => {
+            Filter::PhoneText(substring()?.chars().filter(char::is_ascii_digit).collect())
+        }
+        Field::Email if c.cmp == BCmp::Contains => Filter::EmailText(substring()?),
         Field::Phone => Filter::Phone(cmp(kind, c, |o| {
             text(o).map(|t| {
                 leadflow_engine::field::parse_phone(&t)

@@ -65,8 +65,21 @@ pub(crate) async fn submit(
     let path = req.uri().path().to_owned();
     let kind = content_kind(&headers)?;
     let plain_form = kind != Kind::Json && !accepts_json(&headers);
+    // A form's token is a secret like an API token's: wrong ones count as failed attempts of
+    // the address, which is refused (429) after too many.
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if form.token.is_some() {
+        state.failures.check(ip)?;
+    }
     let (fields, body_bytes) = read_fields(req, &state, &form, kind).await?;
-    check_token(&form, &fields, query.as_deref(), &headers)?;
+    if let Err(e) = check_token(&form, &fields, query.as_deref(), &headers) {
+        state.failures.fail(ip);
+        metrics::counter!("leadflow_auth_failures_total").increment(1);
+        return Err(e);
+    }
     let mut resp = if is_bot(&form, &fields) {
         tracing::info!(form = %form.name, "intake: honeypot filled; accepted and dropped");
         accepted(&form, plain_form, None)

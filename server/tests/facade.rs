@@ -481,3 +481,32 @@ fn a_timeline_comment_is_an_event_of_the_record_and_changes_no_field() {
     }
     assert_eq!(head(&s), before);
 }
+
+#[test]
+fn event_get_shows_the_application_token_only_to_who_may_bind() {
+    let (_dir, s, designer) = with_token("designer", "designer", "ivanov");
+    let c = s.anonymous();
+    let (st, b) = call(
+        &c,
+        ADMIN_SECRET,
+        "event.bind",
+        &json!({"event": "ONCRMLEADADD", "handler": "http://127.0.0.1:9/h"}),
+    );
+    assert_eq!(st, 200, "{b}");
+    let (_, admin) = call(&c, ADMIN_SECRET, "event.get", &json!({}));
+    assert_eq!(
+        admin["result"][0]["application_token"]
+            .as_str()
+            .map(str::len),
+        Some(32),
+        "{admin}"
+    );
+    // A designer reads the subscriptions, not the token a handler trusts events by.
+    let (st, read) = call(&c, &designer, "event.get", &json!({}));
+    assert_eq!(st, 200, "{read}");
+    assert_eq!(read["result"][0]["handler"], "http://127.0.0.1:9/h");
+    assert!(
+        read["result"][0].get("application_token").is_none(),
+        "{read}"
+    );
+}

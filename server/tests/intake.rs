@@ -172,6 +172,28 @@ fn the_token_of_a_form_is_required_and_checked() {
         br#"{"name": "B", "phone": "+79001230001"}"#,
     );
     assert_eq!(bearer.status, 201, "{}", bearer.text());
+    // Wrong tokens count as failed attempts of the address: after too many, even the right
+    // one is refused for a while (429), and nothing is appended.
+    // (The two refusals above were the first two.)
+    for _ in 2..leadflow_server::auth::FAILURES_ALLOWED {
+        let r = form(
+            &c,
+            "/intake/partner?token=guess",
+            &[],
+            "name=A&phone=%2B79001230000",
+        );
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    let before = head(&c);
+    let refused = form(
+        &c,
+        "/intake/partner?token=partner-secret-0123456789",
+        &[],
+        "name=A&phone=%2B79001230000",
+    );
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(head(&c), before);
 }
 
 #[test]

@@ -1256,3 +1256,20 @@ fn deals_filter_by_amount_and_lists_sort_by_title() {
         }
     }
 }
+
+#[test]
+fn phone_and_email_substrings_look_only_in_phones_and_emails() {
+    check_leads(Filter::PhoneText(s("0000042")), |l| {
+        l.phones.iter().any(|p| p.contains("0000042"))
+    });
+    check_leads(Filter::EmailText(s("LEAD4")), |l| {
+        l.emails.iter().any(|e| e.to_lowercase().contains("lead4"))
+    });
+    // A title holding the text is not a match.
+    let store = store();
+    let q = ListQuery {
+        filters: vec![Filter::EmailText(s("Countertop"))],
+        ..ListQuery::new(EntityKind::Lead)
+    };
+    assert!(query::list(&*store, &q).unwrap().items.is_empty());
+}

@@ -195,15 +195,17 @@ pub fn enum_id(i: usize) -> String {
     (i + 1).to_string()
 }
 
-/// The option an enumeration field's value stands for: an item id (`"2"`) or the option's own
-/// text; `None` for neither.
+/// The option an enumeration field's value stands for: an item id (`"2"`, Bitrix24's meaning,
+/// first) or else the option's own text; `None` for neither.
 pub fn enum_option<'a>(options: &'a [String], v: &str) -> Option<&'a str> {
     let v = v.trim();
-    if let Some(o) = options.iter().find(|o| o.as_str() == v) {
-        return Some(o);
-    }
-    let n: usize = v.parse().ok()?;
-    options.get(n.checked_sub(1)?).map(String::as_str)
+    let by_id = v
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| options.get(n.checked_sub(1)?));
+    by_id
+        .or_else(|| options.iter().find(|o| o.as_str() == v))
+        .map(String::as_str)
 }
 
 fn semantics(s: Semantic) -> &'static str {

@@ -12,7 +12,7 @@
 //! | `source`, `client_type`, `contact`, `company`, `lead`, `deal` | one index each |
 //! | `created_at`, `updated_at` | `*_by_created`, `*_by_updated` |
 //! | `phone`, `email` | `match_keys` (normalised as the engine normalises them) |
-//! | `title`, `name` (substring), `text` | the FTS5 trigram index `search_fts` |
+//! | `title`, `name`, `phone`, `email` (substring), `text` | the FTS5 trigram index `search_fts` |
 //! | `title`, `name` (equal, ASCII letters in any case) | `*_by_title`, `*_by_name` |
 //! | `title`, `name` (a `LIKE` pattern) | `search_fts` (its longest run of literal characters) |
 //! | a deal's `amount` | `deals_by_amount` |
@@ -125,6 +125,10 @@ pub enum Filter {
     Name(String),
     /// A substring of the title, name, phones or e-mails, in any case.
     Text(String),
+    /// A substring of one of the phones (as stored: E.164, `+79001234567`).
+    PhoneText(String),
+    /// A substring of one of the e-mails, in any case.
+    EmailText(String),
     /// The title (a company's name) equal to this, ASCII letters in any case.
     TitleIs(String),
     /// The name equal to this, ASCII letters in any case.
@@ -171,6 +175,8 @@ impl Filter {
             Filter::Title(_) => "title",
             Filter::Name(_) => "name",
             Filter::Text(_) => "text",
+            Filter::PhoneText(_) => "phone",
+            Filter::EmailText(_) => "email",
             Filter::TitleIs(_) | Filter::TitleLike(_) => "title",
             Filter::NameIs(_) | Filter::NameLike(_) => "name",
             Filter::Amount(_) => "amount",
@@ -324,7 +330,8 @@ impl std::str::FromStr for Cursor {
                 "is not a cursor this server made; start from the first page",
             )
         };
-        if !s.len().is_multiple_of(2) || s.len() > 4096 {
+        // A title cursor holds the title: room for long ones (a URL of some 64 KiB).
+        if !s.len().is_multiple_of(2) || s.len() > 65_536 {
             return Err(bad());
         }
         let bytes: Vec<u8> = (0..s.len())
@@ -441,6 +448,9 @@ fn column(kind: EntityKind, f: &Filter) -> Option<&'static str> {
         (Filter::Title(_), K::Lead | K::Deal | K::Task) => "title",
         (Filter::Name(_), K::Lead | K::Contact | K::Company) => "name",
         (Filter::Text(_), _) => "id",
+        // The columns of `search_fts` they search.
+        (Filter::PhoneText(_), K::Lead | K::Contact | K::Company) => "phones",
+        (Filter::EmailText(_), K::Lead | K::Contact | K::Company) => "emails",
         (Filter::TitleIs(_) | Filter::TitleLike(_), K::Lead | K::Deal | K::Task) => "title",
         (Filter::TitleIs(_) | Filter::TitleLike(_), K::Company) => "name",
         (Filter::NameIs(_) | Filter::NameLike(_), K::Lead | K::Contact | K::Company) => "name",
@@ -673,7 +683,9 @@ fn condition(sql: &mut Conds, kind: EntityKind, f: &Filter) -> Result<(), Error>
                 ));
             }
         }
-        Filter::Title(s) | Filter::Name(s) => search(sql, Some(col), s)?,
+        Filter::Title(s) | Filter::Name(s) | Filter::PhoneText(s) | Filter::EmailText(s) => {
+            search(sql, Some(col), s)?
+        }
         Filter::Text(s) => search(sql, None, s)?,
         Filter::TitleIs(s) | Filter::NameIs(s) => {
             let m = sql.arg(s.trim().to_owned());

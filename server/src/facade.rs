@@ -170,6 +170,50 @@ impl StoreCrm {
         })
     }
 
+    /// Runs `commands` as one change through the writer, each checked against the token's
+    /// role on the record as it stands; a refusal names the Bitrix24 fields. Answers the id
+    /// the last create made, if any, and the position of the last event appended.
+    fn run_commands(&self, commands: Vec<Command>) -> Result<(Option<i64>, i64), Error> {
+        let who = self.caller.clone();
+        let mapping = self.mapping.clone();
+        let result = self.write(Box::new(move |tx, ctx| {
+            let actor = who.actor();
+            let (mut created, mut last) = (None, 0);
+            for command in &commands {
+                who.may_execute(tx, ctx.config, command)?;
+                let out = tx.execute(
+                    ctx.config,
+                    command,
+                    &EventMeta::root(ctx.now, actor.clone()),
+                );
+                let out = match out {
+                    Ok(o) => o,
+                    Err(leadflow_store::Error::Rejected(r)) => {
+                        return Err(ApiError::Unprocessable {
+                            code: "rejected",
+                            message: records::rejected(&mapping, kind_of(command), &r).to_string(),
+                            field: None,
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if matches!(command.target(), Target::New(_)) {
+                    created = Some(out.stream.id);
+                }
+                last = out.appended.as_ref().map_or(last, |a| a.last_position);
+            }
+            Ok(Answer::ok(json!({ "created": created, "last": last })))
+        }));
+        match result {
+            Ok(a) => Ok((
+                a.body["created"].as_i64(),
+                a.body["last"].as_i64().unwrap_or(0),
+            )),
+            Err(ApiError::Unprocessable { message, .. }) => Err(Error::Rejected(message)),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
     fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut leadflow_store::Store) -> Result<T, ApiError> + Send + 'static,
@@ -241,40 +285,7 @@ impl Crm for StoreCrm {
     }
 
     fn execute(&mut self, commands: Vec<Command>) -> Result<Option<i64>, Error> {
-        let who = self.caller.clone();
-        let mapping = self.mapping.clone();
-        let result = self.write(Box::new(move |tx, ctx| {
-            let actor = who.actor();
-            let mut created = None;
-            for command in &commands {
-                who.may_execute(tx, ctx.config, command)?;
-                let out = tx.execute(
-                    ctx.config,
-                    command,
-                    &EventMeta::root(ctx.now, actor.clone()),
-                );
-                let out = match out {
-                    Ok(o) => o,
-                    Err(leadflow_store::Error::Rejected(r)) => {
-                        return Err(ApiError::Unprocessable {
-                            code: "rejected",
-                            message: records::rejected(&mapping, kind_of(command), &r).to_string(),
-                            field: None,
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if matches!(command.target(), Target::New(_)) {
-                    created = Some(out.stream.id);
-                }
-            }
-            Ok(Answer::ok(json!({ "created": created })))
-        }));
-        match result {
-            Ok(a) => Ok(a.body["created"].as_i64()),
-            Err(ApiError::Unprocessable { message, .. }) => Err(Error::Rejected(message)),
-            Err(e) => Err(internal(e)),
-        }
+        self.run_commands(commands).map(|(created, _)| created)
     }
 
     fn get(&self, stream: StreamId) -> Result<Option<Found>, Error> {
@@ -366,30 +377,7 @@ impl Crm for StoreCrm {
             stream,
             text: text.to_owned(),
         };
-        let who = self.caller.clone();
-        let mapping = self.mapping.clone();
-        let result = self.write(Box::new(move |tx, ctx| {
-            who.may_execute(tx, ctx.config, &command)?;
-            let out = tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, who.actor()));
-            let out = match out {
-                Ok(o) => o,
-                Err(leadflow_store::Error::Rejected(r)) => {
-                    return Err(ApiError::Unprocessable {
-                        code: "rejected",
-                        message: records::rejected(&mapping, stream.kind, &r).to_string(),
-                        field: None,
-                    });
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let position = out.appended.as_ref().map_or(0, |a| a.last_position);
-            Ok(Answer::ok(json!(position)))
-        }));
-        match result {
-            Ok(a) => Ok(a.body.as_i64().unwrap_or(0)),
-            Err(ApiError::Unprocessable { message, .. }) => Err(Error::Rejected(message)),
-            Err(e) => Err(internal(e)),
-        }
+        self.run_commands(vec![command]).map(|(_, last)| last)
     }
 
     fn bind(&mut self, binding: Binding) -> Result<(), Error> {

@@ -18,15 +18,12 @@
 //! tests/clients/requirements.txt). Without it the tests are skipped, saying so on stderr,
 //! except under CI (`CI=true`), where they fail.
 
-use leadflow_testkit::cli::Env;
-use leadflow_testkit::http::Client;
+use leadflow_testkit::cli::{Env, Serving};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 
 /// The token the scripts' webhook URL carries.
 const TOKEN: &str = "py";
@@ -70,70 +67,6 @@ fn first_line(child: &mut Child) -> String {
         .read_line(&mut line)
         .unwrap();
     line
-}
-
-/// A running `leadflow serve`, its address and what it logged.
-struct Serving {
-    child: Running,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Serving {
-    fn start(env: &Env) -> Serving {
-        let child = env
-            .wall_clock_cmd()
-            .env("RUST_LOG", "info")
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut child = Running(child);
-        let line = first_line(&mut child.0);
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .parse()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.0.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push_str(&(l + "\n"));
-            }
-        });
-        let c = Client::new(addr);
-        let ready = (0..500).any(|_| {
-            let ok = c.get("/readyz").status == 200;
-            if !ok {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            ok
-        });
-        assert!(ready, "serve never got ready: {}", log.lock().unwrap());
-        Serving { child, addr, log }
-    }
-
-    /// SIGTERM, and the service must exit 0.
-    fn stop(mut self) {
-        let pid = self.child.0.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -TERM {pid}");
-        let status = self.child.0.wait().unwrap();
-        assert!(status.success(), "serve: {status}: {}", self.log());
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
 }
 
 /// A folder `init` set up, with an admin token `py`: its secret.
@@ -233,7 +166,7 @@ fn fast_bitrix24(test: &str, mode: &str) {
         return;
     };
     let (env, secret) = env_with_token();
-    let serving = Serving::start(&env);
+    let serving = env.serve("info");
     let url = format!("http://{}/rest/1/{secret}/", serving.addr);
     let summary = run_client(
         &python,
@@ -270,7 +203,7 @@ fn b24pysdk(test: &str, mode: &str) -> Option<Env> {
         "openssl: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let serving = Serving::start(&env);
+    let serving = env.serve("info");
     let proxy = Command::new(&python)
         .arg(script("tls_proxy.py"))
         .arg(&cert)

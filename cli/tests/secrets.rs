@@ -9,14 +9,10 @@
 //! that prints its secret. None may appear (`leadflow events`, plain and `--json`, shows an
 //! endpoint's signing secret as `***`, as the API does).
 
-use leadflow_testkit::cli::{Env, json_lines, stderr};
+use leadflow_testkit::cli::{Env, Serving, json_lines, stderr};
 use leadflow_testkit::http::{Client, Response};
 use leadflow_testkit::receiver::Receiver;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const WEBHOOK_SECRET: &str = "whsec_TWZLUTlyOEdLWXFyVHdqVVBEOElMUFpJbzJMYQ";
@@ -46,59 +42,8 @@ backoff_max = "1s"
 secret = "DELIVERY_SECRET"
 "#;
 
-/// `leadflow serve` and everything it printed.
-struct Serving {
-    child: Child,
-    addr: SocketAddr,
-    out: Arc<Mutex<String>>,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(pipe: impl std::io::Read + Send + 'static, sink: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        for l in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&(l + "\n"));
-        }
-    });
-}
-
 fn start(env: &Env) -> Serving {
-    let mut child = env
-        .wall_clock_cmd()
-        .env("RUST_LOG", "trace")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
-    let out = Arc::new(Mutex::new(line));
-    collect(stdout, out.clone());
-    collect(child.stderr.take().unwrap(), out.clone());
-    let s = Serving { child, addr, out };
-    let c = Client::new(s.addr);
-    for _ in 0..500 {
-        if c.get("/readyz").status == 200 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    s
+    env.serve("trace")
 }
 
 /// What the session saw, to search.
@@ -376,7 +321,7 @@ fn no_secret_used_in_a_whole_session_reaches_a_log_an_answer_or_a_cli_output() {
     let status = s.child.wait().unwrap();
     assert!(status.success(), "serve: {status}");
     std::thread::sleep(Duration::from_millis(200));
-    let log = s.out.lock().unwrap().clone();
+    let log = s.log();
     assert!(
         log.contains("answered"),
         "the request log is not in:\n{log}"

@@ -3,13 +3,12 @@
 //! folder (a broken one is refused, the old set stays), and SIGKILL under load loses no
 //! acknowledged lead and no robot effect, several times over.
 
-use leadflow_testkit::cli::Env;
+use leadflow_testkit::cli::{Env, Serving};
 use leadflow_testkit::http::{Client, send};
 use leadflow_testkit::receiver::Receiver;
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,21 +23,6 @@ trigger = { on = "created", entity = "lead" }
   team = "first_line"
 "#;
 
-/// A running `leadflow serve` and its address.
-struct Serving {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<std::sync::Mutex<String>>,
-}
-
-impl Drop for Serving {
-    /// A test that fails leaves no service running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An admin token made with `leadflow token create`: its secret.
 fn admin_token(env: &Env) -> String {
     let out = env.ok(&["--json", "token", "create", "ops", "--role", "admin"]);
@@ -47,43 +31,7 @@ fn admin_token(env: &Env) -> String {
 }
 
 fn start(env: &Env) -> Serving {
-    let mut child = env
-        .wall_clock_cmd()
-        .env("RUST_LOG", "info")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
-    let log = Arc::new(std::sync::Mutex::new(String::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&(l + "\n"));
-        }
-    });
-    let s = Serving { child, addr, log };
-    // Ready: the rule set is active once the first pass ran.
-    let c = Client::new(s.addr);
-    for _ in 0..500 {
-        if c.get("/readyz").status == 200 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    s
+    env.serve("info")
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -153,13 +101,9 @@ fn sigterm_under_load_stops_gracefully_and_loses_nothing_acknowledged() {
         .into_iter()
         .flat_map(|w| w.join().unwrap())
         .collect();
-    assert!(
-        status.success(),
-        "serve exits 0 on SIGTERM: {}",
-        s.log.lock().unwrap()
-    );
+    assert!(status.success(), "serve exits 0 on SIGTERM: {}", s.log());
     assert!(!acked.is_empty());
-    let log = s.log.lock().unwrap().clone();
+    let log = s.log();
     assert!(log.contains("leadflow serve: stopped"), "{log}");
     let titles: Vec<String> = env
         .log()
@@ -243,19 +187,15 @@ fn sighup_reloads_the_rule_folder_and_keeps_the_old_set_when_the_new_one_is_brok
     signal(&s.child, "HUP");
     let wait_for = |needle: &str| {
         for _ in 0..500 {
-            if s.log.lock().unwrap().contains(needle) {
+            if s.log().contains(needle) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        panic!("{needle:?} never logged: {}", s.log.lock().unwrap());
+        panic!("{needle:?} never logged: {}", s.log());
     };
     wait_for("rule reload refused");
-    assert!(
-        s.log.lock().unwrap().contains("broken.toml:3:"),
-        "{}",
-        s.log.lock().unwrap()
-    );
+    assert!(s.log().contains("broken.toml:3:"), "{}", s.log());
     // The old set is still in force: a new lead is assigned.
     let r = c.post("/api/v1/leads", &json!({"name": "After a bad reload"}));
     assert_eq!(r.status, 201, "{}", r.text());
@@ -320,7 +260,7 @@ fn serve_delivers_a_subscribed_event_signed_to_a_local_listener() {
     let r = c.post("/api/v1/leads", &json!({"name": "Hooked"}));
     assert_eq!(r.status, 201, "{}", r.text());
     if rx.wait_for(1, std::time::Duration::from_secs(20)).is_err() {
-        panic!("nothing delivered: {}", s.log.lock().unwrap());
+        panic!("nothing delivered: {}", s.log());
     }
     // The endpoint's signing secret is never served by the API.
     let added = c.get("/api/v1/events?type=endpoint.added").json();
@@ -365,15 +305,15 @@ fn sigterm_with_an_event_stream_open_still_stops_within_the_grace_period() {
     signal(&s.child, "TERM");
     loop {
         if let Some(status) = s.child.try_wait().unwrap() {
-            assert!(status.success(), "{}", s.log.lock().unwrap());
+            assert!(status.success(), "{}", s.log());
             break;
         }
         assert!(
             asked.elapsed() < std::time::Duration::from_secs(15),
             "serve did not stop with a stream open: {}",
-            s.log.lock().unwrap()
+            s.log()
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(s.log.lock().unwrap().contains("leadflow serve: stopped"));
+    assert!(s.log().contains("leadflow serve: stopped"));
 }

@@ -284,3 +284,97 @@ trigger = { on = "deadline_elapsed", name = "call_back" }
   kind = "missed_call_back"
   threshold = 1
 "#;
+
+/// A running `leadflow serve` started by [`Env::serve`]: its process, the address it said it
+/// listens on, and everything it printed (stdout and stderr, as they come). Killed when
+/// dropped, so a failing test leaves no service running.
+pub struct Serving {
+    /// The process (for signals and `wait`).
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Env {
+    /// Starts `leadflow serve --listen 127.0.0.1:0` on the wall clock with `RUST_LOG=rust_log`
+    /// and waits until `/readyz` answers 200 (the rule set active).
+    pub fn serve(&self, rust_log: &str) -> Serving {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        use std::sync::{Arc, Mutex};
+        let mut child = self
+            .wall_clock_cmd()
+            .env("RUST_LOG", rust_log)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let log = Arc::new(Mutex::new(line.clone()));
+        let collect = |pipe: Box<dyn std::io::Read + Send>| {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                for l in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push_str(&(l + "\n"));
+                }
+            });
+        };
+        collect(Box::new(stdout));
+        collect(Box::new(child.stderr.take().unwrap()));
+        let Some(addr) = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+        else {
+            let _ = child.kill();
+            panic!("serve said no address: {line:?}");
+        };
+        let s = Serving { child, addr, log };
+        let c = crate::http::Client::new(addr);
+        let ready = (0..500).any(|_| {
+            let ok = c.get("/readyz").status == 200;
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            ok
+        });
+        assert!(ready, "serve never got ready: {}", s.log());
+        s
+    }
+}
+
+impl Serving {
+    /// Everything it printed so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends it `sig` (`TERM`, `HUP`, `KILL`…).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// SIGTERM, and it must exit 0 (its log in the failure).
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve: {status}: {}", self.log());
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

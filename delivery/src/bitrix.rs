@@ -69,6 +69,16 @@ pub fn raised_by(patterns: &[String]) -> Vec<&'static str> {
         .collect()
 }
 
+/// Whether an endpoint's patterns get every stored type of a Bitrix24 event (so binding the
+/// event for it again would add nothing); `false` for an event not served.
+pub fn covers(patterns: &[String], bitrix_event: &str) -> bool {
+    leadflow_types(bitrix_event).is_some_and(|types| {
+        types
+            .iter()
+            .all(|t| patterns.iter().any(|p| type_matches(p, t)))
+    })
+}
+
 /// The `auth[application_token]` of an endpoint: 32 hex digits of the HMAC-SHA256 of
 /// `leadflow application_token` under its secret. Stable for the endpoint, different for
 /// each, and telling nothing of the secret; `event.get` shows it to the handler's owner.
@@ -269,6 +279,12 @@ mod tests {
         );
         assert_eq!(raised_by(&["*".into()]).len(), EVENTS.len());
         assert!(raised_by(&["task.*".into()]).is_empty());
+        // Raising an event is getting one of its types; covering it, all of them.
+        let assigned = vec!["lead.assigned".to_string()];
+        assert_eq!(raised_by(&assigned), vec!["ONCRMLEADUPDATE"]);
+        assert!(!covers(&assigned, "ONCRMLEADUPDATE"));
+        assert!(covers(&["lead.*".into()], "ONCRMLEADUPDATE"));
+        assert!(!covers(&["lead.*".into()], "ONCRMTASKADD"));
     }
 
     #[test]

@@ -402,11 +402,7 @@ impl Crm for StoreCrm {
             let bound = tx.endpoints(false)?.into_iter().any(|ep| {
                 ep.format == "bitrix24"
                     && ep.url == binding.handler
-                    && types.iter().all(|t| {
-                        ep.events
-                            .iter()
-                            .any(|p| leadflow_engine::event::type_matches(p, t))
-                    })
+                    && events::covers(&ep.events, &binding.event)
             });
             if bound {
                 return Ok(Answer::ok(json!(false)));

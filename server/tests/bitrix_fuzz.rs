@@ -8,6 +8,7 @@ use leadflow_engine::config::{Config, DEFAULT_CONFIG};
 use leadflow_engine::ids::EntityKind;
 use leadflow_server::bitrix::memory::MemoryCrm;
 use leadflow_server::bitrix::{Mapping, Params, Reply, Timing, call};
+use leadflow_testkit::fuzz::mutated;
 use proptest::prelude::*;
 use serde_json::Value;
 use std::sync::Arc;
@@ -103,29 +104,6 @@ fn check(method: &str, query: Option<&str>, ct: Option<&str>, body: &[u8]) {
     }
 }
 
-/// A seed with a few bytes replaced, inserted or deleted.
-fn mutated() -> impl Strategy<Value = Vec<u8>> {
-    (
-        prop::sample::select(SEEDS),
-        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..6),
-    )
-        .prop_map(|(seed, edits)| {
-            let mut b = seed.as_bytes().to_vec();
-            for (at, byte, op) in edits {
-                let i = at.index(b.len().max(1));
-                match op {
-                    0 if i < b.len() => b[i] = byte,
-                    1 => b.insert(i.min(b.len()), byte),
-                    _ if i < b.len() => {
-                        b.remove(i);
-                    }
-                    _ => {}
-                }
-            }
-            b
-        })
-}
-
 /// PHP-style query strings from pieces clients use.
 fn query() -> impl Strategy<Value = String> {
     let key = prop::sample::select(
@@ -189,7 +167,7 @@ proptest! {
     #[test]
     fn mutated_client_requests_answer_an_envelope(
         method in prop::sample::select(METHODS),
-        body in mutated(),
+        body in mutated(SEEDS),
         ct in prop::sample::select(&[Some("application/json"), Some("application/x-www-form-urlencoded"), None, Some("text/plain")][..]),
     ) {
         check(method, None, ct, &body);

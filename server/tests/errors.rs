@@ -59,6 +59,12 @@ fn assert_retry_after(r: &Response) -> u64 {
     s
 }
 
+/// `POST /api/v1/leads` with `name` on a thread of its own: its answer when joined.
+fn create_in_background(c: &Client, name: &'static str) -> std::thread::JoinHandle<Response> {
+    let c = c.clone();
+    std::thread::spawn(move || c.post("/api/v1/leads", &json!({ "name": name })))
+}
+
 fn lead_count(c: &Client) -> usize {
     c.get("/api/v1/events?type=lead.created").json()["events"]
         .as_array()
@@ -295,10 +301,7 @@ fn a_full_writer_queue_and_a_commit_that_cannot_take_the_lock_are_503_with_retry
     // Another process holds the write lock: the writer waits in its first job (up to the busy
     // timeout), one more waits in the queue, and the next finds the queue full.
     let lock = Db::at(&s.db).hold_write_lock();
-    let post = |name: &'static str| {
-        let c = c.clone();
-        std::thread::spawn(move || c.post("/api/v1/leads", &json!({ "name": name })))
-    };
+    let post = |name: &'static str| create_in_background(&c, name);
     let a = post("A");
     std::thread::sleep(Duration::from_millis(500));
     let b = post("B");
@@ -477,10 +480,7 @@ fn a_write_whose_request_timed_out_while_it_waited_in_the_queue_is_not_run() {
     let before = lead_count(&c);
     // The writer waits for the lock in A's batch; B waits in the queue past its timeout.
     let lock = Db::at(&s.db).hold_write_lock();
-    let post = |name: &'static str| {
-        let c = c.clone();
-        std::thread::spawn(move || c.post("/api/v1/leads", &json!({ "name": name })))
-    };
+    let post = |name: &'static str| create_in_background(&c, name);
     let a = post("A");
     std::thread::sleep(Duration::from_millis(100));
     let b = post("B");

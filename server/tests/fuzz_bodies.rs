@@ -9,6 +9,7 @@
 
 use leadflow_engine::config::DEFAULT_CONFIG;
 use leadflow_testkit::config_from;
+use leadflow_testkit::fuzz::mutated;
 use leadflow_testkit::http::{Client, Response};
 use leadflow_testkit::serve::{ADMIN_SECRET, Server};
 use proptest::prelude::*;
@@ -175,29 +176,6 @@ fn raw(seeds: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
             .prop_map(|(k, n)| format!("{{\"{k}\": {n}}}").into_bytes()),
         mutated(seeds),
     ]
-}
-
-/// A seed with a few bytes replaced, inserted or deleted.
-fn mutated(seeds: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
-    (
-        prop::sample::select(seeds),
-        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..6),
-    )
-        .prop_map(|(seed, edits)| {
-            let mut b = seed.as_bytes().to_vec();
-            for (at, byte, op) in edits {
-                let i = at.index(b.len().max(1));
-                match op {
-                    0 if i < b.len() => b[i] = byte,
-                    1 => b.insert(i.min(b.len()), byte),
-                    _ if i < b.len() => {
-                        b.remove(i);
-                    }
-                    _ => {}
-                }
-            }
-            b
-        })
 }
 
 /// A body: generated JSON, or raw bytes.

@@ -4,7 +4,7 @@
 //! with SQL from a database in a temporary file ([`Db`]), the store's named queries a test
 //! compares ([`query`]), and the harness that runs the real `leadflow` binary in a folder
 //! `leadflow init` set up ([`cli`]), the service on a real socket ([`serve`], [`http`]) and a
-//! webhook receiver ([`receiver`]).
+//! webhook receiver ([`receiver`]), and mutated bytes for property tests ([`fuzz`]).
 //!
 //! Tests speak SQL only through this crate: a store a test inspects with SQL lives in a
 //! temporary file, and [`Db`] reads (or tampers with) it over connections of its own, never
@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod db;
 pub mod exec;
+pub mod fuzz;
 pub mod http;
 pub mod lead;
 pub mod log;

@@ -3,7 +3,7 @@
 //! uses them for `event.bind`, `event.unbind` and `event.get`.
 
 pub use leadflow_delivery::bitrix::{
-    Auth, EVENTS, Event, Origin, application_token, bitrix_event, leadflow_types, payload,
+    Auth, EVENTS, Event, Origin, application_token, bitrix_event, covers, leadflow_types, payload,
     raised_by, urlencode,
 };
 

@@ -451,8 +451,9 @@ fn column(kind: EntityKind, f: &Filter) -> Option<&'static str> {
         // The columns of `search_fts` they search.
         (Filter::PhoneText(_), K::Lead | K::Contact | K::Company) => "phones",
         (Filter::EmailText(_), K::Lead | K::Contact | K::Company) => "emails",
-        (Filter::TitleIs(_) | Filter::TitleLike(_), K::Lead | K::Deal | K::Task) => "title",
-        (Filter::TitleIs(_) | Filter::TitleLike(_), K::Company) => "name",
+        (Filter::TitleIs(_) | Filter::TitleLike(_), K::Lead | K::Deal | K::Task | K::Company) => {
+            title_column(kind)
+        }
         (Filter::NameIs(_) | Filter::NameLike(_), K::Lead | K::Contact | K::Company) => "name",
         (Filter::Amount(_), K::Deal) => "amount",
         (Filter::Not(inner), _) => return column(kind, inner),
@@ -744,6 +745,15 @@ fn condition(sql: &mut Conds, kind: EntityKind, f: &Filter) -> Result<(), Error>
     Ok(())
 }
 
+/// What stands for a title: a lead's, deal's or task's `title`, a contact's or company's
+/// `name`.
+fn title_column(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Contact | EntityKind::Company => "name",
+        _ => "title",
+    }
+}
+
 /// The sort column for `key` on this kind.
 fn sort_column(kind: EntityKind, key: SortKey) -> Result<&'static str, Error> {
     Ok(match key {
@@ -753,10 +763,7 @@ fn sort_column(kind: EntityKind, key: SortKey) -> Result<&'static str, Error> {
             return Err(bad("order", "tasks have no updated_at to sort by"));
         }
         SortKey::UpdatedAt => "updated_at",
-        SortKey::Title => match kind {
-            EntityKind::Contact | EntityKind::Company => "name",
-            _ => "title",
-        },
+        SortKey::Title => title_column(kind),
     })
 }
 

@@ -115,8 +115,14 @@ pub fn parse_query(q: &str) -> Result<Params, Error> {
             .unwrap_or_default(),
         Node::Leaf(_) => Vec::new(),
     };
-    let Value::Object(map) = root.into_value() else {
-        unreachable!("the root is a map")
+    // The root is an object even when every key is a number (`0=x`, which PHP makes a
+    // list): parameters are named.
+    let map = match root {
+        Node::Map(entries) => entries
+            .into_iter()
+            .map(|(k, n)| (k, n.into_value()))
+            .collect(),
+        Node::Leaf(_) => serde_json::Map::new(),
     };
     let mut params = Params::from_value(Value::Object(map));
     params.1 = order;
@@ -429,6 +435,15 @@ mod tests {
 
     fn q(s: &str) -> Value {
         Value::Object(parse_query(s).unwrap().0)
+    }
+
+    /// Found by the facade's fuzz test: a body of numeric keys alone made the root a list,
+    /// which the parser took for impossible (a panic, a 500).
+    #[test]
+    fn numeric_keys_at_the_root_stay_named_parameters() {
+        assert_eq!(q("0"), json!({"0": ""}));
+        assert_eq!(q("0=a&1=b"), json!({"0": "a", "1": "b"}));
+        assert_eq!(q("0[]=a"), json!({"0": ["a"]}));
     }
 
     #[test]

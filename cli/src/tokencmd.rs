@@ -36,7 +36,7 @@ fn new_secret() -> Result<String, CliError> {
             "could not get random bytes from the operating system for the secret: {e}"
         ))
     })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(leadflow_engine::hex(&bytes))
 }
 
 fn create(

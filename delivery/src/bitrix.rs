@@ -115,7 +115,7 @@ impl Origin {
 }
 
 fn hex32(bytes: &[u8]) -> String {
-    bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    leadflow_engine::hex(&bytes[..bytes.len().min(16)])
 }
 
 /// The `auth[…]` block of an event: where the handler reaches the server back, and the token

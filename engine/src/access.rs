@@ -736,10 +736,7 @@ impl Access {
 /// (`store::query::token_by_hash`), so no comparison runs over the secret itself.
 pub fn secret_hash(secret: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&Sha256::digest(secret.as_bytes()))
 }
 
 #[cfg(test)]

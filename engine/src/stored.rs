@@ -173,7 +173,7 @@ impl RecordedEvent {
             "actor": self.actor,
             "causation": self.causation,
             "correlation": self.correlation,
-            "hash": self.hash.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "hash": crate::hex(&self.hash),
         })
     }
 

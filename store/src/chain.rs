@@ -54,7 +54,7 @@ pub fn event_hash(prev: &Hash, e: &Hashed<'_>) -> Hash {
 
 /// Lowercase hex of a hash.
 pub fn to_hex(h: &Hash) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
+    leadflow_engine::hex(h)
 }
 
 /// Parses 64 hex digits.

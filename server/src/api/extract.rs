@@ -113,7 +113,7 @@ pub(crate) fn request_hash(method: &Method, path: &str, body: &[u8]) -> String {
     h.update(path.as_bytes());
     h.update([0]);
     h.update(body);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    leadflow_engine::hex(&h.finalize())
 }
 
 /// The version `If-Match` names: `3`, `"3"` or `W/"3"`; `*` or no header is `None`.

@@ -314,10 +314,7 @@ impl fmt::Display for Cursor {
             self.id,
             self.value.as_deref().unwrap_or_default()
         );
-        for b in text.bytes() {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&leadflow_engine::hex(text.as_bytes()))
     }
 }
 

@@ -139,6 +139,7 @@ impl Service {
             metrics: metrics_handle(),
             accepting: Arc::new(AtomicBool::new(true)),
             failures: Arc::default(),
+            tokens: Arc::default(),
         };
         Ok(Service {
             state,

@@ -119,15 +119,24 @@ pub async fn forget_loop(writer: Writer, mut stop: watch::Receiver<bool>) {
 }
 
 /// Reacts to other processes' events and fires what falls due, until `stop` turns true.
+///
+/// It reads the database (a pass) when its poll is due, when a timer is due, and after a
+/// commit that left events the rules have not processed; after the other commits (a request's
+/// job, whose reactions ran in its savepoint) it only notes the timers they set, so that a
+/// request costs no read here.
 pub async fn rules_loop(bg: Background, mut stop: watch::Receiver<bool>) {
     let mut committed = bg.writer.committed();
     let mut wake: Option<DateTime<Utc>> = None;
     let mut first = true;
+    let mut look = true;
     loop {
         if *stop.borrow() {
             return;
         }
-        if let Some(rt) = bg.rules.current() {
+        let due = wake.is_some_and(|t| t <= bg.clock.now());
+        if (look || due)
+            && let Some(rt) = bg.rules.current()
+        {
             match pass(&bg, &rt, first, wake).await {
                 Ok(next) => {
                     first = false;
@@ -143,11 +152,17 @@ pub async fn rules_loop(bg: Background, mut stop: watch::Receiver<bool>) {
         let pause = wake.map_or(POLL, |t| {
             (t - now).to_std().unwrap_or(Duration::ZERO).min(POLL)
         });
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            _ = committed.changed() => {}
-            _ = stop.changed() => {}
-        }
+        look = tokio::select! {
+            () = tokio::time::sleep(pause) => true,
+            r = committed.changed() => {
+                let notes = bg.writer.take_notes();
+                if let Some(t) = notes.soonest_timer {
+                    wake = Some(wake.map_or(t, |w| w.min(t)));
+                }
+                r.is_err() || notes.unprocessed
+            }
+            _ = stop.changed() => true,
+        };
     }
 }
 

@@ -35,6 +35,8 @@ pub struct AppState {
     pub accepting: Arc<AtomicBool>,
     /// Failed authentication attempts by address.
     pub failures: Arc<crate::auth::Failures>,
+    /// Tokens recently found by their secret.
+    pub tokens: Arc<crate::auth::TokenCache>,
 }
 
 impl AppState {

@@ -99,12 +99,23 @@ pub struct Committed {
     pub requests: bool,
 }
 
+/// What the commits since the rules loop last looked left for it (see [`Writer::take_notes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// Some commit holds events the rules have not processed: a job that ran without the
+    /// reaction step (the rules' own work, delivery), or a batch run with no rule set.
+    pub unprocessed: bool,
+    /// The earliest due time of the timers those commits set.
+    pub soonest_timer: Option<DateTime<Utc>>,
+}
+
 /// The handle handlers send jobs through; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
     alive: Arc<AtomicBool>,
     committed: watch::Receiver<Committed>,
+    notes: Arc<std::sync::Mutex<Notes>>,
 }
 
 impl Writer {
@@ -127,8 +138,10 @@ impl Writer {
             requests: false,
         });
         let alive = Arc::new(AtomicBool::new(true));
+        let notes = Arc::new(std::sync::Mutex::new(Notes::default()));
         let thread = {
             let alive = alive.clone();
+            let notes = notes.clone();
             std::thread::Builder::new()
                 .name("leadflow-writer".into())
                 .spawn(move || {
@@ -139,6 +152,7 @@ impl Writer {
                         clock,
                         max_batch: max_batch.max(1),
                         committed: ctx,
+                        notes,
                     };
                     w.run(rx);
                     alive.store(false, Ordering::SeqCst);
@@ -150,6 +164,7 @@ impl Writer {
                 jobs: tx,
                 alive,
                 committed: crx,
+                notes,
             },
             thread,
         ))
@@ -163,6 +178,20 @@ impl Writer {
     /// What the last commit left: the head, and whether requests wait.
     pub fn committed(&self) -> watch::Receiver<Committed> {
         self.committed.clone()
+    }
+
+    /// What the commits since the last call left for the rules loop, and forgets it: a
+    /// commit whose every job ran with the rules' reactions leaves nothing for the loop to
+    /// process, only, perhaps, a timer to wake for — so the loop need not read the database
+    /// after each commit.
+    pub fn take_notes(&self) -> Notes {
+        self.notes
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or(Notes {
+                unprocessed: true,
+                soonest_timer: None,
+            })
     }
 
     /// Runs `work` in the next batch, with the rules' reactions, and answers after the commit.
@@ -232,6 +261,7 @@ struct Thread {
     clock: Arc<dyn Clock>,
     max_batch: usize,
     committed: watch::Sender<Committed>,
+    notes: Arc<std::sync::Mutex<Notes>>,
 }
 
 impl Thread {
@@ -265,6 +295,10 @@ impl Thread {
             .unzip();
         let mut results: Vec<Option<Result<Answer, ApiError>>> = Vec::with_capacity(size);
         let mut requests = false;
+        // Whether the rules processed every event of the batch (each job reacted).
+        let processed = rules.is_some() && jobs.iter().all(|(_, _, react)| *react);
+        let mut soonest_timer = None;
+        let mut head = 0;
         let clock = self.clock.clone();
         let outcome = self.store.write_with(clock.as_ref(), |tx| {
             let now = clock.now();
@@ -291,12 +325,20 @@ impl Thread {
                     &mut requests,
                 )));
             }
+            soonest_timer = tx.soonest_timer();
+            head = tx.head_position();
             Ok::<_, leadflow_store::Error>(())
         });
         metrics::histogram!("leadflow_commit_seconds").record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(()) => {
-                let head = self.store.last_position().unwrap_or_default();
+                if let Ok(mut n) = self.notes.lock() {
+                    n.unprocessed |= !processed;
+                    if let Some(t) = soonest_timer {
+                        n.soonest_timer =
+                            Some(n.soonest_timer.map_or(t, |s: DateTime<Utc>| s.min(t)));
+                    }
+                }
                 self.committed.send_modify(|c| {
                     c.head = head;
                     c.commits += 1;

@@ -517,3 +517,35 @@ fn a_write_whose_request_timed_out_while_it_waited_in_the_queue_is_not_run() {
     let r = c.post("/api/v1/leads", &json!({"name": "C"}));
     assert_eq!(r.status, 201, "{}", r.text());
 }
+
+/// A token revoked while the service runs (`leadflow token revoke`, another process) is
+/// refused within the token cache's lifetime: a request right after the revocation may still
+/// pass on the cached token, one after [`leadflow_server::auth::TOKEN_CACHE_TTL`] is a 401.
+#[test]
+fn a_token_revoked_while_the_service_runs_is_refused_within_the_cache_lifetime() {
+    use leadflow_engine::{Actor, Command, EventMeta};
+    let cfg = config();
+    let s = Server::start(cfg.clone(), "");
+    let secret = make_token(&s.db, &cfg, "crm", "admin", None);
+    let crm = s.anonymous().bearer(&secret);
+    assert_eq!(
+        crm.get("/api/v1/leads").status,
+        200,
+        "the token works and is now cached"
+    );
+    let mut store = leadflow_store::Store::open(&s.db, &Default::default()).unwrap();
+    store
+        .write_with(&leadflow_testkit::serve::Wall, |tx| {
+            tx.execute(
+                &cfg,
+                &Command::RevokeToken { name: "crm".into() },
+                &EventMeta::root(chrono::Utc::now(), Actor::System),
+            )
+        })
+        .unwrap();
+    std::thread::sleep(leadflow_server::auth::TOKEN_CACHE_TTL + Duration::from_millis(200));
+    let r = crm.get("/api/v1/leads");
+    assert_error(&r, 401, "unauthorized");
+    // The admin's token, looked up again too, still works.
+    assert_eq!(s.client().get("/api/v1/leads").status, 200);
+}

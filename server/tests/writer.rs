@@ -1,8 +1,9 @@
 //! The writer thread itself: a job that panics (a defect) fails alone, with its savepoint
-//! rolled back, and the writer goes on.
+//! rolled back, and the writer goes on; what its commits tell the rules loop (whether events
+//! wait for the rules, the earliest timer they set), so the loop reads only when it must.
 
 use leadflow_engine::{Actor, Command, EventMeta};
-use leadflow_server::writer::Answer;
+use leadflow_server::writer::{Answer, Notes};
 use leadflow_server::{ApiError, Service, Setup};
 use leadflow_store::{Options, Store};
 use leadflow_testkit::config;
@@ -85,4 +86,97 @@ fn a_job_that_panics_fails_alone_and_the_writer_goes_on() {
         .filter_map(|l| l.name)
         .collect();
     assert_eq!(names, ["Whole"]);
+}
+
+/// A request's job reacts in its own savepoint: its commit leaves nothing for the rules loop
+/// to process, only the timer its robots set; a job run without the reactions (the rules' own
+/// work, delivery) leaves its events for the loop; a commit that sets no timer says none.
+#[test]
+fn a_commit_tells_the_rules_loop_what_it_left_and_the_earliest_timer_it_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leadflow.db");
+    Store::open(&db, &Options::default()).unwrap();
+    let rules = leadflow_testkit::runtime(
+        r#"
+[[rules]]
+id = "call-back"
+trigger = { on = "created", entity = "lead" }
+condition = 'lead.name == "Call me"'
+
+  [[rules.robots]]
+  robot = "create_task"
+  kind = "call"
+  title = "Call back"
+  assignee = "employee"
+  employee = "admin"
+  due = "3h"
+"#,
+    );
+    let service = Service::start(Setup {
+        config: config(),
+        db: db.clone(),
+        options: Options::default(),
+        rules: Some(rules),
+        reload: Arc::new(|_| Ok(None)),
+        clock: Arc::new(Wall),
+    })
+    .unwrap();
+    let writer = service.state().writer.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let lead = |name: &'static str| -> leadflow_server::writer::Work {
+        Box::new(move |tx, ctx| {
+            tx.execute(
+                ctx.config,
+                &create(name),
+                &EventMeta::root(ctx.now, Actor::System),
+            )?;
+            Ok(Answer::ok(json!({ "now": ctx.now.to_rfc3339() })))
+        })
+    };
+    rt.block_on(async {
+        assert_eq!(
+            writer.take_notes(),
+            Notes::default(),
+            "nothing committed yet"
+        );
+        // The first job's reactions put the rule set in force (a rule set reacts to the
+        // events after its activation), as the service's first rules pass does.
+        writer
+            .run(None, Box::new(|_, _| Ok(Answer::ok(json!({})))))
+            .await
+            .unwrap();
+        assert_eq!(
+            writer.take_notes(),
+            Notes::default(),
+            "the activation sets no timer"
+        );
+
+        let a = writer.run(None, lead("Call me")).await.unwrap();
+        let now: chrono::DateTime<chrono::Utc> = a.body["now"].as_str().unwrap().parse().unwrap();
+        let notes = writer.take_notes();
+        assert!(!notes.unprocessed, "{notes:?}");
+        let due = notes.soonest_timer.expect("the task's due time");
+        assert!(
+            due > now && due <= now + chrono::Duration::hours(3),
+            "{due} against {now}"
+        );
+        assert_eq!(writer.take_notes(), Notes::default(), "taken once");
+
+        writer.run(None, lead("Quiet")).await.unwrap();
+        assert_eq!(
+            writer.take_notes(),
+            Notes::default(),
+            "no timer, nothing left"
+        );
+
+        writer.run_rules(lead("Quiet too")).await.unwrap();
+        let notes = writer.take_notes();
+        assert!(
+            notes.unprocessed,
+            "a job without the reactions leaves its events: {notes:?}"
+        );
+    });
 }

@@ -225,6 +225,10 @@ impl Store {
             options.cache_kib.max(2048)
         ))?;
         conn.set_prepared_statement_cache_capacity(64);
+        // As on the write connection: the service's readers run the same small queries all
+        // day (the outbox worker's due messages after every commit, tokens), and each was
+        // compiled again at every use.
+        stable_plans(&conn)?;
         match schema::check_readable(&conn, path) {
             Err(e @ Error::NeedsUpgrade { .. }) if !projections => {
                 tracing::warn!("{e}");
@@ -646,7 +650,8 @@ fn refuse_missing_or_empty(path: &Path) -> Result<(), Error> {
 /// bindings of a cached statement, and SQLite then expires every such statement. That was a
 /// quarter of a command's instructions in the writer. Results are the same; only optimisations
 /// that read a bound value (a `LIKE ?` prefix, a partial index matched by a bound value) are
-/// given up, and none of the writer's statements relies on one.
+/// given up, and none of leadflow's statements relies on one (the list queries' plans are
+/// checked in `query::list`'s tests, on a connection with it).
 fn stable_plans(conn: &Connection) -> Result<(), Error> {
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,

@@ -402,6 +402,8 @@ pub struct Tx<'c> {
     recent: Vec<RecordedEvent>,
     /// Whether `recent` holds every event appended in this transaction.
     recent_complete: bool,
+    /// The earliest due time of the timers appended events set (see [`Tx::soonest_timer`]).
+    soonest_timer: Option<DateTime<Utc>>,
 }
 
 /// At most this many appended events are kept in memory for reading back.
@@ -462,6 +464,7 @@ impl<'c> Tx<'c> {
             heads: HashMap::new(),
             recent: Vec::new(),
             recent_complete: true,
+            soonest_timer: None,
         })
     }
 
@@ -469,6 +472,14 @@ impl<'c> Tx<'c> {
     /// threshold ([`crate::Store::write`] restores the default afterwards).
     pub(crate) fn bulk(&self) -> bool {
         self.head_position - self.begun_at >= BULK_EVENTS
+    }
+
+    /// The earliest due time of the timers (deadlines, delayed robots, task due times) that
+    /// events appended in this transaction set, if any did. A savepoint rolled back does not
+    /// take its timers out: the answer may be early, never late — what a loop that wakes for
+    /// due timers needs to know without reading the `timers` table after every commit.
+    pub fn soonest_timer(&self) -> Option<DateTime<Utc>> {
+        self.soonest_timer
     }
 
     pub(crate) fn commit(mut self) -> Result<(), Error> {
@@ -571,6 +582,9 @@ impl<'c> Tx<'c> {
                 ])?;
                 self.head_position = position;
                 self.head_hash = hash;
+                if let Some(due) = timer_set_by(event) {
+                    self.soonest_timer = Some(self.soonest_timer.map_or(due, |t| t.min(due)));
+                }
                 self.projector.apply(
                     &self.tx,
                     position,
@@ -1007,6 +1021,16 @@ impl Lookup for Exists<'_, '_> {
 
     fn endpoint(&self, _stream: StreamId) -> Option<EndpointState> {
         self.1
+    }
+}
+
+/// When the timer an event sets falls due, for the events that set one.
+fn timer_set_by(event: &Event) -> Option<DateTime<Utc>> {
+    match event {
+        Event::DeadlineScheduled(d) => Some(d.due_at),
+        Event::RobotsDelayed(d) => Some(d.due_at),
+        Event::TaskCreated(t) => Some(t.due_at),
+        _ => None,
     }
 }
 

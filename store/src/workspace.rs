@@ -273,11 +273,12 @@ impl View for Tx<'_> {
         stream: StreamId,
         event_type: &str,
     ) -> Result<Option<RecordedEvent>, WorkspaceError> {
-        Ok(latest_of_type(self.conn()?, stream, event_type)?)
+        // The log is not a projection: nothing needs flushing first.
+        Ok(latest_of_type(self.sql(), stream, event_type)?)
     }
 
     fn cause_of(&mut self, position: i64) -> Result<Option<(Option<i64>, String)>, WorkspaceError> {
-        Ok(cause_of(self.conn()?, position)?)
+        Ok(cause_of(self.sql(), position)?)
     }
 
     fn pending_timers(&mut self, stream: StreamId) -> Result<Vec<PendingTimer>, WorkspaceError> {

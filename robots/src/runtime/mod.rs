@@ -91,7 +91,7 @@ pub fn ruleset_hash(rules: &RuleSet) -> String {
         h.update((s.text.len() as u64).to_le_bytes());
         h.update(s.text.as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    leadflow_engine::hex(&h.finalize())
 }
 
 /// A rule firing the runtime carries out: what its robots' effects are caused by, the trigger
@@ -180,10 +180,16 @@ impl Runtime {
 
     fn activate_in(&self, ws: &mut dyn Workspace, now: DateTime<Utc>) -> Result<bool, RobotError> {
         let version = ws.version(RULESET_STREAM)?;
+        /// Of the rule set in force, only its hash: its files (which the payload holds
+        /// whole) are skipped, not parsed, at every call.
+        #[derive(serde::Deserialize)]
+        struct Activated {
+            hash: String,
+        }
         let current = ws
             .event_of(RULESET_STREAM, version)?
-            .and_then(|rec| serde_json::from_str::<serde_json::Value>(&rec.payload).ok())
-            .and_then(|p| p.get("hash").and_then(|h| h.as_str()).map(str::to_owned));
+            .and_then(|rec| serde_json::from_str::<Activated>(&rec.payload).ok())
+            .map(|a| a.hash);
         if current.as_deref() == Some(self.hash.as_str()) {
             if ws.cursor(CURSOR)?.is_none() {
                 let head = ws.head_position();

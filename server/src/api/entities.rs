@@ -17,8 +17,8 @@ use leadflow_engine::ids::{EntityKind, StreamId};
 use leadflow_engine::model::Entity;
 use leadflow_engine::verb::{self, Verb};
 use leadflow_engine::{Command, EventMeta};
+use leadflow_store::Executed;
 use leadflow_store::query::{self, Cmp, Filter, ListFilter, ListQuery, Search};
-use leadflow_store::{Executed, Tx};
 use serde_json::{Map, Value, json};
 
 /// An entity as JSON (the CLI's `show --json` shape).
@@ -163,17 +163,16 @@ pub(crate) async fn write(
                     }
                 }
                 let out = tx.execute(ctx.config, &command, &EventMeta::root(ctx.now, actor))?;
-                written(tx, &out, created)
+                written(&out, created)
             }),
         )
         .await?;
     Ok(respond(answer))
 }
 
-/// The answer to a command that ran: its events, the entity as it stands (the writer adds the
-/// robots' events and reloads it after the rules reacted).
-fn written(tx: &mut Tx<'_>, out: &Executed, created: bool) -> Result<Answer, ApiError> {
-    let entity = tx.load(out.stream)?;
+/// The answer to a command that ran: its events; the writer puts in the entity as the robots
+/// left it, its version, and the robots' events, after the rules reacted (`Answer::subject`).
+fn written(out: &Executed, created: bool) -> Result<Answer, ApiError> {
     let events: Vec<Value> = match &out.appended {
         Some(a) => out
             .events
@@ -183,23 +182,19 @@ fn written(tx: &mut Tx<'_>, out: &Executed, created: bool) -> Result<Answer, Api
             .collect(),
         None => vec![],
     };
-    let kind = out.stream.kind.as_str();
-    let mut body = json!({
+    let body = json!({
         "id": out.stream.id,
         "stream": out.stream.to_string(),
         "changed": out.appended.is_some(),
         "events": events,
     });
-    if let Some(e) = &entity {
-        body[kind] = entity_json(e);
-    }
     Ok(Answer {
         status: if created {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         },
-        version: entity.as_ref().map(Entity::version),
+        version: None,
         location: created.then(|| format!("/api/v1/{}/{}", plural(out.stream.kind), out.stream.id)),
         body,
         replayed: false,

@@ -11,6 +11,7 @@ mod chain;
 mod error;
 mod log;
 mod project;
+pub mod history;
 pub mod query;
 mod responses;
 mod schema;

@@ -842,11 +842,14 @@ fn show_at(ctx: &mut Ctx, stream: StreamId, as_of: Option<String>) -> Result<(),
     let Some(text) = as_of else {
         return show(ctx, stream, None);
     };
-    let position = crate::history::resolve(ctx, &text, "--as-of")?;
+    let (position, then) = crate::history::resolve_at(ctx, &text, "--as-of")?;
     crate::history::existed(ctx, stream, position)?;
     let (dir, scratch) = crate::history::as_of_store(ctx, position)?;
+    // Durations (time in stage, a timer's "in") count from then, not from now.
     let live = std::mem::replace(&mut ctx.store, scratch);
+    let clock = std::mem::replace(&mut ctx.clock, Box::new(crate::ctx::FixedClock(then)));
     let out = show(ctx, stream, Some(position));
+    ctx.clock = clock;
     drop(std::mem::replace(&mut ctx.store, live));
     drop(dir);
     out

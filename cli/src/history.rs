@@ -22,6 +22,27 @@ use std::path::Path;
 /// what one `explain` prints).
 const MAX_CHAIN: usize = 1000;
 
+/// A position or time (`T|POS`) as the log's position then and the instant it stands for: a
+/// number is a position (it must be in the log; the instant is when its event occurred),
+/// anything else a time (`2026-03-02 12:00` in the calendar's zone, RFC 3339, `-1d`): the last
+/// event before the first that occurred after it.
+pub(crate) fn resolve_at(
+    ctx: &Ctx,
+    text: &str,
+    flag: &str,
+) -> Result<(i64, DateTime<Utc>), CliError> {
+    if text.trim().parse::<i64>().is_ok() {
+        let p = resolve(ctx, text, flag)?;
+        let e = history::event_at(&ctx.store, p)?.ok_or_else(|| {
+            CliError::Unknown(format!("{flag} {p}: no event at position {p}"))
+        })?;
+        return Ok((p, e.occurred_at().map_err(|e| CliError::Store(e.into()))?));
+    }
+    let t = parse_time(text, &ctx.config, Some(ctx.clock.now()))
+        .map_err(|e| CliError::Usage(format!("{flag} '{text}': {e}")))?;
+    Ok((resolve(ctx, text, flag)?, t))
+}
+
 /// A position or time (`T|POS`) as the log's position then: a number is a position (it must
 /// be in the log), anything else a time (`2026-03-02 12:00` in the calendar's zone, RFC 3339,
 /// `-1d`), the last event before the first that occurred after it.

@@ -331,6 +331,18 @@ fn lead_show_as_of_before_a_move_shows_the_old_stage() {
     assert_eq!(timers.len(), 1, "{at_1400:#}");
     assert_eq!(timers[0]["what"], "deadline");
     assert_eq!(at_1400["open_tasks"].as_array().unwrap().len(), 1);
+    // Durations count from then: an hour in work, the deadline an hour away.
+    let text = env.ok(&["lead", "show", "1", "--as-of", "2026-03-02 14:00"]);
+    let in_work = text
+        .lines()
+        .find(|l| l.starts_with("in_work "))
+        .unwrap_or_else(|| panic!("no in_work visit in:\n{text}"));
+    assert!(in_work.ends_with("1h 0m"), "{in_work}");
+    let deadline = text
+        .lines()
+        .find(|l| l.contains("qualification"))
+        .unwrap_or_else(|| panic!("no deadline in:\n{text}"));
+    assert!(deadline.contains(" 1h 0m "), "{deadline}");
 
     let text = env.ok(&["lead", "show", "1", "--as-of", &(moved - 1).to_string()]);
     assert!(text.starts_with(&format!("as of position {}", moved - 1)), "{text}");

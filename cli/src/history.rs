@@ -33,9 +33,8 @@ pub(crate) fn resolve_at(
 ) -> Result<(i64, DateTime<Utc>), CliError> {
     if text.trim().parse::<i64>().is_ok() {
         let p = resolve(ctx, text, flag)?;
-        let e = history::event_at(&ctx.store, p)?.ok_or_else(|| {
-            CliError::Unknown(format!("{flag} {p}: no event at position {p}"))
-        })?;
+        let e = history::event_at(&ctx.store, p)?
+            .ok_or_else(|| CliError::Unknown(format!("{flag} {p}: no event at position {p}")))?;
         return Ok((p, e.occurred_at().map_err(|e| CliError::Store(e.into()))?));
     }
     let t = parse_time(text, &ctx.config, Some(ctx.clock.now()))
@@ -50,9 +49,7 @@ pub(crate) fn resolve(ctx: &Ctx, text: &str, flag: &str) -> Result<i64, CliError
     let head = ctx.store.last_position()?;
     if let Ok(p) = text.trim().parse::<i64>() {
         if p < 1 {
-            return Err(CliError::Usage(format!(
-                "{flag} {p}: positions start at 1"
-            )));
+            return Err(CliError::Usage(format!("{flag} {p}: positions start at 1")));
         }
         if p > head {
             return Err(CliError::Unknown(format!(
@@ -114,10 +111,9 @@ pub(crate) fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
     let stream = StreamId::new(kind, crate::entity::parse_id(kind, &args.id)?);
     let events = ctx.store.read_stream(stream)?;
     if events.is_empty() {
-        return Err(leadflow_store::Error::Rejected(leadflow_engine::Rejection::NotFound {
-            stream,
-        })
-        .into());
+        return Err(
+            leadflow_store::Error::Rejected(leadflow_engine::Rejection::NotFound { stream }).into(),
+        );
     }
     let last = events.last().map_or(0, |e| e.position);
     let activations = history::activations(&ctx.store, last)?;
@@ -409,7 +405,10 @@ pub(crate) fn explain(ctx: &Ctx, args: ExplainArgs) -> Result<(), CliError> {
         );
         outln!("    by {}", e.actor);
         if s["step"] == "timer" {
-            outln!("    a timer fired (set at position {})", opt_pos(e.causation));
+            outln!(
+                "    a timer fired (set at position {})",
+                opt_pos(e.causation)
+            );
         }
         let Some(rule) = s["rule"].as_object() else {
             continue;
@@ -463,7 +462,10 @@ pub(crate) fn explain(ctx: &Ctx, args: ExplainArgs) -> Result<(), CliError> {
         first.actor,
         first.position,
         if cut {
-            format!(" (its cause, position {}, is not in the log)", opt_pos(first.causation))
+            format!(
+                " (its cause, position {}, is not in the log)",
+                opt_pos(first.causation)
+            )
         } else {
             String::new()
         }
@@ -522,7 +524,9 @@ fn copy(ctx: &Ctx, position: i64, into: &Path, store: Store) -> Result<(i64, Str
         Ok(Some((p, h))) => Ok((p, to_hex(&h))),
         Ok(None) => {
             remove_db(into);
-            Err(CliError::Unknown("the log is empty: nothing to copy".into()))
+            Err(CliError::Unknown(
+                "the log is empty: nothing to copy".into(),
+            ))
         }
         Err(e) => {
             remove_db(into);
@@ -538,7 +542,9 @@ pub(crate) fn replay_into(ctx: &Ctx, args: &ReplayArgs, into: &Path) -> Result<(
         None => ctx.store.last_position()?,
     };
     if position == 0 {
-        return Err(CliError::Unknown("the log is empty: nothing to copy".into()));
+        return Err(CliError::Unknown(
+            "the log is empty: nothing to copy".into(),
+        ));
     }
     if let Some(live) = ctx.store.path()
         && live.canonicalize().ok() == into.canonicalize().ok()
@@ -570,7 +576,10 @@ pub(crate) fn replay_into(ctx: &Ctx, args: &ReplayArgs, into: &Path) -> Result<(
 
 /// A scratch database as the log was at `position` (in a temporary folder that goes with
 /// it), for `show --as-of`.
-pub(crate) fn as_of_store(ctx: &Ctx, position: i64) -> Result<(tempfile::TempDir, Store), CliError> {
+pub(crate) fn as_of_store(
+    ctx: &Ctx,
+    position: i64,
+) -> Result<(tempfile::TempDir, Store), CliError> {
     let dir = tempfile::Builder::new()
         .prefix("leadflow-as-of")
         .tempdir()

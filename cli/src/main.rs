@@ -85,9 +85,7 @@ fn access(command: &Command) -> Access {
         Command::History(_) | Command::Explain(_) => true,
         // With --into, the live database is only read.
         Command::Replay(a) => a.into.is_some(),
-        Command::Import(_) | Command::Tick | Command::Run | Command::Serve(_) => {
-            false
-        }
+        Command::Import(_) | Command::Tick | Command::Run | Command::Serve(_) => false,
         Command::Init { .. }
         | Command::Demo(_)
         | Command::Rules(_)

@@ -156,7 +156,14 @@ fn history_lists_a_leads_events_in_words_in_the_calendars_zone_with_rule_and_rul
 fn history_before_the_deadline_shows_it_pending() {
     let env = Env::with_rules("flow.toml", RULES);
     env.ok(&[
-        "lead", "create", "--name", "Olga", "--phone", "8 912 345-67-89", "--source", "web_form",
+        "lead",
+        "create",
+        "--name",
+        "Olga",
+        "--phone",
+        "8 912 345-67-89",
+        "--source",
+        "web_form",
     ]);
     env.ok(&["lead", "move", "1", "in_work"]);
     let text = env.ok(&["history", "lead", "1"]);
@@ -230,7 +237,11 @@ fn explain_of_a_robots_event_walks_back_to_the_command_with_the_condition_and_it
     );
     assert_eq!(cond["result"], true, "{cond}");
     assert_eq!(cond["values"]["lead.source"], "web_form", "{cond}");
-    assert_eq!(cond["absent"], serde_json::json!(["lead.responsible"]), "{cond}");
+    assert_eq!(
+        cond["absent"],
+        serde_json::json!(["lead.responsible"]),
+        "{cond}"
+    );
     assert_eq!(cond["state_at"], created);
     assert_eq!(chain[1]["position"], created);
     assert_eq!(chain[1]["step"], "command");
@@ -291,7 +302,9 @@ fn explain_walks_through_a_timer_to_the_person_who_set_it_off() {
     assert!(text.contains("a timer fired (set at position"), "{text}");
     assert!(text.contains("no condition"), "{text}");
     assert!(
-        text.contains(&format!("started by: person employee:ivanov at position {moved}")),
+        text.contains(&format!(
+            "started by: person employee:ivanov at position {moved}"
+        )),
         "{text}"
     );
 }
@@ -314,7 +327,10 @@ fn lead_show_as_of_before_a_move_shows_the_old_stage() {
     assert_eq!(now["state"]["stage"], "in_work");
     assert!(now.get("as_of").is_none());
 
-    let before = json(&env, &["lead", "show", "1", "--as-of", &(moved - 1).to_string()]);
+    let before = json(
+        &env,
+        &["lead", "show", "1", "--as-of", &(moved - 1).to_string()],
+    );
     assert_eq!(before["as_of"], moved - 1);
     assert_eq!(before["state"]["stage"], "new", "{before:#}");
     assert!(before["state"]["responsible"].is_string(), "{before:#}");
@@ -345,7 +361,10 @@ fn lead_show_as_of_before_a_move_shows_the_old_stage() {
     assert!(deadline.contains(" 1h 0m "), "{deadline}");
 
     let text = env.ok(&["lead", "show", "1", "--as-of", &(moved - 1).to_string()]);
-    assert!(text.starts_with(&format!("as of position {}", moved - 1)), "{text}");
+    assert!(
+        text.starts_with(&format!("as of position {}", moved - 1)),
+        "{text}"
+    );
     assert!(text.contains("lead / new"), "{text}");
     // The live database was only read.
     assert_eq!(env.log(), log);
@@ -360,7 +379,13 @@ fn replay_until_into_writes_a_database_that_verifies_with_the_asked_head() {
     let copy = env.path().join("then.db");
     let out = json(
         &env,
-        &["replay", "--until", &moved.to_string(), "--into", copy.to_str().unwrap()],
+        &[
+            "replay",
+            "--until",
+            &moved.to_string(),
+            "--into",
+            copy.to_str().unwrap(),
+        ],
     );
     assert_eq!(out["head"], moved, "{out}");
     let in_copy = |args: &[&str]| -> Value {
@@ -381,7 +406,13 @@ fn replay_until_into_writes_a_database_that_verifies_with_the_asked_head() {
 
     // By time, before the move: the copy ends where the log stood at 12:30 MSK.
     let early = env.path().join("early.db");
-    env.ok(&["replay", "--until", "2026-03-02 12:30", "--into", early.to_str().unwrap()]);
+    env.ok(&[
+        "replay",
+        "--until",
+        "2026-03-02 12:30",
+        "--into",
+        early.to_str().unwrap(),
+    ]);
     let early_log = json_lines(&env.ok(&["--db", early.to_str().unwrap(), "--json", "events"]));
     assert_eq!(early_log, log[..moved as usize - 1].to_vec());
     env.ok(&["--db", early.to_str().unwrap(), "verify"]);
@@ -406,13 +437,20 @@ fn every_error_names_the_problem_and_appends_nothing() {
         &env,
         &["explain", "999"],
         1,
-        &[&format!("no event at position 999: the log ends at position {head}")],
+        &[&format!(
+            "no event at position 999: the log ends at position {head}"
+        )],
     );
     refused(&env, &["explain", "0"], 2, &["positions start at 1"]);
     refused(&env, &["explain", "-3"], 2, &["positions start at 1"]);
     refused(&env, &["explain", "seven"], 2, &["invalid value 'seven'"]);
     refused(&env, &["lead", "show", "1", "--as-of", "999"], 1, &[&past]);
-    refused(&env, &["lead", "show", "1", "--as-of", "0"], 2, &["positions start at 1"]);
+    refused(
+        &env,
+        &["lead", "show", "1", "--as-of", "0"],
+        2,
+        &["positions start at 1"],
+    );
     refused(
         &env,
         &["lead", "show", "1", "--as-of", "2026-03-01 12:00"],
@@ -422,16 +460,31 @@ fn every_error_names_the_problem_and_appends_nothing() {
             "its first event occurred at 2026-03-02 12:00 MSK",
         ],
     );
-    refused(&env, &["lead", "show", "1", "--as-of", "yesterday-ish"], 2, &["--as-of 'yesterday-ish'"]);
+    refused(
+        &env,
+        &["lead", "show", "1", "--as-of", "yesterday-ish"],
+        2,
+        &["--as-of 'yesterday-ish'"],
+    );
     refused(
         &env,
         &["lead", "show", "2", "--as-of", "1"],
         1,
         &["lead-2 does not exist"],
     );
-    refused(&env, &["deal", "show", "1", "--as-of", "1"], 1, &["deal-1 does not exist"]);
+    refused(
+        &env,
+        &["deal", "show", "1", "--as-of", "1"],
+        1,
+        &["deal-1 does not exist"],
+    );
     refused(&env, &["history", "lead", "9"], 1, &["lead-9"]);
-    refused(&env, &["history", "task", "1"], 2, &["invalid value 'task'"]);
+    refused(
+        &env,
+        &["history", "task", "1"],
+        2,
+        &["invalid value 'task'"],
+    );
     refused(&env, &["history", "lead", "x"], 2, &["x"]);
 
     // replay --into: an existing file is never replaced; nothing is left by a refused copy.
@@ -439,7 +492,13 @@ fn every_error_names_the_problem_and_appends_nothing() {
     std::fs::write(&existing, "keep me").unwrap();
     refused(
         &env,
-        &["replay", "--until", "2", "--into", existing.to_str().unwrap()],
+        &[
+            "replay",
+            "--until",
+            "2",
+            "--into",
+            existing.to_str().unwrap(),
+        ],
         1,
         &["already exists", "kept.txt"],
     );
@@ -451,34 +510,65 @@ fn every_error_names_the_problem_and_appends_nothing() {
         &["leadflow.db is the live database"],
     );
     let fresh = env.path().join("fresh.db");
-    refused(&env, &["replay", "--until", "999", "--into", fresh.to_str().unwrap()], 1, &[&format!("--until 999: {past}")]);
     refused(
         &env,
-        &["replay", "--until", "2020-01-01 00:00", "--into", fresh.to_str().unwrap()],
+        &[
+            "replay",
+            "--until",
+            "999",
+            "--into",
+            fresh.to_str().unwrap(),
+        ],
+        1,
+        &[&format!("--until 999: {past}")],
+    );
+    refused(
+        &env,
+        &[
+            "replay",
+            "--until",
+            "2020-01-01 00:00",
+            "--into",
+            fresh.to_str().unwrap(),
+        ],
         1,
         &["before the log's start"],
     );
     assert!(!fresh.exists());
     refused(&env, &["replay", "--until", "2"], 2, &["--into"]);
     let nowhere = env.path().join("no/such/folder/x.db");
-    refused(&env, &["replay", "--into", nowhere.to_str().unwrap()], 2, &["x.db"]);
+    refused(
+        &env,
+        &["replay", "--into", nowhere.to_str().unwrap()],
+        2,
+        &["x.db"],
+    );
 }
 
 #[test]
 fn a_stream_created_after_the_position_did_not_exist_then() {
     let env = history();
-    env.ok(&["--now", "2026-03-02 17:00", "lead", "create", "--name", "Late"]);
-    let created = pos(
-        env.log()
-            .iter()
-            .rfind(|e| e["type"] == "lead.created")
-            .unwrap(),
-    );
+    env.ok(&[
+        "--now",
+        "2026-03-02 17:00",
+        "lead",
+        "create",
+        "--name",
+        "Late",
+    ]);
+    let created = pos(env
+        .log()
+        .iter()
+        .rfind(|e| e["type"] == "lead.created")
+        .unwrap());
     refused(
         &env,
         &["lead", "show", "2", "--as-of", "2026-03-02 16:30"],
         1,
-        &[&format!("lead-2 did not exist yet at position {}: it was created at position {created}", created - 1)],
+        &[&format!(
+            "lead-2 did not exist yet at position {}: it was created at position {created}",
+            created - 1
+        )],
     );
 }
 
@@ -486,9 +576,19 @@ fn a_stream_created_after_the_position_did_not_exist_then() {
 fn an_empty_log_has_no_time_to_be_as_of() {
     let env = Env::new();
     let copy = env.path().join("x.db");
-    refused(&env, &["replay", "--into", copy.to_str().unwrap()], 1, &["the log is empty"]);
+    refused(
+        &env,
+        &["replay", "--into", copy.to_str().unwrap()],
+        1,
+        &["the log is empty"],
+    );
     assert!(!copy.exists());
-    refused(&env, &["explain", "1"], 1, &["no event at position 1: the log ends at position 0"]);
+    refused(
+        &env,
+        &["explain", "1"],
+        1,
+        &["no event at position 1: the log ends at position 0"],
+    );
 }
 
 /// The demo's folder (its configuration, rules and database), made once per test.
@@ -545,7 +645,10 @@ fn on_the_demos_history_every_robot_step_is_explained_by_a_condition_that_held()
                 continue;
             }
             let rule = &s["rule"];
-            assert!(hashes.contains(&rule["ruleset"].as_str().unwrap()), "{rule}");
+            assert!(
+                hashes.contains(&rule["ruleset"].as_str().unwrap()),
+                "{rule}"
+            );
             assert!(rule.get("note").is_none(), "{rule}");
             assert!(rule["file"].is_string(), "{rule}");
             if let Some(result) = rule["condition"].get("result") {
@@ -565,7 +668,8 @@ fn on_the_demos_history_every_robot_step_is_explained_by_a_condition_that_held()
         .strip_prefix("lead-")
         .unwrap()
         .to_owned();
-    let h: Value = serde_json::from_str(&in_dir(&demo, &["--json", "history", "lead", &lead])).unwrap();
+    let h: Value =
+        serde_json::from_str(&in_dir(&demo, &["--json", "history", "lead", &lead])).unwrap();
     for row in h["events"].as_array().unwrap() {
         if row["rule"].is_string() {
             assert!(hashes.contains(&row["ruleset"].as_str().unwrap()), "{row}");
@@ -575,8 +679,21 @@ fn on_the_demos_history_every_robot_step_is_explained_by_a_condition_that_held()
 
     let mid = log.len() / 2;
     let copy = demo.join("mid.db");
-    in_dir(&demo, &["replay", "--until", &mid.to_string(), "--into", copy.to_str().unwrap()]);
-    let v: Value = serde_json::from_str(&in_dir(&demo, &["--db", copy.to_str().unwrap(), "--json", "verify"])).unwrap();
+    in_dir(
+        &demo,
+        &[
+            "replay",
+            "--until",
+            &mid.to_string(),
+            "--into",
+            copy.to_str().unwrap(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&in_dir(
+        &demo,
+        &["--db", copy.to_str().unwrap(), "--json", "verify"],
+    ))
+    .unwrap();
     let hash = log[mid - 1]["hash"].as_str().unwrap();
     assert_eq!(v["head"], format!("{mid}:{hash}"), "{v}");
 }

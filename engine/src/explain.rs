@@ -92,7 +92,9 @@ pub fn describe(config: &Config, rec: &RecordedEvent, event: &Event, time: TimeF
             "created «{}» in {}{}{}",
             d.title,
             stage(config, EntityKind::Deal, &d.stage),
-            d.lead.map(|l| format!(" from lead-{l}")).unwrap_or_default(),
+            d.lead
+                .map(|l| format!(" from lead-{l}"))
+                .unwrap_or_default(),
             to_whom(&d.responsible)
         ),
         E::ContactCreated(c) => format!("created «{}»{}", c.name, to_whom(&c.responsible)),
@@ -220,7 +222,9 @@ pub fn describe(config: &Config, rec: &RecordedEvent, event: &Event, time: TimeF
             who(&n.employee),
             n.notification
         ),
-        E::ScheduleFired(s) => format!("schedule of rule {} fired (due {})", s.rule, time(s.due_at)),
+        E::ScheduleFired(s) => {
+            format!("schedule of rule {} fired (due {})", s.rule, time(s.due_at))
+        }
         E::ReportSent(r) => {
             let to: Vec<String> = r.to.iter().map(who).collect();
             format!("KPI report sent to {}", to.join(", "))
@@ -255,13 +259,21 @@ pub fn describe(config: &Config, rec: &RecordedEvent, event: &Event, time: TimeF
                     .unwrap_or_default()
             )
         }
-        E::LeadCommented(c) | E::DealCommented(c) | E::ContactCommented(c)
+        E::LeadCommented(c)
+        | E::DealCommented(c)
+        | E::ContactCommented(c)
         | E::CompanyCommented(c) => format!("comment: {}", c.text),
         E::EndpointAdded(e) => format!("webhook endpoint {} added", e.url),
         E::EndpointRemoved(_) => "webhook endpoint removed".into(),
         E::EndpointDisabled(e) => format!("webhook endpoint disabled: {}", e.reason),
-        E::DeliveryQueued(d) => format!("{} at position {} queued for delivery", d.event_type, d.event),
-        E::DeliveryAttempted(d) => format!("delivery of message {} attempt {} failed", d.message, d.attempt),
+        E::DeliveryQueued(d) => format!(
+            "{} at position {} queued for delivery",
+            d.event_type, d.event
+        ),
+        E::DeliveryAttempted(d) => format!(
+            "delivery of message {} attempt {} failed",
+            d.message, d.attempt
+        ),
         E::DeliverySucceeded(d) => format!("message {} delivered", d.message),
         E::DeliveryFailed(d) => format!("message {} given up: {}", d.message, d.reason),
         E::DeliveryRetried(d) => format!("message {} to be retried", d.message),
@@ -361,8 +373,13 @@ struct LooseRule {
 /// The rule `id` of a stored rule set; `Err` names a file that does not read.
 pub fn stored_rule(set: &RulesetActivated, id: &str) -> Result<Option<StoredRule>, String> {
     for f in &set.files {
-        let file: LooseFile = toml::from_str(&f.text)
-            .map_err(|e| format!("rule file {} of rule set {}: {e}", f.path, short_hash(&set.hash)))?;
+        let file: LooseFile = toml::from_str(&f.text).map_err(|e| {
+            format!(
+                "rule file {} of rule set {}: {e}",
+                f.path,
+                short_hash(&set.hash)
+            )
+        })?;
         if let Some(r) = file.rules.into_iter().find(|r| r.id == id) {
             return Ok(Some(StoredRule {
                 id: r.id,
@@ -437,10 +454,16 @@ pub fn read_values(source: &str, vars: &Map<String, Value>) -> Vec<(String, Opti
             continue;
         }
         let mut j = i;
-        while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_' || chars[j] == '.') {
+        while j < chars.len()
+            && (chars[j].is_ascii_alphanumeric() || chars[j] == '_' || chars[j] == '.')
+        {
             j += 1;
         }
-        let path: String = chars[i..j].iter().collect::<String>().trim_end_matches('.').to_owned();
+        let path: String = chars[i..j]
+            .iter()
+            .collect::<String>()
+            .trim_end_matches('.')
+            .to_owned();
         i = j;
         // `size(…)` is a function, `lead.phones.size()` a method: neither is a value.
         let is_call = chars.get(j) == Some(&'(');
@@ -512,7 +535,12 @@ impl View for Frozen {
             .find(|(k, _)| k.as_deref() == q.kind)
             .map_or(0, |(_, n)| *n))
     }
-    fn open_items(&mut self, _: &EmployeeId, _: EntityKind, _: &[String]) -> Result<i64, WorkspaceError> {
+    fn open_items(
+        &mut self,
+        _: &EmployeeId,
+        _: EntityKind,
+        _: &[String],
+    ) -> Result<i64, WorkspaceError> {
         Ok(0)
     }
     fn last_assigned(&mut self, _: &EmployeeId, _: EntityKind) -> Result<i64, WorkspaceError> {

@@ -16,10 +16,12 @@ use rusqlite::{OptionalExtension, params};
 
 /// The event at `position`, if the log has one.
 pub fn event_at(store: &Store, position: i64) -> Result<Option<RecordedEvent>, Error> {
-    Ok(log::read_log(&store.conn, &LogFilter::default(), position - 1, 1)?
-        .into_iter()
-        .next()
-        .filter(|e| e.position == position))
+    Ok(
+        log::read_log(&store.conn, &LogFilter::default(), position - 1, 1)?
+            .into_iter()
+            .next()
+            .filter(|e| e.position == position),
+    )
 }
 
 /// A stream's events at or before `position`, in version order.
@@ -94,7 +96,9 @@ pub fn activations(store: &Store, position: i64) -> Result<Vec<(i64, String)>, E
 pub fn position_at(store: &Store, t: DateTime<Utc>) -> Result<i64, Error> {
     let after: Option<i64> = store
         .conn
-        .prepare_cached("SELECT position FROM events WHERE occurred_at > ?1 ORDER BY position LIMIT 1")?
+        .prepare_cached(
+            "SELECT position FROM events WHERE occurred_at > ?1 ORDER BY position LIMIT 1",
+        )?
         .query_row([fmt_time(t)], |r| r.get(0))
         .optional()?;
     match after {

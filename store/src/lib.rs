@@ -9,9 +9,9 @@
 
 mod chain;
 mod error;
+pub mod history;
 mod log;
 mod project;
-pub mod history;
 pub mod query;
 mod responses;
 mod schema;

@@ -583,6 +583,123 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn config() -> Config {
+        Config::from_toml("leadflow.toml", crate::config::DEFAULT_CONFIG).unwrap()
+    }
+
+    /// A recorded event of `event` in `stream`, by `actor`.
+    fn rec(stream: &str, event: &Event, actor: &str) -> RecordedEvent {
+        RecordedEvent {
+            position: 1,
+            stream: stream.parse().unwrap(),
+            version: 1,
+            event_type: event.event_type().into(),
+            schema_version: event.schema_version().into(),
+            payload: event.payload(),
+            occurred_at: "2026-03-02T09:00:00.000000Z".into(),
+            recorded_at: "2026-03-02T09:00:00.000000Z".into(),
+            actor: actor.into(),
+            causation: None,
+            correlation: 1,
+            hash: [0; 32],
+        }
+    }
+
+    #[test]
+    fn events_read_in_words_with_the_configurations_names() {
+        use crate::event::{Assigned, StageChanged, Updated};
+        let config = config();
+        let time = |t: DateTime<Utc>| t.format("%H:%M").to_string();
+        let say = |stream: &str, e: Event| describe(&config, &rec(stream, &e, "system"), &e, &time);
+        assert_eq!(
+            say(
+                "lead-1",
+                Event::LeadStageChanged(StageChanged {
+                    from: "new".into(),
+                    to: "in_work".into(),
+                    reason: None,
+                })
+            ),
+            "moved from New to Taken in work"
+        );
+        assert_eq!(
+            say(
+                "lead-1",
+                Event::LeadAssigned(Assigned {
+                    from: Some("petrova".into()),
+                    to: "ivanov".into(),
+                })
+            ),
+            "assigned to Ivan Ivanov (was Anna Petrova)"
+        );
+        // An id the configuration no longer has is shown as it is.
+        assert_eq!(
+            say(
+                "lead-1",
+                Event::LeadAssigned(Assigned {
+                    from: None,
+                    to: "gone".into(),
+                })
+            ),
+            "assigned to gone"
+        );
+        let changes = [
+            ("budget".to_owned(), json!(120000)),
+            ("inn".to_owned(), Value::Null),
+        ];
+        assert_eq!(
+            say(
+                "lead-1",
+                Event::LeadUpdated(Updated {
+                    changes: changes.into_iter().collect(),
+                })
+            ),
+            "changed: set budget = 120000; cleared inn"
+        );
+    }
+
+    #[test]
+    fn a_chain_is_started_by_a_person_the_api_an_import_a_timer_or_a_schedule() {
+        let lead = |source: &str| {
+            Event::LeadCreated(crate::event::LeadCreated {
+                id: 1,
+                title: "x".into(),
+                name: None,
+                phones: vec![],
+                emails: vec![],
+                source: source.into(),
+                client_type: None,
+                responsible: None,
+                pipeline: "lead".into(),
+                stage: "new".into(),
+                fields: BTreeMap::new(),
+                comment: None,
+                contact: None,
+                company: None,
+            })
+        };
+        let origin = |e: &Event, actor: &str| Origin::of(&rec("lead-1", e, actor));
+        assert_eq!(origin(&lead("web_form"), "employee:ivanov"), Origin::Person);
+        assert_eq!(origin(&lead("import"), "employee:ivanov"), Origin::Import);
+        assert_eq!(origin(&lead("web_form"), "api:crm@ivanov"), Origin::Api);
+        assert_eq!(origin(&lead("web_form"), "system"), Origin::System);
+        assert_eq!(origin(&lead("web_form"), "robot:x"), Origin::Robot);
+        let elapsed = Event::DeadlineElapsed(crate::event::DeadlineElapsed {
+            name: "q".into(),
+            scheduled: 1,
+            due_at: DateTime::UNIX_EPOCH,
+        });
+        assert_eq!(origin(&elapsed, "system"), Origin::Timer);
+        let fired = Event::ScheduleFired(crate::event::ScheduleFired {
+            rule: "daily".into(),
+            due_at: DateTime::UNIX_EPOCH,
+        });
+        assert_eq!(
+            Origin::of(&rec("system-1", &fired, "system")),
+            Origin::Schedule
+        );
+    }
+
     #[test]
     fn the_values_a_condition_reads_are_its_paths_outside_string_literals() {
         let vars = json!({

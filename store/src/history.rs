@@ -11,6 +11,7 @@ use crate::log::{self, LogFilter, SELECT_EVENT, row_to_event};
 use crate::{Hash, Store, project};
 use chrono::{DateTime, Utc};
 use leadflow_engine::StreamId;
+use leadflow_engine::react::RULESET_STREAM;
 use leadflow_engine::stored::{RecordedEvent, fmt_time};
 use rusqlite::{OptionalExtension, params};
 
@@ -62,13 +63,17 @@ pub fn causes(store: &Store, position: i64, limit: usize) -> Result<Vec<Recorded
     Ok(out)
 }
 
-/// The `ruleset.activated` in force at `position`: the latest at or before it.
+/// The `ruleset.activated` in force at `position`: the latest at or before it (through the
+/// rule-set stream's `(stream_key, version)` index, newest first: activations are few).
 pub fn ruleset_at(store: &Store, position: i64) -> Result<Option<RecordedEvent>, Error> {
     let mut stmt = store.conn.prepare_cached(&format!(
-        "{SELECT_EVENT} WHERE s.kind = 'ruleset' AND e.type = 'ruleset.activated' AND e.position <= ?1 \
-         ORDER BY e.position DESC LIMIT 1"
+        "{SELECT_EVENT} WHERE e.stream_key = (SELECT stream_key FROM streams WHERE kind = ?1 AND entity_id = ?2) \
+         AND e.type = 'ruleset.activated' AND e.position <= ?3 ORDER BY e.version DESC LIMIT 1"
     ))?;
-    let mut rows = stmt.query_map([position], row_to_event)?;
+    let mut rows = stmt.query_map(
+        params![RULESET_STREAM.kind.as_str(), RULESET_STREAM.id, position],
+        row_to_event,
+    )?;
     match rows.next() {
         Some(r) => Ok(Some(r??)),
         None => Ok(None),
@@ -80,12 +85,14 @@ pub fn ruleset_at(store: &Store, position: i64) -> Result<Option<RecordedEvent>,
 /// are not read.
 pub fn activations(store: &Store, position: i64) -> Result<Vec<(i64, String)>, Error> {
     let mut stmt = store.conn.prepare_cached(
-        "SELECT e.position, coalesce(json_extract(e.payload, '$.hash'), '') \
-         FROM events e JOIN streams s ON s.stream_key = e.stream_key \
-         WHERE s.kind = 'ruleset' AND e.type = 'ruleset.activated' AND e.position <= ?1 \
-         ORDER BY e.position",
+        "SELECT e.position, coalesce(json_extract(e.payload, '$.hash'), '') FROM events e \
+         WHERE e.stream_key = (SELECT stream_key FROM streams WHERE kind = ?1 AND entity_id = ?2) \
+         AND e.type = 'ruleset.activated' AND e.position <= ?3 ORDER BY e.version",
     )?;
-    let rows = stmt.query_map([position], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map(
+        params![RULESET_STREAM.kind.as_str(), RULESET_STREAM.id, position],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

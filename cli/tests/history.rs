@@ -697,3 +697,91 @@ fn on_the_demos_history_every_robot_step_is_explained_by_a_condition_that_held()
     let hash = log[mid - 1]["hash"].as_str().unwrap();
     assert_eq!(v["head"], format!("{mid}:{hash}"), "{v}");
 }
+
+/// Robots put off by a rule's `delay` act on the condition checked when the rule fired: the
+/// chain goes through the resumption (a timer) and the `robots.delayed` (whose step shows the
+/// condition) to the command.
+#[test]
+fn explain_of_delayed_robots_shows_the_condition_checked_when_they_were_put_off() {
+    let env = Env::with_rules(
+        "later.toml",
+        r#"
+[[rules]]
+id = "later"
+trigger = { on = "created", entity = "lead" }
+condition = 'size(lead.phones) > 0'
+delay = "1h"
+
+  [[rules.robots]]
+  robot = "record_incident"
+  kind = "follow_up"
+  text = "call {lead.title} back"
+"#,
+    );
+    env.create_lead("Olga");
+    env.ok(&["--now", "2026-03-02 14:00", "tick"]);
+    let log = env.log();
+    let incident = pos(first(&log, "incident.recorded"));
+    let v = json(&env, &["explain", &incident.to_string()]);
+    let chain = v["chain"].as_array().unwrap();
+    let steps: Vec<(&str, &str)> = chain
+        .iter()
+        .map(|s| (s["type"].as_str().unwrap(), s["step"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("incident.recorded", "robot"),
+            ("robots.resumed", "timer"),
+            ("robots.delayed", "robot"),
+            ("lead.created", "command"),
+        ],
+        "{v:#}"
+    );
+    let resumed = &chain[0]["rule"]["condition"];
+    assert!(resumed.get("result").is_none(), "{resumed}");
+    assert!(
+        resumed["note"]
+            .as_str()
+            .unwrap()
+            .contains("checked when the rule first fired"),
+        "{resumed}"
+    );
+    let delayed = &chain[2]["rule"]["condition"];
+    assert_eq!(delayed["result"], true, "{delayed}");
+    assert_eq!(
+        delayed["values"]["lead.phones"],
+        serde_json::json!(["+79123456789"]),
+        "{delayed}"
+    );
+    assert_eq!(v["started_by"]["kind"], "person");
+}
+
+#[test]
+fn contact_and_company_show_as_of_give_their_old_fields() {
+    let env = Env::new();
+    env.ok(&["contact", "create", "--name", "Olga Ivanova"]);
+    env.ok(&["contact", "update", "1", "--name", "Olga Petrova"]);
+    env.ok(&["company", "create", "--name", "Stone LLC"]);
+    env.ok(&["company", "update", "1", "--name", "Stone & Co"]);
+    let contact = json(&env, &["contact", "show", "1", "--as-of", "1"]);
+    assert_eq!(contact["state"]["name"], "Olga Ivanova", "{contact:#}");
+    assert_eq!(
+        json(&env, &["contact", "show", "1"])["state"]["name"],
+        "Olga Petrova"
+    );
+    let company = json(&env, &["company", "show", "1", "--as-of", "3"]);
+    assert_eq!(company["state"]["name"], "Stone LLC", "{company:#}");
+    let history = env.ok(&["history", "company", "1"]);
+    assert!(history.contains("created «Stone LLC»"), "{history}");
+    assert!(
+        history.contains("changed: set name = Stone & Co"),
+        "{history}"
+    );
+    refused(
+        &env,
+        &["company", "show", "1", "--as-of", "2"],
+        1,
+        &["company-1 did not exist yet at position 2: it was created at position 3"],
+    );
+}

@@ -336,6 +336,7 @@ fn condition_then(
         "error": e.result.as_ref().err(),
         "values": values,
         "absent": e.values.iter().filter(|(_, v)| v.is_none()).map(|(p, _)| p).collect::<Vec<_>>(),
+        "read": e.values.iter().map(|(p, _)| p).collect::<Vec<_>>(),
         "state_at": at,
     }))
 }
@@ -442,13 +443,14 @@ pub(crate) fn explain(ctx: &Ctx, args: ExplainArgs) -> Result<(), CliError> {
                     "    condition: {} → {result}",
                     c["source"].as_str().unwrap_or_default().replace('\n', " ")
                 );
-                if let Some(values) = c["values"].as_object() {
+                if let Some(read) = c["read"].as_array() {
+                    // In the order the condition reads them.
                     let absent = c["absent"].as_array().cloned().unwrap_or_default();
-                    for (path, v) in values {
+                    for path in read.iter().filter_map(Value::as_str) {
                         if absent.iter().any(|a| a == path) {
                             outln!("      {path} is absent");
                         } else {
-                            outln!("      {path} = {v}");
+                            outln!("      {path} = {}", c["values"][path]);
                         }
                     }
                     outln!("      (the state as of position {})", c["state_at"]);

@@ -108,7 +108,19 @@ pub(crate) fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
         HistoryKind::Contact => EntityKind::Contact,
         HistoryKind::Company => EntityKind::Company,
     };
-    let stream = StreamId::new(kind, crate::entity::parse_id(kind, &args.id)?);
+    // `7` or `lead-7` (read here: `entity` imports this module, so this one does not import it).
+    let id = args.id.trim();
+    let stream: StreamId = id
+        .strip_prefix(kind.as_str())
+        .and_then(|rest| rest.strip_prefix('-'))
+        .unwrap_or(id)
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .map(|id| StreamId::new(kind, id))
+        .ok_or_else(|| {
+            CliError::Usage(format!("'{id}' is not a {kind} id; write 42 or {kind}-42"))
+        })?;
     let events = ctx.store.read_stream(stream)?;
     if events.is_empty() {
         return Err(

@@ -485,7 +485,22 @@ fn every_error_names_the_problem_and_appends_nothing() {
         2,
         &["invalid value 'task'"],
     );
-    refused(&env, &["history", "lead", "x"], 2, &["x"]);
+    refused(
+        &env,
+        &["history", "lead", "x"],
+        2,
+        &["'x' is not a lead id; write 42 or lead-42"],
+    );
+    refused(
+        &env,
+        &["history", "lead", "deal-1"],
+        2,
+        &["'deal-1' is not a lead id"],
+    );
+    assert_eq!(
+        env.ok(&["history", "lead", "lead-1"]),
+        env.ok(&["history", "lead", "1"])
+    );
 
     // replay --into: an existing file is never replaced; nothing is left by a refused copy.
     let existing = env.path().join("kept.txt");

@@ -27,6 +27,8 @@ pub(crate) const READ_ONLY: &[&[&str]] = &[
     &["token", "list"],
     &["webhook", "list"],
     &["outbox", "list"],
+    &["history"],
+    &["explain"],
 ];
 
 /// The command line with the global options propagated to every command, and the
@@ -198,8 +200,9 @@ pub(crate) enum Command {
     Import(ImportArgs),
     /// List, filter, export or follow the event log
     Events(EventsArgs),
-    /// Drop the projection tables and rebuild them from the log
-    Replay,
+    /// Drop the projection tables and rebuild them from the log; with --into, write a separate
+    /// database as the log was up to a time or position instead
+    Replay(ReplayArgs),
     /// Check the hash chain, and that the projections equal a fresh replay
     Verify(VerifyArgs),
     /// Run the demo: a few hundred leads and deals through the pipelines on a simulated week
@@ -236,6 +239,56 @@ pub(crate) enum Command {
     /// List the messages to deliver (webhooks, e-mails, subscriptions); retry or drop one
     #[command(subcommand)]
     Outbox(OutboxCmd),
+    /// Show a lead's, deal's, contact's or company's timeline in words: who or which rule (and
+    /// rule set) did what, then its pending deadlines, delayed robots and tasks
+    History(HistoryArgs),
+    /// Show why an event happened: its chain of causes back to the person, API call, import,
+    /// timer or schedule that started it, with each rule's condition and the values it read
+    Explain(ExplainArgs),
+}
+
+/// `replay`.
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// Write the log up to this position or time (a number is a position; a time is read in
+    /// the calendar's zone) [default: the head]
+    #[arg(long, value_name = "T|POS", requires = "into")]
+    pub until: Option<String>,
+    /// Write a new database FILE (refused if it exists) instead of rebuilding the live
+    /// projections; the live database is only read
+    #[arg(long, value_name = "FILE")]
+    pub into: Option<PathBuf>,
+}
+
+/// What `history` shows the timeline of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum HistoryKind {
+    /// A lead
+    Lead,
+    /// A deal
+    Deal,
+    /// A contact
+    Contact,
+    /// A company
+    Company,
+}
+
+/// `history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// lead, deal, contact or company
+    #[arg(value_enum)]
+    pub kind: HistoryKind,
+    /// Its id
+    pub id: String,
+}
+
+/// `explain`.
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// The event's position in the log (`leadflow events` and `history` show them)
+    #[arg(allow_negative_numbers = true)]
+    pub position: i64,
 }
 
 /// `token`: API tokens (issue 10, access).
@@ -543,6 +596,10 @@ pub(crate) enum LeadCmd {
     Show {
         /// Lead id
         id: String,
+        /// Show it as it was at this time or position (a number is a position; a time is
+        /// read in the calendar's zone)
+        #[arg(long, value_name = "T|POS")]
+        as_of: Option<String>,
     },
     /// List leads, newest first
     List(ListArgs),
@@ -717,6 +774,10 @@ pub(crate) enum DealCmd {
     Show {
         /// Deal id
         id: String,
+        /// Show it as it was at this time or position (a number is a position; a time is
+        /// read in the calendar's zone)
+        #[arg(long, value_name = "T|POS")]
+        as_of: Option<String>,
     },
     /// List deals, newest first
     List(ListArgs),
@@ -770,6 +831,10 @@ pub(crate) enum ContactCmd {
     Show {
         /// Contact id
         id: String,
+        /// Show it as it was at this time or position (a number is a position; a time is
+        /// read in the calendar's zone)
+        #[arg(long, value_name = "T|POS")]
+        as_of: Option<String>,
     },
     /// List contacts, newest first
     List {
@@ -806,6 +871,10 @@ pub(crate) enum CompanyCmd {
     Show {
         /// Company id
         id: String,
+        /// Show it as it was at this time or position (a number is a position; a time is
+        /// read in the calendar's zone)
+        #[arg(long, value_name = "T|POS")]
+        as_of: Option<String>,
     },
     /// List companies, newest first
     List {

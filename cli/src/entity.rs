@@ -308,9 +308,10 @@ pub(crate) fn lead(ctx: &mut Ctx, cmd: LeadCmd) -> Result<(), CliError> {
         LeadCmd::Delete(args) => delete(ctx, EntityKind::Lead, args)?,
         LeadCmd::Move(args) => move_to(ctx, Verb::LeadMove, args)?,
         LeadCmd::Assign(args) => assign(ctx, Verb::LeadAssign, args)?,
-        LeadCmd::Show { id } => show(
+        LeadCmd::Show { id, as_of } => show_at(
             ctx,
             StreamId::new(EntityKind::Lead, parse_id(EntityKind::Lead, &id)?),
+            as_of,
         )?,
         LeadCmd::List(args) => {
             let leads = query::leads(&ctx.store, &filter(ctx, &args, EntityKind::Lead)?)?;
@@ -554,9 +555,10 @@ pub(crate) fn deal(ctx: &mut Ctx, cmd: DealCmd) -> Result<(), CliError> {
         DealCmd::Delete(args) => delete(ctx, EntityKind::Deal, args)?,
         DealCmd::Move(args) => move_to(ctx, Verb::DealMove, args)?,
         DealCmd::Assign(args) => assign(ctx, Verb::DealAssign, args)?,
-        DealCmd::Show { id } => show(
+        DealCmd::Show { id, as_of } => show_at(
             ctx,
             StreamId::new(EntityKind::Deal, parse_id(EntityKind::Deal, &id)?),
+            as_of,
         )?,
         DealCmd::List(args) => {
             let deals = query::deals(&ctx.store, &filter(ctx, &args, EntityKind::Deal)?)?;
@@ -641,9 +643,10 @@ pub(crate) fn contact(ctx: &mut Ctx, cmd: ContactCmd) -> Result<(), CliError> {
             update(ctx, Verb::ContactUpdate, id, changes, &clear, None)?;
         }
         ContactCmd::Delete(args) => delete(ctx, EntityKind::Contact, args)?,
-        ContactCmd::Show { id } => show(
+        ContactCmd::Show { id, as_of } => show_at(
             ctx,
             StreamId::new(EntityKind::Contact, parse_id(EntityKind::Contact, &id)?),
+            as_of,
         )?,
         ContactCmd::List { limit } => {
             let rows = query::contacts(&ctx.store, limit)?;
@@ -715,9 +718,10 @@ pub(crate) fn company(ctx: &mut Ctx, cmd: CompanyCmd) -> Result<(), CliError> {
             update(ctx, Verb::CompanyUpdate, id, changes, &clear, None)?;
         }
         CompanyCmd::Delete(args) => delete(ctx, EntityKind::Company, args)?,
-        CompanyCmd::Show { id } => show(
+        CompanyCmd::Show { id, as_of } => show_at(
             ctx,
             StreamId::new(EntityKind::Company, parse_id(EntityKind::Company, &id)?),
+            as_of,
         )?,
         CompanyCmd::List { limit } => {
             let rows = query::companies(&ctx.store, limit)?;
@@ -831,7 +835,29 @@ pub(crate) fn task(ctx: &mut Ctx, cmd: TaskCmd) -> Result<(), CliError> {
     Ok(())
 }
 
-fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
+/// `show`, or with `--as-of` the entity as it was then: the same view, of a scratch copy of
+/// the log up to that position with its projections (`history::as_of_store`), so the stage
+/// history, timers, tasks and notifications are those of then too.
+fn show_at(ctx: &mut Ctx, stream: StreamId, as_of: Option<String>) -> Result<(), CliError> {
+    let Some(text) = as_of else {
+        return show(ctx, stream, None);
+    };
+    let (position, then) = crate::history::resolve_at(ctx, &text, "--as-of")?;
+    crate::history::existed(ctx, stream, position)?;
+    let (dir, scratch) = crate::history::as_of_store(ctx, position)?;
+    // Durations (time in stage, a timer's "in") count from then, not from now.
+    let live = std::mem::replace(&mut ctx.store, scratch);
+    let clock = std::mem::replace(&mut ctx.clock, Box::new(crate::ctx::FixedClock(then)));
+    let out = show(ctx, stream, Some(position));
+    ctx.clock = clock;
+    drop(std::mem::replace(&mut ctx.store, live));
+    drop(dir);
+    out
+}
+
+/// The entity with its stage history, pending timers, open tasks, latest notifications and
+/// incidents; `as_of`: the position the store stands at, for a scratch copy of then.
+fn show(ctx: &Ctx, stream: StreamId, as_of: Option<i64>) -> Result<(), CliError> {
     let tz = ctx.config.calendar.timezone;
     let entity = match query::lookup(&ctx.store, stream)? {
         query::Lookup::Found(e) => *e,
@@ -900,8 +926,14 @@ fn show(ctx: &Ctx, stream: StreamId) -> Result<(), CliError> {
             v["repeat"] = repeat.is_some().into();
             v["repeat_of"] = serde_json::to_value(&repeat).expect("serialisable");
         }
+        if let Some(p) = as_of {
+            v["as_of"] = p.into();
+        }
         json_pretty(&v);
         return Ok(());
+    }
+    if let Some(p) = as_of {
+        outln!("as of position {p}");
     }
     let mut lines: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: String| lines.push((k.to_owned(), v));

@@ -15,6 +15,7 @@ mod ctx;
 mod demo;
 mod entity;
 mod error;
+mod history;
 mod import;
 mod init;
 mod journal;
@@ -81,9 +82,10 @@ fn access(command: &Command) -> Access {
         Command::Verify(_) | Command::Journal(_) | Command::Timers(_) => true,
         Command::Webhook(c) => matches!(c, cli::WebhookCmd::List { .. }),
         Command::Outbox(c) => matches!(c, cli::OutboxCmd::List { .. }),
-        Command::Import(_) | Command::Replay | Command::Tick | Command::Run | Command::Serve(_) => {
-            false
-        }
+        Command::History(_) | Command::Explain(_) => true,
+        // With --into, the live database is only read.
+        Command::Replay(a) => a.into.is_some(),
+        Command::Import(_) | Command::Tick | Command::Run | Command::Serve(_) => false,
         Command::Init { .. }
         | Command::Demo(_)
         | Command::Rules(_)
@@ -120,7 +122,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Task(c) => entity::task(&mut ctx, c),
                 Command::Import(a) => import::import(&mut ctx, a),
                 Command::Events(a) => logcmd::events(&ctx, a),
-                Command::Replay => logcmd::replay(&mut ctx),
+                Command::Replay(a) => match &a.into {
+                    Some(into) => history::replay_into(&ctx, &a, into),
+                    None => logcmd::replay(&mut ctx),
+                },
                 Command::Verify(a) => logcmd::verify(&mut ctx, a),
                 Command::Tick => automation::tick(&mut ctx),
                 Command::Run => service::run(ctx, cli.now.is_some()),
@@ -138,6 +143,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Token(c) => tokencmd::token(&mut ctx, c),
                 Command::Webhook(c) => webhookcmd::webhook(&mut ctx, c),
                 Command::Outbox(c) => outboxcmd::outbox(&mut ctx, c),
+                Command::History(a) => history::history(&ctx, a),
+                Command::Explain(a) => history::explain(&ctx, a),
                 Command::Init { .. }
                 | Command::Demo(_)
                 | Command::Rules(_)
@@ -225,6 +232,8 @@ mod tests {
         &["outbox", "list"],
         &["outbox", "retry", "1"],
         &["outbox", "drop", "1"],
+        &["history", "lead", "1"],
+        &["explain", "1"],
     ];
 
     fn parse(args: &[&str]) -> Result<Cli, String> {

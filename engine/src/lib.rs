@@ -14,6 +14,7 @@ pub mod config;
 pub mod decide;
 pub mod diag;
 pub mod event;
+pub mod explain;
 pub mod field;
 pub mod hex;
 pub mod ids;

@@ -9,6 +9,7 @@
 
 mod chain;
 mod error;
+pub mod history;
 mod log;
 mod project;
 pub mod query;

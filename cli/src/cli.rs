@@ -27,6 +27,8 @@ pub(crate) const READ_ONLY: &[&[&str]] = &[
     &["token", "list"],
     &["webhook", "list"],
     &["outbox", "list"],
+    &["backup"],
+    &["export"],
 ];
 
 /// The command line with the global options propagated to every command, and the
@@ -236,6 +238,50 @@ pub(crate) enum Command {
     /// List the messages to deliver (webhooks, e-mails, subscriptions); retry or drop one
     #[command(subcommand)]
     Outbox(OutboxCmd),
+    /// Copy the database while it is in use (SQLite's online backup: one consistent snapshot)
+    /// and print the head the copy holds
+    Backup(BackupArgs),
+    /// Replace the database with a backup, once the backup's chain and projections verify;
+    /// refuses a backup older than the database (or --head) unless --force
+    Restore(RestoreArgs),
+    /// Write the whole log as JSON Lines with hashes, for `import-log` (another machine,
+    /// later another backend)
+    Export(ExportArgs),
+    /// Build a new database from an export: every line checked, the projections rebuilt and
+    /// verified; an error leaves no database behind
+    ImportLog(ImportLogArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupArgs {
+    /// The backup file to write (it must not exist yet)
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup to restore (a file `leadflow backup` wrote)
+    pub file: PathBuf,
+    /// Restore even a backup older than the database or --head, or of another history
+    #[arg(long)]
+    pub force: bool,
+    /// A head kept from `verify` or `backup`, as POSITION:HASH: the backup must reach it
+    #[arg(long, value_name = "POS:HASH")]
+    pub head: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Write to this file (replaced once complete) instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportLogArgs {
+    /// The export to import (JSON Lines from `leadflow export`); the database (--db, else
+    /// leadflow.db beside the configuration) must not exist or hold no events
+    pub file: PathBuf,
 }
 
 /// `token`: API tokens (issue 10, access).

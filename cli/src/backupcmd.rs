@@ -75,11 +75,7 @@ fn backup(cli: &Cli, a: &BackupArgs) -> Result<(), CliError> {
             "problems": problem.iter().collect::<Vec<_>>(),
         }));
     } else {
-        outln!(
-            "backed up {} events to {}",
-            report.events,
-            a.file.display()
-        );
+        outln!("backed up {} events to {}", report.events, a.file.display());
         outln!("head: {head}");
         if report.head.is_some() && problem.is_none() {
             outln!(
@@ -141,9 +137,7 @@ fn restore(cli: &Cli, a: &RestoreArgs) -> Result<(), CliError> {
     let current = match current_head(&target) {
         Ok(head) => head,
         Err(why) if a.force => {
-            errln!(
-                "warning: the current database cannot be read ({why}); replacing it (--force)"
-            );
+            errln!("warning: the current database cannot be read ({why}); replacing it (--force)");
             None
         }
         Err(why) => {

@@ -61,7 +61,10 @@ impl BackupEnv for Env {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         for needle in needles {
-            assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err:?}");
+            assert!(
+                err.contains(needle),
+                "{args:?}: expected {needle:?} in {err:?}"
+            );
         }
         assert_eq!(self.log_of(&self.db()), before, "{args:?} changed the log");
         self.verified_head(None);
@@ -77,7 +80,11 @@ fn assert_no_scratch_files(dir: &Path) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tmp") || n.contains(".tmp-"))
         .collect();
-    assert!(left.is_empty(), "left behind in {}: {left:?}", dir.display());
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}",
+        dir.display()
+    );
 }
 
 /// A folder with the round-robin rules and a few leads (each also assigned by a robot).
@@ -205,7 +212,10 @@ fn restore_refuses_a_tampered_backup_even_with_force_and_replaces_nothing() {
     env.refused_unchanged(
         &["restore", file.to_str().unwrap(), "--force"],
         1,
-        &["projections: table leads differs from a fresh replay", "nothing was replaced"],
+        &[
+            "projections: table leads differs from a fresh replay",
+            "nothing was replaced",
+        ],
     );
     // The backup file itself is read, never changed by a restore.
     assert_eq!(
@@ -261,7 +271,11 @@ fn restore_refuses_an_older_backup_or_another_history_unless_forced() {
     // --force restores the older backup: the log is the backup's, and verifies.
     let out = env.run(&["restore", file, "--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("restoring it would lose"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("restoring it would lose"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(env.verified_head(None), old);
     assert_eq!(env.log_of(&env.db()), env.log_of(&env.file("old.db")));
     assert_no_scratch_files(env.path());
@@ -286,7 +300,11 @@ fn restore_refuses_while_serve_has_the_database_open() {
     env.refused_unchanged(
         &["restore", file.to_str().unwrap(), "--force"],
         1,
-        &["is open in another process", "stop it first", "nothing was replaced"],
+        &[
+            "is open in another process",
+            "stop it first",
+            "nothing was replaced",
+        ],
     );
     // The service never noticed: it still answers and writes to the same file.
     assert_eq!(
@@ -365,11 +383,20 @@ fn export_then_import_log_rebuilds_the_same_log_head_and_projections() {
     // Into a new folder's empty database (as `init` made it).
     let moved = Env::new();
     let out = moved.ok(&["import-log", env.file("log.jsonl").to_str().unwrap()]);
-    assert!(out.contains(&format!("imported {} events", log.len())), "{out}");
+    assert!(
+        out.contains(&format!("imported {} events", log.len())),
+        "{out}"
+    );
     assert_eq!(moved.verified_head(None), head);
     assert_eq!(moved.log_of(&moved.db()), env.log_of(&env.db()));
-    for list in [&["lead", "list"][..], &["token", "list"], &["webhook", "list"]] {
-        let args: Vec<&str> = std::iter::once("--json").chain(list.iter().copied()).collect();
+    for list in [
+        &["lead", "list"][..],
+        &["token", "list"],
+        &["webhook", "list"],
+    ] {
+        let args: Vec<&str> = std::iter::once("--json")
+            .chain(list.iter().copied())
+            .collect();
         assert_eq!(moved.ok(&args), env.ok(&args), "{list:?}");
     }
     let mut original = table_counts(&env.db());
@@ -413,7 +440,10 @@ fn import_log_names_the_bad_line_and_leaves_no_database() {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
         for needle in needles {
-            assert!(err.contains(needle), "{name}: expected {needle:?} in {err:?}");
+            assert!(
+                err.contains(needle),
+                "{name}: expected {needle:?} in {err:?}"
+            );
         }
         assert!(err.contains("nothing was imported"), "{name}: {err}");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -446,7 +476,10 @@ fn import_log_names_the_bad_line_and_leaves_no_database() {
     refused(
         "edited.jsonl",
         with(olga, &lines[olga].replacen("Olga", "Olgb", 1)),
-        &[&format!("edited.jsonl:{}: the hash does not chain", olga + 1)],
+        &[&format!(
+            "edited.jsonl:{}: the hash does not chain",
+            olga + 1
+        )],
     );
     // A version that skips one.
     let line: Value = serde_json::from_str(lines[3]).unwrap();
@@ -476,9 +509,18 @@ fn import_log_names_the_bad_line_and_leaves_no_database() {
     let shown = env.ok(&["--json", "events"]);
     let file = env.file("shown.jsonl");
     std::fs::write(&file, &shown).unwrap();
-    let out = env.run(&["--db", new.to_str().unwrap(), "import-log", file.to_str().unwrap()]);
+    let out = env.run(&[
+        "--db",
+        new.to_str().unwrap(),
+        "import-log",
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("the hash does not chain"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the hash does not chain"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!new.exists());
     // A database that holds events is never imported into.
     std::fs::write(env.file("good.jsonl"), &good).unwrap();

@@ -41,7 +41,9 @@ pub enum BackupError {
         source: io::Error,
     },
     /// A backup is never written over an existing file.
-    #[error("{path} already exists; remove it or choose another name (a backup never overwrites a file)")]
+    #[error(
+        "{path} already exists; remove it or choose another name (a backup never overwrites a file)"
+    )]
     Exists { path: PathBuf },
     /// Another process holds the write lock on the target.
     #[error(
@@ -222,9 +224,10 @@ struct Scratch {
 
 impl Scratch {
     fn beside(target: &Path, what: &str) -> Scratch {
-        let name = target
-            .file_name()
-            .map_or_else(|| "leadflow.db".into(), |n| n.to_string_lossy().into_owned());
+        let name = target.file_name().map_or_else(
+            || "leadflow.db".into(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let path = target.with_file_name(format!(".{name}.{what}-{}.tmp", std::process::id()));
         let scratch = Scratch { path, kept: false };
         scratch.remove();
@@ -636,7 +639,9 @@ pub fn parse_export_line(text: &str) -> Result<RecordedEvent, String> {
     let l: Line<'_> = serde_json::from_str(text).map_err(|e| {
         use serde_json::error::Category;
         let msg = e.to_string();
-        let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m);
+        let msg = msg
+            .rsplit_once(" at line ")
+            .map_or(msg.as_str(), |(m, _)| m);
         match e.classify() {
             Category::Eof => format!(
                 "the line is cut short (not complete JSON at column {}): the file was truncated",
@@ -647,9 +652,12 @@ pub fn parse_export_line(text: &str) -> Result<RecordedEvent, String> {
         }
     })?;
     let stream: StreamId = l.stream.parse()?;
-    let hash = from_hex(&l.hash)
-        .ok_or_else(|| format!("hash '{}' is not 64 hex digits", l.hash))?;
-    for (name, t) in [("occurred_at", &l.occurred_at), ("recorded_at", &l.recorded_at)] {
+    let hash =
+        from_hex(&l.hash).ok_or_else(|| format!("hash '{}' is not 64 hex digits", l.hash))?;
+    for (name, t) in [
+        ("occurred_at", &l.occurred_at),
+        ("recorded_at", &l.recorded_at),
+    ] {
         if parse_time(t).is_none() {
             return Err(format!("{name} '{t}' is not a stored time"));
         }

@@ -95,6 +95,9 @@ fn the_export_line_keeps_the_payload_text_the_hash_covers() {
         .unwrap();
     let line = export_line(&stored).unwrap();
     assert_eq!(line, lines[0]);
-    assert!(line.contains(&format!("\"payload\":{},", stored.payload)), "{line}");
+    assert!(
+        line.contains(&format!("\"payload\":{},", stored.payload)),
+        "{line}"
+    );
     assert_eq!(parse_export_line(&line).unwrap(), stored);
 }

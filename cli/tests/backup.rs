@@ -141,7 +141,13 @@ fn a_backup_taken_while_serve_writes_is_a_consistent_copy_that_verifies() {
     let mut heads = Vec::new();
     for name in ["one.db", "two.db"] {
         let before = events();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while events() < before + 20 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve wrote nothing: {}",
+                serving.log()
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         heads.push((name, env.backup(name)));
@@ -205,6 +211,39 @@ fn restore_refuses_a_tampered_backup_even_with_force_and_replaces_nothing() {
             ],
         );
     }
+    // A copy of the broken log is still written (for the investigation), and says so; its
+    // export is refused, since it would not import.
+    let again = env.file("again.db");
+    let out = env.run(&[
+        "--db",
+        file.to_str().unwrap(),
+        "backup",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("chain: broken at position {position}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(again.exists());
+    let out = env.run(&[
+        "--db",
+        file.to_str().unwrap(),
+        "export",
+        "--out",
+        env.file("broken.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "the log is broken at position {position}: hash mismatch; nothing was exported"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.file("broken.jsonl").exists());
+    assert_no_scratch_files(env.path());
     // A projection row edited in the backup (its log intact): a fresh replay disagrees.
     let projected = Db::at(env.file("projected.db"));
     projected.tamper("UPDATE leads SET title = 'Edited' WHERE id = 2");
@@ -533,4 +572,33 @@ fn import_log_names_the_bad_line_and_leaves_no_database() {
     );
     assert_no_scratch_files(env.path());
     env.verified_head(None);
+}
+
+#[test]
+fn restore_replaces_a_database_that_does_not_open_only_with_force() {
+    let env = with_leads(&["Ivan", "Olga"]);
+    let head = env.backup("good.db");
+    let file = env.file("good.db");
+    let file = file.to_str().unwrap();
+    // The database is overwritten with garbage: its head cannot be compared.
+    std::fs::write(env.db(), "garbage, not a database at all").unwrap();
+    let out = env.run(&["restore", file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be compared with the backup's; pass --force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.db()).unwrap(),
+        "garbage, not a database at all"
+    );
+    let out = env.run(&["restore", file, "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.verified_head(None), head);
+    // A database that is gone is simply restored.
+    std::fs::remove_file(env.db()).unwrap();
+    env.ok(&["restore", file]);
+    assert_eq!(env.verified_head(None), head);
+    assert_no_scratch_files(env.path());
 }

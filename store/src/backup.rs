@@ -517,7 +517,10 @@ impl Staged {
     /// Another process is noticed through SQLite's own bookkeeping: the last connection to
     /// close a WAL database removes its `-wal` file, so one that remains after this function
     /// closes its probe connection belongs to a connection still open. (A process that opens
-    /// the target in the instant between that check and the rename is not noticed.)
+    /// the target in the instant between that check and the rename is not noticed.) Beside
+    /// a target that is absent or not a database at all, a `-wal` or `-shm` is stale — it
+    /// belongs to no database that can be written — and is removed, so that it is never
+    /// paired with the new file.
     pub fn install(self) -> Result<(), BackupError> {
         let Staged {
             store,
@@ -533,7 +536,15 @@ impl Staged {
 /// Refuses a target another process has open; see [`Staged::install`].
 fn ensure_unused(target: &Path) -> Result<(), BackupError> {
     let side = |s: &str| PathBuf::from(format!("{}{s}", target.display()));
-    if std::fs::metadata(target).is_ok_and(|m| m.len() > 0) {
+    if std::fs::metadata(target).is_err() {
+        // No database: a -wal or -shm left beside its name belongs to none (a process that
+        // still has a removed database open writes a file no one will read again).
+        for s in ["-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(side(s));
+        }
+        return Ok(());
+    }
+    {
         let conn = Connection::open_with_flags(
             target,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -542,6 +553,7 @@ fn ensure_unused(target: &Path) -> Result<(), BackupError> {
         conn.busy_timeout(std::time::Duration::ZERO)
             .map_err(Error::from)?;
         match conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+            Ok(()) => {}
             Err(rusqlite::Error::SqliteFailure(f, _))
                 if matches!(
                     f.code,
@@ -552,9 +564,20 @@ fn ensure_unused(target: &Path) -> Result<(), BackupError> {
                     path: target.to_owned(),
                 });
             }
-            // Not a database (what a restore may well replace): no SQLite connection to it
-            // can be writing it.
-            _ => {}
+            // Not a database (what a forced restore may replace): no connection can be
+            // writing it, and a -wal or -shm beside it is left from the database it
+            // overwrote — it must not be paired with the new file.
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                drop(conn);
+                tracing::warn!(path = %target.display(), "not a database: removing its stale -wal and -shm");
+                for s in ["-wal", "-shm", "-journal"] {
+                    let _ = std::fs::remove_file(side(s));
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(Error::from(e).in_file(target).into()),
         }
         drop(conn);
     }

@@ -386,17 +386,26 @@ fn varied() -> Env {
     env
 }
 
-/// Counts of every table of the database at `db`, by name.
-fn table_counts(db: &Path) -> Vec<(String, i64)> {
+/// Every table of the database at `db` but the full-text index (derived from `search_text`,
+/// which is compared), as text: each row's values quoted, rows sorted, by table name.
+fn tables(db: &Path) -> Vec<(String, String)> {
     let db = Db::at(db);
     db.column::<String>(
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
-         AND name NOT LIKE 'search_fts_%' ORDER BY name",
+         AND name NOT LIKE 'search_fts%' ORDER BY name",
     )
     .into_iter()
     .map(|t| {
-        let n = db.count(&format!("SELECT count(*) FROM \"{t}\""));
-        (t, n)
+        let columns = db.column::<String>(&format!("SELECT name FROM pragma_table_info('{t}')"));
+        let row = columns
+            .iter()
+            .map(|c| format!("quote(\"{c}\")"))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        let text = db.value::<Option<String>>(&format!(
+            "SELECT group_concat(r, char(10)) FROM (SELECT {row} AS r FROM \"{t}\" ORDER BY r)"
+        ));
+        (t, text.unwrap_or_default())
     })
     .collect()
 }
@@ -438,8 +447,13 @@ fn export_then_import_log_rebuilds_the_same_log_head_and_projections() {
             .collect();
         assert_eq!(moved.ok(&args), env.ok(&args), "{list:?}");
     }
-    let mut original = table_counts(&env.db());
-    let mut imported = table_counts(&moved.db());
+    let mut original = tables(&env.db());
+    let mut imported = tables(&moved.db());
+    assert!(
+        original
+            .iter()
+            .any(|(t, rows)| t == "leads" && rows.contains("'Olga'"))
+    );
     // The service's remembered responses are not in the log (docs/OPERATIONS.md).
     original.retain(|(t, _)| t != "rule_cursor" && t != "responses");
     imported.retain(|(t, _)| t != "rule_cursor" && t != "responses");

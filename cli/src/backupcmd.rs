@@ -79,8 +79,7 @@ fn backup(cli: &Cli, a: &BackupArgs) -> Result<(), CliError> {
         outln!("head: {head}");
         if report.head.is_some() && problem.is_none() {
             outln!(
-                "      (`leadflow restore {} --head {head}` refuses a backup that does not reach it)",
-                a.file.display()
+                "      (keep this elsewhere: `leadflow verify --head {head}` and `leadflow restore --head {head}` refuse a log that does not reach it)"
             );
         }
     }

@@ -93,6 +93,14 @@ pub(crate) fn command() -> clap::Command {
         &["simulate"],
         &["db", "actor", "now", "backdate", "rules", "synchronous"],
     );
+    // The backup commands act as no one, at no time of their own, and run no rules.
+    for path in [&["backup"][..], &["restore"], &["export"], &["import-log"]] {
+        cmd = hide(
+            cmd,
+            path,
+            &["actor", "now", "backdate", "rules", "synchronous"],
+        );
+    }
     // The list options are shared with `create`, where there is no list to replace yet.
     for kind in ["lead", "contact", "company"] {
         cmd = edit(cmd, &[kind, "update"], &|a| match a.get_id().as_str() {

@@ -2,7 +2,7 @@
 //! while `leadflow serve` writes is a consistent copy that verifies; `restore` replaces the
 //! database only with a backup whose chain and projections verify and that reaches the kept
 //! heads (the current database's, `--head`) unless `--force`, and never under a running
-//! service; an export imported into a new database gives the same log, head and projections;
+//! service, and a restore SIGKILLed at any moment leaves one whole database; an export imported into a new database gives the same log, head and projections;
 //! a bad export line is named by file:line and leaves no database behind.
 
 use leadflow_testkit::Db;
@@ -615,4 +615,62 @@ fn restore_replaces_a_database_that_does_not_open_only_with_force() {
     env.ok(&["restore", file]);
     assert_eq!(env.verified_head(None), head);
     assert_no_scratch_files(env.path());
+}
+
+#[test]
+fn a_restore_killed_at_any_moment_leaves_the_old_database_or_the_restored_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = leadflow_in(dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let head = || {
+        let out = run(&["--json", "verify"]);
+        let report: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        report["head"].as_str().unwrap().to_owned()
+    };
+    // A few thousand events, so that a restore takes a while to copy and verify.
+    run(&["demo", dir.path().to_str().unwrap(), "--leads", "300"]);
+    run(&["backup", "old.db"]);
+    let old = head();
+    // Killed ever later, from 10 ms in, until a restore completes before its kill.
+    let mut ms = 10;
+    for round in 0.. {
+        run(&[
+            "--backdate",
+            "lead",
+            "create",
+            "--name",
+            &format!("After {round}"),
+            "--phone",
+            &format!("+7912555{round:04}"),
+        ]);
+        let newer = head();
+        let mut child = leadflow_in(dir.path())
+            .args(["restore", "old.db", "--force"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        // Whatever moment it died at: one whole database or the other, and it verifies.
+        let now = head();
+        assert!(
+            now == newer || now == old,
+            "killed after {ms} ms: head {now}, neither {newer} nor {old}"
+        );
+        if now == old {
+            break;
+        }
+        assert!(ms < 30_000, "no restore completed in {ms} ms");
+        ms *= 2;
+    }
+    assert!(
+        ms > 10,
+        "a whole restore took under 10 ms: no kill came in the middle of one"
+    );
 }

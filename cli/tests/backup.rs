@@ -237,7 +237,7 @@ fn restore_refuses_a_tampered_backup_even_with_force_and_replaces_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!(
-            "the log is broken at position {position}: hash mismatch; nothing was exported"
+            "the log is broken at position {position}: hash mismatch; refusing to export it"
         )),
         "{}",
         stderr(&out)

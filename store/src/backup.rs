@@ -65,7 +65,7 @@ pub enum BackupError {
     Line { line: usize, why: String },
     /// The live log does not chain: an export of it would not import.
     #[error(
-        "the log is broken at position {position}: {why}; nothing was exported — run `leadflow verify`"
+        "the log is broken at position {position}: {why}; refusing to export it (its export would not import) — run `leadflow verify`"
     )]
     Broken { position: i64, why: String },
 }

@@ -29,6 +29,8 @@ pub(crate) const READ_ONLY: &[&[&str]] = &[
     &["outbox", "list"],
     &["history"],
     &["explain"],
+    &["backup"],
+    &["export"],
 ];
 
 /// The command line with the global options propagated to every command, and the
@@ -93,6 +95,14 @@ pub(crate) fn command() -> clap::Command {
         &["simulate"],
         &["db", "actor", "now", "backdate", "rules", "synchronous"],
     );
+    // The backup commands act as no one, at no time of their own, and run no rules.
+    for path in [&["backup"][..], &["restore"], &["export"], &["import-log"]] {
+        cmd = hide(
+            cmd,
+            path,
+            &["actor", "now", "backdate", "rules", "synchronous"],
+        );
+    }
     // The list options are shared with `create`, where there is no list to replace yet.
     for kind in ["lead", "contact", "company"] {
         cmd = edit(cmd, &[kind, "update"], &|a| match a.get_id().as_str() {
@@ -245,6 +255,18 @@ pub(crate) enum Command {
     /// Show why an event happened: its chain of causes back to the person, API call, import,
     /// timer or schedule that started it, with each rule's condition and the values it read
     Explain(ExplainArgs),
+    /// Copy the database while it is in use (SQLite's online backup: one consistent snapshot)
+    /// and print the head the copy holds
+    Backup(BackupArgs),
+    /// Replace the database with a backup, once the backup's chain and projections verify;
+    /// refuses a backup older than the database (or --head) unless --force
+    Restore(RestoreArgs),
+    /// Write the whole log as JSON Lines with hashes, for `import-log` (another machine,
+    /// later another backend)
+    Export(ExportArgs),
+    /// Build a new database from an export: every line checked, the projections rebuilt and
+    /// verified; an error leaves no database behind
+    ImportLog(ImportLogArgs),
 }
 
 /// `replay`.
@@ -289,6 +311,38 @@ pub(crate) struct ExplainArgs {
     /// The event's position in the log (`leadflow events` and `history` show them)
     #[arg(allow_negative_numbers = true)]
     pub position: i64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupArgs {
+    /// The backup file to write (it must not exist yet)
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup to restore (a file `leadflow backup` wrote)
+    pub file: PathBuf,
+    /// Restore even a backup older than the database or --head, or of another history
+    #[arg(long)]
+    pub force: bool,
+    /// A head kept from `verify` or `backup`, as POSITION:HASH: the backup must reach it
+    #[arg(long, value_name = "POS:HASH")]
+    pub head: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Write to this file (replaced once complete) instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportLogArgs {
+    /// The export to import (JSON Lines from `leadflow export`); the database (--db, else
+    /// leadflow.db beside the configuration) must not exist or hold no events
+    pub file: PathBuf,
 }
 
 /// `token`: API tokens (issue 10, access).

@@ -169,7 +169,8 @@ pub(crate) fn clock(cli: &Cli, config: &Config) -> Result<Box<dyn Clock>, CliErr
     })
 }
 
-fn db_path(cli: &Cli, config_path: &Path) -> PathBuf {
+/// The database: `--db`, else `leadflow.db` beside the configuration.
+pub(crate) fn db_path(cli: &Cli, config_path: &Path) -> PathBuf {
     if let Some(db) = &cli.db {
         return db.clone();
     }

@@ -133,7 +133,8 @@ pub(crate) fn replay(ctx: &mut Ctx) -> Result<(), CliError> {
     Ok(())
 }
 
-fn parse_head(text: &str) -> Result<(i64, leadflow_store::Hash), CliError> {
+/// A head as `verify` prints it, `POSITION:HASH`.
+pub(crate) fn parse_head(text: &str) -> Result<(i64, leadflow_store::Hash), CliError> {
     let bad = || {
         CliError::Usage(format!(
             "bad --head '{text}': write POSITION:HASH as printed by `leadflow verify`"

@@ -9,6 +9,7 @@
 #[macro_use]
 mod output;
 mod automation;
+mod backupcmd;
 mod cli;
 mod configcmd;
 mod ctx;
@@ -91,6 +92,9 @@ fn access(command: &Command) -> Access {
         | Command::Rules(_)
         | Command::Simulate(_)
         | Command::Config(_) => false,
+        // Backup and export read the log as it is; restore and import-log replace the file.
+        Command::Backup(_) | Command::Export(_) => return Access::Log,
+        Command::Restore(_) | Command::ImportLog(_) => false,
     };
     if reads { Access::Read } else { Access::Write }
 }
@@ -109,6 +113,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let path = ctx::find_config(cli.config.as_deref())?;
             let config = ctx::load_config(&path)?;
             configcmd::show(&config, &path, section, cli.json)
+        }
+        Command::Backup(_) | Command::Restore(_) | Command::Export(_) | Command::ImportLog(_) => {
+            backupcmd::run(&cli)
         }
         _ => {
             let mut ctx = Ctx::open(&cli, access(&cli.command))?;
@@ -149,7 +156,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 | Command::Demo(_)
                 | Command::Rules(_)
                 | Command::Simulate(_)
-                | Command::Config(_) => {
+                | Command::Config(_)
+                | Command::Backup(_)
+                | Command::Restore(_)
+                | Command::Export(_)
+                | Command::ImportLog(_) => {
                     unreachable!("handled above")
                 }
             };
@@ -234,6 +245,10 @@ mod tests {
         &["outbox", "drop", "1"],
         &["history", "lead", "1"],
         &["explain", "1"],
+        &["backup", "copy.db"],
+        &["restore", "copy.db"],
+        &["export"],
+        &["import-log", "log.jsonl"],
     ];
 
     fn parse(args: &[&str]) -> Result<Cli, String> {

@@ -7,6 +7,7 @@
 //! current-state tables can never disagree after a commit. The table layout is documented for
 //! auditors in `docs/SCHEMA.md`.
 
+mod backup;
 mod chain;
 mod error;
 pub mod history;
@@ -18,6 +19,7 @@ mod schema;
 mod verify;
 mod workspace;
 
+pub use backup::{BackupError, Checked, ExportError, Staged, export_line, parse_export_line};
 pub use chain::{GENESIS, Hash, Hashed, event_hash, from_hex, to_hex};
 pub use error::{Error, Refused};
 pub use leadflow_engine::stored::PendingTimer;

@@ -20,6 +20,8 @@ mod init;
 mod journal;
 mod logcmd;
 mod outboxcmd;
+mod reportcmd;
+mod reporthtml;
 mod rulescmd;
 mod servecmd;
 mod service;
@@ -81,6 +83,7 @@ fn access(command: &Command) -> Access {
         Command::Verify(_) | Command::Journal(_) | Command::Timers(_) => true,
         Command::Webhook(c) => matches!(c, cli::WebhookCmd::List { .. }),
         Command::Outbox(c) => matches!(c, cli::OutboxCmd::List { .. }),
+        Command::Report(_) => true,
         Command::Import(_) | Command::Replay | Command::Tick | Command::Run | Command::Serve(_) => {
             false
         }
@@ -138,6 +141,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Token(c) => tokencmd::token(&mut ctx, c),
                 Command::Webhook(c) => webhookcmd::webhook(&mut ctx, c),
                 Command::Outbox(c) => outboxcmd::outbox(&mut ctx, c),
+                Command::Report(a) => reportcmd::report(&ctx, a),
                 Command::Init { .. }
                 | Command::Demo(_)
                 | Command::Rules(_)
@@ -225,6 +229,7 @@ mod tests {
         &["outbox", "list"],
         &["outbox", "retry", "1"],
         &["outbox", "drop", "1"],
+        &["report", "funnel"],
     ];
 
     fn parse(args: &[&str]) -> Result<Cli, String> {

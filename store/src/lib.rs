@@ -12,6 +12,7 @@ mod error;
 mod log;
 mod project;
 pub mod query;
+pub mod report;
 mod responses;
 mod schema;
 mod verify;

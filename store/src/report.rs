@@ -280,9 +280,9 @@ pub const STATEMENTS: &[(&str, &str)] = &[
     ("conversion-reasons", CONVERSION_REASONS),
     ("managers", IN_WORK),
     ("time-in-stage", TIME_IN_STAGE),
+    ("traffic-light", TRAFFIC_LIGHT),
     ("forgotten", FORGOTTEN),
     ("incoming-vs-lost", INCOMING_VS_LOST),
-    ("traffic-light", TRAFFIC_LIGHT),
     ("kpi", KPI),
 ];
 

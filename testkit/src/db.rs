@@ -141,7 +141,7 @@ impl Db {
                 bound.unwrap_or_else(|e| panic!("{name}: {e}"));
             }
         }
-        let names: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+        let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let mut out = Vec::new();
         let mut rows = stmt.raw_query();
         while let Some(r) = rows.next().unwrap_or_else(|e| panic!("{sql}: {e}")) {

@@ -51,14 +51,16 @@ impl<'c> Scope<'c> {
         let config = &ctx.config;
         let pipeline = match &args.pipeline {
             None => config.lead_pipeline(),
-            Some(p) => config.pipeline(&PipelineId::from(p.as_str())).ok_or_else(|| {
-                unknown(
-                    "pipeline",
-                    p,
-                    "--pipeline",
-                    config.pipelines.iter().map(|p| p.id.as_str()).collect(),
-                )
-            })?,
+            Some(p) => config
+                .pipeline(&PipelineId::from(p.as_str()))
+                .ok_or_else(|| {
+                    unknown(
+                        "pipeline",
+                        p,
+                        "--pipeline",
+                        config.pipelines.iter().map(|p| p.id.as_str()).collect(),
+                    )
+                })?,
         };
         if let Some(e) = &args.employee
             && config.employee(&EmployeeId::from(e.as_str())).is_none()
@@ -150,8 +152,8 @@ impl<'c> Scope<'c> {
     /// The values of the reports' SQL parameters.
     fn params(&self, config: &Config, kind: ReportKind) -> Params {
         let pipeline = self.pipeline;
-        let every_pipeline = matches!(kind, ReportKind::Managers | ReportKind::TrafficLight)
-            && !self.pipeline_given;
+        let every_pipeline =
+            matches!(kind, ReportKind::Managers | ReportKind::TrafficLight) && !self.pipeline_given;
         let portrait = |entity: EntityKind| {
             config
                 .fields
@@ -167,6 +169,12 @@ impl<'c> Scope<'c> {
             who: self.who.clone(),
             success: report::stages_with(pipeline, Semantic::Success),
             failure: report::stages_with(pipeline, Semantic::Failure),
+            steps: pipeline
+                .stages
+                .iter()
+                .filter(|s| s.semantic != Semantic::Failure)
+                .map(|s| s.id.to_string())
+                .collect(),
             open: report::open_stage_keys(config, (!every_pipeline).then_some(pipeline)),
             targets: pipeline
                 .stages
@@ -303,21 +311,14 @@ fn name_of(config: &Config, id: Option<&str>) -> String {
     }
 }
 
-fn build(
-    ctx: &Ctx,
-    kind: ReportKind,
-    scope: &Scope<'_>,
-    p: &Params,
-) -> Result<Built, CliError> {
+fn build(ctx: &Ctx, kind: ReportKind, scope: &Scope<'_>, p: &Params) -> Result<Built, CliError> {
     let db = &ctx.store;
     let config = &ctx.config;
     Ok(match kind {
-        ReportKind::Funnel => funnel(scope, q::funnel(db, p)?),
-        ReportKind::Conversion => conversion(
-            config,
-            q::conversion(db, p)?,
-            q::conversion_reasons(db, p)?,
-        ),
+        ReportKind::Funnel => funnel(scope, q::funnel(db, p)?, &q::funnel_steps(db, p)?),
+        ReportKind::Conversion => {
+            conversion(config, q::conversion(db, p)?, q::conversion_reasons(db, p)?)
+        }
         ReportKind::Managers => managers(config, scope, q::in_work(db, p)?),
         ReportKind::TimeInStage => time_in_stage(scope, q::time_in_stage(db, p)?),
         ReportKind::TrafficLight => traffic_light(config, q::traffic_light(db, p)?),
@@ -328,8 +329,9 @@ fn build(
 }
 
 /// Every stage of the pipeline in order, with the cohort that reached it; the step
-/// conversion of an in-progress or success stage is its count over the previous such stage's.
-fn funnel(scope: &Scope<'_>, rows: Vec<q::FunnelRow>) -> Built {
+/// conversion of a stage that is not a failure stage: of the cohort that reached the
+/// previous such stage, the share that reached this one too.
+fn funnel(scope: &Scope<'_>, rows: Vec<q::FunnelRow>, steps: &BTreeMap<String, i64>) -> Built {
     let by_stage: BTreeMap<&str, &q::FunnelRow> =
         rows.iter().map(|r| (r.stage.as_str(), r)).collect();
     let cohort = rows.first().map_or(0, |r| r.cohort);
@@ -339,13 +341,18 @@ fn funnel(scope: &Scope<'_>, rows: Vec<q::FunnelRow>) -> Built {
     for s in &scope.pipeline.stages {
         let r = by_stage.get(s.id.as_str());
         let (reached, current) = r.map_or((0, 0), |r| (r.reached, r.current));
-        let step = if s.semantic == Semantic::Failure {
+        let from_previous = if s.semantic == Semantic::Failure || previous.is_none() {
             None
         } else {
-            let step = previous.and_then(|prev| percent(reached, prev));
-            previous = Some(reached);
-            step
+            Some(steps.get(s.id.as_str()).copied().unwrap_or(0))
         };
+        let step = match (from_previous, previous) {
+            (Some(n), Some(prev)) => percent(n, prev),
+            _ => None,
+        };
+        if s.semantic != Semantic::Failure {
+            previous = Some(reached);
+        }
         let share = percent(reached, cohort);
         table.push(vec![
             s.id.to_string(),
@@ -363,12 +370,18 @@ fn funnel(scope: &Scope<'_>, rows: Vec<q::FunnelRow>) -> Built {
             "current": current,
             "cohort": cohort,
             "share_pct": share,
+            "from_previous": from_previous,
             "step_pct": step,
         }));
     }
     let chart = Chart::Bars {
         title: "Funnel: leads that reached each stage".into(),
-        labels: scope.pipeline.stages.iter().map(|s| s.name.clone()).collect(),
+        labels: scope
+            .pipeline
+            .stages
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
         series: vec![Series {
             name: "reached".into(),
             values: out
@@ -382,7 +395,14 @@ fn funnel(scope: &Scope<'_>, rows: Vec<q::FunnelRow>) -> Built {
     Built {
         title: "Funnel".into(),
         json: json!({ "cohort": cohort, "rows": out }),
-        headers: vec!["STAGE", "NAME", "REACHED", "NOW", "% OF ALL", "% OF PREVIOUS"],
+        headers: vec![
+            "STAGE",
+            "NAME",
+            "REACHED",
+            "NOW",
+            "% OF ALL",
+            "% OF PREVIOUS",
+        ],
         rows: table,
         charts: vec![chart],
         notes: vec![format!(
@@ -589,8 +609,7 @@ fn time_in_stage(scope: &Scope<'_>, rows: Vec<q::StageTimeRow>) -> Built {
             r.visits.to_string(),
             r.open.to_string(),
             human_duration(Duration::seconds(r.avg_seconds)),
-            s.target
-                .map_or_else(|| "-".into(), human_duration),
+            s.target.map_or_else(|| "-".into(), human_duration),
             r.over_target.map_or_else(|| "-".into(), |o| o.to_string()),
             pct(over_pct),
         ]);
@@ -634,9 +653,7 @@ fn time_in_stage(scope: &Scope<'_>, rows: Vec<q::StageTimeRow>) -> Built {
             ],
             unit: "h".into(),
         }],
-        notes: vec![
-            "stays that began in the period; an ongoing stay counts up to --until".into(),
-        ],
+        notes: vec!["stays that began in the period; an ongoing stay counts up to --until".into()],
     }
 }
 
@@ -834,7 +851,11 @@ fn incoming_vs_lost(config: &Config, rows: Vec<q::IncomingLostRow>) -> Built {
 
 /// The KPI rows of the active employees (of `--team` / `--employee`), as `send_report` makes
 /// them.
-fn kpi(config: &Config, scope: &Scope<'_>, counts: &leadflow_engine::workspace::KpiCounts) -> Built {
+fn kpi(
+    config: &Config,
+    scope: &Scope<'_>,
+    counts: &leadflow_engine::workspace::KpiCounts,
+) -> Built {
     let employees: Vec<EmployeeId> = config
         .employees
         .values()

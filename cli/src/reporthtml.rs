@@ -167,12 +167,8 @@ fn bars(
                 } else {
                     format!("{v:.1}{unit}")
                 };
-                root.draw(&Text::new(
-                    value,
-                    (LABEL_W + w + 4, y),
-                    text_style(11),
-                ))
-                .map_err(e)?;
+                root.draw(&Text::new(value, (LABEL_W + w + 4, y), text_style(11)))
+                    .map_err(e)?;
             }
         }
         root.present().map_err(e)?;
@@ -189,9 +185,8 @@ fn grid(out: &mut String, title: &str, cells: &[(String, Light, String)]) -> Res
     let height = 40 + CELL_H * rows.max(1);
     let e = |e: DrawingAreaErrorKind<std::io::Error>| e.to_string();
     {
-        let root =
-            SVGBackend::with_string(out, ((COLS * CELL_W + 20) as u32, height as u32))
-                .into_drawing_area();
+        let root = SVGBackend::with_string(out, ((COLS * CELL_W + 20) as u32, height as u32))
+            .into_drawing_area();
         root.fill(&WHITE).map_err(e)?;
         root.draw(&Text::new(title.to_owned(), (10, 8), text_style(16)))
             .map_err(e)?;

@@ -35,6 +35,8 @@ pub struct Params {
     pub success: Vec<String>,
     /// `:failure`: the pipeline's failure stages.
     pub failure: Vec<String>,
+    /// `:steps`: the pipeline's other stages, in order (the funnel's steps).
+    pub steps: Vec<String>,
     /// `:open`: the in-progress stages that count as "in work", as `pipeline/stage` keys.
     pub open: Vec<String>,
     /// `:targets`: the target time of each stage that has one, in seconds.
@@ -72,6 +74,7 @@ impl Params {
             ),
             (":success", json(serde_json::json!(self.success))),
             (":failure", json(serde_json::json!(self.failure))),
+            (":steps", json(serde_json::json!(self.steps))),
             (":open", json(serde_json::json!(self.open))),
             (":targets", json(serde_json::json!(self.targets))),
             (":before", Binding::Text(fmt_time(self.before))),
@@ -105,6 +108,30 @@ FROM stage_history h JOIN cohort c ON c.kind = h.kind AND c.id = h.entity_id
 WHERE h.pipeline = :pipeline
 GROUP BY h.stage
 ORDER BY h.stage";
+
+/// `funnel`, its steps: for each stage of `:steps` (the pipeline's stages that are not failure
+/// stages, in order) after the first, the leads (deals) of the cohort that reached it and the
+/// stage before it in `:steps`.
+pub const FUNNEL_STEPS: &str = "WITH entities AS (
+  SELECT 'lead' AS kind, id, title, pipeline, stage, stage_reason, responsible, created_at FROM leads
+  UNION ALL
+  SELECT 'deal', id, title, pipeline, stage, stage_reason, responsible, created_at FROM deals),
+cohort AS (
+  SELECT kind, id, stage FROM entities
+  WHERE pipeline = :pipeline AND created_at >= :since AND created_at < :until
+    AND (:who IS NULL OR responsible IN (SELECT value FROM json_each(:who)))),
+pairs AS (
+  SELECT a.value AS stage, b.value AS previous
+  FROM json_each(:steps) a JOIN json_each(:steps) b ON b.key = a.key - 1)
+SELECT p.stage, count(DISTINCT h.entity_id) AS from_previous
+FROM pairs p
+JOIN stage_history h ON h.pipeline = :pipeline AND h.stage = p.stage
+JOIN cohort c ON c.kind = h.kind AND c.id = h.entity_id
+WHERE EXISTS (SELECT 1 FROM stage_history v
+              WHERE v.kind = h.kind AND v.entity_id = h.entity_id
+                AND v.pipeline = :pipeline AND v.stage = p.previous)
+GROUP BY p.stage
+ORDER BY p.stage";
 
 /// `conversion`: per responsible, the leads (deals) created in the period, and how many of
 /// them are in a success / a failure stage now.
@@ -276,6 +303,7 @@ ORDER BY employee";
 /// Every report's statement by its name in docs/REPORTS.md.
 pub const STATEMENTS: &[(&str, &str)] = &[
     ("funnel", FUNNEL),
+    ("funnel-steps", FUNNEL_STEPS),
     ("conversion", CONVERSION),
     ("conversion-reasons", CONVERSION_REASONS),
     ("managers", IN_WORK),
@@ -336,6 +364,16 @@ pub fn funnel(db: &impl Source, p: &Params) -> Result<Vec<FunnelRow>, Error> {
     })
 }
 
+/// [`FUNNEL_STEPS`]: per stage after the first step, how many reached it from the one before
+/// (absent: none).
+pub fn funnel_steps(db: &impl Source, p: &Params) -> Result<BTreeMap<String, i64>, Error> {
+    Ok(rows(db.sql(Token(())), FUNNEL_STEPS, p, |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?
+    .into_iter()
+    .collect())
+}
+
 /// One responsible's conversion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversionRow {
@@ -388,9 +426,11 @@ pub fn conversion_reasons(db: &impl Source, p: &Params) -> Result<Vec<LostReason
 
 /// [`IN_WORK`]: leads and deals in work per responsible (absent: none).
 pub fn in_work(db: &impl Source, p: &Params) -> Result<BTreeMap<String, i64>, Error> {
-    Ok(rows(db.sql(Token(())), IN_WORK, p, |r| Ok((r.get(0)?, r.get(1)?)))?
-        .into_iter()
-        .collect())
+    Ok(rows(db.sql(Token(())), IN_WORK, p, |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?
+    .into_iter()
+    .collect())
 }
 
 /// One stage's stays.
@@ -541,6 +581,7 @@ pub(crate) fn kpi_counts(conn: &Connection, q: &KpiQuery<'_>) -> Result<KpiCount
         who: None,
         success: q.success.to_vec(),
         failure: q.failure.to_vec(),
+        steps: Vec::new(),
         open: Vec::new(),
         targets: BTreeMap::new(),
         before: q.until,

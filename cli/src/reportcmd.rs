@@ -4,9 +4,9 @@
 //! filters, and prints a table, CSV, one JSON document (with the SQL parameters that give its
 //! numbers) or an HTML page with charts (`reporthtml`).
 //!
-//! `--as-of` (another helper's): a report reads only the `Source` it is given and the `until`
+//! `--as-of` (another helper's): [`build`] reads only the `Source` it is given and the `until`
 //! of its [`Scope`]; a report as of a time is the same call on a database rebuilt up to then
-//! with `until` set to that time.
+//! (`replay --until T --into FILE`'s) with `until` set to that time.
 
 use crate::cli::{ReportArgs, ReportFormat, ReportKind};
 use crate::ctx::{Ctx, parse_time};
@@ -18,6 +18,7 @@ use leadflow_engine::config::{Config, Pipeline, Semantic};
 use leadflow_engine::ids::{EmployeeId, EntityKind, PipelineId, TeamId};
 use leadflow_engine::report::{self, ClientFacts, Light, percent};
 use leadflow_store::fmt_time;
+use leadflow_store::query::Source;
 use leadflow_store::report::{self as q, Binding, Params};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -203,7 +204,7 @@ pub(crate) struct Built {
 pub(crate) fn report(ctx: &Ctx, args: ReportArgs) -> Result<(), CliError> {
     let scope = Scope::resolve(ctx, &args)?;
     let params = scope.params(&ctx.config, args.report);
-    let built = build(ctx, args.report, &scope, &params)?;
+    let built = build(&ctx.store, &ctx.config, args.report, &scope, &params)?;
     let format = args.format.unwrap_or(if ctx.json {
         ReportFormat::Json
     } else {
@@ -311,9 +312,15 @@ fn name_of(config: &Config, id: Option<&str>) -> String {
     }
 }
 
-fn build(ctx: &Ctx, kind: ReportKind, scope: &Scope<'_>, p: &Params) -> Result<Built, CliError> {
-    let db = &ctx.store;
-    let config = &ctx.config;
+/// Runs one report on `db`: the live database, or (`--as-of`, to come) one rebuilt up to a
+/// time, with the scope's `until` at that time.
+fn build(
+    db: &impl Source,
+    config: &Config,
+    kind: ReportKind,
+    scope: &Scope<'_>,
+    p: &Params,
+) -> Result<Built, CliError> {
     Ok(match kind {
         ReportKind::Funnel => funnel(scope, q::funnel(db, p)?, &q::funnel_steps(db, p)?),
         ReportKind::Conversion => {

@@ -725,3 +725,57 @@ fn the_docs_sql_run_on_the_demos_database_gives_the_numbers_of_each_reports_json
     // The demo's week fills them (the comparison above is not of empty lists).
     assert!(nonempty >= 8, "only {nonempty} blocks gave rows");
 }
+
+/// The end-of-day KPI rule of scenario D (examples/scenarios/d-head-of-sales).
+const DAILY_KPI: &str = r#"
+[[rules]]
+id = "daily-kpi"
+trigger = { on = "schedule", cron = "0 0 18 * * Mon-Fri" }
+
+  [[rules.robots]]
+  robot = "send_report"
+  to = "manager"
+  period = "1d"
+"#;
+
+#[test]
+fn the_send_report_robot_sends_the_rows_report_kpi_prints_for_its_period() {
+    let env = monday();
+    env.write("rules/kpi.toml", DAILY_KPI);
+    // The rule set takes effect at 17:00 Moscow time; its 18:00 report fires at the next tick.
+    env.ok(&["--now", "2026-03-02T14:00:00Z", "tick"]);
+    env.ok(&["--now", "2026-03-02T15:30:00Z", "tick"]);
+    let sent: Vec<Value> = env
+        .log()
+        .into_iter()
+        .filter(|e| e["type"] == "report.sent")
+        .collect();
+    assert_eq!(sent.len(), 2, "smirnova's and volkov's: {sent:#?}");
+    let mut compared = 0;
+    for e in &sent {
+        let p = &e["payload"];
+        let (since, until) = (p["since"].as_str().unwrap(), p["until"].as_str().unwrap());
+        let kpi = report(&env, &["kpi", "--since", since, "--until", until]);
+        for robot_row in p["rows"].as_array().unwrap() {
+            let employee = robot_row["employee"].as_str().unwrap();
+            let cli_row = row(&kpi["rows"], "employee", employee);
+            for k in ["leads_in", "converted", "lost", "overdue"] {
+                assert_eq!(
+                    robot_row[k], cli_row[k],
+                    "{employee} {k}: {robot_row} / {cli_row}"
+                );
+            }
+            compared += 1;
+        }
+    }
+    let ivanov = sent
+        .iter()
+        .flat_map(|e| e["payload"]["rows"].as_array().unwrap().iter())
+        .find(|r| r["employee"] == "ivanov")
+        .unwrap();
+    assert_eq!(
+        (&ivanov["leads_in"], &ivanov["lost"], &ivanov["overdue"]),
+        (&Value::from(10), &Value::from(3), &Value::from(1))
+    );
+    assert!(compared >= 6, "{sent:#?}");
+}

@@ -249,22 +249,32 @@ ORDER BY responsible";
 /// `traffic-light`: what the light reads about every contact and company: their leads and
 /// deals in work (in a stage of `:open`), the overdue open tasks of their leads and deals at
 /// `:until`, whether the portrait's fields are filled, and whether a phone and an e-mail are.
+/// Each count is an index search (leads and deals by `contact_id` / `company_id`, tasks by
+/// `lead_id` / `deal_id`), so the report grows with the clients and their work.
 pub const TRAFFIC_LIGHT: &str = "WITH clients AS (
-  SELECT 'contact' AS kind, id, name, responsible, phones, emails, fields FROM contacts
+  SELECT 'contact' AS kind, id, id AS contact_id, NULL AS company_id,
+         name, responsible, phones, emails, fields FROM contacts
   UNION ALL
-  SELECT 'company', id, name, responsible, phones, emails, fields FROM companies),
-work AS (
-  SELECT 'lead' AS kind, id, pipeline, stage, contact_id, company_id FROM leads
-  UNION ALL
-  SELECT 'deal', id, pipeline, stage, contact_id, company_id FROM deals)
+  SELECT 'company', id, NULL, id, name, responsible, phones, emails, fields FROM companies),
+open AS (SELECT value AS key FROM json_each(:open))
 SELECT c.kind, c.id, c.name, c.responsible,
-       (SELECT count(*) FROM work w
-        WHERE (CASE c.kind WHEN 'contact' THEN w.contact_id ELSE w.company_id END) = c.id
-          AND w.pipeline || '/' || w.stage IN (SELECT value FROM json_each(:open))) AS active,
-       (SELECT count(*) FROM tasks t
-        JOIN work w ON (w.kind = 'lead' AND t.lead_id = w.id) OR (w.kind = 'deal' AND t.deal_id = w.id)
-        WHERE (CASE c.kind WHEN 'contact' THEN w.contact_id ELSE w.company_id END) = c.id
-          AND t.completed_at IS NULL AND t.due_at < :until) AS overdue,
+       (SELECT count(*) FROM leads w WHERE w.contact_id = c.contact_id
+          AND w.pipeline || '/' || w.stage IN (SELECT key FROM open))
+       + (SELECT count(*) FROM leads w WHERE w.company_id = c.company_id
+          AND w.pipeline || '/' || w.stage IN (SELECT key FROM open))
+       + (SELECT count(*) FROM deals w WHERE w.contact_id = c.contact_id
+          AND w.pipeline || '/' || w.stage IN (SELECT key FROM open))
+       + (SELECT count(*) FROM deals w WHERE w.company_id = c.company_id
+          AND w.pipeline || '/' || w.stage IN (SELECT key FROM open)) AS active,
+       (SELECT count(*) FROM leads w JOIN tasks t ON t.lead_id = w.id
+        WHERE w.contact_id = c.contact_id AND t.completed_at IS NULL AND t.due_at < :until)
+       + (SELECT count(*) FROM leads w JOIN tasks t ON t.lead_id = w.id
+        WHERE w.company_id = c.company_id AND t.completed_at IS NULL AND t.due_at < :until)
+       + (SELECT count(*) FROM deals w JOIN tasks t ON t.deal_id = w.id
+        WHERE w.contact_id = c.contact_id AND t.completed_at IS NULL AND t.due_at < :until)
+       + (SELECT count(*) FROM deals w JOIN tasks t ON t.deal_id = w.id
+        WHERE w.company_id = c.company_id AND t.completed_at IS NULL AND t.due_at < :until)
+       AS overdue,
        NOT EXISTS (SELECT 1 FROM json_each(CASE c.kind WHEN 'contact' THEN :contact_portrait
                                                       ELSE :company_portrait END) f
                    WHERE json_extract(c.fields, '$.' || f.value) IS NULL) AS portrait,

@@ -219,6 +219,32 @@ fn the_funnel_counts_each_stage_reached_and_converts_stage_to_stage() {
         .collect();
     assert_eq!(stages[..3], ["new", "in_work", "qualified"]);
     assert_eq!(stages.len(), 10);
+    // A lead that starts in work skipped `new`: it reached in_work, but not from `new`.
+    env.ok(&[
+        "--now",
+        "2026-03-02T14:00:00Z",
+        "lead",
+        "create",
+        "--name",
+        "Walk-in",
+        "--phone",
+        "+7 912 000-00-99",
+        "--responsible",
+        "petrova",
+        "--stage",
+        "in_work",
+    ]);
+    let r = report(&env, &["funnel", "--until", "2026-03-03T09:00:00Z"]);
+    let in_work = row(&r["rows"], "stage", "in_work");
+    assert_eq!(
+        (
+            &in_work["reached"],
+            &in_work["from_previous"],
+            &in_work["step_pct"]
+        ),
+        (&Value::from(3), &Value::from(2), &Value::from(13.3)),
+        "2 of the 15 that were new: {r:#}"
+    );
     // A period before everything has an empty cohort and no shares.
     let before = report(
         &env,
@@ -505,6 +531,25 @@ fn the_html_report_is_one_self_contained_page_with_svg_charts() {
         }
         assert!(!page.contains("chart not drawn"), "{page}");
     }
+    // What people typed is text, not markup, in the table and in the charts.
+    env.ok(&[
+        "--now",
+        "2026-03-02T14:00:00Z",
+        "contact",
+        "create",
+        "--name",
+        "<b>Bold & Co</b>",
+    ]);
+    let page = env.ok(&[
+        "report",
+        "traffic-light",
+        "--until",
+        "2026-03-03T09:00:00Z",
+        "--format",
+        "html",
+    ]);
+    assert!(!page.contains("<b>"), "{page}");
+    assert!(page.contains("&lt;b&gt;Bold &amp; Co&lt;/b&gt;"), "{page}");
     // The funnel's bars carry the counts; the grid has a square per client.
     let funnel = env.ok(&[
         "report",

@@ -31,6 +31,7 @@ pub(crate) const READ_ONLY: &[&[&str]] = &[
     &["explain"],
     &["backup"],
     &["export"],
+    &["report"],
 ];
 
 /// The command line with the global options propagated to every command, and the
@@ -267,6 +268,9 @@ pub(crate) enum Command {
     /// Build a new database from an export: every line checked, the projections rebuilt and
     /// verified; an error leaves no database behind
     ImportLog(ImportLogArgs),
+    /// The head of sales' reports: funnel, conversion, plan, time in stage, traffic light…
+    /// (docs/REPORTS.md defines every figure and its SQL)
+    Report(ReportArgs),
 }
 
 /// `replay`.
@@ -1089,4 +1093,67 @@ pub(crate) struct DemoArgs {
     /// Seed of the simulation
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+/// Which report `report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReportKind {
+    /// Per stage: the period's leads that reached it, stage-to-stage conversion
+    Funnel,
+    /// Per manager: leads, won, lost, conversion, the share sent to junk and its reasons
+    Conversion,
+    /// Leads and deals in work per manager and team, against the team's plan
+    Managers,
+    /// Average time in each stage and the stays over its target
+    TimeInStage,
+    /// Red / yellow / green per client and per manager, each reason shown
+    TrafficLight,
+    /// Leads in work with no activity for --days days
+    Forgotten,
+    /// Leads that came in against leads lost in the period, per manager
+    IncomingVsLost,
+    /// The daily KPI rows (what the send_report robot sends)
+    Kpi,
+}
+
+/// How `report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// Aligned columns, times in the calendar's zone
+    Table,
+    /// Comma-separated values with a header row
+    Csv,
+    /// One JSON document: the figures and the SQL parameters that give them
+    Json,
+    /// One self-contained HTML page with SVG charts
+    Html,
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The report
+    #[arg(value_enum)]
+    pub report: ReportKind,
+    /// The period starts here [default: the beginning; for kpi one day before --until]
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// The period ends here, and the state is judged at this time [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only the members of this team
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Only this pipeline [default: the lead pipeline]
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    /// Only this employee
+    #[arg(long)]
+    pub employee: Option<String>,
+    /// forgotten: days without activity
+    #[arg(long, default_value_t = 3)]
+    pub days: u32,
+    /// table, csv, json or html [default: table, or json with --json]
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
 }

@@ -22,6 +22,8 @@ mod init;
 mod journal;
 mod logcmd;
 mod outboxcmd;
+mod reportcmd;
+mod reporthtml;
 mod rulescmd;
 mod servecmd;
 mod service;
@@ -83,7 +85,7 @@ fn access(command: &Command) -> Access {
         Command::Verify(_) | Command::Journal(_) | Command::Timers(_) => true,
         Command::Webhook(c) => matches!(c, cli::WebhookCmd::List { .. }),
         Command::Outbox(c) => matches!(c, cli::OutboxCmd::List { .. }),
-        Command::History(_) | Command::Explain(_) => true,
+        Command::History(_) | Command::Explain(_) | Command::Report(_) => true,
         // With --into, the live database is only read.
         Command::Replay(a) => a.into.is_some(),
         Command::Import(_) | Command::Tick | Command::Run | Command::Serve(_) => false,
@@ -152,6 +154,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Outbox(c) => outboxcmd::outbox(&mut ctx, c),
                 Command::History(a) => history::history(&ctx, a),
                 Command::Explain(a) => history::explain(&ctx, a),
+                Command::Report(a) => reportcmd::report(&ctx, a),
                 Command::Init { .. }
                 | Command::Demo(_)
                 | Command::Rules(_)
@@ -249,6 +252,7 @@ mod tests {
         &["restore", "copy.db"],
         &["export"],
         &["import-log", "log.jsonl"],
+        &["report", "funnel"],
     ];
 
     fn parse(args: &[&str]) -> Result<Cli, String> {

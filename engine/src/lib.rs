@@ -22,6 +22,7 @@ pub mod memory;
 pub mod model;
 pub mod projection;
 pub mod react;
+pub mod report;
 pub mod robot;
 pub mod rules;
 pub mod stored;

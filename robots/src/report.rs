@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use leadflow_engine::config::{Semantic, parse_duration};
 use leadflow_engine::event::{Channel, KpiRow, NotificationQueued, ReportSent};
 use leadflow_engine::ids::{EmployeeId, TeamId};
-use leadflow_engine::workspace::KpiQuery;
+use leadflow_engine::report;
+use leadflow_engine::workspace::{KpiCounts, KpiQuery};
 use leadflow_engine::{Config, Event};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// `send_report`: KPI rows for the period ending now (`period`, default `1d`; a lead counts
@@ -52,9 +53,9 @@ impl Robot for SendReport {
             ))
         })?;
         let audiences = audiences(ctx.config, to, params)?;
-        let kpi = Kpi::load(ctx, since, until)?;
+        let counts = kpi_counts(ctx, since, until)?;
         for audience in audiences {
-            let rows: Vec<KpiRow> = audience.rows_of.iter().map(|e| kpi.row(e)).collect();
+            let rows = report::kpi_rows(&counts, &audience.rows_of);
             let table = render(ctx.config, since, until, &rows);
             ctx.append(
                 SYSTEM_STREAM,
@@ -174,56 +175,25 @@ fn audiences(config: &Config, to: &str, params: &Params) -> Result<Vec<Audience>
     }
 }
 
-/// The period's counts per employee.
-struct Kpi {
-    leads_in: HashMap<String, i64>,
-    converted: HashMap<String, i64>,
-    lost: HashMap<String, i64>,
-    overdue: HashMap<String, i64>,
-}
-
-impl Kpi {
-    fn load(
-        ctx: &mut Ctx<'_, '_>,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Kpi, RobotError> {
-        let pipeline = ctx.config.lead_pipeline();
-        let stages = |semantic: Semantic| -> Vec<String> {
-            pipeline
-                .stages
-                .iter()
-                .filter(|s| s.semantic == semantic)
-                .map(|s| s.id.to_string())
-                .collect()
-        };
-        let (success, failure) = (stages(Semantic::Success), stages(Semantic::Failure));
-        let pipeline = pipeline.id.to_string();
-        let counts = ctx.ws.kpi(&KpiQuery {
-            pipeline: &pipeline,
-            success: &success,
-            failure: &failure,
-            since,
-            until,
-        })?;
-        Ok(Kpi {
-            leads_in: counts.leads_in,
-            converted: counts.converted,
-            lost: counts.lost,
-            overdue: counts.overdue,
-        })
-    }
-
-    fn row(&self, employee: &EmployeeId) -> KpiRow {
-        let get = |m: &HashMap<String, i64>| m.get(employee.as_str()).copied().unwrap_or(0);
-        KpiRow {
-            employee: employee.clone(),
-            leads_in: get(&self.leads_in),
-            converted: get(&self.converted),
-            lost: get(&self.lost),
-            overdue: get(&self.overdue),
-        }
-    }
+/// The period's KPI counts: the workspace's `kpi`, the store query `leadflow report kpi` runs
+/// too (`store::report::kpi`); `engine::report::kpi_rows` makes them rows for both.
+fn kpi_counts(
+    ctx: &mut Ctx<'_, '_>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<KpiCounts, RobotError> {
+    let pipeline = ctx.config.lead_pipeline();
+    let success = report::stages_with(pipeline, Semantic::Success);
+    let failure = report::stages_with(pipeline, Semantic::Failure);
+    let pipeline = pipeline.id.to_string();
+    let counts = ctx.ws.kpi(&KpiQuery {
+        pipeline: &pipeline,
+        success: &success,
+        failure: &failure,
+        since,
+        until,
+    })?;
+    Ok(counts)
 }
 
 /// The report as a plain-text table, times in the calendar's zone.

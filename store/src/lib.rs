@@ -14,6 +14,7 @@ pub mod history;
 mod log;
 mod project;
 pub mod query;
+pub mod report;
 mod responses;
 mod schema;
 mod verify;

@@ -1050,7 +1050,7 @@ pub trait Source {
 /// Makes [`Source::sql`] callable from this module only.
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct Token(());
+pub struct Token(pub(crate) ());
 
 impl Source for crate::Store {
     fn sql(&self, _: Token) -> &Connection {

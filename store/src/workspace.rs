@@ -15,7 +15,6 @@ use leadflow_engine::workspace::{
 };
 use leadflow_engine::{Command, Config, Entity, EntityKind, Event, EventMeta, StreamId};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
-use std::collections::HashMap;
 
 impl From<Error> for WorkspaceError {
     fn from(e: Error) -> Self {
@@ -165,37 +164,6 @@ fn company_by_inn(conn: &Connection, inn: &str) -> Result<Option<i64>, Error> {
         .query_row([inn], |r| r.get(0))?)
 }
 
-fn kpi(conn: &Connection, q: &KpiQuery<'_>) -> Result<KpiCounts, Error> {
-    let (since, until) = (fmt_time(q.since), fmt_time(q.until));
-    let success = serde_json::Value::from(q.success.to_vec()).to_string();
-    let failure = serde_json::Value::from(q.failure.to_vec()).to_string();
-    let counts = |sql: &str, args: &[&dyn ToSql]| -> Result<HashMap<String, i64>, Error> {
-        let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(args, |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    };
-    const ENTERED: &str = "SELECT l.responsible, count(DISTINCT l.id) FROM stage_history h \
-         JOIN leads l ON l.id = h.entity_id \
-         WHERE h.kind = 'lead' AND h.entered_at > ?1 AND h.entered_at <= ?2 AND h.pipeline = ?3 \
-         AND h.stage IN (SELECT value FROM json_each(?4)) AND l.responsible IS NOT NULL \
-         GROUP BY l.responsible";
-    Ok(KpiCounts {
-        leads_in: counts(
-            "SELECT responsible, count(*) FROM leads \
-             WHERE created_at > ?1 AND created_at <= ?2 AND responsible IS NOT NULL \
-             GROUP BY responsible",
-            &[&since, &until],
-        )?,
-        converted: counts(ENTERED, &[&since, &until, &q.pipeline, &success])?,
-        lost: counts(ENTERED, &[&since, &until, &q.pipeline, &failure])?,
-        overdue: counts(
-            "SELECT assignee, count(*) FROM tasks \
-             WHERE completed_at IS NULL AND due_at < ?1 GROUP BY assignee",
-            &[&until],
-        )?,
-    })
-}
-
 fn schedule_fired_at(conn: &Connection, rule: &str) -> Result<Option<DateTime<Utc>>, Error> {
     let t: Option<String> = conn
         .prepare_cached("SELECT due_at FROM schedules WHERE rule = ?1")?
@@ -321,7 +289,7 @@ impl View for Tx<'_> {
     }
 
     fn kpi(&mut self, q: &KpiQuery<'_>) -> Result<KpiCounts, WorkspaceError> {
-        Ok(kpi(self.conn()?, q)?)
+        Ok(crate::report::kpi_counts(self.conn()?, q)?)
     }
 
     fn schedule_fired_at(&mut self, rule: &str) -> Result<Option<DateTime<Utc>>, WorkspaceError> {

@@ -119,6 +119,48 @@ impl Db {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Every row of a query with named parameters (`:since`…), as JSON objects keyed by column
+    /// name, in the query's order. `params` maps each name to a JSON string or null; a name
+    /// the query does not use is left out, as an auditor would not set it.
+    pub fn records(
+        &self,
+        sql: &str,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        use rusqlite::types::ValueRef;
+        use serde_json::Value;
+        let conn = self.reader();
+        let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        for (name, v) in params {
+            if let Some(i) = stmt.parameter_index(name).unwrap() {
+                let bound = match v {
+                    Value::Null => stmt.raw_bind_parameter(i, rusqlite::types::Null),
+                    Value::String(s) => stmt.raw_bind_parameter(i, s.as_str()),
+                    other => stmt.raw_bind_parameter(i, other.to_string()),
+                };
+                bound.unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+        let mut out = Vec::new();
+        let mut rows = stmt.raw_query();
+        while let Some(r) = rows.next().unwrap_or_else(|e| panic!("{sql}: {e}")) {
+            let mut m = serde_json::Map::new();
+            for (i, n) in names.iter().enumerate() {
+                let v = match r.get_ref(i).unwrap() {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(x) => Value::from(x),
+                    ValueRef::Real(x) => Value::from(x),
+                    ValueRef::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Value::from(format!("{b:?}")),
+                };
+                m.insert(n.clone(), v);
+            }
+            out.push(m);
+        }
+        out
+    }
+
     /// Takes the write lock (`BEGIN IMMEDIATE`) on a connection of its own, as another
     /// process's writer would, and holds it until the [`WriteLock`] is committed or dropped.
     pub fn hold_write_lock(&self) -> WriteLock {

@@ -341,8 +341,22 @@ impl Loader {
                     );
                 }
             }
+            if let Some(plan) = &t.plan
+                && *plan.get_ref() < 1
+            {
+                self.err(
+                    file,
+                    plan.span(),
+                    format!(
+                        "plan of team '{}' must be a positive number of leads in work, not {}",
+                        t.id.get_ref(),
+                        plan.get_ref()
+                    ),
+                );
+            }
             let team = Team {
                 id: TeamId(t.id.get_ref().clone()),
+                plan: t.plan.as_ref().map(|p| *p.get_ref()),
                 name: t.name.clone(),
                 manager: t.manager.as_ref().map(|m| EmployeeId(m.get_ref().clone())),
                 pipelines: t

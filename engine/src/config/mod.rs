@@ -162,6 +162,9 @@ pub struct Team {
     pub manager: Option<EmployeeId>,
     /// The pipelines this team works.
     pub pipelines: Vec<PipelineId>,
+    /// How many leads and deals the team should have in work at once (a positive number; the
+    /// `managers` report sets the open ones against it).
+    pub plan: Option<i64>,
 }
 
 /// A typed custom field of leads, deals, contacts or companies.

@@ -68,6 +68,8 @@ pub(super) struct RawTeam {
     pub(super) manager: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) pipelines: Vec<Spanned<String>>,
+    /// How many leads the team should have in work at once (reports).
+    pub(super) plan: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

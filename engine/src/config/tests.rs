@@ -346,3 +346,19 @@ fn every_bad_delivery_value_is_an_error_with_its_place() {
     let unknown = errors(&format!("{MINIMAL}\n[delivery]\ntimeot = \"3s\"\n")).join("\n");
     assert!(unknown.contains("timeot"), "{unknown}");
 }
+
+#[test]
+fn a_teams_plan_is_read_and_must_be_positive() {
+    let config = Config::from_toml("leadflow.toml", DEFAULT_CONFIG).unwrap();
+    assert_eq!(config.teams[&TeamId::from("first_line")].plan, Some(40));
+    assert_eq!(config.teams[&TeamId::from("management")].plan, None);
+    let errs = errors(&format!(
+        "{MINIMAL}\n[[teams]]\nid = \"sales\"\nname = \"Sales\"\nplan = 0\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("x.toml:11:8"), "{errs:?}");
+    assert!(
+        errs[0].contains("plan of team 'sales' must be a positive number of leads in work, not 0"),
+        "{errs:?}"
+    );
+}

@@ -129,31 +129,36 @@ pub async fn rules_loop(bg: Background, mut stop: watch::Receiver<bool>) {
     let mut wake: Option<DateTime<Utc>> = None;
     let mut first = true;
     let mut look = true;
+    // The poll's deadline outlives the loop's turns: commits that come more often than the
+    // poll must not keep putting it off (timers and events other processes wrote are found
+    // by it).
+    let mut poll = tokio::time::Instant::now();
     loop {
         if *stop.borrow() {
             return;
         }
         let due = wake.is_some_and(|t| t <= bg.clock.now());
-        if (look || due)
-            && let Some(rt) = bg.rules.current()
-        {
-            match pass(&bg, &rt, first, wake).await {
-                Ok(next) => {
-                    first = false;
-                    wake = next;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "rules: a pass failed; trying again");
-                    wake = None;
+        if look || due || tokio::time::Instant::now() >= poll {
+            poll = tokio::time::Instant::now() + POLL;
+            if let Some(rt) = bg.rules.current() {
+                match pass(&bg, &rt, first, wake).await {
+                    Ok(next) => {
+                        first = false;
+                        wake = next;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "rules: a pass failed; trying again");
+                        wake = None;
+                    }
                 }
             }
         }
         let now = bg.clock.now();
-        let pause = wake.map_or(POLL, |t| {
-            (t - now).to_std().unwrap_or(Duration::ZERO).min(POLL)
-        });
+        let until_wake = wake.map(|t| (t - now).to_std().unwrap_or(Duration::ZERO));
+        let until_poll = poll.saturating_duration_since(tokio::time::Instant::now());
+        let pause = until_wake.map_or(until_poll, |w| w.min(until_poll));
         look = tokio::select! {
-            () = tokio::time::sleep(pause) => true,
+            () = tokio::time::sleep(pause) => false,
             r = committed.changed() => {
                 let notes = bg.writer.take_notes();
                 if let Some(t) = notes.soonest_timer {

@@ -252,7 +252,9 @@ pub(crate) fn report(ctx: &Ctx, args: ReportArgs) -> Result<(), CliError> {
     // The header's "as of position N (time)" (tables and HTML).
     let header = match as_of {
         None => period,
-        Some((position, then)) => format!("{period}, as of position {position} ({})", time(tz, then)),
+        Some((position, then)) => {
+            format!("{period}, as of position {position} ({})", time(tz, then))
+        }
     };
     match format {
         ReportFormat::Json => {

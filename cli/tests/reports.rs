@@ -3,9 +3,9 @@
 //! against its targets, forgotten leads, incoming against lost, the KPI rows, the traffic light
 //! with its reasons, the plan), the HTML page (self-contained, with its SVG charts), the
 //! refusals of bad filters (which append nothing), the reports `--as-of` a time or position
-//! (the figures of then, said in every format; bad ones refused); and docs/REPORTS.md: its SQL blocks are the
-//! statements leadflow runs, and run through SQL on the demo's database they give the numbers
-//! of `--format json`.
+//! (the figures of then, said in every format; bad ones refused); and docs/REPORTS.md: its
+//! SQL blocks are the statements leadflow runs, and run through SQL on the demo's database
+//! they give the numbers of `--format json`.
 
 use leadflow_testkit::Db;
 use leadflow_testkit::cli::*;
@@ -851,16 +851,31 @@ fn a_report_as_of_a_time_before_leads_were_junked_shows_the_figures_of_then() {
         then["as_of"],
         serde_json::json!({"position": junked - 1, "time": "2026-03-02T09:15:00.000000Z"})
     );
-    assert_eq!(then["until"], "2026-03-02T09:15:00.000000Z", "--until is the as-of time");
+    assert_eq!(
+        then["until"], "2026-03-02T09:15:00.000000Z",
+        "--until is the as-of time"
+    );
     for who in ["ivanov", "sidorov"] {
         let r = row(&then["rows"], "responsible", who);
-        assert_eq!((&r["lost"], &r["open"]), (&Value::from(0), &r["leads"]), "{then:#}");
+        assert_eq!(
+            (&r["lost"], &r["open"]),
+            (&Value::from(0), &r["leads"]),
+            "{then:#}"
+        );
     }
     assert_eq!(then["reasons"], serde_json::json!([]), "{then:#}");
     // The funnel of then: all 15 still new, none in junk.
     let funnel = report(&env, &["funnel", "--as-of", "2026-03-02 12:15"]);
-    assert_eq!(row(&funnel["rows"], "stage", "new")["current"], 15, "{funnel:#}");
-    assert_eq!(row(&funnel["rows"], "stage", "junk")["reached"], 0, "{funnel:#}");
+    assert_eq!(
+        row(&funnel["rows"], "stage", "new")["current"],
+        15,
+        "{funnel:#}"
+    );
+    assert_eq!(
+        row(&funnel["rows"], "stage", "junk")["reached"],
+        0,
+        "{funnel:#}"
+    );
 
     // As of the position that junked lead 1 (ivanov's spam): that one only, and the period
     // takes in its own instant.
@@ -868,7 +883,10 @@ fn a_report_as_of_a_time_before_leads_were_junked_shows_the_figures_of_then() {
     assert_eq!(one["as_of"]["position"], junked);
     assert_eq!(one["as_of"]["time"], "2026-03-02T09:30:00.000000Z");
     let ivanov = row(&one["rows"], "responsible", "ivanov");
-    assert_eq!((&ivanov["leads"], &ivanov["lost"]), (&Value::from(10), &Value::from(1)));
+    assert_eq!(
+        (&ivanov["leads"], &ivanov["lost"]),
+        (&Value::from(10), &Value::from(1))
+    );
     assert_eq!(
         ivanov["reasons"],
         serde_json::json!([{"stage": "junk", "reason": "spam", "lost": 1}])
@@ -905,7 +923,13 @@ fn a_report_as_of_a_time_before_leads_were_junked_shows_the_figures_of_then() {
     // An earlier --until is a period inside the as-of state.
     let early = report(
         &env,
-        &["funnel", "--as-of", "2026-03-02 12:15", "--until", "2026-03-02 12:10"],
+        &[
+            "funnel",
+            "--as-of",
+            "2026-03-02 12:15",
+            "--until",
+            "2026-03-02 12:10",
+        ],
     );
     assert_eq!(early["until"], "2026-03-02T09:10:00.000000Z");
     // The live database was only read.

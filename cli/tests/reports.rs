@@ -982,3 +982,48 @@ fn a_bad_as_of_is_refused_by_name_and_appends_nothing() {
         &["unknown team 'nobody'"],
     );
 }
+
+#[test]
+fn every_report_in_every_format_runs_as_of_a_time_and_says_so() {
+    let env = monday();
+    let header = format!(
+        "as of position {} (2026-03-02 12:15 MSK)",
+        first_of(&env.log(), "lead.stage_changed") - 1
+    );
+    let kinds = [
+        "funnel",
+        "conversion",
+        "managers",
+        "time-in-stage",
+        "traffic-light",
+        "forgotten",
+        "incoming-vs-lost",
+        "kpi",
+    ];
+    for kind in kinds {
+        let as_of = |format: &str| {
+            env.ok(&[
+                "report",
+                kind,
+                "--as-of",
+                "2026-03-02 12:15",
+                "--format",
+                format,
+            ])
+        };
+        let json: Value = serde_json::from_str(&as_of("json")).unwrap();
+        assert_eq!(
+            json["as_of"]["time"], "2026-03-02T09:15:00.000000Z",
+            "{kind}"
+        );
+        assert_eq!(json["until"], "2026-03-02T09:15:00.000000Z", "{kind}");
+        let table = as_of("table");
+        assert!(
+            table.lines().next().unwrap().ends_with(&header),
+            "{kind}: {table}"
+        );
+        assert!(as_of("html").contains(&header), "{kind}");
+        let csv = as_of("csv");
+        assert!(!csv.contains("as of"), "{kind}: {csv}");
+    }
+}

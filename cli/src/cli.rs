@@ -1138,9 +1138,13 @@ pub(crate) struct ReportArgs {
     /// The period starts here [default: the beginning; for kpi one day before --until]
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
-    /// The period ends here, and the state is judged at this time [default: now]
+    /// The period ends here, and the state is judged at this time [default: now, or --as-of]
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    /// The report as the database stood at this time or position (a number is a position; a
+    /// time is read in the calendar's zone); --until may not be later
+    #[arg(long, value_name = "T|POS")]
+    pub as_of: Option<String>,
     /// Only the members of this team
     #[arg(long)]
     pub team: Option<String>,

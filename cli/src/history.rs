@@ -1,5 +1,5 @@
 //! `history`, `explain` and the state as of a time or position (`replay --until --into`, the
-//! `show` subcommands' `--as-of`): the audit of the log, for auditors and ops.
+//! `show` subcommands' and `report`'s `--as-of`): the audit of the log, for auditors and ops.
 //!
 //! The words for events and the re-evaluated conditions come from `engine::explain`; the
 //! reads, bounded by the position asked for, from `store::history`.
@@ -589,7 +589,7 @@ pub(crate) fn replay_into(ctx: &Ctx, args: &ReplayArgs, into: &Path) -> Result<(
 }
 
 /// A scratch database as the log was at `position` (in a temporary folder that goes with
-/// it), for `show --as-of`.
+/// it), for `show --as-of` and `report --as-of`.
 pub(crate) fn as_of_store(
     ctx: &Ctx,
     position: i64,

@@ -4,9 +4,10 @@
 //! filters, and prints a table, CSV, one JSON document (with the SQL parameters that give its
 //! numbers) or an HTML page with charts (`reporthtml`).
 //!
-//! `--as-of` (another helper's): [`build`] reads only the `Source` it is given and the `until`
-//! of its [`Scope`]; a report as of a time is the same call on a database rebuilt up to then
-//! (`replay --until T --into FILE`'s) with `until` set to that time.
+//! `--as-of T|POS`: [`build`] reads only the `Source` it is given and the `until` of its
+//! [`Scope`]; a report as of a time is the same call on a scratch copy of the log up to then
+//! with its projections (`history::as_of_store`, as `show --as-of`), with `until` at that
+//! instant by default and never after it.
 
 use crate::cli::{ReportArgs, ReportFormat, ReportKind};
 use crate::ctx::{Ctx, parse_time};
@@ -48,7 +49,12 @@ fn unknown(what: &str, id: &str, flag: &str, known: Vec<&str>) -> CliError {
 }
 
 impl<'c> Scope<'c> {
-    fn resolve(ctx: &'c Ctx, args: &ReportArgs) -> Result<Scope<'c>, CliError> {
+    /// `as_of`: where `--as-of` ends the period: the default `--until` and its latest value.
+    fn resolve(
+        ctx: &'c Ctx,
+        args: &ReportArgs,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Scope<'c>, CliError> {
         let config = &ctx.config;
         let pipeline = match &args.pipeline {
             None => config.lead_pipeline(),
@@ -119,13 +125,24 @@ impl<'c> Scope<'c> {
                 })
                 .transpose()
         };
-        let until = at(&args.until, "--until")?.unwrap_or(now);
+        let tz = config.calendar.timezone;
+        let until = match (at(&args.until, "--until")?, as_of) {
+            (Some(u), Some(a)) if u > a => {
+                return Err(CliError::Usage(format!(
+                    "--until {} is after --as-of {}: a report as of a time ends by then",
+                    time(tz, u),
+                    time(tz, a)
+                )));
+            }
+            (Some(u), _) => u,
+            (None, Some(a)) => a,
+            (None, None) => now,
+        };
         let since = match at(&args.since, "--since")? {
             Some(s) => s,
             None if args.report == ReportKind::Kpi => until - Duration::days(1),
             None => Utc.timestamp_opt(0, 0).single().unwrap_or(until),
         };
-        let tz = config.calendar.timezone;
         if since >= until {
             return Err(CliError::Usage(format!(
                 "--since {} is not before --until {}: the period is empty",
@@ -200,11 +217,31 @@ pub(crate) struct Built {
     pub notes: Vec<String>,
 }
 
-/// `report KIND`.
+/// `report KIND`, or with `--as-of` the report as the database stood then.
 pub(crate) fn report(ctx: &Ctx, args: ReportArgs) -> Result<(), CliError> {
-    let scope = Scope::resolve(ctx, &args)?;
+    let as_of = args
+        .as_of
+        .as_deref()
+        .map(|t| crate::history::resolve_at(ctx, t, "--as-of"))
+        .transpose()?;
+    // The period's end: the time given, or as of a position just after its event (a
+    // microsecond, the stored times' resolution, later) so that what it created is in it.
+    let end = as_of.map(|(_, then)| match args.as_of.as_deref().map(str::trim) {
+        Some(t) if t.parse::<i64>().is_ok() => then + Duration::microseconds(1),
+        _ => then,
+    });
+    let scope = Scope::resolve(ctx, &args, end)?;
     let params = scope.params(&ctx.config, args.report);
-    let built = build(&ctx.store, &ctx.config, args.report, &scope, &params)?;
+    let built = match as_of {
+        None => build(&ctx.store, &ctx.config, args.report, &scope, &params)?,
+        Some((position, _)) => {
+            let (dir, scratch) = crate::history::as_of_store(ctx, position)?;
+            let built = build(&scratch, &ctx.config, args.report, &scope, &params);
+            drop(scratch);
+            drop(dir);
+            built?
+        }
+    };
     let format = args.format.unwrap_or(if ctx.json {
         ReportFormat::Json
     } else {
@@ -212,6 +249,13 @@ pub(crate) fn report(ctx: &Ctx, args: ReportArgs) -> Result<(), CliError> {
     });
     let tz = ctx.config.calendar.timezone;
     let period = format!("{} – {}", time(tz, scope.since), time(tz, scope.until));
+    // The header's "as of position N (time)" (tables and HTML).
+    let header = match as_of {
+        None => period,
+        Some((position, then)) => {
+            format!("{period}, as of position {position} ({})", time(tz, then))
+        }
+    };
     match format {
         ReportFormat::Json => {
             let mut doc = json!({
@@ -221,6 +265,9 @@ pub(crate) fn report(ctx: &Ctx, args: ReportArgs) -> Result<(), CliError> {
                 "until": fmt_time(scope.until),
                 "params": bindings_json(&params),
             });
+            if let Some((position, then)) = as_of {
+                doc["as_of"] = json!({"position": position, "time": fmt_time(then)});
+            }
             if let (Value::Object(d), Value::Object(b)) = (&mut doc, built.json) {
                 d.extend(b);
             }
@@ -241,7 +288,7 @@ pub(crate) fn report(ctx: &Ctx, args: ReportArgs) -> Result<(), CliError> {
             }
         }
         ReportFormat::Table => {
-            outln!("{} — {}, {period}", built.title, scope.pipeline.name);
+            outln!("{} — {}, {header}", built.title, scope.pipeline.name);
             if built.rows.is_empty() {
                 outln!("(nothing in this period)");
             } else {
@@ -258,7 +305,7 @@ pub(crate) fn report(ctx: &Ctx, args: ReportArgs) -> Result<(), CliError> {
         ReportFormat::Html => {
             let page = reporthtml::page(
                 &format!("{} — {}", built.title, scope.pipeline.name),
-                &period,
+                &header,
                 &built.headers,
                 &built.rows,
                 &built.notes,
@@ -312,8 +359,8 @@ fn name_of(config: &Config, id: Option<&str>) -> String {
     }
 }
 
-/// Runs one report on `db`: the live database, or (`--as-of`, to come) one rebuilt up to a
-/// time, with the scope's `until` at that time.
+/// Runs one report on `db`: the live database, or (`--as-of`) a scratch copy of the log up to
+/// a position, with the scope's `until` at most that time.
 fn build(
     db: &impl Source,
     config: &Config,

@@ -2,9 +2,10 @@
 //! known (a manager who junks 4 of his 5 leads shows first with 80 %, the funnel, time in stage
 //! against its targets, forgotten leads, incoming against lost, the KPI rows, the traffic light
 //! with its reasons, the plan), the HTML page (self-contained, with its SVG charts), the
-//! refusals of bad filters (which append nothing); and docs/REPORTS.md: its SQL blocks are the
-//! statements leadflow runs, and run through SQL on the demo's database they give the numbers
-//! of `--format json`.
+//! refusals of bad filters (which append nothing), the reports `--as-of` a time or position
+//! (the figures of then, said in every format; bad ones refused); and docs/REPORTS.md: its
+//! SQL blocks are the statements leadflow runs, and run through SQL on the demo's database
+//! they give the numbers of `--format json`.
 
 use leadflow_testkit::Db;
 use leadflow_testkit::cli::*;
@@ -823,4 +824,206 @@ fn the_send_report_robot_sends_the_rows_report_kpi_prints_for_its_period() {
         (&Value::from(10), &Value::from(3), &Value::from(1))
     );
     assert!(compared >= 6, "{sent:#?}");
+}
+
+/// The position of the first event of type `ty` in `log`.
+fn first_of(log: &[Value], ty: &str) -> i64 {
+    log.iter()
+        .find(|e| e["type"] == ty)
+        .and_then(|e| e["position"].as_i64())
+        .unwrap_or_else(|| panic!("no {ty} in the log"))
+}
+
+#[test]
+fn a_report_as_of_a_time_before_leads_were_junked_shows_the_figures_of_then() {
+    let env = monday();
+    let log = env.log();
+    // Live: ivanov's 3 and sidorov's 4 are junk now, whatever the period.
+    let live = report(&env, &["conversion", "--until", "2026-03-02T09:15:00Z"]);
+    assert_eq!(row(&live["rows"], "responsible", "ivanov")["lost"], 3);
+    assert_eq!(row(&live["rows"], "responsible", "sidorov")["lost"], 4);
+    assert!(live.get("as_of").is_none(), "{live:#}");
+
+    // As of 12:15 MSK (09:15Z), before the junking at 09:30Z: nobody had lost a lead.
+    let then = report(&env, &["conversion", "--as-of", "2026-03-02 12:15"]);
+    let junked = first_of(&log, "lead.stage_changed");
+    assert_eq!(
+        then["as_of"],
+        serde_json::json!({"position": junked - 1, "time": "2026-03-02T09:15:00.000000Z"})
+    );
+    assert_eq!(
+        then["until"], "2026-03-02T09:15:00.000000Z",
+        "--until is the as-of time"
+    );
+    for who in ["ivanov", "sidorov"] {
+        let r = row(&then["rows"], "responsible", who);
+        assert_eq!(
+            (&r["lost"], &r["open"]),
+            (&Value::from(0), &r["leads"]),
+            "{then:#}"
+        );
+    }
+    assert_eq!(then["reasons"], serde_json::json!([]), "{then:#}");
+    // The funnel of then: all 15 still new, none in junk.
+    let funnel = report(&env, &["funnel", "--as-of", "2026-03-02 12:15"]);
+    assert_eq!(
+        row(&funnel["rows"], "stage", "new")["current"],
+        15,
+        "{funnel:#}"
+    );
+    assert_eq!(
+        row(&funnel["rows"], "stage", "junk")["reached"],
+        0,
+        "{funnel:#}"
+    );
+
+    // As of the position that junked lead 1 (ivanov's spam): that one only, and the period
+    // takes in its own instant.
+    let one = report(&env, &["conversion", "--as-of", &junked.to_string()]);
+    assert_eq!(one["as_of"]["position"], junked);
+    assert_eq!(one["as_of"]["time"], "2026-03-02T09:30:00.000000Z");
+    let ivanov = row(&one["rows"], "responsible", "ivanov");
+    assert_eq!(
+        (&ivanov["leads"], &ivanov["lost"]),
+        (&Value::from(10), &Value::from(1))
+    );
+    assert_eq!(
+        ivanov["reasons"],
+        serde_json::json!([{"stage": "junk", "reason": "spam", "lost": 1}])
+    );
+    assert_eq!(row(&one["rows"], "responsible", "sidorov")["lost"], 0);
+    // The period ends just after the event (a microsecond, the stored times' resolution), and
+    // a kpi as of then covers the day before that.
+    assert_eq!(one["until"], "2026-03-02T09:30:00.000001Z");
+    let kpi = report(&env, &["kpi", "--as-of", &junked.to_string()]);
+    assert_eq!(kpi["since"], "2026-03-01T09:30:00.000001Z", "{kpi:#}");
+
+    // The table and the HTML page say what they are as of; CSV has the live columns only.
+    let table = env.ok(&["report", "conversion", "--as-of", "2026-03-02 12:15"]);
+    let header = format!("as of position {} (2026-03-02 12:15 MSK)", junked - 1);
+    assert!(table.lines().next().unwrap().ends_with(&header), "{table}");
+    let html = env.ok(&[
+        "report",
+        "funnel",
+        "--as-of",
+        "2026-03-02 12:15",
+        "--format",
+        "html",
+    ]);
+    assert!(html.contains(&header), "{html}");
+    let csv_of = |extra: &[&str]| {
+        let mut args = vec!["report", "conversion", "--format", "csv"];
+        args.extend_from_slice(extra);
+        env.ok(&args)
+    };
+    let csv_then = csv_of(&["--as-of", "2026-03-02 12:15"]);
+    let csv_live = csv_of(&["--until", "2026-03-02T09:15:00Z"]);
+    assert_eq!(csv_then.lines().next(), csv_live.lines().next());
+    assert_ne!(csv_then, csv_live, "the rows are those of then");
+    // An earlier --until is a period inside the as-of state.
+    let early = report(
+        &env,
+        &[
+            "funnel",
+            "--as-of",
+            "2026-03-02 12:15",
+            "--until",
+            "2026-03-02 12:10",
+        ],
+    );
+    assert_eq!(early["until"], "2026-03-02T09:10:00.000000Z");
+    // The live database was only read.
+    assert_eq!(env.log(), log);
+}
+
+#[test]
+fn a_bad_as_of_is_refused_by_name_and_appends_nothing() {
+    let env = monday();
+    let head = env.log().len();
+    let past = (head + 1).to_string();
+    env.refused_saying(
+        &["report", "funnel", "--as-of", &past],
+        1,
+        &[&format!(
+            "--as-of {past}: position {past} is past the head of the log (position {head})"
+        )],
+    );
+    env.refused_saying(
+        &["report", "funnel", "--as-of", "0"],
+        2,
+        &["--as-of 0: positions start at 1"],
+    );
+    env.refused_saying(
+        &["report", "conversion", "--as-of", "2026-03-01 12:00"],
+        1,
+        &["--as-of 2026-03-01 12:00 MSK: that is before the log's start"],
+    );
+    env.refused_saying(
+        &["report", "kpi", "--as-of", "yesterday-ish"],
+        2,
+        &["--as-of 'yesterday-ish'"],
+    );
+    env.refused_saying(
+        &[
+            "report",
+            "funnel",
+            "--as-of",
+            "2026-03-02 12:15",
+            "--until",
+            "2026-03-02 13:00",
+        ],
+        2,
+        &["--until 2026-03-02 13:00 MSK is after --as-of 2026-03-02 12:15 MSK"],
+    );
+    // A bad filter is refused as without --as-of.
+    env.refused_saying(
+        &["report", "funnel", "--as-of", "1", "--team", "nobody"],
+        1,
+        &["unknown team 'nobody'"],
+    );
+}
+
+#[test]
+fn every_report_in_every_format_runs_as_of_a_time_and_says_so() {
+    let env = monday();
+    let header = format!(
+        "as of position {} (2026-03-02 12:15 MSK)",
+        first_of(&env.log(), "lead.stage_changed") - 1
+    );
+    let kinds = [
+        "funnel",
+        "conversion",
+        "managers",
+        "time-in-stage",
+        "traffic-light",
+        "forgotten",
+        "incoming-vs-lost",
+        "kpi",
+    ];
+    for kind in kinds {
+        let as_of = |format: &str| {
+            env.ok(&[
+                "report",
+                kind,
+                "--as-of",
+                "2026-03-02 12:15",
+                "--format",
+                format,
+            ])
+        };
+        let json: Value = serde_json::from_str(&as_of("json")).unwrap();
+        assert_eq!(
+            json["as_of"]["time"], "2026-03-02T09:15:00.000000Z",
+            "{kind}"
+        );
+        assert_eq!(json["until"], "2026-03-02T09:15:00.000000Z", "{kind}");
+        let table = as_of("table");
+        assert!(
+            table.lines().next().unwrap().ends_with(&header),
+            "{kind}: {table}"
+        );
+        assert!(as_of("html").contains(&header), "{kind}");
+        let csv = as_of("csv");
+        assert!(!csv.contains("as of"), "{kind}: {csv}");
+    }
 }

@@ -51,6 +51,7 @@ fn failed(e: BackupError, file: &Path) -> CliError {
         }
         other @ (BackupError::Busy { .. }
         | BackupError::InUse { .. }
+        | BackupError::Changed { .. }
         | BackupError::Broken { .. }) => CliError::Refused(other.to_string()),
     }
 }
@@ -180,7 +181,9 @@ fn restore(cli: &Cli, a: &RestoreArgs) -> Result<(), CliError> {
             errln!("warning: {o} (--force)");
         }
     }
-    staged.install().map_err(|e| failed(e, &a.file))?;
+    // The database as it was when its head was read: a process that wrote meanwhile makes
+    // the restore refuse (it would lose those writes without the checks above seeing them).
+    staged.install(current).map_err(|e| failed(e, &a.file))?;
     if cli.json {
         json_line(&json!({
             "restored": a.file.display().to_string(),
@@ -285,7 +288,8 @@ fn import_log(cli: &Cli, a: &ImportLogArgs) -> Result<(), CliError> {
     bar.finish_and_clear();
     let checked = check(&mut staged)?;
     refuse_unverified(&checked, &format!("the import of {}", a.file.display()))?;
-    staged.install().map_err(|e| failed(e, &a.file))?;
+    // The target held no events when the import began, and still holds none.
+    staged.install(None).map_err(|e| failed(e, &a.file))?;
     let events = head.map_or(0, |(p, _)| p);
     if cli.json {
         json_line(&json!({

@@ -356,18 +356,7 @@ pub(crate) fn journal(ctx: &Ctx, args: JournalArgs) -> Result<(), CliError> {
     match format {
         JournalFormat::Json => rows.for_each(|r| json_line(&r)),
         JournalFormat::Csv => {
-            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-            let csv_err = |e: csv::Error| match e.kind() {
-                csv::ErrorKind::Io(io) => crate::output::stdout_failed(io),
-                _ => CliError::Usage(format!("writing CSV: {e}")),
-            };
-            w.write_record(COLUMNS).map_err(csv_err)?;
-            for r in rows {
-                w.write_record(r.cells()).map_err(csv_err)?;
-            }
-            if let Err(e) = w.flush() {
-                crate::output::stdout_failed(&e);
-            }
+            crate::output::csv_out(&COLUMNS, rows.map(|r| r.cells()))?;
         }
         JournalFormat::Table => {
             let mut t = Table::new(&COLUMNS.map(|c| match c {

@@ -154,3 +154,60 @@ pub(crate) fn human_duration(d: chrono::Duration) -> String {
         (d, h, _) => format!("{d}d {h}h"),
     }
 }
+
+/// Writes a CSV document to stdout: `headers`, then `rows`. A cell a spreadsheet would run
+/// as a formula — text that starts with `=`, `+`, `-`, `@`, a tab or a carriage return and is
+/// not a number (lead titles and names come from web forms) — is written with a leading `'`.
+pub(crate) fn csv_out<R, C>(
+    headers: &[&str],
+    rows: impl IntoIterator<Item = R>,
+) -> Result<(), crate::error::CliError>
+where
+    R: IntoIterator<Item = C>,
+    C: AsRef<str>,
+{
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    let failed = |e: csv::Error| match e.kind() {
+        csv::ErrorKind::Io(io) => stdout_failed(io),
+        _ => crate::error::CliError::Usage(format!("writing CSV: {e}")),
+    };
+    w.write_record(headers).map_err(failed)?;
+    for r in rows {
+        let cells: Vec<std::borrow::Cow<'_, str>> = r
+            .into_iter()
+            .map(|c| csv_cell(c.as_ref()).into_owned().into())
+            .collect();
+        w.write_record(cells.iter().map(|c| c.as_ref()))
+            .map_err(failed)?;
+    }
+    if let Err(e) = w.flush() {
+        stdout_failed(&e);
+    }
+    Ok(())
+}
+
+/// A cell as [`csv_out`] writes it.
+fn csv_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && cell.parse::<f64>().is_err();
+    if risky {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::csv_cell;
+
+    #[test]
+    fn a_cell_a_spreadsheet_would_run_is_quoted_and_numbers_are_not() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_cell("+7 901"), "'+7 901");
+        assert_eq!(csv_cell("@sum"), "'@sum");
+        assert_eq!(csv_cell("-2"), "-2");
+        assert_eq!(csv_cell("-12.5"), "-12.5");
+        assert_eq!(csv_cell("Ivanov"), "Ivanov");
+        assert_eq!(csv_cell(""), "");
+    }
+}

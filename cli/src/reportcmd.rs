@@ -56,6 +56,17 @@ impl<'c> Scope<'c> {
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Scope<'c>, CliError> {
         let config = &ctx.config;
+        // The KPI rows are the `send_report` robot's: leads of the lead pipeline, whatever
+        // deal pipeline one names (their figures would mean nothing).
+        if args.report == ReportKind::Kpi
+            && let Some(p) = &args.pipeline
+            && p.as_str() != config.lead_pipeline().id.as_str()
+        {
+            return Err(CliError::Usage(format!(
+                "--pipeline {p}: the kpi report counts the leads of the lead pipeline '{}' (as the send_report robot does); leave --pipeline out",
+                config.lead_pipeline().id
+            )));
+        }
         let pipeline = match &args.pipeline {
             None => config.lead_pipeline(),
             Some(p) => config
@@ -274,18 +285,8 @@ pub(crate) fn report(ctx: &Ctx, args: ReportArgs) -> Result<(), CliError> {
             json_pretty(&doc);
         }
         ReportFormat::Csv => {
-            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-            let csv_err = |e: csv::Error| match e.kind() {
-                csv::ErrorKind::Io(io) => crate::output::stdout_failed(io),
-                _ => CliError::Usage(format!("writing CSV: {e}")),
-            };
-            w.write_record(&built.headers).map_err(csv_err)?;
-            for r in &built.rows {
-                w.write_record(r).map_err(csv_err)?;
-            }
-            if let Err(e) = w.flush() {
-                crate::output::stdout_failed(&e);
-            }
+            let headers: Vec<&str> = built.headers.iter().map(|h| h.as_ref()).collect();
+            crate::output::csv_out(&headers, &built.rows)?;
         }
         ReportFormat::Table => {
             outln!("{} — {}, {header}", built.title, scope.pipeline.name);

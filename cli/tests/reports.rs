@@ -606,6 +606,11 @@ fn bad_filters_are_refused_by_name_and_append_nothing() {
         &["unknown pipeline 'cars'", "goods"],
     );
     env.refused_saying(
+        &["report", "kpi", "--pipeline", "goods"],
+        2,
+        &["--pipeline goods: the kpi report counts the leads of the lead pipeline"],
+    );
+    env.refused_saying(
         &[
             "report",
             "conversion",

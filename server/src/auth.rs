@@ -59,7 +59,9 @@ impl TokenCache {
             .map(|(f, _)| f.clone())
     }
 
-    fn put(&self, hash: String, found: Found) {
+    /// Keeps `found` as it was read by a lookup that began `at` (its lifetime counts from
+    /// then, so a revocation committed while the read waited is not kept longer).
+    fn put(&self, hash: String, found: Found, at: Instant) {
         if let Ok(mut map) = self.by_hash.lock() {
             if map.len() >= TOKEN_CACHE_MAX {
                 map.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
@@ -67,7 +69,7 @@ impl TokenCache {
                     map.clear();
                 }
             }
-            map.insert(hash, (found, Instant::now()));
+            map.insert(hash, (found, at));
         }
     }
 }
@@ -222,6 +224,7 @@ pub async fn authenticate(
     let row = match state.tokens.get(&hash) {
         Some(found) => Some(found),
         None => {
+            let asked = Instant::now();
             let h = hash.clone();
             let row = state
                 .readers
@@ -234,7 +237,7 @@ pub async fn authenticate(
                     employee: r.employee,
                 });
             if let Some(found) = &row {
-                state.tokens.put(hash, found.clone());
+                state.tokens.put(hash, found.clone(), asked);
             }
             row
         }

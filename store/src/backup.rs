@@ -55,6 +55,12 @@ pub enum BackupError {
         "{path} is open in another process (leadflow serve or run?): replacing it under that process would lose its writes; stop it first — nothing was replaced"
     )]
     InUse { path: PathBuf },
+    /// The target was written to after its head was read for the checks (a process that
+    /// wrote and exited meanwhile: `leadflow tick` from cron, a CLI command).
+    #[error(
+        "{path} changed while the replacement was checked (its head is now position {now}, was {then}): another process wrote to it; run the command again — nothing was replaced"
+    )]
+    Changed { path: PathBuf, then: i64, now: i64 },
     /// `import-log` writes a new database only.
     #[error(
         "{path} already holds {events} events; import-log builds a new database: give --db NEW (a file that does not exist yet)"
@@ -521,20 +527,24 @@ impl Staged {
     /// a target that is absent or not a database at all, a `-wal` or `-shm` is stale — it
     /// belongs to no database that can be written — and is removed, so that it is never
     /// paired with the new file.
-    pub fn install(self) -> Result<(), BackupError> {
+    ///
+    /// `seen` is the target's head as the caller read it before its checks (`None`: the
+    /// target had no events or did not exist): if the target's head is another now (read
+    /// under the write lock of the probe), something wrote meanwhile and nothing is replaced.
+    pub fn install(self, seen: Option<(i64, Hash)>) -> Result<(), BackupError> {
         let Staged {
             store,
             scratch,
             target,
         } = self;
         drop(store);
-        ensure_unused(&target)?;
+        ensure_unused(&target, seen)?;
         scratch.sync_and_rename(&target)
     }
 }
 
 /// Refuses a target another process has open; see [`Staged::install`].
-fn ensure_unused(target: &Path) -> Result<(), BackupError> {
+fn ensure_unused(target: &Path, seen: Option<(i64, Hash)>) -> Result<(), BackupError> {
     let side = |s: &str| PathBuf::from(format!("{}{s}", target.display()));
     if std::fs::metadata(target).is_err() {
         // No database: a -wal or -shm left beside its name belongs to none (a process that
@@ -552,8 +562,19 @@ fn ensure_unused(target: &Path) -> Result<(), BackupError> {
         .map_err(Error::from)?;
         conn.busy_timeout(std::time::Duration::ZERO)
             .map_err(Error::from)?;
-        match conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
-            Ok(()) => {}
+        match conn.execute_batch("BEGIN IMMEDIATE;") {
+            Ok(()) => {
+                let now = head_under_lock(&conn);
+                let _ = conn.execute_batch("ROLLBACK;");
+                let now = now.map_err(|e| e.in_file(target))?;
+                if now != seen {
+                    return Err(BackupError::Changed {
+                        path: target.to_owned(),
+                        then: seen.map_or(0, |(p, _)| p),
+                        now: now.map_or(0, |(p, _)| p),
+                    });
+                }
+            }
             Err(rusqlite::Error::SqliteFailure(f, _))
                 if matches!(
                     f.code,
@@ -589,6 +610,16 @@ fn ensure_unused(target: &Path) -> Result<(), BackupError> {
     // A -shm without a -wal is stale; it must not be paired with the new file.
     let _ = std::fs::remove_file(side("-shm"));
     Ok(())
+}
+
+/// The newest event's position and hash, if the database has an `events` table with any.
+fn head_under_lock(conn: &Connection) -> Result<Option<(i64, Hash)>, Error> {
+    let has_log: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_log { head(conn) } else { Ok(None) }
 }
 
 /// One event as a line of an export (no newline): the fields of `leadflow events --json` in

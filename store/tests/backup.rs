@@ -48,7 +48,7 @@ fn an_imported_export_is_the_same_log_and_verifies() {
         .unwrap();
     let checked = staged.check(&mut |_| {}).unwrap();
     assert_eq!(checked.problems(), Vec::<String>::new());
-    staged.install().unwrap();
+    staged.install(None).unwrap();
     assert_eq!(names_in(dir.path()), ["new.db"]);
     let copy = Store::open(&target, &Db::options()).unwrap();
     assert_eq!(copy.head().unwrap(), head);
@@ -100,4 +100,38 @@ fn the_export_line_keeps_the_payload_text_the_hash_covers() {
         "{line}"
     );
     assert_eq!(parse_export_line(&line).unwrap(), stored);
+}
+
+/// A restore checks the backup against the target's head as it read it before its checks; a
+/// process that wrote to the target meanwhile (and exited, so nothing holds it open) makes
+/// the install refuse, and the target keeps its writes.
+#[test]
+fn an_install_refuses_a_target_written_to_after_its_head_was_read() {
+    let (db, _) = exported();
+    let backup = tempfile::tempdir().unwrap();
+    let copy = backup.path().join("copy.db");
+    db.open().backup_to(&copy).unwrap();
+    let seen = db.open().head().unwrap();
+    let mut staged = Staged::restore(&copy, db.path()).unwrap();
+    assert_eq!(
+        staged.check(&mut |_| {}).unwrap().problems(),
+        Vec::<String>::new()
+    );
+    // Meanwhile another command writes one more lead and exits.
+    {
+        let mut store = db.open();
+        create_lead(&mut store, &config(), t0(), "+79120000004");
+    }
+    let now = db.open().head().unwrap();
+    match staged.install(seen) {
+        Err(e @ BackupError::Changed { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("changed while") && text.contains("nothing was replaced"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a refusal for the write meanwhile, got {other:?}"),
+    }
+    assert_eq!(db.open().head().unwrap(), now, "the target keeps its write");
 }

@@ -386,10 +386,6 @@ impl Staged {
             let mut new_stream =
                 tx.prepare("INSERT INTO streams (kind, entity_id, version) VALUES (?1, ?2, ?3)")?;
             let mut bump = tx.prepare("UPDATE streams SET version = ?1 WHERE stream_key = ?2")?;
-            let mut insert = tx.prepare(
-                "INSERT INTO events (position, stream_key, version, type, schema_version, payload, occurred_at, \
-                 recorded_at, actor, causation, correlation, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
             for (i, line) in lines.enumerate() {
                 let n = i + 1;
                 let bad = |why: String| BackupError::Line { line: n, why };
@@ -455,20 +451,7 @@ impl Staged {
                         tx.last_insert_rowid()
                     }
                 };
-                insert.execute(params![
-                    e.position,
-                    key,
-                    e.version,
-                    e.event_type,
-                    e.schema_version,
-                    e.payload,
-                    e.occurred_at,
-                    e.recorded_at,
-                    e.actor,
-                    e.causation,
-                    e.correlation,
-                    &e.hash[..],
-                ])?;
+                crate::log::insert_recorded(&tx, key, &e)?;
                 prev = computed;
                 expected += 1;
                 if e.position % 65536 == 0 {

@@ -160,11 +160,6 @@ pub fn copy_until(
              ON CONFLICT (kind, entity_id) DO UPDATE SET version = excluded.version \
              RETURNING stream_key",
         )?;
-        let mut event = tx.prepare_cached(
-            "INSERT INTO events (position, stream_key, version, type, schema_version, payload, \
-             occurred_at, recorded_at, actor, causation, correlation, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?;
         let mut after = 0;
         while after < position {
             let limit = PAGE.min(usize::try_from(position - after).unwrap_or(PAGE));
@@ -176,20 +171,7 @@ pub fn copy_until(
                     params![e.stream.kind.as_str(), e.stream.id, e.version],
                     |r| r.get(0),
                 )?;
-                event.execute(params![
-                    e.position,
-                    key,
-                    e.version,
-                    e.event_type,
-                    e.schema_version,
-                    e.payload,
-                    e.occurred_at,
-                    e.recorded_at,
-                    e.actor,
-                    e.causation,
-                    e.correlation,
-                    e.hash.as_slice(),
-                ])?;
+                log::insert_recorded(&tx, key, e)?;
             }
             progress(after.min(position));
         }

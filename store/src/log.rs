@@ -1024,6 +1024,36 @@ impl Lookup for Exists<'_, '_> {
     }
 }
 
+/// Inserts an event as it was recorded elsewhere (an export, another database's log), under
+/// the stream key `key`: its position, hash and every field kept as they are. For copies of a
+/// log, which check or rebuild the chain and projections themselves.
+pub(crate) fn insert_recorded(
+    conn: &Connection,
+    key: i64,
+    e: &RecordedEvent,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT INTO events (position, stream_key, version, type, schema_version, payload, \
+         occurred_at, recorded_at, actor, causation, correlation, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        e.position,
+        key,
+        e.version,
+        e.event_type,
+        e.schema_version,
+        e.payload,
+        e.occurred_at,
+        e.recorded_at,
+        e.actor,
+        e.causation,
+        e.correlation,
+        e.hash.as_slice(),
+    ])?;
+    Ok(())
+}
+
 /// When the timer an event sets falls due, for the events that set one.
 fn timer_set_by(event: &Event) -> Option<DateTime<Utc>> {
     match event {

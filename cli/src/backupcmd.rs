@@ -254,7 +254,12 @@ fn write_export(
     out: &Path,
     tick: &mut dyn FnMut(i64),
 ) -> Result<Option<(i64, Hash)>, CliError> {
-    let file = std::fs::File::create(tmp).map_err(|e| CliError::io(tmp, e))?;
+    // Owner-only: an export holds the webhook endpoints' signing secrets.
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let file = open.open(tmp).map_err(|e| CliError::io(tmp, e))?;
     let mut w = std::io::BufWriter::new(file);
     let head = store
         .export_log(&mut |line| writeln!(w, "{line}"), tick)

@@ -674,3 +674,27 @@ fn a_restore_killed_at_any_moment_leaves_the_old_database_or_the_restored_one() 
         "a whole restore took under 10 ms: no kill came in the middle of one"
     );
 }
+
+/// A backup, an export and the database import-log builds hold the webhook endpoints' signing
+/// secrets and the clients' personal data: only their owner may read them.
+#[cfg(unix)]
+#[test]
+fn backups_exports_and_imported_databases_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = with_leads(&["Ivan"]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let copy = env.path().join("copy.db");
+    env.ok(&["backup", copy.to_str().unwrap()]);
+    assert_eq!(mode(&copy), 0o600, "the backup");
+    let log = env.path().join("log.jsonl");
+    env.ok(&["export", "--out", log.to_str().unwrap()]);
+    assert_eq!(mode(&log), 0o600, "the export");
+    let moved = env.path().join("moved.db");
+    env.ok(&[
+        "--db",
+        moved.to_str().unwrap(),
+        "import-log",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(mode(&moved), 0o600, "the imported database");
+}

@@ -134,6 +134,7 @@ impl Store {
         let tmp = Scratch::beside(dest, "backup");
         let report = {
             let mut to = Connection::open(&tmp.path)?;
+            tmp.restrict()?;
             copy_all(&self.conn, &mut to)?;
             let report = read_tx(&to, |c| verify::chain(c, &mut |_| {}))?;
             to.close().map_err(|(_, e)| Error::from(e))?;
@@ -240,6 +241,23 @@ impl Scratch {
         scratch
     }
 
+    /// Makes the scratch file readable by its owner only (a copy of the log holds the webhook
+    /// endpoints' signing secrets and the clients' personal data); SQLite gives its -wal and
+    /// -shm the same mode. Called right after the file is created, before anything is written.
+    fn restrict(&self) -> Result<(), BackupError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| BackupError::Io {
+                    path: self.path.clone(),
+                    source,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
     fn remove(&self) {
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
@@ -318,6 +336,7 @@ impl Staged {
         let scratch = Scratch::beside(target, "restore");
         {
             let mut to = Connection::open(&scratch.path)?;
+            scratch.restrict()?;
             copy_all(&source.conn, &mut to)?;
             to.close().map_err(|(_, e)| Error::from(e))?;
         }
@@ -351,6 +370,7 @@ impl Staged {
         }
         let scratch = Scratch::beside(target, "import");
         let store = Store::open(&scratch.path, &staging_options())?;
+        scratch.restrict()?;
         Ok(Staged {
             store,
             scratch,

@@ -317,7 +317,7 @@ fn condition_then(
     let now: DateTime<Utc> = step.occurred_at().map_err(|e| CliError::Store(e.into()))?;
     let responsible = responsible_of(subject.as_ref());
     if let Some(r) = &responsible {
-        let since = now - chrono::Duration::days(30);
+        let since = now - leadflow_engine::react::INCIDENT_WINDOW;
         for kind in [Some("missed_deadline"), None] {
             let n = history::incidents_until(&ctx.store, r.as_str(), kind, since, at)?;
             frozen.incidents.push((kind.map(str::to_owned), n));
@@ -515,15 +515,6 @@ fn create_new(path: &Path) -> Result<Store, CliError> {
     Store::open(path, &options).map_err(CliError::from)
 }
 
-/// Removes a database file and its WAL sides (a copy that failed).
-fn remove_db(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
-}
-
 /// Copies the log up to `position` into the new database at `into`, its projections rebuilt;
 /// a copy that fails is removed.
 fn copy(ctx: &Ctx, position: i64, into: &Path, store: Store) -> Result<(i64, String), CliError> {
@@ -537,13 +528,13 @@ fn copy(ctx: &Ctx, position: i64, into: &Path, store: Store) -> Result<(i64, Str
     match out {
         Ok(Some((p, h))) => Ok((p, to_hex(&h))),
         Ok(None) => {
-            remove_db(into);
+            leadflow_store::remove_database(into);
             Err(CliError::Unknown(
                 "the log is empty: nothing to copy".into(),
             ))
         }
         Err(e) => {
-            remove_db(into);
+            leadflow_store::remove_database(into);
             Err(e.into())
         }
     }

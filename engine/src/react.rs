@@ -724,6 +724,10 @@ fn entity_json(e: &Entity) -> Value {
     v
 }
 
+/// How far back a condition's incident counts of the responsible look (`incidents`,
+/// `missed_deadlines`): what `explain` re-reads to show the values a condition saw.
+pub const INCIDENT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 /// The variables a condition or template sees (see docs/RULES.md, "Conditions"): the
 /// entity (and a task's lead or deal), the event, the responsible with their incident
 /// counts over 30 days, and the time in the calendar's zone. Built here only.
@@ -775,7 +779,7 @@ pub fn variables(
     vars.insert("event".into(), Value::Object(ev));
     if let Some(id) = responsible {
         let emp = config.employee(id);
-        let since = now - chrono::Duration::days(30);
+        let since = now - INCIDENT_WINDOW;
         let mut count = |kind: Option<&str>| {
             view.incident_count(&IncidentQuery {
                 employee: id,

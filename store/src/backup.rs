@@ -222,6 +222,16 @@ fn copy_all(from: &Connection, to: &mut Connection) -> Result<(), Error> {
     )))
 }
 
+/// Removes a database file and its `-wal`, `-shm` and `-journal` files, whichever exist (a
+/// copy that failed, a scratch file given up).
+pub fn remove_database(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 /// A temporary file beside a target (with its `-wal`, `-shm` and `-journal` files), removed
 /// when dropped unless it was renamed into place.
 struct Scratch {
@@ -259,9 +269,7 @@ impl Scratch {
     }
 
     fn remove(&self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-        }
+        remove_database(&self.path);
     }
 
     /// fsyncs the (closed) file, renames it to `target` and fsyncs the folder, so that after

@@ -20,7 +20,9 @@ mod schema;
 mod verify;
 mod workspace;
 
-pub use backup::{BackupError, Checked, ExportError, Staged, export_line, parse_export_line};
+pub use backup::{
+    BackupError, Checked, ExportError, Staged, export_line, parse_export_line, remove_database,
+};
 pub use chain::{GENESIS, Hash, Hashed, event_hash, from_hex, to_hex};
 pub use error::{Error, Refused};
 pub use leadflow_engine::stored::PendingTimer;

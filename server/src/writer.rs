@@ -1,7 +1,10 @@
 //! The writer: one thread owns the SQLite write connection and commits requests in groups.
 //!
-//! Handlers send it a [`Job`] (a closure over the write transaction) and await the answer. The
-//! thread takes whatever jobs are queued (up to `[server] max_batch`), opens one
+//! Handlers queue a [`Job`] (a closure over the write transaction) and await the answer.
+//! Whoever holds the write connection takes whatever jobs are queued (up to `[server]
+//! max_batch`) — the writer thread, or, when nobody is committing, the handler that queued a
+//! job, which commits on its tokio worker (in `block_in_place`) until its own job is answered
+//! and so saves the two thread wake-ups of a hand-over to the writer and back —, opens one
 //! transaction, runs each job in its own savepoint — a refused or conflicting command rolls back
 //! alone and gets its own error — with the rules' immediate reactions in the same savepoint,
 //! commits once (one fsync for the whole batch), and only then answers each job. An answer is
@@ -19,9 +22,10 @@ use leadflow_engine::{Clock, Config};
 use leadflow_robots::Report;
 use leadflow_store::{Store, Tx};
 use serde_json::Value;
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::{mpsc, oneshot, watch};
+use std::sync::{Arc, Condvar, Mutex};
+use tokio::sync::{oneshot, watch};
 
 /// What a job does in its savepoint: given the transaction and what it may need, the answer
 /// to send after the commit (or an error, after which its savepoint is rolled back).
@@ -109,13 +113,103 @@ pub struct Notes {
     pub soonest_timer: Option<DateTime<Utc>>,
 }
 
-/// The handle handlers send jobs through; cheap to clone.
+/// The handle handlers send jobs through; cheap to clone. When the last clone is dropped the
+/// queue closes: the writer commits what it holds and its thread ends.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
-    alive: Arc<AtomicBool>,
+    open: Arc<Open>,
     committed: watch::Receiver<Committed>,
-    notes: Arc<std::sync::Mutex<Notes>>,
+}
+
+/// What the handles, the writer thread and a caller that commits for itself share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// The writer thread waits on it for jobs.
+    ready: Condvar,
+    /// The write connection and what a batch needs: whoever holds it commits the next batch.
+    core: Mutex<Thread>,
+    capacity: usize,
+    max_batch: usize,
+    alive: AtomicBool,
+    notes: Arc<Mutex<Notes>>,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+/// Closes the queue when dropped (by the last [`Writer`] clone).
+struct Open(Arc<Shared>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Ok(mut q) = self.0.queue.lock() {
+            q.closed = true;
+        }
+        self.0.ready.notify_all();
+    }
+}
+
+impl Shared {
+    /// The next batch: up to `max_batch` of the queued jobs, oldest first.
+    fn take(&self) -> Vec<Job> {
+        let Ok(mut q) = self.queue.lock() else {
+            return Vec::new();
+        };
+        let n = q.jobs.len().min(self.max_batch);
+        q.jobs.drain(..n).collect()
+    }
+
+    fn is_queued(&self) -> bool {
+        self.queue
+            .lock()
+            .map(|q| !q.jobs.is_empty())
+            .unwrap_or(false)
+    }
+
+    /// The writer thread: waits for jobs, then commits them batch by batch while it holds the
+    /// connection; ends when the queue is closed and empty. A panic outside a job (a defect in
+    /// the writer itself) ends it too, and every queued job is answered 503.
+    fn run(&self) {
+        loop {
+            {
+                let Ok(mut q) = self.queue.lock() else { break };
+                while q.jobs.is_empty() && !q.closed {
+                    q = match self.ready.wait(q) {
+                        Ok(q) => q,
+                        Err(_) => return self.stop(),
+                    };
+                }
+                if q.jobs.is_empty() {
+                    break;
+                }
+            }
+            let Ok(mut core) = self.core.lock() else {
+                break;
+            };
+            let batch = self.take();
+            if !batch.is_empty() {
+                metrics::counter!("leadflow_writer_batches_total", "by" => "writer").increment(1);
+                core.commit(batch);
+            }
+        }
+        self.stop();
+        tracing::info!("writer: queue closed, stopped");
+    }
+
+    /// No more jobs are taken; the queued ones are dropped, so their callers get a 503.
+    fn stop(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+        let jobs = match self.queue.lock() {
+            Ok(mut q) => {
+                q.closed = true;
+                std::mem::take(&mut q.jobs)
+            }
+            Err(poisoned) => std::mem::take(&mut poisoned.into_inner().jobs),
+        };
+        drop(jobs);
+    }
 }
 
 impl Writer {
@@ -130,41 +224,43 @@ impl Writer {
         queue: usize,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), ApiError> {
         warm_up();
-        let (tx, rx) = mpsc::channel(queue.max(1));
         let head = store.last_position().map_err(ApiError::from)?;
         let (ctx, crx) = watch::channel(Committed {
             head,
             commits: 0,
             requests: false,
         });
-        let alive = Arc::new(AtomicBool::new(true));
-        let notes = Arc::new(std::sync::Mutex::new(Notes::default()));
+        let notes = Arc::new(Mutex::new(Notes::default()));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            core: Mutex::new(Thread {
+                store,
+                config,
+                rules,
+                clock,
+                committed: ctx,
+                notes: notes.clone(),
+            }),
+            capacity: queue.max(1),
+            max_batch: max_batch.max(1),
+            alive: AtomicBool::new(true),
+            notes,
+        });
         let thread = {
-            let alive = alive.clone();
-            let notes = notes.clone();
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("leadflow-writer".into())
-                .spawn(move || {
-                    let mut w = Thread {
-                        store,
-                        config,
-                        rules,
-                        clock,
-                        max_batch: max_batch.max(1),
-                        committed: ctx,
-                        notes,
-                    };
-                    w.run(rx);
-                    alive.store(false, Ordering::SeqCst);
-                })
+                .spawn(move || shared.run())
                 .map_err(|e| ApiError::Internal(format!("cannot start the writer thread: {e}")))?
         };
         Ok((
             Writer {
-                jobs: tx,
-                alive,
+                open: Arc::new(Open(shared)),
                 committed: crx,
-                notes,
             },
             thread,
         ))
@@ -172,7 +268,7 @@ impl Writer {
 
     /// Whether the writer thread is running.
     pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::SeqCst)
+        self.open.0.alive.load(Ordering::SeqCst)
     }
 
     /// What the last commit left: the head, and whether requests wait.
@@ -185,7 +281,9 @@ impl Writer {
     /// process, only, perhaps, a timer to wake for — so the loop need not read the database
     /// after each commit.
     pub fn take_notes(&self) -> Notes {
-        self.notes
+        self.open
+            .0
+            .notes
             .lock()
             .map(|mut n| std::mem::take(&mut *n))
             .unwrap_or(Notes {
@@ -211,34 +309,75 @@ impl Writer {
         self.send(None, false, work).await
     }
 
+    /// Queues the job; then, when nobody is committing and the caller is on a worker of a
+    /// multi-threaded runtime, commits the queue itself until its own job is answered (no
+    /// hand-over to the writer thread and back: two thread wake-ups fewer per request when
+    /// the service is quiet); otherwise wakes the writer thread, or leaves the jobs to the
+    /// caller that is committing, which wakes the writer when it leaves jobs behind.
     async fn send(
         &self,
         idempotency: Option<Idempotency>,
         react: bool,
         work: Work,
     ) -> Result<Answer, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            work,
-            idempotency,
-            react,
-            reply,
-        };
-        match self.jobs.try_send(job) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        let shared = &self.open.0;
+        let (reply, mut answer) = oneshot::channel();
+        {
+            let Ok(mut q) = shared.queue.lock() else {
+                return Err(ApiError::Unavailable("the writer stopped".into()));
+            };
+            if q.closed {
+                return Err(ApiError::Unavailable("the service is shutting down".into()));
+            }
+            if q.jobs.len() >= shared.capacity {
                 metrics::counter!("leadflow_writer_rejected_total", "why" => "full").increment(1);
                 return Err(ApiError::Unavailable(
                     "the writer's queue is full; retry in a moment".into(),
                 ));
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(ApiError::Unavailable("the service is shutting down".into()));
-            }
+            q.jobs.push_back(Job {
+                work,
+                idempotency,
+                react,
+                reply,
+            });
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(ApiError::Unavailable("the writer stopped".into())))
+        let mut mine = None;
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_worker && let Ok(mut core) = shared.core.try_lock() {
+            tokio::task::block_in_place(|| {
+                loop {
+                    let batch = shared.take();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    metrics::counter!("leadflow_writer_batches_total", "by" => "caller")
+                        .increment(1);
+                    core.commit(batch);
+                    match answer.try_recv() {
+                        Ok(result) => {
+                            mine = Some(result);
+                            break;
+                        }
+                        Err(oneshot::error::TryRecvError::Empty) => {}
+                        Err(oneshot::error::TryRecvError::Closed) => break,
+                    }
+                }
+            });
+            drop(core);
+            if shared.is_queued() {
+                shared.ready.notify_one();
+            }
+        } else {
+            shared.ready.notify_one();
+        }
+        match mine {
+            Some(result) => result,
+            None => answer
+                .await
+                .unwrap_or_else(|_| Err(ApiError::Unavailable("the writer stopped".into()))),
+        }
     }
 }
 
@@ -259,26 +398,11 @@ struct Thread {
     config: Arc<Config>,
     rules: Rules,
     clock: Arc<dyn Clock>,
-    max_batch: usize,
     committed: watch::Sender<Committed>,
-    notes: Arc<std::sync::Mutex<Notes>>,
+    notes: Arc<Mutex<Notes>>,
 }
 
 impl Thread {
-    fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.commit(batch);
-        }
-        tracing::info!("writer: queue closed, stopped");
-    }
-
     /// Runs one batch in one transaction and answers its jobs after the commit.
     fn commit(&mut self, batch: Vec<Job>) {
         let size = batch.len();

@@ -1,6 +1,8 @@
 //! The writer thread itself: a job that panics (a defect) fails alone, with its savepoint
 //! rolled back, and the writer goes on; what its commits tell the rules loop (whether events
-//! wait for the rules, the earliest timer they set), so the loop reads only when it must.
+//! wait for the rules, the earliest timer they set), so the loop reads only when it must; who
+//! commits: a quiet writer's caller on a multi-threaded runtime commits its own job (no
+//! hand-over to the writer thread), other callers hand over, and no job is ever left queued.
 
 use leadflow_engine::{Actor, Command, EventMeta};
 use leadflow_server::writer::{Answer, Notes};
@@ -179,4 +181,147 @@ condition = 'lead.name == "Call me"'
             "a job without the reactions leaves its events: {notes:?}"
         );
     });
+}
+
+fn quiet_service(db: &std::path::Path) -> Service {
+    Store::open(db, &Options::default()).unwrap();
+    Service::start(Setup {
+        config: config(),
+        db: db.to_owned(),
+        options: Options::default(),
+        rules: None,
+        reload: Arc::new(|_| Ok(None)),
+        clock: Arc::new(Wall),
+    })
+    .unwrap()
+}
+
+/// A job that creates a lead and answers with the name of the thread it ran on.
+fn lead_saying_where(name: String) -> leadflow_server::writer::Work {
+    Box::new(move |tx, ctx| {
+        tx.execute(
+            ctx.config,
+            &create(&name),
+            &EventMeta::root(ctx.now, Actor::System),
+        )?;
+        let thread = std::thread::current().name().unwrap_or("").to_owned();
+        Ok(Answer::ok(json!({ "thread": thread })))
+    })
+}
+
+fn thread_of(a: &Answer) -> &str {
+    a.body["thread"].as_str().unwrap()
+}
+
+#[test]
+fn a_quiet_writers_caller_commits_its_own_job_and_a_current_thread_caller_hands_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = quiet_service(&dir.path().join("leadflow.db"));
+    let writer = service.state().writer.clone();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("test-worker")
+        .enable_all()
+        .build()
+        .unwrap();
+    let commits = || writer.committed().borrow().commits;
+    let before = commits();
+    let w = writer.clone();
+    let threads: Vec<String> = multi.block_on(async move {
+        tokio::spawn(async move {
+            let mut threads = Vec::new();
+            for i in 0..10 {
+                let a = w
+                    .run(None, lead_saying_where(format!("Own {i}")))
+                    .await
+                    .unwrap();
+                threads.push(thread_of(&a).to_owned());
+            }
+            threads
+        })
+        .await
+        .unwrap()
+    });
+    assert!(
+        threads.iter().all(|t| t == "test-worker"),
+        "one request at a time is committed on its caller's worker: {threads:?}"
+    );
+    assert_eq!(commits() - before, 10, "one commit each");
+
+    // Outside a multi-threaded runtime (the delivery thread's own runtime) a caller cannot
+    // block its runtime: the writer thread commits for it.
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = single
+        .block_on(writer.run(None, lead_saying_where("Handed over".into())))
+        .unwrap();
+    assert_eq!(thread_of(&a), "leadflow-writer");
+}
+
+/// Many callers at once, in waves: every job is answered (none left in the queue when the
+/// caller committing leaves), each lead is stored once, and the callers share commits.
+#[test]
+fn concurrent_callers_share_commits_and_no_job_is_left_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leadflow.db");
+    let service = quiet_service(&db);
+    let writer = service.state().writer.clone();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("test-worker")
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = writer.committed().borrow().commits;
+    let waves = 30;
+    let width = 8;
+    let w = writer.clone();
+    let answered = multi.block_on(async move {
+        let mut answered = 0;
+        for wave in 0..waves {
+            let jobs: Vec<_> = (0..width)
+                .map(|i| {
+                    let w = w.clone();
+                    tokio::spawn(async move {
+                        w.run(None, lead_saying_where(format!("Wave {wave} lead {i}")))
+                            .await
+                    })
+                })
+                .collect();
+            for job in jobs {
+                // A job left in the queue would never be answered: the wave would hang.
+                tokio::time::timeout(std::time::Duration::from_secs(20), job)
+                    .await
+                    .expect("every job is answered")
+                    .unwrap()
+                    .unwrap();
+                answered += 1;
+            }
+        }
+        answered
+    });
+    assert_eq!(answered, waves * width);
+    let commits = writer.committed().borrow().commits - before;
+    assert!(
+        commits < (waves * width) as u64,
+        "{commits} commits for {answered} jobs: callers share commits"
+    );
+    drop(writer);
+    drop(service);
+    let store = Store::open(&db, &Options::default()).unwrap();
+    let mut names: Vec<String> = leadflow_store::query::leads(&store, &Default::default())
+        .unwrap()
+        .into_iter()
+        .filter_map(|l| l.name)
+        .collect();
+    let total = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(
+        (total, names.len()),
+        (waves * width, waves * width),
+        "each lead once"
+    );
 }

@@ -467,6 +467,7 @@ fn filter(ctx: &Ctx, args: &ListArgs, kind: EntityKind) -> Result<ListFilter, Cl
     };
     Ok(ListFilter {
         pipeline: args.pipeline.clone(),
+        pipeline_in: None,
         stage: args.stage.clone(),
         responsible: args.responsible.clone(),
         responsible_in,

@@ -985,15 +985,6 @@ fn a_team_scoped_token_reaches_only_its_teams_pipelines() {
     );
     assert!(m.contains("'services'"), "{m}");
     assert_eq!(sales.get(&format!("/api/v1/deals/{goods}")).status, 200);
-    let ids = |r: Response| -> Vec<i64> {
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["id"].as_i64().unwrap())
-            .collect()
-    };
     assert_eq!(ids(sales.get("/api/v1/deals")), [goods]);
     assert_eq!(sales.get("/api/v1/deals?pipeline=services").status, 403);
     assert_eq!(
@@ -1532,4 +1523,69 @@ fn a_task_of_a_deleted_deal_stays_in_the_deals_pipeline() {
         assert_eq!(r.status, 403, "{role} completes it: {}", r.text());
     }
     assert_eq!(w.head(), before);
+}
+
+/// A head of sales who manages two deal teams lists the deals of both without naming a
+/// pipeline (and never those of a third pipeline she does not reach); naming one still narrows.
+#[test]
+fn a_token_that_reaches_several_deal_pipelines_lists_them_all_at_once() {
+    let base = leadflow_engine::config::DEFAULT_CONFIG;
+    // volkov manages goods and services; a third deal pipeline, wholesale, is nobody's team's.
+    let text = base.replacen(
+        "manager = \"smirnova\"\npipelines = [\"services\"]",
+        "manager = \"volkov\"\npipelines = [\"services\"]",
+        1,
+    ) + r#"
+[[pipelines]]
+id = "wholesale"
+name = "Wholesale"
+entity = "deal"
+
+  [[pipelines.stages]]
+  id = "new"
+  name = "New"
+
+  [[pipelines.stages]]
+  id = "won"
+  name = "Won"
+  semantic = "success"
+
+  [[pipelines.stages]]
+  id = "lost"
+  name = "Lost"
+  semantic = "failure"
+"#;
+    assert!(text.contains("manager = \"volkov\"\npipelines = [\"services\"]"));
+    let w = World::with(leadflow_testkit::config_from(&text), &[]);
+    let goods = w.create("/api/v1/deals", json!({"title": "G", "pipeline": "goods"}));
+    let services = w.create(
+        "/api/v1/deals",
+        json!({"title": "S", "pipeline": "services"}),
+    );
+    let wholesale = w.create(
+        "/api/v1/deals",
+        json!({"title": "W", "pipeline": "wholesale"}),
+    );
+    let head = w.client(HEAD_OF_GOODS.0);
+    let mut both = ids(head.get("/api/v1/deals"));
+    both.sort_unstable();
+    assert_eq!(both, [goods, services]);
+    assert_eq!(ids(head.get("/api/v1/deals?pipeline=services")), [services]);
+    let r = head.get("/api/v1/deals?pipeline=wholesale");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(head.get(&format!("/api/v1/deals/{wholesale}")).status, 403);
+    let mut all = ids(w.admin().get("/api/v1/deals"));
+    all.sort_unstable();
+    assert_eq!(all, [goods, services, wholesale]);
+}
+
+/// The ids of a list's page (a 200).
+fn ids(r: Response) -> Vec<i64> {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect()
 }

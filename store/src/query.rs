@@ -123,6 +123,8 @@ pub enum Sort {
 pub struct ListFilter {
     /// Only this pipeline.
     pub pipeline: Option<String>,
+    /// Only these pipelines (those a team-scoped token reaches); an empty list matches nothing.
+    pub pipeline_in: Option<Vec<String>>,
     /// Only this stage.
     pub stage: Option<String>,
     /// Only this responsible employee.
@@ -206,7 +208,11 @@ fn where_clause(f: &ListFilter, table: &str) -> (String, Vec<Sql>) {
             arg(r.clone().into(), &mut args)
         ));
     }
-    if let Some(list) = &f.responsible_in {
+    for (col, list) in [
+        ("pipeline", &f.pipeline_in),
+        ("responsible", &f.responsible_in),
+    ] {
+        let Some(list) = list else { continue };
         let marks: Vec<String> = list
             .iter()
             .map(|e| format!("?{}", arg(e.clone().into(), &mut args)))
@@ -214,7 +220,7 @@ fn where_clause(f: &ListFilter, table: &str) -> (String, Vec<Sql>) {
         conds.push(if marks.is_empty() {
             "0".to_owned()
         } else {
-            format!("responsible IN ({})", marks.join(", "))
+            format!("{col} IN ({})", marks.join(", "))
         });
     }
     if let (Some(source), "leads") = (&f.source, table) {

@@ -600,32 +600,17 @@ async fn list_pipeline_items(
                     .iter()
                     .filter(|p| p.entity == kind && set.contains(&p.id))
                     .collect();
-                match mine.as_slice() {
-                    [one] => f.pipeline = Some(one.id.as_str().to_owned()),
-                    _ => {
-                        let mut want = Want::new(Resource::of_stream(kind), Action::Read);
-                        want.pipeline = cfg
-                            .pipelines
-                            .iter()
-                            .find(|p| p.entity == kind && !set.contains(&p.id))
-                            .map(|p| p.id.clone());
-                        if want.pipeline.is_some() && mine.is_empty() {
-                            caller.may(&state, &want)?;
-                        }
-                        if mine.len() > 1 {
-                            return Err(ApiError::bad_field(
-                                "pipeline",
-                                format!(
-                                    "this token reaches several {kind} pipelines ({}): name one with ?pipeline=",
-                                    mine.iter()
-                                        .map(|p| p.id.as_str())
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                ),
-                            ));
-                        }
-                    }
+                if mine.is_empty() {
+                    // Reaches none of this kind's pipelines: the 403 names one it lacks.
+                    let mut want = Want::new(Resource::of_stream(kind), Action::Read);
+                    want.pipeline = cfg
+                        .pipelines
+                        .iter()
+                        .find(|p| p.entity == kind)
+                        .map(|p| p.id.clone());
+                    caller.may(&state, &want)?;
                 }
+                f.pipeline_in = Some(mine.iter().map(|p| p.id.as_str().to_owned()).collect());
             }
         }
     }

@@ -1138,7 +1138,8 @@ pub(crate) struct ReportArgs {
     /// The period starts here [default: the beginning; for kpi one day before --until]
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
-    /// The period ends here, and the state is judged at this time [default: now, or --as-of]
+    /// The period ends here; overdue tasks and activity are judged at this time (stages and
+    /// fields are today's: --as-of for the whole state of then) [default: now, or --as-of]
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
     /// The report as the database stood at this time or position (a number is a position; a

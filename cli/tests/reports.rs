@@ -492,6 +492,109 @@ fn the_traffic_light_is_red_yellow_or_green_with_every_reason_per_client_and_man
     assert!(table.contains("no active lead or deal"), "{table}");
 }
 
+/// A past `--until` judges what the tables keep the history of as it was then: a task
+/// overdue that night counts though it was done two days later, and a comment made after
+/// `--until` does not make a lead remembered then.
+#[test]
+fn a_past_until_counts_the_tasks_overdue_then_and_the_activity_before_it() {
+    let env = monday();
+    env.ok(&["--now", "2026-03-04T09:00:00Z", "task", "complete", "1"]);
+    env.ok(&[
+        "--now",
+        "2026-03-04T09:00:00Z",
+        "lead",
+        "update",
+        "7",
+        "--comment",
+        "called",
+    ]);
+    let monday_night = "2026-03-03T00:00:00Z";
+    let kpi = report(&env, &["kpi", "--until", monday_night]);
+    assert_eq!(
+        row(&kpi["rows"], "employee", "ivanov")["overdue"],
+        1,
+        "{kpi:#}"
+    );
+    let light = report(&env, &["traffic-light", "--until", monday_night]);
+    let late = light["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "contact" && c["id"] == 4)
+        .unwrap();
+    assert_eq!(
+        late["reasons"],
+        serde_json::json!(["overdue_task"]),
+        "{light:#}"
+    );
+    // Done now: nothing is overdue today.
+    let now = report(
+        &env,
+        &["kpi", "--until", "2026-03-05T00:00:00Z", "--since", MON],
+    );
+    assert_eq!(
+        row(&now["rows"], "employee", "ivanov")["overdue"],
+        0,
+        "{now:#}"
+    );
+    // Wednesday 08:00, a day's idleness: lead 7 was forgotten then (its comment came at 09:00).
+    let forgotten = report(
+        &env,
+        &[
+            "forgotten",
+            "--days",
+            "1",
+            "--until",
+            "2026-03-04T08:00:00Z",
+        ],
+    );
+    let ids: Vec<i64> = forgotten["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.contains(&7), "{forgotten:#}");
+    let later = report(
+        &env,
+        &[
+            "forgotten",
+            "--days",
+            "1",
+            "--until",
+            "2026-03-04T10:00:00Z",
+        ],
+    );
+    assert!(
+        !later["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == 7),
+        "{later:#}"
+    );
+    // A lead made after --until is not in the report of then.
+    env.ok(&[
+        "--now",
+        "2026-03-04T09:00:00Z",
+        "lead",
+        "create",
+        "--name",
+        "Late comer",
+    ]);
+    let then = report(
+        &env,
+        &[
+            "forgotten",
+            "--days",
+            "1",
+            "--until",
+            "2026-03-04T08:00:00Z",
+        ],
+    );
+    assert_eq!(then["rows"], forgotten["rows"]);
+}
+
 #[test]
 fn leads_in_work_are_set_against_each_teams_plan() {
     let env = monday();

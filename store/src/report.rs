@@ -200,8 +200,8 @@ GROUP BY stage
 ORDER BY stage";
 
 /// `forgotten`: leads (deals) in work with no activity since `:before` — no event of their
-/// own stream (created, updated, moved, assigned, commented) by anyone but a robot (one a
-/// robot made and nobody touched is idle since it was created).
+/// own stream (created, updated, moved, assigned, commented) by anyone but a robot before
+/// `:until` (one a robot made and nobody touched is idle since it was created).
 pub const FORGOTTEN: &str = "WITH entities AS (
   SELECT 'lead' AS kind, id, title, pipeline, stage, stage_reason, responsible, created_at FROM leads
   UNION ALL
@@ -211,11 +211,13 @@ open AS (
          coalesce(
            (SELECT max(e.occurred_at) FROM streams s JOIN events e ON e.stream_key = s.stream_key
             WHERE s.kind = o.kind AND s.entity_id = o.id AND e.actor NOT LIKE 'robot:%'
+              AND e.occurred_at < :until
               AND substr(e.type, instr(e.type, '.') + 1)
                   IN ('created', 'updated', 'stage_changed', 'assigned', 'commented')),
            o.created_at) AS last_activity
   FROM entities o
-  WHERE o.pipeline = :pipeline AND o.pipeline || '/' || o.stage IN (SELECT value FROM json_each(:open))
+  WHERE o.pipeline = :pipeline AND o.created_at < :until
+    AND o.pipeline || '/' || o.stage IN (SELECT value FROM json_each(:open))
     AND (:who IS NULL OR o.responsible IN (SELECT value FROM json_each(:who))))
 SELECT kind, id, title, responsible, stage, last_activity
 FROM open
@@ -247,8 +249,8 @@ GROUP BY responsible
 ORDER BY responsible";
 
 /// `traffic-light`: what the light reads about every contact and company: their leads and
-/// deals in work (in a stage of `:open`), the overdue open tasks of their leads and deals at
-/// `:until`, whether the portrait's fields are filled, and whether a phone and an e-mail are.
+/// deals in work (in a stage of `:open`), the tasks of their leads and deals overdue at
+/// `:until` (made before it, due before it, not completed by then), whether the portrait's fields are filled, and whether a phone and an e-mail are.
 /// Each count is an index search (leads and deals by `contact_id` / `company_id`, tasks by
 /// `lead_id` / `deal_id`), so the report grows with the clients and their work.
 pub const TRAFFIC_LIGHT: &str = "WITH clients AS (
@@ -267,13 +269,17 @@ SELECT c.kind, c.id, c.name, c.responsible,
        + (SELECT count(*) FROM deals w WHERE w.company_id = c.company_id
           AND w.pipeline || '/' || w.stage IN (SELECT key FROM open)) AS active,
        (SELECT count(*) FROM leads w JOIN tasks t ON t.lead_id = w.id
-        WHERE w.contact_id = c.contact_id AND t.completed_at IS NULL AND t.due_at < :until)
+        WHERE w.contact_id = c.contact_id AND t.due_at < :until AND t.created_at < :until
+          AND (t.completed_at IS NULL OR t.completed_at >= :until))
        + (SELECT count(*) FROM leads w JOIN tasks t ON t.lead_id = w.id
-        WHERE w.company_id = c.company_id AND t.completed_at IS NULL AND t.due_at < :until)
+        WHERE w.company_id = c.company_id AND t.due_at < :until AND t.created_at < :until
+          AND (t.completed_at IS NULL OR t.completed_at >= :until))
        + (SELECT count(*) FROM deals w JOIN tasks t ON t.deal_id = w.id
-        WHERE w.contact_id = c.contact_id AND t.completed_at IS NULL AND t.due_at < :until)
+        WHERE w.contact_id = c.contact_id AND t.due_at < :until AND t.created_at < :until
+          AND (t.completed_at IS NULL OR t.completed_at >= :until))
        + (SELECT count(*) FROM deals w JOIN tasks t ON t.deal_id = w.id
-        WHERE w.company_id = c.company_id AND t.completed_at IS NULL AND t.due_at < :until)
+        WHERE w.company_id = c.company_id AND t.due_at < :until AND t.created_at < :until
+          AND (t.completed_at IS NULL OR t.completed_at >= :until))
        AS overdue,
        NOT EXISTS (SELECT 1 FROM json_each(CASE c.kind WHEN 'contact' THEN :contact_portrait
                                                       ELSE :company_portrait END) f
@@ -285,8 +291,8 @@ WHERE :who IS NULL OR c.responsible IN (SELECT value FROM json_each(:who))
 ORDER BY c.kind DESC, c.id";
 
 /// `kpi`: per employee, the leads created in the period `(:since, :until]` (by responsible),
-/// those of the lead pipeline that entered a success / a failure stage in it, and their open
-/// tasks past due at `:until` (by assignee). The `send_report` robot reads the same counts.
+/// those of the lead pipeline that entered a success / a failure stage in it, and their
+/// tasks overdue at `:until` — made and due before it, not completed by then (by assignee). The `send_report` robot reads the same counts.
 pub const KPI: &str = "WITH entered AS (
   SELECT l.responsible, h.stage, l.id
   FROM stage_history h JOIN leads l ON l.id = h.entity_id
@@ -306,7 +312,8 @@ FROM (
   WHERE stage IN (SELECT value FROM json_each(:failure)) GROUP BY responsible
   UNION ALL
   SELECT assignee, 0, 0, 0, count(*) FROM tasks
-  WHERE completed_at IS NULL AND due_at < :until GROUP BY assignee)
+  WHERE due_at < :until AND created_at < :until
+    AND (completed_at IS NULL OR completed_at >= :until) GROUP BY assignee)
 GROUP BY employee
 ORDER BY employee";
 

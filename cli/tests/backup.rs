@@ -418,9 +418,13 @@ fn export_then_import_log_rebuilds_the_same_log_head_and_projections() {
     assert_eq!(env.ok(&["export"]), exported, "stdout and --out differ");
     let head = env.verified_head(None);
     assert!(out.contains(&format!("head: {head}")), "{out}");
-    // One line per event, with the fields of `events --json`, and the secret kept.
-    let lines = json_lines(&exported);
+    // One line per event, with the fields of `events --json`, and the secret kept; then the
+    // end line with the count and the head.
+    let mut lines = json_lines(&exported);
     let log = env.log();
+    let end = lines.pop().unwrap();
+    assert_eq!(end["end"]["events"], log.len() as i64, "{end}");
+    assert_eq!(end["end"]["head"], log.last().unwrap()["hash"], "{end}");
     assert_eq!(lines.len(), log.len());
     for (line, event) in lines.iter().zip(&log) {
         let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
@@ -515,6 +519,15 @@ fn import_log_names_the_bad_line_and_leaves_no_database() {
         "cut.jsonl",
         cut,
         &[&format!("cut.jsonl:{n}: the line is cut short")],
+    );
+    // Cut at a line boundary: the end line is missing.
+    refused(
+        "short.jsonl",
+        lines[..n - 2].join("\n") + "\n",
+        &[&format!(
+            "short.jsonl:{}: the export stops after this line without its end line",
+            n - 2
+        )],
     );
     // A line removed: a gap in the positions.
     let mut gap = lines.clone();

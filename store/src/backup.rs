@@ -180,8 +180,10 @@ impl Store {
                     progress(e.position);
                 }
             }
+            let head = (expected > 1).then_some((expected - 1, prev));
+            sink(&export_end_line(head)).map_err(ExportError::Sink)?;
             progress(expected - 1);
-            Ok((expected > 1).then_some((expected - 1, prev)))
+            Ok(head)
         })
     }
 }
@@ -414,10 +416,25 @@ impl Staged {
             let mut new_stream =
                 tx.prepare("INSERT INTO streams (kind, entity_id, version) VALUES (?1, ?2, ?3)")?;
             let mut bump = tx.prepare("UPDATE streams SET version = ?1 WHERE stream_key = ?2")?;
+            // The number of the end line, once read: nothing may follow it.
+            let mut ended = None;
+            let mut read = 0;
             for (i, line) in lines.enumerate() {
                 let n = i + 1;
+                read = n;
                 let bad = |why: String| BackupError::Line { line: n, why };
                 let line = line.map_err(|e| bad(format!("cannot be read: {e}")))?;
+                if let Some(end) = ended {
+                    return Err(bad(format!(
+                        "a line after the export's end line (line {end}): an export ends there"
+                    )));
+                }
+                if line.starts_with(END_PREFIX) {
+                    let head = (expected > 1).then_some((expected - 1, prev));
+                    check_end_line(&line, head).map_err(bad)?;
+                    ended = Some(n);
+                    continue;
+                }
                 let e = parse_export_line(&line).map_err(bad)?;
                 if e.position != expected {
                     return Err(bad(if e.position > expected {
@@ -485,6 +502,18 @@ impl Staged {
                 if e.position % 65536 == 0 {
                     progress(e.position);
                 }
+            }
+            if ended.is_none() {
+                return Err(BackupError::Line {
+                    line: read.max(1),
+                    why: if read == 0 {
+                        "the file is empty: an export has at least its end line".into()
+                    } else {
+                        format!(
+                            "the export stops after this line without its end line ({END_PREFIX}…}}}}, which leadflow export writes last): it was cut short"
+                        )
+                    },
+                });
             }
         }
         project::recreate(&tx, "main")?;
@@ -674,6 +703,58 @@ pub fn export_line(e: &RecordedEvent) -> Result<String, String> {
         hash: to_hex(&e.hash),
     })
     .map_err(|err| err.to_string())
+}
+
+/// How an export's last line begins: `{"end":{"events":N,"head":"…"}}`, the number of events
+/// before it and the hash of the last (`null` for an empty log), so that an export cut at a
+/// line boundary is told from a whole one.
+pub const END_PREFIX: &str = "{\"end\":";
+
+/// The export's end line after the events up to `head`.
+pub fn export_end_line(head: Option<(i64, Hash)>) -> String {
+    serde_json::json!({"end": {
+        "events": head.map_or(0, |(p, _)| p),
+        "head": head.map(|(_, h)| to_hex(&h)),
+    }})
+    .to_string()
+}
+
+/// Checks an end line against the events read before it (`head`).
+fn check_end_line(text: &str, head: Option<(i64, Hash)>) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct End {
+        end: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        events: i64,
+        head: Option<String>,
+    }
+    let end: End = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Eof => format!(
+            "the line is cut short (not complete JSON at column {}): the file was truncated",
+            e.column()
+        ),
+        _ => format!("not an export's end line ({{\"end\":{{\"events\":N,\"head\":\"…\"}}}}): {e}"),
+    })?;
+    let read = head.map_or(0, |(p, _)| p);
+    if end.end.events != read {
+        return Err(format!(
+            "the end line says the export holds {} events, {read} came before it: lines are missing",
+            end.end.events
+        ));
+    }
+    let want = head.map(|(_, h)| to_hex(&h));
+    if end.end.head != want {
+        return Err(format!(
+            "the end line's head {} is not the last event's hash {}",
+            end.end.head.as_deref().unwrap_or("null"),
+            want.as_deref().unwrap_or("null")
+        ));
+    }
+    Ok(())
 }
 
 /// Reads one line of an export back (see [`export_line`]), saying what is wrong with a line

@@ -21,7 +21,8 @@ mod verify;
 mod workspace;
 
 pub use backup::{
-    BackupError, Checked, ExportError, Staged, export_line, parse_export_line, remove_database,
+    BackupError, Checked, END_PREFIX, ExportError, Staged, export_end_line, export_line,
+    parse_export_line, remove_database,
 };
 pub use chain::{GENESIS, Hash, Hashed, event_hash, from_hex, to_hex};
 pub use error::{Error, Refused};

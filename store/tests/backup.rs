@@ -1,12 +1,15 @@
 //! The store's backup module on its own: an export imported into a staged database and
 //! installed is the same log (line for line, same head) with projections that verify; a
 //! staged database that fails or is dropped leaves nothing beside its target; the export
-//! line keeps the payload's exact text, which the hash covers.
+//! line keeps the payload's exact text, which the hash covers; an export ends with a line
+//! that counts its events and names its head, so one cut at a line boundary is refused.
 
-use leadflow_store::{BackupError, Staged, Store, export_line, parse_export_line};
+use leadflow_store::{
+    BackupError, END_PREFIX, Staged, Store, export_end_line, export_line, parse_export_line,
+};
 use leadflow_testkit::{Db, config, create_lead, t0};
 
-/// A database with a few leads; its export, one line per event.
+/// A database with a few leads; its export, one line per event and the end line.
 fn exported() -> (Db, Vec<String>) {
     let db = Db::new();
     let config = config();
@@ -39,7 +42,7 @@ fn names_in(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn an_imported_export_is_the_same_log_and_verifies() {
     let (db, lines) = exported();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 3 + 1, "three events and the end line");
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("new.db");
     let mut staged = Staged::empty(&target).unwrap();
@@ -134,4 +137,53 @@ fn an_install_refuses_a_target_written_to_after_its_head_was_read() {
         other => panic!("expected a refusal for the write meanwhile, got {other:?}"),
     }
     assert_eq!(db.open().head().unwrap(), now, "the target keeps its write");
+}
+
+/// Imports `lines` into a fresh staged database: the error's line and text.
+fn import_error(lines: &[String]) -> (usize, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut staged = Staged::empty(&dir.path().join("new.db")).unwrap();
+    match staged.import(&mut lines.iter().cloned().map(Ok), &mut |_| {}) {
+        Err(BackupError::Line { line, why }) => (line, why),
+        other => panic!("expected a bad line, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_export_ends_with_its_event_count_and_head_and_one_cut_short_is_refused() {
+    let (db, lines) = exported();
+    let head = db.open().head().unwrap();
+    let last = lines.last().unwrap();
+    assert!(last.starts_with(END_PREFIX), "{last}");
+    assert_eq!(*last, export_end_line(head));
+    let end: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(end["end"]["events"], lines.len() as i64 - 1);
+    assert_eq!(end["end"]["head"], leadflow_store::to_hex(&head.unwrap().1));
+    // Cut at a line boundary: every event line is sound, the end is missing.
+    let n = lines.len();
+    let (line, why) = import_error(&lines[..n - 2]);
+    assert_eq!(line, n - 2);
+    assert!(why.contains("without its end line"), "{why}");
+    // An end line that counts more events than came before it, or names another head.
+    let mut fewer = lines[..n - 2].to_vec();
+    fewer.push(last.clone());
+    let (line, why) = import_error(&fewer);
+    assert_eq!(line, n - 1);
+    assert!(why.contains("lines are missing"), "{why}");
+    let mut other = lines.clone();
+    other[n - 1] = export_end_line(Some((n as i64 - 1, [7; 32])));
+    let (_, why) = import_error(&other);
+    assert!(why.contains("is not the last event's hash"), "{why}");
+    // Anything after the end line.
+    let mut more = lines.clone();
+    more.push(lines[0].clone());
+    assert_eq!(import_error(&more).0, n + 1);
+    // An empty file is not an export; the empty log's export is its end line alone.
+    assert!(import_error(&[]).1.contains("the file is empty"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut staged = Staged::empty(&dir.path().join("new.db")).unwrap();
+    let empty = staged
+        .import(&mut std::iter::once(Ok(export_end_line(None))), &mut |_| {})
+        .unwrap();
+    assert_eq!(empty, None);
 }

@@ -493,11 +493,13 @@ fn opt_pos(p: Option<i64>) -> String {
 
 /// A new database file at `path`, created here: refused if anything is there already.
 fn create_new(path: &Path) -> Result<Store, CliError> {
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
+    // Owner-only, as backups are: a copy of the log holds the webhook endpoints' signing
+    // secrets and the clients' personal data (SQLite gives its -wal and -shm the same mode).
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(CliError::Refused(format!(

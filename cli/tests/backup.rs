@@ -692,7 +692,7 @@ fn a_restore_killed_at_any_moment_leaves_the_old_database_or_the_restored_one() 
 /// secrets and the clients' personal data: only their owner may read them.
 #[cfg(unix)]
 #[test]
-fn backups_exports_and_imported_databases_are_readable_by_their_owner_only() {
+fn backups_exports_copies_and_imported_databases_are_readable_by_their_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let env = with_leads(&["Ivan"]);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -710,4 +710,7 @@ fn backups_exports_and_imported_databases_are_readable_by_their_owner_only() {
         log.to_str().unwrap(),
     ]);
     assert_eq!(mode(&moved), 0o600, "the imported database");
+    let then = env.path().join("then.db");
+    env.ok(&["replay", "--until", "1", "--into", then.to_str().unwrap()]);
+    assert_eq!(mode(&then), 0o600, "the copy replay --into writes");
 }

@@ -247,7 +247,7 @@ fn export(cli: &Cli, a: &ExportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes the export to `tmp`, fsyncs it and renames it to `out`.
+/// Writes the export to `tmp`, fsyncs it, renames it to `out` and fsyncs the folder.
 fn write_export(
     store: &Store,
     tmp: &Path,
@@ -269,6 +269,7 @@ fn write_export(
         .map_err(|e| CliError::io(out, e.into_error()))?;
     file.sync_all().map_err(|e| CliError::io(out, e))?;
     std::fs::rename(tmp, out).map_err(|e| CliError::io(out, e))?;
+    leadflow_store::sync_folder_of(out).map_err(|e| CliError::io(out, e))?;
     Ok(head)
 }
 

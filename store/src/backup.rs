@@ -292,15 +292,18 @@ impl Scratch {
         std::fs::rename(&self.path, target).map_err(BackupError::io(target))?;
         self.kept = true;
         let _ = std::fs::remove_file(format!("{}-shm", self.path.display()));
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(BackupError::io(dir))?;
+        sync_folder_of(target).map_err(BackupError::io(target))?;
         Ok(())
     }
+}
+
+/// Fsyncs the folder that holds `path`, so that a rename into it survives a crash.
+pub fn sync_folder_of(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir).and_then(|d| d.sync_all())
 }
 
 impl Drop for Scratch {

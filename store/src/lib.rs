@@ -22,7 +22,7 @@ mod workspace;
 
 pub use backup::{
     BackupError, Checked, END_PREFIX, ExportError, Staged, export_end_line, export_line,
-    parse_export_line, remove_database,
+    parse_export_line, remove_database, sync_folder_of,
 };
 pub use chain::{GENESIS, Hash, Hashed, event_hash, from_hex, to_hex};
 pub use error::{Error, Refused};

@@ -90,6 +90,9 @@ struct Job {
     /// Run the rules after the job (false for jobs that are the rules' own work).
     react: bool,
     reply: oneshot::Sender<Result<Answer, ApiError>>,
+    /// The span of the request that queued it: whoever commits the job, what it logs
+    /// carries that request's id.
+    span: tracing::Span,
 }
 
 /// What the writer tells the rest of the service after each commit.
@@ -340,6 +343,7 @@ impl Writer {
                 idempotency,
                 react,
                 reply,
+                span: tracing::Span::current(),
             });
         }
         let mut mine = None;
@@ -415,12 +419,12 @@ impl Thread {
         // ran (its BEGIN could not take the lock) still answers each of them.
         let (jobs, replies): (Vec<_>, Vec<_>) = batch
             .into_iter()
-            .map(|j| ((j.work, j.idempotency, j.react), j.reply))
+            .map(|j| ((j.work, j.idempotency, j.react, j.span), j.reply))
             .unzip();
         let mut results: Vec<Option<Result<Answer, ApiError>>> = Vec::with_capacity(size);
         let mut requests = false;
         // Whether the rules processed every event of the batch (each job reacted).
-        let processed = rules.is_some() && jobs.iter().all(|(_, _, react)| *react);
+        let processed = rules.is_some() && jobs.iter().all(|(_, _, react, _)| *react);
         let mut soonest_timer = None;
         let mut head = 0;
         let clock = self.clock.clone();
@@ -430,7 +434,8 @@ impl Thread {
                 config: &config,
                 now,
             };
-            for ((work, idempotency, react), reply) in jobs.into_iter().zip(&replies) {
+            for ((work, idempotency, react, span), reply) in jobs.into_iter().zip(&replies) {
+                let _request = span.enter();
                 // Nobody waits for it any more (the request timed out and was answered 503,
                 // or its client went away): it is not run, so a 503 never hides a write.
                 if reply.is_closed() {

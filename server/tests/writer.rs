@@ -2,7 +2,9 @@
 //! rolled back, and the writer goes on; what its commits tell the rules loop (whether events
 //! wait for the rules, the earliest timer they set), so the loop reads only when it must; who
 //! commits: a quiet writer's caller on a multi-threaded runtime commits its own job (no
-//! hand-over to the writer thread), other callers hand over, and no job is ever left queued.
+//! hand-over to the writer thread), other callers hand over, and no job is ever left queued;
+//! whoever commits a job, what it logs carries the span (the request id) of the request that
+//! queued it.
 
 use leadflow_engine::{Actor, Command, EventMeta};
 use leadflow_server::writer::{Answer, Notes};
@@ -324,4 +326,64 @@ fn concurrent_callers_share_commits_and_no_job_is_left_queued() {
         (waves * width, waves * width),
         "each lead once"
     );
+}
+
+/// What every test of this file logs (the subscriber is global: the writer thread logs too).
+fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = logs.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .init();
+        logs
+    })
+    .clone()
+}
+
+#[test]
+fn what_a_job_logs_carries_the_request_span_of_whoever_queued_it() {
+    let logs = captured_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let service = quiet_service(&dir.path().join("leadflow.db"));
+    let writer = service.state().writer.clone();
+    // On a current-thread runtime the writer thread commits the job: another thread than the
+    // one whose span it was queued in.
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let span = tracing::info_span!("request", id = "req-7f3a");
+    let a = single
+        .block_on(tracing::Instrument::instrument(
+            writer.run(
+                None,
+                Box::new(|_, _| {
+                    tracing::info!("job says hello");
+                    let thread = std::thread::current().name().unwrap_or("").to_owned();
+                    Ok(Answer::ok(json!({ "thread": thread })))
+                }),
+            ),
+            span,
+        ))
+        .unwrap();
+    assert_eq!(thread_of(&a), "leadflow-writer");
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("job says hello"))
+        .unwrap_or_else(|| panic!("no job line in {text}"));
+    assert!(line.contains("request{id=\"req-7f3a\"}"), "{line}");
 }

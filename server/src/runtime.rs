@@ -61,7 +61,7 @@ impl Rules {
         }
     }
 
-    fn has_mine(&self) -> bool {
+    pub(crate) fn has_mine(&self) -> bool {
         self.mine.lock().is_ok_and(|m| !m.is_empty())
     }
 
@@ -125,7 +125,7 @@ pub async fn forget_loop(writer: Writer, mut stop: watch::Receiver<bool>) {
 /// job, whose reactions ran in its savepoint) it only notes the timers they set, so that a
 /// request costs no read here.
 pub async fn rules_loop(bg: Background, mut stop: watch::Receiver<bool>) {
-    let mut committed = bg.writer.committed();
+    let wakes = bg.writer.wakes();
     let mut wake: Option<DateTime<Utc>> = None;
     let mut first = true;
     let mut look = true;
@@ -159,12 +159,12 @@ pub async fn rules_loop(bg: Background, mut stop: watch::Receiver<bool>) {
         let pause = until_wake.map_or(until_poll, |w| w.min(until_poll));
         look = tokio::select! {
             () = tokio::time::sleep(pause) => false,
-            r = committed.changed() => {
+            () = wakes.rules.notified() => {
                 let notes = bg.writer.take_notes();
                 if let Some(t) = notes.soonest_timer {
                     wake = Some(wake.map_or(t, |w| w.min(t)));
                 }
-                r.is_err() || notes.unprocessed
+                notes.unprocessed
             }
             _ = stop.changed() => true,
         };
@@ -245,11 +245,11 @@ async fn pass(
 
 /// Runs the external robots' requests after the commits that made them, until `stop`.
 pub async fn requests_loop(bg: Background, mut stop: watch::Receiver<bool>) {
-    let mut committed = bg.writer.committed();
-    // A commit wakes the loop, but only a commit whose rules made requests gives it work:
-    // after the others (most of them) it looks again when its poll is due, for requests
-    // other processes made and leases that ran out, without a read of the requests after
-    // every commit.
+    let wakes = bg.writer.wakes();
+    // Only a commit after which this process's rules' requests wait wakes the loop: after
+    // the others (most of them) it looks again when its poll is due, for requests other
+    // processes made and leases that ran out, without a read of the requests after every
+    // commit.
     let mut look = true;
     loop {
         if *stop.borrow() {
@@ -266,9 +266,8 @@ pub async fn requests_loop(bg: Background, mut stop: watch::Receiver<bool>) {
         look = loop {
             tokio::select! {
                 () = &mut poll => break true,
-                r = committed.changed() => {
-                    // (The writer gone: as before, straight to a pass, which says so.)
-                    if r.is_err() || bg.rules.has_mine() {
+                () = wakes.requests.notified() => {
+                    if bg.rules.has_mine() {
                         break true;
                     }
                 }

@@ -135,6 +135,18 @@ struct Shared {
     max_batch: usize,
     alive: AtomicBool,
     notes: Arc<Mutex<Notes>>,
+    wakes: Arc<Wakes>,
+}
+
+/// Who a commit wakes besides the waiting requests: the rules loop only when the commit left
+/// it something (see [`Notes`]), the requests loop only when external robots' requests wait —
+/// not every background task after every commit.
+#[derive(Default)]
+pub struct Wakes {
+    /// The rules loop's: a commit left unprocessed events or set a timer.
+    pub rules: tokio::sync::Notify,
+    /// The requests loop's: this process's rules made requests that wait to run.
+    pub requests: tokio::sync::Notify,
 }
 
 struct Queue {
@@ -234,6 +246,7 @@ impl Writer {
             requests: false,
         });
         let notes = Arc::new(Mutex::new(Notes::default()));
+        let wakes = Arc::new(Wakes::default());
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -247,11 +260,13 @@ impl Writer {
                 clock,
                 committed: ctx,
                 notes: notes.clone(),
+                wakes: wakes.clone(),
             }),
             capacity: queue.max(1),
             max_batch: max_batch.max(1),
             alive: AtomicBool::new(true),
             notes,
+            wakes,
         });
         let thread = {
             let shared = shared.clone();
@@ -277,6 +292,11 @@ impl Writer {
     /// What the last commit left: the head, and whether requests wait.
     pub fn committed(&self) -> watch::Receiver<Committed> {
         self.committed.clone()
+    }
+
+    /// What wakes the background loops after a commit.
+    pub fn wakes(&self) -> Arc<Wakes> {
+        self.open.0.wakes.clone()
     }
 
     /// What the commits since the last call left for the rules loop, and forgets it: a
@@ -404,6 +424,7 @@ struct Thread {
     clock: Arc<dyn Clock>,
     committed: watch::Sender<Committed>,
     notes: Arc<Mutex<Notes>>,
+    wakes: Arc<Wakes>,
 }
 
 impl Thread {
@@ -461,12 +482,22 @@ impl Thread {
         metrics::histogram!("leadflow_commit_seconds").record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(()) => {
-                if let Ok(mut n) = self.notes.lock() {
-                    n.unprocessed |= !processed;
-                    if let Some(t) = soonest_timer {
-                        n.soonest_timer =
-                            Some(n.soonest_timer.map_or(t, |s: DateTime<Utc>| s.min(t)));
+                let rules_have_work = match self.notes.lock() {
+                    Ok(mut n) => {
+                        n.unprocessed |= !processed;
+                        if let Some(t) = soonest_timer {
+                            n.soonest_timer =
+                                Some(n.soonest_timer.map_or(t, |s: DateTime<Utc>| s.min(t)));
+                        }
+                        *n != Notes::default()
                     }
+                    Err(_) => true,
+                };
+                if rules_have_work {
+                    self.wakes.rules.notify_one();
+                }
+                if self.rules.has_mine() {
+                    self.wakes.requests.notify_one();
                 }
                 self.committed.send_modify(|c| {
                     c.head = head;

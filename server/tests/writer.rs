@@ -94,7 +94,8 @@ fn a_job_that_panics_fails_alone_and_the_writer_goes_on() {
 
 /// A request's job reacts in its own savepoint: its commit leaves nothing for the rules loop
 /// to process, only the timer its robots set; a job run without the reactions (the rules' own
-/// work, delivery) leaves its events for the loop; a commit that sets no timer says none.
+/// work, delivery) leaves its events for the loop; a commit that sets no timer says none — and
+/// wakes nobody.
 #[test]
 fn a_commit_tells_the_rules_loop_what_it_left_and_the_earliest_timer_it_set() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,12 +170,21 @@ condition = 'lead.name == "Call me"'
         );
         assert_eq!(writer.take_notes(), Notes::default(), "taken once");
 
+        // The rules loop is woken for the commits that leave it something, not the others.
+        let wakes = writer.wakes();
+        let woken = || async {
+            tokio::time::timeout(std::time::Duration::from_millis(50), wakes.rules.notified())
+                .await
+                .is_ok()
+        };
+        assert!(woken().await, "the timer's commit woke the rules loop");
         writer.run(None, lead("Quiet")).await.unwrap();
         assert_eq!(
             writer.take_notes(),
             Notes::default(),
             "no timer, nothing left"
         );
+        assert!(!woken().await, "a commit that left nothing wakes nobody");
 
         writer.run_rules(lead("Quiet too")).await.unwrap();
         let notes = writer.take_notes();
@@ -182,6 +192,7 @@ condition = 'lead.name == "Call me"'
             notes.unprocessed,
             "a job without the reactions leaves its events: {notes:?}"
         );
+        assert!(woken().await, "unprocessed events wake the rules loop");
     });
 }
 

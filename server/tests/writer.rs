@@ -222,6 +222,16 @@ fn lead_saying_where(name: String) -> leadflow_server::writer::Work {
     })
 }
 
+/// A multi-threaded runtime like the service's, its workers named `test-worker`.
+fn workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("test-worker")
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn thread_of(a: &Answer) -> &str {
     a.body["thread"].as_str().unwrap()
 }
@@ -231,12 +241,7 @@ fn a_quiet_writers_caller_commits_its_own_job_and_a_current_thread_caller_hands_
     let dir = tempfile::tempdir().unwrap();
     let service = quiet_service(&dir.path().join("leadflow.db"));
     let writer = service.state().writer.clone();
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("test-worker")
-        .enable_all()
-        .build()
-        .unwrap();
+    let multi = workers();
     let commits = || writer.committed().borrow().commits;
     let before = commits();
     let w = writer.clone();
@@ -281,12 +286,7 @@ fn concurrent_callers_share_commits_and_no_job_is_left_queued() {
     let db = dir.path().join("leadflow.db");
     let service = quiet_service(&db);
     let writer = service.state().writer.clone();
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("test-worker")
-        .enable_all()
-        .build()
-        .unwrap();
+    let multi = workers();
     let before = writer.committed().borrow().commits;
     let waves = 30;
     let width = 8;

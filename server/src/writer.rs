@@ -3,9 +3,9 @@
 //! Handlers queue a [`Job`] (a closure over the write transaction) and await the answer.
 //! Whoever holds the write connection takes whatever jobs are queued (up to `[server]
 //! max_batch`) — the writer thread, or, when nobody is committing, the handler that queued a
-//! job, which commits on its tokio worker (in `block_in_place`) until its own job is answered
-//! and so saves the two thread wake-ups of a hand-over to the writer and back —, opens one
-//! transaction, runs each job in its own savepoint — a refused or conflicting command rolls back
+//! job, which commits on its tokio worker until its own job is answered (a request alone in
+//! the queue as it is, more in `block_in_place`) and so saves the thread wake-ups of a
+//! hand-over to the writer and back —, opens one transaction, runs each job in its own savepoint — a refused or conflicting command rolls back
 //! alone and gets its own error — with the rules' immediate reactions in the same savepoint,
 //! commits once (one fsync for the whole batch), and only then answers each job. An answer is
 //! therefore never sent before the commit that holds its events; if the commit fails, every job
@@ -167,12 +167,12 @@ impl Drop for Open {
 }
 
 impl Shared {
-    /// The next batch: up to `max_batch` of the queued jobs, oldest first.
-    fn take(&self) -> Vec<Job> {
+    /// The next batch: up to `most` (at most `max_batch`) of the queued jobs, oldest first.
+    fn take(&self, most: usize) -> Vec<Job> {
         let Ok(mut q) = self.queue.lock() else {
             return Vec::new();
         };
-        let n = q.jobs.len().min(self.max_batch);
+        let n = q.jobs.len().min(self.max_batch).min(most);
         q.jobs.drain(..n).collect()
     }
 
@@ -203,7 +203,7 @@ impl Shared {
             let Ok(mut core) = self.core.lock() else {
                 break;
             };
-            let batch = self.take();
+            let batch = self.take(usize::MAX);
             if !batch.is_empty() {
                 metrics::counter!("leadflow_writer_batches_total", "by" => "writer").increment(1);
                 core.commit(batch);
@@ -345,7 +345,10 @@ impl Writer {
     ) -> Result<Answer, ApiError> {
         let shared = &self.open.0;
         let (reply, mut answer) = oneshot::channel();
-        {
+        // A request's job alone in the queue: committed on this worker as it is (a commit of
+        // one request, a millisecond or so), without handing the worker's other tasks to a
+        // new thread first; anything more is committed in `block_in_place`.
+        let alone = {
             let Ok(mut q) = shared.queue.lock() else {
                 return Err(ApiError::Unavailable("the writer stopped".into()));
             };
@@ -365,14 +368,15 @@ impl Writer {
                 reply,
                 span: tracing::Span::current(),
             });
-        }
+            q.jobs.len() == 1 && react
+        };
         let mut mine = None;
         let on_worker = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if on_worker && let Ok(mut core) = shared.core.try_lock() {
-            tokio::task::block_in_place(|| {
+            let mut drain = |most: usize| {
                 loop {
-                    let batch = shared.take();
+                    let batch = shared.take(most);
                     if batch.is_empty() {
                         break;
                     }
@@ -388,7 +392,12 @@ impl Writer {
                         Err(oneshot::error::TryRecvError::Closed) => break,
                     }
                 }
-            });
+            };
+            if alone {
+                drain(1);
+            } else {
+                tokio::task::block_in_place(|| drain(usize::MAX));
+            }
             drop(core);
             if shared.is_queued() {
                 shared.ready.notify_one();

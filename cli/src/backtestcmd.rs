@@ -34,7 +34,8 @@ pub(crate) fn period(
     let now = ctx.clock.now();
     let read = |t: Option<&str>, flag: &str| {
         t.map(|t| {
-            parse_time(t, &ctx.config, Some(now)).map_err(|e| CliError::Usage(format!("{flag}: {e}")))
+            parse_time(t, &ctx.config, Some(now))
+                .map_err(|e| CliError::Usage(format!("{flag}: {e}")))
         })
         .transpose()
     };
@@ -49,7 +50,12 @@ pub(crate) fn period(
             time(tz, u)
         )));
     }
-    let Some(first) = ctx.store.read_log(&LogFilter::default(), 0, 1)?.into_iter().next() else {
+    let Some(first) = ctx
+        .store
+        .read_log(&LogFilter::default(), 0, 1)?
+        .into_iter()
+        .next()
+    else {
         return Err(CliError::Refused(
             "the log is empty: there is no history to run".into(),
         ));
@@ -102,7 +108,8 @@ pub(crate) fn run(
 ) -> Result<Run, CliError> {
     let head = ctx.store.last_position()?;
     let live_has_rules = !leadflow_store::history::activations(&ctx.store, head)?.is_empty();
-    let dir = tempfile::tempdir().map_err(|e| CliError::io(Path::new("the temporary folder"), e))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| CliError::io(Path::new("the temporary folder"), e))?;
     let mut sandbox = Store::open(
         dir.path().join("sandbox.db"),
         &StoreOptions {
@@ -190,7 +197,10 @@ fn print(ctx: &Ctx, diff: &Diff, run: &Run, rules: usize, dir: Option<&Path>) {
         .unwrap_or_default();
     outln!(
         "backtest of {} ({rules} rule{}) over {} events{span}: {} inputs re-run",
-        dir.map_or_else(|| "the recorded rule sets".to_owned(), |d| d.display().to_string()),
+        dir.map_or_else(
+            || "the recorded rule sets".to_owned(),
+            |d| d.display().to_string()
+        ),
         if rules == 1 { "" } else { "s" },
         run.events,
         run.inputs,

@@ -101,7 +101,8 @@ fn in_force(ctx: &Ctx) -> Result<(Runtime, String), CliError> {
     let head = ctx.store.last_position()?;
     let Some(rec) = leadflow_store::history::ruleset_at(&ctx.store, head)? else {
         return Err(CliError::Refused(
-            "no rule set was ever activated in this database: give a rule folder with --rules DIR".into(),
+            "no rule set was ever activated in this database: give a rule folder with --rules DIR"
+                .into(),
         ));
     };
     let Ok(Event::RulesetActivated(set)) = rec.decode() else {

@@ -66,8 +66,16 @@ fn history() -> Env {
     let env = Env::with_rules("assign.toml", ASSIGN);
     env.write_rules("qualify.toml", QUALIFY);
     env.ok(&[
-        "--as", "petrova", "lead", "create", "--name", "Olga", "--phone", "8 912 345-67-89",
-        "--source", "web_form",
+        "--as",
+        "petrova",
+        "lead",
+        "create",
+        "--name",
+        "Olga",
+        "--phone",
+        "8 912 345-67-89",
+        "--source",
+        "web_form",
     ]);
     let log = env.log();
     let responsible = log
@@ -89,8 +97,18 @@ fn history() -> Env {
     ]);
     env.ok(&["--now", "2026-03-02 16:00", "tick"]);
     env.ok(&[
-        "--as", "petrova", "--now", "2026-03-02 16:30", "lead", "create", "--name", "Ivan",
-        "--phone", "8 912 000-00-01", "--source", "phone",
+        "--as",
+        "petrova",
+        "--now",
+        "2026-03-02 16:30",
+        "lead",
+        "create",
+        "--name",
+        "Ivan",
+        "--phone",
+        "8 912 000-00-01",
+        "--source",
+        "call",
     ]);
     env
 }
@@ -137,17 +155,28 @@ fn backtesting_the_live_rules_reproduces_a_hand_made_history_exactly() {
     assert_eq!(v["divergences"], 0);
     assert_eq!(v["subjects"], 2, "{v:#}");
     // The effects were there to compare: the same counts on both sides.
-    for ty in ["lead.assigned", "deadline.scheduled", "task.created", "notification.queued"] {
+    for ty in [
+        "lead.assigned",
+        "deadline.scheduled",
+        "task.created",
+        "notification.queued",
+    ] {
         let c = &v["by_type"][ty];
         assert_eq!(c["live"], 1, "{ty}: {v:#}");
         assert_eq!(c["candidate"], 1, "{ty}: {v:#}");
     }
     let text = env.ok(&["backtest", "rules"]);
     assert!(
-        text.contains("no differences: the candidate reproduces the live history of 2 leads and deals exactly"),
+        text.contains(
+            "no differences: the candidate reproduces the live history of 2 leads and deals exactly"
+        ),
         "{text}"
     );
-    assert_eq!(env.log().len(), before, "backtest wrote to the live database");
+    assert_eq!(
+        env.log().len(),
+        before,
+        "backtest wrote to the live database"
+    );
 }
 
 #[test]
@@ -162,8 +191,9 @@ fn a_changed_candidate_shows_changed_added_and_removed_effects_with_their_rules(
     );
     let v = json(&env, &["backtest", &dir]);
     assert_eq!(v["identical"], false);
+    assert_eq!(changes(&v, "lead-1"), [], "{v:#}");
     assert_eq!(
-        changes(&v, "lead-1"),
+        changes(&v, "task by qualify from lead-1"),
         [(
             "changed".to_owned(),
             "task.created".to_owned(),
@@ -187,7 +217,10 @@ fn a_changed_candidate_shows_changed_added_and_removed_effects_with_their_rules(
         "the candidate makes 1 more lead assignment; 2 of 2 leads and deals differ; rule `assign-web` fires 1 time more",
         "{text}"
     );
-    assert!(text.contains("lead-1:\n  ~ changed task.created (rule qualify): live at 2026-03-02 13:00 MSK"), "{text}");
+    assert!(
+        text.contains("task by qualify from lead-1:\n  ~ changed task.created (rule qualify): live at 2026-03-02 13:00 MSK"),
+        "{text}"
+    );
     // --lead narrows the diff to one lead.
     let one = json(&env, &["backtest", &dir, "--lead", "2"]);
     let subjects: Vec<&str> = one["differing"]
@@ -197,6 +230,14 @@ fn a_changed_candidate_shows_changed_added_and_removed_effects_with_their_rules(
         .map(|s| s["subject"].as_str().unwrap())
         .collect();
     assert_eq!(subjects, ["lead-2"], "{one:#}");
+    let first = json(&env, &["backtest", &dir, "--lead", "1"]);
+    let subjects: Vec<&str> = first["differing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["task by qualify from lead-1"], "{first:#}");
 }
 
 #[test]
@@ -213,7 +254,10 @@ fn an_input_the_candidate_makes_impossible_is_a_divergence_for_its_lead_not_a_cr
         .unwrap_or_else(|| panic!("{v:#}"));
     let d = &lead["divergences"][0];
     assert_eq!(d["type"], "lead.stage_changed", "{v:#}");
-    assert!(d["reason"].as_str().unwrap().starts_with("refused: "), "{d}");
+    assert!(
+        d["reason"].as_str().unwrap().starts_with("refused: "),
+        "{d}"
+    );
     assert!(d["reason"].as_str().unwrap().contains("responsible"), "{d}");
     assert_eq!(v["divergences"], 1);
     // Everything the move set off is gone, each with its rule.
@@ -239,8 +283,14 @@ fn an_input_the_candidate_makes_impossible_is_a_divergence_for_its_lead_not_a_cr
         "{v:#}"
     );
     let text = env.ok(&["backtest", &dir]);
-    assert!(text.contains("1 input could not happen under the candidate"), "{text}");
-    assert!(text.contains("  ! diverged at 2026-03-02 13:00 MSK"), "{text}");
+    assert!(
+        text.contains("1 input could not happen under the candidate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  ! diverged at 2026-03-02 13:00 MSK"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -274,7 +324,10 @@ fn coverage_counts_matches_false_conditions_robot_runs_and_rules_that_never_matc
     let late = json(&env, &["rules", "coverage", "--since", "2026-03-02 16:15"]);
     let assign = late["coverage"][0].clone();
     assert_eq!(assign["rule"], "assign-web");
-    assert_eq!((&assign["matched"], &assign["condition_false"]), (&Value::from(1), &Value::from(1)));
+    assert_eq!(
+        (&assign["matched"], &assign["condition_false"]),
+        (&Value::from(1), &Value::from(1))
+    );
     // A candidate folder through the sandbox.
     let dir = candidate(&env, "only-qualify", &[("qualify.toml", QUALIFY)]);
     let c = json(&env, &["--rules", &dir, "rules", "coverage"]);
@@ -295,14 +348,26 @@ fn every_error_names_the_problem_and_leaves_the_database_as_it_was() {
     let broken = candidate(
         &env,
         "broken",
-        &[("bad.toml", "[[rules]]\nid = \"x\"\ntrigger = { on = \"nothing\" }\n")],
+        &[(
+            "bad.toml",
+            "[[rules]]\nid = \"x\"\ntrigger = { on = \"nothing\" }\n",
+        )],
     );
     let err = env.refused_saying(&["backtest", &broken], 2, &["bad.toml:3:"]);
     assert!(err.contains("rule set"), "{err}");
-    env.refused_saying(&["backtest", "rules", "--lead", "99"], 1, &["lead-99 is not in the log"]);
+    env.refused_saying(
+        &["backtest", "rules", "--lead", "99"],
+        1,
+        &["lead-99 is not in the log"],
+    );
     env.refused_saying(
         &[
-            "backtest", "rules", "--since", "2026-03-02 15:00", "--until", "2026-03-02 14:00",
+            "backtest",
+            "rules",
+            "--since",
+            "2026-03-02 15:00",
+            "--until",
+            "2026-03-02 14:00",
         ],
         2,
         &["--since 2026-03-02 15:00 MSK is after --until 2026-03-02 14:00 MSK"],
@@ -319,10 +384,18 @@ fn every_error_names_the_problem_and_leaves_the_database_as_it_was() {
         1,
         &["no event happened from 2026-03-02 14:00 MSK to 2026-03-02 15:00 MSK: the period is empty"],
     );
-    env.refused_saying(&["rules", "coverage", "--until", "2026-03-01 10:00"], 2, &["before the log's start"]);
+    env.refused_saying(
+        &["rules", "coverage", "--until", "2026-03-01 10:00"],
+        2,
+        &["before the log's start"],
+    );
     let empty = Env::new();
     empty.refused_saying(&["backtest", "rules"], 1, &["the log is empty"]);
-    empty.refused_saying(&["rules", "coverage"], 1, &["no rule set was ever activated"]);
+    empty.refused_saying(
+        &["rules", "coverage"],
+        1,
+        &["no rule set was ever activated"],
+    );
 }
 
 /// The demo's folder (its configuration, rules and database).

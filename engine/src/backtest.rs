@@ -370,12 +370,16 @@ impl Diff {
         self.differing.is_empty()
     }
 
-    /// Leads and deals among the differing subjects.
+    /// Leads and deals with a difference of their own or of something made from them (a
+    /// task, a deal, a contact).
     pub fn differing_leads_and_deals(&self) -> usize {
-        self.differing
+        let roots: std::collections::BTreeSet<&str> = self
+            .differing
             .iter()
-            .filter(|d| is_lead_or_deal(&d.subject))
-            .count()
+            .map(|d| root(&d.subject))
+            .filter(|s| is_lead_or_deal(s))
+            .collect();
+        roots.len()
     }
 
     /// The summary a designer acts on: "the candidate creates 14 more tasks and 3 fewer
@@ -403,7 +407,9 @@ impl Diff {
             more_less.push(format!("{n} {word} {}", noun(ty, n)));
         }
         if more_less.is_empty() {
-            parts.push("the candidate makes as many effects of each kind, but different ones".to_owned());
+            parts.push(
+                "the candidate makes as many effects of each kind, but different ones".to_owned(),
+            );
         } else {
             parts.push(format!("the candidate makes {}", join_and(&more_less)));
         }
@@ -437,6 +443,12 @@ impl Diff {
 
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// The stream a stable name comes from: `task by r from lead-1 #2` → `lead-1`.
+pub fn root(subject: &str) -> &str {
+    let last = subject.rsplit(" from ").next().unwrap_or(subject);
+    last.split(" #").next().unwrap_or(last)
 }
 
 fn is_lead_or_deal(subject: &str) -> bool {
@@ -549,10 +561,7 @@ impl Comparison {
             count(self.by_rule.entry(e.rule.clone()).or_default());
             self.last_firing[side] = Some(firing);
         }
-        let bucket = self
-            .open
-            .entry((e.subject, e.rule, e.kind))
-            .or_default();
+        let bucket = self.open.entry((e.subject, e.rule, e.kind)).or_default();
         let b = bucket.entry(e.detail.clone()).or_default();
         // Only the unmatched ones' times are kept: a match takes the oldest of the other side.
         let (mine, other) = if candidate {
@@ -606,10 +615,12 @@ impl Comparison {
             }
             removed.sort_by_key(|s| s.at);
             added.sort_by_key(|s| s.at);
-            let entry = subjects.entry(subject.clone()).or_insert_with(|| SubjectDiff {
-                subject: subject.clone(),
-                ..SubjectDiff::default()
-            });
+            let entry = subjects
+                .entry(subject.clone())
+                .or_insert_with(|| SubjectDiff {
+                    subject: subject.clone(),
+                    ..SubjectDiff::default()
+                });
             let paired = removed.len().min(added.len());
             let mut removed = removed.into_iter();
             let mut added = added.into_iter();

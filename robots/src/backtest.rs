@@ -159,11 +159,19 @@ impl Names {
     fn numbered(&mut self, base: String) -> String {
         let n = self.ordinals.entry(base.clone()).or_insert(0);
         *n += 1;
-        if *n == 1 { base } else { format!("{base} #{n}") }
+        if *n == 1 {
+            base
+        } else {
+            format!("{base} #{n}")
+        }
     }
 
     /// Names what `rec` (not an input) starts or asks: a robot-made entity, a request.
-    fn note<D: Backend + ?Sized>(&mut self, db: &D, rec: &RecordedEvent) -> Result<(), BacktestError> {
+    fn note<D: Backend + ?Sized>(
+        &mut self,
+        db: &D,
+        rec: &RecordedEvent,
+    ) -> Result<(), BacktestError> {
         if rec.version == 1 && rec.stream.kind.is_entity() && !self.of.contains_key(&rec.stream) {
             let rule = leadflow_engine::explain::rule_of(&rec.actor).unwrap_or("system");
             let root = db
@@ -208,6 +216,9 @@ struct Sandbox<'a, S: Backend> {
     comparison: Comparison,
     failures: BTreeMap<String, leadflow_engine::backtest::Counts>,
     inputs: usize,
+    /// The last inputs fed: the live positions of the first and last, and the sandbox's
+    /// head before them.
+    group: Option<(i64, i64, i64)>,
 }
 
 /// Runs the live log (`live`) through `sandbox` with `candidate`'s rules and compares the
@@ -242,6 +253,7 @@ pub fn run<L: Backend, S: Backend>(
         comparison: Comparison::new(),
         failures: BTreeMap::new(),
         inputs: 0,
+        group: None,
     };
     sb.seen = sb.db.last_position()?;
     let mut pending: Vec<RecordedEvent> = Vec::new();
@@ -266,7 +278,10 @@ pub fn run<L: Backend, S: Backend>(
             }
             let r = role(&rec);
             if r == Role::Input {
-                if pending.first().is_some_and(|p| p.occurred_at != rec.occurred_at) {
+                if pending
+                    .first()
+                    .is_some_and(|p| p.occurred_at != rec.occurred_at)
+                {
                     sb.flush(&mut pending)?;
                 }
                 if rec.version == 1 && rec.stream.kind.is_entity() {
@@ -362,7 +377,24 @@ impl<S: Backend> Sandbox<'_, S> {
         {
             self.runtime = self.recorded(&set, rec.position)?;
         }
-        if !self.active || self.opts.as_recorded {
+        if !self.active {
+            // The CLI starts the rules' cursor before the command that activates the rule
+            // set, so the rules react to that command's events: the same here.
+            if let Some((_, last, head)) = self.group
+                && last == rec.position - 1
+            {
+                self.db.write(Stamp::At(t), |ws| {
+                    if ws.cursor(crate::runtime::CURSOR)?.is_none() {
+                        ws.set_cursor(crate::runtime::CURSOR, head)?;
+                    }
+                    Ok::<_, WorkspaceError>(())
+                })?;
+            }
+            self.activate(t)?;
+            // Processed as the live runtime did after that command.
+            self.runtime.process(self.db, t)?;
+            self.drain()?;
+        } else if self.opts.as_recorded {
             self.activate(t)?;
         }
         Ok(())
@@ -411,6 +443,8 @@ impl<S: Backend> Sandbox<'_, S> {
         };
         let t = first.occurred_at().map_err(WorkspaceError::from)?;
         self.advance(t)?;
+        let last = pending.last().map_or(first.position, |r| r.position);
+        self.group = Some((first.position, last, self.db.last_position()?));
         for rec in pending.drain(..) {
             self.inputs += 1;
             if let Err(reason) = self.input(&rec, t)? {
@@ -465,7 +499,9 @@ impl<S: Backend> Sandbox<'_, S> {
             return Ok(Ok(()));
         }
         let Some(stream) = map(rec.stream) else {
-            return Ok(Err(format!("{name} does not exist under the candidate rules")));
+            return Ok(Err(format!(
+                "{name} does not exist under the candidate rules"
+            )));
         };
         let config = &self.config;
         if let Some(cmd) = command_of(stream, &event) {
@@ -484,17 +520,16 @@ impl<S: Backend> Sandbox<'_, S> {
             Ok(e) => e,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        self.db.write(Stamp::At(t), |ws| {
-            if ws.load(stream)?.is_none() {
-                return Ok(Err(format!(
-                    "{name} was deleted under the candidate rules"
-                )));
-            }
-            let version = ws.version(stream)?;
-            ws.append(stream, version, &[moved], &meta)?;
-            Ok::<_, WorkspaceError>(Ok(()))
-        })
-        .map_err(BacktestError::from)
+        self.db
+            .write(Stamp::At(t), |ws| {
+                if ws.load(stream)?.is_none() {
+                    return Ok(Err(format!("{name} was deleted under the candidate rules")));
+                }
+                let version = ws.version(stream)?;
+                ws.append(stream, version, &[moved], &meta)?;
+                Ok::<_, WorkspaceError>(Ok(()))
+            })
+            .map_err(BacktestError::from)
     }
 
     /// Feeds an external robot's recorded outcome to the candidate's same request.
@@ -505,7 +540,10 @@ impl<S: Backend> Sandbox<'_, S> {
         self.advance(t)?;
         self.inputs += 1;
         let key = self.live.keys.get(&done.request).cloned();
-        let target = key.as_ref().and_then(|k| self.mine.requests.get(k)).copied();
+        let target = key
+            .as_ref()
+            .and_then(|k| self.mine.requests.get(k))
+            .copied();
         let Some((position, stream, correlation)) = target else {
             if self.in_window(t) {
                 self.comparison.diverged(Divergence {

@@ -62,7 +62,13 @@ fn options(synchronous: Synchronous) -> Options {
     }
 }
 
-fn command(store: &mut Store, rt: &Runtime, now: DateTime<Utc>, actor: Actor, cmd: Command) -> Result<()> {
+fn command(
+    store: &mut Store,
+    rt: &Runtime,
+    now: DateTime<Utc>,
+    actor: Actor,
+    cmd: Command,
+) -> Result<()> {
     let meta = EventMeta::root(now, actor);
     let config = rt.config();
     match Backend::write(store, Stamp::At(now), |ws| ws.execute(config, &cmd, &meta)) {
@@ -75,9 +81,9 @@ fn command(store: &mut Store, rt: &Runtime, now: DateTime<Utc>, actor: Actor, cm
 
 fn responsible(store: &Store, id: i64) -> Actor {
     match store.load(StreamId::new(EntityKind::Lead, id)) {
-        Ok(Some(leadflow_engine::Entity::Lead(l))) => Actor::Employee(
-            l.responsible.unwrap_or_else(|| "ivanov".into()),
-        ),
+        Ok(Some(leadflow_engine::Entity::Lead(l))) => {
+            Actor::Employee(l.responsible.unwrap_or_else(|| "ivanov".into()))
+        }
         _ => Actor::Employee("ivanov".into()),
     }
 }
@@ -101,7 +107,13 @@ fn make_log(path: &Path, n: i64) -> Result<(Store, DateTime<Utc>)> {
                 source: Some("web_form".into()),
                 ..NewLead::default()
             };
-            command(&mut store, &rt, now, Actor::System, Command::CreateLead(lead))?;
+            command(
+                &mut store,
+                &rt,
+                now,
+                Actor::System,
+                Command::CreateLead(lead),
+            )?;
         }
         now += Duration::minutes(10);
         for &id in &ids {
@@ -126,7 +138,13 @@ fn make_log(path: &Path, n: i64) -> Result<(Store, DateTime<Utc>)> {
                 changes.insert(k.into(), v);
             }
             let who = responsible(&store, id);
-            command(&mut store, &rt, now, who, Command::UpdateLead { id, changes })?;
+            command(
+                &mut store,
+                &rt,
+                now,
+                who,
+                Command::UpdateLead { id, changes },
+            )?;
         }
         // The deadlines elapse: the qualified move on, the others miss theirs.
         let to = now + Duration::hours(30);
@@ -135,7 +153,14 @@ fn make_log(path: &Path, n: i64) -> Result<(Store, DateTime<Utc>)> {
         for &id in &ids {
             let who = responsible(&store, id);
             let (stage, reason) = if id % 2 == 0 {
-                (if id % 4 == 0 { "transfer_goods" } else { "transfer_services" }, None)
+                (
+                    if id % 4 == 0 {
+                        "transfer_goods"
+                    } else {
+                        "transfer_services"
+                    },
+                    None,
+                )
             } else {
                 ("junk", Some("no_answer".to_owned()))
             };
@@ -183,10 +208,7 @@ fn main() -> Result<()> {
     let made = Instant::now();
     let (mut store, _) = make_log(&dir.join("log.db"), n)?;
     let head = store.last_position()?;
-    eprintln!(
-        "log: {head} events in {:.1}s",
-        made.elapsed().as_secs_f64()
-    );
+    eprintln!("log: {head} events in {:.1}s", made.elapsed().as_secs_f64());
 
     let t = Instant::now();
     store.replay(&mut |_| {})?;

@@ -116,7 +116,7 @@ fn history(ops: &[Op]) -> Store {
                         vec![]
                     },
                     emails: vec![format!("c{i}@example.com")],
-                    source: Some(if *web { "web_form" } else { "phone" }.into()),
+                    source: Some(if *web { "web_form" } else { "call" }.into()),
                     ..NewLead::default()
                 };
                 let actor = if *web { "system" } else { "petrova" };
@@ -173,7 +173,10 @@ fn history(ops: &[Op]) -> Store {
 
 /// Lead `id`'s responsible, or ivanov when it has none.
 fn responsible(store: &Store, id: i64) -> String {
-    match store.load(leadflow_engine::StreamId::new(leadflow_engine::EntityKind::Lead, id)) {
+    match store.load(leadflow_engine::StreamId::new(
+        leadflow_engine::EntityKind::Lead,
+        id,
+    )) {
         Ok(Some(leadflow_engine::Entity::Lead(l))) => l
             .responsible
             .map_or_else(|| "ivanov".to_owned(), |r| r.to_string()),
@@ -183,10 +186,17 @@ fn responsible(store: &Store, id: i64) -> String {
 
 fn backtest(live: &Store, candidate: Runtime) -> leadflow_engine::backtest::Diff {
     let mut sandbox = Store::open_in_memory().unwrap();
-    run(live, &mut sandbox, candidate, None, true, &Options::default())
-        .unwrap()
-        .comparison
-        .finish(&|_| true)
+    run(
+        live,
+        &mut sandbox,
+        candidate,
+        None,
+        true,
+        &Options::default(),
+    )
+    .unwrap()
+    .comparison
+    .finish(&|_| true)
 }
 
 proptest! {
@@ -248,7 +258,10 @@ fn a_busy_history_is_reproduced_and_leaving_out_the_qualification_rules_shows_in
     );
     assert!(!without.is_empty());
     let deadlines = without.by_type["deadline.scheduled"];
-    assert!(deadlines.live > 0 && deadlines.candidate == 0, "{deadlines:?}");
+    assert!(
+        deadlines.live > 0 && deadlines.candidate == 0,
+        "{deadlines:?}"
+    );
     assert!(
         without.summary().contains("fewer deadlines"),
         "{}",

@@ -33,7 +33,7 @@ pub use requests::PendingCall;
 pub use timers::{Advanced, TICKS_PER_INSTANT};
 
 /// The cursor's name in `rule_cursor`.
-const CURSOR: &str = "rules";
+pub const CURSOR: &str = "rules";
 
 /// The types of the events that fire timers: their cause is the event that set the timer, not
 /// a trigger the rules reacted to.

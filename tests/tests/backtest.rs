@@ -75,7 +75,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
         1 => (0..8usize).prop_map(|task| Op::Done { task }),
         3 => (1..600i64).prop_map(|minutes| Op::Wait { minutes }),
     ];
-    prop::collection::vec(op, 1..40)
+    prop::collection::vec(op, 1..60)
 }
 
 /// Runs a command as `actor`, then the rules; a refusal is part of the history (nothing is
@@ -200,7 +200,7 @@ fn backtest(live: &Store, candidate: Runtime) -> leadflow_engine::backtest::Diff
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn backtesting_the_live_rules_reproduces_any_generated_history(ops in ops()) {

@@ -326,6 +326,58 @@ pub fn run<L: Backend, S: Backend>(
     })
 }
 
+/// Feeds one input in the caller's transaction; `Ok(Err(why))` for a divergence (nothing of
+/// it appended).
+fn feed(
+    ws: &mut dyn Workspace,
+    config: &Config,
+    live: &Names,
+    mine: &mut Names,
+    next_ids: &mut HashMap<EntityKind, i64>,
+    rec: &RecordedEvent,
+    t: DateTime<Utc>,
+) -> Result<Result<(), String>, WorkspaceError> {
+    let event = rec.decode()?;
+    let name = live.name(rec.stream);
+    let actor: Actor = rec.actor.parse().unwrap_or(Actor::System);
+    let meta = EventMeta::root(t, actor);
+    let lookup = |m: &Names, s: StreamId| m.stream.get(&live.name(s)).copied();
+    if creates(&event) {
+        let kind = rec.stream.kind;
+        let next = next_ids.entry(kind).or_insert(1);
+        let stream = StreamId::new(kind, *next);
+        let moved = match remap(rec, stream.id, &|s| lookup(mine, s)) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let version = ws.version(stream)?;
+        ws.append(stream, version, &[moved], &meta)?;
+        *next += 1;
+        mine.set(stream, name);
+        return Ok(Ok(()));
+    }
+    let Some(stream) = lookup(mine, rec.stream) else {
+        return Ok(Err(format!("{name} does not exist under the candidate rules")));
+    };
+    if let Some(cmd) = command_of(stream, &event) {
+        return match ws.execute(config, &cmd, &meta) {
+            Ok(_) => Ok(Ok(())),
+            Err(WorkspaceError::Rejected(r)) => Ok(Err(format!("refused: {r}"))),
+            Err(e) => Err(e),
+        };
+    }
+    let moved = match remap(rec, stream.id, &|s| lookup(mine, s)) {
+        Ok(e) => e,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    if ws.load(stream)?.is_none() {
+        return Ok(Err(format!("{name} was deleted under the candidate rules")));
+    }
+    let version = ws.version(stream)?;
+    ws.append(stream, version, &[moved], &meta)?;
+    Ok(Ok(()))
+}
+
 /// Counts an incident that names its rule as one of that rule's failures.
 fn count_failure(
     failures: &mut BTreeMap<String, leadflow_engine::backtest::Counts>,
@@ -424,8 +476,12 @@ impl<S: Backend> Sandbox<'_, S> {
     fn advance(&mut self, t: DateTime<Utc>) -> Result<(), BacktestError> {
         match self.clock {
             Some(now) if t > now && self.active => {
-                self.runtime.advance(self.db, now, t)?;
                 self.clock = Some(t);
+                // Nothing falls due on the way: no tick (most inputs).
+                if self.runtime.next_wake(self.db, now)?.is_none_or(|w| w > t) {
+                    return Ok(());
+                }
+                self.runtime.advance(self.db, now, t)?;
                 self.drain()
             }
             None => {
@@ -436,7 +492,8 @@ impl<S: Backend> Sandbox<'_, S> {
         }
     }
 
-    /// Feeds the inputs of one moment, then lets the candidate's rules react.
+    /// Feeds the inputs of one moment and lets the candidate's rules react, in one
+    /// transaction (as a command and its rules commit together).
     fn flush(&mut self, pending: &mut Vec<RecordedEvent>) -> Result<(), BacktestError> {
         let Some(first) = pending.first() else {
             return Ok(());
@@ -445,91 +502,44 @@ impl<S: Backend> Sandbox<'_, S> {
         self.advance(t)?;
         let last = pending.last().map_or(first.position, |r| r.position);
         self.group = Some((first.position, last, self.db.last_position()?));
-        for rec in pending.drain(..) {
+        let Sandbox {
+            db,
+            runtime,
+            config,
+            live,
+            mine,
+            next_ids,
+            active,
+            ..
+        } = self;
+        let outcomes = db.write(Stamp::At(t), |ws| {
+            let mut outcomes = Vec::with_capacity(pending.len());
+            for rec in pending.iter() {
+                outcomes.push(feed(ws, config, live, mine, next_ids, rec, t)?);
+            }
+            if *active {
+                runtime.react_in(ws, t)?;
+            }
+            Ok::<_, BacktestError>(outcomes)
+        })?;
+        for (rec, outcome) in pending.drain(..).zip(outcomes) {
             self.inputs += 1;
-            if let Err(reason) = self.input(&rec, t)? {
-                let subject = self.live.name(rec.stream);
-                if self.in_window(t) {
-                    self.comparison.diverged(Divergence {
-                        subject,
-                        position: rec.position,
-                        at: t,
-                        kind: rec.event_type.clone(),
-                        actor: rec.actor.clone(),
-                        reason,
-                    });
-                }
-            } else if self.in_window(t) {
-                self.comparison.touch(&self.live.name(rec.stream));
+            if !self.in_window(t) {
+                continue;
+            }
+            match outcome {
+                Ok(()) => self.comparison.touch(&self.live.name(rec.stream)),
+                Err(reason) => self.comparison.diverged(Divergence {
+                    subject: self.live.name(rec.stream),
+                    position: rec.position,
+                    at: t,
+                    kind: rec.event_type.clone(),
+                    actor: rec.actor.clone(),
+                    reason,
+                }),
             }
         }
-        if self.active {
-            self.runtime.process(self.db, t)?;
-        }
         self.drain()
-    }
-
-    /// Feeds one input in a transaction of its own; `Ok(Err(why))` for a divergence (nothing
-    /// appended).
-    fn input(
-        &mut self,
-        rec: &RecordedEvent,
-        t: DateTime<Utc>,
-    ) -> Result<Result<(), String>, BacktestError> {
-        let event = rec.decode().map_err(WorkspaceError::from)?;
-        let name = self.live.name(rec.stream);
-        let actor: Actor = rec.actor.parse().unwrap_or(Actor::System);
-        let meta = EventMeta::root(t, actor);
-        let (live, mine) = (&self.live, &self.mine);
-        let map = |s: StreamId| mine.stream.get(&live.name(s)).copied();
-        if creates(&event) {
-            let kind = rec.stream.kind;
-            let next = self.next_ids.entry(kind).or_insert(1);
-            let stream = StreamId::new(kind, *next);
-            let moved = match remap(rec, stream.id, &map) {
-                Ok(e) => e,
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            self.db.write(Stamp::At(t), |ws| {
-                let version = ws.version(stream)?;
-                ws.append(stream, version, &[moved], &meta).map(|_| ())
-            })?;
-            *next += 1;
-            self.mine.set(stream, name);
-            return Ok(Ok(()));
-        }
-        let Some(stream) = map(rec.stream) else {
-            return Ok(Err(format!(
-                "{name} does not exist under the candidate rules"
-            )));
-        };
-        let config = &self.config;
-        if let Some(cmd) = command_of(stream, &event) {
-            return Ok(
-                match self
-                    .db
-                    .write(Stamp::At(t), |ws| ws.execute(config, &cmd, &meta))
-                {
-                    Ok(_) => Ok(()),
-                    Err(WorkspaceError::Rejected(r)) => Err(format!("refused: {r}")),
-                    Err(e) => return Err(e.into()),
-                },
-            );
-        }
-        let moved = match remap(rec, stream.id, &map) {
-            Ok(e) => e,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        self.db
-            .write(Stamp::At(t), |ws| {
-                if ws.load(stream)?.is_none() {
-                    return Ok(Err(format!("{name} was deleted under the candidate rules")));
-                }
-                let version = ws.version(stream)?;
-                ws.append(stream, version, &[moved], &meta)?;
-                Ok::<_, WorkspaceError>(Ok(()))
-            })
-            .map_err(BacktestError::from)
     }
 
     /// Feeds an external robot's recorded outcome to the candidate's same request.

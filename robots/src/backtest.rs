@@ -357,7 +357,9 @@ fn feed(
         return Ok(Ok(()));
     }
     let Some(stream) = lookup(mine, rec.stream) else {
-        return Ok(Err(format!("{name} does not exist under the candidate rules")));
+        return Ok(Err(format!(
+            "{name} does not exist under the candidate rules"
+        )));
     };
     if let Some(cmd) = command_of(stream, &event) {
         return match ws.execute(config, &cmd, &meta) {
@@ -407,7 +409,7 @@ fn count_failure(
 
 impl<S: Backend> Sandbox<'_, S> {
     fn in_window(&self, at: DateTime<Utc>) -> bool {
-        !self.opts.since.is_some_and(|s| at < s) && !self.opts.until.is_some_and(|u| at > u)
+        self.opts.since.is_none_or(|s| at >= s) && self.opts.until.is_none_or(|u| at <= u)
     }
 
     /// Puts the candidate in force at `t`.

@@ -10,6 +10,9 @@
 //! LEADFLOW_BENCH_EVENTS=20000 cargo bench --profile dev -p leadflow-tests --bench backtest
 //! ```
 //!
+//! `LEADFLOW_BENCH_SANDBOX=memory` puts the backtest's sandbox in SQLite's memory instead of
+//! the scratch file `leadflow backtest` uses.
+//!
 //! The log is made by seed scenarios A's and B's rules on a virtual clock: rounds of web leads
 //! assigned round robin, taken in work (a qualification deadline, a notification), half of
 //! them qualified by hand and sent to a transfer stage (a contact and a deal), the others left
@@ -218,7 +221,14 @@ fn main() -> Result<()> {
     let sandbox_path = dir.join("sandbox.db");
     leadflow_store::remove_database(&sandbox_path);
     let t = Instant::now();
-    let mut sandbox = Store::open(&sandbox_path, &options(Synchronous::Off))?;
+    // `LEADFLOW_BENCH_SANDBOX=memory`: the sandbox in SQLite's memory instead of a scratch
+    // file (what `leadflow backtest` uses), to compare the two.
+    let in_memory = std::env::var("LEADFLOW_BENCH_SANDBOX").is_ok_and(|v| v == "memory");
+    let mut sandbox = if in_memory {
+        Store::open_in_memory()?
+    } else {
+        Store::open(&sandbox_path, &options(Synchronous::Off))?
+    };
     let done = run(
         &store,
         &mut sandbox,
@@ -259,7 +269,15 @@ fn main() -> Result<()> {
         );
     };
     row("replay (projections rebuilt)", head, replay);
-    row("backtest, live rule set (0 differences)", head, backtest);
+    row(
+        if in_memory {
+            "backtest, live rule set (0 differences), sandbox in memory"
+        } else {
+            "backtest, live rule set (0 differences), sandbox a scratch file"
+        },
+        head,
+        backtest,
+    );
     row("show --as-of the middle", mid, as_of_mid);
     row("show --as-of near the end (95%)", late, as_of_late);
     row("replay --until mid --into FILE", mid, replay_into);

@@ -448,3 +448,49 @@ fn backtesting_the_demos_rules_on_its_week_finds_no_difference_and_dropping_a_ru
         d["summary"]
     );
 }
+
+#[test]
+fn an_external_robots_recorded_answer_is_fed_to_the_same_request_and_the_robot_never_runs_again() {
+    let env = Env::new();
+    let runs = env.path().join("runs");
+    // Counts its runs in a file and answers with an action.
+    let script = format!(
+        "cat >/dev/null; echo run >> '{}'; echo '{{\"actions\": [{{\"set_field\": {{\"field\": \"material\", \"value\": \"granite\"}}}}]}}'",
+        runs.display()
+    );
+    let rule = format!(
+        "[[rules]]\nid = \"ext\"\ntrigger = {{ on = \"created\", entity = \"lead\" }}\n[[rules.robots]]\nrobot = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", {}]\ntimeout = \"60s\"\n",
+        serde_json::to_string(&script).unwrap()
+    );
+    env.write_rules("ext.toml", &rule);
+    env.ok(&[
+        "lead",
+        "create",
+        "--name",
+        "Olga",
+        "--phone",
+        "8 912 345-67-89",
+    ]);
+    let types = env.log_types();
+    assert!(types.iter().any(|t| t == "robot.completed"), "{types:?}");
+    assert!(types.iter().any(|t| t == "lead.updated"), "{types:?}");
+    let v = json(&env, &["backtest", "rules"]);
+    assert_eq!(v["identical"], true, "{v:#}");
+    assert_eq!(v["by_type"]["lead.updated"]["candidate"], 1, "{v:#}");
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap().lines().count(),
+        1,
+        "the sandbox ran the external robot"
+    );
+    // A candidate that does not ask: the recorded answer has nowhere to go.
+    let dir = candidate(&env, "none", &[("empty.toml", "")]);
+    let d = json(&env, &["backtest", &dir]);
+    assert_eq!(d["divergences"], 1, "{d:#}");
+    let lead = &d["differing"][0];
+    assert_eq!(lead["subject"], "lead-1");
+    let reason = lead["divergences"][0]["reason"].as_str().unwrap();
+    assert_eq!(
+        reason, "the candidate made no request of lead-1 by ext to command",
+        "{d:#}"
+    );
+}

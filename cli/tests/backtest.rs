@@ -494,3 +494,55 @@ fn an_external_robots_recorded_answer_is_fed_to_the_same_request_and_the_robot_n
         "{d:#}"
     );
 }
+
+#[test]
+fn with_a_rule_set_changed_midway_as_recorded_reproduces_the_history_and_the_folder_differs_only_after()
+ {
+    let env = Env::with_rules("assign.toml", ASSIGN);
+    env.write_rules("qualify.toml", QUALIFY);
+    let create = |name: &str, phone: &str, at: &str| {
+        env.ok(&[
+            "--as", "petrova", "--now", at, "lead", "create", "--name", name, "--phone", phone,
+            "--source", "web_form",
+        ]);
+    };
+    let take = |id: &str, at: &str| {
+        let log = env.log();
+        let to = log
+            .iter()
+            .rev()
+            .find(|e| e["type"] == "lead.assigned" && e["stream"] == format!("lead-{id}"))
+            .unwrap_or_else(|| panic!("lead-{id} was assigned: {log:#?}"))["payload"]["to"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        env.ok(&["--as", &to, "--now", at, "lead", "move", id, "in_work"]);
+    };
+    create("Olga", "8 912 345-67-89", "2026-03-02 12:00");
+    take("1", "2026-03-02 12:30");
+    create("Ivan", "8 912 000-00-01", "2026-03-02 13:00");
+    // The task rule changes: the command after the change (taking lead-2 in work) is
+    // reacted to by the new set, which is activated in its run.
+    env.write_rules(
+        "qualify.toml",
+        &QUALIFY.replace("due = \"1d\"", "due = \"2d\""),
+    );
+    take("2", "2026-03-02 13:30");
+    let sets = env
+        .log()
+        .iter()
+        .filter(|e| e["type"] == "ruleset.activated")
+        .count();
+    assert_eq!(sets, 2);
+    let recorded = json(&env, &["backtest", "--as-recorded"]);
+    assert_eq!(recorded["identical"], true, "{recorded:#}");
+    // The folder (the second set) from the start: only lead-1's task differs.
+    let folder = json(&env, &["backtest", "rules"]);
+    let subjects: Vec<&str> = folder["differing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["task by qualify from lead-1"], "{folder:#}");
+}

@@ -290,10 +290,14 @@ pub fn run<L: Backend, S: Backend>(
                 pending.push(rec);
                 continue;
             }
-            sb.flush(&mut pending)?;
+            // An activation comes right after the command whose rules run activated it: that
+            // command's inputs wait for it.
+            if r != Role::Activation {
+                sb.flush(&mut pending)?;
+            }
             sb.live.note(live, &rec)?;
             match r {
-                Role::Activation => sb.activation(&rec, t)?,
+                Role::Activation => sb.activation(&rec, t, &mut pending)?,
                 Role::Outcome => sb.outcome(&rec, t)?,
                 Role::Effect => {
                     let name = |s: StreamId| sb.live.name(s);
@@ -422,16 +426,20 @@ impl<S: Backend> Sandbox<'_, S> {
 
     /// A live rule-set activation: the first puts the candidate in force; with
     /// `--as-recorded`, each one puts its own set in force.
-    fn activation(&mut self, rec: &RecordedEvent, t: DateTime<Utc>) -> Result<(), BacktestError> {
-        if self.active && self.opts.as_recorded {
-            self.advance(t)?;
-        }
-        if self.opts.as_recorded
-            && let Ok(Event::RulesetActivated(set)) = rec.decode()
-        {
-            self.runtime = self.recorded(&set, rec.position)?;
-        }
+    fn activation(
+        &mut self,
+        rec: &RecordedEvent,
+        t: DateTime<Utc>,
+        pending: &mut Vec<RecordedEvent>,
+    ) -> Result<(), BacktestError> {
         if !self.active {
+            // Fed before any rule set is in force (`flush` runs no rules then).
+            self.flush(pending)?;
+            if self.opts.as_recorded
+                && let Ok(Event::RulesetActivated(set)) = rec.decode()
+            {
+                self.runtime = self.recorded(&set, rec.position)?;
+            }
             // The CLI starts the rules' cursor before the command that activates the rule
             // set, so the rules react to that command's events: the same here.
             if let Some((_, last, head)) = self.group
@@ -447,11 +455,24 @@ impl<S: Backend> Sandbox<'_, S> {
             self.activate(t)?;
             // Processed as the live runtime did after that command.
             self.runtime.process(self.db, t)?;
-            self.drain()?;
-        } else if self.opts.as_recorded {
-            self.activate(t)?;
+            return self.drain();
         }
-        Ok(())
+        if !self.opts.as_recorded {
+            // The candidate stays in force.
+            return self.flush(pending);
+        }
+        // The timers due before it fire under the set in force until then; the command it
+        // came with is decided, and reacted to, under the new one (which `react_in`
+        // activates after the command's events, as the CLI does).
+        self.advance(t)?;
+        if let Ok(Event::RulesetActivated(set)) = rec.decode() {
+            self.runtime = self.recorded(&set, rec.position)?;
+        }
+        if pending.is_empty() {
+            self.activate(t)
+        } else {
+            self.flush(pending)
+        }
     }
 
     /// The runtime of a recorded rule set.

@@ -422,7 +422,7 @@ impl Diff {
             .by_rule
             .iter()
             .map(|(r, c)| (r, c.candidate as i64 - c.live as i64))
-            .filter(|(_, d)| *d != 0)
+            .filter(|(r, d)| *d != 0 && r.as_str() != "system")
             .collect();
         rules.sort_by_key(|(r, d)| (-d.abs(), (*r).clone()));
         for (r, d) in rules.iter().take(5) {

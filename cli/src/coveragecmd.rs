@@ -22,6 +22,9 @@ struct Row {
     rule: String,
     matched: u64,
     condition_false: u64,
+    /// Matched and its condition held: its robots ran (or were put off).
+    fired: u64,
+    /// Firings that left an effect in the log (a robot with nothing to do leaves none).
     acted: u64,
     failed: u64,
 }
@@ -56,6 +59,7 @@ pub(crate) fn coverage(cli: &Cli, args: &CoverageArgs) -> Result<(), CliError> {
                 rule: id.clone(),
                 matched: m.matched,
                 condition_false: m.condition_false,
+                fired: m.matched.saturating_sub(m.condition_false),
                 acted: fired.saturating_sub(failed),
                 failed,
             }
@@ -76,12 +80,20 @@ pub(crate) fn coverage(cli: &Cli, args: &CoverageArgs) -> Result<(), CliError> {
         return Ok(());
     }
     outln!("coverage of {source} over {} events", done.events);
-    let mut t = Table::new(&["RULE", "MATCHED", "CONDITION FALSE", "ACTED", "FAILED"]);
+    let mut t = Table::new(&[
+        "RULE",
+        "MATCHED",
+        "CONDITION FALSE",
+        "FIRED",
+        "ACTED",
+        "FAILED",
+    ]);
     for r in &rows {
         t.row(vec![
             r.rule.clone(),
             r.matched.to_string(),
             r.condition_false.to_string(),
+            r.fired.to_string(),
             r.acted.to_string(),
             r.failed.to_string(),
         ]);

@@ -317,6 +317,7 @@ fn coverage_counts_matches_false_conditions_robot_runs_and_rules_that_never_matc
         "{v:#}"
     );
     assert_eq!(row("qualify")["matched"], 1);
+    assert_eq!(assign["fired"], 1);
     assert_eq!(row("qualify")["acted"], 1);
     assert_eq!(row("nudge")["acted"], 1);
     assert_eq!(v["never_matched"], serde_json::json!(["won-deal"]));

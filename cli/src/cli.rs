@@ -32,6 +32,7 @@ pub(crate) const READ_ONLY: &[&[&str]] = &[
     &["backup"],
     &["export"],
     &["report"],
+    &["backtest"],
 ];
 
 /// The command line with the global options propagated to every command, and the
@@ -73,7 +74,12 @@ pub(crate) fn command() -> clap::Command {
         cmd = hide(cmd, path, &["rules", "synchronous", "backdate"]);
     }
     // Checking rules uses --rules but writes nothing; replay writes but runs no rules.
-    for path in [&["rules"][..], &["rules", "check"], &["rules", "schema"]] {
+    for path in [
+        &["rules"][..],
+        &["rules", "check"],
+        &["rules", "schema"],
+        &["rules", "coverage"],
+    ] {
         cmd = hide(cmd, path, &["synchronous", "backdate"]);
     }
     cmd = hide(cmd, &["replay"], &["rules"]);
@@ -271,6 +277,43 @@ pub(crate) enum Command {
     /// The head of sales' reports: funnel, conversion, plan, time in stage, traffic light…
     /// (docs/REPORTS.md defines every figure and its SQL)
     Report(ReportArgs),
+    /// Re-run the log's inputs with a candidate rule set in a sandbox (never the live
+    /// database) and show which robots' effects would differ, per lead and deal
+    /// (docs/RULES.md, "Backtest and coverage")
+    Backtest(BacktestArgs),
+}
+
+/// `backtest`.
+#[derive(Debug, Args)]
+pub(crate) struct BacktestArgs {
+    /// The candidate rule folder (with --as-recorded, the rule sets the log recorded are used
+    /// instead, and this may be left out)
+    #[arg(required_unless_present = "as_recorded")]
+    pub rules_dir: Option<PathBuf>,
+    /// Compare the effects from this time on (the sandbox still runs from the log's start)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Stop at this time [default: the log's end]
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Show only this lead (and the deals, contacts, companies and tasks made from it); repeatable
+    #[arg(long = "lead", value_name = "ID")]
+    pub leads: Vec<i64>,
+    /// Run the rule set each `ruleset.activated` of the log put in force, from then on (the
+    /// equality check: the live history, reproduced)
+    #[arg(long)]
+    pub as_recorded: bool,
+}
+
+/// `rules coverage`.
+#[derive(Debug, Args)]
+pub(crate) struct CoverageArgs {
+    /// The period starts here [default: the log's start]
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// The period ends here [default: the log's end]
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
 }
 
 /// `replay`.
@@ -577,6 +620,10 @@ pub(crate) enum RulesCmd {
         #[arg(long)]
         generic: bool,
     },
+    /// Per rule of the set in force (or of the --rules folder, run through the backtest
+    /// sandbox): how often its trigger matched, its condition said no, its robots acted or
+    /// failed, and which rules never matched
+    Coverage(CoverageArgs),
 }
 
 /// Options shared by every command that changes an existing lead or deal.

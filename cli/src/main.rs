@@ -9,9 +9,11 @@
 #[macro_use]
 mod output;
 mod automation;
+mod backtestcmd;
 mod backupcmd;
 mod cli;
 mod configcmd;
+mod coveragecmd;
 mod ctx;
 mod demo;
 mod entity;
@@ -97,6 +99,8 @@ fn access(command: &Command) -> Access {
         // Backup and export read the log as it is; restore and import-log replace the file.
         Command::Backup(_) | Command::Export(_) => return Access::Log,
         Command::Restore(_) | Command::ImportLog(_) => false,
+        // The sandbox is a scratch database: the live one is only read.
+        Command::Backtest(_) => true,
     };
     if reads { Access::Read } else { Access::Write }
 }
@@ -107,6 +111,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             init::init(dir.as_deref().unwrap_or(std::path::Path::new(".")), force)
         }
         Command::Demo(args) => demo::demo(args),
+        // Coverage reads the database (the other `rules` subcommands need none).
+        Command::Rules(cli::RulesCmd::Coverage(ref a)) => coveragecmd::coverage(&cli, a),
         Command::Rules(cmd) => {
             rulescmd::rules(cli.config.as_deref(), cli.rules.as_deref(), cli.json, cmd)
         }
@@ -155,6 +161,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::History(a) => history::history(&ctx, a),
                 Command::Explain(a) => history::explain(&ctx, a),
                 Command::Report(a) => reportcmd::report(&ctx, a),
+                Command::Backtest(a) => backtestcmd::backtest(&ctx, a),
                 Command::Init { .. }
                 | Command::Demo(_)
                 | Command::Rules(_)
@@ -253,6 +260,8 @@ mod tests {
         &["export"],
         &["import-log", "log.jsonl"],
         &["report", "funnel"],
+        &["backtest", "rules"],
+        &["rules", "coverage"],
     ];
 
     fn parse(args: &[&str]) -> Result<Cli, String> {

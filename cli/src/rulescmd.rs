@@ -64,5 +64,6 @@ pub(crate) fn rules(
             json_pretty(&json_schema(&Registry::builtin(), config.as_ref()));
             Ok(())
         }
+        RulesCmd::Coverage(_) => unreachable!("main runs coverage with the database"),
     }
 }

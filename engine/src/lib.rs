@@ -6,6 +6,7 @@
 //! command touches, and the time from a [`Clock`], and get back events or a [`Rejection`].
 
 pub mod access;
+pub mod backtest;
 pub mod calendar;
 pub mod clock;
 pub mod command;

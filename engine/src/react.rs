@@ -362,8 +362,19 @@ pub fn plan(
     (calls[..i].to_vec(), then)
 }
 
+/// Watches the rules' reactions, for `rules coverage`: told each time a rule's trigger matches
+/// and each time its condition then says no. Nobody watches the live runtime (the calls are
+/// behind an `Option`).
+pub trait Observer: Send + Sync {
+    /// Rule `rule`'s trigger (and its filters) matched an event at `now`.
+    fn matched(&self, rule: &str, now: DateTime<Utc>);
+    /// Rule `rule`'s condition was false at `now`.
+    fn condition_false(&self, rule: &str, now: DateTime<Utc>);
+}
+
 /// The reaction to one event: the [`Step`]s its rules take, one at a time.
 pub struct Reaction<'r> {
+    observer: Option<&'r dyn Observer>,
     config: &'r Config,
     is_external: &'r dyn Fn(&str) -> bool,
     rec: &'r RecordedEvent,
@@ -424,6 +435,7 @@ impl<'r> Reaction<'r> {
                 .collect()
         };
         Reaction {
+            observer: None,
             config,
             is_external,
             rec,
@@ -438,6 +450,12 @@ impl<'r> Reaction<'r> {
             depth: None,
             stopped: false,
         }
+    }
+
+    /// Tells `observer` which rules matched and which conditions said no.
+    pub fn observed_by(mut self, observer: Option<&'r dyn Observer>) -> Reaction<'r> {
+        self.observer = observer;
+        self
     }
 
     /// How many rules fired (ran robots or put them off), delayed robots resuming included.
@@ -502,6 +520,9 @@ impl<'r> Reaction<'r> {
         if !trigger_applies(rule, self.event, state.as_ref()) {
             return Ok(None);
         }
+        if let Some(o) = self.observer {
+            o.matched(&rule.id, self.now);
+        }
         let depth = match self.depth {
             Some(d) => d,
             None => *self.depth.insert(chain_depth(view, self.rec)?),
@@ -538,7 +559,12 @@ impl<'r> Reaction<'r> {
             )?;
             match cond.eval(&vars) {
                 Ok(true) => {}
-                Ok(false) => return Ok(None),
+                Ok(false) => {
+                    if let Some(o) = self.observer {
+                        o.condition_false(&rule.id, self.now);
+                    }
+                    return Ok(None);
+                }
                 Err(m) => {
                     return Ok(Some(Step::Incident {
                         kind: "condition_failed",

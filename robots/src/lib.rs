@@ -4,6 +4,7 @@
 //! an implementation of the [`Robot`] trait; the [`Registry`] holds both. The [`runtime`]
 //! matches the log's events to rules and runs their robots, exactly once per event.
 
+pub mod backtest;
 pub mod builtin;
 pub mod client;
 pub mod context;

@@ -20,7 +20,7 @@ use leadflow_engine::event::{
     DelayedRobot, IncidentRecorded, RobotsDelayed, RuleFile, RulesetActivated,
 };
 use leadflow_engine::ids::StageId;
-use leadflow_engine::react::{Reaction, Step, Then, responsible_of, subject_of};
+use leadflow_engine::react::{Observer, Reaction, Step, Then, responsible_of, subject_of};
 use leadflow_engine::rules::RuleSet;
 use leadflow_engine::stored::RecordedEvent;
 use leadflow_engine::workspace::{Backend, Stamp, Workspace, WorkspaceError};
@@ -33,7 +33,7 @@ pub use requests::PendingCall;
 pub use timers::{Advanced, TICKS_PER_INSTANT};
 
 /// The cursor's name in `rule_cursor`.
-const CURSOR: &str = "rules";
+pub const CURSOR: &str = "rules";
 
 /// The types of the events that fire timers: their cause is the event that set the timer, not
 /// a trigger the rules reacted to.
@@ -80,6 +80,11 @@ pub struct Runtime {
     hash: String,
     /// Stamps `recorded_at`; `None`: the business time given to each call stamps both.
     wall: Option<Arc<dyn Clock>>,
+    /// Told which rules match and which conditions say no (`rules coverage`); `None` in
+    /// the live runtime.
+    observer: Option<Arc<dyn Observer>>,
+    /// A backtest's sandbox: external robots are never run (their recorded outcomes are fed).
+    sandboxed: bool,
 }
 
 /// The SHA-256 of a rule set's files (paths and texts), hex.
@@ -119,7 +124,22 @@ impl Runtime {
             registry,
             hash,
             wall: None,
+            observer: None,
+            sandboxed: false,
         }
+    }
+
+    /// A runtime for a backtest's sandbox: it never runs an external robot (the requests stay
+    /// pending until the backtest feeds the live history's outcome) and never wakes for one.
+    pub fn sandboxed(mut self) -> Runtime {
+        self.sandboxed = true;
+        self
+    }
+
+    /// Tells `observer` which rules' triggers match and which conditions say no.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Runtime {
+        self.observer = Some(observer);
+        self
     }
 
     /// Stamps the `recorded_at` of everything this runtime commits with `clock` (the wall
@@ -270,6 +290,9 @@ impl Runtime {
         mine: &mut Vec<i64>,
     ) -> Result<Report, RobotError> {
         let mut total = self.process_rules(db, now, mine)?;
+        if self.sandboxed {
+            return Ok(total);
+        }
         while self.run_requests(db, now, mine)? > 0 {
             total.add(&self.process_rules(db, now, mine)?);
         }
@@ -401,7 +424,8 @@ impl Runtime {
     ) -> Result<(), RobotError> {
         let event = rec.decode()?;
         let is_external = |robot: &str| self.registry.call(robot).is_some();
-        let mut reaction = Reaction::new(&self.rules, &self.config, rec, &event, now, &is_external);
+        let mut reaction = Reaction::new(&self.rules, &self.config, rec, &event, now, &is_external)
+            .observed_by(self.observer.as_deref());
         while let Some(step) = reaction.next_step(ws)? {
             match step {
                 Step::Cancel(events) => {

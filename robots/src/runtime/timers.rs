@@ -303,7 +303,11 @@ impl Runtime {
             self.next_due(db)?,
             self.next_schedule(now),
             self.next_idle(db, now)?,
-            self.next_request(db)?,
+            if self.sandboxed {
+                None
+            } else {
+                self.next_request(db)?
+            },
         ]
         .into_iter()
         .flatten()

@@ -312,7 +312,7 @@ pub(crate) async fn visible_entity(
     id: &str,
 ) -> Result<Entity, ApiError> {
     caller.may(state, &Want::new(Resource::of_stream(kind), Action::Read))?;
-    let stream = StreamId::new(kind, id_of(kind, &id)?);
+    let stream = StreamId::new(kind, id_of(kind, id)?);
     let (entity, pipeline) = state
         .readers
         .read(move |s| {

@@ -26,6 +26,7 @@ use serde_json::{Map, Value, json};
 pub(crate) struct Ui {
     signed: Option<Signed>,
     headers: HeaderMap,
+    ip: Option<std::net::IpAddr>,
 }
 
 impl FromRequestParts<AppState> for Ui {
@@ -38,6 +39,7 @@ impl FromRequestParts<AppState> for Ui {
         Ok(Ui {
             signed,
             headers: parts.headers.clone(),
+            ip: crate::auth::client_ip(parts),
         })
     }
 }
@@ -95,8 +97,7 @@ pub(crate) async fn login_form(State(state): State<AppState>, ui: Ui) -> Respons
 /// its cookie, or the form again with 401.
 pub(crate) async fn login(
     State(state): State<AppState>,
-    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
+    ui: Ui,
     body: axum::body::Bytes,
 ) -> Response {
     let again = |status: StatusCode, e: &ApiError| {
@@ -108,7 +109,7 @@ pub(crate) async fn login(
             json!({"problem": e.to_string()}),
         )
     };
-    if let Err(e) = session::same_origin(&headers) {
+    if let Err(e) = session::same_origin(&ui.headers) {
         return again(StatusCode::FORBIDDEN, &e);
     }
     let secret = form_urlencoded::parse(&body)
@@ -120,7 +121,7 @@ pub(crate) async fn login(
         return again(StatusCode::BAD_REQUEST, &e);
     }
     let hash = leadflow_engine::access::secret_hash(&secret);
-    match crate::auth::authenticate_hash(&state, Some(addr.ip()), hash.clone(), None).await {
+    match crate::auth::authenticate_hash(&state, ui.ip, hash.clone(), None).await {
         Ok(_) => match state.sessions.open(hash) {
             Ok((id, _)) => {
                 let mut r = Redirect::to("/ui/").into_response();
@@ -341,7 +342,7 @@ async fn list_page(
         "plural": entities::plural(kind),
         "items": items,
         "next": next,
-        "paged": param(raw.as_deref(), "cursor") != "",
+        "paged": !param(raw.as_deref(), "cursor").is_empty(),
         "form": {
             "q": param(raw.as_deref(), "q"),
             "stage": param(raw.as_deref(), "stage"),

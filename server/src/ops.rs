@@ -290,9 +290,7 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(json_bare_errors))
         .layer(axum::middleware::from_fn(observe))
-        .layer(tower_http::sensitive_headers::SetSensitiveHeadersLayer::new(
-            secret_headers,
-        ))
+        .layer(tower_http::sensitive_headers::SetSensitiveHeadersLayer::new(secret_headers))
 }
 
 #[cfg(test)]

@@ -42,6 +42,10 @@ impl World {
     }
 
     fn with(cfg: leadflow_engine::Config) -> World {
+        World::with_rules(cfg, "")
+    }
+
+    fn with_rules(cfg: leadflow_engine::Config, rules: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("leadflow.db");
         leadflow_store::Store::open(&db, &leadflow_store::Options::default()).unwrap();
@@ -49,7 +53,7 @@ impl World {
             .iter()
             .map(|(name, role, employee)| (*name, make_token(&db, &cfg, name, role, *employee)))
             .collect();
-        let server = Server::start_on(db, cfg, "");
+        let server = Server::start_on(db, cfg, rules);
         let c = server.client();
         let lead = c.post(
             "/api/v1/leads",
@@ -403,6 +407,64 @@ fn a_move_and_an_assignment_from_the_card_are_recorded_with_the_token_as_actor()
     assert_eq!(lead["responsible"], "petrova");
 }
 
+/// A rule with a condition, and a deadline the card shows pending.
+const RULES: &str = r#"
+[[rules]]
+id = "first-line-round-robin"
+trigger = { on = "created", entity = "lead" }
+condition = '!has(lead.responsible)'
+
+  [[rules.robots]]
+  robot = "assign"
+  strategy = "round_robin"
+  team = "first_line"
+
+  [[rules.robots]]
+  robot = "schedule_deadline"
+  name = "qualification"
+  after = "2h"
+  working_time = true
+"#;
+
+#[test]
+fn a_card_names_the_rule_behind_a_robots_event_and_explain_shows_its_condition() {
+    let w = World::with_rules(config(), RULES);
+    let r = w
+        .server
+        .client()
+        .post("/api/v1/leads", &json!({"name": "Без ответственного"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+    let b = w.browser("head");
+    let card = b.get(&format!("/ui/leads/{id}")).text();
+    assert!(card.contains("first-line-round-robin"), "{card}");
+    assert!(card.contains("deadline «qualification»"), "{card}");
+    // The assignment's explanation: the rule, its rule set, the condition and what it read.
+    let log = w
+        .server
+        .client()
+        .get(&format!(
+            "/api/v1/events?stream=lead-{id}&type=lead.assigned"
+        ))
+        .json();
+    let assigned = log["events"][0]["position"].as_i64().unwrap();
+    let page = b.get(&format!("/ui/explain/{assigned}"));
+    assert_page(&page, 200, "explain");
+    let text = page.text();
+    for want in [
+        "first-line-round-robin",
+        "!has(lead.responsible)",
+        "→ true",
+        "lead.responsible",
+        "(absent)",
+    ] {
+        assert!(
+            text.contains(&want.replace('\'', "&#x27;")),
+            "{want}: {text}"
+        );
+    }
+}
+
 #[test]
 fn bad_input_gets_a_4xx_page_and_appends_nothing() {
     let w = World::new();
@@ -533,6 +595,13 @@ fn the_pages_speak_russian_when_the_configuration_says_so() {
         page.contains("Лиды") && page.contains("Ответственный"),
         "{page}"
     );
+    // The reports' charts and tables too.
+    let page = b.get("/ui/").text();
+    assert!(
+        page.contains("Воронка: лиды, дошедшие до каждой стадии") && page.contains("% ОТ ВСЕХ"),
+        "{page}"
+    );
+    assert!(!page.contains("Funnel: leads that reached"), "{page}");
     let en = World::new();
     let login = Browser::new(en.server.addr).get("/ui/login").text();
     assert!(

@@ -106,6 +106,42 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("refused", "Refused", "Отказано"),
 ];
 
+/// What the reports say (`leadflow_report`: table headers, chart titles and series) in
+/// Russian; in English they stay as the CLI prints them.
+const REPORT_WORDS: &[(&str, &str)] = &[
+    ("STAGE", "СТАДИЯ"),
+    ("NAME", "НАЗВАНИЕ"),
+    ("REACHED", "ДОШЛИ"),
+    ("NOW", "СЕЙЧАС"),
+    ("% OF ALL", "% ОТ ВСЕХ"),
+    ("% OF PREVIOUS", "% ОТ ПРЕДЫДУЩЕЙ"),
+    ("CLIENT", "КЛИЕНТ"),
+    ("MANAGER", "МЕНЕДЖЕР"),
+    ("LIGHT", "СВЕТ"),
+    ("REASONS", "ПРИЧИНЫ"),
+    (
+        "Funnel: leads that reached each stage",
+        "Воронка: лиды, дошедшие до каждой стадии",
+    ),
+    ("reached", "дошли"),
+    (
+        "Managers (the worst light of their clients)",
+        "Менеджеры (худший цвет их клиентов)",
+    ),
+    ("Clients", "Клиенты"),
+];
+
+/// A report's text in `language` (itself when there is no translation).
+pub(crate) fn report_word(language: Language, text: &str) -> String {
+    match language {
+        Language::En => text.to_owned(),
+        Language::Ru => REPORT_WORDS
+            .iter()
+            .find(|(en, _)| *en == text)
+            .map_or_else(|| text.to_owned(), |(_, ru)| (*ru).to_owned()),
+    }
+}
+
 /// The pages' words in `language`, by key.
 pub(crate) fn words(language: Language) -> BTreeMap<&'static str, &'static str> {
     WORDS

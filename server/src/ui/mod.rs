@@ -13,7 +13,7 @@
 //! `session` is signing in and the guards of every POST; `i18n` the pages' words (`[ui]
 //! language`); `pages` the handlers.
 
-mod i18n;
+pub(crate) mod i18n;
 mod pages;
 pub mod session;
 

@@ -232,6 +232,8 @@ async fn dashboard_page(
     }
     let config = state.config.clone();
     let now = state.clock.now();
+    let language = state.config.ui.language;
+    let word = move |t: &str| super::i18n::report_word(language, t);
     let reports = state
         .readers
         .read(move |st| {
@@ -239,14 +241,25 @@ async fn dashboard_page(
             for kind in [Kind::Funnel, Kind::TrafficLight] {
                 let scope = Scope::resolve(&config, kind, &filters, now, None)?;
                 let params = scope.params(&config, kind);
-                let built = build(&*st, &config, kind, &scope, &params)?;
+                let mut built = build(&*st, &config, kind, &scope, &params)?;
+                for chart in &mut built.charts {
+                    match chart {
+                        charts::Chart::Bars { title, series, .. } => {
+                            *title = word(title);
+                            for s in series {
+                                s.name = word(&s.name);
+                            }
+                        }
+                        charts::Chart::Grid { title, .. } => *title = word(title),
+                    }
+                }
                 let tz = config.calendar.timezone;
                 out.push(json!({
                     "kind": kind.name(),
                     "pipeline": scope.pipeline.name,
                     "period": format!("{} – {}", time(tz, scope.since), time(tz, scope.until)),
                     "charts": built.charts.iter().map(charts::svg).collect::<Vec<_>>(),
-                    "headers": built.headers,
+                    "headers": built.headers.iter().map(|h| word(h)).collect::<Vec<_>>(),
                     "rows": built.rows,
                     "notes": built.notes,
                 }));

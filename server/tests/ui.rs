@@ -13,7 +13,7 @@
 //! reach a deal page, the charts render (SVG with bars). Without chromium and chromedriver
 //! that test says so and passes, except under `CI=true`, where it fails.
 
-use leadflow_testkit::http::{Response, send};
+use leadflow_testkit::http::{Conn, Response, send};
 use leadflow_testkit::serve::{ADMIN_SECRET, Server, make_token};
 use leadflow_testkit::{Db, config, config_from};
 use serde_json::{Value, json};
@@ -717,7 +717,11 @@ fn driver() -> Result<Driver, String> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        if send(addr, "GET", "/status", &[], b"").is_ok_and(|r| r.status == 200) {
+        // (chromedriver keeps connections open: a request reads its Content-Length.)
+        if Conn::open(addr)
+            .and_then(|mut c| c.send("GET", "/status", &[], b""))
+            .is_ok_and(|r| r.status == 200 && r.json()["value"]["ready"] == true)
+        {
             return Ok(d);
         }
         if std::time::Instant::now() > deadline {
@@ -734,14 +738,16 @@ fn console(driver: &Driver, session: &str) -> Vec<Value> {
         format!("/session/{session}/se/log"),
         format!("/session/{session}/log"),
     ] {
-        let r = send(
-            addr,
-            "POST",
-            &path,
-            &[("content-type", "application/json")],
-            br#"{"type":"browser"}"#,
-        )
-        .unwrap();
+        let r = Conn::open(addr)
+            .and_then(|mut c| {
+                c.send(
+                    "POST",
+                    &path,
+                    &[("content-type", "application/json")],
+                    br#"{"type":"browser"}"#,
+                )
+            })
+            .unwrap();
         if r.status == 200 {
             return r.json()["value"].as_array().cloned().unwrap_or_default();
         }

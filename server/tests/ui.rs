@@ -1,5 +1,6 @@
 //! The dashboard (`/` and `/ui/`), on a real socket: signing in with a good and a bad token
-//! (the session cookie HttpOnly and SameSite=Strict, signing out ends it), every page for each
+//! (the session cookie HttpOnly and SameSite=Strict, signing out or revoking the token ends
+//! it), every page for each
 //! role as `engine::access` says (a first-line token gets a 403 page for deals; an auditor
 //! sees no change form and its POSTs are refused), the CSRF guards (the session's form token
 //! and the origin) refusing with nothing appended, a move and an assignment from the card
@@ -239,6 +240,38 @@ fn a_good_token_signs_in_with_a_strict_cookie_and_a_bad_one_is_refused() {
     assert_eq!(r.status, 303);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
     assert_eq!(good.get("/ui/").status, 303);
+}
+
+#[test]
+fn a_revoked_token_ends_its_sessions() {
+    use leadflow_engine::{Actor, Command, EventMeta};
+    let w = World::new();
+    let b = w.browser("head");
+    assert_eq!(b.get("/ui/leads").status, 200);
+    // `leadflow token revoke head`, from another process's connection.
+    let mut store =
+        leadflow_store::Store::open(&w.server.db, &leadflow_store::Options::default()).unwrap();
+    store
+        .write_with(&leadflow_testkit::serve::Wall, |tx| {
+            tx.execute(
+                &config(),
+                &Command::RevokeToken {
+                    name: "head".into(),
+                },
+                &EventMeta::root(chrono::Utc::now(), Actor::System),
+            )
+        })
+        .unwrap();
+    drop(store);
+    // Within the token cache's lifetime the session is gone.
+    std::thread::sleep(
+        leadflow_server::auth::TOKEN_CACHE_TTL + std::time::Duration::from_millis(200),
+    );
+    let r = b.get("/ui/leads");
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/ui/login"));
+    // And it stays gone (the session was closed, not only refused once).
+    assert_eq!(b.get("/ui/").status, 303);
 }
 
 /// Pages and the status each role gets (`first_line`, `head`, `auditor`, `boss`).

@@ -11,7 +11,8 @@
 //! Then the same in a real headless Chromium driven over WebDriver (fantoccini and
 //! chromedriver, which the test starts on a free port): pages load without a console error,
 //! a lead moved in the UI shows in the log with the user as actor, a first-line token cannot
-//! reach a deal page, the charts render (SVG with bars). Without chromium and chromedriver
+//! reach a deal page, the charts render (SVG with bars), no page is wider than a laptop's
+//! 1366-pixel window. Without chromium and chromedriver
 //! that test says so and passes, except under `CI=true`, where it fails.
 
 use leadflow_testkit::http::{Conn, Response, send};
@@ -988,9 +989,23 @@ fn in_a_real_browser_pages_load_clean_a_move_is_logged_and_deals_stay_out_of_rea
             "/ui/deals/1",
             "/ui/journal",
             "/ui/leads?q=Иван",
+            "/ui/leads/1",
         ] {
             c.goto(&format!("{base}{path}")).await.unwrap();
             clean(path);
+            // Usable on a laptop screen (1366×768): nothing wider than the window.
+            let widths = c
+                .execute(
+                    "return [document.documentElement.scrollWidth, window.innerWidth]",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let (page, window) = (widths[0].as_f64().unwrap(), widths[1].as_f64().unwrap());
+            assert!(
+                page <= window,
+                "{path} is {page} px wide in a {window} px window"
+            );
         }
         c.close().await.unwrap();
     });

@@ -61,6 +61,17 @@ pub(crate) enum CliError {
     Mismatch(String),
 }
 
+impl From<leadflow_report::Error> for CliError {
+    fn from(e: leadflow_report::Error) -> Self {
+        match e {
+            leadflow_report::Error::Usage(m) => CliError::Usage(m),
+            leadflow_report::Error::Unknown(m) => CliError::Unknown(m),
+            leadflow_report::Error::Refused(m) => CliError::Refused(m),
+            leadflow_report::Error::Store(e) => CliError::Store(e),
+        }
+    }
+}
+
 impl CliError {
     /// A file could not be read or written.
     pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {

@@ -1,26 +1,22 @@
 //! `history`, `explain` and the state as of a time or position (`replay --until --into`, the
 //! `show` subcommands' and `report`'s `--as-of`): the audit of the log, for auditors and ops.
 //!
-//! The words for events and the re-evaluated conditions come from `engine::explain`; the
-//! reads, bounded by the position asked for, from `store::history`.
+//! The timeline and the chain of causes, with the words for events and the re-evaluated
+//! conditions, are `leadflow_report::audit` (shared with the dashboard); the reads, bounded by
+//! the position asked for, `store::history`. This module prints them.
 
 use crate::cli::{ExplainArgs, HistoryArgs, HistoryKind, ReplayArgs};
 use crate::ctx::{Ctx, parse_time};
 use crate::error::CliError;
 use crate::output::{Table, json_line, json_pretty, time};
 use chrono::{DateTime, Utc};
-use leadflow_engine::explain::{self, Frozen, Origin};
-use leadflow_engine::react::{responsible_of, task_parent, variables};
+use leadflow_engine::explain::{self, Origin};
 use leadflow_engine::stored::RecordedEvent;
-use leadflow_engine::{EntityKind, Event, StreamId};
-use leadflow_store::query::{self, TimerFilter};
+use leadflow_engine::{EntityKind, StreamId};
+use leadflow_report::audit;
 use leadflow_store::{Options, Store, Synchronous, history, to_hex};
 use serde_json::{Value, json};
 use std::path::Path;
-
-/// Chains longer than this are cut (a cause is always earlier, so a chain ends; this bounds
-/// what one `explain` prints).
-const MAX_CHAIN: usize = 1000;
 
 /// A position or time (`T|POS`) as the log's position then and the instant it stands for: a
 /// number is a position (it must be in the log; the instant is when its event occurred),
@@ -77,27 +73,14 @@ pub(crate) fn resolve(ctx: &Ctx, text: &str, flag: &str) -> Result<i64, CliError
     Ok(p)
 }
 
-/// When the event at `position` occurred, for people.
+/// When an event occurred, for people.
 fn occurred(ctx: &Ctx, e: &RecordedEvent) -> String {
-    e.occurred_at().map_or_else(
-        |_| e.occurred_at.clone(),
-        |t| time(ctx.config.calendar.timezone, t),
-    )
+    audit::occurred(&ctx.config, e)
 }
 
-/// An event in words (its type when it does not decode).
+/// An event in words.
 fn words(ctx: &Ctx, e: &RecordedEvent) -> String {
-    let tz = ctx.config.calendar.timezone;
-    match e.decode() {
-        Ok(ev) => explain::describe(&ctx.config, e, &ev, &|t| time(tz, t)),
-        Err(err) => format!("{} ({err})", e.event_type),
-    }
-}
-
-/// The hash of the rule set in force at `position`, from the activations (in order).
-fn in_force(activations: &[(i64, String)], position: i64) -> Option<&str> {
-    let i = activations.partition_point(|(p, _)| *p < position);
-    i.checked_sub(1).map(|i| activations[i].1.as_str())
+    audit::words(&ctx.config, e)
 }
 
 /// `leadflow history KIND ID`: the stream's timeline, then what is still pending.
@@ -121,25 +104,9 @@ pub(crate) fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
         .ok_or_else(|| {
             CliError::Usage(format!("'{id}' is not a {kind} id; write 42 or {kind}-42"))
         })?;
-    let events = ctx.store.read_stream(stream)?;
-    if events.is_empty() {
-        return Err(
-            leadflow_store::Error::Rejected(leadflow_engine::Rejection::NotFound { stream }).into(),
-        );
-    }
-    let last = events.last().map_or(0, |e| e.position);
-    let activations = history::activations(&ctx.store, last)?;
-    let timers = query::timers(
-        &ctx.store,
-        &TimerFilter {
-            stream: Some(stream),
-            ..Default::default()
-        },
-    )?;
-    let tasks = match kind {
-        EntityKind::Lead | EntityKind::Deal => query::open_tasks_of(&ctx.store, stream)?,
-        _ => Vec::new(),
-    };
+    let line = audit::timeline(&ctx.store, stream)?;
+    let (events, activations, timers, tasks) =
+        (&line.events, &line.activations, &line.timers, &line.tasks);
     let tz = ctx.config.calendar.timezone;
     if ctx.json {
         let rows: Vec<Value> = events
@@ -154,7 +121,7 @@ pub(crate) fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
                     "text": words(ctx, e),
                     "actor": e.actor,
                     "rule": rule,
-                    "ruleset": rule.and(in_force(&activations, e.position)),
+                    "ruleset": rule.and(audit::in_force(activations, e.position)),
                     "causation": e.causation,
                     "correlation": e.correlation,
                 })
@@ -173,7 +140,7 @@ pub(crate) fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
     }
     outln!("{stream}: {} events (times in {})", events.len(), tz.name());
     let mut table = Table::new(&["POS", "WHEN", "WHAT", "ACTOR", "RULE", "RULE SET"]);
-    for e in &events {
+    for e in events {
         let rule = explain::rule_of(&e.actor);
         table.row(vec![
             e.position.to_string(),
@@ -181,7 +148,7 @@ pub(crate) fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
             words(ctx, e),
             e.actor.clone(),
             rule.unwrap_or("-").to_owned(),
-            rule.and(in_force(&activations, e.position))
+            rule.and(audit::in_force(activations, e.position))
                 .map_or("-", explain::short_hash)
                 .to_owned(),
         ]);
@@ -192,15 +159,8 @@ pub(crate) fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
         return Ok(());
     }
     outln!("pending:");
-    for t in &timers {
-        let what = match t.what.as_str() {
-            "deadline" => format!("deadline «{}»", t.name.as_deref().unwrap_or("-")),
-            "robots" => format!(
-                "delayed robots of rule {}",
-                t.name.as_deref().unwrap_or("-")
-            ),
-            other => other.to_owned(),
-        };
+    for t in timers {
+        let what = audit::timer_words(t);
         outln!(
             "  {what} due {} (set at position {} by {})",
             time(tz, t.due_at),
@@ -208,7 +168,7 @@ pub(crate) fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
             t.set_by
         );
     }
-    for t in &tasks {
+    for t in tasks {
         outln!(
             "  task-{} «{}» for {} due {}",
             t.id,
@@ -220,188 +180,16 @@ pub(crate) fn history(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// What `explain` says about one robot step: its rule as the rule set in force had it, the
-/// trigger, and the condition re-evaluated on the state as of the trigger.
-fn robot_step(
-    ctx: &Ctx,
-    step: &RecordedEvent,
-    rule: &str,
-    trigger: Option<&RecordedEvent>,
-) -> Result<Value, CliError> {
-    let set = match history::ruleset_at(&ctx.store, step.position)? {
-        Some(rec) => match rec.decode() {
-            Ok(Event::RulesetActivated(s)) => Some(s),
-            _ => None,
-        },
-        None => None,
-    };
-    let mut out = json!({
-        "id": rule,
-        "ruleset": set.as_ref().map(|s| s.hash.clone()),
-        "trigger": trigger.map(|t| t.position),
-    });
-    let Some(set) = set else {
-        out["note"] = json!("no rule set was activated before this event");
-        return Ok(out);
-    };
-    let stored = match explain::stored_rule(&set, rule) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            out["note"] = json!(format!(
-                "rule set {} has no rule '{rule}'",
-                explain::short_hash(&set.hash)
-            ));
-            return Ok(out);
-        }
-        Err(m) => {
-            out["note"] = json!(m);
-            return Ok(out);
-        }
-    };
-    out["file"] = json!(stored.file);
-    out["description"] = json!(stored.description);
-    let Some(source) = stored.condition else {
-        out["condition"] = Value::Null;
-        return Ok(out);
-    };
-    let Some(trigger) = trigger else {
-        out["condition"] = json!({"source": source.trim()});
-        return Ok(out);
-    };
-    // Robots that resume, and an external robot's answer, act on a condition checked
-    // earlier: at the step that put them off or asked (further down the chain).
-    if matches!(
-        trigger.event_type.as_str(),
-        "robots.resumed" | "robot.completed" | "robot.started"
-    ) {
-        out["condition"] = json!({
-            "source": source.trim(),
-            "note": "checked when the rule first fired (an earlier step of this chain)",
-        });
-        return Ok(out);
-    }
-    let evaluation = condition_then(ctx, &source, trigger, step)?;
-    out["condition"] = evaluation;
-    Ok(out)
-}
-
-/// A rule's condition evaluated as the rules saw it at `trigger`: the trigger's stream (and
-/// a task's lead or deal) folded up to the trigger, the responsible's incidents then, the
-/// time of the robot's step.
-fn condition_then(
-    ctx: &Ctx,
-    source: &str,
-    trigger: &RecordedEvent,
-    step: &RecordedEvent,
-) -> Result<Value, CliError> {
-    let at = trigger.position;
-    let mut frozen = Frozen::default();
-    let subject = if trigger.stream.kind.is_entity() {
-        let events = history::stream_until(&ctx.store, trigger.stream, at)?;
-        if let Some(r) = events
-            .iter()
-            .rev()
-            .find(|e| e.event_type == "lead.repeat_detected")
-        {
-            frozen.repeats.push((trigger.stream, r.clone()));
-        }
-        explain::fold(&events).map_err(|e| CliError::Store(e.into()))?
-    } else {
-        None
-    };
-    let related = match task_parent(subject.as_ref()) {
-        Some(s) => explain::fold(&history::stream_until(&ctx.store, s, at)?)
-            .map_err(|e| CliError::Store(e.into()))?,
-        None => None,
-    };
-    let now: DateTime<Utc> = step.occurred_at().map_err(|e| CliError::Store(e.into()))?;
-    let responsible = responsible_of(subject.as_ref());
-    if let Some(r) = &responsible {
-        let since = now - leadflow_engine::react::INCIDENT_WINDOW;
-        for kind in [Some("missed_deadline"), None] {
-            let n = history::incidents_until(&ctx.store, r.as_str(), kind, since, at)?;
-            frozen.incidents.push((kind.map(str::to_owned), n));
-        }
-    }
-    frozen.entities.extend(subject.iter().cloned());
-    frozen.entities.extend(related.iter().cloned());
-    let event = trigger.decode().map_err(|e| CliError::Store(e.into()))?;
-    let vars = variables(
-        &mut frozen,
-        &ctx.config,
-        trigger,
-        &event,
-        subject.as_ref(),
-        related.as_ref(),
-        responsible.as_ref(),
-        now,
-    )
-    .map_err(|e| CliError::Refused(e.to_string()))?;
-    let e = explain::evaluate(source, &vars);
-    let mut values = serde_json::Map::new();
-    for (path, v) in &e.values {
-        values.insert(path.clone(), v.clone().unwrap_or(Value::Null));
-    }
-    Ok(json!({
-        "source": e.source,
-        "result": e.result.as_ref().ok(),
-        "error": e.result.as_ref().err(),
-        "values": values,
-        "absent": e.values.iter().filter(|(_, v)| v.is_none()).map(|(p, _)| p).collect::<Vec<_>>(),
-        "read": e.values.iter().map(|(p, _)| p).collect::<Vec<_>>(),
-        "state_at": at,
-    }))
-}
-
 /// `leadflow explain POS`: the chain of causes back to what started it.
 pub(crate) fn explain(ctx: &Ctx, args: ExplainArgs) -> Result<(), CliError> {
-    if args.position < 1 {
-        return Err(CliError::Usage(format!(
-            "position {}: positions start at 1",
-            args.position
-        )));
-    }
-    let chain = history::causes(&ctx.store, args.position, MAX_CHAIN)?;
-    if chain.is_empty() {
-        let head = ctx.store.last_position()?;
-        return Err(CliError::Unknown(format!(
-            "no event at position {}: the log ends at position {head}",
-            args.position
-        )));
-    }
-    let mut steps = Vec::new();
-    for (i, e) in chain.iter().enumerate() {
-        let cause = chain.get(i + 1);
-        let kind = if let Some(rule) = explain::rule_of(&e.actor) {
-            ("robot", Some(robot_step(ctx, e, rule, cause)?))
-        } else if leadflow_engine::react::CHAIN_STARTS.contains(&e.event_type.as_str()) {
-            ("timer", None)
-        } else {
-            ("command", None)
-        };
-        steps.push(json!({
-            "position": e.position,
-            "stream": e.stream.to_string(),
-            "version": e.version,
-            "type": e.event_type,
-            "text": words(ctx, e),
-            "occurred_at": e.occurred_at,
-            "actor": e.actor,
-            "causation": e.causation,
-            "correlation": e.correlation,
-            "step": kind.0,
-            "rule": kind.1,
-        }));
-    }
+    let audit::Explained {
+        chain,
+        steps,
+        started,
+    } = audit::explain(&ctx.store, &ctx.config, args.position)?;
     let first = chain.last().expect("a chain has its event");
     let origin = Origin::of(first);
     let cut = first.causation.is_some();
-    let started = json!({
-        "kind": origin.as_str(),
-        "actor": first.actor,
-        "position": first.position,
-        "complete": !cut,
-    });
     if ctx.json {
         json_pretty(&json!({"position": args.position, "chain": steps, "started_by": started}));
         return Ok(());

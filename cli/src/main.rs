@@ -25,7 +25,6 @@ mod journal;
 mod logcmd;
 mod outboxcmd;
 mod reportcmd;
-mod reporthtml;
 mod rulescmd;
 mod servecmd;
 mod service;

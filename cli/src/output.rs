@@ -119,18 +119,9 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// A time for people (tables, lines of text): in the calendar's zone `tz`, marked with the
-/// zone's abbreviation or, where it has none, its offset — `2026-03-02 12:00 MSK`,
-/// `2026-03-02 14:00 +05:00`. JSON keeps RFC 3339 instead.
-pub(crate) fn time(tz: chrono_tz::Tz, t: chrono::DateTime<chrono::Utc>) -> String {
-    let local = t.with_timezone(&tz);
-    let abbreviation = local.format("%Z").to_string();
-    if abbreviation.starts_with(['+', '-']) {
-        local.format("%Y-%m-%d %H:%M %:z").to_string()
-    } else {
-        format!("{} {abbreviation}", local.format("%Y-%m-%d %H:%M"))
-    }
-}
+/// A time for people (tables, lines of text): in the calendar's zone, `2026-03-02 12:00 MSK`
+/// (the one format, shared with the dashboard). JSON keeps RFC 3339 instead.
+pub(crate) use leadflow_report::text::time;
 
 /// A stored phone for people: `+79378922084;ext=12` reads `+79378922084 ext. 12`.
 pub(crate) fn phone(stored: &str) -> String {
@@ -144,16 +135,7 @@ pub(crate) fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
 }
 
 /// `3d 4h`, `2h 5m`, `40s`.
-pub(crate) fn human_duration(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    let (days, hours, mins) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
-    match (days, hours, mins) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, _) => format!("{d}d {h}h"),
-    }
-}
+pub(crate) use leadflow_report::text::human_duration;
 
 /// Writes a CSV document to stdout: `headers`, then `rows`. A cell a spreadsheet would run
 /// as a formula — text that starts with `=`, `+`, `-`, `@`, a tab or a carriage return and is

@@ -219,8 +219,19 @@ pub async fn authenticate(
     secret: &str,
     acting_for: Option<EmployeeId>,
 ) -> Result<Caller, ApiError> {
-    state.failures.check(ip)?;
     let hash = leadflow_engine::access::secret_hash(secret);
+    authenticate_hash(state, ip, hash, acting_for).await
+}
+
+/// [`authenticate`] by the secret's hash (what a dashboard session keeps instead of the
+/// secret): the same lookup, the same refusals.
+pub async fn authenticate_hash(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    hash: String,
+    acting_for: Option<EmployeeId>,
+) -> Result<Caller, ApiError> {
+    state.failures.check(ip)?;
     let row = match state.tokens.get(&hash) {
         Some(found) => Some(found),
         None => {

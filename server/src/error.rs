@@ -200,6 +200,17 @@ impl From<Rejection> for ApiError {
     }
 }
 
+impl From<leadflow_report::Error> for ApiError {
+    fn from(e: leadflow_report::Error) -> ApiError {
+        use leadflow_report::Error as E;
+        match e {
+            E::Usage(m) | E::Unknown(m) => ApiError::bad_request("invalid_argument", m),
+            E::Refused(m) => ApiError::Internal(m),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<leadflow_store::Error> for ApiError {
     fn from(e: leadflow_store::Error) -> ApiError {
         use leadflow_store::Error as E;

@@ -13,7 +13,7 @@
 //! rule set in force and the background tasks of `leadflow run`), `api/` (the native API:
 //! `entities`, `logs`, `extract`, `openapi`), `ops` (health, readiness, metrics, the request
 //! log), `error` (statuses and JSON errors), `auth` (the caller), `bitrix` (the Bitrix24
-//! conventions).
+//! conventions), `ui` (the dashboard in the browser, at `/` and under `/ui/`).
 
 pub mod api;
 pub mod auth;
@@ -26,6 +26,7 @@ mod outbox;
 pub mod readers;
 pub mod runtime;
 pub mod state;
+pub mod ui;
 pub mod writer;
 
 pub use error::ApiError;
@@ -140,6 +141,7 @@ impl Service {
             accepting: Arc::new(AtomicBool::new(true)),
             failures: Arc::default(),
             tokens: Arc::default(),
+            sessions: Arc::default(),
         };
         Ok(Service {
             state,
@@ -178,6 +180,7 @@ pub fn app(state: AppState) -> Router {
                 axum::routing::post(intake::submit).options(intake::preflight),
             )
             .merge(ops::routes())
+            .merge(ui::routes())
             .fallback(fallback)
             .with_state(state.clone()),
         &state,

@@ -1,7 +1,8 @@
 //! Operations: `GET /healthz` (alive), `GET /readyz` (database open, rules loaded, writer
 //! running), `GET /metrics` (Prometheus text), and the layers every request passes — a
 //! request id (taken from `x-request-id` or made) on every log line, the request log with
-//! secrets masked, metrics by route and status, the body limit and the timeout.
+//! secrets masked (a Bitrix24 URL's secret; no header is logged, and `Authorization`,
+//! `Cookie` and `Set-Cookie` are marked sensitive), metrics by route and status, the body limit and the timeout.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -276,7 +277,11 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
         .request_timeout
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(30));
-    // The JSON errors wrap the timeout, so that its bare 503 is answered as JSON too.
+    // The JSON errors wrap the timeout, so that its bare 503 is answered as JSON too. The
+    // request log writes the method and path only; the headers that carry secrets (a token,
+    // the dashboard's session cookie) are marked sensitive besides, so that no layer or debug
+    // output that prints headers shows them.
+    let secret_headers = [header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE];
     router
         .layer(axum::extract::DefaultBodyLimit::max(s.body_limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -285,6 +290,7 @@ pub(crate) fn layers(router: Router, state: &AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(json_bare_errors))
         .layer(axum::middleware::from_fn(observe))
+        .layer(tower_http::sensitive_headers::SetSensitiveHeadersLayer::new(secret_headers))
 }
 
 #[cfg(test)]

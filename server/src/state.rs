@@ -37,6 +37,8 @@ pub struct AppState {
     pub failures: Arc<crate::auth::Failures>,
     /// Tokens recently found by their secret.
     pub tokens: Arc<crate::auth::TokenCache>,
+    /// The dashboard's signed-in browsers.
+    pub sessions: Arc<crate::ui::Sessions>,
 }
 
 impl AppState {

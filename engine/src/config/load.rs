@@ -70,6 +70,7 @@ struct Gathered<'a> {
     sources: Option<Vec<String>>,
     calendar: Option<Calendar>,
     delivery: Option<super::Delivery>,
+    ui: Option<super::UiConfig>,
     employees: Vec<Located<'a, RawEmployee>>,
     teams: Vec<Located<'a, RawTeam>>,
     fields: Vec<Located<'a, RawField>>,
@@ -186,6 +187,7 @@ impl Loader {
             bitrix24,
             access,
             delivery: g.delivery.unwrap_or_default(),
+            ui: g.ui.unwrap_or_default(),
         })
     }
 
@@ -223,6 +225,12 @@ impl Loader {
                 self.err(src, d.span(), "[delivery] is set in more than one file");
             }
             g.delivery = Some(self.delivery(src, d.into_inner()));
+        }
+        if let Some(u) = raw.ui {
+            if g.ui.is_some() {
+                self.err(src, u.span(), "[ui] is set in more than one file");
+            }
+            g.ui = Some(self.ui(src, u.into_inner()));
         }
         if let Some(c) = raw.currency {
             if g.currency.is_some() {

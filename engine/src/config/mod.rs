@@ -24,8 +24,10 @@ mod delivery;
 mod load;
 mod raw;
 mod service;
+mod ui;
 
 pub use service::{FormConfig, ServerConfig};
+pub use ui::{Language, UiConfig};
 
 pub use bitrix24::Bitrix24;
 
@@ -247,6 +249,8 @@ pub struct Config {
     pub access: crate::access::Access,
     /// How the outbox and webhook subscriptions are delivered (`[delivery]`).
     pub delivery: Delivery,
+    /// `[ui]`: the dashboard of `leadflow serve`.
+    pub ui: UiConfig,
 }
 
 impl Config {

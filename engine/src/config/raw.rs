@@ -30,6 +30,7 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub(super) roles: BTreeMap<Spanned<String>, RawRole>,
     pub(super) delivery: Option<Spanned<super::delivery::RawDelivery>>,
+    pub(super) ui: Option<Spanned<super::ui::RawUi>>,
 }
 
 #[derive(Deserialize)]

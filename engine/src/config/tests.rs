@@ -362,3 +362,22 @@ fn a_teams_plan_is_read_and_must_be_positive() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn the_dashboard_language_is_english_unless_ui_says_russian() {
+    assert_eq!(
+        Config::from_toml("x.toml", MINIMAL).unwrap().ui.language,
+        Language::En
+    );
+    let ru = format!("{MINIMAL}\n[ui]\nlanguage = \"ru\"\n");
+    assert_eq!(
+        Config::from_toml("x.toml", &ru).unwrap().ui.language,
+        Language::Ru
+    );
+    let errs = errors(&format!("{MINIMAL}\n[ui]\nlanguage = \"de\"\n"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("x.toml:9:") && errs[0].contains("unknown language 'de' in [ui]"),
+        "{errs:?}"
+    );
+}

@@ -223,7 +223,7 @@ pub(crate) fn plural(kind: EntityKind) -> &'static str {
 }
 
 /// The command of `verb` with the body's arguments (and `id` from the path).
-fn command(
+pub(crate) fn command(
     state: &AppState,
     verb: Verb,
     id: Option<i64>,
@@ -261,7 +261,7 @@ fn quoted_name(m: &str) -> Option<String> {
 }
 
 /// An id from the path: a positive integer.
-fn id_of(kind: EntityKind, text: &str) -> Result<i64, ApiError> {
+pub(crate) fn id_of(kind: EntityKind, text: &str) -> Result<i64, ApiError> {
     text.parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
@@ -303,16 +303,16 @@ async fn change(
     write(&state, &caller, key, &body.hash, if_match.0, cmd).await
 }
 
-/// `GET /{kind}/{id}`: the entity, with `ETag`; `If-None-Match` with its version is a 304.
-async fn get(
-    state: AppState,
-    caller: Caller,
-    headers: HeaderMap,
+/// The entity `kind` `id` if the caller's role may read it (in its pipeline): 404 for a
+/// missing one, 403 for one out of reach. (`GET /{kind}/{id}` and the dashboard's card.)
+pub(crate) async fn visible_entity(
+    state: &AppState,
+    caller: &Caller,
     kind: EntityKind,
-    id: String,
-) -> Result<Response, ApiError> {
-    caller.may(&state, &Want::new(Resource::of_stream(kind), Action::Read))?;
-    let stream = StreamId::new(kind, id_of(kind, &id)?);
+    id: &str,
+) -> Result<Entity, ApiError> {
+    caller.may(state, &Want::new(Resource::of_stream(kind), Action::Read))?;
+    let stream = StreamId::new(kind, id_of(kind, id)?);
     let (entity, pipeline) = state
         .readers
         .read(move |s| {
@@ -326,7 +326,19 @@ async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("{stream} does not exist")))?;
     let mut want = Want::new(Resource::of_stream(kind), Action::Read);
     want.pipeline = pipeline;
-    caller.may(&state, &want)?;
+    caller.may(state, &want)?;
+    Ok(entity)
+}
+
+/// `GET /{kind}/{id}`: the entity, with `ETag`; `If-None-Match` with its version is a 304.
+async fn get(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    kind: EntityKind,
+    id: String,
+) -> Result<Response, ApiError> {
+    let entity = visible_entity(&state, &caller, kind, &id).await?;
     let etag = format!("\"{}\"", entity.version());
     if headers
         .get(header::IF_NONE_MATCH)
@@ -476,11 +488,8 @@ fn page_json(items: Vec<Value>, limit: usize, offset: usize) -> Value {
 /// A page of entities (one more than `limit` asked, to tell whether there are more), each
 /// with its version, and the keyset cursor of the next page.
 fn keyset_json(rows: Vec<Entity>, limit: usize, ascending: bool) -> Value {
-    let more = rows.len() > limit;
+    let next = next_cursor(&rows, limit, ascending);
     let rows = &rows[..rows.len().min(limit)];
-    let next = more
-        .then(|| rows.last().map(|e| After::keyset(e.stream().id, ascending)))
-        .flatten();
     let items: Vec<Value> = rows.iter().map(entity_json).collect();
     json!({"items": items, "next_cursor": next})
 }
@@ -513,6 +522,20 @@ async fn list_pipeline_items(
     raw: Option<String>,
     kind: EntityKind,
 ) -> Result<Response, ApiError> {
+    let (rows, limit, ascending) = pipeline_page(&state, &caller, raw, kind).await?;
+    Ok(axum::Json(keyset_json(rows, limit, ascending)).into_response())
+}
+
+/// A page of leads or deals for the query string `raw` (`pipeline`, `stage`, `responsible`,
+/// `team`, `source`, `q`, the time bounds, `order`, `limit`, `cursor`), within the caller's
+/// pipelines: the rows (one more than the page, to tell whether there are more), the page's
+/// size and its order. (`GET /leads`, `GET /deals` and the dashboard's lists.)
+pub(crate) async fn pipeline_page(
+    state: &AppState,
+    caller: &Caller,
+    raw: Option<String>,
+    kind: EntityKind,
+) -> Result<(Vec<Entity>, usize, bool), ApiError> {
     let mut q = query_pairs(raw.as_deref())?;
     let cfg = state.config.clone();
     let (limit, after) = page(&mut q)?;
@@ -541,10 +564,10 @@ async fn list_pipeline_items(
             None
         },
         search: take(&mut q, "q").map(|t| Search::parse(&t)),
-        created_since: query_time(&state, &mut q, "created_since")?,
-        created_until: query_time(&state, &mut q, "created_until")?,
-        updated_since: query_time(&state, &mut q, "updated_since")?,
-        updated_until: query_time(&state, &mut q, "updated_until")?,
+        created_since: query_time(state, &mut q, "created_since")?,
+        created_until: query_time(state, &mut q, "created_until")?,
+        updated_since: query_time(state, &mut q, "updated_since")?,
+        updated_until: query_time(state, &mut q, "updated_until")?,
         ascending,
         limit: limit + 1,
         after_id,
@@ -592,7 +615,7 @@ async fn list_pipeline_items(
             Some(p) => {
                 let mut want = Want::new(Resource::of_stream(kind), Action::Read);
                 want.pipeline = Some(p.as_str().into());
-                caller.may(&state, &want)?;
+                caller.may(state, &want)?;
             }
             None => {
                 let mine: Vec<_> = cfg
@@ -608,7 +631,7 @@ async fn list_pipeline_items(
                         .iter()
                         .find(|p| p.entity == kind)
                         .map(|p| p.id.clone());
-                    caller.may(&state, &want)?;
+                    caller.may(state, &want)?;
                 }
                 f.pipeline_in = Some(mine.iter().map(|p| p.id.as_str().to_owned()).collect());
             }
@@ -623,7 +646,18 @@ async fn list_pipeline_items(
             })
         })
         .await?;
-    Ok(axum::Json(keyset_json(rows, limit, ascending)).into_response())
+    Ok((rows, limit, ascending))
+}
+
+/// The cursor of the page after `rows` (a page of `limit` asked with one more row), if any.
+pub(crate) fn next_cursor(rows: &[Entity], limit: usize, ascending: bool) -> Option<String> {
+    (rows.len() > limit)
+        .then(|| {
+            rows[..limit]
+                .last()
+                .map(|e| After::keyset(e.stream().id, ascending))
+        })
+        .flatten()
 }
 
 async fn list_simple(

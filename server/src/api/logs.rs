@@ -193,7 +193,18 @@ pub(crate) async fn journal(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    caller.may(&state, &Want::new(Resource::Journal, Action::Read))?;
+    let rows = journal_rows(&state, &caller, raw).await?;
+    Ok(axum::Json(json!({ "entries": rows })).into_response())
+}
+
+/// The journal's entries for the query string `raw` (`employee`, `team`, `kind`, `rule`,
+/// `since`, `until`, `what`). (`GET /journal` and the dashboard's journal.)
+pub(crate) async fn journal_rows(
+    state: &AppState,
+    caller: &Caller,
+    raw: Option<String>,
+) -> Result<Vec<query::JournalEntry>, ApiError> {
+    caller.may(state, &Want::new(Resource::Journal, Action::Read))?;
     let mut q = query_pairs(raw.as_deref())?;
     let cfg = state.config.clone();
     let mut employees = take(&mut q, "employee").map(|e| vec![e]);
@@ -230,17 +241,16 @@ pub(crate) async fn journal(
         employees,
         kind: take(&mut q, "kind"),
         rule: take(&mut q, "rule"),
-        since: query_time(&state, &mut q, "since")?,
-        until: query_time(&state, &mut q, "until")?,
+        since: query_time(state, &mut q, "since")?,
+        until: query_time(state, &mut q, "until")?,
         incidents,
         escalations,
     };
     no_more(q, "employee, team, kind, rule, since, until, what")?;
-    let rows = state
+    state
         .readers
         .read(move |s| Ok(query::journal(s, &f)?))
-        .await?;
-    Ok(axum::Json(json!({ "entries": rows })).into_response())
+        .await
 }
 
 /// `GET /inbox?employee=&unread=true&limit=`: notifications, newest first (the caller's own
@@ -250,7 +260,18 @@ pub(crate) async fn inbox(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    caller.may(&state, &Want::new(Resource::Inbox, Action::Read))?;
+    let rows = inbox_rows(&state, &caller, raw).await?;
+    Ok(axum::Json(json!({ "notifications": rows })).into_response())
+}
+
+/// The notifications of the query string `raw` (`employee`, `unread`, `limit`; the caller's
+/// own employee's by default), newest first. (`GET /inbox` and the dashboard's inbox.)
+pub(crate) async fn inbox_rows(
+    state: &AppState,
+    caller: &Caller,
+    raw: Option<String>,
+) -> Result<Vec<query::Notification>, ApiError> {
+    caller.may(state, &Want::new(Resource::Inbox, Action::Read))?;
     let mut q = query_pairs(raw.as_deref())?;
     let employee = match take(&mut q, "employee") {
         Some(e) => e,
@@ -308,11 +329,10 @@ pub(crate) async fn inbox(
         limit,
         ..InboxFilter::default()
     };
-    let rows = state
+    state
         .readers
         .read(move |s| Ok(query::inbox(s, Some(&employee), &f)?))
-        .await?;
-    Ok(axum::Json(json!({ "notifications": rows })).into_response())
+        .await
 }
 
 async fn timers_of(

@@ -1,10 +1,8 @@
-//! `report --format html`: one self-contained page — inline CSS, the report's table and its
+//! The reports' charts and `report --format html`'s page: one self-contained page — inline CSS, the report's table and its
 //! charts as inline SVG drawn with plotters' SVG backend (bars and the traffic-light grid).
 //! Text in the charts is SVG `<text>` the browser sets in its own sans-serif: no font is read
 //! here and nothing is loaded from the network (no `src`, `href` or `url(` in the page).
-//!
-//! A module of the CLI rather than a crate of its own: it is one page template and two chart
-//! shapes that only `report` uses.
+//! The dashboard embeds the same charts ([`svg`]) in its pages.
 
 use leadflow_engine::report::Light;
 use plotters::drawing::DrawingAreaErrorKind;
@@ -12,37 +10,46 @@ use plotters::prelude::*;
 use std::fmt::Write as _;
 
 /// Bar colours.
-pub(crate) const BLUE: RGBColor = RGBColor(52, 101, 164);
-pub(crate) const GREEN: RGBColor = RGBColor(46, 139, 87);
-pub(crate) const RED: RGBColor = RGBColor(204, 51, 51);
-pub(crate) const YELLOW: RGBColor = RGBColor(230, 180, 30);
-pub(crate) const GREY: RGBColor = RGBColor(160, 160, 160);
+pub const BLUE: RGBColor = RGBColor(52, 101, 164);
+pub const GREEN: RGBColor = RGBColor(46, 139, 87);
+pub const RED: RGBColor = RGBColor(204, 51, 51);
+pub const YELLOW: RGBColor = RGBColor(230, 180, 30);
+pub const GREY: RGBColor = RGBColor(160, 160, 160);
 
 /// One series of bars.
-pub(crate) struct Series {
+pub struct Series {
+    /// Its name in the legend.
     pub name: String,
+    /// A value per label.
     pub values: Vec<f64>,
+    /// Its colour.
     pub color: RGBColor,
 }
 
 /// A chart of the page.
-pub(crate) enum Chart {
+pub enum Chart {
     /// Horizontal bars: a group per label, a bar per series.
     Bars {
+        /// The chart's title.
         title: String,
+        /// A group of bars per label.
         labels: Vec<String>,
+        /// A bar per series in each group.
         series: Vec<Series>,
+        /// What the values count (after each value).
         unit: String,
     },
     /// Coloured squares, one per cell: its label, light and what it stands for.
     Grid {
+        /// The chart's title.
         title: String,
+        /// Label, light, what it stands for.
         cells: Vec<(String, Light, String)>,
     },
 }
 
 /// Escapes text for HTML.
-fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -50,7 +57,7 @@ fn esc(s: &str) -> String {
 }
 
 /// The page.
-pub(crate) fn page(
+pub fn page(
     title: &str,
     period: &str,
     headers: &[&str],
@@ -93,7 +100,7 @@ pub(crate) fn page(
 }
 
 /// One chart as an `<svg>` element (a chart that cannot be drawn says so instead).
-fn svg(chart: &Chart) -> String {
+pub fn svg(chart: &Chart) -> String {
     let mut s = String::new();
     let drawn = match chart {
         Chart::Bars {

@@ -3,7 +3,8 @@
 //! conversions into deals and contacts included —, qualification fields, tasks done, waits
 //! that let deadlines elapse, escalations) made by seed scenarios A's and B's rules on a
 //! virtual clock, `robots::backtest::run` with the same rules finds no difference and no
-//! divergence; and the same histories with one rule file left out do differ.
+//! divergence (with the rule set changed midway, `as_recorded` does); and the same histories
+//! with one rule file left out do differ.
 
 use chrono::{DateTime, Duration, Utc};
 use leadflow_engine::command::{FieldInputs, NewLead};
@@ -99,12 +100,21 @@ fn command(store: &mut Store, rt: &Runtime, now: DateTime<Utc>, actor: &str, cmd
 
 /// The history `ops` make with the live rules, on a virtual clock from Monday 10:00.
 fn history(ops: &[Op]) -> Store {
-    let rt = live_rules();
+    history_switching(ops, usize::MAX)
+}
+
+/// The same, with the rule set changed before op number `switch` (scenario B's rules
+/// dropped): the next command's run activates the new set, as in the CLI.
+fn history_switching(ops: &[Op], switch: usize) -> Store {
+    let mut rt = live_rules();
     let mut store = Store::open_in_memory().unwrap();
     let mut now = monday_10();
     rt.activate(&mut store, now).unwrap();
     let mut leads = 0i64;
     for (i, op) in ops.iter().enumerate() {
+        if i == switch {
+            rt = runtime(&[("intake.toml", INTAKE), ("transfer.toml", TRANSFER)]);
+        }
         match op {
             Op::Lead { web, phone } => {
                 leads += 1;
@@ -206,6 +216,22 @@ proptest! {
     fn backtesting_the_live_rules_reproduces_any_generated_history(ops in ops()) {
         let live = history(&ops);
         let diff = backtest(&live, live_rules());
+        prop_assert!(diff.is_empty(), "{}\n{:#?}", diff.summary(), diff.differing);
+        prop_assert_eq!(diff.divergences, 0);
+    }
+
+    #[test]
+    fn with_the_rule_set_changed_midway_as_recorded_reproduces_any_generated_history(
+        ops in ops(),
+        at in 0..60usize,
+    ) {
+        let live = history_switching(&ops, at);
+        let mut sandbox = Store::open_in_memory().unwrap();
+        let opts = Options { as_recorded: true, ..Options::default() };
+        let diff = run(&live, &mut sandbox, live_rules(), None, true, &opts)
+            .unwrap()
+            .comparison
+            .finish(&|_| true);
         prop_assert!(diff.is_empty(), "{}\n{:#?}", diff.summary(), diff.differing);
         prop_assert_eq!(diff.divergences, 0);
     }

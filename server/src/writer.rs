@@ -3,16 +3,18 @@
 //! Handlers queue a [`Job`] (a closure over the write transaction) and await the answer.
 //! Whoever holds the write connection takes whatever jobs are queued (up to `[server]
 //! max_batch`) — the writer thread, or, when nobody is committing, the handler that queued a
-//! job, which commits on its tokio worker until its own job is answered (a request alone in
-//! the queue as it is, more in `block_in_place`) and so saves the thread wake-ups of a
-//! hand-over to the writer and back —, opens one transaction, runs each job in its own savepoint — a refused or conflicting command rolls back
+//! job, which commits on its tokio worker (in `block_in_place`) until its own job is answered
+//! and so saves the thread wake-ups of a hand-over to the writer and back —, opens one
+//! transaction, runs each job in its own savepoint — a refused or conflicting command rolls back
 //! alone and gets its own error — with the rules' immediate reactions in the same savepoint,
 //! commits once (one fsync for the whole batch), and only then answers each job. An answer is
 //! therefore never sent before the commit that holds its events; if the commit fails, every job
 //! of the batch is told so (503) and nothing of it is kept.
 //!
 //! The queue is bounded: a full queue is a 503 at once, not a wait without end. When every
-//! sender is gone (the service shuts down) the thread commits what it holds and stops.
+//! sender is gone (the service shuts down) the thread commits what it holds and stops. A job
+//! that panics fails alone (a 500, its savepoint rolled back); a panic in the writer itself
+//! stops it, answers every queued job 503 and turns readiness false.
 
 use crate::error::ApiError;
 use crate::runtime::Rules;
@@ -167,12 +169,12 @@ impl Drop for Open {
 }
 
 impl Shared {
-    /// The next batch: up to `most` (at most `max_batch`) of the queued jobs, oldest first.
-    fn take(&self, most: usize) -> Vec<Job> {
+    /// The next batch: up to `max_batch` of the queued jobs, oldest first.
+    fn take(&self) -> Vec<Job> {
         let Ok(mut q) = self.queue.lock() else {
             return Vec::new();
         };
-        let n = q.jobs.len().min(self.max_batch).min(most);
+        let n = q.jobs.len().min(self.max_batch);
         q.jobs.drain(..n).collect()
     }
 
@@ -187,13 +189,16 @@ impl Shared {
     /// connection; ends when the queue is closed and empty. A panic outside a job (a defect in
     /// the writer itself) ends it too, and every queued job is answered 503.
     fn run(&self) {
+        // However the loop ends — the queue closed, a poisoned lock, a panic outside a job —
+        // the writer is marked stopped and the queued jobs are answered 503.
+        let _stop = StopOnExit(self);
         loop {
             {
                 let Ok(mut q) = self.queue.lock() else { break };
                 while q.jobs.is_empty() && !q.closed {
                     q = match self.ready.wait(q) {
                         Ok(q) => q,
-                        Err(_) => return self.stop(),
+                        Err(_) => return,
                     };
                 }
                 if q.jobs.is_empty() {
@@ -203,13 +208,12 @@ impl Shared {
             let Ok(mut core) = self.core.lock() else {
                 break;
             };
-            let batch = self.take(usize::MAX);
+            let batch = self.take();
             if !batch.is_empty() {
                 metrics::counter!("leadflow_writer_batches_total", "by" => "writer").increment(1);
                 core.commit(batch);
             }
         }
-        self.stop();
         tracing::info!("writer: queue closed, stopped");
     }
 
@@ -224,6 +228,27 @@ impl Shared {
             Err(poisoned) => std::mem::take(&mut poisoned.into_inner().jobs),
         };
         drop(jobs);
+    }
+}
+
+/// Stops the writer when the thread's loop ends, by return or by unwinding.
+struct StopOnExit<'a>(&'a Shared);
+
+impl Drop for StopOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Wakes the writer thread if a caller that was committing unwinds (the connection's lock is
+/// then poisoned: the thread stops and answers the queued jobs 503).
+struct WakeOnUnwind<'a>(&'a Shared);
+
+impl Drop for WakeOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.ready.notify_one();
+        }
     }
 }
 
@@ -344,11 +369,11 @@ impl Writer {
         work: Work,
     ) -> Result<Answer, ApiError> {
         let shared = &self.open.0;
+        if !shared.alive.load(Ordering::SeqCst) {
+            return Err(ApiError::Unavailable("the writer stopped".into()));
+        }
         let (reply, mut answer) = oneshot::channel();
-        // A request's job alone in the queue: committed on this worker as it is (a commit of
-        // one request, a millisecond or so), without handing the worker's other tasks to a
-        // new thread first; anything more is committed in `block_in_place`.
-        let alone = {
+        {
             let Ok(mut q) = shared.queue.lock() else {
                 return Err(ApiError::Unavailable("the writer stopped".into()));
             };
@@ -368,15 +393,17 @@ impl Writer {
                 reply,
                 span: tracing::Span::current(),
             });
-            q.jobs.len() == 1 && react
-        };
+        }
         let mut mine = None;
         let on_worker = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if on_worker && let Ok(mut core) = shared.core.try_lock() {
-            let mut drain = |most: usize| {
+            let _wake = WakeOnUnwind(shared);
+            // In `block_in_place`: a commit can wait for another process's write lock (the
+            // busy timeout) or a slow fsync, and this worker's other tasks must not wait.
+            tokio::task::block_in_place(|| {
                 loop {
-                    let batch = shared.take(most);
+                    let batch = shared.take();
                     if batch.is_empty() {
                         break;
                     }
@@ -392,12 +419,7 @@ impl Writer {
                         Err(oneshot::error::TryRecvError::Closed) => break,
                     }
                 }
-            };
-            if alone {
-                drain(1);
-            } else {
-                tokio::task::block_in_place(|| drain(usize::MAX));
-            }
+            });
             drop(core);
             if shared.is_queued() {
                 shared.ready.notify_one();
@@ -629,10 +651,13 @@ fn run_job(
     }
     let mut report = Report::default();
     let result = tx.atomically(|tx| {
-        // A job that panics (a defect) fails alone, as a 500, with its savepoint rolled back;
-        // the writer goes on with the batch.
-        let mut answer = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(tx, ctx))) {
-            Ok(answer) => answer?,
+        // A job that panics (a defect) — its work, the rules' reactions, its answer — fails
+        // alone, as a 500, with its savepoint rolled back; the writer goes on with the batch.
+        let job = std::panic::AssertUnwindSafe(|| {
+            job_in_savepoint(tx, ctx, rules, handle, work, idempotency, react, requests, &mut report)
+        });
+        match std::panic::catch_unwind(job) {
+            Ok(answer) => answer,
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<&str>()
@@ -640,12 +665,38 @@ fn run_job(
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".into());
                 tracing::error!(panic = %what, "writer: a job panicked; its changes are rolled back");
-                return Err(ApiError::Internal(format!("the request failed on a defect ({what}); nothing of it was kept")));
+                Err(ApiError::Internal(format!("the request failed on a defect ({what}); nothing of it was kept")))
             }
-        };
+        }
+    });
+    if report.incidents > 0 {
+        tracing::warn!(
+            incidents = report.incidents,
+            "robot failures recorded as incidents"
+        );
+    }
+    result
+}
+
+/// What a job does in its savepoint: the work, the rules' reactions to it, the answer with
+/// the entity as the robots left it, remembered under its idempotency key.
+#[allow(clippy::too_many_arguments)]
+fn job_in_savepoint(
+    tx: &mut Tx<'_>,
+    ctx: &WriteCtx<'_>,
+    rules: Option<&leadflow_robots::Runtime>,
+    handle: &Rules,
+    work: Work,
+    idempotency: Option<&Idempotency>,
+    react: bool,
+    requests: &mut bool,
+    report: &mut Report,
+) -> Result<Answer, ApiError> {
+    {
+        let mut answer = work(tx, ctx)?;
         if react && let Some(rt) = rules {
             let (r, mine) = rt.react_in(tx, ctx.now)?;
-            report = r;
+            *report = r;
             if !mine.is_empty() {
                 handle.add_mine(&mine);
                 *requests = true;
@@ -663,13 +714,6 @@ fn run_job(
                 &answer.body.to_string(),
             )?;
         }
-        Ok::<_, ApiError>(answer)
-    });
-    if report.incidents > 0 {
-        tracing::warn!(
-            incidents = report.incidents,
-            "robot failures recorded as incidents"
-        );
+        Ok(answer)
     }
-    result
 }

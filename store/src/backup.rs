@@ -428,6 +428,9 @@ impl Staged {
                 let bad = |why: String| BackupError::Line { line: n, why };
                 let line = line.map_err(|e| bad(format!("cannot be read: {e}")))?;
                 if let Some(end) = ended {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
                     return Err(bad(format!(
                         "a line after the export's end line (line {end}): an export ends there"
                     )));

@@ -216,8 +216,7 @@ open AS (
                   IN ('created', 'updated', 'stage_changed', 'assigned', 'commented')),
            o.created_at) AS last_activity
   FROM entities o
-  WHERE o.pipeline = :pipeline AND o.created_at < :until
-    AND o.pipeline || '/' || o.stage IN (SELECT value FROM json_each(:open))
+  WHERE o.pipeline = :pipeline AND o.pipeline || '/' || o.stage IN (SELECT value FROM json_each(:open))
     AND (:who IS NULL OR o.responsible IN (SELECT value FROM json_each(:who))))
 SELECT kind, id, title, responsible, stage, last_activity
 FROM open

@@ -1010,3 +1010,39 @@ fn in_a_real_browser_pages_load_clean_a_move_is_logged_and_deals_stay_out_of_rea
         c.close().await.unwrap();
     });
 }
+
+/// A team-scoped role's explain shows no event of a pipeline it does not reach — a task of
+/// another team's deal included — and its reports are of its own pipelines only.
+#[test]
+fn explain_and_reports_stay_inside_the_pipelines_a_team_scoped_role_reaches() {
+    let w = World::new();
+    let r = w.server.client().post(
+        "/api/v1/tasks",
+        &json!({"kind": "call", "title": "Call about the worktop", "assignee": "kuznetsov", "deal": 1}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let task = w.first_position(&format!("task-{}", r.json()["id"]));
+    let first = w.browser("first_line");
+    let page = first.get(&format!("/ui/explain/{task}"));
+    assert_page(&page, 403, "a task of a goods deal, for the first line");
+    assert!(
+        !page.text().contains("Call about the worktop"),
+        "{}",
+        page.text()
+    );
+    // The head of sales manages the first line and services, not goods.
+    let head = w.browser("head");
+    assert_page(&head.get("/ui/?pipeline=goods"), 403, "the goods funnel");
+    let home = head.get("/ui/");
+    assert_page(&home, 200, "her dashboard");
+    assert!(
+        !home.text().contains("value=\"goods\""),
+        "goods is not offered: {}",
+        home.text()
+    );
+    assert_page(
+        &w.browser("boss").get("/ui/?pipeline=goods"),
+        200,
+        "the admin's goods funnel",
+    );
+}

@@ -33,16 +33,7 @@ fn visible(
         let seen = match cache.get(&e.stream) {
             Some(v) => *v,
             None => {
-                let pipeline = match store.load(e.stream)? {
-                    Some(entity) => super::entities::pipeline_of(&entity, &mut |x| {
-                        super::entities::stream_pipeline(store, x)
-                    })?,
-                    // A deleted lead or deal stays in the pipeline it was created in.
-                    None if matches!(e.stream.kind, EntityKind::Lead | EntityKind::Deal) => {
-                        super::entities::stream_pipeline(store, e.stream)?
-                    }
-                    None => None,
-                };
+                let pipeline = event_pipeline(store, e.stream)?;
                 let v = caller.may_see(state, e.stream, pipeline.as_ref());
                 cache.insert(e.stream, v);
                 v
@@ -53,6 +44,24 @@ fn visible(
         }
     }
     Ok(out)
+}
+
+/// The pipeline a stream's events belong to for access: a lead's or deal's own, a task's or
+/// contact's through what it is linked to, a deleted lead or deal the one it was created in.
+/// The one resolution the event list, the event stream and the dashboard's explain share.
+pub(crate) fn event_pipeline(
+    store: &leadflow_store::Store,
+    stream: StreamId,
+) -> Result<Option<leadflow_engine::ids::PipelineId>, ApiError> {
+    Ok(match store.load(stream)? {
+        Some(entity) => super::entities::pipeline_of(&entity, &mut |x| {
+            super::entities::stream_pipeline(store, x)
+        })?,
+        None if matches!(stream.kind, EntityKind::Lead | EntityKind::Deal) => {
+            super::entities::stream_pipeline(store, stream)?
+        }
+        None => None,
+    })
 }
 
 fn position(q: &mut Map<String, Value>, key: &str) -> Result<i64, ApiError> {

@@ -206,7 +206,7 @@ async fn dashboard_page(
     raw: Option<String>,
 ) -> Result<Value, ApiError> {
     let mut q = entities::query_pairs(raw.as_deref())?;
-    let filters = Filters {
+    let mut filters = Filters {
         pipeline: entities::take(&mut q, "pipeline"),
         since: entities::take(&mut q, "since"),
         until: entities::take(&mut q, "until"),
@@ -217,11 +217,33 @@ async fn dashboard_page(
     let form = json!({
         "pipeline": filters.pipeline, "since": filters.since, "until": filters.until,
     });
-    let pipelines: Vec<Value> = state
+    // The pipelines the role's reports reach (all, for a role not scoped to a team); the
+    // first of them when none is named.
+    let reach_reports = |p: &leadflow_engine::ids::PipelineId| {
+        let mut want = Want::new(Resource::Reports, Action::Read);
+        want.pipeline = Some(p.clone());
+        s.caller.may(state, &want).is_ok()
+    };
+    let reachable: Vec<&leadflow_engine::config::Pipeline> = state
         .config
         .pipelines
         .iter()
         .filter(|p| p.entity == EntityKind::Lead || p.entity == EntityKind::Deal)
+        .filter(|p| reach_reports(&p.id))
+        .collect();
+    if filters.pipeline.is_none()
+        && let Some(first) = reachable.first()
+        && !state
+            .config
+            .pipelines
+            .iter()
+            .find(|p| p.entity == EntityKind::Lead)
+            .is_some_and(|p| reach_reports(&p.id))
+    {
+        filters.pipeline = Some(first.id.as_str().to_owned());
+    }
+    let pipelines: Vec<Value> = reachable
+        .iter()
         .map(|p| json!({"id": p.id.as_str(), "name": p.name}))
         .collect();
     if s.caller
@@ -232,13 +254,36 @@ async fn dashboard_page(
     }
     let config = state.config.clone();
     let now = state.clock.now();
+    // A team-scoped role reads the reports of its own pipelines only: the funnel of a
+    // pipeline it reaches (another is a 403), the traffic light only when it reaches every
+    // pipeline the light reads (all of them unless one is named; otherwise it is left out).
+    let reaches = |p: &leadflow_engine::ids::PipelineId| {
+        let mut want = Want::new(Resource::Reports, Action::Read);
+        want.pipeline = Some(p.clone());
+        s.caller.may(state, &want)
+    };
+    let mut kinds = Vec::new();
+    for kind in [Kind::Funnel, Kind::TrafficLight] {
+        let Ok(scope) = Scope::resolve(&config, kind, &filters, now, None) else {
+            kinds.push(kind); // the figures' own error, said below
+            continue;
+        };
+        if kind == Kind::TrafficLight && !scope.pipeline_given {
+            if config.pipelines.iter().all(|p| reaches(&p.id).is_ok()) {
+                kinds.push(kind);
+            }
+        } else {
+            reaches(&scope.pipeline.id)?;
+            kinds.push(kind);
+        }
+    }
     let language = state.config.ui.language;
     let word = move |t: &str| super::i18n::report_word(language, t);
     let reports = state
         .readers
         .read(move |st| {
             let mut out = Vec::new();
-            for kind in [Kind::Funnel, Kind::TrafficLight] {
+            for kind in kinds {
                 let scope = Scope::resolve(&config, kind, &filters, now, None)?;
                 let params = scope.params(&config, kind);
                 let mut built = build(&*st, &config, kind, &scope, &params)?;
@@ -718,10 +763,7 @@ async fn explain_page(state: &AppState, s: &Signed, position: &str) -> Result<Va
             let ex = audit::explain(st, &config, position)?;
             let mut pipelines = Vec::new();
             for e in &ex.chain {
-                pipelines.push(match e.stream.kind {
-                    EntityKind::Lead | EntityKind::Deal => entities::stream_pipeline(st, e.stream)?,
-                    _ => None,
-                });
+                pipelines.push(crate::api::logs::event_pipeline(st, e.stream)?);
             }
             Ok((ex, pipelines))
         })
@@ -737,15 +779,25 @@ async fn explain_page(state: &AppState, s: &Signed, position: &str) -> Result<Va
             s.caller.token, s.caller.role, e.stream
         )));
     }
+    let shown: Vec<bool> = ex
+        .chain
+        .iter()
+        .zip(&pipelines)
+        .map(|(e, p)| visible(e.stream, p.as_ref()))
+        .collect();
     let steps: Vec<Value> = ex
         .chain
         .iter()
         .zip(&ex.steps)
         .zip(&pipelines)
-        .map(|((e, step), p)| {
-            if !visible(e.stream, p.as_ref()) {
+        .enumerate()
+        .map(|(i, ((e, step), _))| {
+            // A step is hidden when its event is; so is what its condition read when the
+            // event that triggered it (the next link of the chain) is one the role may not see.
+            if !shown[i] {
                 return json!({"hidden": true, "position": e.position});
             }
+            let cause_hidden = shown.get(i + 1).is_some_and(|v| !v);
             let rule = &step["rule"];
             let condition = &rule["condition"];
             let values: Vec<Value> = condition["read"]
@@ -773,19 +825,25 @@ async fn explain_page(state: &AppState, s: &Signed, position: &str) -> Result<Va
                 "rule": rule["id"],
                 "ruleset": rule["ruleset"].as_str().map(leadflow_engine::explain::short_hash),
                 "note": rule["note"],
-                "condition": condition["source"],
-                "result": match (&condition["result"], &condition["error"]) {
+                "condition": if cause_hidden { Value::Null } else { condition["source"].clone() },
+                "result": if cause_hidden { Value::Null } else { match (&condition["result"], &condition["error"]) {
                     (Value::Bool(b), _) => Value::String(b.to_string()),
                     (_, Value::String(m)) => Value::String(m.clone()),
                     _ => condition["note"].clone(),
-                },
-                "values": values,
+                } },
+                "values": if cause_hidden { Vec::new() } else { values },
             })
         })
         .collect();
+    // What started the chain, only when the role may see where it happened.
+    let started = if shown.last().copied().unwrap_or(false) {
+        serde_json::to_value(&ex.started).unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
     Ok(json!({
         "position": position,
         "steps": steps,
-        "started": ex.started,
+        "started": started,
     }))
 }

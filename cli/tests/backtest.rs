@@ -547,3 +547,35 @@ fn with_a_rule_set_changed_midway_as_recorded_reproduces_the_history_and_the_fol
         .collect();
     assert_eq!(subjects, ["task by qualify from lead-1"], "{folder:#}");
 }
+
+/// The recorded inputs were made by the staff of their time: an employee who acted and has
+/// left since (deactivated in today's configuration) makes no divergence.
+#[test]
+fn an_employee_deactivated_since_does_not_make_the_live_rules_diverge() {
+    let env = history();
+    env.ok(&[
+        "--as",
+        "smirnova",
+        "--now",
+        "2026-03-02 17:00",
+        "lead",
+        "assign",
+        "2",
+        "sidorov",
+    ]);
+    let path = env.path().join("leadflow.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("id = \"smirnova\"\n"), "{text}");
+    std::fs::write(
+        &path,
+        text.replacen(
+            "id = \"smirnova\"\n",
+            "id = \"smirnova\"\nactive = false\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let v = json(&env, &["backtest", "rules"]);
+    assert_eq!(v["divergences"], 0, "{v:#}");
+    assert_eq!(v["identical"], true, "{v:#}");
+}

@@ -205,7 +205,10 @@ struct Sandbox<'a, S: Backend> {
     db: &'a mut S,
     runtime: Runtime,
     observer: Option<Arc<dyn Observer>>,
+    /// Today's configuration: the robots' (and the recorded rule sets') staff.
     config: Config,
+    /// The same with every employee active: what the recorded inputs are decided against.
+    inputs_config: Config,
     opts: &'a Options,
     clock: Option<DateTime<Utc>>,
     active: bool,
@@ -234,6 +237,13 @@ pub fn run<L: Backend, S: Backend>(
     opts: &Options,
 ) -> Result<Run, BacktestError> {
     let config = candidate.config().clone();
+    // The recorded inputs were decided against the staff of their time: an employee who has
+    // left since still made (or received) them. They are fed with every employee active, so
+    // today's deactivations are not divergences; the robots still work with today's staff.
+    let mut inputs_config = config.clone();
+    for e in inputs_config.employees.values_mut() {
+        e.active = true;
+    }
     let mut runtime = candidate.sandboxed();
     if let Some(o) = &observer {
         runtime = runtime.with_observer(o.clone());
@@ -243,6 +253,7 @@ pub fn run<L: Backend, S: Backend>(
         runtime,
         observer,
         config,
+        inputs_config,
         opts,
         clock: None,
         active: false,
@@ -528,7 +539,7 @@ impl<S: Backend> Sandbox<'_, S> {
         let Sandbox {
             db,
             runtime,
-            config,
+            inputs_config,
             live,
             mine,
             next_ids,
@@ -538,7 +549,7 @@ impl<S: Backend> Sandbox<'_, S> {
         let outcomes = db.write(Stamp::At(t), |ws| {
             let mut outcomes = Vec::with_capacity(pending.len());
             for rec in pending.iter() {
-                outcomes.push(feed(ws, config, live, mine, next_ids, rec, t)?);
+                outcomes.push(feed(ws, inputs_config, live, mine, next_ids, rec, t)?);
             }
             if *active {
                 runtime.react_in(ws, t)?;

@@ -117,13 +117,17 @@ pub(crate) fn run(
             ..StoreOptions::default()
         },
     )?;
+    let opts = Options {
+        head: Some(head),
+        ..opts.clone()
+    };
     leadflow_robots::backtest::run(
         &ctx.store,
         &mut sandbox,
         runtime,
         observer,
         live_has_rules,
-        opts,
+        &opts,
     )
     .map_err(|e| match e {
         BacktestError::Store(e) => CliError::Robot(RobotError::from(e)),
@@ -154,6 +158,7 @@ pub(crate) fn backtest(ctx: &Ctx, args: BacktestArgs) -> Result<(), CliError> {
         since: period.since,
         until: period.until,
         as_recorded: args.as_recorded,
+        head: None,
     };
     let rules = runtime.rules().rules.len();
     let started = std::time::Instant::now();

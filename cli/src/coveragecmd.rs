@@ -41,6 +41,7 @@ pub(crate) fn coverage(cli: &Cli, args: &CoverageArgs) -> Result<(), CliError> {
         since: period.since,
         until: period.until,
         as_recorded: false,
+        head: None,
     };
     let ids: Vec<String> = runtime.rules().rules.iter().map(|r| r.id.clone()).collect();
     let observer = Arc::new(Coverage::new(period.since, period.until));

@@ -43,6 +43,9 @@ pub struct Options {
     /// Follow the live history's rule-set activations: each recorded set replaces the
     /// candidate from the moment it came into force (the candidate runs until the first).
     pub as_recorded: bool,
+    /// Read the live log up to this position only (its head when the backtest began: what a
+    /// running service appends meanwhile, its reactions not yet committed, is left out).
+    pub head: Option<i64>,
 }
 
 /// Why a backtest could not run (a divergence is not an error: it is reported).
@@ -277,6 +280,9 @@ pub fn run<L: Backend, S: Backend>(
             break;
         }
         for rec in page {
+            if opts.head.is_some_and(|h| rec.position > h) {
+                break 'log;
+            }
             after = rec.position;
             let t = rec.occurred_at().map_err(WorkspaceError::from)?;
             if opts.until.is_some_and(|u| t > u) {

@@ -3,7 +3,7 @@
 //! find no difference), the state as of a position in the middle and near the end (`show
 //! --as-of`: the log up to there copied into a scratch database, its projections rebuilt, an
 //! entity read), and `replay --until mid --into FILE` (the same copy, durable). Prints the
-//! figures; docs/BENCHMARKS.md is written by hand from a release run.
+//! figures; docs/BENCHMARKS-AUDIT.md is written by hand from a release run.
 //!
 //! ```text
 //! cargo bench -p leadflow-tests --bench backtest                                    # 1,000,000 events

@@ -1557,7 +1557,9 @@ impl Report<'_> {
              `LEADFLOW_BENCH_OUT` for this file.\n\n\
              See also [BENCHMARKS-RULES.md](BENCHMARKS-RULES.md) (the rules runtime) and \
              [BENCHMARKS-RUN.md](BENCHMARKS-RUN.md) (how late `leadflow run` fires deadlines, \
-             `cargo bench -p leadflow-cli --bench lateness`)."
+             `cargo bench -p leadflow-cli --bench lateness`); the audit's reads beside a replay of \
+             the same log — backtest, state as of a position, `replay --until --into` — are in \
+             [BENCHMARKS-AUDIT.md](BENCHMARKS-AUDIT.md) (`cargo bench -p leadflow-tests --bench backtest`)."
         );
         o
     }

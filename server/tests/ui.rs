@@ -1046,3 +1046,39 @@ fn explain_and_reports_stay_inside_the_pipelines_a_team_scoped_role_reaches() {
         "the admin's goods funnel",
     );
 }
+
+/// The card's fields show times in the calendar's zone, not as stored (UTC).
+#[test]
+fn a_cards_times_are_in_the_calendars_zone() {
+    let w = World::new();
+    let lead = w.server.client().get("/api/v1/leads/1").json();
+    let created = lead["created_at"].as_str().unwrap().to_owned();
+    assert!(created.ends_with('Z'), "{created}");
+    let card = w.browser("head").get("/ui/leads/1").text();
+    assert!(
+        !card.contains(&created),
+        "{created} shown as stored: {card}"
+    );
+    let at: chrono::DateTime<chrono::Utc> = created.parse().unwrap();
+    let moscow = at
+        .with_timezone(&chrono_tz::Europe::Moscow)
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    assert!(card.contains(&moscow), "{moscow}: {card}");
+}
+
+/// Failed sign-ins from an address (shared behind a proxy or NAT) slow down that address's
+/// sign-ins, not the people already signed in from it.
+#[test]
+fn failed_sign_ins_from_an_address_do_not_lock_out_its_signed_in_sessions() {
+    let w = World::new();
+    let head = w.browser("head");
+    assert_page(&head.get("/ui/leads"), 200, "signed in");
+    let mut stranger = Browser::new(w.server.addr);
+    let mut limited = false;
+    for _ in 0..15 {
+        limited |= stranger.sign_in("not-a-token").status == 429;
+    }
+    assert!(limited, "the address's sign-ins are slowed down");
+    assert_page(&head.get("/ui/leads"), 200, "still signed in");
+}

@@ -519,7 +519,11 @@ async fn card_page(
         for (k, v) in m {
             let text = match &v {
                 Value::Null => continue,
-                Value::String(t) => t.clone(),
+                // Times (created_at, updated_at, stage_entered_at…) in the calendar's zone.
+                Value::String(t) => match chrono::DateTime::parse_from_rfc3339(t) {
+                    Ok(at) => when(state, at.with_timezone(&chrono::Utc)),
+                    Err(_) => t.clone(),
+                },
                 Value::Array(a) if a.is_empty() => continue,
                 Value::Object(o) if o.is_empty() => continue,
                 other => other.to_string(),

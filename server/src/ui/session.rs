@@ -12,7 +12,7 @@
 //! - The cookie and the secret never reach a log line: the request log writes the method
 //!   and path only (`ops`), and neither is ever put in a path.
 
-use crate::auth::{Caller, client_ip};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::http::request::Parts;
@@ -150,7 +150,10 @@ pub(crate) async fn signed(state: &AppState, parts: &Parts) -> Result<Option<Sig
     let Some((hash, csrf)) = state.sessions.get(&id) else {
         return Ok(None);
     };
-    match crate::auth::authenticate_hash(state, client_ip(parts), hash, None).await {
+    // No address: the session proves who this is, so the failed-sign-in limit of the
+    // address (shared behind a proxy or NAT) does not lock signed-in people out, and a
+    // revoked token's session ending is not counted as a failed attempt.
+    match crate::auth::authenticate_hash(state, None, hash, None).await {
         Ok(caller) => Ok(Some(Signed {
             caller,
             csrf,

@@ -9,11 +9,9 @@ use crate::cli::{Cli, CoverageArgs};
 use crate::ctx::{Access, Ctx};
 use crate::error::CliError;
 use crate::output::{Table, json_line};
-use leadflow_engine::Source;
 use leadflow_engine::event::Event;
-use leadflow_engine::rules::RuleSet;
+use leadflow_robots::Runtime;
 use leadflow_robots::backtest::{Coverage, Options};
-use leadflow_robots::{Registry, Runtime};
 use std::sync::Arc;
 
 /// One rule's figures.
@@ -124,18 +122,10 @@ fn in_force(ctx: &Ctx) -> Result<(Runtime, String), CliError> {
             rec.position
         )));
     };
-    let sources: Vec<Source> = set
-        .files
-        .iter()
-        .map(|f| Source {
-            path: f.path.clone(),
-            text: f.text.clone(),
-        })
-        .collect();
-    let registry = Registry::builtin();
-    let rules = RuleSet::load(&sources, &ctx.config, &registry).map_err(CliError::Rules)?;
+    let runtime =
+        leadflow_robots::backtest::recorded_runtime(&set, &ctx.config).map_err(CliError::Rules)?;
     Ok((
-        Runtime::new(ctx.config.clone(), rules, registry),
+        runtime,
         format!(
             "the rule set in force ({}, activated at position {})",
             leadflow_engine::explain::short_hash(&set.hash),

@@ -30,6 +30,22 @@ use leadflow_engine::{Actor, Config, EntityKind, Event, EventMeta, Source, Strea
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+/// The runtime of a rule set as a `ruleset.activated` event recorded it, loaded against
+/// `config` with the built-in robots (backtest's `--as-recorded`, `rules coverage`).
+pub fn recorded_runtime(set: &RulesetActivated, config: &Config) -> Result<Runtime, ConfigErrors> {
+    let sources: Vec<Source> = set
+        .files
+        .iter()
+        .map(|f| Source {
+            path: f.path.clone(),
+            text: f.text.clone(),
+        })
+        .collect();
+    let registry = Registry::builtin();
+    let rules = RuleSet::load(&sources, config, &registry)?;
+    Ok(Runtime::new(config.clone(), rules, registry))
+}
+
 /// Live events read per page.
 const PAGE: usize = 512;
 
@@ -494,18 +510,9 @@ impl<S: Backend> Sandbox<'_, S> {
 
     /// The runtime of a recorded rule set.
     fn recorded(&self, set: &RulesetActivated, position: i64) -> Result<Runtime, BacktestError> {
-        let sources: Vec<Source> = set
-            .files
-            .iter()
-            .map(|f| Source {
-                path: f.path.clone(),
-                text: f.text.clone(),
-            })
-            .collect();
-        let registry = Registry::builtin();
-        let rules = RuleSet::load(&sources, &self.config, &registry)
-            .map_err(|errors| BacktestError::Recorded { position, errors })?;
-        let mut runtime = Runtime::new(self.config.clone(), rules, registry).sandboxed();
+        let mut runtime = recorded_runtime(set, &self.config)
+            .map_err(|errors| BacktestError::Recorded { position, errors })?
+            .sandboxed();
         if let Some(o) = &self.observer {
             runtime = runtime.with_observer(o.clone());
         }

@@ -692,28 +692,26 @@ fn job_in_savepoint(
     requests: &mut bool,
     report: &mut Report,
 ) -> Result<Answer, ApiError> {
-    {
-        let mut answer = work(tx, ctx)?;
-        if react && let Some(rt) = rules {
-            let (r, mine) = rt.react_in(tx, ctx.now)?;
-            *report = r;
-            if !mine.is_empty() {
-                handle.add_mine(&mine);
-                *requests = true;
-            }
+    let mut answer = work(tx, ctx)?;
+    if react && let Some(rt) = rules {
+        let (r, mine) = rt.react_in(tx, ctx.now)?;
+        *report = r;
+        if !mine.is_empty() {
+            handle.add_mine(&mine);
+            *requests = true;
         }
-        if let Some((stream, positions)) = answer.subject.take() {
-            after_reactions(tx, &mut answer, stream, positions)?;
-        }
-        if let Some(k) = idempotency {
-            tx.remember_response(
-                &k.scope,
-                &k.key,
-                &k.request_hash,
-                answer.status.as_u16(),
-                &answer.body.to_string(),
-            )?;
-        }
-        Ok(answer)
     }
+    if let Some((stream, positions)) = answer.subject.take() {
+        after_reactions(tx, &mut answer, stream, positions)?;
+    }
+    if let Some(k) = idempotency {
+        tx.remember_response(
+            &k.scope,
+            &k.key,
+            &k.request_hash,
+            answer.status.as_u16(),
+            &answer.body.to_string(),
+        )?;
+    }
+    Ok(answer)
 }

@@ -16,7 +16,7 @@
 
 use crate::context::RobotError;
 use crate::{Registry, Runtime};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use leadflow_engine::backtest::{
     Comparison, Divergence, Role, command_of, creates, effect, remap, role,
 };
@@ -468,10 +468,8 @@ impl<S: Backend> Sandbox<'_, S> {
         if !self.active {
             // Fed before any rule set is in force (`flush` runs no rules then).
             self.flush(pending)?;
-            if self.opts.as_recorded
-                && let Ok(Event::RulesetActivated(set)) = rec.decode()
-            {
-                self.runtime = self.recorded(&set, rec.position)?;
+            if self.opts.as_recorded {
+                self.switch_to(rec)?;
             }
             // The CLI starts the rules' cursor before the command that activates the rule
             // set, so the rules react to that command's events: the same here.
@@ -494,18 +492,37 @@ impl<S: Backend> Sandbox<'_, S> {
             // The candidate stays in force.
             return self.flush(pending);
         }
-        // The timers due before it fire under the set in force until then; the command it
-        // came with is decided, and reacted to, under the new one (which `react_in`
-        // activates after the command's events, as the CLI does).
+        // The live runtime activates a set right after the events of the command whose
+        // rules run activated it, or first thing in a tick.
+        let with_command = pending
+            .last()
+            .is_some_and(|p| p.position == rec.position - 1 && p.occurred_at == rec.occurred_at);
+        if !with_command {
+            // Inputs of an earlier moment were reacted to by the set in force then. A tick
+            // puts the new set in force before it fires what is due, so what fell due before
+            // its moment fires under the old set and what is due at its moment under the new.
+            self.flush(pending)?;
+            self.advance(t - Duration::microseconds(1))?;
+            self.switch_to(rec)?;
+            self.activate(t)?;
+            self.runtime.advance(self.db, t, t)?;
+            return self.drain();
+        }
+        // A command activated it: the timers due up to the command's moment fired before it
+        // under the set in force until then; the command is decided, and reacted to, under
+        // the new one (which `react_in` activates after the command's events, as the CLI
+        // does).
         self.advance(t)?;
+        self.switch_to(rec)?;
+        self.flush(pending)
+    }
+
+    /// Puts the rule set `rec` recorded in the sandbox runtime's place.
+    fn switch_to(&mut self, rec: &RecordedEvent) -> Result<(), BacktestError> {
         if let Ok(Event::RulesetActivated(set)) = rec.decode() {
             self.runtime = self.recorded(&set, rec.position)?;
         }
-        if pending.is_empty() {
-            self.activate(t)
-        } else {
-            self.flush(pending)
-        }
+        Ok(())
     }
 
     /// The runtime of a recorded rule set.

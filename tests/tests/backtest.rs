@@ -221,7 +221,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "known bug: a generated history whose rule set changes midway makes --as-recorded add a check-missed deadline, incident and notification (seed 24b335b7… in backtest.proptest-regressions; run with --ignored)"]
     fn with_the_rule_set_changed_midway_as_recorded_reproduces_any_generated_history(
         ops in ops(),
         at in 0..60usize,

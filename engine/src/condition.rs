@@ -89,6 +89,11 @@ impl Condition {
         &self.source
     }
 
+    /// The top-level variables the expression refers to.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// Evaluates the condition with these variables; it must yield true or false.
     pub fn eval(&self, vars: &Map<String, Value>) -> Result<bool, String> {
         let mut ctx = cel::Context::with_env(stdlib());

@@ -556,6 +556,7 @@ impl<'r> Reaction<'r> {
                 related.as_ref(),
                 responsible.as_ref(),
                 self.now,
+                Reads::Names(cond.names()),
             )?;
             match cond.eval(&vars) {
                 Ok(true) => {}
@@ -754,9 +755,36 @@ fn entity_json(e: &Entity) -> Value {
 /// `missed_deadlines`): what `explain` re-reads to show the values a condition saw.
 pub const INCIDENT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
+/// What a condition or template reads of the variables: the responsible's incident counts
+/// (each a count over the journal) are worked out only for one that can read them.
+#[derive(Debug, Clone, Copy)]
+pub enum Reads<'a> {
+    /// Everything (a payload handed on whole).
+    All,
+    /// A condition: the top-level names it refers to.
+    Names(&'a [String]),
+    /// A template: its placeholders.
+    Template(&'a str),
+}
+
+impl Reads<'_> {
+    /// Whether the responsible's `count` (`missed_deadlines`, `incidents`) can be read.
+    fn count(&self, count: &str) -> bool {
+        match self {
+            Reads::All => true,
+            Reads::Names(names) => names.iter().any(|n| n == "responsible"),
+            Reads::Template(t) => crate::template::placeholders(t).any(|p| {
+                p.strip_prefix("responsible")
+                    .is_some_and(|r| r.is_empty() || r.strip_prefix('.') == Some(count))
+            }),
+        }
+    }
+}
+
 /// The variables a condition or template sees (see docs/RULES.md, "Conditions"): the
 /// entity (and a task's lead or deal), the event, the responsible with their incident
-/// counts over 30 days, and the time in the calendar's zone. Built here only.
+/// counts over 30 days (when `reads` can read them), and the time in the calendar's zone.
+/// Built here only.
 #[allow(clippy::too_many_arguments)]
 pub fn variables(
     view: &mut dyn View,
@@ -767,6 +795,7 @@ pub fn variables(
     related: Option<&Entity>,
     responsible: Option<&EmployeeId>,
     now: DateTime<Utc>,
+    reads: Reads<'_>,
 ) -> Result<Map<String, Value>, WorkspaceError> {
     let mut vars = Map::new();
     for e in entity.into_iter().chain(related) {
@@ -825,11 +854,15 @@ pub fn variables(
                 r.insert("manager".into(), json!(m.as_str()));
             }
         }
-        r.insert(
-            "missed_deadlines".into(),
-            json!(count(Some("missed_deadline"))?),
-        );
-        r.insert("incidents".into(), json!(count(None)?));
+        if reads.count("missed_deadlines") {
+            r.insert(
+                "missed_deadlines".into(),
+                json!(count(Some("missed_deadline"))?),
+            );
+        }
+        if reads.count("incidents") {
+            r.insert("incidents".into(), json!(count(None)?));
+        }
         vars.insert("responsible".into(), Value::Object(r));
     }
     let local = now.with_timezone(&config.calendar.timezone);

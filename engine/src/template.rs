@@ -84,6 +84,29 @@ fn format_value(v: &Value, filter: Option<&str>) -> Result<String, String> {
     }
 }
 
+/// The paths of a template's placeholders (`lead.title` of `{lead.title|upper}`), as far as
+/// it parses.
+pub fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+    let mut rest = template;
+    std::iter::from_fn(move || {
+        loop {
+            let i = rest.find(['{', '}'])?;
+            let tail = &rest[i..];
+            if tail.starts_with("{{") || tail.starts_with("}}") {
+                rest = &tail[2..];
+                continue;
+            }
+            if tail.starts_with('}') {
+                return None;
+            }
+            let end = tail.find('}')?;
+            let inner = &tail[1..end];
+            rest = &tail[end + 1..];
+            return Some(inner.split_once('|').map_or(inner, |(p, _)| p).trim());
+        }
+    })
+}
+
 /// Checks a template against a sample of the variables it will see.
 pub fn check(template: &str, vars: &Map<String, Value>) -> Result<(), String> {
     render(template, vars).map(|_| ())
@@ -100,6 +123,15 @@ mod tests {
             unreachable!()
         };
         m
+    }
+
+    #[test]
+    fn placeholders_are_listed_by_path() {
+        let paths: Vec<&str> =
+            placeholders("{{x}} {lead.title | upper} at {responsible.name}{lead.id}").collect();
+        assert_eq!(paths, ["lead.title", "responsible.name", "lead.id"]);
+        assert_eq!(placeholders("none {{here}}").count(), 0);
+        assert_eq!(placeholders("cut {lead.title").count(), 0);
     }
 
     #[test]

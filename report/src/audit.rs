@@ -290,6 +290,7 @@ fn condition_then(
         related.as_ref(),
         responsible.as_ref(),
         now,
+        leadflow_engine::react::Reads::All,
     )
     .map_err(|e| Error::Refused(e.to_string()))?;
     let e = explain::evaluate(source, &vars);

@@ -4,13 +4,17 @@
 use crate::context::{Ctx, RobotError};
 use crate::{Params, Robot};
 use leadflow_engine::command::NewTask;
+use leadflow_engine::condition::{Condition, ConditionError};
 use leadflow_engine::config::Semantic;
 use leadflow_engine::event::{
     Channel, DeadlineCancelled, DeadlineScheduled, EscalationRecorded, NotificationQueued,
 };
 use leadflow_engine::ids::{EmployeeId, TeamId};
+use leadflow_engine::react::Reads;
 use leadflow_engine::{Actor, Command, Entity, EntityKind, Event};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 /// A text parameter.
 pub(crate) fn text<'p>(params: &'p Params, name: &str) -> Option<&'p str> {
@@ -248,6 +252,24 @@ fn pending_deadline(ctx: &mut Ctx<'_, '_>, name: &str) -> Result<Option<i64>, Ro
         .map(|t| t.id))
 }
 
+/// A robot parameter's condition, compiled once per process (a robot runs it at every step;
+/// compiling CEL costs far more than evaluating it).
+pub(crate) fn compiled(source: &str) -> Result<Condition, ConditionError> {
+    static CACHE: LazyLock<Mutex<HashMap<String, Condition>>> = LazyLock::new(Mutex::default);
+    if let Some(c) = CACHE.lock().ok().and_then(|c| c.get(source).cloned()) {
+        return Ok(c);
+    }
+    let c = Condition::compile(source)?;
+    if let Ok(mut cache) = CACHE.lock() {
+        // Rule sets reloaded many times over: start again rather than grow without bound.
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(source.to_owned(), c.clone());
+    }
+    Ok(c)
+}
+
 /// `schedule_deadline`: a named deadline after a (possibly condition-dependent) duration.
 pub struct ScheduleDeadline;
 
@@ -258,15 +280,26 @@ impl Robot for ScheduleDeadline {
         let after = match params.get("after") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(cases)) => {
-                let vars = ctx.vars()?;
+                let conditions = cases
+                    .iter()
+                    .map(|case| {
+                        case.get("if")
+                            .and_then(Value::as_str)
+                            .map(|c| compiled(c).map_err(|e| RobotError::Failed(e.message)))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let names: Vec<String> = conditions
+                    .iter()
+                    .flatten()
+                    .flat_map(|c| c.names().iter().cloned())
+                    .collect();
+                let vars = ctx.vars(Reads::Names(&names))?;
                 let mut chosen = None;
-                for case in cases {
-                    let holds = match case.get("if").and_then(Value::as_str) {
+                for (case, cond) in cases.iter().zip(&conditions) {
+                    let holds = match cond {
                         None => true,
-                        Some(cond) => leadflow_engine::condition::Condition::compile(cond)
-                            .map_err(|e| RobotError::Failed(e.message))?
-                            .eval(&vars)
-                            .map_err(RobotError::Failed)?,
+                        Some(cond) => cond.eval(&vars).map_err(RobotError::Failed)?,
                     };
                     if holds {
                         chosen = case.get("after").and_then(Value::as_str).map(str::to_owned);
@@ -407,7 +440,7 @@ impl Robot for Webhook {
         let url = required(params, "url")?.to_owned();
         let body = match text(params, "body") {
             Some(t) => ctx.render(t)?,
-            None => Value::Object(ctx.vars()?).to_string(),
+            None => Value::Object(ctx.vars(Reads::All)?).to_string(),
         };
         ctx.notify(NotificationQueued {
             channel: Channel::Webhook,

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use leadflow_engine::event::{DelayedRobot, IncidentRecorded, NotificationQueued};
 use leadflow_engine::ids::EmployeeId;
-use leadflow_engine::react::{responsible_of, task_parent, variables};
+use leadflow_engine::react::{Reads, responsible_of, task_parent, variables};
 use leadflow_engine::stored::{Executed, RecordedEvent, StoredError};
 use leadflow_engine::workspace::{BackendError, Workspace, WorkspaceError};
 use leadflow_engine::{Actor, Command, Config, Entity, Event, EventMeta, StreamId};
@@ -129,8 +129,8 @@ impl Ctx<'_, '_> {
         Ok(responsible_of(self.entity()?.as_ref()))
     }
 
-    /// The variables conditions and templates see.
-    pub fn vars(&mut self) -> Result<Map<String, Value>, RobotError> {
+    /// The variables conditions and templates see, as far as `reads` can read them.
+    pub fn vars(&mut self, reads: Reads<'_>) -> Result<Map<String, Value>, RobotError> {
         let entity = self.entity()?;
         let related = match &entity {
             Some(Entity::Task(_)) => self.lead_or_deal()?,
@@ -146,12 +146,13 @@ impl Ctx<'_, '_> {
             related.as_ref(),
             responsible.as_ref(),
             self.now,
+            reads,
         )?)
     }
 
     /// Renders a `{lead.title}`-style template.
     pub fn render(&mut self, template: &str) -> Result<String, RobotError> {
-        let vars = self.vars()?;
+        let vars = self.vars(Reads::Template(template))?;
         leadflow_engine::template::render(template, &vars).map_err(RobotError::Failed)
     }
 

@@ -132,7 +132,7 @@ impl Robot for External {
                 "stream": ctx.trigger.stream.to_string(),
                 "payload": payload,
             },
-            "vars": Value::Object(ctx.vars()?),
+            "vars": Value::Object(ctx.vars(leadflow_engine::react::Reads::All)?),
         });
         let request = RobotRequested {
             robot: "command".into(),

@@ -2,13 +2,13 @@
 //! fields are filled, asks the responsible for what is missing and, if told to, records it in
 //! the incident journal.
 
-use crate::builtin::{lead_or_deal, text};
+use crate::builtin::{compiled, lead_or_deal, text};
 use crate::context::{Ctx, RobotError};
 use crate::{Params, Robot};
 use leadflow_engine::Entity;
-use leadflow_engine::condition::Condition;
 use leadflow_engine::event::{Channel, NotificationQueued};
 use leadflow_engine::model::{deal_field, is_filled, lead_field};
+use leadflow_engine::react::Reads;
 use serde_json::Value;
 
 /// `require_fields`: the requirements of `fields` (`a|b` = either) on the subject's lead or
@@ -26,10 +26,10 @@ impl Robot for RequireFields {
     fn run(&self, ctx: &mut Ctx<'_, '_>, params: &Params) -> Result<(), RobotError> {
         let requirements = requirements(params)?;
         if let Some(when) = text(params, "when") {
-            let cond = Condition::compile(when).map_err(|e| {
+            let cond = compiled(when).map_err(|e| {
                 RobotError::Failed(format!("require_fields: 'when': {}", e.message))
             })?;
-            let vars = ctx.vars()?;
+            let vars = ctx.vars(Reads::Names(cond.names()))?;
             let holds = cond.eval(&vars).map_err(|m| {
                 RobotError::Failed(format!(
                     "require_fields: 'when' could not be evaluated: {m}"

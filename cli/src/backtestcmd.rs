@@ -14,7 +14,7 @@ use leadflow_engine::rules::RuleSet;
 use leadflow_engine::{EntityKind, StreamId};
 use leadflow_robots::backtest::{BacktestError, Options, Run};
 use leadflow_robots::{Registry, RobotError, Runtime};
-use leadflow_store::{LogFilter, Options as StoreOptions, Store, Synchronous};
+use leadflow_store::{LogFilter, Store};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -110,13 +110,7 @@ pub(crate) fn run(
     let live_has_rules = !leadflow_store::history::activations(&ctx.store, head)?.is_empty();
     let dir =
         tempfile::tempdir().map_err(|e| CliError::io(Path::new("the temporary folder"), e))?;
-    let mut sandbox = Store::open(
-        dir.path().join("sandbox.db"),
-        &StoreOptions {
-            synchronous: Synchronous::Off,
-            ..StoreOptions::default()
-        },
-    )?;
+    let mut sandbox = Store::open_scratch(dir.path().join("sandbox.db"))?;
     let opts = Options {
         head: Some(head),
         ..opts.clone()

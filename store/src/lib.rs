@@ -141,7 +141,34 @@ impl Store {
             }
             .in_file(path)
         })?;
-        Store::init(conn, Some(path.to_owned()), options).map_err(|e| e.in_file(path))
+        Store::init(conn, Some(path.to_owned()), options, true).map_err(|e| e.in_file(path))
+    }
+
+    /// Opens (or creates) a scratch database at `path` that only this connection uses and
+    /// nobody needs after a crash (backtest's sandbox): the file locked to this connection,
+    /// the rollback journal in memory instead of a write-ahead log, no fsync. A commit writes
+    /// each changed page once, into the file.
+    pub fn open_scratch(path: impl AsRef<Path>) -> Result<Store, Error> {
+        let path = path.as_ref();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+            Error::Open {
+                path: path.to_owned(),
+                source: e,
+            }
+            .in_file(path)
+        })?;
+        let open = || -> Result<Store, Error> {
+            conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = MEMORY;")?;
+            let options = Options {
+                synchronous: Synchronous::Off,
+                ..Options::default()
+            };
+            Store::init(conn, Some(path.to_owned()), &options, false)
+        };
+        open().map_err(|e| e.in_file(path))
     }
 
     /// Opens the database at `path` for reading only (`mode=ro`): it never takes
@@ -252,13 +279,24 @@ impl Store {
 
     /// Opens a fresh database in memory (for tests).
     pub fn open_in_memory() -> Result<Store, Error> {
-        Store::init(Connection::open_in_memory()?, None, &Options::default())
+        Store::init(
+            Connection::open_in_memory()?,
+            None,
+            &Options::default(),
+            false,
+        )
     }
 
-    fn init(conn: Connection, path: Option<PathBuf>, options: &Options) -> Result<Store, Error> {
+    /// Sets up an opened connection; `wal`: in write-ahead-log mode.
+    fn init(
+        conn: Connection,
+        path: Option<PathBuf>,
+        options: &Options,
+        wal: bool,
+    ) -> Result<Store, Error> {
         conn.busy_timeout(options.busy_timeout)?;
         schema::check_identity(&conn, path.as_deref())?;
-        if path.is_some() {
+        if wal {
             let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;

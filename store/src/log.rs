@@ -484,7 +484,11 @@ impl<'c> Tx<'c> {
 
     pub(crate) fn commit(mut self) -> Result<(), Error> {
         self.projector.flush(&self.tx)?;
-        project::set_checkpoint(&self.tx, "main", self.head_position)?;
+        // Nothing appended (a tick with nothing due, a cursor moved): the checkpoint stands,
+        // and a transaction that changed nothing else writes no page.
+        if self.head_position != self.begun_at {
+            project::set_checkpoint(&self.tx, "main", self.head_position)?;
+        }
         if self.bulk() {
             self.tx
                 .pragma_update(None, "wal_autocheckpoint", BULK_WAL_CHECKPOINT_PAGES)?;
@@ -857,7 +861,8 @@ impl<'c> Tx<'c> {
         crate::query::inbox(self.conn()?, Some(employee), filter)
     }
 
-    /// The transaction's connection for tables that are not projections (nothing is flushed).
+    /// The transaction's connection for tables the projector does not hold back: the log, the side
+    /// tables (written as events are appended) and what is not a projection. Nothing is flushed.
     pub(crate) fn sql(&self) -> &Connection {
         &self.tx
     }
@@ -946,7 +951,6 @@ impl<'c> Tx<'c> {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.projector.flush(&self.tx)?;
         let saved = (self.head_position, self.head_hash, self.next_ids.clone());
         // Prepared once per connection (a savepoint per job and per robot: parsing them
         // again each time showed in the writer's profile).
@@ -954,8 +958,10 @@ impl<'c> Tx<'c> {
             .prepare_cached("SAVEPOINT robot")
             .and_then(|mut s| s.execute([]))
             .map_err(Error::from)?;
+        self.projector.savepoint();
         match f(self) {
             Ok(v) => {
+                self.projector.release();
                 self.tx
                     .prepare_cached("RELEASE robot")
                     .and_then(|mut s| s.execute([]))
@@ -963,6 +969,9 @@ impl<'c> Tx<'c> {
                 Ok(v)
             }
             Err(e) => {
+                // The cache goes back with the tables (states cached before the savepoint
+                // and not yet written are cached again, still to be written).
+                self.projector.rollback();
                 self.tx
                     .execute_batch("ROLLBACK TO robot; RELEASE robot")
                     .map_err(Error::from)?;
@@ -970,9 +979,6 @@ impl<'c> Tx<'c> {
                 self.heads.clear();
                 let head = self.head_position;
                 self.recent.retain(|r| r.position <= head);
-                // Cached states may hold rolled-back changes: forget them (the tables were
-                // flushed before the savepoint, so they hold the truth).
-                self.projector.discard();
                 Err(e)
             }
         }

@@ -227,7 +227,7 @@ fn main() -> Result<()> {
     let mut sandbox = if in_memory {
         Store::open_in_memory()?
     } else {
-        Store::open(&sandbox_path, &options(Synchronous::Off))?
+        Store::open_scratch(&sandbox_path)?
     };
     let done = run(
         &store,

@@ -3,6 +3,10 @@
 //! loaded once and written once) and written back by [`Projector::flush`]; side-table rows
 //! and stage visits are written as events arrive. Whoever appends (the log's `Tx`, a catch-up)
 //! drives it: the projector knows nothing of the log.
+//!
+//! It follows the transaction's savepoints ([`Projector::savepoint`]): each remembers what
+//! the streams it changes were like before it, so a rollback puts the cache back as it was
+//! (the tables go back with SQLite's savepoint) and nothing has to be written before one.
 
 use super::rows::{self, IndexKey};
 use super::side;
@@ -29,9 +33,39 @@ pub(crate) struct Projector {
     /// Entities deleted since the last flush: their rows go then.
     deleted: HashSet<StreamId>,
     pending: usize,
+    /// The open savepoints, innermost last.
+    levels: Vec<Level>,
+}
+
+/// Cached entities kept after a flush, beyond which a flush outside any savepoint empties
+/// the cache (a bulk append touches many entities once each).
+const CACHE_LIMIT: usize = 4096;
+
+/// An open savepoint: what each stream it changed was like before it.
+struct Level {
+    before: HashMap<StreamId, Before>,
+    pending: usize,
+}
+
+/// A stream's part of the projector's state.
+struct Before {
+    slot: Option<Slot>,
+    dirty: bool,
+    bumps: Option<i64>,
+    taken: Option<Vec<i64>>,
+    deleted: bool,
+}
+
+fn set_member(set: &mut HashSet<StreamId>, stream: StreamId, member: bool) {
+    if member {
+        set.insert(stream);
+    } else {
+        set.remove(&stream);
+    }
 }
 
 /// An entity in the projector's cache.
+#[derive(Clone)]
 struct Slot {
     /// Its state as of the events applied so far.
     state: Option<Entity>,
@@ -50,6 +84,69 @@ impl Projector {
             taken: HashMap::new(),
             deleted: HashSet::new(),
             pending: 0,
+            levels: Vec::new(),
+        }
+    }
+
+    /// Opens a savepoint (the transaction has just opened its own).
+    pub(crate) fn savepoint(&mut self) {
+        self.levels.push(Level {
+            before: HashMap::new(),
+            pending: self.pending,
+        });
+    }
+
+    /// Releases the innermost savepoint: its changes stay, and the savepoint around it (if
+    /// any) remembers what they changed.
+    pub(crate) fn release(&mut self) {
+        let Some(level) = self.levels.pop() else {
+            return;
+        };
+        if let Some(outer) = self.levels.last_mut() {
+            for (stream, before) in level.before {
+                outer.before.entry(stream).or_insert(before);
+            }
+        }
+    }
+
+    /// Rolls back the innermost savepoint (the transaction has just rolled back its own):
+    /// every stream it changed is put back as it was before it.
+    pub(crate) fn rollback(&mut self) {
+        let Some(level) = self.levels.pop() else {
+            return;
+        };
+        for (stream, b) in level.before {
+            match b.slot {
+                Some(slot) => self.cache.insert(stream, slot),
+                None => self.cache.remove(&stream),
+            };
+            set_member(&mut self.dirty, stream, b.dirty);
+            set_member(&mut self.deleted, stream, b.deleted);
+            match b.bumps {
+                Some(n) => self.bumps.insert(stream, n),
+                None => self.bumps.remove(&stream),
+            };
+            match b.taken {
+                Some(ids) => self.taken.insert(stream, ids),
+                None => self.taken.remove(&stream),
+            };
+        }
+        self.pending = level.pending;
+    }
+
+    /// Before `stream`'s state changes: the innermost savepoint remembers it as it was.
+    fn remember(&mut self, stream: StreamId) {
+        let Some(level) = self.levels.last_mut() else {
+            return;
+        };
+        if let Entry::Vacant(v) = level.before.entry(stream) {
+            v.insert(Before {
+                slot: self.cache.get(&stream).cloned(),
+                dirty: self.dirty.contains(&stream),
+                bumps: self.bumps.get(&stream).copied(),
+                taken: self.taken.get(&stream).cloned(),
+                deleted: self.deleted.contains(&stream),
+            });
         }
     }
 
@@ -70,6 +167,7 @@ impl Projector {
 
     /// Records that `stream` has just been created, so it has no row to load.
     pub(crate) fn created(&mut self, stream: StreamId) {
+        self.remember(stream);
         self.cache.entry(stream).or_insert(Slot {
             state: None,
             stored: None,
@@ -86,6 +184,9 @@ impl Projector {
     }
 
     fn slot(&mut self, conn: &Connection, stream: StreamId) -> Result<&mut Slot, Error> {
+        if !self.cache.contains_key(&stream) {
+            self.remember(stream);
+        }
         Ok(match self.cache.entry(stream) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
@@ -113,6 +214,7 @@ impl Projector {
         at: DateTime<Utc>,
         actor: &str,
     ) -> Result<(), Error> {
+        self.remember(stream);
         let mut take = |id: Option<i64>| match self.taken.get_mut(&stream) {
             Some(ids) => {
                 // A task has one timer, so its overdue event (which names none) takes it.
@@ -176,50 +278,47 @@ impl Projector {
     /// events skips removing them.
     pub(crate) fn taken(&mut self, timers: impl IntoIterator<Item = (StreamId, i64)>) {
         for (stream, id) in timers {
+            self.remember(stream);
             self.taken.entry(stream).or_default().push(id);
         }
     }
 
-    /// Forgets every cached state without writing it (after a rollback).
-    pub(crate) fn discard(&mut self) {
-        self.cache.clear();
-        self.dirty.clear();
-        self.bumps.clear();
-        self.deleted.clear();
-        self.pending = 0;
-    }
-
-    /// Writes every changed entity to its table and empties the cache.
+    /// Writes every changed entity to its table. The states stay cached (what a row holds
+    /// now), unless the cache grew past [`CACHE_LIMIT`] outside any savepoint.
     pub(crate) fn flush(&mut self, conn: &Connection) -> Result<(), Error> {
         // In key order: neighbouring rows share pages.
-        let mut dirty: Vec<StreamId> = self.dirty.drain().collect();
+        let mut dirty: Vec<StreamId> = self.dirty.iter().copied().collect();
         dirty.sort_unstable();
         for stream in dirty {
-            if let Some(Slot {
-                state: Some(e),
-                stored,
-            }) = self.cache.get(&stream)
+            self.remember(stream);
+            self.dirty.remove(&stream);
+            if let Some(slot @ Slot { state: Some(_), .. }) = self.cache.get_mut(&stream)
+                && let Some(e) = &slot.state
             {
-                rows::save(conn, self.schema, e, stored.as_ref())?;
+                slot.stored = Some(rows::save(conn, self.schema, e, slot.stored.as_ref())?);
             }
         }
-        let mut deleted: Vec<StreamId> = self.deleted.drain().collect();
+        let mut deleted: Vec<StreamId> = self.deleted.iter().copied().collect();
         deleted.sort_unstable();
         for stream in deleted {
-            if let Some(Slot {
-                state: None,
-                stored: Some(stored),
-            }) = self.cache.get(&stream)
+            self.remember(stream);
+            self.deleted.remove(&stream);
+            if let Some(slot @ Slot { state: None, .. }) = self.cache.get_mut(&stream)
+                && let Some(stored) = slot.stored.take()
             {
-                rows::delete(conn, self.schema, stream, stored)?;
+                rows::delete(conn, self.schema, stream, &stored)?;
             }
         }
-        let mut bumps: Vec<(StreamId, i64)> = self.bumps.drain().collect();
+        let mut bumps: Vec<(StreamId, i64)> = self.bumps.iter().map(|(s, n)| (*s, *n)).collect();
         bumps.sort_unstable();
         for (stream, n) in bumps {
+            self.remember(stream);
+            self.bumps.remove(&stream);
             rows::add_version(conn, self.schema, stream, n)?;
         }
-        self.cache.clear();
+        if self.levels.is_empty() && self.cache.len() >= CACHE_LIMIT {
+            self.cache.clear();
+        }
         self.pending = 0;
         Ok(())
     }

@@ -496,13 +496,13 @@ pub(crate) fn index_key(e: &Entity) -> IndexKey {
 }
 
 /// Writes an entity's row and its match keys; `stored` is its row's [`IndexKey`], `None` if it
-/// has no row yet.
+/// has no row yet. Returns the row's key now.
 pub(crate) fn save(
     conn: &Connection,
     schema: &'static str,
     e: &Entity,
     stored: Option<&IndexKey>,
-) -> Result<(), Error> {
+) -> Result<IndexKey, Error> {
     let key = index_key(e);
     let op = match stored {
         None => Op::InsertOrReplace,
@@ -523,7 +523,7 @@ pub(crate) fn save(
         let old = stored.map_or(&[][..], |k| &k.fields);
         search::save_fields(conn, schema, e.stream(), old, &key.fields)?;
     }
-    Ok(())
+    Ok(key)
 }
 
 /// Removes a deleted entity's row and what its [`IndexKey`] says it has in the side indexes

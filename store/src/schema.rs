@@ -10,10 +10,10 @@ use std::path::Path;
 pub(crate) const APPLICATION_ID: i64 = 0x4C46_4C57;
 
 /// The schema version this leadflow writes.
-pub(crate) const LATEST: i64 = 5;
+pub(crate) const LATEST: i64 = 6;
 
 /// Migration steps; step `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 const V1: &str = r#"
 CREATE TABLE streams (
@@ -85,6 +85,12 @@ CREATE TABLE IF NOT EXISTS responses (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS responses_at ON responses (at);
 "#;
+
+/// Version 6: the journals' indexes by employee, kind and position (an escalation counts the
+/// incidents since the employee's last one: without them, a scan of both journals at every
+/// missed deadline). Projection indexes: created by the projection check that follows, on
+/// the tables as they are (nothing is rebuilt).
+const V6: &str = "-- incidents_since_escalation, escalations_by_employee: created by the projection check that follows";
 
 /// Refuses databases that are not leadflow's (or are from a newer leadflow).
 pub(crate) fn check_identity(conn: &Connection, path: Option<&Path>) -> Result<(), Error> {

@@ -118,17 +118,34 @@ fn cause_of(conn: &Connection, position: i64) -> Result<Option<(Option<i64>, Str
         .optional()?)
 }
 
+/// Incidents of an employee (of a kind) in a window: an index range on the window.
+const INCIDENTS_IN_WINDOW: &str =
+    "SELECT count(*) FROM incidents WHERE employee = ?1 AND kind = ?2 AND at >= ?3";
+/// Of every kind.
+const ALL_INCIDENTS_IN_WINDOW: &str =
+    "SELECT count(*) FROM incidents WHERE employee = ?1 AND at >= ?2";
+/// Those since the employee's last escalation of that kind: an index range on position,
+/// whatever the window holds (`+at` keeps the planner off the window's index).
+const INCIDENTS_SINCE_ESCALATION: &str = "SELECT count(*) FROM incidents WHERE employee = ?1 AND kind = ?2 AND +at >= ?3 \
+     AND position > coalesce((SELECT max(position) FROM escalations WHERE employee = ?1 AND kind = ?2), 0)";
+
 fn incident_count(conn: &Connection, q: &IncidentQuery<'_>) -> Result<i64, Error> {
     let since = fmt_time(q.since);
+    let employee = q.employee.as_str();
+    // (Without a kind there is no escalation of it: every incident in the window counts.)
+    let Some(kind) = q.kind else {
+        return Ok(conn
+            .prepare_cached(ALL_INCIDENTS_IN_WINDOW)?
+            .query_row(params![employee, since], |r| r.get(0))?);
+    };
     let sql = if q.after_escalation {
-        "SELECT count(*) FROM incidents WHERE employee = ?1 AND (?2 IS NULL OR kind = ?2) AND at >= ?3 \
-         AND position > coalesce((SELECT max(position) FROM escalations WHERE employee = ?1 AND kind = ?2), 0)"
+        INCIDENTS_SINCE_ESCALATION
     } else {
-        "SELECT count(*) FROM incidents WHERE employee = ?1 AND (?2 IS NULL OR kind = ?2) AND at >= ?3"
+        INCIDENTS_IN_WINDOW
     };
     Ok(conn
         .prepare_cached(sql)?
-        .query_row(params![q.employee.as_str(), q.kind, since], |r| r.get(0))?)
+        .query_row(params![employee, kind, since], |r| r.get(0))?)
 }
 
 fn open_items(
@@ -504,5 +521,47 @@ impl Backend for Store {
             .query_row(&sql, args.as_slice(), |r| r.get(0))
             .map_err(Error::from)?;
         Ok(t.as_deref().and_then(parse_time))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's plan for `sql` with the arguments `args` (one line per step).
+    fn plan(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map(args, |r| r.get::<_, String>(3)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn incident_counts_search_the_right_index() {
+        let store = crate::Store::open_in_memory().unwrap();
+        let conn = &store.conn;
+        let args: [&dyn rusqlite::ToSql; 3] = [&"ivanov", &"missed_deadline", &"2026-01-01"];
+        let since = plan(conn, INCIDENTS_SINCE_ESCALATION, &args);
+        assert!(
+            since
+                .iter()
+                .any(|l| l.contains("incidents_since_escalation"))
+                && since.iter().any(|l| l.contains("escalations_by_employee")),
+            "{since:?}"
+        );
+        let window = plan(conn, INCIDENTS_IN_WINDOW, &args);
+        assert!(
+            window.iter().any(|l| l.contains("incidents_by_employee")),
+            "{window:?}"
+        );
+        let all = plan(
+            conn,
+            ALL_INCIDENTS_IN_WINDOW,
+            &args[..1]
+                .iter()
+                .chain(&args[2..])
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        assert!(all.iter().all(|l| !l.starts_with("SCAN")), "{all:?}");
     }
 }

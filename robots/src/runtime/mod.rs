@@ -206,11 +206,15 @@ impl Runtime {
         struct Activated {
             hash: String,
         }
-        let current = ws
-            .event_of(RULESET_STREAM, version)?
-            .and_then(|rec| serde_json::from_str::<Activated>(&rec.payload).ok())
-            .map(|a| a.hash);
-        if current.as_deref() == Some(self.hash.as_str()) {
+        let in_force = ws.event_of(RULESET_STREAM, version)?.is_some_and(|rec| {
+            // The payload holds the files whole and starts with the hash as leadflow writes
+            // it: a glance at its start instead of a parse of all of it (at every call).
+            let written = format!("{{\"hash\":\"{}\",", self.hash);
+            rec.payload.starts_with(&written)
+                || serde_json::from_str::<Activated>(&rec.payload)
+                    .is_ok_and(|a| a.hash == self.hash)
+        });
+        if in_force {
             if ws.cursor(CURSOR)?.is_none() {
                 let head = ws.head_position();
                 ws.set_cursor(CURSOR, head)?;

@@ -112,6 +112,7 @@ pub(crate) static INCIDENTS: Table = Table {
     primary_key: None,
     without_rowid: false,
     then: "CREATE INDEX IF NOT EXISTS {s}.incidents_by_employee ON incidents (employee, kind, at);
+CREATE INDEX IF NOT EXISTS {s}.incidents_since_escalation ON incidents (employee, kind, position);
 CREATE INDEX IF NOT EXISTS {s}.incidents_by_stream ON incidents (stream, position);
 ",
 };
@@ -132,7 +133,8 @@ pub(crate) static ESCALATIONS: Table = Table {
     ],
     primary_key: None,
     without_rowid: false,
-    then: "",
+    then: "CREATE INDEX IF NOT EXISTS {s}.escalations_by_employee ON escalations (employee, kind, position);
+",
 };
 
 /// Notifications queued to the inbox channel.

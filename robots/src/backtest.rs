@@ -46,6 +46,10 @@ pub fn recorded_runtime(set: &RulesetActivated, config: &Config) -> Result<Runti
     Ok(Runtime::new(config.clone(), rules, registry))
 }
 
+/// How soon after a command's events a rule-set activation that follows them comes from
+/// that command's rules run (the CLI's second reading of its clock, after the commit).
+const SAME_COMMAND: Duration = Duration::seconds(10);
+
 /// Live events read per page.
 const PAGE: usize = 512;
 
@@ -493,10 +497,13 @@ impl<S: Backend> Sandbox<'_, S> {
             return self.flush(pending);
         }
         // The live runtime activates a set right after the events of the command whose
-        // rules run activated it, or first thing in a tick.
-        let with_command = pending
-            .last()
-            .is_some_and(|p| p.position == rec.position - 1 && p.occurred_at == rec.occurred_at);
+        // rules run activated it (at the same time in the service; the CLI reads its clock
+        // again for the rules, after the command's commit), or first thing in a tick.
+        let with_command = pending.last().is_some_and(|p| {
+            p.position == rec.position - 1
+                && p.occurred_at()
+                    .is_ok_and(|at| at <= t && t - at <= SAME_COMMAND)
+        });
         if !with_command {
             // Inputs of an earlier moment were reacted to by the set in force then. A tick
             // puts the new set in force before it fires what is due, so what fell due before

@@ -944,6 +944,13 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
+    /// Makes every flush of this transaction's cached entities past `n` of them empty the
+    /// cache (4096 otherwise): for tests of that path.
+    #[doc(hidden)]
+    pub fn limit_cache(&mut self, n: usize) {
+        self.projector.limit_cache(n);
+    }
+
     /// Runs `f` so that whatever it appends stays only if it returns `Ok`: on `Err`, its
     /// appends are rolled back (an SQLite savepoint) and the transaction goes on as before it.
     /// A robot runs this way, so a robot that fails half-way leaves nothing behind.

@@ -10,10 +10,10 @@ use std::path::Path;
 pub(crate) const APPLICATION_ID: i64 = 0x4C46_4C57;
 
 /// The schema version this leadflow writes.
-pub(crate) const LATEST: i64 = 6;
+pub(crate) const LATEST: i64 = 5;
 
 /// Migration steps; step `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 const V1: &str = r#"
 CREATE TABLE streams (
@@ -86,12 +86,6 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE INDEX IF NOT EXISTS responses_at ON responses (at);
 "#;
 
-/// Version 6: the journals' indexes by employee, kind and position (an escalation counts the
-/// incidents since the employee's last one: without them, a scan of both journals at every
-/// missed deadline). Projection indexes: created by the projection check that follows, on
-/// the tables as they are (nothing is rebuilt).
-const V6: &str = "-- incidents_since_escalation, escalations_by_employee: created by the projection check that follows";
-
 /// Refuses databases that are not leadflow's (or are from a newer leadflow).
 pub(crate) fn check_identity(conn: &Connection, path: Option<&Path>) -> Result<(), Error> {
     let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
@@ -124,11 +118,26 @@ fn missing_tables(conn: &Connection) -> Result<Vec<&'static str>, Error> {
     Ok(missing)
 }
 
+/// Whether a projection index is missing (one a newer leadflow added to a table it already
+/// had, such as the journals' indexes by employee, kind and position: made on the table as
+/// it is, with no version step and no rebuild, so older leadflows and read-only copies still
+/// read the database).
+fn missing_indexes(conn: &Connection) -> Result<bool, Error> {
+    let mut stmt =
+        conn.prepare_cached("SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1")?;
+    for name in crate::project::index_names() {
+        if !stmt.exists([name])? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Whether opening for writing must take the write lock to migrate the schema or create
-/// projection tables (read without a write transaction).
+/// projection tables or indexes (read without a write transaction).
 pub(crate) fn needs_migration(conn: &Connection) -> Result<bool, Error> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    Ok(version != LATEST || !missing_tables(conn)?.is_empty())
+    Ok(version != LATEST || !missing_tables(conn)?.is_empty() || missing_indexes(conn)?)
 }
 
 /// Checks that a database opened read-only can be read as it is: the current schema, every

@@ -955,7 +955,7 @@ fn a_version_3_database_gets_the_list_indexes_and_its_searches_rebuilt() {
     assert!(err.to_string().contains("schema version 3"), "{err}");
     let mut store = Store::open(&path, &leadflow_store::Options::default()).unwrap();
     let version: i64 = leadflow_testkit::Db::at(&path).value("PRAGMA user_version");
-    assert_eq!(version, 6);
+    assert_eq!(version, 5);
     assert_eq!(titled(&store, "гранит"), vec![2]);
     let by_created = ListQuery {
         filters: vec![Filter::CreatedAt(Cmp::Ge(t0()))],

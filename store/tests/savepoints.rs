@@ -1,6 +1,6 @@
 //! The projector follows a write transaction's savepoints: whatever a program of appends,
-//! queries (which write the cached states to the tables) and nested savepoints kept or
-//! rolled back does, the entities a transaction reads at its end are the ones its tables
+//! queries (which write the cached states to the tables, and may empty the cache) and nested
+//! savepoints kept or rolled back does, the entities a transaction reads at its end are the ones its tables
 //! hold after the commit, and those tables are what a replay of the log builds.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -178,6 +178,7 @@ proptest! {
     fn what_a_transaction_reads_is_what_it_commits_and_what_a_replay_builds(
         first in ops(),
         second in ops(),
+        limit in prop_oneof![Just(usize::MAX), 0..4usize],
     ) {
         let mut store = Store::open_in_memory().unwrap();
         let mut created = 0;
@@ -188,6 +189,8 @@ proptest! {
             program.extend(ops.iter().cloned());
             let read = store
                 .write(t0(), |tx| {
+                    // A small limit: every flush empties the cache, inside savepoints too.
+                    tx.limit_cache(limit);
                     run(tx, &program, &mut created, &mut step)?;
                     let read = (0..LEADS).map(|n| tx.load(lead(n))).collect::<Result<Vec<_>, _>>()?;
                     Ok::<_, Stop>(read)

@@ -294,3 +294,49 @@ fn a_busy_history_is_reproduced_and_leaving_out_the_qualification_rules_shows_in
         without.summary()
     );
 }
+
+/// The CLI stamps a command's events and its rules run (where a changed rule set is
+/// activated) with two readings of its clock, the second after the command's commit: that
+/// activation still comes with the command, whose events the new set reacts to.
+#[test]
+fn a_rule_set_activated_by_a_commands_rules_run_a_moment_later_reacts_to_that_command() {
+    let mut store = Store::open_in_memory().unwrap();
+    let now = monday_10();
+    let old = live_rules();
+    old.activate(&mut store, now).unwrap();
+    let lead = NewLead {
+        name: Some("Client".into()),
+        emails: vec!["c@example.com".into()],
+        source: Some("web_form".into()),
+        ..NewLead::default()
+    };
+    command(&mut store, &old, now, "system", Command::CreateLead(lead));
+    // The qualification rules are dropped; the next command's run activates the new set 30 ms
+    // after the command (its move to in_work then sets no qualification deadline).
+    let new = runtime(&[("intake.toml", INTAKE), ("transfer.toml", TRANSFER)]);
+    let t1 = now + Duration::hours(1);
+    let actor = responsible(&store, 1);
+    let meta = EventMeta::root(t1, Actor::Employee(actor.as_str().into()));
+    let cmd = Command::MoveLead {
+        id: 1,
+        stage: "in_work".into(),
+        reason: None,
+    };
+    Backend::write(&mut store, Stamp::At(t1), |ws| {
+        ws.execute(new.config(), &cmd, &meta)
+    })
+    .unwrap();
+    new.process(&mut store, t1 + Duration::milliseconds(30))
+        .unwrap();
+    let mut sandbox = Store::open_in_memory().unwrap();
+    let opts = Options {
+        as_recorded: true,
+        ..Options::default()
+    };
+    let diff = run(&store, &mut sandbox, live_rules(), None, true, &opts)
+        .unwrap()
+        .comparison
+        .finish(&|_| true);
+    assert!(diff.is_empty(), "{}\n{:#?}", diff.summary(), diff.differing);
+    assert_eq!(diff.divergences, 0);
+}

@@ -87,7 +87,12 @@ fn ddl(schema: &str) -> String {
         .join("\n")
 }
 
-/// Creates any missing projection table.
+/// The names of the projection tables' indexes.
+pub(crate) fn index_names() -> impl Iterator<Item = &'static str> {
+    TABLES.iter().flat_map(|t| t.index_names())
+}
+
+/// Creates any missing projection table (and index).
 pub(crate) fn ensure(conn: &Connection, schema: &str) -> Result<(), Error> {
     conn.execute_batch(&ddl(schema))?;
     Ok(())

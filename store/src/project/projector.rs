@@ -35,10 +35,12 @@ pub(crate) struct Projector {
     pending: usize,
     /// The open savepoints, innermost last.
     levels: Vec<Level>,
+    /// Cached entities beyond which a flush empties the cache ([`CACHE_LIMIT`]).
+    limit: usize,
 }
 
-/// Cached entities kept after a flush, beyond which a flush outside any savepoint empties
-/// the cache (a bulk append touches many entities once each).
+/// Cached entities kept after a flush, beyond which a flush empties the cache (a bulk append
+/// touches many entities once each).
 const CACHE_LIMIT: usize = 4096;
 
 /// An open savepoint: what each stream it changed was like before it.
@@ -85,7 +87,13 @@ impl Projector {
             deleted: HashSet::new(),
             pending: 0,
             levels: Vec::new(),
+            limit: CACHE_LIMIT,
         }
+    }
+
+    /// Empties the cache at every flush past `n` entities instead (for tests of that path).
+    pub(crate) fn limit_cache(&mut self, n: usize) {
+        self.limit = n;
     }
 
     /// Opens a savepoint (the transaction has just opened its own).
@@ -284,7 +292,7 @@ impl Projector {
     }
 
     /// Writes every changed entity to its table. The states stay cached (what a row holds
-    /// now), unless the cache grew past [`CACHE_LIMIT`] outside any savepoint.
+    /// now), unless the cache grew past its limit ([`CACHE_LIMIT`]).
     pub(crate) fn flush(&mut self, conn: &Connection) -> Result<(), Error> {
         // In key order: neighbouring rows share pages.
         let mut dirty: Vec<StreamId> = self.dirty.iter().copied().collect();
@@ -298,15 +306,21 @@ impl Projector {
                 slot.stored = Some(rows::save(conn, self.schema, e, slot.stored.as_ref())?);
             }
         }
+        // A deleted entity stays in `deleted` while its slot is cached (bookkeeping on its
+        // stream after the deletion is expected, not an event that does not apply); its row
+        // goes once.
         let mut deleted: Vec<StreamId> = self.deleted.iter().copied().collect();
         deleted.sort_unstable();
         for stream in deleted {
-            self.remember(stream);
-            self.deleted.remove(&stream);
             if let Some(slot @ Slot { state: None, .. }) = self.cache.get_mut(&stream)
-                && let Some(stored) = slot.stored.take()
+                && slot.stored.is_some()
             {
-                rows::delete(conn, self.schema, stream, &stored)?;
+                self.remember(stream);
+                if let Some(Slot { stored, .. }) = self.cache.get_mut(&stream)
+                    && let Some(stored) = stored.take()
+                {
+                    rows::delete(conn, self.schema, stream, &stored)?;
+                }
             }
         }
         let mut bumps: Vec<(StreamId, i64)> = self.bumps.iter().map(|(s, n)| (*s, *n)).collect();
@@ -316,8 +330,13 @@ impl Projector {
             self.bumps.remove(&stream);
             rows::add_version(conn, self.schema, stream, n)?;
         }
-        if self.levels.is_empty() && self.cache.len() >= CACHE_LIMIT {
+        if self.cache.len() >= self.limit {
+            // Emptied inside savepoints too, so memory stays bounded however much one
+            // savepoint projects. Every state is written now, so the tables hold it: one a
+            // savepoint changed it remembered when it changed, and one it did not change the
+            // tables hold as they will after a rollback.
             self.cache.clear();
+            self.deleted.clear();
         }
         self.pending = 0;
         Ok(())

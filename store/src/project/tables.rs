@@ -433,6 +433,16 @@ impl Table {
         )
     }
 
+    /// The names of the indexes its DDL creates.
+    pub(crate) fn index_names(&self) -> impl Iterator<Item = &'static str> {
+        const MARK: &str = "INDEX IF NOT EXISTS {s}.";
+        let then: &'static str = self.then;
+        then.match_indices(MARK).filter_map(move |(i, _)| {
+            let rest = &then[i + MARK.len()..];
+            rest.split_whitespace().next()
+        })
+    }
+
     /// The text of statement `op` on this table in `schema`, built on first use and kept for
     /// the life of the process (a few dozen short strings at most), so a write does not format
     /// SQL.
@@ -563,5 +573,34 @@ mod tests {
             SCHEDULES.ddl("main"),
             "CREATE TABLE IF NOT EXISTS main.schedules (\n    rule   TEXT PRIMARY KEY,\n    due_at TEXT NOT NULL\n) WITHOUT ROWID;\n"
         );
+    }
+
+    #[test]
+    fn a_tables_index_names_are_read_from_its_ddl_and_a_fresh_database_has_them_all() {
+        let names: Vec<&str> = INCIDENTS.index_names().collect();
+        assert_eq!(
+            names,
+            [
+                "incidents_by_employee",
+                "incidents_since_escalation",
+                "incidents_by_stream"
+            ]
+        );
+        let store = crate::Store::open_in_memory().unwrap();
+        let mut n = 0;
+        for name in crate::project::index_names() {
+            let found: i64 = store
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(found, 1, "{name}");
+            n += 1;
+        }
+        assert!(n > 20, "{n} indexes");
+        assert!(!crate::schema::needs_migration(&store.conn).unwrap());
     }
 }

@@ -234,8 +234,16 @@ fn robot_step(
         });
         return Ok(out);
     }
-    let evaluation = condition_then(store, config, &source, trigger, step)?;
-    out["condition"] = evaluation;
+    // A condition the explanation cannot re-evaluate is said so on its step (the chain is
+    // still explained).
+    out["condition"] = match condition_then(store, config, &source, trigger, step) {
+        Ok(evaluation) => evaluation,
+        Err(Error::Refused(m)) => json!({
+            "source": source.trim(),
+            "note": format!("could not be re-evaluated: {m}"),
+        }),
+        Err(e) => return Err(e),
+    };
     Ok(out)
 }
 

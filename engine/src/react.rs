@@ -878,3 +878,24 @@ pub fn variables(
     );
     Ok(vars)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Reads;
+
+    #[test]
+    fn the_incident_counts_are_worked_out_only_for_what_can_read_them() {
+        let names = ["lead".to_owned(), "responsible".to_owned()];
+        assert!(Reads::Names(&names).count("incidents"));
+        assert!(!Reads::Names(&names[..1]).count("incidents"));
+        assert!(Reads::All.count("missed_deadlines"));
+        let t = "{responsible.name} missed {responsible.missed_deadlines | upper}";
+        assert!(Reads::Template(t).count("missed_deadlines"));
+        assert!(!Reads::Template(t).count("incidents"));
+        assert!(Reads::Template("all of it: {responsible}").count("incidents"));
+        assert!(
+            !Reads::Template("{responsible.name} {{responsible.incidents}}").count("incidents")
+        );
+        assert!(!Reads::Template("{responsible_x}").count("incidents"));
+    }
+}

@@ -519,7 +519,9 @@ impl<S: Backend> Sandbox<'_, S> {
         // under the set in force until then; the command is decided, and reacted to, under
         // the new one (which `react_in` activates after the command's events, as the CLI
         // does).
-        self.advance(t)?;
+        if let Some(first) = pending.first() {
+            self.advance(first.occurred_at().map_err(WorkspaceError::from)?)?;
+        }
         self.switch_to(rec)?;
         self.flush(pending)
     }

@@ -130,17 +130,7 @@ impl Store {
         }
         // -wal/-shm files left read-only (by a reader of a once read-only database).
         error::let_owner_write_sides(path);
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
-            Error::Open {
-                path: path.to_owned(),
-                source: e,
-            }
-            .in_file(path)
-        })?;
+        let conn = connect_read_write(path)?;
         Store::init(conn, Some(path.to_owned()), options, true).map_err(|e| e.in_file(path))
     }
 
@@ -150,16 +140,7 @@ impl Store {
     /// each changed page once, into the file.
     pub fn open_scratch(path: impl AsRef<Path>) -> Result<Store, Error> {
         let path = path.as_ref();
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
-            Error::Open {
-                path: path.to_owned(),
-                source: e,
-            }
-            .in_file(path)
-        })?;
+        let conn = connect_read_write(path)?;
         let open = || -> Result<Store, Error> {
             conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = MEMORY;")?;
             let options = Options {
@@ -703,6 +684,21 @@ fn stable_plans(conn: &Connection) -> Result<(), Error> {
         true,
     )?;
     Ok(())
+}
+
+/// A read-write connection to the database at `path` (created if missing).
+fn connect_read_write(path: &Path) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    Connection::open_with_flags(path, flags).map_err(|e| {
+        Error::Open {
+            path: path.to_owned(),
+            source: e,
+        }
+        .in_file(path)
+    })
 }
 
 fn file_uri(path: &Path) -> String {

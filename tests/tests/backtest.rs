@@ -209,6 +209,20 @@ fn backtest(live: &Store, candidate: Runtime) -> leadflow_engine::backtest::Diff
     .finish(&|_| true)
 }
 
+/// A backtest of `live` with `--as-recorded` (each recorded rule set in force from its
+/// activation; the live rules before the first).
+fn as_recorded(live: &Store) -> leadflow_engine::backtest::Diff {
+    let mut sandbox = Store::open_in_memory().unwrap();
+    let opts = Options {
+        as_recorded: true,
+        ..Options::default()
+    };
+    run(live, &mut sandbox, live_rules(), None, true, &opts)
+        .unwrap()
+        .comparison
+        .finish(&|_| true)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -225,13 +239,7 @@ proptest! {
         ops in ops(),
         at in 0..60usize,
     ) {
-        let live = history_switching(&ops, at);
-        let mut sandbox = Store::open_in_memory().unwrap();
-        let opts = Options { as_recorded: true, ..Options::default() };
-        let diff = run(&live, &mut sandbox, live_rules(), None, true, &opts)
-            .unwrap()
-            .comparison
-            .finish(&|_| true);
+        let diff = as_recorded(&history_switching(&ops, at));
         prop_assert!(diff.is_empty(), "{}\n{:#?}", diff.summary(), diff.differing);
         prop_assert_eq!(diff.divergences, 0);
     }
@@ -328,15 +336,7 @@ fn a_rule_set_activated_by_a_commands_rules_run_a_moment_later_reacts_to_that_co
     .unwrap();
     new.process(&mut store, t1 + Duration::milliseconds(30))
         .unwrap();
-    let mut sandbox = Store::open_in_memory().unwrap();
-    let opts = Options {
-        as_recorded: true,
-        ..Options::default()
-    };
-    let diff = run(&store, &mut sandbox, live_rules(), None, true, &opts)
-        .unwrap()
-        .comparison
-        .finish(&|_| true);
+    let diff = as_recorded(&store);
     assert!(diff.is_empty(), "{}\n{:#?}", diff.summary(), diff.differing);
     assert_eq!(diff.divergences, 0);
 }

@@ -300,10 +300,12 @@ impl Projector {
         for stream in dirty {
             self.remember(stream);
             self.dirty.remove(&stream);
-            if let Some(slot @ Slot { state: Some(_), .. }) = self.cache.get_mut(&stream)
-                && let Some(e) = &slot.state
+            if let Some(Slot {
+                state: Some(e),
+                stored,
+            }) = self.cache.get_mut(&stream)
             {
-                slot.stored = Some(rows::save(conn, self.schema, e, slot.stored.as_ref())?);
+                *stored = Some(rows::save(conn, self.schema, e, stored.as_ref())?);
             }
         }
         // A deleted entity stays in `deleted` while its slot is cached (bookkeeping on its
@@ -312,15 +314,20 @@ impl Projector {
         let mut deleted: Vec<StreamId> = self.deleted.iter().copied().collect();
         deleted.sort_unstable();
         for stream in deleted {
-            if let Some(slot @ Slot { state: None, .. }) = self.cache.get_mut(&stream)
-                && slot.stored.is_some()
+            if !matches!(
+                self.cache.get(&stream),
+                Some(Slot {
+                    state: None,
+                    stored: Some(_)
+                })
+            ) {
+                continue;
+            }
+            self.remember(stream);
+            if let Some(Slot { stored, .. }) = self.cache.get_mut(&stream)
+                && let Some(stored) = stored.take()
             {
-                self.remember(stream);
-                if let Some(Slot { stored, .. }) = self.cache.get_mut(&stream)
-                    && let Some(stored) = stored.take()
-                {
-                    rows::delete(conn, self.schema, stream, &stored)?;
-                }
+                rows::delete(conn, self.schema, stream, &stored)?;
             }
         }
         let mut bumps: Vec<(StreamId, i64)> = self.bumps.iter().map(|(s, n)| (*s, *n)).collect();

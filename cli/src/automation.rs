@@ -75,15 +75,19 @@ pub(crate) const EFFECTS_SHOWN: usize = 20;
 
 /// After a command appended (or changed nothing): runs the rules until every event is
 /// processed, and collects the robots' events caused by the command (those of its
-/// correlation). `done` says what was recorded, for the message if the rules fail.
+/// correlation). `done` says what was recorded, for the message if the rules fail. The rules
+/// react at the command's moment `at` (as the service's do, in the command's transaction),
+/// not at a second reading of the clock: what they schedule counts from the command, and a
+/// backtest, which reacts at the recorded input's time, finds the same.
 pub(crate) fn settle(
     ctx: &mut Ctx,
     rt: &Runtime,
     out: Option<&Executed>,
     done: &str,
+    at: DateTime<Utc>,
 ) -> Result<Effects, CliError> {
     let report = rt
-        .process(&mut ctx.store, ctx.clock.now())
+        .process(&mut ctx.store, at)
         .map_err(|source| CliError::RulesFailed {
             done: done.to_owned(),
             source,

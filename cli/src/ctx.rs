@@ -7,17 +7,19 @@
 
 use crate::cli::Cli;
 use crate::error::CliError;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use leadflow_engine::{Actor, Clock, Config, EventMeta, config::Source};
 use leadflow_store::{LogFilter, Options, Store};
 use std::path::{Path, PathBuf};
 
-/// The wall clock. The CLI is the only place that reads it.
+/// The wall clock, read to the microsecond (the log's precision: a time the rules compute
+/// from `now` — a deadline's due time — is then the one a backtest computes from the stored
+/// time of the same event). The CLI is the only place that reads it.
 pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        Utc::now().trunc_subsecs(6)
     }
 }
 

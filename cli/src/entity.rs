@@ -147,7 +147,13 @@ fn execute(ctx: &mut Ctx, cmd: Command, expect: Option<i64>) -> Result<Done, Cli
                 Some(a) => format!("{} was recorded (position {})", out.stream, a.last_position),
                 None => format!("{} was unchanged", out.stream),
             };
-            Some(automation::settle(ctx, rt, Some(&out), &done)?)
+            Some(automation::settle(
+                ctx,
+                rt,
+                Some(&out),
+                &done,
+                meta.occurred_at,
+            )?)
         }
         None => None,
     };

@@ -559,7 +559,7 @@ pub(crate) fn import(ctx: &mut Ctx, args: ImportArgs) -> Result<(), CliError> {
     if let Some(rt) = &rules {
         let done = format!("{} imported", leads(count));
         let (before, started) = (ctx.store.last_position()?, std::time::Instant::now());
-        crate::automation::settle(ctx, rt, None, &done)?;
+        crate::automation::settle(ctx, rt, None, &done, meta.occurred_at)?;
         let appended = ctx.store.last_position()?
             - before
             - crate::automation::count_after(&ctx.store, "ruleset.activated", before)? as i64;

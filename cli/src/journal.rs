@@ -149,7 +149,7 @@ fn mark_read(ctx: &mut Ctx, args: &InboxArgs) -> Result<(), CliError> {
         if count == 1 { "" } else { "s" }
     );
     if let Some(rt) = &rules {
-        crate::automation::settle(ctx, rt, None, &done)?;
+        crate::automation::settle(ctx, rt, None, &done, meta.occurred_at)?;
     }
     errln!("{done}");
     Ok(())

@@ -179,6 +179,57 @@ fn backtesting_the_live_rules_reproduces_a_hand_made_history_exactly() {
     );
 }
 
+/// On the wall clock (no `--now`), the CLI's rules react at the command's moment, so what
+/// they schedule counts from it, as the backtest (which reacts at the recorded input's time)
+/// counts: the live rules find no difference. (The rules used to react at a second reading of
+/// the clock, and every deadline differed by the milliseconds between the two.)
+#[test]
+fn on_the_wall_clock_the_live_rules_reproduce_the_deadlines_they_set() {
+    let env = Env::with_rules("assign.toml", ASSIGN);
+    env.write_rules("qualify.toml", QUALIFY);
+    let run = |args: &[&str]| {
+        let out = env.wall_clock_cmd().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    run(&[
+        "--as",
+        "petrova",
+        "lead",
+        "create",
+        "--name",
+        "Olga",
+        "--phone",
+        "8 912 345-67-89",
+        "--source",
+        "web_form",
+    ]);
+    let log = env.log();
+    let responsible = log
+        .iter()
+        .find(|e| e["type"] == "lead.assigned")
+        .expect("assign-web assigned lead-1")["payload"]["to"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    run(&["--as", &responsible, "lead", "move", "1", "in_work"]);
+    let log = env.log();
+    let moved = log
+        .iter()
+        .find(|e| e["type"] == "lead.stage_changed")
+        .unwrap();
+    let deadline = log
+        .iter()
+        .find(|e| e["type"] == "deadline.scheduled")
+        .expect("qualify set a deadline");
+    assert_eq!(
+        deadline["occurred_at"], moved["occurred_at"],
+        "the rules reacted at the command's moment"
+    );
+    let v = json(&env, &["backtest", "rules"]);
+    assert_eq!(v["identical"], true, "{v:#}");
+    assert_eq!(v["by_type"]["deadline.scheduled"]["live"], 1, "{v:#}");
+}
+
 #[test]
 fn a_changed_candidate_shows_changed_added_and_removed_effects_with_their_rules() {
     let env = history();

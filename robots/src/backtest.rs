@@ -47,8 +47,9 @@ pub fn recorded_runtime(set: &RulesetActivated, config: &Config) -> Result<Runti
 }
 
 /// How soon after a command's events a rule-set activation that follows them comes from
-/// that command's rules run (the CLI's second reading of its clock, after the commit).
-const SAME_COMMAND: Duration = Duration::seconds(10);
+/// that command's rules run: at once in the service and the CLI; logs the CLI wrote before it
+/// reacted at the command's moment have its second reading of the clock, after the commit.
+const SAME_COMMAND: Duration = Duration::seconds(1);
 
 /// Live events read per page.
 const PAGE: usize = 512;
@@ -497,8 +498,8 @@ impl<S: Backend> Sandbox<'_, S> {
             return self.flush(pending);
         }
         // The live runtime activates a set right after the events of the command whose
-        // rules run activated it (at the same time in the service; the CLI reads its clock
-        // again for the rules, after the command's commit), or first thing in a tick.
+        // rules run activated it (at the command's moment; see SAME_COMMAND), or first thing
+        // in a tick.
         let with_command = pending.last().is_some_and(|p| {
             p.position == rec.position - 1
                 && p.occurred_at()

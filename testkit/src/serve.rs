@@ -17,7 +17,8 @@ pub struct Wall;
 
 impl Clock for Wall {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
+        // To the microsecond, as the service's wall clock (the log's precision).
+        chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
     }
 }
 

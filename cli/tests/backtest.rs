@@ -65,26 +65,7 @@ trigger = { on = "won", entity = "deal" }
 fn history() -> Env {
     let env = Env::with_rules("assign.toml", ASSIGN);
     env.write_rules("qualify.toml", QUALIFY);
-    env.ok(&[
-        "--as",
-        "petrova",
-        "lead",
-        "create",
-        "--name",
-        "Olga",
-        "--phone",
-        "8 912 345-67-89",
-        "--source",
-        "web_form",
-    ]);
-    let log = env.log();
-    let responsible = log
-        .iter()
-        .find(|e| e["type"] == "lead.assigned")
-        .expect("assign-web assigned lead-1")["payload"]["to"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let responsible = web_lead(&env, env.cmd());
     env.ok(&[
         "--as",
         &responsible,
@@ -111,6 +92,34 @@ fn history() -> Env {
         "call",
     ]);
     env
+}
+
+/// Creates lead-1 from the web form as petrova with `cmd` (which clock it runs on); its
+/// responsible, whom `assign-web` chose.
+fn web_lead(env: &Env, mut cmd: std::process::Command) -> String {
+    let out = cmd
+        .args([
+            "--as",
+            "petrova",
+            "lead",
+            "create",
+            "--name",
+            "Olga",
+            "--phone",
+            "8 912 345-67-89",
+            "--source",
+            "web_form",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.log()
+        .iter()
+        .find(|e| e["type"] == "lead.assigned")
+        .expect("assign-web assigned lead-1")["payload"]["to"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn json(env: &Env, args: &[&str]) -> Value {
@@ -187,31 +196,13 @@ fn backtesting_the_live_rules_reproduces_a_hand_made_history_exactly() {
 fn on_the_wall_clock_the_live_rules_reproduce_the_deadlines_they_set() {
     let env = Env::with_rules("assign.toml", ASSIGN);
     env.write_rules("qualify.toml", QUALIFY);
-    let run = |args: &[&str]| {
-        let out = env.wall_clock_cmd().args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    };
-    run(&[
-        "--as",
-        "petrova",
-        "lead",
-        "create",
-        "--name",
-        "Olga",
-        "--phone",
-        "8 912 345-67-89",
-        "--source",
-        "web_form",
-    ]);
-    let log = env.log();
-    let responsible = log
-        .iter()
-        .find(|e| e["type"] == "lead.assigned")
-        .expect("assign-web assigned lead-1")["payload"]["to"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    run(&["--as", &responsible, "lead", "move", "1", "in_work"]);
+    let responsible = web_lead(&env, env.wall_clock_cmd());
+    let out = env
+        .wall_clock_cmd()
+        .args(["--as", &responsible, "lead", "move", "1", "in_work"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
     let log = env.log();
     let moved = log
         .iter()

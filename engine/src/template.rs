@@ -4,47 +4,91 @@
 
 use serde_json::{Map, Value};
 
-/// Fills in a template. An unknown placeholder is an error naming it.
-pub fn render(template: &str, vars: &Map<String, Value>) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
+/// A piece of a template: literal text (a `{{` or `}}` as its one brace), or a placeholder's
+/// path and filter.
+enum Piece<'a> {
+    Text(&'a str),
+    Placeholder {
+        inner: &'a str,
+        path: &'a str,
+        filter: Option<&'a str>,
+    },
+}
+
+/// The pieces of a template, in order; an unmatched `}` or an unclosed `{` ends it with an
+/// error naming the character.
+fn pieces(template: &str) -> impl Iterator<Item = Result<Piece<'_>, String>> {
     let mut rest = template;
-    while let Some(i) = rest.find(['{', '}']) {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        if let Some(after) = tail.strip_prefix("{{") {
-            out.push('{');
-            rest = after;
-            continue;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || rest.is_empty() {
+            return None;
         }
-        if let Some(after) = tail.strip_prefix("}}") {
-            out.push('}');
-            rest = after;
-            continue;
+        let Some(i) = rest.find(['{', '}']) else {
+            return Some(Ok(Piece::Text(std::mem::take(&mut rest))));
+        };
+        if i > 0 {
+            let (text, tail) = rest.split_at(i);
+            rest = tail;
+            return Some(Ok(Piece::Text(text)));
         }
-        if tail.starts_with('}') {
-            return Err(format!(
-                "unmatched '}}' in template at character {}",
-                template.len() - tail.len() + 1
-            ));
+        let at = template.len() - rest.len() + 1;
+        if rest.starts_with("{{") || rest.starts_with("}}") {
+            let brace = &rest[..1];
+            rest = &rest[2..];
+            return Some(Ok(Piece::Text(brace)));
         }
-        let end = tail.find('}').ok_or_else(|| {
-            format!(
-                "unclosed '{{' in template at character {}",
-                template.len() - tail.len() + 1
-            )
-        })?;
-        let inner = tail[1..end].trim();
+        if rest.starts_with('}') {
+            failed = true;
+            return Some(Err(format!("unmatched '}}' in template at character {at}")));
+        }
+        let Some(end) = rest.find('}') else {
+            failed = true;
+            return Some(Err(format!("unclosed '{{' in template at character {at}")));
+        };
+        let inner = rest[1..end].trim();
+        rest = &rest[end + 1..];
         let (path, filter) = match inner.split_once('|') {
             Some((p, f)) => (p.trim(), Some(f.trim())),
             None => (inner, None),
         };
-        let value =
-            lookup(vars, path).ok_or_else(|| format!("unknown placeholder '{{{inner}}}'"))?;
-        out.push_str(&format_value(value, filter)?);
-        rest = &tail[end + 1..];
+        Some(Ok(Piece::Placeholder {
+            inner,
+            path,
+            filter,
+        }))
+    })
+}
+
+/// Fills in a template. An unknown placeholder is an error naming it.
+pub fn render(template: &str, vars: &Map<String, Value>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    for piece in pieces(template) {
+        match piece? {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Placeholder {
+                inner,
+                path,
+                filter,
+            } => {
+                let value = lookup(vars, path)
+                    .ok_or_else(|| format!("unknown placeholder '{{{inner}}}'"))?;
+                out.push_str(&format_value(value, filter)?);
+            }
+        }
     }
-    out.push_str(rest);
     Ok(out)
+}
+
+/// The paths of a template's placeholders (`lead.title` of `{lead.title|upper}`), as far as
+/// it parses.
+pub fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+    pieces(template)
+        .map_while(Result::ok)
+        .filter_map(|p| match p {
+            Piece::Placeholder { path, .. } => Some(path),
+            Piece::Text(_) => None,
+        })
 }
 
 fn lookup<'a>(vars: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
@@ -82,29 +126,6 @@ fn format_value(v: &Value, filter: Option<&str>) -> Result<String, String> {
             "unknown template filter '{other}': use money or upper"
         )),
     }
-}
-
-/// The paths of a template's placeholders (`lead.title` of `{lead.title|upper}`), as far as
-/// it parses.
-pub fn placeholders(template: &str) -> impl Iterator<Item = &str> {
-    let mut rest = template;
-    std::iter::from_fn(move || {
-        loop {
-            let i = rest.find(['{', '}'])?;
-            let tail = &rest[i..];
-            if tail.starts_with("{{") || tail.starts_with("}}") {
-                rest = &tail[2..];
-                continue;
-            }
-            if tail.starts_with('}') {
-                return None;
-            }
-            let end = tail.find('}')?;
-            let inner = &tail[1..end];
-            rest = &tail[end + 1..];
-            return Some(inner.split_once('|').map_or(inner, |(p, _)| p).trim());
-        }
-    })
 }
 
 /// Checks a template against a sample of the variables it will see.

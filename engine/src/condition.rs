@@ -8,7 +8,9 @@
 use crate::config::Config;
 use crate::field::FieldType;
 use crate::ids::EntityKind;
+use cel::common::ast::{EntryExpr, Expr};
 use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// A compiled condition.
@@ -16,9 +18,126 @@ use std::sync::Arc;
 pub struct Condition {
     source: String,
     program: Arc<cel::Program>,
-    /// The names the expression refers to: only those variables are handed to CEL (each
-    /// one is converted whole, the entity with all its fields, at every evaluation).
-    names: Arc<Vec<String>>,
+    /// What the expression reads of its variables: only those variables, and of each only
+    /// the fields it selects, are handed to CEL (which converts what it is given whole at
+    /// every evaluation).
+    uses: Arc<Uses>,
+}
+
+/// What an expression reads of each top-level variable it names: the fields it selects of
+/// it (`lead.stage`, `has(lead.responsible)`), or everything when it uses the variable
+/// otherwise (hands it to a function, indexes it, iterates over it, compares it whole).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Uses(BTreeMap<String, Option<BTreeSet<String>>>);
+
+impl Uses {
+    /// The uses of a compiled expression.
+    fn of(expr: &cel::IdedExpr) -> Uses {
+        let mut uses = Uses::default();
+        uses.walk(expr, &mut Vec::new());
+        uses
+    }
+
+    fn walk(&mut self, e: &cel::IdedExpr, bound: &mut Vec<String>) {
+        match &e.expr {
+            Expr::Ident(name) if !bound.contains(name) => {
+                self.0.insert(name.clone(), None);
+            }
+            Expr::Select(s) => match &s.operand.expr {
+                Expr::Ident(name) if !bound.contains(name) => {
+                    if let Some(fields) =
+                        self.0.entry(name.clone()).or_insert(Some(BTreeSet::new()))
+                    {
+                        fields.insert(s.field.clone());
+                    }
+                }
+                _ => self.walk(&s.operand, bound),
+            },
+            Expr::Call(c) => {
+                if let Some(t) = &c.target {
+                    self.walk(t, bound);
+                }
+                for a in &c.args {
+                    self.walk(a, bound);
+                }
+            }
+            Expr::Comprehension(c) => {
+                self.walk(&c.iter_range, bound);
+                self.walk(&c.accu_init, bound);
+                let depth = bound.len();
+                bound.extend(
+                    [Some(&c.iter_var), c.iter_var2.as_ref(), Some(&c.accu_var)]
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+                for part in [&c.loop_cond, &c.loop_step, &c.result] {
+                    self.walk(part, bound);
+                }
+                bound.truncate(depth);
+            }
+            Expr::List(l) => {
+                for x in &l.elements {
+                    self.walk(x, bound);
+                }
+            }
+            Expr::Map(m) => self.entries(&m.entries, bound),
+            Expr::Struct(s) => self.entries(&s.entries, bound),
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+
+    fn entries(&mut self, entries: &[cel::common::ast::IdedEntryExpr], bound: &mut Vec<String>) {
+        for entry in entries {
+            match &entry.expr {
+                EntryExpr::StructField(f) => self.walk(&f.value, bound),
+                EntryExpr::MapEntry(m) => {
+                    self.walk(&m.key, bound);
+                    self.walk(&m.value, bound);
+                }
+            }
+        }
+    }
+
+    /// Adds what `other` reads.
+    pub fn merge(&mut self, other: &Uses) {
+        for (name, fields) in &other.0 {
+            match (self.0.get_mut(name), fields) {
+                (None, _) => {
+                    self.0.insert(name.clone(), fields.clone());
+                }
+                (Some(Some(mine)), Some(theirs)) => mine.extend(theirs.iter().cloned()),
+                (Some(mine), None) => *mine = None,
+                (Some(None), Some(_)) => {}
+            }
+        }
+    }
+
+    /// Whether the variable `name` is read at all.
+    pub fn reads(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// Whether `name.field` can be read (the field selected, or `name` used whole).
+    pub fn reads_field(&self, name: &str, field: &str) -> bool {
+        self.0
+            .get(name)
+            .is_some_and(|f| f.as_ref().is_none_or(|f| f.contains(field)))
+    }
+
+    /// The part of the variable `name`'s value `v` the expression can read: the selected
+    /// fields of an object, or all of it.
+    fn part_of<'v>(&self, name: &str, v: &'v Value) -> Option<std::borrow::Cow<'v, Value>> {
+        match (self.0.get(name)?, v) {
+            (Some(fields), Value::Object(m)) => Some(std::borrow::Cow::Owned(Value::Object(
+                fields
+                    .iter()
+                    .filter_map(|f| m.get(f).map(|x| (f.clone(), x.clone())))
+                    .collect(),
+            ))),
+            _ => Some(std::borrow::Cow::Borrowed(v)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Condition {
@@ -46,19 +165,11 @@ impl Condition {
     /// Parses a CEL expression.
     pub fn compile(source: &str) -> Result<Condition, ConditionError> {
         match cel::Program::compile(source) {
-            Ok(p) => {
-                let names = p
-                    .references()
-                    .variables()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect();
-                Ok(Condition {
-                    source: source.to_owned(),
-                    program: Arc::new(p),
-                    names: Arc::new(names),
-                })
-            }
+            Ok(p) => Ok(Condition {
+                source: source.to_owned(),
+                uses: Arc::new(Uses::of(p.expression())),
+                program: Arc::new(p),
+            }),
             Err(errs) => {
                 let first = errs.errors.first();
                 let message = first.map_or_else(|| errs.to_string(), |e| e.msg.clone());
@@ -89,21 +200,21 @@ impl Condition {
         &self.source
     }
 
-    /// The top-level variables the expression refers to.
-    pub fn names(&self) -> &[String] {
-        &self.names
+    /// What the expression reads of its variables.
+    pub fn uses(&self) -> &Uses {
+        &self.uses
     }
 
     /// Evaluates the condition with these variables; it must yield true or false.
     pub fn eval(&self, vars: &Map<String, Value>) -> Result<bool, String> {
         let mut ctx = cel::Context::with_env(stdlib());
-        // A variable the expression never names cannot change its value.
-        for (k, v) in vars
-            .iter()
-            .filter(|(k, _)| self.names.iter().any(|n| n == *k))
-        {
-            ctx.add_variable(k.as_str(), v)
-                .map_err(|e| format!("cannot pass '{k}' to the condition: {e}"))?;
+        // A variable, or a field of one, that the expression never names cannot change its
+        // value: only the parts it reads are converted.
+        for (k, v) in vars {
+            if let Some(part) = self.uses.part_of(k, v) {
+                ctx.add_variable(k.as_str(), part.as_ref())
+                    .map_err(|e| format!("cannot pass '{k}' to the condition: {e}"))?;
+            }
         }
         match self.program.execute(&ctx) {
             Ok(cel::Value::Bool(b)) => Ok(b),
@@ -304,6 +415,78 @@ mod tests {
             c.eval(&vars).is_err(),
             "a variable it names and lacks is an error"
         );
+    }
+
+    /// The condition evaluated with every variable passed whole, as before `Uses`.
+    fn eval_whole(c: &Condition, vars: &Map<String, Value>) -> Result<bool, String> {
+        let mut ctx = cel::Context::with_env(stdlib());
+        for (k, v) in vars {
+            ctx.add_variable(k.as_str(), v).unwrap();
+        }
+        match c.program.execute(&ctx) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "the condition must be true or false, but gave {other:?}"
+            )),
+            Err(e) => Err(explain(&e.to_string())),
+        }
+    }
+
+    #[test]
+    fn a_condition_reads_the_fields_it_selects_and_is_given_only_those() {
+        let uses = |src: &str| Condition::compile(src).unwrap().uses().clone();
+        let u = uses(r#"has(lead.responsible) && lead.fields.inn == "1" && event.to == "x""#);
+        assert!(u.reads_field("lead", "responsible") && u.reads_field("lead", "fields"));
+        assert!(!u.reads_field("lead", "title") && !u.reads("time"));
+        assert!(u.reads_field("event", "to") && !u.reads_field("event", "from"));
+        // Used whole: indexed, handed to a function, compared, iterated.
+        for src in [
+            r#"lead["title"] == "x""#,
+            "size(lead) > 1",
+            "lead == {}",
+            "lead.all(k, k != 'x')",
+            "[lead][0].title == 'x'",
+        ] {
+            assert!(uses(src).reads_field("lead", "title"), "{src}");
+        }
+        // A comprehension's own variable is not the top-level one of that name.
+        let u = uses("[1, 2].exists(lead, lead > 1) && event.type == 'x'");
+        assert!(!u.reads("lead"), "{u:?}");
+        let u = uses("lead.phones.exists(p, p == lead.phone)");
+        assert!(u.reads_field("lead", "phone") && !u.reads_field("lead", "title"));
+        let mut merged = uses("lead.title == 'x'");
+        merged.merge(&uses("lead.stage == 'new'"));
+        assert!(merged.reads_field("lead", "title") && merged.reads_field("lead", "stage"));
+        assert!(!merged.reads_field("lead", "phones"));
+        merged.merge(&uses("size(lead) > 0"));
+        assert!(merged.reads_field("lead", "phones"));
+    }
+
+    #[test]
+    fn a_condition_given_only_what_it_reads_says_what_it_says_given_everything() {
+        let config = config();
+        let mut vars = sample_variables(&config, Some(EntityKind::Lead));
+        vars.insert("lead".into(), json!({"id": 3, "title": "Окна", "phones": ["+79010000000"], "phone": "+79010000000", "stage": "new", "fields": {"inn": "7707083893"}, "repeat": true}));
+        for src in [
+            "has(lead.responsible)",
+            "!has(lead.responsible)",
+            "lead.fields.inn == '7707083893' && lead.repeat",
+            "lead.title.startsWith('Ок') || event.type == 'lead.created'",
+            "lead.phones.exists(p, p == lead.phone)",
+            "[1, 2].exists(lead, lead > 1)",
+            "size(lead) == 7",
+            "lead['stage'] == 'new'",
+            "lead.missing == 1",
+            "has(lead.fields.budget)",
+            "lead.stage in ['new', 'in_work'] && time.hour >= 0",
+            "{'a': lead.id}.a == 3",
+            "responsible.incidents > 2 || responsible.name == 'text'",
+            "lead.title",
+            "undeclared == 1",
+        ] {
+            let c = Condition::compile(src).unwrap();
+            assert_eq!(c.eval(&vars), eval_whole(&c, &vars), "{src}");
+        }
     }
 
     #[test]

@@ -556,7 +556,7 @@ impl<'r> Reaction<'r> {
                 related.as_ref(),
                 responsible.as_ref(),
                 self.now,
-                Reads::Names(cond.names()),
+                Reads::Condition(cond.uses()),
             )?;
             match cond.eval(&vars) {
                 Ok(true) => {}
@@ -755,27 +755,40 @@ fn entity_json(e: &Entity) -> Value {
 /// `missed_deadlines`): what `explain` re-reads to show the values a condition saw.
 pub const INCIDENT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
-/// What a condition or template reads of the variables: the responsible's incident counts
-/// (each a count over the journal) are worked out only for one that can read them.
+/// What a condition or template reads of the variables: only that is worked out (an entity
+/// as JSON, the event's payload, a lead's repeat flag, the responsible's incident counts —
+/// each count a query over the journal).
 #[derive(Debug, Clone, Copy)]
 pub enum Reads<'a> {
     /// Everything (a payload handed on whole).
     All,
-    /// A condition: the top-level names it refers to.
-    Names(&'a [String]),
+    /// A condition, or several: what they read.
+    Condition(&'a crate::condition::Uses),
     /// A template: its placeholders.
     Template(&'a str),
 }
 
 impl Reads<'_> {
-    /// Whether the responsible's `count` (`missed_deadlines`, `incidents`) can be read.
-    fn count(&self, count: &str) -> bool {
+    /// Whether the variable `name` can be read at all.
+    fn name(&self, name: &str) -> bool {
         match self {
             Reads::All => true,
-            Reads::Names(names) => names.iter().any(|n| n == "responsible"),
+            Reads::Condition(uses) => uses.reads(name),
             Reads::Template(t) => crate::template::placeholders(t).any(|p| {
-                p.strip_prefix("responsible")
-                    .is_some_and(|r| r.is_empty() || r.strip_prefix('.') == Some(count))
+                p.strip_prefix(name)
+                    .is_some_and(|r| r.is_empty() || r.starts_with('.'))
+            }),
+        }
+    }
+
+    /// Whether `name.field` can be read.
+    fn field(&self, name: &str, field: &str) -> bool {
+        match self {
+            Reads::All => true,
+            Reads::Condition(uses) => uses.reads_field(name, field),
+            Reads::Template(t) => crate::template::placeholders(t).any(|p| {
+                p.strip_prefix(name)
+                    .is_some_and(|r| r.is_empty() || r.strip_prefix('.') == Some(field))
             }),
         }
     }
@@ -783,8 +796,8 @@ impl Reads<'_> {
 
 /// The variables a condition or template sees (see docs/RULES.md, "Conditions"): the
 /// entity (and a task's lead or deal), the event, the responsible with their incident
-/// counts over 30 days (when `reads` can read them), and the time in the calendar's zone.
-/// Built here only.
+/// counts over 30 days, and the time in the calendar's zone — of those, what `reads` can
+/// read. Built here only.
 #[allow(clippy::too_many_arguments)]
 pub fn variables(
     view: &mut dyn View,
@@ -799,7 +812,6 @@ pub fn variables(
 ) -> Result<Map<String, Value>, WorkspaceError> {
     let mut vars = Map::new();
     for e in entity.into_iter().chain(related) {
-        let mut json = entity_json(e);
         let name = match e {
             Entity::Lead(_) => "lead",
             Entity::Deal(_) => "deal",
@@ -807,7 +819,13 @@ pub fn variables(
             Entity::Contact(_) => "contact",
             Entity::Company(_) => "company",
         };
-        if let (Entity::Lead(l), Value::Object(m)) = (e, &mut json) {
+        if !reads.name(name) {
+            continue;
+        }
+        let mut json = entity_json(e);
+        if let (Entity::Lead(l), Value::Object(m)) = (e, &mut json)
+            && reads.field("lead", "repeat")
+        {
             let repeat = view
                 .latest_of_type(
                     StreamId::new(EntityKind::Lead, l.id),
@@ -818,21 +836,25 @@ pub fn variables(
         }
         vars.insert(name.into(), json);
     }
-    let mut ev = match serde_json::from_str::<Value>(&trigger.payload) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    ev.insert("type".into(), json!(event.event_type()));
-    ev.insert("position".into(), json!(trigger.position));
-    ev.insert("actor".into(), json!(trigger.actor));
-    ev.insert("stream".into(), json!(trigger.stream.to_string()));
-    if let Event::LeadUpdated(u) | Event::DealUpdated(u) = event
-        && let Some(first) = u.changes.keys().next()
-    {
-        ev.insert("field".into(), json!(first));
+    if reads.name("event") {
+        let mut ev = match serde_json::from_str::<Value>(&trigger.payload) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        ev.insert("type".into(), json!(event.event_type()));
+        ev.insert("position".into(), json!(trigger.position));
+        ev.insert("actor".into(), json!(trigger.actor));
+        ev.insert("stream".into(), json!(trigger.stream.to_string()));
+        if let Event::LeadUpdated(u) | Event::DealUpdated(u) = event
+            && let Some(first) = u.changes.keys().next()
+        {
+            ev.insert("field".into(), json!(first));
+        }
+        vars.insert("event".into(), Value::Object(ev));
     }
-    vars.insert("event".into(), Value::Object(ev));
-    if let Some(id) = responsible {
+    if let Some(id) = responsible
+        && reads.name("responsible")
+    {
         let emp = config.employee(id);
         let since = now - INCIDENT_WINDOW;
         let mut count = |kind: Option<&str>| {
@@ -854,48 +876,62 @@ pub fn variables(
                 r.insert("manager".into(), json!(m.as_str()));
             }
         }
-        if reads.count("missed_deadlines") {
+        if reads.field("responsible", "missed_deadlines") {
             r.insert(
                 "missed_deadlines".into(),
                 json!(count(Some("missed_deadline"))?),
             );
         }
-        if reads.count("incidents") {
+        if reads.field("responsible", "incidents") {
             r.insert("incidents".into(), json!(count(None)?));
         }
         vars.insert("responsible".into(), Value::Object(r));
     }
-    let local = now.with_timezone(&config.calendar.timezone);
-    vars.insert(
-        "time".into(),
-        json!({
-            "now": fmt_time(now),
-            "hour": local.hour(),
-            "minute": local.minute(),
-            "weekday": local.weekday().number_from_monday(),
-            "working": config.calendar.is_working_time(now),
-        }),
-    );
+    if reads.name("time") {
+        let local = now.with_timezone(&config.calendar.timezone);
+        vars.insert(
+            "time".into(),
+            json!({
+                "now": fmt_time(now),
+                "hour": local.hour(),
+                "minute": local.minute(),
+                "weekday": local.weekday().number_from_monday(),
+                "working": config.calendar.is_working_time(now),
+            }),
+        );
+    }
     Ok(vars)
 }
 
 #[cfg(test)]
 mod tests {
     use super::Reads;
+    use crate::condition::Condition;
 
     #[test]
-    fn the_incident_counts_are_worked_out_only_for_what_can_read_them() {
-        let names = ["lead".to_owned(), "responsible".to_owned()];
-        assert!(Reads::Names(&names).count("incidents"));
-        assert!(!Reads::Names(&names[..1]).count("incidents"));
-        assert!(Reads::All.count("missed_deadlines"));
+    fn only_what_a_condition_or_template_reads_is_worked_out() {
+        let c = Condition::compile("lead.stage == 'new' && responsible.incidents > 2").unwrap();
+        let reads = Reads::Condition(c.uses());
+        assert!(reads.name("lead") && reads.name("responsible"));
+        assert!(!reads.name("event") && !reads.name("time"));
+        assert!(reads.field("responsible", "incidents"));
+        assert!(!reads.field("responsible", "missed_deadlines"));
+        assert!(!reads.field("lead", "repeat"));
+        let whole = Condition::compile("size(responsible) > 0 && lead.repeat").unwrap();
+        assert!(Reads::Condition(whole.uses()).field("responsible", "missed_deadlines"));
+        assert!(Reads::Condition(whole.uses()).field("lead", "repeat"));
+        assert!(Reads::All.field("responsible", "missed_deadlines"));
+        assert!(Reads::All.name("time"));
         let t = "{responsible.name} missed {responsible.missed_deadlines | upper}";
-        assert!(Reads::Template(t).count("missed_deadlines"));
-        assert!(!Reads::Template(t).count("incidents"));
-        assert!(Reads::Template("all of it: {responsible}").count("incidents"));
+        assert!(Reads::Template(t).field("responsible", "missed_deadlines"));
+        assert!(!Reads::Template(t).field("responsible", "incidents"));
+        assert!(!Reads::Template(t).name("lead"));
+        assert!(Reads::Template("all of it: {responsible}").field("responsible", "incidents"));
         assert!(
-            !Reads::Template("{responsible.name} {{responsible.incidents}}").count("incidents")
+            !Reads::Template("{responsible.name} {{responsible.incidents}}")
+                .field("responsible", "incidents")
         );
-        assert!(!Reads::Template("{responsible_x}").count("incidents"));
+        assert!(!Reads::Template("{responsible_x}").field("responsible", "incidents"));
+        assert!(!Reads::Template("{responsible_x}").name("responsible"));
     }
 }

@@ -289,12 +289,11 @@ impl Robot for ScheduleDeadline {
                             .transpose()
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let names: Vec<String> = conditions
-                    .iter()
-                    .flatten()
-                    .flat_map(|c| c.names().iter().cloned())
-                    .collect();
-                let vars = ctx.vars(Reads::Names(&names))?;
+                let mut uses = leadflow_engine::condition::Uses::default();
+                for c in conditions.iter().flatten() {
+                    uses.merge(c.uses());
+                }
+                let vars = ctx.vars(Reads::Condition(&uses))?;
                 let mut chosen = None;
                 for (case, cond) in cases.iter().zip(&conditions) {
                     let holds = match cond {

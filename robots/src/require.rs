@@ -29,7 +29,7 @@ impl Robot for RequireFields {
             let cond = compiled(when).map_err(|e| {
                 RobotError::Failed(format!("require_fields: 'when': {}", e.message))
             })?;
-            let vars = ctx.vars(Reads::Names(cond.names()))?;
+            let vars = ctx.vars(Reads::Condition(cond.uses()))?;
             let holds = cond.eval(&vars).map_err(|m| {
                 RobotError::Failed(format!(
                     "require_fields: 'when' could not be evaluated: {m}"

@@ -115,9 +115,12 @@ pub(crate) fn run(
         head: Some(head),
         ..opts.clone()
     };
+    // Its writes held in transactions of many moments each; the folder is removed
+    // afterwards, so the last of them is left uncommitted.
+    let mut batch = sandbox.batched(leadflow_robots::backtest::BATCH_EVENTS);
     leadflow_robots::backtest::run(
         &ctx.store,
-        &mut sandbox,
+        &mut batch,
         runtime,
         observer,
         live_has_rules,

@@ -30,6 +30,10 @@ use leadflow_engine::{Actor, Config, EntityKind, Event, EventMeta, Source, Strea
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+/// A sandbox held in one transaction (`Store::batched`) commits once this many events have
+/// been appended: no more than a transaction keeps in memory to read back.
+pub const BATCH_EVENTS: i64 = 8000;
+
 /// The runtime of a rule set as a `ruleset.activated` event recorded it, loaded against
 /// `config` with the built-in robots (backtest's `--as-recorded`, `rules coverage`).
 pub fn recorded_runtime(set: &RulesetActivated, config: &Config) -> Result<Runtime, ConfigErrors> {

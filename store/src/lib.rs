@@ -31,6 +31,7 @@ pub use leadflow_engine::workspace::MatchKey;
 pub use log::{Appended, Executed, LogFilter, RecordedEvent, Tx, fmt_time, parse_time};
 pub use responses::Remembered;
 pub use verify::{ChainReport, ProjectionDiff};
+pub use workspace::Batched;
 
 use chrono::{DateTime, Utc};
 use leadflow_engine::{Entity, StreamId};
@@ -453,6 +454,13 @@ impl Store {
         let recorded_at = stamp(&tx)?;
         let mut w = Tx::begin(tx, recorded_at)?;
         let out = f(&mut w)?;
+        self.commit_held(w)?;
+        Ok(out)
+    }
+
+    /// Commits a transaction of this store's connection (a bulk one with the larger WAL
+    /// checkpoint threshold, restored afterwards).
+    fn commit_held(&self, w: Tx<'_>) -> Result<(), Error> {
         let bulk = w.bulk();
         let committed = w.commit().map_err(|e| match &self.path {
             Some(p) => e.in_file(p),
@@ -463,8 +471,7 @@ impl Store {
                 .pragma_update(None, "wal_autocheckpoint", log::WAL_CHECKPOINT_PAGES)
                 .map_err(Error::from)?;
         }
-        committed?;
-        Ok(out)
+        committed
     }
 
     /// The current state of an entity, from the projections; `None` also for a deleted one

@@ -867,6 +867,17 @@ impl<'c> Tx<'c> {
         &self.tx
     }
 
+    /// Stamps what is appended from now on with `recorded_at` (a batch of writes held in one
+    /// transaction, each with its own moment).
+    pub(crate) fn restamp(&mut self, recorded_at: DateTime<Utc>) {
+        self.recorded_at = fmt_time(recorded_at);
+    }
+
+    /// How many events this transaction has appended.
+    pub(crate) fn appended(&self) -> i64 {
+        self.head_position - self.begun_at
+    }
+
     /// The `recorded_at` this transaction stamps, in the stored time format.
     pub(crate) fn recorded_at(&self) -> &str {
         &self.recorded_at

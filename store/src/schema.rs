@@ -118,6 +118,19 @@ fn missing_tables(conn: &Connection) -> Result<Vec<&'static str>, Error> {
     Ok(missing)
 }
 
+/// Indexes on the log's own tables added after version 5 without a schema version of their
+/// own (an older leadflow still writes such a database, SQLite keeping them up to date),
+/// created by the first write open where missing: `timer_events`, the events that set a
+/// timer, by stream (a stream's pending timers, looked up at every stage move, without
+/// reading each of its events). Its condition is written with `=` and `OR`: SQLite evaluates
+/// a partial index's condition at every insert, and an `IN` list there built a temporary
+/// table each time.
+pub(crate) const LOG_INDEXES: &[(&str, &str)] = &[(
+    "timer_events",
+    "CREATE INDEX IF NOT EXISTS main.timer_events ON events (stream_key, position) \
+     WHERE type = 'deadline.scheduled' OR type = 'robots.delayed' OR type = 'task.created';",
+)];
+
 /// Whether a projection index is missing (one a newer leadflow added to a table it already
 /// had, such as the journals' indexes by employee, kind and position: made on the table as
 /// it is, with no version step and no rebuild, so older leadflows and read-only copies still
@@ -125,7 +138,7 @@ fn missing_tables(conn: &Connection) -> Result<Vec<&'static str>, Error> {
 fn missing_indexes(conn: &Connection) -> Result<bool, Error> {
     let mut stmt =
         conn.prepare_cached("SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1")?;
-    for name in crate::project::index_names() {
+    for name in crate::project::index_names().chain(LOG_INDEXES.iter().map(|(n, _)| *n)) {
         if !stmt.exists([name])? {
             return Ok(true);
         }
@@ -202,6 +215,9 @@ pub(crate) fn migrate<'c>(begin: &dyn Fn() -> Result<Transaction<'c>, Error>) ->
                 crate::project::recreate(&tx, "main")?;
             } else {
                 crate::project::ensure(&tx, "main")?;
+            }
+            for (_, ddl) in LOG_INDEXES {
+                tx.execute_batch(ddl)?;
             }
             tx.commit()?;
             return Ok(());

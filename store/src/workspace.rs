@@ -467,36 +467,11 @@ impl Backend for Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<PendingRequest>, WorkspaceError> {
-        let rows: Vec<(i64, Option<String>)> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT position, claimed_until FROM requests WHERE position > ?1 ORDER BY position LIMIT ?2",
-                )
-                .map_err(Error::from)?;
-            let rows = stmt
-                .query_map([after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(Error::from)?;
-            rows.collect::<Result<_, _>>().map_err(Error::from)?
-        };
-        let mut out = Vec::with_capacity(rows.len());
-        for (p, claim) in rows {
-            if let Some(request) = event_at(&self.conn, p)? {
-                out.push(PendingRequest {
-                    request,
-                    claimed_until: claim.as_deref().and_then(parse_time),
-                });
-            }
-        }
-        Ok(out)
+        Ok(pending_requests(&self.conn, after, limit)?)
     }
 
     fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, WorkspaceError> {
-        let t: Option<String> = self
-            .conn
-            .query_row("SELECT min(due_at) FROM timers", [], |r| r.get(0))
-            .map_err(Error::from)?;
-        Ok(t.as_deref().and_then(parse_time))
+        Ok(next_timer_due(&self.conn)?)
     }
 
     fn oldest_change_after(
@@ -505,22 +480,227 @@ impl Backend for Store {
         after: DateTime<Utc>,
         stages: &[String],
     ) -> Result<Option<DateTime<Utc>>, WorkspaceError> {
-        if stages.is_empty() {
-            return Ok(None);
+        Ok(oldest_change_after(&self.conn, kind, after, stages)?)
+    }
+}
+
+fn pending_requests(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<PendingRequest>, Error> {
+    let rows: Vec<(i64, Option<String>)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT position, claimed_until FROM requests WHERE position > ?1 ORDER BY position LIMIT ?2",
+        )?;
+        let rows = stmt.query_map([after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (p, claim) in rows {
+        if let Some(request) = event_at(conn, p)? {
+            out.push(PendingRequest {
+                request,
+                claimed_until: claim.as_deref().and_then(parse_time),
+            });
         }
-        let sql = format!(
-            "SELECT min(updated_at) FROM {} WHERE updated_at > ?1 AND stage IN ({})",
-            table_of(kind),
-            marks(2, stages.len())
-        );
-        let after = fmt_time(after);
-        let mut args: Vec<&dyn ToSql> = vec![&after];
-        args.extend(stages.iter().map(|s| s as &dyn ToSql));
-        let t: Option<String> = self
-            .conn
-            .query_row(&sql, args.as_slice(), |r| r.get(0))
-            .map_err(Error::from)?;
-        Ok(t.as_deref().and_then(parse_time))
+    }
+    Ok(out)
+}
+
+fn next_timer_due(conn: &Connection) -> Result<Option<DateTime<Utc>>, Error> {
+    let t: Option<String> = conn.query_row("SELECT min(due_at) FROM timers", [], |r| r.get(0))?;
+    Ok(t.as_deref().and_then(parse_time))
+}
+
+fn oldest_change_after(
+    conn: &Connection,
+    kind: EntityKind,
+    after: DateTime<Utc>,
+    stages: &[String],
+) -> Result<Option<DateTime<Utc>>, Error> {
+    if stages.is_empty() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT min(updated_at) FROM {} WHERE updated_at > ?1 AND stage IN ({})",
+        table_of(kind),
+        marks(2, stages.len())
+    );
+    let after = fmt_time(after);
+    let mut args: Vec<&dyn ToSql> = vec![&after];
+    args.extend(stages.iter().map(|s| s as &dyn ToSql));
+    let t: Option<String> = conn.query_row(&sql, args.as_slice(), |r| r.get(0))?;
+    Ok(t.as_deref().and_then(parse_time))
+}
+
+/// Many writes of a scratch database (backtest's sandbox) in one transaction: each
+/// [`Backend::write`] is a savepoint of it — rolled back alone when its closure fails —,
+/// and the transaction commits once `events` events have been appended in it, and at
+/// [`Batched::finish`]. Cached entities stay cached from one write to the next, and a write
+/// costs no commit of its own.
+///
+/// Only for a database nobody else reads meanwhile and nobody needs after a failure:
+/// dropped without `finish`, or after an error of the store itself (not of a closure), every
+/// write since the last commit is rolled back, and a batch that had such an error refuses
+/// any further write.
+pub struct Batched<'s> {
+    store: &'s Store,
+    tx: std::cell::RefCell<Option<Tx<'s>>>,
+    events: i64,
+    broken: bool,
+}
+
+impl Store {
+    /// Writes held in one transaction, committed every `events` events (see [`Batched`]).
+    pub fn batched(&mut self, events: i64) -> Batched<'_> {
+        Batched {
+            store: self,
+            tx: std::cell::RefCell::new(None),
+            events: events.max(1),
+            broken: false,
+        }
+    }
+}
+
+impl Batched<'_> {
+    /// Commits what is held.
+    pub fn finish(self) -> Result<(), Error> {
+        self.refuse_if_broken()?;
+        match self.tx.into_inner() {
+            Some(tx) => self.store.commit_held(tx),
+            None => Ok(()),
+        }
+    }
+
+    fn refuse_if_broken(&self) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::Corrupt {
+                position: 0,
+                why: "a batched write failed in the store: the writes since the batch's last commit were rolled back".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the open transaction, or, with none open, on the store.
+    fn read<T>(
+        &self,
+        held: impl FnOnce(&mut Tx<'_>) -> Result<T, Error>,
+        direct: impl FnOnce(&Store) -> Result<T, Error>,
+    ) -> Result<T, WorkspaceError> {
+        self.refuse_if_broken()?;
+        Ok(match self.tx.borrow_mut().as_mut() {
+            Some(tx) => held(tx)?,
+            None => direct(self.store)?,
+        })
+    }
+}
+
+impl Backend for Batched<'_> {
+    fn write<T, E: From<WorkspaceError>>(
+        &mut self,
+        stamp: Stamp<'_>,
+        f: impl FnOnce(&mut dyn Workspace) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.refuse_if_broken().map_err(|e| E::from(e.into()))?;
+        let store = self.store;
+        let slot = self.tx.get_mut();
+        let outcome = (|| -> Result<Result<T, E>, Error> {
+            if slot.is_none() {
+                let t = store.begin_immediate()?;
+                *slot = Some(Tx::begin(t, chrono::DateTime::UNIX_EPOCH)?);
+            }
+            let Some(tx) = slot.as_mut() else {
+                unreachable!("a transaction was just opened");
+            };
+            let at = match stamp {
+                Stamp::At(t) => t,
+                Stamp::Clock(c) => {
+                    let now = c.now();
+                    let last: Option<String> = tx
+                        .sql()
+                        .query_row(
+                            "SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    last.as_deref()
+                        .and_then(parse_time)
+                        .map_or(now, |l| now.max(l))
+                }
+            };
+            tx.restamp(at);
+            let out = tx.atomically(|tx| f(tx).map_err(Either::Caller));
+            let out = match out {
+                Ok(v) => Ok(v),
+                Err(Either::Caller(e)) => Err(e),
+                Err(Either::Store(e)) => return Err(e),
+            };
+            if tx.appended() >= self.events
+                && let Some(tx) = slot.take()
+            {
+                store.commit_held(tx)?;
+            }
+            Ok(out)
+        })();
+        match outcome {
+            Ok(out) => out,
+            Err(e) => {
+                // The transaction is in no known state: what it held is rolled back.
+                *slot = None;
+                self.broken = true;
+                Err(E::from(e.into()))
+            }
+        }
+    }
+
+    fn cursor(&self, name: &str) -> Result<Option<i64>, WorkspaceError> {
+        self.read(|tx| Tx::cursor(tx, name), |s| s.cursor(name))
+    }
+
+    fn last_position(&self) -> Result<i64, WorkspaceError> {
+        self.read(|tx| Ok(Tx::head_position(tx)), Store::last_position)
+    }
+
+    fn load(&self, stream: StreamId) -> Result<Option<Entity>, WorkspaceError> {
+        self.read(|tx| Tx::load(tx, stream), |s| s.load(stream))
+    }
+
+    fn read_after(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, WorkspaceError> {
+        self.read(
+            |tx| Tx::read_after(tx, after, limit),
+            |s| s.read_log(&LogFilter::default(), after, limit),
+        )
+    }
+
+    fn pending_requests(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingRequest>, WorkspaceError> {
+        // A side table, written as events are appended: nothing to flush.
+        self.read(
+            |tx| pending_requests(tx.sql(), after, limit),
+            |s| pending_requests(&s.conn, after, limit),
+        )
+    }
+
+    fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, WorkspaceError> {
+        self.read(|tx| next_timer_due(tx.sql()), |s| next_timer_due(&s.conn))
+    }
+
+    fn oldest_change_after(
+        &self,
+        kind: EntityKind,
+        after: DateTime<Utc>,
+        stages: &[String],
+    ) -> Result<Option<DateTime<Utc>>, WorkspaceError> {
+        self.read(
+            |tx| oldest_change_after(tx.conn()?, kind, after, stages),
+            |s| oldest_change_after(&s.conn, kind, after, stages),
+        )
     }
 }
 
@@ -533,6 +713,24 @@ mod tests {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt.query_map(args, |r| r.get::<_, String>(3)).unwrap();
         rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn a_streams_timers_are_found_through_the_partial_index_alone() {
+        let store = crate::Store::open_in_memory().unwrap();
+        let steps = plan(
+            &store.conn,
+            crate::project::timers::TIMER_EVENTS_OF_STREAM,
+            &[&1],
+        );
+        assert!(
+            steps.iter().any(|l| l.contains("timer_events")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|l| l.contains("TEMP B-TREE")),
+            "{steps:?}"
+        );
     }
 
     #[test]

@@ -229,14 +229,18 @@ fn main() -> Result<()> {
     } else {
         Store::open_scratch(&sandbox_path)?
     };
+    // As `leadflow backtest` holds it: many moments per transaction, the last one left
+    // uncommitted (the sandbox is removed afterwards).
+    let mut batch = sandbox.batched(leadflow_robots::backtest::BATCH_EVENTS);
     let done = run(
         &store,
-        &mut sandbox,
+        &mut batch,
         rules(),
         None,
         true,
         &BacktestOptions::default(),
     )?;
+    drop(batch);
     let backtest = t.elapsed().as_secs_f64();
     let diff = done.comparison.finish(&|_| true);
     assert!(diff.is_empty(), "{}", diff.summary());

@@ -194,11 +194,15 @@ fn responsible(store: &Store, id: i64) -> String {
     }
 }
 
+/// The sandbox's writes held as `leadflow backtest` holds them, in transactions of a few
+/// events here, so that generated histories cross many commits.
+const BATCH: i64 = 5;
+
 fn backtest(live: &Store, candidate: Runtime) -> leadflow_engine::backtest::Diff {
     let mut sandbox = Store::open_in_memory().unwrap();
     run(
         live,
-        &mut sandbox,
+        &mut sandbox.batched(BATCH),
         candidate,
         None,
         true,
@@ -217,10 +221,17 @@ fn as_recorded(live: &Store) -> leadflow_engine::backtest::Diff {
         as_recorded: true,
         ..Options::default()
     };
-    run(live, &mut sandbox, live_rules(), None, true, &opts)
-        .unwrap()
-        .comparison
-        .finish(&|_| true)
+    run(
+        live,
+        &mut sandbox.batched(BATCH),
+        live_rules(),
+        None,
+        true,
+        &opts,
+    )
+    .unwrap()
+    .comparison
+    .finish(&|_| true)
 }
 
 proptest! {

@@ -26,7 +26,7 @@ mod rows;
 mod search;
 mod side;
 mod tables;
-mod timers;
+pub(crate) mod timers;
 mod tokens;
 
 pub(crate) use leadflow_engine::stored::PendingTimer;

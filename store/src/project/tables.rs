@@ -78,8 +78,8 @@ CREATE INDEX IF NOT EXISTS {s}.stage_history_by_entity ON stage_history (kind, e
 ///
 /// No index by stream: firing in due order then deletes rows that sit together, while an
 /// index by stream would be updated at random places. A stream's pending timers are found
-/// from its scheduling events instead (`timers::pending`). Older databases had
-/// `timers_by_stream`.
+/// from its scheduling events instead (`timers::pending`, through the log's partial index
+/// `timer_events`). Older databases had `timers_by_stream`.
 pub(crate) static TIMERS: Table = Table {
     name: "timers",
     columns: &[

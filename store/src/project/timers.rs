@@ -88,6 +88,11 @@ fn due_of(conn: &Connection, position: i64) -> Result<Option<DateTime<Utc>>, Err
         .map(|d| d.due_at))
 }
 
+/// The events of a stream that set a timer, in order: read from the partial index
+/// `timer_events` alone (see `schema::LOG_INDEXES`; its condition is this query's).
+pub(crate) const TIMER_EVENTS_OF_STREAM: &str = "SELECT position, payload FROM main.events WHERE stream_key = ?1 \
+     AND (type = 'deadline.scheduled' OR type = 'robots.delayed' OR type = 'task.created') ORDER BY position";
+
 /// The stream's pending timers, in the order they were set: its timer-setting events whose
 /// rows are still in `timers` (the table has no index by stream; see its definition).
 pub(crate) fn pending(
@@ -103,10 +108,7 @@ pub(crate) fn pending(
         return Ok(Vec::new());
     };
     let set: Vec<(i64, String)> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT position, payload FROM main.events WHERE stream_key = ?1 \
-             AND type IN ('deadline.scheduled', 'robots.delayed', 'task.created') ORDER BY version",
-        )?;
+        let mut stmt = conn.prepare_cached(TIMER_EVENTS_OF_STREAM)?;
         let rows = stmt.query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };

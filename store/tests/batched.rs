@@ -1,0 +1,171 @@
+//! `Store::batched`: many writes held in one transaction (backtest's sandbox). Each write is
+//! read back by the next before anything commits, a failing write is undone alone, the
+//! transaction commits every so many events and at `finish`, and what is dropped
+//! uncommitted is gone.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use leadflow_engine::event::{DeadlineScheduled, LeadCreated};
+use leadflow_engine::workspace::{Backend, Stamp, WorkspaceError};
+use leadflow_engine::{Actor, Entity, EntityKind, Event, EventMeta, StreamId};
+use leadflow_store::{LogFilter, Options, Store};
+use std::collections::BTreeMap;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap()
+}
+
+fn lead(id: i64) -> StreamId {
+    StreamId::new(EntityKind::Lead, id)
+}
+
+fn created(id: i64) -> Event {
+    Event::LeadCreated(LeadCreated {
+        id,
+        title: format!("Lead {id}"),
+        name: None,
+        phones: vec![format!("+7912000000{id}")],
+        emails: vec![],
+        source: "call".into(),
+        client_type: None,
+        responsible: None,
+        pipeline: "leads".into(),
+        stage: "new".into(),
+        fields: BTreeMap::new(),
+        comment: None,
+        contact: None,
+        company: None,
+    })
+}
+
+/// Writes leads `ids` at `at`, in one write of `b`.
+fn create<B: Backend>(b: &mut B, ids: &[i64], at: DateTime<Utc>) -> Result<(), WorkspaceError> {
+    b.write(Stamp::At(at), |ws| {
+        for &id in ids {
+            ws.append(
+                lead(id),
+                0,
+                &[created(id)],
+                &EventMeta::root(at, Actor::System),
+            )?;
+        }
+        Ok::<_, WorkspaceError>(())
+    })
+}
+
+/// A write's own error.
+#[derive(Debug)]
+enum Refused {
+    Caller,
+    #[allow(dead_code)]
+    Store(WorkspaceError),
+}
+
+impl From<WorkspaceError> for Refused {
+    fn from(e: WorkspaceError) -> Self {
+        Refused::Store(e)
+    }
+}
+
+/// What another connection sees committed.
+fn committed(path: &std::path::Path) -> i64 {
+    Store::open_read(path, &Options::default())
+        .unwrap()
+        .last_position()
+        .unwrap()
+}
+
+#[test]
+fn batched_writes_are_read_back_at_once_and_commit_every_so_many_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batched.db");
+    let mut store = Store::open(&path, &Options::default()).unwrap();
+    let mut batch = store.batched(3);
+
+    create(&mut batch, &[1], t0()).unwrap();
+    assert_eq!(batch.last_position().unwrap(), 1);
+    assert!(matches!(
+        batch.load(lead(1)).unwrap(),
+        Some(Entity::Lead(_))
+    ));
+    assert_eq!(batch.read_after(0, 10).unwrap().len(), 1);
+    assert_eq!(committed(&path), 0, "held: nothing committed yet");
+
+    // A deadline set in the held transaction is due for the next read.
+    let due = t0() + Duration::hours(1);
+    batch
+        .write(Stamp::At(t0()), |ws| {
+            ws.append(
+                lead(1),
+                1,
+                &[Event::DeadlineScheduled(DeadlineScheduled {
+                    name: "call".into(),
+                    due_at: due,
+                    rule: "r".into(),
+                    ruleset: "h".into(),
+                })],
+                &EventMeta::root(t0(), Actor::System),
+            )?;
+            ws.set_cursor("rules", 2)
+        })
+        .unwrap();
+    assert_eq!(batch.next_timer_due().unwrap(), Some(due));
+    assert_eq!(batch.cursor("rules").unwrap(), Some(2));
+    assert_eq!(committed(&path), 0);
+
+    // The third event reaches the batch's size: committed.
+    create(&mut batch, &[2], t0() + Duration::minutes(1)).unwrap();
+    assert_eq!(committed(&path), 3);
+
+    // A write whose closure fails is undone alone.
+    let failed = batch.write(Stamp::At(t0()), |ws| {
+        ws.append(
+            lead(3),
+            0,
+            &[created(3)],
+            &EventMeta::root(t0(), Actor::System),
+        )?;
+        Err::<(), _>(Refused::Caller)
+    });
+    assert!(matches!(failed, Err(Refused::Caller)));
+    assert_eq!(batch.last_position().unwrap(), 3);
+    assert_eq!(batch.load(lead(3)).unwrap(), None);
+    create(&mut batch, &[3], t0() + Duration::minutes(2)).unwrap();
+    assert_eq!(batch.last_position().unwrap(), 4);
+
+    // Dropped: what it held since its last commit is gone.
+    drop(batch);
+    assert_eq!(committed(&path), 3);
+    assert_eq!(store.last_position().unwrap(), 3);
+    assert_eq!(store.load(lead(3)).unwrap(), None);
+
+    // `finish` commits what is held; the chain and the projections are whole.
+    let mut batch = store.batched(100);
+    create(&mut batch, &[3, 4], t0() + Duration::minutes(3)).unwrap();
+    assert_eq!(committed(&path), 3);
+    batch.finish().unwrap();
+    assert_eq!(committed(&path), 5);
+    assert!(store.verify_chain(&mut |_| {}).unwrap().problem.is_none());
+    assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+    // Each write stamped its own moment.
+    let recorded: Vec<String> = store
+        .read_log(&LogFilter::default(), 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.recorded_at)
+        .collect();
+    assert_eq!(recorded[2], "2026-01-05T09:01:00.000000Z", "{recorded:?}");
+    assert_eq!(recorded[3], "2026-01-05T09:03:00.000000Z", "{recorded:?}");
+}
+
+#[test]
+fn a_batch_that_commits_nothing_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    let mut store = Store::open(&path, &Options::default()).unwrap();
+    create(&mut store, &[1], t0()).unwrap();
+    let batch = store.batched(10);
+    assert_eq!(batch.last_position().unwrap(), 1, "read from the store");
+    assert!(batch.load(lead(1)).unwrap().is_some());
+    batch.finish().unwrap();
+    assert_eq!(committed(&path), 1);
+}

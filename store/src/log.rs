@@ -536,6 +536,11 @@ impl<'c> Tx<'c> {
                     ])?;
                 // No events, so no projection row either: nothing to load.
                 self.projector.created(stream);
+                // A stream appended to by id (a backtest's input, an import) moves the next
+                // id on, as a command's does.
+                if let Some(next) = self.next_ids.get_mut(&stream.kind) {
+                    *next = (*next).max(stream.id + 1);
+                }
                 self.tx.last_insert_rowid()
             }
         };

@@ -169,3 +169,27 @@ fn a_batch_that_commits_nothing_changes_nothing() {
     batch.finish().unwrap();
     assert_eq!(committed(&path), 1);
 }
+
+#[test]
+fn a_stream_appended_by_id_moves_the_next_new_id_on() {
+    // Backtest's sandbox: a command creates lead 1 (the next id is now cached as 2), the
+    // recorded history then appends lead 2 by id, and the next command must take 3.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("ids.db"), &Options::default()).unwrap();
+    let config = leadflow_testkit::config();
+    let meta = EventMeta::root(t0(), Actor::Employee("ivanov".into()));
+    let mut batch = store.batched(100);
+    let by_command = |b: &mut leadflow_store::Batched<'_>, phone: &str| {
+        b.write(Stamp::At(t0()), |ws| {
+            ws.execute(&config, &leadflow_testkit::countertop_lead(phone), &meta)
+        })
+        .unwrap()
+        .stream
+        .id
+    };
+    assert_eq!(by_command(&mut batch, "+79120000001"), 1);
+    create(&mut batch, &[2], t0()).unwrap();
+    assert_eq!(by_command(&mut batch, "+79120000003"), 3);
+    batch.finish().unwrap();
+    assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+}

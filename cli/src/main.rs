@@ -6,6 +6,11 @@
 // `output::stdout_line` / `outln!`, messages through `errln!`, a warning or two with `eprintln!`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// mimalloc for Rust's allocations and, through its `override` feature, SQLite's (see the
+/// workspace's Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[macro_use]
 mod output;
 mod automation;

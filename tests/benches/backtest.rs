@@ -22,6 +22,10 @@
 // A benchmark's output is its figures (stdout) and its progress (stderr).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// The binary's allocator (leadflow's `main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use chrono::{DateTime, Duration, Utc};
 use leadflow_engine::command::{FieldInputs, NewLead};
 use leadflow_engine::workspace::{Backend, Stamp, WorkspaceError};

@@ -32,6 +32,10 @@
 // ban on printing, meant for the libraries, does not apply to it.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// The binary's allocator (leadflow's `main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use leadflow_engine::command::NewLead;
 use leadflow_engine::event::{Assigned, LeadCreated, StageChanged, Updated};

@@ -17,6 +17,10 @@
 // A benchmark's output is its figures (stdout) and its progress (stderr).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// The binary's allocator (leadflow's `main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use leadflow_engine::{Actor, Config, EventMeta};
 use leadflow_robots::Runtime;
 use leadflow_store::{Options, Store, Synchronous};

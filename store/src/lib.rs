@@ -139,6 +139,11 @@ impl Store {
     /// nobody needs after a crash (backtest's sandbox): the file locked to this connection,
     /// the rollback journal in memory instead of a write-ahead log, no fsync. A commit writes
     /// each changed page once, into the file.
+    ///
+    /// A scratch database keeps no text-search index: the triggers that keep `search_fts` in
+    /// step with `search_text` are dropped (FTS5 wrote a segment at every savepoint's release,
+    /// a tenth of a backtest), so a text search over it finds nothing. Everything else —
+    /// the log, every projection, match keys, custom-field values — is kept as usual.
     pub fn open_scratch(path: impl AsRef<Path>) -> Result<Store, Error> {
         let path = path.as_ref();
         let conn = connect_read_write(path)?;
@@ -148,7 +153,9 @@ impl Store {
                 synchronous: Synchronous::Off,
                 ..Options::default()
             };
-            Store::init(conn, Some(path.to_owned()), &options, false)
+            let store = Store::init(conn, Some(path.to_owned()), &options, false)?;
+            store.conn.execute_batch(project::DROP_SEARCH_TRIGGERS)?;
+            Ok(store)
         };
         open().map_err(|e| e.in_file(path))
     }

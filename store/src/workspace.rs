@@ -534,19 +534,21 @@ fn oldest_change_after(
     Ok(t.as_deref().and_then(parse_time))
 }
 
-/// Many writes of a scratch database (backtest's sandbox) in one transaction: each
-/// [`Backend::write`] is a savepoint of it — rolled back alone when its closure fails —,
-/// and the transaction commits once `events` events have been appended in it, and at
-/// [`Batched::finish`]. Cached entities stay cached from one write to the next, and a write
-/// costs no commit of its own.
+/// Many writes of a scratch database (backtest's sandbox) in one transaction, committed once
+/// `events` events have been appended in it, and at [`Batched::finish`]. Cached entities stay
+/// cached from one write to the next and from one commit to the next (nobody else writes the
+/// database), and a write costs no commit and no savepoint of its own.
 ///
-/// Only for a database nobody else reads meanwhile and nobody needs after a failure:
-/// dropped without `finish`, or after an error of the store itself (not of a closure), every
-/// write since the last commit is rolled back, and a batch that had such an error refuses
-/// any further write.
+/// Only for a database nobody else reads meanwhile and nobody needs after a failure: dropped
+/// without `finish`, or after any failed write — its closure's error or the store's —, every
+/// write since the last commit is rolled back, and a batch that had a failed write refuses
+/// anything more. (Backtest stops at such an error anyway; what may fail alone inside a
+/// write — a robot — has its own savepoint.)
 pub struct Batched<'s> {
     store: &'s Store,
     tx: std::cell::RefCell<Option<Tx<'s>>>,
+    /// What the last committed transaction left the next (its projector and cache).
+    carry: Option<crate::log::Carry>,
     events: i64,
     broken: bool,
 }
@@ -557,6 +559,7 @@ impl Store {
         Batched {
             store: self,
             tx: std::cell::RefCell::new(None),
+            carry: None,
             events: events.max(1),
             broken: false,
         }
@@ -577,7 +580,7 @@ impl Batched<'_> {
         if self.broken {
             return Err(Error::Corrupt {
                 position: 0,
-                why: "a batched write failed in the store: the writes since the batch's last commit were rolled back".into(),
+                why: "a batched write failed: the writes since the batch's last commit were rolled back".into(),
             });
         }
         Ok(())
@@ -609,7 +612,11 @@ impl Backend for Batched<'_> {
         let outcome = (|| -> Result<Result<T, E>, Error> {
             if slot.is_none() {
                 let t = store.begin_immediate()?;
-                *slot = Some(Tx::begin(t, chrono::DateTime::UNIX_EPOCH)?);
+                let mut tx = Tx::begin(t, chrono::DateTime::UNIX_EPOCH)?;
+                if let Some(c) = self.carry.take() {
+                    tx.reuse(c);
+                }
+                *slot = Some(tx);
             }
             let Some(tx) = slot.as_mut() else {
                 unreachable!("a transaction was just opened");
@@ -632,21 +639,28 @@ impl Backend for Batched<'_> {
                 }
             };
             tx.restamp(at);
-            let out = tx.atomically(|tx| f(tx).map_err(Either::Caller));
-            let out = match out {
-                Ok(v) => Ok(v),
-                Err(Either::Caller(e)) => Err(e),
-                Err(Either::Store(e)) => return Err(e),
+            // No savepoint of its own: a closure that fails breaks the batch (below).
+            let out = match f(tx) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
             };
             if tx.appended() >= self.events
-                && let Some(tx) = slot.take()
+                && let Some(mut tx) = slot.take()
             {
+                self.carry = Some(tx.carry()?);
                 store.commit_held(tx)?;
             }
-            Ok(out)
+            Ok(Ok(out))
         })();
         match outcome {
-            Ok(out) => out,
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => {
+                // What the closure did before it failed is in no known state: what the
+                // transaction held is rolled back.
+                *slot = None;
+                self.broken = true;
+                Err(e)
+            }
             Err(e) => {
                 // The transaction is in no known state: what it held is rolled back.
                 *slot = None;

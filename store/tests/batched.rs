@@ -1,7 +1,8 @@
 //! `Store::batched`: many writes held in one transaction (backtest's sandbox). Each write is
-//! read back by the next before anything commits, a failing write is undone alone, the
-//! transaction commits every so many events and at `finish`, and what is dropped
-//! uncommitted is gone.
+//! read back by the next before anything commits, a failing write breaks the batch, the
+//! transaction commits every so many events and at `finish`, what is dropped uncommitted is
+//! gone, and the entities cached across its commits stay what the tables hold. A scratch
+//! database keeps no text-search index.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use leadflow_engine::event::{DeadlineScheduled, LeadCreated};
@@ -116,25 +117,34 @@ fn batched_writes_are_read_back_at_once_and_commit_every_so_many_events() {
     create(&mut batch, &[2], t0() + Duration::minutes(1)).unwrap();
     assert_eq!(committed(&path), 3);
 
-    // A write whose closure fails is undone alone.
+    // A write whose closure fails breaks the batch (a write has no savepoint of its own):
+    // what it held since its last commit is rolled back, and it refuses anything more.
+    create(&mut batch, &[3], t0() + Duration::minutes(2)).unwrap();
+    assert_eq!(batch.last_position().unwrap(), 4);
     let failed = batch.write(Stamp::At(t0()), |ws| {
         ws.append(
-            lead(3),
+            lead(4),
             0,
-            &[created(3)],
+            &[created(4)],
             &EventMeta::root(t0(), Actor::System),
         )?;
         Err::<(), _>(Refused::Caller)
     });
     assert!(matches!(failed, Err(Refused::Caller)));
-    assert_eq!(batch.last_position().unwrap(), 3);
-    assert_eq!(batch.load(lead(3)).unwrap(), None);
-    create(&mut batch, &[3], t0() + Duration::minutes(2)).unwrap();
-    assert_eq!(batch.last_position().unwrap(), 4);
-
-    // Dropped: what it held since its last commit is gone.
+    assert!(
+        batch.last_position().is_err(),
+        "a broken batch refuses reads"
+    );
+    assert!(create(&mut batch, &[4], t0()).is_err(), "and writes");
     drop(batch);
     assert_eq!(committed(&path), 3);
+    assert_eq!(store.last_position().unwrap(), 3);
+    assert_eq!(store.load(lead(3)).unwrap(), None);
+
+    // Dropped without `finish`: what it held since its last commit is gone.
+    let mut batch = store.batched(100);
+    create(&mut batch, &[3], t0() + Duration::minutes(2)).unwrap();
+    drop(batch);
     assert_eq!(store.last_position().unwrap(), 3);
     assert_eq!(store.load(lead(3)).unwrap(), None);
 
@@ -192,4 +202,96 @@ fn a_stream_appended_by_id_moves_the_next_new_id_on() {
     assert_eq!(by_command(&mut batch, "+79120000003"), 3);
     batch.finish().unwrap();
     assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+}
+
+#[test]
+fn entities_cached_across_a_batchs_commits_stay_what_the_tables_hold() {
+    // Every second event commits; the projector (and its cache) goes on to the next
+    // transaction. Leads changed after a commit are read back and written as they are.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("carried.db");
+    let mut store = Store::open(&path, &Options::default()).unwrap();
+    let config = leadflow_testkit::config();
+    let meta = EventMeta::root(t0(), Actor::Employee("ivanov".into()));
+    let mut batch = store.batched(2);
+    create(&mut batch, &[1, 2, 3], t0()).unwrap();
+    assert_eq!(committed(&path), 3);
+    for round in 0..3 {
+        for id in 1..=3 {
+            batch
+                .write(Stamp::At(t0() + Duration::minutes(round)), |ws| {
+                    let cmd = leadflow_engine::Command::UpdateLead {
+                        id,
+                        changes: [(
+                            "title".to_owned(),
+                            format!("Lead {id}, round {round}").into(),
+                        )]
+                        .into(),
+                    };
+                    ws.execute(&config, &cmd, &meta).map(|_| ())
+                })
+                .unwrap();
+            let Some(Entity::Lead(l)) = batch.load(lead(id)).unwrap() else {
+                panic!("lead {id} is there");
+            };
+            assert_eq!(l.title, format!("Lead {id}, round {round}"));
+        }
+    }
+    // A match key found after commits: the phone of lead 2.
+    let found = batch
+        .write(Stamp::At(t0()), |ws| {
+            ws.matching(
+                leadflow_engine::workspace::MatchKey::Phone,
+                &["+79120000002".into()],
+                EntityKind::Lead,
+                None,
+            )
+        })
+        .unwrap();
+    assert_eq!(found, vec![2]);
+    batch.finish().unwrap();
+    for id in 1..=3 {
+        let Some(Entity::Lead(l)) = store.load(lead(id)).unwrap() else {
+            panic!("lead {id} is stored");
+        };
+        assert_eq!(l.title, format!("Lead {id}, round 2"));
+        assert_eq!(l.version, 4);
+    }
+    assert!(store.verify_projections(&mut |_| {}).unwrap().is_empty());
+}
+
+#[test]
+fn a_scratch_database_keeps_no_text_search_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scratch.db");
+    let mut scratch = Store::open_scratch(&path).unwrap();
+    create(&mut scratch, &[1], t0()).unwrap();
+    drop(scratch);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let triggers: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'search_text'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(triggers, 0);
+    let text: i64 = conn
+        .query_row("SELECT count(*) FROM search_text", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(text, 1, "the searchable text is still projected");
+    // An ordinary database keeps the index in step.
+    let path = dir.path().join("live.db");
+    let mut live = Store::open(&path, &Options::default()).unwrap();
+    create(&mut live, &[1], t0()).unwrap();
+    drop(live);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let found: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM search_fts WHERE search_fts MATCH '\"Lead 1\"'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(found, 1);
 }

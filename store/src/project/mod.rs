@@ -98,6 +98,11 @@ pub(crate) fn ensure(conn: &Connection, schema: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Drops the triggers that keep the text-search index in step with `search_text` (a scratch
+/// database's: see [`crate::Store::open_scratch`]).
+pub(crate) const DROP_SEARCH_TRIGGERS: &str = "DROP TRIGGER IF EXISTS main.search_text_inserted; \
+     DROP TRIGGER IF EXISTS main.search_text_deleted; DROP TRIGGER IF EXISTS main.search_text_updated;";
+
 /// Drops and recreates every projection table (empty, checkpoint 0), and the FTS5 index
 /// over `search_text`.
 pub(crate) fn recreate(conn: &Connection, schema: &str) -> Result<(), Error> {

@@ -408,6 +408,10 @@ pub struct Tx<'c> {
     soonest_timer: Option<DateTime<Utc>>,
 }
 
+/// At most this many changed entities of a kind are taken from the projector to correct a
+/// query over their tables; beyond, the query flushes first.
+const UNFLUSHED_MAX: usize = 256;
+
 /// What one transaction of a batch hands to the next (see [`Tx::carry`]).
 pub(crate) struct Carry {
     projector: Projector,
@@ -859,8 +863,39 @@ impl<'c> Tx<'c> {
         if values.is_empty() {
             return Ok(Vec::new());
         }
-        self.projector.flush(&self.tx)?;
-        project::matching(&self.tx, what, values, kind, before)
+        // The rows of entities changed since the last flush may be stale: their state in the
+        // projector answers for them, so a lookup costs no flush (which rewrites each changed
+        // row and its indexes — a reaction that looked its client up after each robot
+        // rewrote the lead as many times).
+        let Some(unflushed) = self.projector.unflushed(kind, UNFLUSHED_MAX) else {
+            self.projector.flush(&self.tx)?;
+            return project::matching(&self.tx, what, values, kind, before);
+        };
+        let found = project::matching(&self.tx, what, values, kind, before)?;
+        if unflushed.is_empty() {
+            return Ok(found);
+        }
+        let mut ids: std::collections::BTreeSet<i64> = found.into_iter().collect();
+        let wanted: Vec<String> = values.iter().map(|v| what.normalize(v)).collect();
+        for (id, state) in unflushed {
+            ids.remove(&id);
+            if let Some(e) = state
+                && before.is_none_or(|b| id < b)
+                && project::match_keys_of(e)
+                    .iter()
+                    .any(|(w, v)| *w == what && wanted.contains(v))
+            {
+                ids.insert(id);
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// The entities of `kind` changed in this transaction since its last flush, with their
+    /// state now (see `Projector::unflushed`); `None` when there are too many to be worth
+    /// it, and the caller flushes instead.
+    pub(crate) fn unflushed(&self, kind: EntityKind) -> Option<Vec<(i64, Option<&Entity>)>> {
+        self.projector.unflushed(kind, UNFLUSHED_MAX)
     }
 
     /// The employee's notifications as of this transaction (its own appends included), under

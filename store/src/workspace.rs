@@ -15,6 +15,7 @@ use leadflow_engine::workspace::{
 };
 use leadflow_engine::{Command, Config, Entity, EntityKind, Event, EventMeta, StreamId};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
+use std::collections::HashSet;
 
 impl From<Error> for WorkspaceError {
     fn from(e: Error) -> Self {
@@ -175,6 +176,32 @@ fn last_assigned(conn: &Connection, employee: &EmployeeId, kind: EntityKind) -> 
         .query_row([&employee.0], |r| r.get(0))?)
 }
 
+/// The newest of the employee's rows of `kind` newer than `best` that is not one of the
+/// `changed` entities' (whose rows may be stale), else `best`.
+fn newest_assigned_except(
+    conn: &Connection,
+    employee: &EmployeeId,
+    kind: EntityKind,
+    best: i64,
+    changed: &HashSet<i64>,
+) -> Result<i64, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id FROM {} WHERE responsible = ?1 ORDER BY id DESC",
+        table_of(kind)
+    ))?;
+    let mut rows = stmt.query([&employee.0])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        if id <= best {
+            break;
+        }
+        if !changed.contains(&id) {
+            return Ok(id);
+        }
+    }
+    Ok(best)
+}
+
 fn company_by_inn(conn: &Connection, inn: &str) -> Result<Option<i64>, Error> {
     Ok(conn
         .prepare_cached("SELECT min(id) FROM companies WHERE inn = ?1")?
@@ -289,7 +316,33 @@ impl View for Tx<'_> {
         employee: &EmployeeId,
         kind: EntityKind,
     ) -> Result<i64, WorkspaceError> {
-        Ok(last_assigned(self.conn()?, employee, kind)?)
+        // Leads and deals changed since the last flush answer from the projector (as
+        // `matching` does): round robin asks this for every new lead.
+        let overlay = matches!(kind, EntityKind::Lead | EntityKind::Deal)
+            .then(|| self.unflushed(kind))
+            .flatten();
+        let Some(unflushed) = overlay else {
+            return Ok(last_assigned(self.conn()?, employee, kind)?);
+        };
+        let responsible = |e: &Entity| match e {
+            Entity::Lead(l) => l.responsible.as_ref() == Some(employee),
+            Entity::Deal(d) => d.responsible.as_ref() == Some(employee),
+            _ => false,
+        };
+        let best = unflushed
+            .iter()
+            .filter(|(_, e)| e.is_some_and(responsible))
+            .map(|(id, _)| *id)
+            .max()
+            .unwrap_or(0);
+        let changed: HashSet<i64> = unflushed.iter().map(|(id, _)| *id).collect();
+        Ok(newest_assigned_except(
+            self.sql(),
+            employee,
+            kind,
+            best,
+            &changed,
+        )?)
     }
 
     fn company_by_inn(&mut self, inn: &str) -> Result<Option<i64>, WorkspaceError> {

@@ -31,7 +31,7 @@ mod tokens;
 
 pub(crate) use leadflow_engine::stored::PendingTimer;
 pub(crate) use leadflow_engine::workspace::MatchKey;
-pub(crate) use match_keys::matching;
+pub(crate) use match_keys::{matching, of as match_keys_of};
 pub(crate) use projector::Projector;
 pub(crate) use replay::rebuild_from_scratch;
 pub(crate) use rows::{

@@ -13,7 +13,7 @@ use super::side;
 use crate::error::Error;
 use chrono::{DateTime, Utc};
 use leadflow_engine::projection::project;
-use leadflow_engine::{Entity, Event, StreamId};
+use leadflow_engine::{Entity, EntityKind, Event, StreamId};
 use rusqlite::Connection;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -166,6 +166,28 @@ impl Projector {
     /// Events applied since the last flush.
     pub(crate) fn pending(&self) -> usize {
         self.pending
+    }
+
+    /// The entities of `kind` changed since the last flush — whose rows may not hold what
+    /// they are now —, each with its state now (`None`: deleted), so that a query over the
+    /// tables can take them from here instead of flushing first. `None` when there are more
+    /// than `max` of them (a flush is then the cheaper way).
+    pub(crate) fn unflushed(
+        &self,
+        kind: EntityKind,
+        max: usize,
+    ) -> Option<Vec<(i64, Option<&Entity>)>> {
+        let mut out = Vec::new();
+        for stream in self.dirty.iter().filter(|s| s.kind == kind) {
+            if out.len() == max {
+                return None;
+            }
+            // A changed entity is always cached (a flush writes it before the cache may be
+            // emptied); were one not, the tables could not be corrected: flush.
+            let slot = self.cache.get(stream)?;
+            out.push((stream.id, slot.state.as_ref()));
+        }
+        Some(out)
     }
 
     /// Whether the entity is known to exist in the cache.

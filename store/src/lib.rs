@@ -142,7 +142,7 @@ impl Store {
     ///
     /// A scratch database keeps no text-search index: the triggers that keep `search_fts` in
     /// step with `search_text` are dropped (FTS5 wrote a segment at every savepoint's release,
-    /// a tenth of a backtest), so a text search over it finds nothing. Everything else —
+    /// a twentieth of a backtest), so a text search over it finds nothing. Everything else —
     /// the log, every projection, match keys, custom-field values — is kept as usual.
     pub fn open_scratch(path: impl AsRef<Path>) -> Result<Store, Error> {
         let path = path.as_ref();

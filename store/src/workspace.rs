@@ -167,18 +167,10 @@ fn open_items(
         .query_row(args.as_slice(), |r| r.get(0))?)
 }
 
-fn last_assigned(conn: &Connection, employee: &EmployeeId, kind: EntityKind) -> Result<i64, Error> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT coalesce(max(id), 0) FROM {} WHERE responsible = ?1",
-            table_of(kind)
-        ))?
-        .query_row([&employee.0], |r| r.get(0))?)
-}
-
-/// The newest of the employee's rows of `kind` newer than `best` that is not one of the
-/// `changed` entities' (whose rows may be stale), else `best`.
-fn newest_assigned_except(
+/// The id of the employee's newest entity of `kind`, or 0: the newest of their rows that is
+/// not one of the `changed` entities' (whose rows may be stale), unless `best` (the newest
+/// changed one that is theirs) is newer.
+fn last_assigned(
     conn: &Connection,
     employee: &EmployeeId,
     kind: EntityKind,
@@ -322,7 +314,13 @@ impl View for Tx<'_> {
             .then(|| self.unflushed(kind))
             .flatten();
         let Some(unflushed) = overlay else {
-            return Ok(last_assigned(self.conn()?, employee, kind)?);
+            return Ok(last_assigned(
+                self.conn()?,
+                employee,
+                kind,
+                0,
+                &HashSet::new(),
+            )?);
         };
         let responsible = |e: &Entity| match e {
             Entity::Lead(l) => l.responsible.as_ref() == Some(employee),
@@ -336,13 +334,7 @@ impl View for Tx<'_> {
             .max()
             .unwrap_or(0);
         let changed: HashSet<i64> = unflushed.iter().map(|(id, _)| *id).collect();
-        Ok(newest_assigned_except(
-            self.sql(),
-            employee,
-            kind,
-            best,
-            &changed,
-        )?)
+        Ok(last_assigned(self.sql(), employee, kind, best, &changed)?)
     }
 
     fn company_by_inn(&mut self, inn: &str) -> Result<Option<i64>, WorkspaceError> {

@@ -267,31 +267,27 @@ fn a_scratch_database_keeps_no_text_search_index() {
     let mut scratch = Store::open_scratch(&path).unwrap();
     create(&mut scratch, &[1], t0()).unwrap();
     drop(scratch);
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let triggers: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'search_text'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let count = |path: &std::path::Path, sql: &str| -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    };
+    let triggers = count(
+        &path,
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'search_text'",
+    );
     assert_eq!(triggers, 0);
-    let text: i64 = conn
-        .query_row("SELECT count(*) FROM search_text", [], |r| r.get(0))
-        .unwrap();
+    let text = count(&path, "SELECT count(*) FROM search_text");
     assert_eq!(text, 1, "the searchable text is still projected");
     // An ordinary database keeps the index in step.
     let path = dir.path().join("live.db");
     let mut live = Store::open(&path, &Options::default()).unwrap();
     create(&mut live, &[1], t0()).unwrap();
     drop(live);
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let found: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM search_fts WHERE search_fts MATCH '\"Lead 1\"'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let found = count(
+        &path,
+        "SELECT count(*) FROM search_fts WHERE search_fts MATCH '\"Lead 1\"'",
+    );
     assert_eq!(found, 1);
 }
